@@ -5,6 +5,7 @@
 //! [`postgres::value`] decoding), [`engine`] sets things up and drives them, and [`tail`] prints the
 //! decoded changes as JSON lines. See `ARCHITECTURE.md` for where new code goes.
 
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod postgres;

@@ -1,0 +1,101 @@
+//! Why setup could not finish. Every variant names the object (table, slot, publication, role,
+//! setting) and says how to fix it, because these are the errors a user meets first.
+
+use crate::postgres::replication::ReplicationError;
+use crate::postgres::tls::SqlConnectError;
+
+/// A problem with one configured table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableProblem {
+    /// `schema.table` does not exist (or is not a table).
+    Missing(String),
+    /// `schema.*` matched no table.
+    EmptySchema(String),
+    /// No primary key and REPLICA IDENTITY DEFAULT: updates and deletes cannot be keyed.
+    NoKey(String),
+    /// REPLICA IDENTITY NOTHING: Postgres refuses published updates and deletes.
+    ReplicaIdentityNothing(String),
+}
+
+impl std::fmt::Display for TableProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableProblem::Missing(t) => write!(f, "table `{t}` does not exist"),
+            TableProblem::EmptySchema(s) => write!(f, "`{s}.*` matches no table"),
+            TableProblem::NoKey(t) => write!(
+                f,
+                "table `{t}` has no primary key: add one, or run ALTER TABLE {t} REPLICA IDENTITY FULL"
+            ),
+            TableProblem::ReplicaIdentityNothing(t) => write!(
+                f,
+                "table `{t}` has REPLICA IDENTITY NOTHING: run ALTER TABLE {t} REPLICA IDENTITY DEFAULT (with a primary key) or FULL"
+            ),
+        }
+    }
+}
+
+/// Setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Connect(#[from] SqlConnectError),
+    #[error("{what}: {source}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("Postgres {found} is not supported: starwal needs PostgreSQL 14 to 18")]
+    ServerVersion { found: String },
+    #[error("wal_level is `{found}`, logical replication needs `logical`: run ALTER SYSTEM SET wal_level = logical and restart Postgres")]
+    WalLevel { found: String },
+    #[error("role `{user}` lacks the REPLICATION attribute: run ALTER ROLE {user} REPLICATION (as a superuser)")]
+    NoReplicationPrivilege { user: String },
+    #[error("no free replication slot: {used} of max_replication_slots = {max} are in use; drop an unused slot or raise max_replication_slots (needs a restart)")]
+    NoFreeSlots { used: i64, max: i64 },
+    #[error("no free WAL sender: {used} of max_wal_senders = {max} are in use; raise max_wal_senders (needs a restart)")]
+    NoFreeSenders { used: i64, max: i64 },
+    #[error("{} configured table(s) cannot be replicated:\n  - {}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  - "))]
+    Tables(Vec<TableProblem>),
+    #[error("publication `{publication}` publishes all tables (FOR ALL TABLES), not the configured ones; use another STARWAL_PUBLICATION or drop it")]
+    PublicationAllTables { publication: String },
+    #[error("cannot {action} publication `{publication}`: {source}; the role needs to own the tables (or create the publication as their owner with: {sql})")]
+    Publication {
+        action: &'static str,
+        publication: String,
+        sql: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("replication slot `{slot}` was invalidated (wal_status = lost{reason}): Postgres removed WAL it still needed, so changes were lost. Recover with: starwal teardown, or SELECT pg_drop_replication_slot('{slot}'), then start again to re-copy the tables")]
+    SlotInvalidated { slot: String, reason: String },
+    #[error("replication slot `{slot}` uses plugin `{plugin}`, not pgoutput; choose another STARWAL_SLOT")]
+    SlotWrongPlugin { slot: String, plugin: String },
+    #[error("replication slot `{slot}` belongs to database `{database}`, not `{expected}`; choose another STARWAL_SLOT")]
+    SlotOtherDatabase {
+        slot: String,
+        database: String,
+        expected: String,
+    },
+    #[error("replication slot `{slot}` is in use by process {pid}; is another starwal running with the same STARWAL_SLOT?")]
+    SlotActive { slot: String, pid: i32 },
+    #[error("creating replication slot `{slot}`: {source}")]
+    CreateSlot {
+        slot: String,
+        #[source]
+        source: ReplicationError,
+    },
+}
+
+impl SetupError {
+    /// Whether retrying setup unchanged may succeed (the server was unreachable or busy);
+    /// everything else needs someone to change something first.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SetupError::Connect(SqlConnectError::Connect { .. }) => true,
+            SetupError::CreateSlot { source, .. } => source.is_transient(),
+            SetupError::SlotActive { .. } => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Source-side setup: prerequisites (version 14–18, `wal_level`, free slots and senders, the
+//! REPLICATION attribute), the configured tables (exist, keyed), the publication (created or
+//! completed) and the slot (created when missing, checked when found — an invalidated slot is
+//! reported with the way to recover). Runs over an ordinary SQL connection, plus one replication
+//! connection when a slot has to be created.
+
+use tokio_postgres::Client;
+
+use super::error::{SetupError, TableProblem};
+use crate::config::{PostgresConfig, TablePattern};
+use crate::postgres::conninfo::ConnInfo;
+use crate::postgres::replication::commands::quote_ident;
+use crate::postgres::replication::{ReplicationConnection, SlotSnapshot};
+use crate::postgres::{Lsn, Oid};
+
+/// The oldest and newest major versions starwal is tested against.
+pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 14..=18;
+
+/// One source table that will be replicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTable {
+    pub oid: Oid,
+    pub schema: String,
+    pub name: String,
+    /// `d` default (primary key), `f` full, `i` index, `n` nothing.
+    pub replica_identity: char,
+    pub has_primary_key: bool,
+}
+
+impl SourceTable {
+    /// `"schema"."name"`, quoted for SQL.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+
+    /// `schema.name` for messages.
+    pub fn display_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// What the source checks found and what setup changed.
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    pub server_version_num: u32,
+    pub tables: Vec<SourceTable>,
+    pub publication_created: bool,
+    /// Tables added to an existing publication.
+    pub tables_added: Vec<String>,
+}
+
+/// The state of the permanent slot after [`ensure_slot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotState {
+    pub created: bool,
+    /// Where streaming resumes (`confirmed_flush_lsn`, or the consistent point of a new slot).
+    pub confirmed_flush: Lsn,
+}
+
+fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> SetupError {
+    move |source| SetupError::Query { what, source }
+}
+
+/// Checks the server and the role. `need_new_slot`: whether a free slot is required (the slot
+/// does not exist yet, or a temporary one will be made).
+pub async fn check_prerequisites(client: &Client, need_new_slot: bool) -> Result<u32, SetupError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int4, current_setting('server_version'), \
+             current_setting('wal_level'), current_setting('max_replication_slots')::int8, \
+             current_setting('max_wal_senders')::int8, \
+             (SELECT count(*) FROM pg_replication_slots), \
+             (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'), \
+             current_user::text, \
+             (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)",
+            &[],
+        )
+        .await
+        .map_err(query_error("reading server settings"))?;
+    let version_num = row.get::<_, i32>(0) as u32;
+    if !SUPPORTED_MAJORS.contains(&(version_num / 10000)) {
+        return Err(SetupError::ServerVersion {
+            found: row.get::<_, String>(1),
+        });
+    }
+    let wal_level: String = row.get(2);
+    if wal_level != "logical" {
+        return Err(SetupError::WalLevel { found: wal_level });
+    }
+    let user: String = row.get(7);
+    if !row.get::<_, Option<bool>>(8).unwrap_or(false) {
+        return Err(SetupError::NoReplicationPrivilege { user });
+    }
+    let (max_slots, used_slots): (i64, i64) = (row.get(3), row.get(5));
+    if need_new_slot && used_slots >= max_slots {
+        return Err(SetupError::NoFreeSlots {
+            used: used_slots,
+            max: max_slots,
+        });
+    }
+    let (max_senders, used_senders): (i64, i64) = (row.get(4), row.get(6));
+    if used_senders >= max_senders {
+        return Err(SetupError::NoFreeSenders {
+            used: used_senders,
+            max: max_senders,
+        });
+    }
+    Ok(version_num)
+}
+
+const TABLE_COLUMNS: &str = "SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text, \
+     EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition";
+
+/// Resolves `STARWAL_TABLES` to tables and checks that each can be keyed. Reports every problem.
+pub async fn resolve_tables(
+    client: &Client,
+    patterns: &[TablePattern],
+) -> Result<Vec<SourceTable>, SetupError> {
+    let by_name = client
+        .prepare(&format!("{TABLE_COLUMNS} AND n.nspname = $1 AND c.relname = $2"))
+        .await
+        .map_err(query_error("looking up tables"))?;
+    let by_schema = client
+        .prepare(&format!("{TABLE_COLUMNS} AND n.nspname = $1 ORDER BY c.relname"))
+        .await
+        .map_err(query_error("looking up tables"))?;
+    let mut tables: Vec<SourceTable> = Vec::new();
+    let mut problems = Vec::new();
+    for pattern in patterns {
+        let rows = match pattern {
+            TablePattern::Table { schema, name } => client.query(&by_name, &[schema, name]).await,
+            TablePattern::AllInSchema { schema } => client.query(&by_schema, &[schema]).await,
+        }
+        .map_err(query_error("looking up tables"))?;
+        if rows.is_empty() {
+            problems.push(match pattern {
+                TablePattern::Table { .. } => TableProblem::Missing(pattern.to_string()),
+                TablePattern::AllInSchema { schema } => TableProblem::EmptySchema(schema.clone()),
+            });
+        }
+        for row in rows {
+            let replica_identity: String = row.get(3);
+            let table = SourceTable {
+                oid: Oid(row.get::<_, u32>(0)),
+                schema: row.get(1),
+                name: row.get(2),
+                replica_identity: replica_identity.chars().next().unwrap_or('d'),
+                has_primary_key: row.get(4),
+            };
+            if tables.iter().any(|t| t.oid == table.oid) {
+                continue;
+            }
+            match table.replica_identity {
+                'n' => problems.push(TableProblem::ReplicaIdentityNothing(table.display_name())),
+                'd' if !table.has_primary_key => {
+                    problems.push(TableProblem::NoKey(table.display_name()))
+                }
+                _ => {}
+            }
+            tables.push(table);
+        }
+    }
+    if problems.is_empty() {
+        Ok(tables)
+    } else {
+        Err(SetupError::Tables(problems))
+    }
+}
+
+/// Creates the publication for `tables`, or adds the ones it lacks. Returns (created, added).
+pub async fn ensure_publication(
+    client: &Client,
+    publication: &str,
+    tables: &[SourceTable],
+) -> Result<(bool, Vec<String>), SetupError> {
+    let existing = client
+        .query_opt(
+            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(query_error("looking up the publication"))?;
+    let list = |tables: &[&SourceTable]| {
+        tables
+            .iter()
+            .map(|t| t.quoted())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match existing {
+        None => {
+            let all: Vec<&SourceTable> = tables.iter().collect();
+            // Publishing through the root keeps one target table per partitioned table.
+            let sql = format!(
+                "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
+                quote_ident(publication),
+                list(&all)
+            );
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|source| SetupError::Publication {
+                    action: "create",
+                    publication: publication.to_owned(),
+                    sql: sql.clone(),
+                    source,
+                })?;
+            tracing::info!(publication, tables = all.len(), "created publication");
+            Ok((true, Vec::new()))
+        }
+        Some(row) if row.get::<_, bool>(0) => Err(SetupError::PublicationAllTables {
+            publication: publication.to_owned(),
+        }),
+        Some(_) => {
+            let published = client
+                .query(
+                    "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+                    &[&publication],
+                )
+                .await
+                .map_err(query_error("listing the publication's tables"))?;
+            let missing: Vec<&SourceTable> = tables
+                .iter()
+                .filter(|t| {
+                    !published.iter().any(|row| {
+                        row.get::<_, &str>(0) == t.schema && row.get::<_, &str>(1) == t.name
+                    })
+                })
+                .collect();
+            if missing.is_empty() {
+                return Ok((false, Vec::new()));
+            }
+            let sql = format!(
+                "ALTER PUBLICATION {} ADD TABLE {}",
+                quote_ident(publication),
+                list(&missing)
+            );
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|source| SetupError::Publication {
+                    action: "add tables to",
+                    publication: publication.to_owned(),
+                    sql: sql.clone(),
+                    source,
+                })?;
+            let added: Vec<String> = missing.iter().map(|t| t.display_name()).collect();
+            tracing::info!(publication, ?added, "added tables to publication");
+            Ok((false, added))
+        }
+    }
+}
+
+/// Whether the slot exists: `Some(confirmed_flush)` after checking it is usable.
+pub async fn existing_slot(
+    client: &Client,
+    slot: &str,
+    dbname: &str,
+) -> Result<Option<Lsn>, SetupError> {
+    let row = client
+        .query_opt(
+            "SELECT plugin::text, database::text, active_pid, wal_status, \
+             confirmed_flush_lsn::text, to_jsonb(s) ->> 'invalidation_reason' \
+             FROM pg_replication_slots s WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(query_error("looking up the replication slot"))?;
+    let Some(row) = row else { return Ok(None) };
+    let plugin: Option<String> = row.get(0);
+    let plugin = plugin.unwrap_or_else(|| "(physical)".into());
+    if plugin != "pgoutput" {
+        return Err(SetupError::SlotWrongPlugin {
+            slot: slot.to_owned(),
+            plugin,
+        });
+    }
+    let database: Option<String> = row.get(1);
+    let database = database.unwrap_or_default();
+    if database != dbname {
+        return Err(SetupError::SlotOtherDatabase {
+            slot: slot.to_owned(),
+            database,
+            expected: dbname.to_owned(),
+        });
+    }
+    let wal_status: Option<String> = row.get(3);
+    if wal_status.as_deref() == Some("lost") {
+        let reason: Option<String> = row.get(5);
+        return Err(SetupError::SlotInvalidated {
+            slot: slot.to_owned(),
+            reason: reason.map(|r| format!(", {r}")).unwrap_or_default(),
+        });
+    }
+    if let Some(pid) = row.get::<_, Option<i32>>(2) {
+        return Err(SetupError::SlotActive {
+            slot: slot.to_owned(),
+            pid,
+        });
+    }
+    let confirmed: Option<String> = row.get(4);
+    Ok(Some(
+        confirmed
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(Lsn::ZERO),
+    ))
+}
+
+/// Creates the permanent slot when missing; never drops one (invariant 5).
+pub async fn ensure_slot(
+    client: &Client,
+    conn: &ConnInfo,
+    slot: &str,
+) -> Result<SlotState, SetupError> {
+    if let Some(confirmed_flush) = existing_slot(client, slot, &conn.dbname).await? {
+        return Ok(SlotState {
+            created: false,
+            confirmed_flush,
+        });
+    }
+    let create_error = |source| SetupError::CreateSlot {
+        slot: slot.to_owned(),
+        source,
+    };
+    let mut replication = ReplicationConnection::connect(conn)
+        .await
+        .map_err(create_error)?;
+    let created = replication
+        .create_logical_slot(slot, false, SlotSnapshot::Nothing)
+        .await
+        .map_err(create_error)?;
+    replication.close().await;
+    tracing::info!(slot, consistent_point = %created.consistent_point, "created replication slot");
+    Ok(SlotState {
+        created: true,
+        confirmed_flush: created.consistent_point,
+    })
+}
+
+/// Prerequisites, tables and publication: everything but the slot.
+pub async fn prepare_source(
+    client: &Client,
+    config: &PostgresConfig,
+    need_new_slot: bool,
+) -> Result<SourceReport, SetupError> {
+    let server_version_num = check_prerequisites(client, need_new_slot).await?;
+    let tables = resolve_tables(client, &config.tables).await?;
+    let (publication_created, tables_added) =
+        ensure_publication(client, &config.publication, &tables).await?;
+    Ok(SourceReport {
+        server_version_num,
+        tables,
+        publication_created,
+        tables_added,
+    })
+}

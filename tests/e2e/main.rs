@@ -1,0 +1,9 @@
+//! The one end-to-end test binary (`cargo test --test e2e`): every test module is listed here,
+//! so the shared PostgreSQL cluster of [`harness`] is started once per run. Files live next to
+//! this one in `tests/e2e/` (Cargo does not turn those into test binaries of their own).
+//! Postgres-facing modules are named `postgres_*` (CI runs them against PG 14–18).
+
+mod harness;
+mod postgres_connect;
+mod postgres_setup;
+mod smoke;
