@@ -126,7 +126,8 @@ pub enum ConfigError {
     DotEnv(#[source] dotenvy::Error),
 }
 
-const TABLES_FORM: &str = "a comma-separated list of schema-qualified tables, e.g. `public.orders,sales.*`";
+const TABLES_FORM: &str =
+    "a comma-separated list of schema-qualified tables, e.g. `public.orders,sales.*`";
 const IDENT_FORM: &str =
     "a Postgres identifier of lower-case letters, digits and underscores, at most 63 bytes";
 const SECONDS_FORM: &str = "a whole number of seconds, e.g. 10";
@@ -139,7 +140,9 @@ impl Config {
     }
 
     /// Validates the given `(name, value)` pairs; only `STARWAL_`-prefixed names are read.
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let raw: RawConfig = envy::prefixed("STARWAL_")
             .from_iter(vars)
             .map_err(ConfigError::Environment)?;
@@ -162,7 +165,8 @@ impl PostgresConfig {
     fn from_raw(raw: RawConfig) -> Result<PostgresConfig, ConfigError> {
         let url = non_empty(raw.pg_url).ok_or(ConfigError::Missing {
             var: "STARWAL_PG_URL",
-            expected: "a postgres URL, e.g. postgres://user:password@host:5432/db?sslmode=verify-full",
+            expected:
+                "a postgres URL, e.g. postgres://user:password@host:5432/db?sslmode=verify-full",
         })?;
         let conn = ConnInfo::parse(&url).map_err(ConfigError::PgUrl)?;
         let tables = non_empty(raw.tables).ok_or(ConfigError::Missing {
@@ -315,15 +319,31 @@ mod tests {
     #[test]
     fn missing_and_invalid_values_name_the_variable() {
         let err = Config::from_vars(vars(&[("STARWAL_TABLES", "public.t")])).unwrap_err();
-        assert!(err.to_string().starts_with("STARWAL_PG_URL is not set"), "{err}");
+        assert!(
+            err.to_string().starts_with("STARWAL_PG_URL is not set"),
+            "{err}"
+        );
 
         let err = Config::from_vars(vars(&[("STARWAL_PG_URL", URL)])).unwrap_err();
-        assert!(err.to_string().starts_with("STARWAL_TABLES is not set"), "{err}");
+        assert!(
+            err.to_string().starts_with("STARWAL_TABLES is not set"),
+            "{err}"
+        );
 
-        for bad in ["orders", "public.", "public.Orders", "a.b.c", ",", "public.t;drop"] {
+        for bad in [
+            "orders",
+            "public.",
+            "public.Orders",
+            "a.b.c",
+            ",",
+            "public.t;drop",
+        ] {
             let err = Config::from_vars(vars(&[("STARWAL_PG_URL", URL), ("STARWAL_TABLES", bad)]))
                 .unwrap_err();
-            assert!(err.to_string().starts_with("STARWAL_TABLES is invalid"), "{bad}: {err}");
+            assert!(
+                err.to_string().starts_with("STARWAL_TABLES is invalid"),
+                "{bad}: {err}"
+            );
         }
 
         let err = Config::from_vars(vars(&[
@@ -344,7 +364,10 @@ mod tests {
             ("STARWAL_SLOT", "My-Slot"),
         ]))
         .unwrap_err();
-        assert!(err.to_string().starts_with("STARWAL_SLOT is invalid"), "{err}");
+        assert!(
+            err.to_string().starts_with("STARWAL_SLOT is invalid"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -359,7 +382,10 @@ mod tests {
         assert!(debug.contains("********"));
 
         let err = Config::from_vars(vars(&[
-            ("STARWAL_PG_URL", "postgres://u:hunter2@h/db?sslmode=sometimes"),
+            (
+                "STARWAL_PG_URL",
+                "postgres://u:hunter2@h/db?sslmode=sometimes",
+            ),
             ("STARWAL_TABLES", "public.t"),
         ]))
         .unwrap_err();

@@ -301,7 +301,10 @@ mod tests {
         assert_eq!(info.password.as_ref().unwrap().expose(), "p@ss:w");
         assert_eq!(info.dbname, "app");
         assert_eq!(info.sslmode, SslMode::VerifyFull);
-        assert_eq!(info.sslrootcert, Some(RootCerts::File("/etc/ca.pem".into())));
+        assert_eq!(
+            info.sslrootcert,
+            Some(RootCerts::File("/etc/ca.pem".into()))
+        );
         assert_eq!(info.application_name, "x");
         assert_eq!(info.connect_timeout, Duration::from_secs(3));
         assert_eq!(info.to_string(), "postgres://repl@db.internal:6543/app");
@@ -328,10 +331,22 @@ mod tests {
             ("postgres://a@b:x/c", ConnInfoError::Port("x".into())),
             ("postgres://a@/c", ConnInfoError::Host),
             ("postgres://b/c", ConnInfoError::User),
-            ("postgres://a@h1,h2/c", ConnInfoError::MultipleHosts("h1,h2".into())),
-            ("postgres://a@b/c?sslmode=on", ConnInfoError::SslMode("on".into())),
-            ("postgres://a@b/c?target_session_attrs=any", ConnInfoError::UnknownParameter("target_session_attrs".into())),
-            ("postgres://a:%zz@b/c", ConnInfoError::PercentEncoding("password")),
+            (
+                "postgres://a@h1,h2/c",
+                ConnInfoError::MultipleHosts("h1,h2".into()),
+            ),
+            (
+                "postgres://a@b/c?sslmode=on",
+                ConnInfoError::SslMode("on".into()),
+            ),
+            (
+                "postgres://a@b/c?target_session_attrs=any",
+                ConnInfoError::UnknownParameter("target_session_attrs".into()),
+            ),
+            (
+                "postgres://a:%zz@b/c",
+                ConnInfoError::PercentEncoding("password"),
+            ),
         ];
         for (url, expected) in cases {
             assert_eq!(ConnInfo::parse(url).unwrap_err(), expected, "{url}");

@@ -83,7 +83,17 @@ mod tests {
 
     #[test]
     fn lsn_rejects_malformed_text() {
-        for text in ["", "/", "0/", "/1", "0-1", "1/2/3", "123456789/0", "g/0", "+1/0"] {
+        for text in [
+            "",
+            "/",
+            "0/",
+            "/1",
+            "0-1",
+            "1/2/3",
+            "123456789/0",
+            "g/0",
+            "+1/0",
+        ] {
             assert!(text.parse::<Lsn>().is_err(), "{text:?} parsed");
         }
     }

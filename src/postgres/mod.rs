@@ -3,6 +3,7 @@
 //! decoding. Nothing here knows about StarRocks.
 
 pub mod conninfo;
+pub mod heartbeat;
 pub mod lsn;
 pub mod pgoutput;
 pub mod replication;

@@ -35,7 +35,10 @@ pub enum TlsError {
     #[error("sslrootcert `{}` contains no certificate", .0.display())]
     NoCertificates(PathBuf),
     #[error("sslmode={mode} needs a CA certificate: set sslrootcert=/path/to/ca.pem in STARWAL_PG_URL (or create {})", default.display())]
-    NoRootCert { mode: &'static str, default: PathBuf },
+    NoRootCert {
+        mode: &'static str,
+        default: PathBuf,
+    },
     #[error("cannot load the system trust store for sslrootcert=system: {0}")]
     SystemRoots(String),
     #[error("host `{0}` is not a valid TLS server name")]
@@ -67,12 +70,10 @@ impl TlsConnector {
             }),
             (mode, roots) => {
                 let roots = load_roots(mode, roots.as_ref())?;
-                let webpki = WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider.clone(),
-                )
-                .build()
-                .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+                let webpki =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
                 if mode == SslMode::VerifyFull {
                     webpki
                 } else {

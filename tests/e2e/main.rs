@@ -6,4 +6,6 @@
 mod harness;
 mod postgres_connect;
 mod postgres_setup;
+mod postgres_stream;
+mod postgres_tail;
 mod smoke;

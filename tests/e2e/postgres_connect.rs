@@ -22,7 +22,11 @@ async fn postgres_connect_every_auth_method() {
             .unwrap_or_else(|e| panic!("{role:?}: {e}"));
         assert_eq!(conn.server_version_num() / 10000, db.version_num() / 10000);
         let identity = conn.identify_system().await.unwrap();
-        assert_eq!(identity.dbname.as_deref(), Some(db.name.as_str()), "{role:?}");
+        assert_eq!(
+            identity.dbname.as_deref(),
+            Some(db.name.as_str()),
+            "{role:?}"
+        );
         assert!(identity.xlogpos.0 > 0);
         conn.close().await;
     }
@@ -43,13 +47,24 @@ async fn postgres_connect_wrong_password_is_refused_without_echoing_it() {
     assert!(!err.to_string().contains("not-the-password"), "{err}");
 
     let url = db.url(Role::Md5, "disable").replace("md5-secret", "nope");
-    let err = ReplicationConnection::connect(&conninfo(&url)).await.unwrap_err();
-    assert_eq!(err.server_error().map(|e| e.code.as_str()), Some("28P01"), "{err}");
+    let err = ReplicationConnection::connect(&conninfo(&url))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.server_error().map(|e| e.code.as_str()),
+        Some("28P01"),
+        "{err}"
+    );
 
     // No password at all for a role that needs one.
     let url = db.url(Role::Scram, "disable").replace(":repl-secret", "");
-    let err = ReplicationConnection::connect(&conninfo(&url)).await.unwrap_err();
-    assert!(matches!(err, ReplicationError::PasswordRequired { .. }), "{err}");
+    let err = ReplicationConnection::connect(&conninfo(&url))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ReplicationError::PasswordRequired { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,8 +80,14 @@ async fn postgres_connect_tls_modes() {
         ("sslmode=disable".to_owned(), false),
         ("sslmode=prefer".to_owned(), true),
         ("sslmode=require".to_owned(), true),
-        (format!("sslmode=verify-ca&sslrootcert={}", ca.display()), true),
-        (format!("sslmode=verify-full&sslrootcert={}", ca.display()), true),
+        (
+            format!("sslmode=verify-ca&sslrootcert={}", ca.display()),
+            true,
+        ),
+        (
+            format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+            true,
+        ),
     ] {
         let info = conninfo(&with(&params));
         let mut conn = ReplicationConnection::connect(&info)
@@ -76,9 +97,14 @@ async fn postgres_connect_tls_modes() {
         conn.identify_system().await.unwrap();
         conn.close().await;
         // Ordinary SQL follows the same rules.
-        let client = connect_sql(&info).await.unwrap_or_else(|e| panic!("{params}: {e}"));
+        let client = connect_sql(&info)
+            .await
+            .unwrap_or_else(|e| panic!("{params}: {e}"));
         let ssl: bool = client
-            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
@@ -96,7 +122,10 @@ async fn postgres_connect_tls_modes() {
             matches!(err, ReplicationError::TlsHandshake { .. }),
             "{mode}: {err}"
         );
-        assert!(connect_sql(&info).await.is_err(), "SQL connection with {mode}");
+        assert!(
+            connect_sql(&info).await.is_err(),
+            "SQL connection with {mode}"
+        );
     }
 
     // verify-full checks the host name: the certificate names localhost and 127.0.0.1 only.
@@ -107,7 +136,10 @@ async fn postgres_connect_tls_modes() {
     if let Err(err) = ReplicationConnection::connect(&info).await {
         // Either the name mismatch (server reachable on 127.0.0.2) or no server there at all.
         assert!(
-            matches!(err, ReplicationError::TlsHandshake { .. } | ReplicationError::Connect { .. }),
+            matches!(
+                err,
+                ReplicationError::TlsHandshake { .. } | ReplicationError::Connect { .. }
+            ),
             "{err}"
         );
     } else {

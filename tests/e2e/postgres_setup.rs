@@ -9,7 +9,13 @@ use starwal::postgres::tls::connect_sql;
 
 use crate::harness::{unique_name, Cluster, ClusterOptions, Role, TestDatabase};
 
-fn config(db: &TestDatabase, role: Role, tables: &str, publication: &str, slot: &str) -> PostgresConfig {
+fn config(
+    db: &TestDatabase,
+    role: Role,
+    tables: &str,
+    publication: &str,
+    slot: &str,
+) -> PostgresConfig {
     Config::from_vars([
         ("STARWAL_PG_URL".to_owned(), db.url(role, "disable")),
         ("STARWAL_TABLES".to_owned(), tables.to_owned()),
@@ -76,7 +82,10 @@ async fn postgres_setup_requires_the_replication_attribute() {
         matches!(&err, SetupError::NoReplicationPrivilege { user } if user == "norepl"),
         "{err}"
     );
-    assert!(err.to_string().contains("ALTER ROLE norepl REPLICATION"), "{err}");
+    assert!(
+        err.to_string().contains("ALTER ROLE norepl REPLICATION"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +103,10 @@ async fn postgres_setup_requires_wal_level_logical() {
     let cfg = config(&db, Role::Scram, "public.t", "p", "s");
     let client = connect_sql(&cfg.conn).await.unwrap();
     let err = prepare_source(&client, &cfg, true).await.unwrap_err();
-    assert!(matches!(&err, SetupError::WalLevel { found } if found == "replica"), "{err}");
+    assert!(
+        matches!(&err, SetupError::WalLevel { found } if found == "replica"),
+        "{err}"
+    );
     assert!(err.to_string().contains("wal_level = logical"), "{err}");
 }
 
@@ -128,7 +140,13 @@ async fn postgres_setup_is_idempotent_and_completes_the_publication() {
     assert_eq!(again.confirmed_flush, first.confirmed_flush);
 
     // More tables: added to the existing publication, patterns expanded.
-    let cfg = config(&db, Role::Scram, "public.a,public.b,s.*", &publication, &slot);
+    let cfg = config(
+        &db,
+        Role::Scram,
+        "public.a,public.b,s.*",
+        &publication,
+        &slot,
+    );
     let report = prepare_source(&client, &cfg, false).await.unwrap();
     assert_eq!(report.tables_added, vec!["public.b", "s.c", "s.d"]);
     assert_eq!(
@@ -138,7 +156,9 @@ async fn postgres_setup_is_idempotent_and_completes_the_publication() {
         "public.a,public.b,s.c,s.d"
     );
     assert_eq!(
-        db.psql(&format!("select count(*) from pg_replication_slots where slot_name = '{slot}'")),
+        db.psql(&format!(
+            "select count(*) from pg_replication_slots where slot_name = '{slot}'"
+        )),
         "1"
     );
 }
@@ -146,7 +166,8 @@ async fn postgres_setup_is_idempotent_and_completes_the_publication() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_setup_explains_an_invalidated_slot() {
     let cluster = Cluster::start(ClusterOptions {
-        extra_conf: "max_slot_wal_keep_size = 1MB\nmin_wal_size = 32MB\nmax_wal_size = 64MB\n".into(),
+        extra_conf: "max_slot_wal_keep_size = 1MB\nmin_wal_size = 32MB\nmax_wal_size = 64MB\n"
+            .into(),
         ..Default::default()
     });
     let db = cluster.create_database("lost").await;
@@ -180,10 +201,15 @@ async fn postgres_setup_explains_an_invalidated_slot() {
     let err = existing_slot(&client, &slot, &db.name).await.unwrap_err();
     assert!(matches!(err, SetupError::SlotInvalidated { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains(&slot) && message.contains("pg_drop_replication_slot"), "{message}");
+    assert!(
+        message.contains(&slot) && message.contains("pg_drop_replication_slot"),
+        "{message}"
+    );
     // It is still there: setup never drops a slot.
     assert_eq!(
-        db.psql(&format!("select count(*) from pg_replication_slots where slot_name = '{slot}'")),
+        db.psql(&format!(
+            "select count(*) from pg_replication_slots where slot_name = '{slot}'"
+        )),
         "1"
     );
 }

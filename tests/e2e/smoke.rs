@@ -10,7 +10,17 @@ fn psql_url(cluster: &Cluster, conninfo: &str, sql: &str) -> (bool, String, Stri
     let psql = cluster.pgbin().join("psql");
     let psql = if psql.is_file() { psql } else { "psql".into() };
     let out = Command::new(psql)
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql, conninfo])
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+            conninfo,
+        ])
         .env("PGCONNECT_TIMEOUT", "10")
         .stdin(Stdio::null())
         .output()
@@ -31,21 +41,41 @@ async fn smoke_shared_cluster_answers() {
     let su = db.superuser_client().await;
     let version: String = su.query_one("select version()", &[]).await.unwrap().get(0);
     assert!(version.starts_with("PostgreSQL "), "{version}");
-    let num: String = su.query_one("show server_version_num", &[]).await.unwrap().get(0);
+    let num: String = su
+        .query_one("show server_version_num", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(num.parse::<u32>().unwrap(), cluster.version_num());
-    for (setting, want) in [("wal_level", "logical"), ("ssl", "on"), ("max_replication_slots", "64")] {
-        let got: String = su.query_one(&format!("show {setting}"), &[]).await.unwrap().get(0);
+    for (setting, want) in [
+        ("wal_level", "logical"),
+        ("ssl", "on"),
+        ("max_replication_slots", "64"),
+    ] {
+        let got: String = su
+            .query_one(&format!("show {setting}"), &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(got, want, "{setting}");
     }
 
     // The owner can create tables and publications.
     let owner = db.owner_client().await;
     owner
-        .batch_execute("create table t (id int primary key, v text); create publication p for table t;")
+        .batch_execute(
+            "create table t (id int primary key, v text); create publication p for table t;",
+        )
         .await
         .unwrap();
-    assert_eq!(db.psql("select pubname, current_user from pg_publication"), "p|postgres");
-    assert_eq!(db.psql("insert into t values (1, 'a'); select count(*) from t;"), "1");
+    assert_eq!(
+        db.psql("select pubname, current_user from pg_publication"),
+        "p|postgres"
+    );
+    assert_eq!(
+        db.psql("insert into t values (1, 'a'); select count(*) from t;"),
+        "1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,9 +88,20 @@ async fn smoke_databases_are_distinct() {
     a.psql("create table only_in_a (id int)");
     let ca = a.owner_client().await;
     let cb = b.owner_client().await;
-    let name_a: String = ca.query_one("select current_database()::text", &[]).await.unwrap().get(0);
-    let name_b: String = cb.query_one("select current_database()::text", &[]).await.unwrap().get(0);
-    assert_eq!((name_a.as_str(), name_b.as_str()), (a.name.as_str(), b.name.as_str()));
+    let name_a: String = ca
+        .query_one("select current_database()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let name_b: String = cb
+        .query_one("select current_database()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        (name_a.as_str(), name_b.as_str()),
+        (a.name.as_str(), b.name.as_str())
+    );
     let count = |db: &crate::harness::TestDatabase| {
         db.psql("select count(*) from pg_class where relname = 'only_in_a'")
     };
@@ -97,13 +138,20 @@ async fn smoke_roles_hba_and_tls() {
 
     for role in Role::ALL {
         let client = db.client(role).await;
-        let user: String = client.query_one("select current_user::text", &[]).await.unwrap().get(0);
+        let user: String = client
+            .query_one("select current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(user, role.user());
 
         let url = format!("{}&replication=database", db.url(role, "disable"));
         let (ok, out, err) = psql_url(cluster, &url, "IDENTIFY_SYSTEM");
         if role == Role::NoReplication {
-            assert!(!ok && err.to_lowercase().contains("replication"), "{role:?}: {out} {err}");
+            assert!(
+                !ok && err.to_lowercase().contains("replication"),
+                "{role:?}: {out} {err}"
+            );
         } else {
             assert!(ok, "{role:?} replication=database: {err}");
             assert!(out.ends_with(&format!("|{}", db.name)), "{role:?}: {out}");
@@ -112,15 +160,28 @@ async fn smoke_roles_hba_and_tls() {
 
     let sql = "select ssl from pg_stat_ssl where pid = pg_backend_pid()";
     // libpq matches IP addresses against IP SANs only since PG 15.
-    let hosts: &[&str] = if cluster.major() >= 15 { &["localhost", "127.0.0.1"] } else { &["localhost"] };
+    let hosts: &[&str] = if cluster.major() >= 15 {
+        &["localhost", "127.0.0.1"]
+    } else {
+        &["localhost"]
+    };
     for host in hosts {
-        let url = db.url(Role::Scram, "verify-full").replace("127.0.0.1", host);
+        let url = db
+            .url(Role::Scram, "verify-full")
+            .replace("127.0.0.1", host);
         let (ok, out, err) = psql_url(cluster, &format!("{url}&sslrootcert={}", ca.display()), sql);
         assert!(ok && out == "t", "verify-full {host}: {out} {err}");
     }
-    let url = format!("{}&sslrootcert={}", db.url(Role::Scram, "verify-ca"), other_ca.display());
+    let url = format!(
+        "{}&sslrootcert={}",
+        db.url(Role::Scram, "verify-ca"),
+        other_ca.display()
+    );
     let (ok, _, err) = psql_url(cluster, &url, sql);
-    assert!(!ok && err.contains("certificate verify failed"), "other CA accepted: {err}");
+    assert!(
+        !ok && err.contains("certificate verify failed"),
+        "other CA accepted: {err}"
+    );
     let (ok, out, err) = psql_url(cluster, &db.url(Role::Md5, "disable"), sql);
     assert!(ok && out == "f", "sslmode=disable: {out} {err}");
 }

@@ -108,7 +108,8 @@ pub async fn check_prerequisites(client: &Client, need_new_slot: bool) -> Result
     Ok(version_num)
 }
 
-const TABLE_COLUMNS: &str = "SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text, \
+const TABLE_COLUMNS: &str =
+    "SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text, \
      EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition";
@@ -119,11 +120,15 @@ pub async fn resolve_tables(
     patterns: &[TablePattern],
 ) -> Result<Vec<SourceTable>, SetupError> {
     let by_name = client
-        .prepare(&format!("{TABLE_COLUMNS} AND n.nspname = $1 AND c.relname = $2"))
+        .prepare(&format!(
+            "{TABLE_COLUMNS} AND n.nspname = $1 AND c.relname = $2"
+        ))
         .await
         .map_err(query_error("looking up tables"))?;
     let by_schema = client
-        .prepare(&format!("{TABLE_COLUMNS} AND n.nspname = $1 ORDER BY c.relname"))
+        .prepare(&format!(
+            "{TABLE_COLUMNS} AND n.nspname = $1 ORDER BY c.relname"
+        ))
         .await
         .map_err(query_error("looking up tables"))?;
     let mut tables: Vec<SourceTable> = Vec::new();
@@ -302,9 +307,7 @@ pub async fn existing_slot(
     }
     let confirmed: Option<String> = row.get(4);
     Ok(Some(
-        confirmed
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(Lsn::ZERO),
+        confirmed.and_then(|c| c.parse().ok()).unwrap_or(Lsn::ZERO),
     ))
 }
 

@@ -116,12 +116,20 @@ impl ReplicationConnection {
         const CMD: &str = "IDENTIFY_SYSTEM";
         let result = self.simple_query(CMD).await?;
         Ok(SystemIdentity {
-            system_id: result.first("systemid").ok_or_else(|| missing(CMD, "systemid"))?.to_owned(),
+            system_id: result
+                .first("systemid")
+                .ok_or_else(|| missing(CMD, "systemid"))?
+                .to_owned(),
             timeline: result
                 .first("timeline")
                 .and_then(|t| t.parse().ok())
                 .ok_or_else(|| missing(CMD, "timeline"))?,
-            xlogpos: parse_lsn(CMD, result.first("xlogpos").ok_or_else(|| missing(CMD, "xlogpos"))?)?,
+            xlogpos: parse_lsn(
+                CMD,
+                result
+                    .first("xlogpos")
+                    .ok_or_else(|| missing(CMD, "xlogpos"))?,
+            )?,
             dbname: result.first("dbname").map(str::to_owned),
         })
     }
@@ -153,7 +161,10 @@ impl ReplicationConnection {
         );
         let result = self.simple_query(&sql).await?;
         Ok(CreatedSlot {
-            name: result.first("slot_name").ok_or_else(|| missing(CMD, "slot_name"))?.to_owned(),
+            name: result
+                .first("slot_name")
+                .ok_or_else(|| missing(CMD, "slot_name"))?
+                .to_owned(),
             consistent_point: parse_lsn(
                 CMD,
                 result

@@ -150,10 +150,11 @@ impl ReplicationConnection {
             target: target.clone(),
             source,
         })?;
-        tcp.set_nodelay(true).map_err(|source| ReplicationError::Connect {
-            target: target.clone(),
-            source,
-        })?;
+        tcp.set_nodelay(true)
+            .map_err(|source| ReplicationError::Connect {
+                target: target.clone(),
+                source,
+            })?;
         let (socket, tls) = negotiate_tls(tcp, info, &target).await?;
         let mut conn = ReplicationConnection {
             socket,
@@ -213,7 +214,9 @@ impl ReplicationConnection {
                 }
                 BackendMessage::Other(backend::Message::ReadyForQuery(_)) => return Ok(()),
                 BackendMessage::Other(backend::Message::ErrorResponse(body)) => {
-                    return Err(ReplicationError::Server(PgError::from_fields(body.fields())))
+                    return Err(ReplicationError::Server(PgError::from_fields(
+                        body.fields(),
+                    )))
                 }
                 other => return Err(unexpected("startup", &other)),
             }
@@ -273,9 +276,9 @@ impl ReplicationConnection {
                     scram = Some(state);
                 }
                 backend::Message::AuthenticationSaslContinue(body) => {
-                    let state = scram
-                        .as_mut()
-                        .ok_or_else(|| ReplicationError::Protocol("SASLContinue before SASL".into()))?;
+                    let state = scram.as_mut().ok_or_else(|| {
+                        ReplicationError::Protocol("SASLContinue before SASL".into())
+                    })?;
                     state
                         .update(body.data())
                         .map_err(|e| ReplicationError::Protocol(format!("SCRAM: {e}")))?;
@@ -283,9 +286,9 @@ impl ReplicationConnection {
                         .map_err(ReplicationError::Io)?;
                 }
                 backend::Message::AuthenticationSaslFinal(body) => {
-                    let state = scram
-                        .as_mut()
-                        .ok_or_else(|| ReplicationError::Protocol("SASLFinal before SASL".into()))?;
+                    let state = scram.as_mut().ok_or_else(|| {
+                        ReplicationError::Protocol("SASLFinal before SASL".into())
+                    })?;
                     // Verifies the server's signature: a server that does not know the
                     // password cannot complete the exchange.
                     state.finish(body.data()).map_err(|e| {
@@ -294,7 +297,9 @@ impl ReplicationConnection {
                     continue;
                 }
                 backend::Message::ErrorResponse(body) => {
-                    return Err(ReplicationError::Server(PgError::from_fields(body.fields())))
+                    return Err(ReplicationError::Server(PgError::from_fields(
+                        body.fields(),
+                    )))
                 }
                 backend::Message::AuthenticationKerberosV5
                 | backend::Message::AuthenticationScmCredential
@@ -305,7 +310,11 @@ impl ReplicationConnection {
                         "GSSAPI/SSPI/Kerberos".into(),
                     ))
                 }
-                _ => return Err(ReplicationError::Protocol("unexpected message during authentication".into())),
+                _ => {
+                    return Err(ReplicationError::Protocol(
+                        "unexpected message during authentication".into(),
+                    ))
+                }
             }
             self.flush().await?;
         }
@@ -336,7 +345,11 @@ impl ReplicationConnection {
                             row.push(match range {
                                 Some(range) => Some(
                                     String::from_utf8_lossy(buffer.get(range).ok_or_else(
-                                        || ReplicationError::Protocol("DataRow out of bounds".into()),
+                                        || {
+                                            ReplicationError::Protocol(
+                                                "DataRow out of bounds".into(),
+                                            )
+                                        },
                                     )?)
                                     .into_owned(),
                                 ),
@@ -517,13 +530,12 @@ async fn negotiate_tls(
     let answer = tcp.read_u8().await.map_err(io_err)?;
     match answer {
         b'S' => {
-            let tls = connector
-                .connect(&info.host, tcp)
-                .await
-                .map_err(|source| ReplicationError::TlsHandshake {
+            let tls = connector.connect(&info.host, tcp).await.map_err(|source| {
+                ReplicationError::TlsHandshake {
                     target: target.to_owned(),
                     source,
-                })?;
+                }
+            })?;
             Ok((Socket::Tls(Box::new(tls)), true))
         }
         b'N' if info.sslmode == SslMode::Prefer => Ok((Socket::Plain(tcp), false)),
@@ -573,7 +585,10 @@ mod tests {
 
     #[test]
     fn server_version_strings_become_numbers() {
-        assert_eq!(parse_server_version("15.18 (Debian 15.18-0+deb12u1)"), 150018);
+        assert_eq!(
+            parse_server_version("15.18 (Debian 15.18-0+deb12u1)"),
+            150018
+        );
         assert_eq!(parse_server_version("18.4"), 180004);
         assert_eq!(parse_server_version("17beta1"), 170000);
         assert_eq!(parse_server_version("14.23"), 140023);

@@ -46,6 +46,8 @@ pub struct FeedbackTracker {
     /// Streamed (`S`…`E`) or prepared transactions received but not yet committed or aborted.
     pending: Vec<Xid>,
     last_sent: Option<(Instant, Lsn)>,
+    /// The `write` position of the last update sent.
+    last_sent_write: Lsn,
 }
 
 impl FeedbackTracker {
@@ -60,6 +62,7 @@ impl FeedbackTracker {
             in_transaction: false,
             pending: Vec::new(),
             last_sent: None,
+            last_sent_write: Lsn::ZERO,
         }
     }
 
@@ -137,6 +140,15 @@ impl FeedbackTracker {
     /// Records that `status` went out at `now`.
     pub fn status_sent(&mut self, now: Instant, status: &StandbyStatus) {
         self.last_sent = Some((now, status.flush));
+        self.last_sent_write = status.write;
+    }
+
+    /// Whether the server has not yet heard that we received everything up to `received`.
+    /// The walsender sends a keepalive on every wait for WAL while our reported `write` is behind
+    /// its sent position, so a keepalive that moves `write` gets an immediate answer; this is
+    /// what keeps a busy neighbour database from causing a keepalive storm.
+    pub fn write_behind(&self) -> bool {
+        self.received > self.last_sent_write
     }
 
     /// When the next update is due.
@@ -173,7 +185,11 @@ mod tests {
         assert_eq!(status.flush, Lsn(100));
         assert_eq!(status.write, Lsn(500), "write reports what was received");
         t.confirm(Lsn(200));
-        assert_eq!(t.status().flush, Lsn(500), "idle now: flush follows the keepalive");
+        assert_eq!(
+            t.status().flush,
+            Lsn(500),
+            "idle now: flush follows the keepalive"
+        );
     }
 
     #[test]
@@ -214,10 +230,26 @@ mod tests {
         let status = t.status();
         t.status_sent(start, &status);
         assert!(!t.is_due(start + Duration::from_secs(9)));
-        assert!(t.is_due(start + INTERVAL), "due every interval even with nothing new");
+        assert!(
+            t.is_due(start + INTERVAL),
+            "due every interval even with nothing new"
+        );
         t.transaction_began();
         t.transaction_committed(Lsn(50));
         t.confirm(Lsn(50));
         assert_eq!(t.next_due(), Some(start + CONFIRM_REPORT_DELAY));
+    }
+
+    #[test]
+    fn a_keepalive_ahead_of_the_reported_write_needs_an_answer() {
+        let mut t = FeedbackTracker::new(INTERVAL, Lsn(0));
+        let now = Instant::now();
+        t.keepalive_received(Lsn(10));
+        assert!(t.write_behind());
+        let status = t.status();
+        t.status_sent(now, &status);
+        assert!(!t.write_behind());
+        t.keepalive_received(Lsn(10));
+        assert!(!t.write_behind(), "a repeated position needs no answer");
     }
 }

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod connection;
 pub mod error;
 pub mod feedback;
+pub mod session;
 pub mod stream;
 
 pub use commands::{CreatedSlot, SlotSnapshot, StartOptions, Streaming, SystemIdentity};

@@ -99,7 +99,9 @@ impl ReplicationStream {
                     tracing::warn!(slot = %self.slot, code = %notice.code, "postgres notice in replication stream: {}", notice.message);
                 }
                 BackendMessage::Other(backend::Message::ErrorResponse(body)) => {
-                    return Err(ReplicationError::Server(PgError::from_fields(body.fields())))
+                    return Err(ReplicationError::Server(PgError::from_fields(
+                        body.fields(),
+                    )))
                 }
                 BackendMessage::Other(backend::Message::ParameterStatus(_)) => {}
                 BackendMessage::Other(_) | BackendMessage::CopyBothResponse => {
@@ -217,7 +219,10 @@ mod tests {
         w.extend_from_slice(b"B...");
         match parse_copy_data(Bytes::from(w)).unwrap() {
             StreamEvent::XLogData(x) => {
-                assert_eq!((x.wal_start, x.wal_end, x.send_time), (Lsn(0x10), Lsn(0x20), 7));
+                assert_eq!(
+                    (x.wal_start, x.wal_end, x.send_time),
+                    (Lsn(0x10), Lsn(0x20), 7)
+                );
                 assert_eq!(&x.data[..], b"B...");
             }
             other => panic!("{other:?}"),
@@ -228,7 +233,14 @@ mod tests {
         k.push(1);
         match parse_copy_data(Bytes::from(k)).unwrap() {
             StreamEvent::Keepalive(k) => {
-                assert_eq!(k, Keepalive { wal_end: Lsn(0x30), send_time: 9, reply_requested: true })
+                assert_eq!(
+                    k,
+                    Keepalive {
+                        wal_end: Lsn(0x30),
+                        send_time: 9,
+                        reply_requested: true
+                    }
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -237,7 +249,10 @@ mod tests {
     #[test]
     fn rejects_short_or_unknown_copy_data() {
         for bytes in [&b""[..], b"w", b"k\0\0", b"x123", &[b'w'; 24]] {
-            assert!(parse_copy_data(Bytes::copy_from_slice(bytes)).is_err(), "{bytes:?}");
+            assert!(
+                parse_copy_data(Bytes::copy_from_slice(bytes)).is_err(),
+                "{bytes:?}"
+            );
         }
     }
 }

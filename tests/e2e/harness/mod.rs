@@ -135,7 +135,13 @@ pub fn unique_name(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut p: String = prefix
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(40)
         .collect();
     if !p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') {
@@ -172,7 +178,7 @@ impl Cluster {
                 pgbin.display()
             );
         }
-        let run_as = if unsafe_geteuid_is_root() {
+        let run_as = if is_root() {
             ensure_os_user(OS_USER);
             Some(OS_USER)
         } else {
@@ -218,7 +224,16 @@ impl Cluster {
             .server_cmd("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .args([
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .output()
             .expect("run initdb");
         check("initdb", &out);
@@ -402,7 +417,12 @@ impl Cluster {
                 }
             }
         }
-        if let Some(mut w) = self.watchdog.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(mut w) = self
+            .watchdog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let _ = w.kill();
             let _ = w.wait();
         }
@@ -458,27 +478,27 @@ impl Cluster {
     fn make_tls(&self) {
         let tls = self.dir.join("tls");
         fs::create_dir_all(&tls).unwrap();
-        let openssl = |args: &[&str]| {
+        // Arguments are split on whitespace (file names here have none).
+        let openssl = |args: &str| {
             let out = Command::new("openssl")
-                .args(args)
+                .args(args.split_whitespace())
                 .current_dir(&tls)
                 .stdin(Stdio::null())
                 .output()
                 .unwrap_or_else(|e| panic!("run openssl (apt-get install openssl): {e}"));
-            check("openssl", &out);
+            check(&format!("openssl {args}"), &out);
         };
+        let ec = "-nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1";
         for (name, cn) in [("ca", "starwal test CA"), ("other-ca", "starwal other CA")] {
-            fs::write(tls.join(format!("{name}.cnf")), format!(
+            let cnf = format!(
                 "[req]\ndistinguished_name = dn\nprompt = no\nx509_extensions = v3_ca\n\
                  [dn]\nCN = {cn}\n[v3_ca]\nbasicConstraints = critical,CA:TRUE\n\
                  keyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n"
-            ))
-            .unwrap();
-            openssl(&[
-                "req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:prime256v1", "-days", "30", "-config", &format!("{name}.cnf"),
-                "-keyout", &format!("{name}.key"), "-out", &format!("{name}.crt"),
-            ]);
+            );
+            fs::write(tls.join(format!("{name}.cnf")), cnf).unwrap();
+            openssl(&format!(
+                "req -x509 -new {ec} -days 30 -config {name}.cnf -keyout {name}.key -out {name}.crt"
+            ));
         }
         fs::write(
             tls.join("server.cnf"),
@@ -492,14 +512,13 @@ impl Cluster {
              subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid,issuer\n",
         )
         .unwrap();
-        openssl(&[
-            "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-config", "server.cnf", "-keyout", "server.key", "-out", "server.csr",
-        ]);
-        openssl(&[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "30", "-extfile", "server.ext", "-out", "server.crt",
-        ]);
+        openssl(&format!(
+            "req -new {ec} -config server.cnf -keyout server.key -out server.csr"
+        ));
+        openssl(
+            "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+             -extfile server.ext -out server.crt",
+        );
         let data = self.data_dir();
         fs::copy(tls.join("server.crt"), data.join("server.crt")).unwrap();
         fs::copy(tls.join("server.key"), data.join("server.key")).unwrap();
@@ -524,7 +543,9 @@ impl Cluster {
             .spawn();
         match child {
             Ok(c) => *self.watchdog.lock().unwrap() = Some(c),
-            Err(e) => eprintln!("starwal-test: no watchdog ({e}); a killed test run leaks a server"),
+            Err(e) => {
+                eprintln!("starwal-test: no watchdog ({e}); a killed test run leaks a server")
+            }
         }
     }
 }
@@ -542,7 +563,10 @@ impl TestDatabase {
             Some(pw) => format!("{}:{pw}", role.user()),
             None => role.user().to_owned(),
         };
-        format!("postgres://{auth}@127.0.0.1:{}/{}?sslmode={sslmode}", self.port, self.name)
+        format!(
+            "postgres://{auth}@127.0.0.1:{}/{}?sslmode={sslmode}",
+            self.port, self.name
+        )
     }
 
     /// TCP port of the cluster.
@@ -559,7 +583,11 @@ impl TestDatabase {
     /// is spawned on the current runtime. Panics if the connection fails.
     pub async fn client(&self, role: Role) -> tokio_postgres::Client {
         let mut config = tokio_postgres::Config::new();
-        config.host("127.0.0.1").port(self.port).user(role.user()).dbname(&self.name);
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(role.user())
+            .dbname(&self.name);
         if let Some(pw) = role.password() {
             config.password(pw);
         }
@@ -719,7 +747,7 @@ fn default_pgbin() -> PathBuf {
     }
 }
 
-fn unsafe_geteuid_is_root() -> bool {
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
@@ -732,7 +760,13 @@ fn ensure_os_user(user: &str) {
         .is_ok_and(|o| o.status.success());
     if !exists {
         let out = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                user,
+            ])
             .output()
             .expect("run useradd");
         // A concurrent test process may have created it meanwhile (exit code 9).

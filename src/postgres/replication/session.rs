@@ -1,0 +1,213 @@
+//! The receive loop shared by every consumer of the stream (`tail` today, the engine later):
+//! read events, decode pgoutput, hand messages to the consumer, and keep the feedback flowing.
+//!
+//! The loop owns the rules of invariants 1–3 so no consumer can get them wrong: it tells the
+//! [`FeedbackTracker`] where transactions begin and end, takes confirmations from the consumer
+//! (returned from [`ChangeConsumer::handle`] or sent later on a `watch` channel), answers every
+//! keepalive that asks for a reply, and sends a status update at least every status interval —
+//! also while the consumer is slow, since it is polled between events. On shutdown it sends a
+//! last update with what was confirmed and ends the copy cleanly.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::error::ReplicationError;
+use super::feedback::FeedbackTracker;
+use super::stream::{ReplicationStream, StreamEvent};
+use crate::postgres::pgoutput::{Decoder, Message, PgOutputError};
+use crate::postgres::Lsn;
+
+/// Receives each decoded pgoutput message, in stream order.
+pub trait ChangeConsumer {
+    /// The consumer's own error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Handles one message that starts at WAL position `lsn` (`0/0` for R and Y). Returns the
+    /// position now durable downstream (a commit's end LSN) if handling it made one so; the
+    /// loop reports it as `flush`. Must not confirm anything it has not made durable.
+    fn handle(&mut self, lsn: Lsn, message: &Message) -> Result<Option<Lsn>, Self::Error>;
+}
+
+/// Why the receive loop stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    #[error("cannot decode the pgoutput message at LSN {lsn}: {source}")]
+    Decode {
+        lsn: Lsn,
+        #[source]
+        source: PgOutputError,
+    },
+    #[error(transparent)]
+    Consumer(E),
+}
+
+/// How the loop ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The shutdown future completed; the copy was ended cleanly.
+    Shutdown,
+    /// The server ended the copy.
+    ServerEnded,
+}
+
+/// What a finished [`Session::run`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub end: SessionEnd,
+    /// Keepalives received (a storm shows up here).
+    pub keepalives_received: u64,
+    /// Standby status updates sent.
+    pub status_updates_sent: u64,
+    /// The last `flush` position reported.
+    pub flushed: Lsn,
+}
+
+/// A running replication session: stream + decoder + feedback.
+#[derive(Debug)]
+pub struct Session {
+    stream: ReplicationStream,
+    decoder: Decoder,
+    tracker: FeedbackTracker,
+    confirmations: Option<watch::Receiver<Lsn>>,
+    keepalives_received: u64,
+    status_updates_sent: u64,
+}
+
+impl Session {
+    /// Wraps a started stream. `confirmed` is where the slot stood (its `confirmed_flush_lsn`).
+    pub fn new(stream: ReplicationStream, status_interval: Duration, confirmed: Lsn) -> Session {
+        Session {
+            stream,
+            decoder: Decoder::default(),
+            tracker: FeedbackTracker::new(status_interval, confirmed),
+            confirmations: None,
+            keepalives_received: 0,
+            status_updates_sent: 0,
+        }
+    }
+
+    /// Confirmations that arrive later than `handle` returns (e.g. from a sink task).
+    pub fn with_confirmations(mut self, confirmations: watch::Receiver<Lsn>) -> Session {
+        self.confirmations = Some(confirmations);
+        self
+    }
+
+    /// Runs until `shutdown` completes, the server ends the copy, or an error. After a
+    /// shutdown the stream is stopped cleanly with a last status update; the connection is then
+    /// closed (dropping a temporary slot).
+    pub async fn run<C: ChangeConsumer>(
+        mut self,
+        consumer: &mut C,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<SessionSummary, SessionError<C::Error>> {
+        tokio::pin!(shutdown);
+        let end = loop {
+            let now = Instant::now();
+            if self.tracker.is_due(now.into_std()) {
+                self.send_status(false).await?;
+            }
+            let due = self
+                .tracker
+                .next_due()
+                .map(Instant::from_std)
+                .unwrap_or(now);
+            let confirmations = self.confirmations.as_mut();
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break SessionEnd::Shutdown,
+                _ = tokio::time::sleep_until(due) => {}
+                changed = async {
+                    match confirmations {
+                        Some(rx) => rx.changed().await.ok(),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match changed {
+                        Some(()) => {
+                            if let Some(rx) = &self.confirmations {
+                                let confirmed = *rx.borrow();
+                                self.tracker.confirm(confirmed);
+                            }
+                        }
+                        // The sender is gone: nothing more will be confirmed that way.
+                        None => self.confirmations = None,
+                    }
+                }
+                event = self.stream.recv() => match event? {
+                    None => break SessionEnd::ServerEnded,
+                    Some(StreamEvent::Keepalive(keepalive)) => {
+                        self.keepalives_received += 1;
+                        self.tracker.keepalive_received(keepalive.wal_end);
+                        if keepalive.reply_requested || self.tracker.write_behind() {
+                            self.send_status(false).await?;
+                        }
+                    }
+                    Some(StreamEvent::XLogData(xlog)) => {
+                        self.tracker.data_received(xlog.wal_start);
+                        let message = self
+                            .decoder
+                            .decode(xlog.data)
+                            .map_err(|source| SessionError::Decode { lsn: xlog.wal_start, source })?;
+                        self.track(&message);
+                        if let Some(confirmed) = consumer
+                            .handle(xlog.wal_start, &message)
+                            .map_err(SessionError::Consumer)?
+                        {
+                            self.tracker.confirm(confirmed);
+                        }
+                    }
+                },
+            }
+        };
+        let status = self.tracker.status();
+        if end == SessionEnd::Shutdown {
+            let conn = self.stream.stop(Some(status)).await?;
+            self.status_updates_sent += 1;
+            conn.close().await;
+        }
+        Ok(SessionSummary {
+            end,
+            keepalives_received: self.keepalives_received,
+            status_updates_sent: self.status_updates_sent,
+            flushed: status.flush,
+        })
+    }
+
+    fn track(&mut self, message: &Message) {
+        match message {
+            Message::Begin(_) | Message::BeginPrepare(_) => self.tracker.transaction_began(),
+            Message::Commit(commit) => self.tracker.transaction_committed(commit.end_lsn),
+            Message::StreamStart(start) => self.tracker.transaction_pending(start.xid),
+            Message::StreamCommit(commit) => {
+                self.tracker.pending_resolved(commit.xid);
+                self.tracker.transaction_committed(commit.end_lsn);
+            }
+            Message::StreamAbort(abort) if abort.aborts_whole_transaction() => {
+                self.tracker.pending_resolved(abort.xid)
+            }
+            Message::Prepare(prepare) | Message::StreamPrepare(prepare) => {
+                self.tracker.transaction_pending(prepare.xid)
+            }
+            Message::CommitPrepared(commit) => {
+                self.tracker.pending_resolved(commit.xid);
+                self.tracker.transaction_committed(commit.end_lsn);
+            }
+            Message::RollbackPrepared(rollback) => self.tracker.pending_resolved(rollback.xid),
+            _ => {}
+        }
+    }
+
+    async fn send_status(&mut self, reply_requested: bool) -> Result<(), ReplicationError> {
+        let mut status = self.tracker.status();
+        status.reply_requested = reply_requested;
+        self.stream.send_status(status).await?;
+        self.tracker.status_sent(std::time::Instant::now(), &status);
+        self.status_updates_sent += 1;
+        Ok(())
+    }
+}
