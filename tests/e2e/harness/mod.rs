@@ -253,6 +253,7 @@ impl Cluster {
                 extra = opts.extra_conf,
             );
             fs::write(data.join("postgresql.conf"), conf).unwrap();
+            let _ = fs::remove_file(cluster.log_path()); // judge this attempt's log only
             cluster.chown_dir();
             let out = cluster
                 .server_cmd("pg_ctl")
