@@ -101,7 +101,7 @@ fn run_tail(args: TailArgs) -> i32 {
     match runtime.block_on(tail::run(&config.postgres, options)) {
         Ok(()) => 0,
         Err(err) => {
-            report(&err.into());
+            report(&err);
             EXIT_FAILURE
         }
     }
