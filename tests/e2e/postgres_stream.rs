@@ -475,3 +475,31 @@ async fn postgres_stream_heartbeat_arrives_as_a_logical_message() {
         "the heartbeat commit was confirmed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stream_missing_publication_notice_or_error() {
+    let cluster = Cluster::shared();
+    let db = cluster.create_database("nopub").await;
+    db.owner_client()
+        .await
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let slot = unique_name("nopub");
+    let session = start(&db, &slot, &StartOptions::committed_only("no_such_pub"), true).await;
+    let (mut recorder, _stop) = Recorder::new(|_| true);
+    db.psql("INSERT INTO t VALUES (1)");
+    let result = session
+        .run(&mut recorder, tokio::time::sleep(Duration::from_secs(3)))
+        .await;
+    if cluster.major() >= 18 {
+        // PG18 warns with a NoticeResponse inside the copy stream and skips the change; the
+        // stream must survive it.
+        let summary = result.expect("a notice inside CopyBoth must not end the stream");
+        assert_eq!(summary.end, SessionEnd::Shutdown);
+        assert!(recorder.inserted.is_empty());
+    } else {
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("42704") && err.contains("no_such_pub"), "{err}");
+    }
+}
