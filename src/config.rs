@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::postgres::conninfo::{ConnInfo, ConnInfoError};
+use crate::sink::starrocks::config::{RawStarRocksConfig, StarRocksConfig};
 
 /// The slot name used when `STARWAL_SLOT` is not set. One agent per slot, so a fixed, recognisable
 /// name makes `pg_replication_slots` easy to read.
@@ -102,6 +103,9 @@ pub struct PostgresConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub postgres: PostgresConfig,
+    /// Present when `STARWAL_STARROCKS_URL` is set; commands that load data require it
+    /// ([`Config::require_starrocks`]), `tail` does without.
+    pub starrocks: Option<StarRocksConfig>,
 }
 
 /// A configuration problem: names the variable and the form it expects.
@@ -143,11 +147,32 @@ impl Config {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("STARWAL_"))
+            .collect();
         let raw: RawConfig = envy::prefixed("STARWAL_")
+            .from_iter(vars.iter().cloned())
+            .map_err(ConfigError::Environment)?;
+        let raw_starrocks: RawStarRocksConfig = envy::prefixed("STARWAL_")
             .from_iter(vars)
             .map_err(ConfigError::Environment)?;
+        let starrocks = if raw_starrocks.is_configured() {
+            Some(raw_starrocks.validate()?)
+        } else {
+            None
+        };
         Ok(Config {
             postgres: PostgresConfig::from_raw(raw)?,
+            starrocks,
+        })
+    }
+
+    /// The StarRocks settings, or the error naming `STARWAL_STARROCKS_URL`.
+    pub fn require_starrocks(&self) -> Result<&StarRocksConfig, ConfigError> {
+        self.starrocks.as_ref().ok_or(ConfigError::Missing {
+            var: "STARWAL_STARROCKS_URL",
+            expected: "comma-separated FE HTTP URLs, e.g. http://fe1:8030",
         })
     }
 }

@@ -9,4 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod postgres;
+pub mod schema;
+pub mod sink;
 pub mod tail;

@@ -170,6 +170,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn fuzz_seeds_are_valid_messages() {
+        // Each seed is `state byte (bit 0 = in stream block) + payload`, as the fuzz target reads.
+        let seed_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/pgoutput");
+        let mut seen_types = std::collections::HashSet::new();
+        for entry in std::fs::read_dir(&seed_dir).expect("seed directory") {
+            let path = entry.expect("seed entry").path();
+            let seed = std::fs::read(&path).expect("seed file");
+            let (state, payload) = seed.split_first().expect("non-empty seed");
+            let result = decode_and_walk(payload.to_vec(), state & 1 == 1);
+            let message = result.unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            seen_types.insert(message.message_type());
+        }
+        assert_eq!(seen_types.len(), 19, "a seed for every message type");
+    }
+
     /// Valid messages, then mutated: truncated, a byte flipped or replaced, a byte appended.
     fn mutated_messages() -> impl Strategy<Value = (bool, Vec<u8>)> {
         let corpus = one_of_each();

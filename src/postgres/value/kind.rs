@@ -152,6 +152,7 @@ impl ScalarKind {
     }
 
     /// Decodes one text-format value of this kind.
+    #[inline]
     pub fn decode(self, text: &[u8]) -> Result<Value<'_>, ValueError> {
         let kind = ValueKind::Scalar(self);
         let text =
@@ -161,6 +162,7 @@ impl ScalarKind {
     }
 
     /// Decodes validated UTF-8 text; the error is the reason, the caller adds type and text.
+    #[inline]
     pub(crate) fn decode_str(self, text: &str) -> Result<Value<'_>, &'static str> {
         match self {
             ScalarKind::Bool => match text {
@@ -237,6 +239,7 @@ impl ValueKind {
     ///
     /// The result borrows `text`; only arrays do more than one pass over it (structure is checked
     /// here, elements are decoded again when iterated).
+    #[inline]
     pub fn decode(self, text: &[u8]) -> Result<Value<'_>, ValueError> {
         match self {
             ValueKind::Scalar(scalar) => scalar.decode(text),

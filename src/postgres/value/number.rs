@@ -191,21 +191,26 @@ pub(crate) fn parse_numeric(text: &str) -> Result<Numeric<'_>, &'static str> {
 
 /// Checks the `8-4-4-4-12` hexadecimal form Postgres prints for `uuid`.
 pub(crate) fn validate_uuid(text: &str) -> Result<(), &'static str> {
+    const MALFORMED: &str = "expected 8-4-4-4-12 hexadecimal digits";
     let bytes = text.as_bytes();
     if bytes.len() != 36 {
-        return Err("expected 8-4-4-4-12 hexadecimal digits");
+        return Err(MALFORMED);
     }
-    let well_formed = bytes.iter().enumerate().all(|(index, byte)| {
-        if matches!(index, 8 | 13 | 18 | 23) {
-            *byte == b'-'
-        } else {
-            byte.is_ascii_hexdigit()
-        }
-    });
-    if well_formed {
+    let hyphens_in_place = [8, 13, 18, 23]
+        .iter()
+        .all(|&index| bytes.get(index) == Some(&b'-'));
+    let groups_are_hex =
+        [(0, 8), (9, 13), (14, 18), (19, 23), (24, 36)]
+            .iter()
+            .all(|&(start, end)| {
+                bytes
+                    .get(start..end)
+                    .is_some_and(|group| group.iter().all(u8::is_ascii_hexdigit))
+            });
+    if hyphens_in_place && groups_are_hex {
         Ok(())
     } else {
-        Err("expected 8-4-4-4-12 hexadecimal digits")
+        Err(MALFORMED)
     }
 }
 

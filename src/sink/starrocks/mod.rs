@@ -1,0 +1,17 @@
+//! The StarRocks sink: Stream Load over HTTP (libcurl), deterministic labels, outcome and error
+//! classification, and (with the engine) setup over the MySQL protocol and type mapping.
+//!
+//! Files have fixed roles: `config.rs` (settings), `stream_load.rs` (transport and retries),
+//! `response.rs` (answers), `error.rs` (retry decisions), `label.rs` (idempotency keys).
+
+pub mod config;
+pub mod encoding;
+pub mod error;
+pub mod label;
+pub mod response;
+pub mod stream_load;
+
+pub use config::{Compression, DeleteMode, StarRocksConfig};
+pub use error::StreamLoadError;
+pub use label::Label;
+pub use stream_load::{RetryPolicy, StarRocksSink, StreamLoadClient};

@@ -1,0 +1,496 @@
+//! The Stream Load transport over libcurl: `PUT /api/{db}/{table}/_stream_load` to an FE with
+//! `Expect: 100-continue`, the FE's 307 followed with credentials to the BE (curl's
+//! `--location-trusted`), the body re-sent from memory after the redirect, and handles reused
+//! across loads so BE connections are kept alive.
+//!
+//! Each attempt runs on a blocking thread (libcurl's easy interface blocks). Outcomes follow
+//! reference §3–4: committed (`Success`, `Publish Timeout`, `Label Already Exists` + FINISHED),
+//! `Label Already Exists` + RUNNING → poll `get_load_state` and re-send with the same label when
+//! the earlier attempt aborted, `Fail` → transient or permanent per [`super::error`]. Transient
+//! failures are retried forever with exponential backoff and jitter, rotating FE URLs; filtered
+//! rows fetch the ErrorURL text for the error (invariant 6).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use curl::easy::{Auth, Easy2, Handler, List, ReadError, SeekResult, WriteError};
+
+use super::config::StarRocksConfig;
+use super::error::StreamLoadError;
+use super::response::{excerpt, parse_label_state, LabelState, LoadOutcome, LoadResponse};
+use crate::sink::{LoadBatch, LoadFailure, LoadReceipt, Sink};
+
+/// Backoff between attempts: starts here, doubles, and is capped at [`RetryPolicy::max_delay`].
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// First delay (StarRocks' own SDK waits seconds; one second clears most blips).
+    pub initial_delay: Duration,
+    /// Longest delay: a minute keeps a long outage cheap and a recovery noticed quickly.
+    pub max_delay: Duration,
+    /// How many times to ask `get_load_state` about a running label before counting the
+    /// attempt as failed (and trying again later).
+    pub label_state_polls: u32,
+    /// Pause between two `get_load_state` polls.
+    pub label_state_interval: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            label_state_polls: 30,
+            label_state_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `failures + 1`: exponential with full jitter in [d/2, d].
+    fn delay(&self, failures: u32, jitter_seed: u64) -> Duration {
+        let exponent = failures.saturating_sub(1).min(16);
+        let full = self
+            .initial_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        let half = full / 2;
+        let jitter = (xorshift(jitter_seed) % 1000) as u32;
+        half + half.mul_f64(f64::from(jitter) / 1000.0)
+    }
+}
+
+fn xorshift(seed: u64) -> u64 {
+    let mut x = seed | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// The curl handler of one exchange: serves the body (seekable, for the re-send after the 307)
+/// and collects the response.
+#[derive(Debug, Default)]
+struct Exchange {
+    body: Bytes,
+    sent: usize,
+    response: Vec<u8>,
+}
+
+impl Exchange {
+    fn start(&mut self, body: Bytes) {
+        self.body = body;
+        self.sent = 0;
+        self.response.clear();
+    }
+}
+
+impl Handler for Exchange {
+    fn read(&mut self, data: &mut [u8]) -> Result<usize, ReadError> {
+        let rest = self.body.get(self.sent..).unwrap_or_default();
+        let n = rest.len().min(data.len());
+        data[..n].copy_from_slice(&rest[..n]);
+        self.sent += n;
+        Ok(n)
+    }
+
+    fn seek(&mut self, whence: std::io::SeekFrom) -> SeekResult {
+        match whence {
+            std::io::SeekFrom::Start(offset) if offset as usize <= self.body.len() => {
+                self.sent = offset as usize;
+                SeekResult::Ok
+            }
+            _ => SeekResult::CantSeek,
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
+        self.response.extend_from_slice(data);
+        Ok(data.len())
+    }
+}
+
+/// The Stream Load client: one per target database, shared by all table workers.
+pub struct StreamLoadClient {
+    config: StarRocksConfig,
+    retry: RetryPolicy,
+    /// Idle curl handles; each keeps its connections alive between loads.
+    handles: Mutex<Vec<Easy2<Exchange>>>,
+    /// Index of the FE URL to try first; moves on after a connection failure.
+    preferred_fe: AtomicUsize,
+}
+
+impl std::fmt::Debug for StreamLoadClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamLoadClient")
+            .field("fe_urls", &self.config.fe_urls)
+            .field("database", &self.config.database)
+            .finish()
+    }
+}
+
+/// Percent-encodes a path segment (database and table names are plain identifiers in practice).
+fn path_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl StreamLoadClient {
+    /// A client for `config` with the default retry policy.
+    pub fn new(config: StarRocksConfig) -> Arc<StreamLoadClient> {
+        Self::with_retry(config, RetryPolicy::default())
+    }
+
+    /// A client with a custom retry policy (tests use short delays).
+    pub fn with_retry(config: StarRocksConfig, retry: RetryPolicy) -> Arc<StreamLoadClient> {
+        Arc::new(StreamLoadClient {
+            config,
+            retry,
+            handles: Mutex::new(Vec::new()),
+            preferred_fe: AtomicUsize::new(0),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &StarRocksConfig {
+        &self.config
+    }
+
+    fn take_handle(&self) -> Easy2<Exchange> {
+        let pooled = self
+            .handles
+            .lock()
+            .ok()
+            .and_then(|mut handles| handles.pop());
+        pooled.unwrap_or_else(|| Easy2::new(Exchange::default()))
+    }
+
+    fn return_handle(&self, mut handle: Easy2<Exchange>) {
+        handle.get_mut().start(Bytes::new());
+        if let Ok(mut handles) = self.handles.lock() {
+            handles.push(handle);
+        }
+    }
+
+    fn fe_url(&self) -> &str {
+        let index = self.preferred_fe.load(Ordering::Relaxed) % self.config.fe_urls.len();
+        &self.config.fe_urls[index]
+    }
+
+    fn rotate_fe(&self) {
+        if self.config.fe_urls.len() > 1 {
+            self.preferred_fe.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Common options: credentials, redirects with credentials, timeouts.
+    fn configure(
+        &self,
+        handle: &mut Easy2<Exchange>,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<(), curl::Error> {
+        handle.reset();
+        handle.url(url)?;
+        handle.username(&self.config.user)?;
+        handle.password(self.config.password.expose())?;
+        let mut auth = Auth::new();
+        auth.basic(true);
+        handle.http_auth(&auth)?;
+        handle.follow_location(true)?;
+        // The FE redirects to a BE on another host: send the credentials there too.
+        handle.unrestricted_auth(true)?;
+        handle.max_redirections(5)?;
+        handle.connect_timeout(self.config.connect_timeout)?;
+        handle.timeout(timeout)?;
+        Ok(())
+    }
+
+    /// One PUT of the batch. Returns the parsed response.
+    fn put(
+        &self,
+        handle: &mut Easy2<Exchange>,
+        batch: &LoadBatch,
+    ) -> Result<LoadResponse, StreamLoadError> {
+        let url = format!(
+            "{}/api/{}/{}/_stream_load",
+            self.fe_url(),
+            path_segment(&self.config.database),
+            path_segment(&batch.table)
+        );
+        let transport = |source| StreamLoadError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let load_seconds = self.config.load_timeout.as_secs();
+        // curl must not give up before StarRocks does: the load timeout plus a margin.
+        self.configure(
+            handle,
+            &url,
+            self.config.load_timeout + Duration::from_secs(30),
+        )
+        .map_err(transport)?;
+        let mut headers = List::new();
+        let mut add = |header: &str| headers.append(header).map_err(transport);
+        add("Expect: 100-continue")?;
+        add(&format!("label: {}", batch.label))?;
+        add("format: json")?;
+        add("strip_outer_array: true")?;
+        add("ignore_json_size: true")?;
+        add("max_filter_ratio: 0")?;
+        add(&format!("timeout: {load_seconds}"))?;
+        if let Some(columns) = &batch.partial_columns {
+            add("partial_update: true")?;
+            add(&format!("columns: {}", columns.join(",")))?;
+        }
+        if let Some(compression) = self.config.compression.header_value() {
+            add(&format!("compression: {compression}"))?;
+        }
+        handle.http_headers(headers).map_err(transport)?;
+        handle.upload(true).map_err(transport)?;
+        handle
+            .in_filesize(batch.body.len() as u64)
+            .map_err(transport)?;
+        // Wait for the BE's 100 Continue (it begins the transaction first); StarRocks' SDK waits
+        // 30 s.
+        handle
+            .expect_100_timeout(Duration::from_secs(30))
+            .map_err(transport)?;
+        handle.get_mut().start(batch.body.clone());
+        handle.perform().map_err(transport)?;
+        let status = handle.response_code().map_err(transport)?;
+        let body = std::mem::take(&mut handle.get_mut().response);
+        if status == 401 || status == 403 {
+            let message = LoadResponse::parse(&body)
+                .map(|r| r.message)
+                .unwrap_or_else(|_| excerpt(&body));
+            return Err(StreamLoadError::Auth { message });
+        }
+        if status != 200 {
+            return Err(StreamLoadError::Http {
+                url,
+                status,
+                excerpt: excerpt(&body),
+            });
+        }
+        LoadResponse::parse(&body).map_err(|source| StreamLoadError::Malformed { url, source })
+    }
+
+    /// `GET /api/{db}/get_load_state?label=`.
+    fn label_state(
+        &self,
+        handle: &mut Easy2<Exchange>,
+        batch: &LoadBatch,
+    ) -> Result<LabelState, StreamLoadError> {
+        let url = format!(
+            "{}/api/{}/get_load_state?label={}",
+            self.fe_url(),
+            path_segment(&self.config.database),
+            batch.label
+        );
+        let transport = |source| StreamLoadError::Transport {
+            url: url.clone(),
+            source,
+        };
+        self.configure(handle, &url, self.config.connect_timeout * 3)
+            .map_err(transport)?;
+        handle.get(true).map_err(transport)?;
+        handle.get_mut().start(Bytes::new());
+        handle.perform().map_err(transport)?;
+        let body = std::mem::take(&mut handle.get_mut().response);
+        parse_label_state(&body).map_err(|source| StreamLoadError::Malformed { url, source })
+    }
+
+    /// The text behind an ErrorURL, or why it could not be read (never fails the caller).
+    fn error_log(&self, handle: &mut Easy2<Exchange>, url: &str) -> String {
+        let fetched = (|| -> Result<Vec<u8>, curl::Error> {
+            self.configure(handle, url, self.config.connect_timeout * 3)?;
+            handle.get(true)?;
+            handle.get_mut().start(Bytes::new());
+            handle.perform()?;
+            Ok(std::mem::take(&mut handle.get_mut().response))
+        })();
+        match fetched {
+            Ok(body) => {
+                let text = String::from_utf8_lossy(&body);
+                let text = text.trim();
+                // Enough to name the rows and reasons; a huge log stays at the URL.
+                match text.char_indices().nth(4000) {
+                    Some((cut, _)) => format!("{}… (more at {url})", &text[..cut]),
+                    None => format!("{text} ({url})"),
+                }
+            }
+            Err(err) => format!("could not read the error log at {url}: {err}"),
+        }
+    }
+
+    /// One attempt, including `get_load_state` polling for a running label. Blocking.
+    fn attempt(
+        &self,
+        handle: &mut Easy2<Exchange>,
+        batch: &LoadBatch,
+    ) -> Result<(LoadResponse, bool), StreamLoadError> {
+        let mut polls = 0;
+        loop {
+            let response = self.put(handle, batch)?;
+            match response.outcome() {
+                LoadOutcome::Committed { already } => return Ok((response, already)),
+                LoadOutcome::Failed { message } => {
+                    if response.filtered_rows > 0 || message.contains("too many filtered rows") {
+                        let error_log = match &response.error_url {
+                            Some(url) => self.error_log(handle, url),
+                            None => "StarRocks gave no ErrorURL".to_owned(),
+                        };
+                        return Err(StreamLoadError::FilteredRows {
+                            table: batch.table.clone(),
+                            label: batch.label.to_string(),
+                            filtered: response.filtered_rows,
+                            error_log,
+                        });
+                    }
+                    return Err(StreamLoadError::Rejected {
+                        table: batch.table.clone(),
+                        label: batch.label.to_string(),
+                        message,
+                    });
+                }
+                LoadOutcome::LabelRunning => loop {
+                    // An earlier attempt with this label is in flight: wait for its fate.
+                    if polls >= self.retry.label_state_polls {
+                        return Err(StreamLoadError::LabelRunning {
+                            table: batch.table.clone(),
+                            label: batch.label.to_string(),
+                        });
+                    }
+                    polls += 1;
+                    std::thread::sleep(self.retry.label_state_interval);
+                    match self.label_state(handle, batch)? {
+                        LabelState::Committed => return Ok((response, true)),
+                        LabelState::Running => continue,
+                        // It aborted (or is unknown): the label is free, send again.
+                        LabelState::Absent => break,
+                    }
+                },
+            }
+        }
+    }
+
+    /// Loads `batch`, retrying transient failures forever; see [`Sink::load`].
+    pub async fn load_batch(
+        self: &Arc<Self>,
+        batch: LoadBatch,
+    ) -> Result<LoadReceipt, LoadFailure> {
+        let started = Instant::now();
+        let mut failures: u32 = 0;
+        let mut batch = batch;
+        loop {
+            let client = Arc::clone(self);
+            let (returned, result) = match tokio::task::spawn_blocking(move || {
+                let mut handle = client.take_handle();
+                let result = client.attempt(&mut handle, &batch);
+                client.return_handle(handle);
+                (batch, result)
+            })
+            .await
+            {
+                Ok(done) => done,
+                Err(join) => {
+                    // The blocking task panicked or was cancelled: the batch went with it, and
+                    // there is nothing safe to hand back.
+                    std::panic::resume_unwind(join.into_panic())
+                }
+            };
+            batch = returned;
+            match result {
+                Ok((response, already_committed)) => {
+                    return Ok(LoadReceipt {
+                        label: batch.label.clone(),
+                        rows_loaded: if already_committed {
+                            0
+                        } else {
+                            response.loaded_rows
+                        },
+                        bytes: batch.body.len() as u64,
+                        already_committed,
+                        attempts: failures + 1,
+                        duration: started.elapsed(),
+                    })
+                }
+                Err(error) if error.is_transient() => {
+                    failures += 1;
+                    if matches!(error, StreamLoadError::Transport { .. })
+                        || error.to_string().contains("No backend alive")
+                    {
+                        self.rotate_fe();
+                    }
+                    let seed = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(u64::from(failures));
+                    let delay = self.retry.delay(failures, seed);
+                    tracing::warn!(
+                        table = %batch.table,
+                        label = %batch.label,
+                        attempt = failures,
+                        retry_in_ms = delay.as_millis() as u64,
+                        error = %error,
+                        "stream load failed; retrying with the same label"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(error) => return Err(LoadFailure { batch, error }),
+            }
+        }
+    }
+}
+
+/// The Stream Load sink.
+#[derive(Debug, Clone)]
+pub struct StarRocksSink {
+    client: Arc<StreamLoadClient>,
+}
+
+impl StarRocksSink {
+    /// A sink loading through `client`.
+    pub fn new(client: Arc<StreamLoadClient>) -> StarRocksSink {
+        StarRocksSink { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for StarRocksSink {
+    async fn load(&self, batch: LoadBatch) -> Result<LoadReceipt, LoadFailure> {
+        self.client.load_batch(batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter() {
+        let policy = RetryPolicy::default();
+        for failures in 1..30 {
+            let delay = policy.delay(failures, failures as u64 * 7919);
+            let full = Duration::from_secs(1)
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(Duration::from_secs(60));
+            assert!(delay >= full / 2 && delay <= full, "{failures}: {delay:?}");
+        }
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(path_segment("orders_2026"), "orders_2026");
+        assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
+    }
+}
