@@ -8,6 +8,7 @@ pub mod config;
 pub mod encoding;
 pub mod error;
 pub mod label;
+pub mod mapping;
 pub mod response;
 pub mod stream_load;
 
