@@ -97,7 +97,9 @@ pub struct MappingError {
 
 fn varchar_for_characters(characters: Option<u32>) -> TargetType {
     // Postgres counts characters, StarRocks bytes: up to 4 bytes per UTF-8 character.
-    TargetType::Varchar(characters.map_or(MAX_VARCHAR, |n| n.saturating_mul(4).clamp(1, MAX_VARCHAR)))
+    TargetType::Varchar(
+        characters.map_or(MAX_VARCHAR, |n| n.saturating_mul(4).clamp(1, MAX_VARCHAR)),
+    )
 }
 
 fn scalar_type(kind: ScalarKind, column: &ColumnSchema) -> TargetType {
@@ -330,19 +332,29 @@ mod tests {
         ];
         for (oid, typmod, expected) in cases {
             let c = column("c", *oid, *typmod, false);
-            assert_eq!(column_type(&t, &c).unwrap().to_string(), *expected, "oid {oid}");
+            assert_eq!(
+                column_type(&t, &c).unwrap().to_string(),
+                *expected,
+                "oid {oid}"
+            );
         }
     }
 
     #[test]
     fn keys_use_keyable_types() {
         let t = table(vec![]);
-        assert_eq!(column_type(&t, &column("k", 25, -1, true)).unwrap(), TargetType::Varchar(128));
+        assert_eq!(
+            column_type(&t, &column("k", 25, -1, true)).unwrap(),
+            TargetType::Varchar(128)
+        );
         assert_eq!(
             column_type(&t, &column("k", 1700, (10 << 16) + 4, true)).unwrap(),
             TargetType::Varchar(64)
         );
-        assert_eq!(column_type(&t, &column("k", 2950, -1, true)).unwrap(), TargetType::Varchar(36));
+        assert_eq!(
+            column_type(&t, &column("k", 2950, -1, true)).unwrap(),
+            TargetType::Varchar(36)
+        );
         let err = column_type(&t, &column("k", 3802, -1, true)).unwrap_err();
         assert!(err.to_string().contains("`k` of `public.t`"), "{err}");
     }
@@ -363,10 +375,21 @@ mod tests {
         let names: Vec<&str> = target.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
-            ["id", "region", "note", AUDIT_OP, AUDIT_DELETED, AUDIT_SYNCED_AT, AUDIT_LSN]
+            [
+                "id",
+                "region",
+                "note",
+                AUDIT_OP,
+                AUDIT_DELETED,
+                AUDIT_SYNCED_AT,
+                AUDIT_LSN
+            ]
         );
         let sql = target.create_sql("analytics");
         assert!(sql.starts_with("CREATE TABLE IF NOT EXISTS `analytics`.`sales_orders` (`id` BIGINT NOT NULL, `region` VARCHAR(32) NOT NULL, `note` VARCHAR(1048576) NULL"), "{sql}");
-        assert!(sql.contains("PRIMARY KEY(`id`, `region`) DISTRIBUTED BY HASH(`id`, `region`)"), "{sql}");
+        assert!(
+            sql.contains("PRIMARY KEY(`id`, `region`) DISTRIBUTED BY HASH(`id`, `region`)"),
+            "{sql}"
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod label;
 pub mod mapping;
 pub mod response;
+pub mod setup;
 pub mod stream_load;
 
 pub use config::{Compression, DeleteMode, StarRocksConfig};

@@ -1,0 +1,544 @@
+//! Target-side setup over StarRocks' MySQL protocol (FE :9030): connectivity and version, the
+//! database (created when `STARWAL_CREATE_TABLES=true`), each target table created from the
+//! source schema or validated — primary key equal to the source key, types compatible, every
+//! mismatch reported at once — and missing source and audit columns added, waiting for the ALTER
+//! job to finish. Only the text protocol is used (no prepared statements), like StarRocks' own
+//! tools.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row};
+
+use super::config::StarRocksConfig;
+use super::mapping::{quote, target_table, MappingError, TargetColumn, TargetTable, TargetType};
+use crate::schema::TableSchema;
+
+/// How long to wait for one `ALTER TABLE ... ADD COLUMN` job. With fast schema evolution it
+/// takes seconds; without, a large table may take minutes.
+pub const ALTER_JOB_TIMEOUT: Duration = Duration::from_secs(600);
+/// Pause between two looks at the ALTER job.
+const ALTER_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A mismatch between a target table and what starwal needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetProblem {
+    /// The key columns differ from the source key.
+    Key {
+        table: String,
+        expected: Vec<String>,
+        found: Vec<String>,
+    },
+    /// A column's type cannot hold the source column's values.
+    Type {
+        table: String,
+        column: String,
+        expected: String,
+        found: String,
+    },
+    /// The table does not exist and `STARWAL_CREATE_TABLES=false`.
+    Missing { table: String },
+    /// A source column cannot be mapped.
+    Mapping(MappingError),
+}
+
+impl std::fmt::Display for TargetProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetProblem::Key { table, expected, found } => write!(
+                f,
+                "table `{table}` has primary key ({}), the source key is ({})",
+                found.join(", "),
+                expected.join(", ")
+            ),
+            TargetProblem::Type { table, column, expected, found } => write!(
+                f,
+                "column `{column}` of `{table}` is {found}, starwal needs {expected} (or a wider type)"
+            ),
+            TargetProblem::Missing { table } => write!(
+                f,
+                "table `{table}` does not exist and STARWAL_CREATE_TABLES=false"
+            ),
+            TargetProblem::Mapping(err) => err.fmt(f),
+        }
+    }
+}
+
+/// Target setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetSetupError {
+    #[error(
+        "cannot connect to StarRocks' MySQL protocol at {addr} (STARWAL_STARROCKS_MYSQL): {source}"
+    )]
+    Connect {
+        addr: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error("StarRocks: {what}: {source}")]
+    Query {
+        what: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error("database `{0}` does not exist and STARWAL_CREATE_TABLES=false")]
+    MissingDatabase(String),
+    #[error("{} target table problem(s):\n  - {}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  - "))]
+    Tables(Vec<TargetProblem>),
+    #[error("ALTER TABLE on `{table}` ended {state}: {message}")]
+    AlterFailed {
+        table: String,
+        state: String,
+        message: String,
+    },
+    #[error("ALTER TABLE on `{table}` did not finish within {} s", .timeout.as_secs())]
+    AlterTimeout { table: String, timeout: Duration },
+}
+
+impl TargetSetupError {
+    /// Whether retrying setup unchanged may succeed (StarRocks unreachable or busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TargetSetupError::Connect { .. } | TargetSetupError::AlterTimeout { .. }
+        ) || matches!(self, TargetSetupError::Query { source, .. } if matches!(source, mysql_async::Error::Io(_)))
+    }
+}
+
+/// What target setup did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetReport {
+    pub version: String,
+    pub database_created: bool,
+    pub tables_created: Vec<String>,
+    /// `(table, column)` pairs added.
+    pub columns_added: Vec<(String, String)>,
+    /// Tables without fast schema evolution (adding columns rewrites data there).
+    pub slow_schema_change: Vec<String>,
+}
+
+/// One column as `information_schema.COLUMNS` reports it.
+#[derive(Debug, Clone)]
+struct ExistingColumn {
+    name: String,
+    data_type: String,
+    is_key: bool,
+}
+
+/// The StarRocks `DATA_TYPE`s that can hold values of `wanted`.
+fn compatible(wanted: &TargetType, found: &str) -> bool {
+    let found = found.to_ascii_lowercase();
+    let accepted: &[&str] = match wanted {
+        TargetType::Boolean => &["tinyint", "boolean"],
+        TargetType::SmallInt => &["smallint", "int", "bigint", "largeint"],
+        TargetType::Int => &["int", "bigint", "largeint"],
+        TargetType::BigInt => &["bigint", "largeint"],
+        TargetType::Float => &["float", "double"],
+        TargetType::Double => &["double"],
+        TargetType::Decimal { .. } => &[
+            "decimal",
+            "decimal32",
+            "decimal64",
+            "decimal128",
+            "decimalv2",
+        ],
+        TargetType::Date => &["date", "datetime"],
+        TargetType::DateTime => &["datetime"],
+        TargetType::Varchar(_) => &["varchar", "char", "string"],
+        TargetType::Json => &["json"],
+        TargetType::Array(_) => &["array"],
+    };
+    accepted.contains(&found.as_str())
+}
+
+fn escape_literal(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('\'', "\\'")
+}
+
+/// A connection to the FE's MySQL protocol for setup.
+#[derive(Debug)]
+pub struct TargetSetup {
+    conn: Conn,
+    config: StarRocksConfig,
+}
+
+impl TargetSetup {
+    /// Connects with `STARWAL_STARROCKS_USER`/`_PASSWORD`.
+    pub async fn connect(config: &StarRocksConfig) -> Result<TargetSetup, TargetSetupError> {
+        let connect_error = |source| TargetSetupError::Connect {
+            addr: config.mysql_addr.clone(),
+            source,
+        };
+        let (host, port) = config
+            .mysql_addr
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .unwrap_or((config.mysql_addr.as_str(), 9030));
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(host)
+            .tcp_port(port)
+            .user(Some(config.user.clone()))
+            .pass(Some(config.password.expose().to_owned()))
+            .prefer_socket(false);
+        let conn = tokio::time::timeout(config.connect_timeout, Conn::new(opts))
+            .await
+            .map_err(|_| {
+                connect_error(mysql_async::Error::Io(mysql_async::IoError::Io(
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+                )))
+            })?
+            .map_err(connect_error)?;
+        Ok(TargetSetup {
+            conn,
+            config: config.clone(),
+        })
+    }
+
+    async fn rows(&mut self, what: &str, sql: &str) -> Result<Vec<Row>, TargetSetupError> {
+        self.conn
+            .query::<Row, _>(sql)
+            .await
+            .map_err(|source| TargetSetupError::Query {
+                what: what.to_owned(),
+                source,
+            })
+    }
+
+    async fn execute(&mut self, what: &str, sql: &str) -> Result<(), TargetSetupError> {
+        self.conn
+            .query_drop(sql)
+            .await
+            .map_err(|source| TargetSetupError::Query {
+                what: what.to_owned(),
+                source,
+            })
+    }
+
+    /// `select current_version()`.
+    pub async fn version(&mut self) -> Result<String, TargetSetupError> {
+        let rows = self
+            .rows("reading the version", "select current_version()")
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|row| row.get::<Option<String>, _>(0).flatten())
+            .unwrap_or_default())
+    }
+
+    async fn existing_columns(
+        &mut self,
+        table: &str,
+    ) -> Result<Vec<ExistingColumn>, TargetSetupError> {
+        let sql = format!(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = '{}' ORDER BY ORDINAL_POSITION",
+            escape_literal(&self.config.database),
+            escape_literal(table)
+        );
+        let rows = self.rows("reading table columns", &sql).await?;
+        Ok(rows
+            .iter()
+            .map(|row| ExistingColumn {
+                name: row
+                    .get::<Option<String>, _>(0)
+                    .flatten()
+                    .unwrap_or_default(),
+                data_type: row
+                    .get::<Option<String>, _>(1)
+                    .flatten()
+                    .unwrap_or_default(),
+                is_key: row.get::<Option<String>, _>(2).flatten().as_deref() == Some("PRI"),
+            })
+            .collect())
+    }
+
+    /// Makes the database and every target table ready; see the module docs.
+    pub async fn prepare(
+        &mut self,
+        sources: &[TableSchema],
+    ) -> Result<TargetReport, TargetSetupError> {
+        let mut report = TargetReport {
+            version: self.version().await?,
+            ..TargetReport::default()
+        };
+        let database = self.config.database.clone();
+        let exists = !self
+            .rows(
+                "looking up the database",
+                &format!(
+                    "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{}'",
+                    escape_literal(&database)
+                ),
+            )
+            .await?
+            .is_empty();
+        if !exists {
+            if !self.config.create_tables {
+                return Err(TargetSetupError::MissingDatabase(database));
+            }
+            self.execute(
+                "creating the database",
+                &format!("CREATE DATABASE IF NOT EXISTS {}", quote(&database)),
+            )
+            .await?;
+            report.database_created = true;
+        }
+
+        let mut problems = Vec::new();
+        let mut plans: Vec<(TargetTable, Vec<ExistingColumn>)> = Vec::new();
+        for source in sources {
+            let target = match target_table(source) {
+                Ok(target) => target,
+                Err(err) => {
+                    problems.push(TargetProblem::Mapping(err));
+                    continue;
+                }
+            };
+            let existing = self.existing_columns(&target.name).await?;
+            if existing.is_empty() && !self.config.create_tables {
+                problems.push(TargetProblem::Missing {
+                    table: target.name.clone(),
+                });
+                continue;
+            }
+            if !existing.is_empty() {
+                problems.extend(validate(&target, &existing));
+            }
+            plans.push((target, existing));
+        }
+        if !problems.is_empty() {
+            return Err(TargetSetupError::Tables(problems));
+        }
+
+        for (target, existing) in plans {
+            if existing.is_empty() {
+                self.execute(
+                    &format!("creating table `{}`", target.name),
+                    &target.create_sql(&database),
+                )
+                .await?;
+                tracing::info!(table = %target.name, "created target table");
+                report.tables_created.push(target.name.clone());
+                continue;
+            }
+            let missing: Vec<&TargetColumn> = target
+                .columns
+                .iter()
+                .filter(|c| {
+                    !existing
+                        .iter()
+                        .any(|e| e.name.eq_ignore_ascii_case(&c.name))
+                })
+                .collect();
+            if !missing.is_empty() {
+                self.add_columns(&target.name, &missing).await?;
+                report.columns_added.extend(
+                    missing
+                        .iter()
+                        .map(|c| (target.name.clone(), c.name.clone())),
+                );
+            }
+            if !self.has_fast_schema_evolution(&target.name).await? {
+                tracing::warn!(table = %target.name, "fast_schema_evolution is off: adding columns later rewrites the table's data");
+                report.slow_schema_change.push(target.name.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    /// `ALTER TABLE ADD COLUMN ...` and waits for the job.
+    pub async fn add_columns(
+        &mut self,
+        table: &str,
+        columns: &[&TargetColumn],
+    ) -> Result<(), TargetSetupError> {
+        let added = columns
+            .iter()
+            .map(|c| format!("ADD COLUMN {} {} NULL", quote(&c.name), c.data_type))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.execute(
+            &format!("adding columns to `{table}`"),
+            &format!(
+                "ALTER TABLE {}.{} {added}",
+                quote(&self.config.database),
+                quote(table)
+            ),
+        )
+        .await?;
+        self.wait_for_alter(table).await
+    }
+
+    async fn wait_for_alter(&mut self, table: &str) -> Result<(), TargetSetupError> {
+        let sql = format!(
+            "SHOW ALTER TABLE COLUMN FROM {} WHERE TableName = '{}' ORDER BY JobId DESC LIMIT 1",
+            quote(&self.config.database),
+            escape_literal(table)
+        );
+        let started = Instant::now();
+        loop {
+            let rows = self.rows("watching the ALTER job", &sql).await?;
+            let job = rows.first().map(|row| {
+                let column = |name: &str| -> String {
+                    row.columns_ref()
+                        .iter()
+                        .position(|c| c.name_str().eq_ignore_ascii_case(name))
+                        .and_then(|i| row.get::<Option<String>, _>(i).flatten())
+                        .unwrap_or_default()
+                };
+                (column("State"), column("Msg"))
+            });
+            match job {
+                Some((state, _)) if state == "FINISHED" => return Ok(()),
+                Some((state, message)) if state == "CANCELLED" => {
+                    return Err(TargetSetupError::AlterFailed {
+                        table: table.to_owned(),
+                        state,
+                        message,
+                    })
+                }
+                _ => {}
+            }
+            if started.elapsed() > ALTER_JOB_TIMEOUT {
+                return Err(TargetSetupError::AlterTimeout {
+                    table: table.to_owned(),
+                    timeout: ALTER_JOB_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(ALTER_POLL_INTERVAL).await;
+        }
+    }
+
+    async fn has_fast_schema_evolution(&mut self, table: &str) -> Result<bool, TargetSetupError> {
+        let rows = self
+            .rows(
+                "reading SHOW CREATE TABLE",
+                &format!(
+                    "SHOW CREATE TABLE {}.{}",
+                    quote(&self.config.database),
+                    quote(table)
+                ),
+            )
+            .await?;
+        let ddl = rows
+            .first()
+            .and_then(|row| row.get::<Option<String>, _>(1).flatten())
+            .unwrap_or_default();
+        Ok(!ddl
+            .replace(' ', "")
+            .contains("\"fast_schema_evolution\"=\"false\""))
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        let _ = self.conn.disconnect().await;
+    }
+}
+
+/// Every problem of an existing table against the target definition.
+fn validate(target: &TargetTable, existing: &[ExistingColumn]) -> Vec<TargetProblem> {
+    let mut problems = Vec::new();
+    let expected: Vec<String> = target
+        .columns
+        .iter()
+        .filter(|c| c.is_key)
+        .map(|c| c.name.to_ascii_lowercase())
+        .collect();
+    let found: Vec<String> = existing
+        .iter()
+        .filter(|c| c.is_key)
+        .map(|c| c.name.to_ascii_lowercase())
+        .collect();
+    if expected != found {
+        problems.push(TargetProblem::Key {
+            table: target.name.clone(),
+            expected,
+            found,
+        });
+    }
+    for column in &target.columns {
+        if let Some(existing) = existing
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case(&column.name))
+        {
+            if !compatible(&column.data_type, &existing.data_type) {
+                problems.push(TargetProblem::Type {
+                    table: target.name.clone(),
+                    column: column.name.clone(),
+                    expected: column.data_type.to_string(),
+                    found: existing.data_type.clone(),
+                });
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn existing(name: &str, data_type: &str, is_key: bool) -> ExistingColumn {
+        ExistingColumn {
+            name: name.into(),
+            data_type: data_type.into(),
+            is_key,
+        }
+    }
+
+    fn target() -> TargetTable {
+        let column = |name: &str, data_type, is_key: bool| TargetColumn {
+            name: name.into(),
+            data_type,
+            nullable: !is_key,
+            is_key,
+        };
+        TargetTable {
+            name: "orders".into(),
+            columns: vec![
+                column("id", TargetType::BigInt, true),
+                column(
+                    "amount",
+                    TargetType::Decimal {
+                        precision: 10,
+                        scale: 2,
+                    },
+                    false,
+                ),
+                column("note", TargetType::Varchar(100), false),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_matching_table_has_no_problems() {
+        let found = [
+            existing("ID", "bigint", true),
+            existing("amount", "decimal64", false),
+            existing("note", "varchar", false),
+        ];
+        assert!(validate(&target(), &found).is_empty());
+    }
+
+    #[test]
+    fn every_mismatch_is_reported() {
+        let found = [
+            existing("id", "int", false),
+            existing("amount", "varchar", true),
+            existing("note", "json", false),
+        ];
+        let problems = validate(&target(), &found);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text[0].contains("primary key (amount), the source key is (id)"),
+            "{}",
+            text[0]
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("`note` of `orders` is json")),
+            "{text:?}"
+        );
+    }
+}
