@@ -20,8 +20,16 @@ pub struct ColumnSchema {
     /// messages and to recognise user-defined types.
     pub type_name: String,
     pub nullable: bool,
-    /// Part of the primary key (or of the replica identity when there is no primary key).
-    pub is_key: bool,
+    /// Position in the primary key (or the replica identity index when there is no primary
+    /// key), from 0; `None` for value columns.
+    pub key_position: Option<u16>,
+}
+
+impl ColumnSchema {
+    /// Whether the column is part of the key.
+    pub fn is_key(&self) -> bool {
+        self.key_position.is_some()
+    }
 }
 
 /// A source table: `schema.name` and its columns in `attnum` order.
@@ -33,9 +41,11 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
-    /// The key columns in key order (their order in `columns`).
-    pub fn key_columns(&self) -> impl Iterator<Item = &ColumnSchema> {
-        self.columns.iter().filter(|c| c.is_key)
+    /// The key columns in key order.
+    pub fn key_columns(&self) -> Vec<&ColumnSchema> {
+        let mut keys: Vec<&ColumnSchema> = self.columns.iter().filter(|c| c.is_key()).collect();
+        keys.sort_by_key(|c| c.key_position);
+        keys
     }
 }
 

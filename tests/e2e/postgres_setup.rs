@@ -213,3 +213,58 @@ async fn postgres_setup_explains_an_invalidated_slot() {
         "1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_setup_reads_table_schemas_with_key_order() {
+    use starwal::engine::setup::postgres::{resolve_tables, table_schema};
+    use starwal::sink::starrocks::mapping::target_table;
+
+    let db = Cluster::shared().create_database("schema").await;
+    db.owner_client()
+        .await
+        .batch_execute(
+            "CREATE TYPE mood AS ENUM ('ok', 'sad');
+             CREATE TABLE orders (note text, id bigint NOT NULL, region varchar(8) NOT NULL,
+                 amount numeric(10,2), tags int4[], m mood, dropped int, PRIMARY KEY (region, id));
+             ALTER TABLE orders DROP COLUMN dropped;
+             CREATE TABLE ri (code text NOT NULL, v jsonb);
+             CREATE UNIQUE INDEX ri_code ON ri (code); ALTER TABLE ri REPLICA IDENTITY USING INDEX ri_code;",
+        )
+        .await
+        .unwrap();
+    let cfg = config(&db, Role::Scram, "public.orders,public.ri", "p", "s");
+    let client = connect_sql(&cfg.conn).await.unwrap();
+    let tables = resolve_tables(&client, &cfg.tables).await.unwrap();
+    let orders = table_schema(&client, &tables[0]).await.unwrap();
+    let described: Vec<(String, String, Option<u16>)> = orders
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), c.type_name.clone(), c.key_position))
+        .collect();
+    assert_eq!(
+        described,
+        vec![
+            ("note".into(), "text".into(), None),
+            ("id".into(), "bigint".into(), Some(1)),
+            ("region".into(), "character varying(8)".into(), Some(0)),
+            ("amount".into(), "numeric(10,2)".into(), None),
+            ("tags".into(), "integer[]".into(), None),
+            ("m".into(), "mood".into(), None),
+        ]
+    );
+    let ddl = target_table(&orders).unwrap().create_sql("analytics");
+    assert!(
+        ddl.contains("(`region` VARCHAR(32) NOT NULL, `id` BIGINT NOT NULL, `note` VARCHAR(1048576) NULL, `amount` DECIMAL(10,2) NULL, `tags` ARRAY<INT> NULL, `m` VARCHAR(1048576) NULL"),
+        "{ddl}"
+    );
+    assert!(ddl.contains("PRIMARY KEY(`region`, `id`)"), "{ddl}");
+
+    let ri = table_schema(&client, &tables[1]).await.unwrap();
+    assert_eq!(
+        ri.key_columns()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["code"]
+    );
+}

@@ -486,7 +486,13 @@ async fn postgres_stream_missing_publication_notice_or_error() {
         .await
         .unwrap();
     let slot = unique_name("nopub");
-    let session = start(&db, &slot, &StartOptions::committed_only("no_such_pub"), true).await;
+    let session = start(
+        &db,
+        &slot,
+        &StartOptions::committed_only("no_such_pub"),
+        true,
+    )
+    .await;
     let (mut recorder, _stop) = Recorder::new(|_| true);
     db.psql("INSERT INTO t VALUES (1)");
     let result = session
@@ -500,6 +506,9 @@ async fn postgres_stream_missing_publication_notice_or_error() {
         assert!(recorder.inserted.is_empty());
     } else {
         let err = result.unwrap_err().to_string();
-        assert!(err.contains("42704") && err.contains("no_such_pub"), "{err}");
+        assert!(
+            err.contains("42704") && err.contains("no_such_pub"),
+            "{err}"
+        );
     }
 }

@@ -359,3 +359,46 @@ pub async fn prepare_source(
         tables_added,
     })
 }
+
+/// The columns of `table` with their types and key positions (primary key, else the replica
+/// identity index), in `attnum` order — the order pgoutput sends tuple values in. (`indkey` is
+/// an int2vector, whose subscripts start at 0, so `array_position` is already the key position.)
+pub async fn table_schema(
+    client: &Client,
+    table: &SourceTable,
+) -> Result<crate::schema::TableSchema, SetupError> {
+    use crate::schema::{ColumnSchema, TableSchema};
+    let rows = client
+        .query(
+            "SELECT a.attname::text, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), \
+                    NOT a.attnotnull, \
+                    (SELECT array_position(i.indkey::int2[], a.attnum)::int4 \
+                       FROM pg_index i \
+                      WHERE i.indrelid = a.attrelid AND (i.indisprimary OR i.indisreplident) \
+                      ORDER BY i.indisprimary DESC LIMIT 1) \
+               FROM pg_attribute a \
+              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
+              ORDER BY a.attnum",
+            &[&table.oid.0],
+        )
+        .await
+        .map_err(query_error("reading table columns"))?;
+    let columns = rows
+        .iter()
+        .map(|row| ColumnSchema {
+            name: row.get(0),
+            type_oid: Oid(row.get::<_, u32>(1)),
+            type_modifier: row.get(2),
+            type_name: row.get(3),
+            nullable: row.get(4),
+            key_position: row
+                .get::<_, Option<i32>>(5)
+                .and_then(|p| u16::try_from(p).ok()),
+        })
+        .collect();
+    Ok(TableSchema {
+        schema: table.schema.clone(),
+        name: table.name.clone(),
+        columns,
+    })
+}

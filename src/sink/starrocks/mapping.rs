@@ -147,7 +147,7 @@ pub fn column_type(table: &TableSchema, column: &ColumnSchema) -> Result<TargetT
         let kind = ScalarKind::from_type_oid(column.type_oid).unwrap_or(ScalarKind::Text);
         scalar_type(kind, column)
     };
-    if !column.is_key {
+    if !column.is_key() {
         return Ok(value_type);
     }
     match value_type {
@@ -224,7 +224,7 @@ pub fn target_table(table: &TableSchema) -> Result<TargetTable, MappingError> {
             is_key: true,
         });
     }
-    for column in table.columns.iter().filter(|c| !c.is_key) {
+    for column in table.columns.iter().filter(|c| !c.is_key()) {
         columns.push(TargetColumn {
             name: column.name.clone(),
             data_type: column_type(table, column)?,
@@ -283,13 +283,17 @@ mod tests {
     use crate::postgres::Oid;
 
     fn column(name: &str, oid: u32, typmod: i32, is_key: bool) -> ColumnSchema {
+        keyed(name, oid, typmod, is_key.then_some(0))
+    }
+
+    fn keyed(name: &str, oid: u32, typmod: i32, key_position: Option<u16>) -> ColumnSchema {
         ColumnSchema {
             name: name.into(),
             type_oid: Oid(oid),
             type_modifier: typmod,
             type_name: format!("oid {oid}"),
-            nullable: !is_key,
-            is_key,
+            nullable: key_position.is_none(),
+            key_position,
         }
     }
 
@@ -366,8 +370,8 @@ mod tests {
             name: "orders".into(),
             columns: vec![
                 column("note", 25, -1, false),
-                column("id", 20, -1, true),
-                column("region", 1043, 8 + 4, true),
+                keyed("region", 1043, 8 + 4, Some(1)),
+                keyed("id", 20, -1, Some(0)),
             ],
         };
         let target = target_table(&source).unwrap();
