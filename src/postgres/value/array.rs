@@ -19,11 +19,12 @@ const MAX_DIMENSIONS: usize = 6;
 pub struct Array<'a> {
     /// The whole literal of this (sub-)array, decoration included for the outermost one.
     literal: &'a str,
-    /// The text between the outer braces.
-    body: &'a str,
+    /// Where the text between the outer braces starts in `literal` (it ends before the last
+    /// byte, the closing brace). Offsets rather than a second `&str` keep `Value` small.
+    body_start: u32,
     element_kind: ScalarKind,
-    /// 1 for the outermost array, 2 for its sub-arrays, …
-    depth: usize,
+    /// 1 for the outermost array, 2 for its sub-arrays, … (at most [`MAX_DIMENSIONS`]).
+    depth: u8,
 }
 
 /// One element of an [`Array`].
@@ -53,13 +54,21 @@ impl<'a> Array<'a> {
     pub fn elements(&self) -> ArrayElements<'a> {
         ArrayElements {
             array: *self,
-            rest: self.body,
-            state: if self.body.is_empty() {
+            rest: self.body(),
+            state: if self.body().is_empty() {
                 IterationState::Finished
             } else {
                 IterationState::ExpectElement
             },
         }
+    }
+
+    /// The text between the outer braces.
+    fn body(&self) -> &'a str {
+        let body_end = self.literal.len().saturating_sub(1);
+        self.literal
+            .get(self.body_start as usize..body_end)
+            .unwrap_or_default()
     }
 
     fn kind(&self) -> ValueKind {
@@ -89,13 +98,15 @@ pub(crate) fn decode_array(
     let kind = ValueKind::Array(element_kind);
     let invalid = |reason| ValueError::invalid(kind, literal.as_bytes(), reason);
     let braced = strip_dimension_decoration(literal).map_err(invalid)?;
-    let body = braced
-        .strip_prefix('{')
-        .and_then(|inner| inner.strip_suffix('}'))
-        .ok_or_else(|| invalid("expected {…}"))?;
+    if !(braced.starts_with('{') && braced.ends_with('}') && braced.len() >= 2) {
+        return Err(invalid("expected {…}"));
+    }
+    // Postgres values are at most 1 GB, so the offset fits.
+    let body_start = u32::try_from(literal.len() - braced.len() + 1)
+        .map_err(|_| invalid("array literal too long"))?;
     let array = Array {
         literal,
-        body,
+        body_start,
         element_kind,
         depth: 1,
     };
@@ -187,7 +198,7 @@ impl<'a> ArrayElements<'a> {
     /// `{…}` up to its matching brace, skipping quoted strings.
     fn nested_array(&self) -> Result<(ArrayElement<'a>, &'a str), ValueError> {
         let depth = self.array.depth + 1;
-        if depth > MAX_DIMENSIONS {
+        if usize::from(depth) > MAX_DIMENSIONS {
             return Err(self.array.structure_error("more than 6 dimensions"));
         }
         let bytes = self.rest.as_bytes();
@@ -217,12 +228,9 @@ impl<'a> ArrayElements<'a> {
             .rest
             .split_at_checked(close + 1)
             .ok_or_else(|| self.array.structure_error("unbalanced braces"))?;
-        let body = literal
-            .get(1..close)
-            .ok_or_else(|| self.array.structure_error("unbalanced braces"))?;
         let nested = Array {
             literal,
-            body,
+            body_start: 1,
             element_kind: self.array.element_kind,
             depth,
         };

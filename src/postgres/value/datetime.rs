@@ -168,6 +168,7 @@ fn is_leap_year(year: i64) -> bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
 }
 
+#[inline]
 fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -207,6 +208,7 @@ impl CivilDate {
 }
 
 impl CivilDateTime {
+    #[inline]
     fn from_unix_days_and_micros(days: i64, micros_of_day: i64) -> Self {
         let seconds_of_day = micros_of_day / MICROS_PER_SECOND;
         // All four are in range by construction (micros_of_day is in 0..MICROS_PER_DAY).
@@ -291,10 +293,12 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.position).copied()
     }
 
+    #[inline]
     fn eat(&mut self, expected: u8) -> bool {
         let matched = self.peek() == Some(expected);
         if matched {
@@ -303,6 +307,7 @@ impl<'a> Scanner<'a> {
         matched
     }
 
+    #[inline]
     fn expect(&mut self, expected: u8, reason: &'static str) -> Result<(), &'static str> {
         if self.eat(expected) {
             Ok(())
@@ -312,6 +317,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Between `min` and `max` ASCII digits as a number.
+    #[inline]
     fn digits(
         &mut self,
         min: usize,
@@ -336,12 +342,14 @@ impl<'a> Scanner<'a> {
         Ok(value)
     }
 
+    #[inline]
     fn is_done(&self) -> bool {
         self.position >= self.bytes.len()
     }
 }
 
 /// `HH:MM:SS[.f{1,6}]` → (hour, minute, second, microsecond), hour up to 24.
+#[inline]
 fn scan_time(scanner: &mut Scanner<'_>) -> Result<(u32, u32, u32, u32), &'static str> {
     const MALFORMED: &str = "expected HH:MM:SS[.ffffff]";
     let hour = scanner.digits(2, 2, MALFORMED)?;
@@ -369,6 +377,7 @@ fn scan_time(scanner: &mut Scanner<'_>) -> Result<(u32, u32, u32, u32), &'static
 }
 
 /// `±HH[:MM[:SS]]` or `Z` → offset east of UTC in seconds.
+#[inline]
 fn scan_utc_offset(scanner: &mut Scanner<'_>) -> Result<i64, &'static str> {
     const MALFORMED: &str = "expected a UTC offset like +00, +05:30 or -08";
     if scanner.eat(b'Z') {
@@ -398,6 +407,7 @@ fn scan_utc_offset(scanner: &mut Scanner<'_>) -> Result<i64, &'static str> {
 
 /// `Y{4,7}-MM-DD` with a day that exists in that month. `before_common_era` selects the
 /// astronomical year for the leap-year check (1 BC is a leap year).
+#[inline]
 fn scan_date(
     scanner: &mut Scanner<'_>,
     before_common_era: bool,
@@ -431,6 +441,7 @@ fn scan_date(
 }
 
 /// Splits a trailing ` BC` off.
+#[inline]
 fn strip_before_common_era(text: &str) -> (&str, bool) {
     match text.strip_suffix(" BC") {
         Some(rest) => (rest, true),
@@ -439,6 +450,7 @@ fn strip_before_common_era(text: &str) -> (&str, bool) {
 }
 
 /// Parses a `date`: `YYYY-MM-DD`, `… BC`, `infinity`, `-infinity`.
+#[inline]
 pub(crate) fn parse_date(text: &str) -> Result<Date<'_>, &'static str> {
     match text {
         "infinity" => return Ok(Date::Infinity),
@@ -459,6 +471,7 @@ pub(crate) fn parse_date(text: &str) -> Result<Date<'_>, &'static str> {
 }
 
 /// Checks a `time`: `HH:MM:SS[.ffffff]`, `24:00:00` allowed.
+#[inline]
 pub(crate) fn parse_time_of_day(text: &str) -> Result<(), &'static str> {
     let mut scanner = Scanner::new(text);
     scan_time(&mut scanner)?;
@@ -469,6 +482,7 @@ pub(crate) fn parse_time_of_day(text: &str) -> Result<(), &'static str> {
 }
 
 /// Checks a `timetz`: a time followed by a UTC offset.
+#[inline]
 pub(crate) fn parse_time_with_zone(text: &str) -> Result<(), &'static str> {
     let mut scanner = Scanner::new(text);
     scan_time(&mut scanner)?;
@@ -481,6 +495,7 @@ pub(crate) fn parse_time_with_zone(text: &str) -> Result<(), &'static str> {
 
 /// Parses a `timestamp` (`with_zone == false`) or `timestamptz`: `YYYY-MM-DD HH:MM:SS[.f]`, then
 /// for timestamptz a UTC offset (the result is converted to UTC), then an optional ` BC`.
+#[inline]
 pub(crate) fn parse_timestamp(text: &str, with_zone: bool) -> Result<Timestamp<'_>, &'static str> {
     match text {
         "infinity" => return Ok(Timestamp::Infinity),

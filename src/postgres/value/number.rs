@@ -37,6 +37,7 @@ pub enum Numeric<'a> {
 }
 
 /// Parses a decimal integer (`-?[0-9]+`, an optional `+` tolerated) within `min..=max`.
+#[inline]
 pub(crate) fn parse_integer_in_range(text: &str, min: i64, max: i64) -> Result<i64, &'static str> {
     let bytes = text.as_bytes();
     let (negative, digits) = match bytes.split_first() {
@@ -79,6 +80,7 @@ pub(crate) fn parse_integer_in_range(text: &str, min: i64, max: i64) -> Result<i
 /// Parses float text as Postgres prints it: `NaN`, `Infinity`, `-Infinity` or a decimal with an
 /// optional exponent. Rust's own float parser also accepts `inf`/`nan` spellings, so the syntax
 /// is checked first.
+#[inline]
 pub(crate) fn parse_float(text: &str) -> Result<Float<'_>, &'static str> {
     match text {
         "NaN" => return Ok(Float::NaN),
@@ -166,6 +168,7 @@ fn count_digits(bytes: &[u8]) -> usize {
 
 /// Parses numeric text: `NaN`, `Infinity`, `-Infinity`, or `-?digits(.digits)?` (numeric_out
 /// never prints an exponent or a bare point).
+#[inline]
 pub(crate) fn parse_numeric(text: &str) -> Result<Numeric<'_>, &'static str> {
     match text {
         "NaN" => return Ok(Numeric::NaN),
@@ -190,6 +193,7 @@ pub(crate) fn parse_numeric(text: &str) -> Result<Numeric<'_>, &'static str> {
 }
 
 /// Checks the `8-4-4-4-12` hexadecimal form Postgres prints for `uuid`.
+#[inline]
 pub(crate) fn validate_uuid(text: &str) -> Result<(), &'static str> {
     const MALFORMED: &str = "expected 8-4-4-4-12 hexadecimal digits";
     let bytes = text.as_bytes();
