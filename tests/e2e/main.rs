@@ -8,4 +8,5 @@ mod postgres_connect;
 mod postgres_setup;
 mod postgres_stream;
 mod postgres_tail;
+mod sink_starrocks;
 mod smoke;

@@ -71,11 +71,23 @@ fn xorshift(seed: u64) -> u64 {
 
 /// The curl handler of one exchange: serves the body (seekable, for the re-send after the 307)
 /// and collects the response.
+///
+/// It also ends a transfer early when the BE answered before `100 Continue`. StarRocks answers
+/// every failure with HTTP 200, and libcurl keeps waiting for `100 Continue` after a 2xx final
+/// answer until the expect timeout runs out (30 s; measured against the sim), although the answer
+/// is complete. So once a final answer has fully arrived while the body is still unsent, the
+/// progress callback aborts the transfer and the collected answer is used.
 #[derive(Debug, Default)]
 struct Exchange {
     body: Bytes,
     sent: usize,
     response: Vec<u8>,
+    /// Status of the last response head seen (100, 307, 200, ...).
+    status: u32,
+    /// `Content-Length` of the last response head.
+    content_length: Option<usize>,
+    /// The answer of the last hop arrived completely before any body byte was sent.
+    early_answer: bool,
 }
 
 impl Exchange {
@@ -83,6 +95,17 @@ impl Exchange {
         self.body = body;
         self.sent = 0;
         self.response.clear();
+        self.status = 0;
+        self.content_length = None;
+        self.early_answer = false;
+    }
+
+    fn answer_complete(&self) -> bool {
+        self.status >= 200
+            && !(300..400).contains(&self.status)
+            && self
+                .content_length
+                .is_some_and(|length| self.response.len() >= length)
     }
 }
 
@@ -105,9 +128,37 @@ impl Handler for Exchange {
         }
     }
 
+    fn header(&mut self, data: &[u8]) -> bool {
+        let line = String::from_utf8_lossy(data);
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("HTTP/") {
+            // A new response head (after a 100 or a redirect): forget the previous one.
+            self.status = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|code| code.parse().ok())
+                .unwrap_or(0);
+            self.content_length = None;
+            self.response.clear();
+        } else if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("content-length") {
+                self.content_length = value.trim().parse().ok();
+            }
+        }
+        true
+    }
+
     fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
         self.response.extend_from_slice(data);
         Ok(data.len())
+    }
+
+    fn progress(&mut self, _dltotal: f64, _dlnow: f64, _ultotal: f64, _ulnow: f64) -> bool {
+        if self.sent == 0 && !self.body.is_empty() && self.answer_complete() {
+            self.early_answer = true;
+            return false;
+        }
+        true
     }
 }
 
@@ -264,9 +315,18 @@ impl StreamLoadClient {
         handle
             .expect_100_timeout(Duration::from_secs(30))
             .map_err(transport)?;
+        handle.progress(true).map_err(transport)?;
         handle.get_mut().start(batch.body.clone());
-        handle.perform().map_err(transport)?;
-        let status = handle.response_code().map_err(transport)?;
+        match handle.perform() {
+            Ok(()) => {}
+            // The BE answered before `100 Continue`: the answer is complete (see `Exchange`).
+            Err(err) if err.is_aborted_by_callback() && handle.get_ref().early_answer => {}
+            Err(err) => return Err(transport(err)),
+        }
+        let status = match handle.get_ref().early_answer {
+            true => handle.get_ref().status,
+            false => handle.response_code().map_err(transport)?,
+        };
         let body = std::mem::take(&mut handle.get_mut().response);
         if status == 401 || status == 403 {
             let message = LoadResponse::parse(&body)
@@ -396,7 +456,11 @@ impl StreamLoadClient {
             let (returned, result) = match tokio::task::spawn_blocking(move || {
                 let mut handle = client.take_handle();
                 let result = client.attempt(&mut handle, &batch);
-                client.return_handle(handle);
+                // A handle whose transfer failed or was cut short may hold a connection in an
+                // unknown state; only a clean one goes back to the pool.
+                if matches!(&result, Ok((_, false))) {
+                    client.return_handle(handle);
+                }
                 (batch, result)
             })
             .await

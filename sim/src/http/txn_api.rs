@@ -1,0 +1,795 @@
+//! The transaction Stream Load interface, `/api/transaction/{begin|load|prepare|commit|rollback}`,
+//! FE and BE halves (reference §5; FE `TransactionLoadAction`, BE `transaction_stream_load.cpp`
+//! and `transaction_mgr.cpp`).
+//!
+//! FE half: checks auth, `db` (`No database selected.`), `label` (`Empty label.`) and the op;
+//! commits a PREPARED txn itself, answers idempotently for COMMITTED/VISIBLE (commit) and ABORTED
+//! (rollback), fails commit-of-ABORTED and rollback-of-COMMITTED, and 307-redirects everything
+//! else to the BE that owns the label (FE-style errors: `Status: FAILED`, exception-class message).
+//! BE half: owns the open txn's stream context — `begin` creates it (`LABEL_ALREADY_EXISTS` if it
+//! exists), `load` appends data (one writer at a time: `TXN_IN_PROCESSING`; bad data rolls the
+//! txn back: later `load` → `TXN_NOT_EXISTS`), `prepare`/`commit` check the data (`INTERNAL_ERROR`
+//! `hasn't send any data yet`, `too many filtered rows`) and hand it to the FE, `rollback` drops
+//! it. Any error after begin rolls back. Rows become visible only when the txn commits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Request};
+use serde_json::Value as Json;
+
+use super::be::{
+    abort_txn, body_error_message, ms, plain_body, table_id, valid_timeout, wait_visible,
+};
+use super::fe::redirect_to_be;
+use super::response::{be_json, fe_failed, fe_txn_result, txn_reply, Fields};
+use super::{auth, header, read_body, Ctx, DropConnection, Handled, Resp};
+use crate::faults::{FaultKind, FaultPoint};
+use crate::load::options::{HeaderOptions, PlanOptions, DEFAULT_LOAD_TIMEOUT_SECS};
+use crate::load::{LoadPlan, LoadProgress};
+use crate::state::{CommitOutcome, Shared, SimState};
+use crate::txn::stream_context::StreamContext;
+use crate::txn::{BeginError, TxnCounts, TxnKind, TxnStatus};
+
+const FE_EXCEPTION: &str = "com.starrocks.common.StarRocksException";
+/// FE `prepared_transaction_default_timeout_second`.
+const DEFAULT_PREPARED_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Begin,
+    Load,
+    Prepare,
+    Commit,
+    Rollback,
+}
+
+fn parse_op(op: &str) -> Option<Op> {
+    match op.to_ascii_lowercase().as_str() {
+        "begin" => Some(Op::Begin),
+        "load" => Some(Op::Load),
+        "prepare" => Some(Op::Prepare),
+        "commit" => Some(Op::Commit),
+        "rollback" => Some(Op::Rollback),
+        _ => None,
+    }
+}
+
+fn non_blank<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    header(headers, name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+// ---------------------------------------------------------------------------------------------
+// FE half
+// ---------------------------------------------------------------------------------------------
+
+/// Handles `/api/transaction/{op}` on the FE.
+pub(crate) async fn fe(ctx: &Ctx, req: Request<Incoming>, op: &str) -> Handled {
+    let shared = &ctx.shared;
+    let headers = req.headers();
+    if let Some(reply) = auth::fe_reject(headers, &shared.config, &ctx.peer.ip().to_string()) {
+        return Ok(reply);
+    }
+    let Some(db) = non_blank(headers, "db") else {
+        return Ok(fe_failed(FE_EXCEPTION, "No database selected."));
+    };
+    let Some(label) = non_blank(headers, "label") else {
+        return Ok(fe_failed(FE_EXCEPTION, "Empty label."));
+    };
+    let Some(op) = parse_op(op) else {
+        return Ok(fe_failed(
+            FE_EXCEPTION,
+            &format!("Unknown transaction operation: {op}"),
+        ));
+    };
+    let (db, label) = (db.to_string(), label.to_string());
+    match op {
+        Op::Begin => {
+            shared.lock().fe_coordinators.insert(label);
+            Ok(redirect_to_be(ctx, &req))
+        }
+        Op::Load | Op::Prepare => Ok(match coordinator(shared, &db, &label) {
+            Ok(()) => redirect_to_be(ctx, &req),
+            Err(message) => fe_failed(FE_EXCEPTION, &message),
+        }),
+        Op::Commit | Op::Rollback => fe_finish(ctx, &req, op, &db, &label).await,
+    }
+}
+
+/// The FE's routing lookup for `load`/`prepare` (and commit/rollback of a PREPARE txn).
+fn coordinator(shared: &Shared, db: &str, label: &str) -> Result<(), String> {
+    let mut state = shared.lock();
+    if state.fe_coordinators.contains(label) {
+        return Ok(());
+    }
+    if state.catalog.database(db).is_none() {
+        return Err(format!(
+            "Can't find db[{db}] for label[{label}]. The db may be dropped."
+        ));
+    }
+    if state.txns.by_label(db, label).is_none() {
+        return Err(format!(
+            "Can't find the transaction with db [{db}] and label[{label}]. The possible reasons: 1. FE leader is started or switched; 2. The transaction timeouts and is cleaned."
+        ));
+    }
+    Ok(())
+}
+
+/// `commit`/`rollback` on the FE: settled on the FE when the state allows, else redirected.
+async fn fe_finish(ctx: &Ctx, req: &Request<Incoming>, op: Op, db: &str, label: &str) -> Handled {
+    let shared = &ctx.shared;
+    let decision = {
+        let mut state = shared.lock();
+        let cached = state.fe_coordinators.contains(label);
+        if state.catalog.database(db).is_none() {
+            return Ok(fe_failed(
+                FE_EXCEPTION,
+                &format!("Database[{db}] does not exist."),
+            ));
+        }
+        let record = state.txns.by_label(db, label).cloned();
+        if record.is_none() && !cached {
+            return Ok(fe_failed(
+                FE_EXCEPTION,
+                &format!("No transaction found with db[{db}] and label[{label}]"),
+            ));
+        }
+        match (op, record) {
+            (_, None) => FeDecision::Redirect,
+            (Op::Commit, Some(r)) => match r.status {
+                TxnStatus::Prepared => FeDecision::CommitPrepared(r.id),
+                TxnStatus::Committed | TxnStatus::Visible => FeDecision::Reply(fe_txn_result(
+                    "OK",
+                    &format!(
+                        "Transaction {} has already committed, label is {label}",
+                        r.id
+                    ),
+                    vec![("TxnId", r.id.into()), ("Label", label.into())],
+                )),
+                TxnStatus::Aborted => FeDecision::Reply(fe_failed(
+                    FE_EXCEPTION,
+                    &format!(
+                        "Can not commit ABORTED transaction {}, label is {label}",
+                        r.id
+                    ),
+                )),
+                _ => FeDecision::Redirect,
+            },
+            (_, Some(r)) => match r.status {
+                TxnStatus::Prepared => {
+                    if state.txns.abort(r.id, "User Aborted") {
+                        state.counters.failed(&r.db, &r.table);
+                    }
+                    shared.persist(&state);
+                    FeDecision::Reply(fe_txn_result(
+                        "OK",
+                        "",
+                        vec![("TxnId", r.id.into()), ("Label", label.into())],
+                    ))
+                }
+                TxnStatus::Aborted => FeDecision::Reply(fe_txn_result(
+                    "OK",
+                    &format!("Transaction {} has already aborted, label is {label}", r.id),
+                    vec![("TxnId", r.id.into()), ("Label", label.into())],
+                )),
+                TxnStatus::Committed | TxnStatus::Visible => FeDecision::Reply(fe_failed(
+                    FE_EXCEPTION,
+                    &format!(
+                        "Can not abort {} transaction {}, label is {label}",
+                        r.status, r.id
+                    ),
+                )),
+                _ => FeDecision::Redirect,
+            },
+        }
+    };
+    shared.notify_changed();
+    match decision {
+        FeDecision::Reply(reply) => Ok(reply),
+        FeDecision::Redirect => Ok(redirect_to_be(ctx, req)),
+        FeDecision::CommitPrepared(txn_id) => {
+            commit_prepared_on_fe(shared, txn_id, db, label).await
+        }
+    }
+}
+
+enum FeDecision {
+    Reply(Resp),
+    Redirect,
+    CommitPrepared(i64),
+}
+
+/// The FE commits a PREPARED txn itself (so it works after a BE restart).
+async fn commit_prepared_on_fe(
+    shared: &Arc<Shared>,
+    txn_id: i64,
+    db: &str,
+    label: &str,
+) -> Handled {
+    let table = shared
+        .lock()
+        .txns
+        .get(txn_id)
+        .map(|r| r.table.clone())
+        .unwrap_or_default();
+    let fault = shared.faults.take(FaultPoint::Commit, db, &table);
+    let delay = match &fault {
+        Some(FaultKind::PublishTimeout { visible_after_ms }) => {
+            Some(Duration::from_millis(*visible_after_ms))
+        }
+        _ => None,
+    };
+    let committed = {
+        let mut state = shared.lock();
+        let outcome = commit_prepared(&mut state, txn_id, delay);
+        shared.persist(&state);
+        outcome
+    };
+    shared.notify_changed();
+    if matches!(fault, Some(FaultKind::CommitThenDropConnection)) && committed.is_ok() {
+        return Err(DropConnection);
+    }
+    match committed {
+        Ok(CommitOutcome::Committed) if delay.is_none() => {
+            // Queued behind an unpublished version: the FE waits (bounded) like commitPreparedTransaction.
+            let _ = wait_visible(shared, txn_id, Instant::now() + Duration::from_secs(20)).await;
+            Ok(fe_ok(txn_id, label))
+        }
+        Ok(_) => Ok(fe_ok(txn_id, label)),
+        Err(message) => Ok(fe_failed(FE_EXCEPTION, &message)),
+    }
+}
+
+fn fe_ok(txn_id: i64, label: &str) -> Resp {
+    fe_txn_result(
+        "OK",
+        "",
+        vec![("TxnId", txn_id.into()), ("Label", label.into())],
+    )
+}
+
+fn commit_prepared(
+    state: &mut SimState,
+    txn_id: i64,
+    delay: Option<Duration>,
+) -> Result<CommitOutcome, String> {
+    let Some(record) = state.txns.get(txn_id) else {
+        return Err(format!("transaction {txn_id} not found"));
+    };
+    let batch = record.prepared_batch.clone().unwrap_or_default();
+    let counts = record.counts;
+    state.commit(txn_id, batch, counts, delay)
+}
+
+// ---------------------------------------------------------------------------------------------
+// BE half
+// ---------------------------------------------------------------------------------------------
+
+/// Handles `/api/transaction/{op}` on the BE.
+pub(crate) async fn be(ctx: &Ctx, req: Request<Incoming>, op: &str) -> Handled {
+    let label = header(req.headers(), "label")
+        .unwrap_or_default()
+        .to_string();
+    let parsed = parse_op(op);
+    if parsed == Some(Op::Load) {
+        return be_load(ctx, req, &label).await;
+    }
+    if label.is_empty() {
+        return Ok(reply("INVALID_ARGUMENT", &label, "empty label"));
+    }
+    match parsed {
+        Some(Op::Begin) => Ok(be_begin(ctx, req.headers(), &label)),
+        Some(Op::Prepare) => be_commit(ctx, req.headers(), &label, true).await,
+        Some(Op::Commit) => be_commit(ctx, req.headers(), &label, false).await,
+        Some(Op::Rollback) => Ok(be_rollback(ctx, req.headers(), &label)),
+        Some(Op::Load) | None => Ok(reply(
+            "INVALID_ARGUMENT",
+            &label,
+            &format!("unsupport transaction operation {op}"),
+        )),
+    }
+}
+
+fn reply(code: &'static str, label: &str, message: &str) -> Resp {
+    be_json(txn_reply(code, label, None, message, Vec::new(), None))
+}
+
+fn ok_reply(label: &str, extra: Fields, error_url: Option<String>) -> Resp {
+    be_json(txn_reply("OK", label, None, "", extra, error_url))
+}
+
+/// Removes the context and aborts its txn (any error after begin).
+fn rollback_context(shared: &Shared, label: &str, reason: &str) {
+    let removed = shared.lock().contexts.remove(label);
+    if let Some(context) = removed {
+        abort_txn(shared, context.txn_id, &context.db, &context.table, reason);
+    }
+}
+
+fn parse_seconds(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ()> {
+    match non_blank(headers, name) {
+        None => Ok(None),
+        Some(v) => v.parse::<u32>().map(|n| Some(u64::from(n))).map_err(|_| ()),
+    }
+}
+
+fn be_begin(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Resp {
+    let shared = &ctx.shared;
+    let started = Instant::now();
+    let mut state = shared.lock();
+    if state.contexts.get(label).is_some() {
+        return be_json(txn_reply(
+            "LABEL_ALREADY_EXISTS",
+            label,
+            Some(""),
+            "",
+            Vec::new(),
+            None,
+        ));
+    }
+    let (Ok(timeout), Ok(idle)) = (
+        parse_seconds(headers, "timeout"),
+        parse_seconds(headers, "idle_transaction_timeout"),
+    ) else {
+        return reply("INVALID_ARGUMENT", label, "Invalid timeout format");
+    };
+    let Some(credentials) = auth::basic(headers) else {
+        return reply("INTERNAL_ERROR", label, "no valid Basic authorization");
+    };
+    let db = header(headers, "db").unwrap_or_default().to_string();
+    let table = header(headers, "table").unwrap_or_default().to_string();
+    if !credentials.valid(&shared.config) {
+        let message = format!("Access denied for {}@{}", credentials.user, ctx.peer.ip());
+        return reply("NOT_AUTHORIZED", label, &message);
+    }
+    if let Some(t) = timeout {
+        if !valid_timeout(t) {
+            return reply(
+                "ANALYSIS_ERROR",
+                label,
+                "Invalid timeout. Timeout should between 1 and 259200 seconds",
+            );
+        }
+    }
+    if let Err(e) = state.catalog.table(&db, &table) {
+        return reply("ANALYSIS_ERROR", label, &e.to_string());
+    }
+    if let Some(fault) = shared.faults.take(FaultPoint::Begin, &db, &table) {
+        return reply("ANALYSIS_ERROR", label, &fault.message(&db, 0, "", -1));
+    }
+    let txn_id = match state.txns.begin(&db, &table, label, TxnKind::Transaction) {
+        Ok(id) => id,
+        Err(BeginError::LabelExists { existing }) => {
+            return be_json(txn_reply(
+                "LABEL_ALREADY_EXISTS",
+                label,
+                Some(existing),
+                &format!("Label [{label}] has already been used."),
+                Vec::new(),
+                None,
+            ))
+        }
+        Err(BeginError::InvalidLabel(m) | BeginError::TooManyRunning(m)) => {
+            return reply("ANALYSIS_ERROR", label, &m)
+        }
+    };
+    state.counters.attempted(&db, &table, label);
+    let now = Instant::now();
+    state.contexts.insert(
+        label.to_string(),
+        StreamContext {
+            txn_id,
+            db,
+            table,
+            plan: None,
+            progress: LoadProgress::default(),
+            busy: false,
+            begun_at: now,
+            last_active: now,
+            timeout: Duration::from_secs(timeout.unwrap_or(DEFAULT_LOAD_TIMEOUT_SECS)),
+            idle_timeout: idle.map(Duration::from_secs),
+        },
+    );
+    drop(state);
+    ok_reply(
+        label,
+        vec![
+            ("TxnId", txn_id.into()),
+            ("BeginTxnTimeMs", ms(started.elapsed()).into()),
+        ],
+        None,
+    )
+}
+
+/// Holds a context "in processing" while a `load` reads its body; releases it (and returns the
+/// progress) however the handler ends.
+struct BusyGuard {
+    shared: Arc<Shared>,
+    label: String,
+    progress: Option<LoadProgress>,
+}
+
+impl BusyGuard {
+    fn release(mut self, progress: LoadProgress) {
+        self.progress = Some(progress);
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        if let Some(context) = state.contexts.get_mut(&self.label) {
+            context.busy = false;
+            context.last_active = Instant::now();
+            if let Some(progress) = self.progress.take() {
+                context.progress = progress;
+            }
+        }
+    }
+}
+
+async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
+    let shared = ctx.shared.clone();
+    let started = Instant::now();
+    if label.is_empty() {
+        return Ok(reply("INVALID_ARGUMENT", label, "Invalid label "));
+    }
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    let h = |name: &str| header(&headers, name);
+    let limits = shared.config.limits;
+
+    // Claim the context and fix the plan (first load) under the lock.
+    let claimed = {
+        let mut state = shared.lock();
+        let SimState {
+            contexts, catalog, ..
+        } = &mut *state;
+        let Some(context) = contexts.get_mut(label) else {
+            return Ok(reply(
+                "TXN_NOT_EXISTS",
+                label,
+                &format!("Transaction with label {label} not exists"),
+            ));
+        };
+        let req_db = h("db").unwrap_or_default();
+        if context.db != req_db {
+            let message = format!(
+                "Request database {req_db} not equal transaction database {}",
+                context.db
+            );
+            return Ok(reply("INVALID_ARGUMENT", label, &message));
+        }
+        let req_table = h("table").unwrap_or_default();
+        if context.table != req_table {
+            let message = format!(
+                "Request table {req_table} not equal transaction table {}",
+                context.table
+            );
+            return Ok(reply("INVALID_ARGUMENT", label, &message));
+        }
+        if context.busy {
+            return Ok(reply(
+                "TXN_IN_PROCESSING",
+                label,
+                &format!("Transaction in processing, label: {label}"),
+            ));
+        }
+        let brief = format!(
+            "id={}, job_id=-1, txn_id: {}, label={label}, db={}",
+            context.txn_id, context.txn_id, context.db
+        );
+        let planned: Result<(LoadPlan, Option<u64>), (&'static str, String)> =
+            match HeaderOptions::parse(h, &limits, &brief) {
+                Err(m) => Err(("INTERNAL_ERROR", m)),
+                Ok(header_options) => match &context.plan {
+                    Some(plan) => Ok((plan.clone(), header_options.content_length)),
+                    None => PlanOptions::parse(h, header_options.format)
+                        .and_then(|options| {
+                            let t = catalog
+                                .table(&context.db, &context.table)
+                                .map_err(|e| e.to_string())?;
+                            LoadPlan::new(t, options)
+                        })
+                        .map(|plan| (plan, header_options.content_length))
+                        .map_err(|m| ("ANALYSIS_ERROR", m)),
+                },
+            };
+        match planned {
+            Ok((plan, content_length)) => {
+                context.busy = true;
+                context.last_active = Instant::now();
+                if context.plan.is_none() {
+                    context.plan = Some(plan.clone());
+                    context.progress = LoadProgress::new(plan.empty_batch());
+                }
+                let progress = std::mem::take(&mut context.progress);
+                let deadline = context.begun_at + context.timeout;
+                Ok((plan, progress, context.txn_id, content_length, deadline))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let (plan, mut progress, txn_id, content_length, deadline) = match claimed {
+        Ok(v) => v,
+        Err((code, message)) => {
+            rollback_context(&shared, label, &message);
+            return Ok(reply(code, label, &message));
+        }
+    };
+    let guard = BusyGuard {
+        shared: shared.clone(),
+        label: label.to_string(),
+        progress: None,
+    };
+
+    let read_started = Instant::now();
+    let received = match read_body(body, limits.max_body_bytes, deadline, false).await {
+        Ok(b) => b,
+        Err(e) => {
+            let message = body_error_message(&e, limits.max_body_bytes);
+            drop(guard);
+            rollback_context(&shared, label, &message);
+            return Ok(reply("INTERNAL_ERROR", label, &message));
+        }
+    };
+    if content_length.is_some_and(|n| n != received.len() as u64) {
+        let message = "receive body don't equal with body bytes";
+        drop(guard);
+        rollback_context(&shared, label, message);
+        return Ok(reply("INTERNAL_ERROR", label, message));
+    }
+    let received_ms = ms(read_started.elapsed());
+    let parsed = plain_body(&received, &plan.options, limits.max_body_bytes)
+        .and_then(|plain| plan.feed(&plain, &mut progress, false));
+    if let Err(message) = parsed {
+        drop(guard);
+        rollback_context(&shared, label, &message);
+        return Ok(reply("ANALYSIS_ERROR", label, &message));
+    }
+    progress.received_bytes += received.len() as u64;
+    guard.release(progress);
+    Ok(ok_reply(
+        label,
+        vec![
+            ("TxnId", txn_id.into()),
+            ("LoadBytes", (received.len() as u64).into()),
+            (
+                "StreamLoadPlanTimeMs",
+                ms(started.elapsed().saturating_sub(read_started.elapsed())).into(),
+            ),
+            ("ReceivedDataTimeMs", received_ms.into()),
+        ],
+        None,
+    ))
+}
+
+async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -> Handled {
+    let shared = ctx.shared.clone();
+    let started = Instant::now();
+    let prepared_timeout = if prepare {
+        match non_blank(headers, "prepared_timeout") {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n > 0 => Some(Duration::from_secs(u64::from(n))),
+                _ => {
+                    return Ok(reply(
+                        "INVALID_ARGUMENT",
+                        label,
+                        &format!("Invalid prepared_timeout: {v}"),
+                    ))
+                }
+            },
+        }
+    } else {
+        None
+    };
+
+    // Take the context out; from here on it is settled one way or the other.
+    let context = {
+        let mut state = shared.lock();
+        let Some(context) = state.contexts.get(label) else {
+            return Ok(reply(
+                "TXN_NOT_EXISTS",
+                label,
+                &format!("transaction with label {label} not exists"),
+            ));
+        };
+        let req_db = header(headers, "db").unwrap_or_default();
+        if context.db != req_db {
+            let message = format!(
+                "request db {req_db} transaction db {} not match",
+                context.db
+            );
+            return Ok(reply("INVALID_ARGUMENT", label, &message));
+        }
+        if context.busy {
+            return Ok(reply(
+                "TXN_IN_PROCESSING",
+                label,
+                &format!("Transaction in processing, label: {label}"),
+            ));
+        }
+        state.contexts.remove(label)
+    };
+    let Some(mut context) = context else {
+        return Ok(reply(
+            "TXN_NOT_EXISTS",
+            label,
+            &format!("transaction with label {label} not exists"),
+        ));
+    };
+    let (txn_id, db, table) = (context.txn_id, context.db.clone(), context.table.clone());
+    let fail = |code: &'static str, message: String, error_url: Option<String>| {
+        abort_txn(&shared, txn_id, &db, &table, &message);
+        be_json(txn_reply(
+            code,
+            label,
+            None,
+            &message,
+            Vec::new(),
+            error_url,
+        ))
+    };
+    let Some(plan) = context.plan.take() else {
+        let message = format!(
+            "transaction id={txn_id}, job_id=-1, txn_id: {txn_id}, label={label}, db={db} hasn't send any data yet"
+        );
+        return Ok(fail("INTERNAL_ERROR", message, None));
+    };
+    let mut progress = std::mem::take(&mut context.progress);
+    if let Err(message) = plan.finish(&mut progress) {
+        return Ok(fail("ANALYSIS_ERROR", message, None));
+    }
+    let error_url = (progress.filtered_rows > 0).then(|| shared.error_url(&progress.error_lines));
+    if progress.exceeds_filter_ratio(plan.max_filter_ratio) {
+        return Ok(fail(
+            "INTERNAL_ERROR",
+            "too many filtered rows".to_string(),
+            error_url,
+        ));
+    }
+    let tablet_id = table_id(&shared, &db, &table) * 10 + 1;
+    let be_host = shared.be_authority();
+    if let Some(fault) = shared.faults.take(FaultPoint::Write, &db, &table) {
+        let message = fault.message(&db, tablet_id, &be_host, txn_id);
+        return Ok(fail("INTERNAL_ERROR", message, error_url));
+    }
+    let counts = TxnCounts {
+        total_rows: progress.total_rows,
+        loaded_rows: progress.loaded_rows(),
+        filtered_rows: progress.filtered_rows,
+        unselected_rows: progress.unselected_rows,
+        load_bytes: progress.received_bytes,
+    };
+    let commit_started = Instant::now();
+    let commit_fault = if prepare {
+        None
+    } else {
+        shared.faults.take(FaultPoint::Commit, &db, &table)
+    };
+    let publish_delay = match &commit_fault {
+        Some(FaultKind::PublishTimeout { visible_after_ms }) => {
+            Some(Duration::from_millis(*visible_after_ms))
+        }
+        _ => None,
+    };
+    let outcome = {
+        let mut state = shared.lock();
+        let outcome = if prepare {
+            let still_running =
+                state.txns.get(txn_id).map(|r| r.status) == Some(TxnStatus::Prepare);
+            if still_running {
+                state.txns.mark_prepared(
+                    txn_id,
+                    progress.batch,
+                    counts,
+                    prepared_timeout.unwrap_or(DEFAULT_PREPARED_TIMEOUT),
+                );
+                Ok(CommitOutcome::Committed)
+            } else {
+                Err(format!(
+                    "transaction {txn_id} is not running, can not prepare"
+                ))
+            }
+        } else {
+            state.commit(txn_id, progress.batch, counts, publish_delay)
+        };
+        shared.persist(&state);
+        outcome
+    };
+    shared.notify_changed();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(message) => return Ok(fail("INTERNAL_ERROR", message, error_url)),
+    };
+    match commit_fault {
+        Some(FaultKind::CommitThenDropConnection) => return Err(DropConnection),
+        Some(FaultKind::CommitUnknown) => {
+            let message = FaultKind::CommitUnknown.message(&db, tablet_id, &be_host, txn_id);
+            return Ok(be_json(txn_reply(
+                "INTERNAL_ERROR",
+                label,
+                None,
+                &message,
+                Vec::new(),
+                error_url,
+            )));
+        }
+        _ => {}
+    }
+    if !prepare && outcome == CommitOutcome::Committed {
+        let visible = publish_delay.is_none()
+            && wait_visible(&shared, txn_id, context.begun_at + context.timeout).await;
+        if !visible {
+            let message = FaultKind::PublishTimeout {
+                visible_after_ms: 0,
+            }
+            .message(&db, tablet_id, &be_host, txn_id);
+            return Ok(be_json(txn_reply(
+                "PUBLISH_TIMEOUT",
+                label,
+                None,
+                &message,
+                Vec::new(),
+                error_url,
+            )));
+        }
+    }
+    let fields: Fields = vec![
+        ("TxnId", Json::from(txn_id)),
+        ("NumberTotalRows", counts.total_rows.into()),
+        ("NumberLoadedRows", counts.loaded_rows.into()),
+        ("NumberFilteredRows", counts.filtered_rows.into()),
+        ("NumberUnselectedRows", counts.unselected_rows.into()),
+        ("LoadBytes", counts.load_bytes.into()),
+        ("LoadTimeMs", ms(context.begun_at.elapsed()).into()),
+        ("StreamLoadPlanTimeMs", 0u64.into()),
+        ("ReceivedDataTimeMs", 0u64.into()),
+        (
+            "WriteDataTimeMs",
+            ms(commit_started.duration_since(started)).into(),
+        ),
+        (
+            "CommitAndPublishTimeMs",
+            ms(commit_started.elapsed()).into(),
+        ),
+    ];
+    Ok(ok_reply(label, fields, error_url))
+}
+
+fn be_rollback(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Resp {
+    let shared = &ctx.shared;
+    let context = {
+        let mut state = shared.lock();
+        let Some(context) = state.contexts.get(label) else {
+            return reply(
+                "TXN_NOT_EXISTS",
+                label,
+                &format!("transaction with label {label} not exists"),
+            );
+        };
+        let req_db = header(headers, "db").unwrap_or_default();
+        if context.db != req_db {
+            let message = format!(
+                "request db {req_db} transaction db {} not match",
+                context.db
+            );
+            return reply("INVALID_ARGUMENT", label, &message);
+        }
+        state.contexts.remove(label)
+    };
+    if let Some(context) = context {
+        abort_txn(
+            shared,
+            context.txn_id,
+            &context.db,
+            &context.table,
+            "transaction is aborted by user.",
+        );
+    }
+    ok_reply(label, Vec::new(), None)
+}

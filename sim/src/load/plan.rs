@@ -1,0 +1,640 @@
+//! The load plan: which table columns a load writes, where each value comes from, how `__op` is
+//! decided — and the per-row conversion that turns raw rows into changes or filtered rows
+//! (reference §2 "columns", "Upsert/delete on PK tables", §6 NULL and partial-update rules).
+//!
+//! Owns the mapping rules:
+//! - no `columns` header: every table column is a source field (CSV by position, JSON by key);
+//!   a JSON row may carry `__op` on its own ("auto projection"); a missing JSON key is NULL;
+//! - with `columns`: listed names are source fields, `target = expr` derives a column or `__op`;
+//!   a mapped `__op` that is NULL/missing filters the row with
+//!   `NULL value in non-nullable column '__op'`; unlisted columns take their default (full
+//!   upsert) or keep stored values (partial update);
+//! - conversion failures are NULL in non-strict mode and filtered in strict mode; out-of-range
+//!   values and NULL into NOT NULL are always filtered; delete rows are validated the same way.
+//!
+//! It does not touch the catalog: the plan is built from a snapshot of the table schema and its
+//! output is applied at commit.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use crate::catalog::{
+    Change, ChangeBatch, ChangeOp, ColumnType, ConversionErrorKind, Table, Value,
+};
+
+use super::columns::{parse_columns, ColumnItem, Expr};
+use super::options::{CsvOptions, Format, PlanOptions};
+use super::rows::{csv_fields, csv_split, json_rows};
+use super::LoadProgress;
+
+/// Where a target column's value comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// Source field by index (CSV position / JSON key in `source_keys`).
+    Field(usize),
+    /// A constant from the `columns` header, already converted.
+    Const(Value),
+}
+
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    column_type: ColumnType,
+    nullable: bool,
+    source: Source,
+}
+
+/// How a row's operation is decided.
+#[derive(Debug, Clone)]
+enum OpSource {
+    /// Always upsert (CSV without a mapped `__op`).
+    Upsert,
+    /// `__op='delete'` / `__op=0` for the whole load.
+    Const(ChangeOp),
+    /// A mapped source field; NULL filters the row.
+    Field(usize),
+    /// JSON without `columns`: an `__op` key if the row has one.
+    JsonKey,
+}
+
+/// A planned load against one table.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadPlan {
+    format: Format,
+    csv: CsvOptions,
+    strip_outer_array: bool,
+    strict_mode: bool,
+    /// Source field names as given.
+    source_fields: Vec<String>,
+    /// Lower-cased source names (JSON key lookup).
+    source_keys: Vec<String>,
+    targets: Vec<Target>,
+    op: OpSource,
+    /// Partial update.
+    pub(crate) partial_update: bool,
+    /// `merge_condition` column.
+    pub(crate) merge_condition: Option<String>,
+    /// `max_filter_ratio`.
+    pub(crate) max_filter_ratio: f64,
+    /// The options it was built from (the transaction interface compares them across loads).
+    pub(crate) options: PlanOptions,
+}
+
+impl LoadPlan {
+    /// Plans a load. The error is the load's failure message.
+    pub(crate) fn new(table: &Table, options: PlanOptions) -> Result<LoadPlan, String> {
+        let table_name = table.name().to_string();
+        let mut source_fields: Vec<String> = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
+        let mut op = OpSource::Upsert;
+
+        match options.columns.as_deref() {
+            None => {
+                for (i, column) in table.columns().iter().enumerate() {
+                    source_fields.push(column.name.clone());
+                    targets.push(Target {
+                        name: column.name.clone(),
+                        column_type: column.column_type.clone(),
+                        nullable: column.nullable,
+                        source: Source::Field(i),
+                    });
+                }
+                if options.format == Format::Json {
+                    op = OpSource::JsonKey;
+                }
+            }
+            Some(header) => {
+                let items = parse_columns(header)?;
+                // Source fields first, so derivations can refer to any of them.
+                for item in &items {
+                    if let ColumnItem::Field(name) = item {
+                        source_fields.push(name.clone());
+                    }
+                }
+                let field_index = |name: &str| {
+                    source_fields
+                        .iter()
+                        .position(|f| f.eq_ignore_ascii_case(name))
+                };
+                let mut derived: Vec<(String, Source)> = Vec::new();
+                let mut op_mapped = false;
+                for item in &items {
+                    let ColumnItem::Derived { target, expr } = item else {
+                        continue;
+                    };
+                    if target.eq_ignore_ascii_case("__op") {
+                        op_mapped = true;
+                        op = match expr {
+                            Expr::Column(name) => {
+                                OpSource::Field(field_index(name).ok_or_else(|| {
+                                    format!("Unknown column '{name}' in '{table_name}'")
+                                })?)
+                            }
+                            Expr::Text(t) | Expr::Number(t) => OpSource::Const(const_op(t)?),
+                        };
+                        continue;
+                    }
+                    let (_, column) = table
+                        .column(target)
+                        .ok_or_else(|| format!("Unknown column '{target}' in '{table_name}'"))?;
+                    let source = match expr {
+                        Expr::Column(name) => {
+                            Source::Field(field_index(name).ok_or_else(|| {
+                                format!("Unknown column '{name}' in '{table_name}'")
+                            })?)
+                        }
+                        Expr::Text(t) | Expr::Number(t) => Source::Const(
+                            column
+                                .column_type
+                                .convert_text(&column.name, t)
+                                .map_err(|e| e.message)?,
+                        ),
+                    };
+                    derived.push((column.name.clone(), source));
+                }
+                if !op_mapped {
+                    if let Some(i) = field_index("__op") {
+                        op = OpSource::Field(i);
+                    }
+                }
+                // Targets in table column order: derived wins over a same-named source field.
+                for column in table.columns() {
+                    let source = derived
+                        .iter()
+                        .find(|(n, _)| n == &column.name)
+                        .map(|(_, s)| s.clone())
+                        .or_else(|| field_index(&column.name).map(Source::Field));
+                    if let Some(source) = source {
+                        targets.push(Target {
+                            name: column.name.clone(),
+                            column_type: column.column_type.clone(),
+                            nullable: column.nullable,
+                            source,
+                        });
+                    }
+                }
+                // Columns the load does not provide.
+                for column in table.columns() {
+                    let provided = targets.iter().any(|t| t.name == column.name);
+                    let needs_value = !options.partial_update
+                        || table.key_columns().iter().any(|k| k.name == column.name);
+                    if !provided
+                        && needs_value
+                        && column.default.is_none()
+                        && (!column.nullable
+                            || table.key_columns().iter().any(|k| k.name == column.name))
+                    {
+                        return Err(format!(
+                            "Column has no default value. column: {}",
+                            column.name
+                        ));
+                    }
+                }
+            }
+        }
+
+        if let Some(merge) = &options.merge_condition {
+            match table.column(merge) {
+                None => {
+                    return Err(format!(
+                        "Merge condition column {merge} does not exist in table {table_name}"
+                    ))
+                }
+                Some((i, _)) if table.is_key(i) => {
+                    return Err(format!(
+                        "Merge condition column {merge} should not be a primary key column"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+
+        Ok(LoadPlan {
+            format: options.format,
+            csv: options.csv.clone(),
+            strip_outer_array: options.strip_outer_array,
+            strict_mode: options.strict_mode,
+            source_keys: source_fields.iter().map(|f| f.to_lowercase()).collect(),
+            source_fields,
+            targets,
+            op,
+            partial_update: options.partial_update,
+            merge_condition: options.merge_condition.clone(),
+            max_filter_ratio: options.max_filter_ratio,
+            options,
+        })
+    }
+
+    /// Names of the columns each change carries, in order.
+    pub(crate) fn batch_columns(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// An empty batch for this plan.
+    pub(crate) fn empty_batch(&self) -> ChangeBatch {
+        ChangeBatch {
+            columns: self.batch_columns(),
+            partial_update: self.partial_update,
+            merge_condition: self.merge_condition.clone(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Parses a plain (decompressed) body and appends its rows to `progress`. With `final_part`
+    /// false (the transaction interface), CSV bytes after the last row delimiter are kept for
+    /// the next part. A load-level error (malformed JSON) is returned as the failure message.
+    pub(crate) fn feed(
+        &self,
+        body: &[u8],
+        progress: &mut LoadProgress,
+        final_part: bool,
+    ) -> Result<(), String> {
+        match self.format {
+            Format::Json => {
+                for row in json_rows(body, self.strip_outer_array)? {
+                    progress.total_rows += 1;
+                    if row.not_an_object {
+                        progress.filter(format!("JSON data is not an object. Row: {}", row.text));
+                        continue;
+                    }
+                    let outcome = self.convert(
+                        |i| JsonField(row.fields.get(&self.source_keys[i]).copied()),
+                        || row.fields.get("__op").copied().map(|r| JsonField(Some(r))),
+                    );
+                    self.record(outcome, row.text, progress);
+                }
+            }
+            Format::Csv(_) => {
+                let joined: Vec<u8>;
+                let body: &[u8] = if progress.csv_tail.is_empty() {
+                    body
+                } else {
+                    let mut carried = std::mem::take(&mut progress.csv_tail);
+                    carried.extend_from_slice(body);
+                    joined = carried;
+                    &joined
+                };
+                let (lines, tail) = csv_split(body, &self.csv);
+                let mut lines: Vec<&[u8]> = lines;
+                if !tail.is_empty() {
+                    if final_part {
+                        lines.push(tail);
+                    } else {
+                        progress.csv_tail = tail.to_vec();
+                    }
+                }
+                for line in lines {
+                    if progress.csv_rows_seen < self.csv.skip_header {
+                        progress.csv_rows_seen += 1;
+                        continue;
+                    }
+                    progress.csv_rows_seen += 1;
+                    progress.total_rows += 1;
+                    let row = csv_fields(line, &self.csv);
+                    if row.fields.len() != self.source_fields.len() {
+                        progress.filter(format!(
+                            "Value count does not match column count. Expect {}, but got {}. Row: {}",
+                            self.source_fields.len(),
+                            row.fields.len(),
+                            shorten(&row.text)
+                        ));
+                        continue;
+                    }
+                    let outcome = self.convert(
+                        |i| CsvField(row.fields[i].as_ref()),
+                        || None::<CsvField<'_, '_>>,
+                    );
+                    self.record(outcome, &row.text, progress);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes a CSV row left without a trailing delimiter (end of a transaction).
+    pub(crate) fn finish(&self, progress: &mut LoadProgress) -> Result<(), String> {
+        if progress.csv_tail.is_empty() {
+            return Ok(());
+        }
+        self.feed(&[], progress, true)
+    }
+
+    fn record(&self, outcome: Result<Change, String>, text: &str, progress: &mut LoadProgress) {
+        match outcome {
+            Ok(change) => progress.batch.changes.push(change),
+            Err(reason) => progress.filter(format!(
+                "Data quality error: {reason}. Row: {}",
+                shorten(text)
+            )),
+        }
+    }
+
+    /// Converts one row. `field(i)` returns source field `i`; `implicit_op` the JSON `__op` key.
+    fn convert<F: RawField>(
+        &self,
+        field: impl Fn(usize) -> F,
+        implicit_op: impl Fn() -> Option<F>,
+    ) -> Result<Change, String> {
+        let op = match &self.op {
+            OpSource::Upsert => ChangeOp::Upsert,
+            OpSource::Const(op) => *op,
+            OpSource::Field(i) => field(*i).op()?,
+            OpSource::JsonKey => match implicit_op() {
+                Some(f) => f.op()?,
+                None => ChangeOp::Upsert,
+            },
+        };
+        let mut values = Vec::with_capacity(self.targets.len());
+        for target in &self.targets {
+            let converted = match &target.source {
+                Source::Const(v) => Ok(v.clone()),
+                Source::Field(i) => field(*i).convert(&target.name, &target.column_type),
+            };
+            let value = match converted {
+                Ok(v) => v,
+                Err(e) if e.kind == ConversionErrorKind::Invalid && !self.strict_mode => {
+                    if !target.nullable {
+                        return Err(e.message);
+                    }
+                    Value::Null
+                }
+                Err(e) => return Err(e.message),
+            };
+            if value.is_null() && !target.nullable {
+                return Err(format!(
+                    "NULL value in non-nullable column '{}'",
+                    target.name
+                ));
+            }
+            values.push(value);
+        }
+        Ok(Change { op, values })
+    }
+}
+
+fn const_op(text: &str) -> Result<ChangeOp, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "delete" | "1" => Ok(ChangeOp::Delete),
+        "upsert" | "0" => Ok(ChangeOp::Upsert),
+        other => Err(format!(
+            "Invalid __op value '{other}': use 'upsert'/'delete' or 0/1"
+        )),
+    }
+}
+
+fn shorten(text: &str) -> Cow<'_, str> {
+    const MAX: usize = 1000;
+    if text.len() <= MAX {
+        return Cow::Borrowed(text);
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}...", &text[..end]))
+}
+
+/// A raw source field of either format.
+trait RawField {
+    fn convert(
+        &self,
+        column: &str,
+        ty: &ColumnType,
+    ) -> Result<Value, crate::catalog::ConversionError>;
+    fn op(&self) -> Result<ChangeOp, String>;
+}
+
+struct JsonField<'a>(Option<&'a RawValue>);
+
+impl RawField for JsonField<'_> {
+    fn convert(
+        &self,
+        column: &str,
+        ty: &ColumnType,
+    ) -> Result<Value, crate::catalog::ConversionError> {
+        let Some(raw) = self.0 else {
+            return Ok(Value::Null);
+        };
+        let text = raw.get();
+        let is_number = text.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+        if is_number && !matches!(ty, ColumnType::Json | ColumnType::Array(_)) {
+            return ty.convert_number_text(column, text);
+        }
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) => ty.convert_json(column, &v),
+            // RawValue already validated the syntax; treat anything else as unparseable.
+            Err(_) => ty.convert_text(column, text),
+        }
+    }
+
+    fn op(&self) -> Result<ChangeOp, String> {
+        let Some(raw) = self.0 else {
+            return Err("NULL value in non-nullable column '__op'".to_string());
+        };
+        let text = raw.get().trim();
+        let unquoted = serde_json::from_str::<String>(text).ok();
+        match unquoted.as_deref().unwrap_or(text) {
+            "null" if unquoted.is_none() => {
+                Err("NULL value in non-nullable column '__op'".to_string())
+            }
+            v => row_op(v),
+        }
+    }
+}
+
+struct CsvField<'r, 'a>(Option<&'r Cow<'a, str>>);
+
+impl RawField for CsvField<'_, '_> {
+    fn convert(
+        &self,
+        column: &str,
+        ty: &ColumnType,
+    ) -> Result<Value, crate::catalog::ConversionError> {
+        match self.0 {
+            None => Ok(Value::Null),
+            Some(text) => ty.convert_text(column, text),
+        }
+    }
+
+    fn op(&self) -> Result<ChangeOp, String> {
+        match self.0 {
+            None => Err("NULL value in non-nullable column '__op'".to_string()),
+            Some(text) => row_op(text),
+        }
+    }
+}
+
+/// A per-row `__op` value: 0 (upsert) or 1 (delete).
+fn row_op(v: &str) -> Result<ChangeOp, String> {
+    match v.trim() {
+        "0" => Ok(ChangeOp::Upsert),
+        "1" => Ok(ChangeOp::Delete),
+        other => Err(format!(
+            "Invalid __op value '{other}': must be 0 (upsert) or 1 (delete)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ColumnDef, TableSpec};
+
+    fn table() -> Table {
+        Table::new(
+            1,
+            TableSpec::new("t")
+                .column(ColumnDef::new("id", ColumnType::BigInt).not_null())
+                .column(ColumnDef::new("name", ColumnType::Varchar { length: 5 }))
+                .column(
+                    ColumnDef::new("score", ColumnType::Int)
+                        .not_null()
+                        .with_default("0"),
+                )
+                .primary_key(&["id"]),
+        )
+        .unwrap()
+    }
+
+    fn options(format: Format, headers: &[(&str, &str)]) -> PlanOptions {
+        let lookup = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+        };
+        PlanOptions::parse(lookup, format).unwrap()
+    }
+
+    fn run(format: Format, headers: &[(&str, &str)], body: &str) -> LoadProgress {
+        let plan = LoadPlan::new(&table(), options(format, headers)).unwrap();
+        let mut progress = LoadProgress::new(plan.empty_batch());
+        plan.feed(body.as_bytes(), &mut progress, true).unwrap();
+        progress
+    }
+
+    #[test]
+    fn json_simple_mode_with_implicit_op_and_missing_keys() {
+        let p = run(
+            Format::Json,
+            &[("strip_outer_array", "true")],
+            r#"[{"ID":1,"Name":"a","score":3,"extra":true},{"id":2,"score":4,"__op":1},{"id":3}]"#,
+        );
+        assert_eq!(p.total_rows, 3);
+        // Row 3: score missing → NULL into NOT NULL → filtered (missing key is NULL, not DEFAULT).
+        assert_eq!(p.filtered_rows, 1);
+        assert!(p.error_lines[0].contains("NULL value in non-nullable column 'score'"));
+        assert_eq!(
+            p.batch.changes[0].values,
+            vec![Value::Int(1), Value::Text("a".into()), Value::Int(3)]
+        );
+        assert_eq!(p.batch.changes[1].op, ChangeOp::Delete);
+    }
+
+    #[test]
+    fn mapped_op_must_be_present() {
+        let p = run(
+            Format::Json,
+            &[("columns", "id,name,score,__op")],
+            r#"{"id":1,"name":"a","score":1,"__op":0} {"id":2,"name":"b","score":2}"#,
+        );
+        assert_eq!(p.filtered_rows, 1);
+        assert!(p.error_lines[0].contains("NULL value in non-nullable column '__op'"));
+    }
+
+    #[test]
+    fn csv_with_op_mapping_and_constant_delete() {
+        let p = run(
+            Format::Csv(None),
+            &[
+                ("column_separator", ","),
+                ("columns", "id,name,score,op_tmp,__op=op_tmp"),
+            ],
+            "1,a,1,0\n2,b,2,1\n3,c,3\n",
+        );
+        assert_eq!(p.total_rows, 3);
+        assert_eq!(p.filtered_rows, 1);
+        assert!(p.error_lines[0]
+            .starts_with("Error: Value count does not match column count. Expect 4, but got 3."));
+        assert_eq!(p.batch.changes[1].op, ChangeOp::Delete);
+
+        let p = run(
+            Format::Csv(None),
+            &[("columns", "id, __op='delete'")],
+            "7\n8\n",
+        );
+        assert_eq!(p.batch.columns, vec!["id".to_string()]);
+        assert!(p.batch.changes.iter().all(|c| c.op == ChangeOp::Delete));
+    }
+
+    #[test]
+    fn strict_mode_and_range_errors() {
+        let body = r#"{"id":1,"name":"toolong","score":1} {"id":2,"name":"x","score":"abc"}"#;
+        let p = run(Format::Json, &[], body);
+        // Over-length is always filtered; "abc" into NOT NULL INT becomes NULL → filtered.
+        assert_eq!(p.filtered_rows, 2);
+        let plan_table = Table::new(
+            1,
+            TableSpec::new("t")
+                .column(ColumnDef::new("id", ColumnType::BigInt).not_null())
+                .column(ColumnDef::new("v", ColumnType::Int))
+                .primary_key(&["id"]),
+        )
+        .unwrap();
+        let lenient = LoadPlan::new(&plan_table, options(Format::Json, &[])).unwrap();
+        let mut p = LoadProgress::new(lenient.empty_batch());
+        lenient
+            .feed(br#"{"id":1,"v":"abc"}"#, &mut p, true)
+            .unwrap();
+        assert_eq!(p.filtered_rows, 0);
+        assert_eq!(p.batch.changes[0].values[1], Value::Null);
+        let strict = LoadPlan::new(
+            &plan_table,
+            options(Format::Json, &[("strict_mode", "true")]),
+        )
+        .unwrap();
+        let mut p = LoadProgress::new(strict.empty_batch());
+        strict.feed(br#"{"id":1,"v":"abc"}"#, &mut p, true).unwrap();
+        assert_eq!(p.filtered_rows, 1);
+    }
+
+    #[test]
+    fn plan_errors() {
+        let t = table();
+        let err = LoadPlan::new(&t, options(Format::Json, &[("columns", "name")])).unwrap_err();
+        assert_eq!(err, "Column has no default value. column: id");
+        let err =
+            LoadPlan::new(&t, options(Format::Json, &[("merge_condition", "nope")])).unwrap_err();
+        assert!(err.contains("nope"));
+        let err =
+            LoadPlan::new(&t, options(Format::Json, &[("columns", "id, x = id")])).unwrap_err();
+        assert_eq!(err, "Unknown column 'x' in 't'");
+        // Partial update only needs the key.
+        assert!(LoadPlan::new(
+            &t,
+            options(
+                Format::Json,
+                &[("columns", "id,name"), ("partial_update", "true")]
+            )
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn csv_tail_carries_between_parts() {
+        let plan = LoadPlan::new(
+            &table(),
+            options(Format::Csv(None), &[("column_separator", ",")]),
+        )
+        .unwrap();
+        let mut p = LoadProgress::new(plan.empty_batch());
+        plan.feed(b"1,a,1\n2,b", &mut p, false).unwrap();
+        assert_eq!(p.total_rows, 1);
+        plan.feed(b",2\n3,c,3", &mut p, false).unwrap();
+        assert_eq!(p.total_rows, 2);
+        plan.finish(&mut p).unwrap();
+        assert_eq!(p.total_rows, 3);
+        assert_eq!(p.filtered_rows, 0);
+    }
+}
