@@ -8,5 +8,6 @@ mod postgres_connect;
 mod postgres_setup;
 mod postgres_stream;
 mod postgres_tail;
+mod sink_setup;
 mod sink_starrocks;
 mod smoke;
