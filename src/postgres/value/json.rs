@@ -9,7 +9,7 @@
 
 use std::io::Write as _;
 
-use super::array::ArrayElement;
+use super::array::{Array, ArrayElement};
 use super::number::is_json_number;
 use super::text::TextChunks;
 use super::{Date, Float, Numeric, Timestamp, Value};
@@ -68,24 +68,32 @@ pub fn write_json(value: &Value<'_>, out: &mut Vec<u8>) {
         },
         Value::Timestamp(timestamp) => write_timestamp(timestamp, "", out),
         Value::TimestampTz(timestamp) => write_timestamp(timestamp, "Z", out),
-        Value::Array(array) => {
-            out.push(b'[');
-            for (index, element) in array.elements().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                match element {
-                    Ok(ArrayElement::Null) => out.extend_from_slice(b"null"),
-                    Ok(ArrayElement::Value(value)) => write_json(&value, out),
-                    Ok(ArrayElement::Nested(nested)) => write_json(&Value::Array(nested), out),
-                    // Unreachable: the literal was validated when decoded, and iteration repeats
-                    // that walk. Should it ever happen, keep the data visible rather than drop it.
-                    Err(_) => write_json_string(array.literal(), out),
-                }
-            }
-            out.push(b']');
+        Value::Array(array) => write_json_array(array, out, write_json),
+    }
+}
+
+/// Appends `array` as a JSON array (nested arrays nested, NULL elements `null`), writing each
+/// element with `write_element` — `write_json` here, the sink's own conventions there.
+pub fn write_json_array(
+    array: &Array<'_>,
+    out: &mut Vec<u8>,
+    write_element: fn(&Value<'_>, &mut Vec<u8>),
+) {
+    out.push(b'[');
+    for (index, element) in array.elements().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        match element {
+            Ok(ArrayElement::Null) => out.extend_from_slice(b"null"),
+            Ok(ArrayElement::Value(value)) => write_element(&value, out),
+            Ok(ArrayElement::Nested(nested)) => write_element(&Value::Array(nested), out),
+            // Unreachable: the literal was validated when decoded, and iteration repeats that
+            // walk. Should it ever happen, keep the data visible rather than drop it.
+            Err(_) => write_json_string(array.literal(), out),
         }
     }
+    out.push(b']');
 }
 
 /// Appends `text` as a quoted JSON string (`"`, `\` and control characters escaped; `\n`-style

@@ -26,7 +26,7 @@ mod text;
 pub use array::{Array, ArrayElement, ArrayElements};
 pub use datetime::{CivilDate, CivilDateTime, Date, PgTimestamp, Timestamp};
 pub use error::ValueError;
-pub use json::{write_json, write_json_string};
+pub use json::{write_json, write_json_array, write_json_string};
 pub use kind::{ScalarKind, ValueKind};
 pub use number::{Float, Numeric};
 pub use text::{TextChunks, TextValue};

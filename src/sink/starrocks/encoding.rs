@@ -13,8 +13,7 @@ use bytes::Bytes;
 
 use super::config::Compression;
 use crate::postgres::value::{
-    write_json, write_json_string, ArrayElement, CivilDateTime, Date, Float, Numeric, Timestamp,
-    Value,
+    write_json, write_json_array, CivilDateTime, Date, Float, Numeric, Timestamp, Value,
 };
 
 /// The latest DATETIME StarRocks stores; `infinity` and years past 9999 become this.
@@ -72,22 +71,7 @@ pub fn write_value(value: &Value<'_>, out: &mut Vec<u8>) {
             }
             out.push(b'"');
         }
-        Value::Array(array) => {
-            out.push(b'[');
-            for (index, element) in array.elements().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                match element {
-                    Ok(ArrayElement::Null) => out.extend_from_slice(b"null"),
-                    Ok(ArrayElement::Value(value)) => write_value(&value, out),
-                    Ok(ArrayElement::Nested(nested)) => write_value(&Value::Array(nested), out),
-                    // The literal was validated when decoded; iteration repeats that walk.
-                    Err(_) => write_json_string(array.literal(), out),
-                }
-            }
-            out.push(b']');
-        }
+        Value::Array(array) => write_json_array(array, out, write_value),
         // Everything else has one JSON form, shared with `tail`.
         _ => write_json(value, out),
     }
