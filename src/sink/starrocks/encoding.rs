@@ -11,10 +11,15 @@ use std::io::Write as _;
 
 use bytes::Bytes;
 
-use super::config::Compression;
+use super::config::{Compression, DeleteMode};
+use super::mapping::{AUDIT_DELETED, AUDIT_LSN, AUDIT_OP, AUDIT_SYNCED_AT};
+use crate::postgres::pgoutput::{TupleData, TupleValueRef};
 use crate::postgres::value::{
-    write_json, write_json_array, CivilDateTime, Date, Float, Numeric, Timestamp, Value,
+    write_json, write_json_array, write_json_string, CivilDateTime, Date, Float, Numeric,
+    PgTimestamp, Timestamp, Value, ValueError, ValueKind,
 };
+use crate::postgres::Lsn;
+use crate::schema::TableSchema;
 
 /// The latest DATETIME StarRocks stores; `infinity` and years past 9999 become this.
 const MAX_DATETIME: &str = "9999-12-31 23:59:59.999999";
@@ -120,6 +125,18 @@ impl BodyWriter {
         self.rows == 0
     }
 
+    /// Where the writer stands, to [`BodyWriter::rollback`] to if a row cannot be completed.
+    pub fn mark(&self) -> (usize, u64) {
+        (self.buf.len(), self.rows)
+    }
+
+    /// Forgets everything written since `mark`, e.g. a row abandoned half-way.
+    pub fn rollback(&mut self, mark: (usize, u64)) {
+        self.buf.truncate(mark.0);
+        self.rows = mark.1;
+        self.in_row = false;
+    }
+
     /// Starts a row.
     pub fn begin_row(&mut self) {
         debug_assert!(!self.in_row, "begin_row inside a row");
@@ -148,6 +165,12 @@ impl BodyWriter {
     pub fn raw_field(&mut self, json_key: &[u8], json: &[u8]) {
         self.key(json_key);
         self.buf.extend_from_slice(json);
+    }
+
+    /// Writes one field whose JSON `write` renders straight into the body.
+    pub fn field_with(&mut self, json_key: &[u8], write: impl FnOnce(&mut Vec<u8>)) {
+        self.key(json_key);
+        write(&mut self.buf);
     }
 
     /// Ends the row with its `__op`.
@@ -189,6 +212,266 @@ impl BodyWriter {
         self.buf.clear();
         self.rows = 0;
         Ok(body)
+    }
+}
+
+/// What happened at the source, for the `_starwal_op` audit column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceOp {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl SourceOp {
+    fn json(self) -> &'static [u8] {
+        match self {
+            SourceOp::Insert => b"\"insert\"",
+            SourceOp::Update => b"\"update\"",
+            SourceOp::Delete => b"\"delete\"",
+        }
+    }
+}
+
+/// The audit values of one change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audit {
+    pub op: SourceOp,
+    /// The commit LSN of the change (`_starwal_lsn`).
+    pub lsn: Lsn,
+    /// When starwal wrote the row (`_starwal_synced_at`, UTC).
+    pub synced_at: PgTimestamp,
+}
+
+/// The row image a change carries.
+#[derive(Debug, Clone, Copy)]
+pub enum ChangeRow<'a> {
+    /// An insert's or update's new row (unchanged TOAST columns absent).
+    New(&'a TupleData),
+    /// A delete with the old key only (REPLICA IDENTITY DEFAULT/INDEX).
+    DeletedKey(&'a TupleData),
+    /// A delete with the whole old row (REPLICA IDENTITY FULL).
+    DeletedRow(&'a TupleData),
+}
+
+/// The source columns a written row carries: all of them, or a subset, which makes it a partial
+/// update whose batch must share exactly this set (invariant 4). Reused across rows: no
+/// allocation once sized.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ColumnSet {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl ColumnSet {
+    fn reset(&mut self, len: usize) {
+        self.len = len;
+        self.words.clear();
+        self.words.resize(len.div_ceil(64), 0);
+    }
+
+    fn insert(&mut self, index: usize) {
+        if let Some(word) = self.words.get_mut(index / 64) {
+            *word |= 1 << (index % 64);
+        }
+    }
+
+    /// Whether source column `index` is present.
+    pub fn contains(&self, index: usize) -> bool {
+        self.words
+            .get(index / 64)
+            .is_some_and(|word| word & (1 << (index % 64)) != 0)
+    }
+
+    /// Whether every source column is present (a full row, not a partial update).
+    pub fn is_full(&self) -> bool {
+        (0..self.len).all(|index| self.contains(index))
+    }
+}
+
+/// A change that cannot be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("change at LSN {lsn} for `{table}` has {found} columns, the table has {expected}")]
+    ColumnCount {
+        table: String,
+        lsn: Lsn,
+        expected: usize,
+        found: usize,
+    },
+    #[error("column `{column}` of `{table}` at LSN {lsn}: {source}")]
+    Value {
+        table: String,
+        column: String,
+        lsn: Lsn,
+        #[source]
+        source: ValueError,
+    },
+    #[error("column `{column}` of `{table}` at LSN {lsn} arrived in binary format, which starwal does not request")]
+    Binary {
+        table: String,
+        column: String,
+        lsn: Lsn,
+    },
+}
+
+#[derive(Debug)]
+struct EncodedColumn {
+    name: String,
+    json_key: Vec<u8>,
+    kind: ValueKind,
+    is_key: bool,
+}
+
+/// Encodes one table's changes into Stream Load rows: source columns by name, the audit columns,
+/// and `__op`. Built once per table schema; names are pre-rendered as JSON keys.
+#[derive(Debug)]
+pub struct TableEncoder {
+    table: String,
+    columns: Vec<EncodedColumn>,
+    delete_mode: DeleteMode,
+}
+
+fn json_key(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 3);
+    write_json_string(name, &mut key);
+    key.push(b':');
+    key
+}
+
+impl TableEncoder {
+    /// An encoder for `schema` (columns in `attnum` order, as tuples arrive).
+    pub fn new(schema: &TableSchema, delete_mode: DeleteMode) -> TableEncoder {
+        TableEncoder {
+            table: schema.to_string(),
+            columns: schema
+                .columns
+                .iter()
+                .map(|column| EncodedColumn {
+                    name: column.name.clone(),
+                    json_key: json_key(&column.name),
+                    kind: ValueKind::from_type_oid(column.type_oid),
+                    is_key: column.is_key(),
+                })
+                .collect(),
+            delete_mode,
+        }
+    }
+
+    /// Writes one change as one row and records in `present` which source columns it carries.
+    ///
+    /// A hard delete writes the key with `__op` 1. A soft delete writes an upsert with
+    /// `_starwal_deleted = true`: the whole old row when the stream has it (FULL), else the key
+    /// only, as a partial update. Unchanged-TOAST columns are left out (partial update); filling
+    /// them from an earlier image is the pipeline's job.
+    pub fn write_change(
+        &self,
+        writer: &mut BodyWriter,
+        row: ChangeRow<'_>,
+        audit: &Audit,
+        present: &mut ColumnSet,
+    ) -> Result<(), EncodeError> {
+        let (tuple, key_only, deleted) = match row {
+            ChangeRow::New(tuple) => (tuple, false, false),
+            ChangeRow::DeletedKey(tuple) => (tuple, true, true),
+            ChangeRow::DeletedRow(tuple) => (tuple, self.delete_mode == DeleteMode::Hard, true),
+        };
+        if tuple.column_count() != self.columns.len() {
+            return Err(EncodeError::ColumnCount {
+                table: self.table.clone(),
+                lsn: audit.lsn,
+                expected: self.columns.len(),
+                found: tuple.column_count(),
+            });
+        }
+        present.reset(self.columns.len());
+        let mark = writer.mark();
+        writer.begin_row();
+        if let Err(err) = self.write_values(writer, tuple, key_only, audit.lsn, present) {
+            // Leave the body as it was: a batch never carries half a row.
+            writer.rollback(mark);
+            return Err(err);
+        }
+        let hard_delete = deleted && self.delete_mode == DeleteMode::Hard;
+        if !hard_delete {
+            writer.raw_field(b"\"_starwal_op\":", audit.op.json());
+            writer.raw_field(
+                b"\"_starwal_deleted\":",
+                if deleted { b"true" } else { b"false" },
+            );
+            writer.field_with(b"\"_starwal_synced_at\":", |out| {
+                out.push(b'"');
+                match audit.synced_at.to_civil() {
+                    Some(civil) => write_datetime(&civil, out),
+                    None => out.extend_from_slice(MAX_DATETIME.as_bytes()),
+                }
+                out.push(b'"');
+            });
+            writer.field_with(b"\"_starwal_lsn\":", |out| {
+                let _ = write!(out, "{}", audit.lsn.0);
+            });
+        }
+        writer.end_row(if hard_delete {
+            RowOp::Delete
+        } else {
+            RowOp::Upsert
+        });
+        Ok(())
+    }
+
+    fn write_values(
+        &self,
+        writer: &mut BodyWriter,
+        tuple: &TupleData,
+        key_only: bool,
+        lsn: Lsn,
+        present: &mut ColumnSet,
+    ) -> Result<(), EncodeError> {
+        for (index, (column, value)) in self.columns.iter().zip(tuple.raw_values()).enumerate() {
+            if key_only && !column.is_key {
+                continue;
+            }
+            let value = match value {
+                TupleValueRef::UnchangedToast => continue,
+                TupleValueRef::Null => Value::Null,
+                TupleValueRef::Text(text) => {
+                    column
+                        .kind
+                        .decode(text)
+                        .map_err(|source| EncodeError::Value {
+                            table: self.table.clone(),
+                            column: column.name.clone(),
+                            lsn,
+                            source,
+                        })?
+                }
+                TupleValueRef::Binary(_) => {
+                    return Err(EncodeError::Binary {
+                        table: self.table.clone(),
+                        column: column.name.clone(),
+                        lsn,
+                    })
+                }
+            };
+            present.insert(index);
+            writer.field(&column.json_key, &value);
+        }
+        Ok(())
+    }
+
+    /// The `columns` header of a partial update carrying `present`: those source columns, the
+    /// audit columns and `__op`.
+    pub fn partial_columns(&self, present: &ColumnSet) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| present.contains(*index))
+            .map(|(_, column)| column.name.clone())
+            .collect();
+        names.extend([AUDIT_OP, AUDIT_DELETED, AUDIT_SYNCED_AT, AUDIT_LSN].map(String::from));
+        names.push("__op".into());
+        names
     }
 }
 
@@ -297,5 +580,161 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, plain);
+    }
+
+    fn schema() -> TableSchema {
+        use crate::schema::ColumnSchema;
+        let column = |name: &str, oid: u32, key: Option<u16>| ColumnSchema {
+            name: name.into(),
+            type_oid: Oid(oid),
+            type_modifier: -1,
+            type_name: String::new(),
+            nullable: key.is_none(),
+            key_position: key,
+        };
+        TableSchema {
+            schema: "public".into(),
+            name: "t".into(),
+            columns: vec![
+                column("id", 23, Some(0)),
+                column("v", 25, None),
+                column("big", 25, None),
+            ],
+        }
+    }
+
+    fn tuple(values: &[Option<&str>], unchanged: usize) -> TupleData {
+        TupleData::from_values(values.iter().enumerate().map(|(i, v)| match v {
+            _ if i == unchanged => TupleValueRef::UnchangedToast,
+            Some(text) => TupleValueRef::Text(text.as_bytes()),
+            None => TupleValueRef::Null,
+        }))
+    }
+
+    const AUDIT: Audit = Audit {
+        op: SourceOp::Update,
+        lsn: Lsn(0x16B3748),
+        // 2026-11-22 10:00:00 UTC
+        synced_at: PgTimestamp(848_656_800_000_000),
+    };
+
+    fn encode(mode: DeleteMode, row: ChangeRow<'_>, audit: Audit) -> (String, ColumnSet) {
+        let encoder = TableEncoder::new(&schema(), mode);
+        let mut writer = BodyWriter::new();
+        let mut present = ColumnSet::default();
+        encoder
+            .write_change(&mut writer, row, &audit, &mut present)
+            .unwrap();
+        let body = writer.finish(Compression::None).unwrap();
+        (String::from_utf8(body.to_vec()).unwrap(), present)
+    }
+
+    #[test]
+    fn full_rows_carry_the_audit_columns() {
+        let new = tuple(&[Some("1"), Some("a"), None], usize::MAX);
+        let (body, present) = encode(DeleteMode::Hard, ChangeRow::New(&new), AUDIT);
+        assert_eq!(
+            body,
+            r#"[{"id":1,"v":"a","big":null,"_starwal_op":"update","_starwal_deleted":false,"_starwal_synced_at":"2026-11-22 10:00:00","_starwal_lsn":23803720,"__op":0}]"#
+        );
+        assert!(present.is_full());
+    }
+
+    #[test]
+    fn unchanged_toast_makes_a_partial_update() {
+        let new = tuple(&[Some("1"), Some("a"), None], 2);
+        let (body, present) = encode(DeleteMode::Hard, ChangeRow::New(&new), AUDIT);
+        assert!(
+            body.starts_with(r#"[{"id":1,"v":"a","_starwal_op""#),
+            "{body}"
+        );
+        assert!(!present.is_full());
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        assert_eq!(
+            encoder.partial_columns(&present),
+            [
+                "id",
+                "v",
+                AUDIT_OP,
+                AUDIT_DELETED,
+                AUDIT_SYNCED_AT,
+                AUDIT_LSN,
+                "__op"
+            ]
+        );
+    }
+
+    #[test]
+    fn deletes_follow_the_delete_mode() {
+        let key = tuple(&[Some("7"), None, None], usize::MAX);
+        let audit = Audit {
+            op: SourceOp::Delete,
+            ..AUDIT
+        };
+        let (hard, _) = encode(DeleteMode::Hard, ChangeRow::DeletedKey(&key), audit);
+        assert_eq!(hard, r#"[{"id":7,"__op":1}]"#);
+        let (soft, present) = encode(DeleteMode::Soft, ChangeRow::DeletedKey(&key), audit);
+        assert!(
+            soft.starts_with(r#"[{"id":7,"_starwal_op":"delete","_starwal_deleted":true"#),
+            "{soft}"
+        );
+        assert!(soft.ends_with(r#""__op":0}]"#), "{soft}");
+        assert!(
+            !present.is_full(),
+            "a key-only soft delete is a partial update"
+        );
+        let full = tuple(&[Some("7"), Some("x"), Some("y")], usize::MAX);
+        let (soft_full, present) = encode(DeleteMode::Soft, ChangeRow::DeletedRow(&full), audit);
+        assert!(
+            soft_full.starts_with(
+                r#"[{"id":7,"v":"x","big":"y","_starwal_op":"delete","_starwal_deleted":true"#
+            ),
+            "{soft_full}"
+        );
+        assert!(present.is_full());
+    }
+
+    #[test]
+    fn bad_values_name_table_column_and_lsn() {
+        let new = tuple(&[Some("x1"), Some("a"), None], usize::MAX);
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let mut writer = BodyWriter::new();
+        let err = encoder
+            .write_change(
+                &mut writer,
+                ChangeRow::New(&new),
+                &AUDIT,
+                &mut ColumnSet::default(),
+            )
+            .unwrap_err();
+        assert!(
+            writer.is_empty() && writer.len() == 0,
+            "the half row was rolled back"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("column `id` of `public.t` at LSN 0/16B3748"),
+            "{err}"
+        );
+        let short = tuple(&[Some("1")], usize::MAX);
+        let err = encoder
+            .write_change(
+                &mut BodyWriter::new(),
+                ChangeRow::New(&short),
+                &AUDIT,
+                &mut ColumnSet::default(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EncodeError::ColumnCount {
+                    expected: 3,
+                    found: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }
