@@ -116,7 +116,7 @@ impl BodyWriter {
     }
 
     /// Bytes written since the last finish (uncompressed).
-    pub fn len(&self) -> usize {
+    pub fn byte_len(&self) -> usize {
         self.buf.len()
     }
 
@@ -708,7 +708,7 @@ mod tests {
             )
             .unwrap_err();
         assert!(
-            writer.is_empty() && writer.len() == 0,
+            writer.is_empty() && writer.byte_len() == 0,
             "the half row was rolled back"
         );
         assert!(
