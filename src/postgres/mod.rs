@@ -2,6 +2,7 @@
 //! connection, the CopyBoth stream with its feedback discipline, the pgoutput parser and value
 //! decoding. Nothing here knows about StarRocks.
 
+pub mod checkpoint;
 pub mod conninfo;
 pub mod heartbeat;
 pub mod lsn;

@@ -1,0 +1,224 @@
+//! The checkpoint store: what has been committed downstream, kept in the source database (schema
+//! `STARWAL_STATE_SCHEMA`, default `starwal`) next to the slot it describes.
+//!
+//! Two things are stored per slot: the confirmed LSN (a commit end LSN whose changes are all
+//! committed in the target — never more, invariant 1) and the loads in flight (table, label, LSN
+//! range), written *before* a load is sent. After a crash the next start re-forms the first batch
+//! of each table with the same label and range, so the target answers `Label Already Exists`
+//! instead of applying it twice (invariant 5). Tables are created on first use; nothing here ever
+//! drops state except [`CheckpointStore::clear`] (teardown).
+
+use tokio_postgres::Client;
+
+use super::replication::commands::quote_ident;
+use super::Lsn;
+
+/// The schema when `STARWAL_STATE_SCHEMA` is unset.
+pub const DEFAULT_STATE_SCHEMA: &str = "starwal";
+
+/// A load that was about to be sent when the state was saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlightLoad {
+    pub table: String,
+    pub label: String,
+    pub first_lsn: Lsn,
+    pub last_lsn: Lsn,
+}
+
+/// What a restart resumes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Everything up to here is committed in the target.
+    pub confirmed_lsn: Lsn,
+    pub in_flight: Vec<InFlightLoad>,
+}
+
+/// The checkpoint store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("checkpoint state in schema `{schema}`: {what}: {source}")]
+pub struct CheckpointError {
+    schema: String,
+    what: &'static str,
+    #[source]
+    source: tokio_postgres::Error,
+}
+
+/// Reads and writes the checkpoint of one slot.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    schema: String,
+    slot: String,
+}
+
+impl CheckpointStore {
+    /// A store for `slot` in `schema`.
+    pub fn new(schema: &str, slot: &str) -> CheckpointStore {
+        CheckpointStore {
+            schema: schema.to_owned(),
+            slot: slot.to_owned(),
+        }
+    }
+
+    fn error(
+        &self,
+        what: &'static str,
+    ) -> impl FnOnce(tokio_postgres::Error) -> CheckpointError + '_ {
+        move |source| CheckpointError {
+            schema: self.schema.clone(),
+            what,
+            source,
+        }
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
+    }
+
+    /// Creates the schema and tables when missing (idempotent).
+    pub async fn ensure(&self, client: &Client) -> Result<(), CheckpointError> {
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema};
+                 CREATE TABLE IF NOT EXISTS {checkpoints} (
+                     slot text PRIMARY KEY,
+                     confirmed_lsn pg_lsn NOT NULL,
+                     updated_at timestamptz NOT NULL DEFAULT now());
+                 CREATE TABLE IF NOT EXISTS {in_flight} (
+                     slot text NOT NULL,
+                     target_table text NOT NULL,
+                     label text NOT NULL,
+                     first_lsn pg_lsn NOT NULL,
+                     last_lsn pg_lsn NOT NULL,
+                     PRIMARY KEY (slot, target_table));",
+                schema = quote_ident(&self.schema),
+                checkpoints = self.table("checkpoints"),
+                in_flight = self.table("loads_in_flight"),
+            ))
+            .await
+            .map_err(self.error("creating the state tables"))
+    }
+
+    /// The stored checkpoint, or the default (`0/0`, nothing in flight) for a new slot.
+    pub async fn load(&self, client: &Client) -> Result<Checkpoint, CheckpointError> {
+        let confirmed = client
+            .query_opt(
+                &format!(
+                    "SELECT confirmed_lsn::text FROM {} WHERE slot = $1",
+                    self.table("checkpoints")
+                ),
+                &[&self.slot],
+            )
+            .await
+            .map_err(self.error("reading the confirmed LSN"))?
+            .and_then(|row| row.get::<_, String>(0).parse().ok())
+            .unwrap_or(Lsn::ZERO);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT target_table, label, first_lsn::text, last_lsn::text FROM {} \
+                     WHERE slot = $1 ORDER BY target_table",
+                    self.table("loads_in_flight")
+                ),
+                &[&self.slot],
+            )
+            .await
+            .map_err(self.error("reading the loads in flight"))?;
+        let in_flight = rows
+            .iter()
+            .filter_map(|row| {
+                Some(InFlightLoad {
+                    table: row.get(0),
+                    label: row.get(1),
+                    first_lsn: row.get::<_, String>(2).parse().ok()?,
+                    last_lsn: row.get::<_, String>(3).parse().ok()?,
+                })
+            })
+            .collect();
+        Ok(Checkpoint {
+            confirmed_lsn: confirmed,
+            in_flight,
+        })
+    }
+
+    /// Records `load` as in flight for its table (replacing the table's previous one). Call it
+    /// before sending the load.
+    pub async fn begin_load(
+        &self,
+        client: &Client,
+        load: &InFlightLoad,
+    ) -> Result<(), CheckpointError> {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {} (slot, target_table, label, first_lsn, last_lsn) \
+                     VALUES ($1, $2, $3, $4::text::pg_lsn, $5::text::pg_lsn) \
+                     ON CONFLICT (slot, target_table) DO UPDATE SET label = excluded.label, \
+                     first_lsn = excluded.first_lsn, last_lsn = excluded.last_lsn",
+                    self.table("loads_in_flight")
+                ),
+                &[
+                    &self.slot,
+                    &load.table,
+                    &load.label,
+                    &load.first_lsn.to_string(),
+                    &load.last_lsn.to_string(),
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(self.error("recording a load in flight"))
+    }
+
+    /// Stores `confirmed` and forgets the loads whose range it covers, in one transaction.
+    /// `confirmed` only ever moves forward: a lower value is ignored.
+    pub async fn confirm(
+        &self,
+        client: &mut Client,
+        confirmed: Lsn,
+    ) -> Result<(), CheckpointError> {
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(self.error("starting a transaction"))?;
+        transaction
+            .execute(
+                &format!(
+                    "INSERT INTO {table} (slot, confirmed_lsn) VALUES ($1, $2::text::pg_lsn) \
+                     ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = \
+                     greatest({table}.confirmed_lsn, excluded.confirmed_lsn), updated_at = now()",
+                    table = self.table("checkpoints")
+                ),
+                &[&self.slot, &confirmed.to_string()],
+            )
+            .await
+            .map_err(self.error("storing the confirmed LSN"))?;
+        transaction
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE slot = $1 AND last_lsn <= $2::text::pg_lsn",
+                    self.table("loads_in_flight")
+                ),
+                &[&self.slot, &confirmed.to_string()],
+            )
+            .await
+            .map_err(self.error("clearing committed loads"))?;
+        transaction
+            .commit()
+            .await
+            .map_err(self.error("committing the checkpoint"))
+    }
+
+    /// Removes this slot's state (teardown).
+    pub async fn clear(&self, client: &Client) -> Result<(), CheckpointError> {
+        for table in ["checkpoints", "loads_in_flight"] {
+            client
+                .execute(
+                    &format!("DELETE FROM {} WHERE slot = $1", self.table(table)),
+                    &[&self.slot],
+                )
+                .await
+                .map_err(self.error("clearing the state"))?;
+        }
+        Ok(())
+    }
+}

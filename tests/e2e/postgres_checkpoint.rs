@@ -1,0 +1,59 @@
+//! The checkpoint store against a real server: created idempotently, a new slot starts at 0/0,
+//! loads in flight are recorded before sending and survive a "crash" (a new connection), the
+//! confirmed LSN only moves forward and clears the loads it covers, slots are independent.
+
+use starwal::postgres::checkpoint::{CheckpointStore, InFlightLoad, DEFAULT_STATE_SCHEMA};
+use starwal::postgres::Lsn;
+
+use crate::harness::{unique_name, Cluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_checkpoint_records_loads_and_moves_forward_only() {
+    let db = Cluster::shared().create_database("checkpoint").await;
+    let slot = unique_name("slot");
+    let store = CheckpointStore::new(DEFAULT_STATE_SCHEMA, &slot);
+    let client = db.owner_client().await;
+    store.ensure(&client).await.unwrap();
+    store.ensure(&client).await.unwrap();
+    let fresh = store.load(&client).await.unwrap();
+    assert_eq!(fresh.confirmed_lsn, Lsn::ZERO);
+    assert!(fresh.in_flight.is_empty());
+
+    let orders = InFlightLoad {
+        table: "orders".into(),
+        label: "starwal_s_orders_1_2".into(),
+        first_lsn: Lsn(0x100),
+        last_lsn: Lsn(0x200),
+    };
+    let items = InFlightLoad {
+        table: "items".into(),
+        label: "starwal_s_items_1_3".into(),
+        first_lsn: Lsn(0x100),
+        last_lsn: Lsn(0x300),
+    };
+    store.begin_load(&client, &orders).await.unwrap();
+    store.begin_load(&client, &items).await.unwrap();
+    drop(client);
+
+    // After a crash, a new connection sees both loads.
+    let mut client = db.owner_client().await;
+    let after_crash = store.load(&client).await.unwrap();
+    assert_eq!(after_crash.in_flight, vec![items.clone(), orders.clone()]);
+
+    // Confirming 0/200 clears the orders load only.
+    store.confirm(&mut client, Lsn(0x200)).await.unwrap();
+    let state = store.load(&client).await.unwrap();
+    assert_eq!(state.confirmed_lsn, Lsn(0x200));
+    assert_eq!(state.in_flight, vec![items]);
+
+    // The confirmed LSN never moves back.
+    store.confirm(&mut client, Lsn(0x150)).await.unwrap();
+    assert_eq!(store.load(&client).await.unwrap().confirmed_lsn, Lsn(0x200));
+
+    // Another slot's state is separate; clearing one leaves the other.
+    let other = CheckpointStore::new(DEFAULT_STATE_SCHEMA, &unique_name("other"));
+    other.confirm(&mut client, Lsn(0x999)).await.unwrap();
+    store.clear(&client).await.unwrap();
+    assert_eq!(store.load(&client).await.unwrap(), Default::default());
+    assert_eq!(other.load(&client).await.unwrap().confirmed_lsn, Lsn(0x999));
+}
