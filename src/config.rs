@@ -24,6 +24,12 @@ pub const DEFAULT_HEARTBEAT_INTERVAL_S: u64 = 0;
 /// seconds (what the built-in subscriber uses) keeps us far inside it.
 pub const DEFAULT_STATUS_INTERVAL_S: u64 = 10;
 
+/// Longest accepted status interval: an hour is already far beyond any sane
+/// `wal_sender_timeout`; the cap keeps deadline arithmetic far from overflow.
+pub const MAX_STATUS_INTERVAL_S: u64 = 3600;
+/// Longest accepted heartbeat interval (a day), for the same reason.
+pub const MAX_HEARTBEAT_INTERVAL_S: u64 = 86_400;
+
 /// A value that must never be printed: `Debug` and `Display` show `********`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
@@ -211,11 +217,18 @@ impl PostgresConfig {
             raw.status_interval_s,
             DEFAULT_STATUS_INTERVAL_S,
         )?;
-        if status == 0 {
+        if !(1..=MAX_STATUS_INTERVAL_S).contains(&status) {
             return Err(ConfigError::Invalid {
                 var: "STARWAL_STATUS_INTERVAL_S",
-                value: "0".into(),
-                expected: "at least 1 second",
+                value: status.to_string(),
+                expected: "1 to 3600 seconds (and well below the server's wal_sender_timeout)",
+            });
+        }
+        if heartbeat > MAX_HEARTBEAT_INTERVAL_S {
+            return Err(ConfigError::Invalid {
+                var: "STARWAL_HEARTBEAT_INTERVAL_S",
+                value: heartbeat.to_string(),
+                expected: "0 (off) to 86400 seconds",
             });
         }
         Ok(PostgresConfig {

@@ -134,18 +134,20 @@ impl ConnInfo {
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
             .ok_or(ConnInfoError::Scheme)?;
+        // User info ends at the last `@`. Split it off before anything else: a password with an
+        // unencoded `/` or `?` must not be cut apart, and since every text an error may quote
+        // comes after this `@`, no part of the password can ever reach an error message.
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (Some(userinfo), rest),
+            None => (None, rest),
+        };
         let (rest, query) = match rest.split_once('?') {
             Some((rest, query)) => (rest, Some(query)),
             None => (rest, None),
         };
-        let (authority, path) = match rest.split_once('/') {
-            Some((authority, path)) => (authority, path),
+        let (hostport, path) = match rest.split_once('/') {
+            Some((hostport, path)) => (hostport, path),
             None => (rest, ""),
-        };
-        // The password may contain '@' when percent-encoded only; the last '@' ends user info.
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(userinfo), hostport),
-            None => (None, authority),
         };
         let (mut user, password) = match userinfo {
             None => (String::new(), None),
@@ -350,6 +352,23 @@ mod tests {
         ];
         for (url, expected) in cases {
             assert_eq!(ConnInfo::parse(url).unwrap_err(), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn passwords_with_url_delimiters_stay_out_of_errors() {
+        let info = ConnInfo::parse("postgres://u:pa/ss?x@h:5433/db?sslmode=disable").unwrap();
+        assert_eq!(info.password.as_ref().unwrap().expose(), "pa/ss?x");
+        assert_eq!(
+            (info.host.as_str(), info.port, info.dbname.as_str()),
+            ("h", 5433, "db")
+        );
+        for url in [
+            "postgres://u:pa/ss@h:x/db",
+            "postgres://u:p?q=1@h/db?nope=1",
+        ] {
+            let err = ConnInfo::parse(url).unwrap_err().to_string();
+            assert!(!err.contains("pa/ss") && !err.contains("p?q"), "{err}");
         }
     }
 

@@ -268,3 +268,28 @@ async fn postgres_setup_reads_table_schemas_with_key_order() {
         ["code"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_setup_refuses_a_publication_that_drops_operations() {
+    let db = Cluster::shared().create_database("pubops").await;
+    db.owner_client()
+        .await
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY);
+             CREATE PUBLICATION inserts_only FOR TABLE t WITH (publish = 'insert');",
+        )
+        .await
+        .unwrap();
+    let cfg = config(&db, Role::Scram, "public.t", "inserts_only", "s");
+    let client = connect_sql(&cfg.conn).await.unwrap();
+    let err = prepare_source(&client, &cfg, true).await.unwrap_err();
+    assert!(
+        matches!(&err, SetupError::PublicationOperations { missing, .. } if missing == &vec!["update", "delete", "truncate"]),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("ALTER PUBLICATION inserts_only SET (publish"),
+        "{err}"
+    );
+}

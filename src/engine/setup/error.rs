@@ -57,6 +57,11 @@ pub enum SetupError {
     NoFreeSenders { used: i64, max: i64 },
     #[error("{} configured table(s) cannot be replicated:\n  - {}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  - "))]
     Tables(Vec<TableProblem>),
+    #[error("publication `{publication}` does not publish {}: those changes would never reach the target; run ALTER PUBLICATION {publication} SET (publish = 'insert, update, delete, truncate')", .missing.join(", "))]
+    PublicationOperations {
+        publication: String,
+        missing: Vec<&'static str>,
+    },
     #[error("publication `{publication}` publishes all tables (FOR ALL TABLES), not the configured ones; use another STARWAL_PUBLICATION or drop it")]
     PublicationAllTables { publication: String },
     #[error("cannot {action} publication `{publication}`: {source}; the role needs to own the tables (or create the publication as their owner with: {sql})")]

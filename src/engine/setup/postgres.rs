@@ -182,7 +182,8 @@ pub async fn ensure_publication(
 ) -> Result<(bool, Vec<String>), SetupError> {
     let existing = client
         .query_opt(
-            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+            "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate \
+             FROM pg_publication WHERE pubname = $1",
             &[&publication],
         )
         .await
@@ -218,7 +219,20 @@ pub async fn ensure_publication(
         Some(row) if row.get::<_, bool>(0) => Err(SetupError::PublicationAllTables {
             publication: publication.to_owned(),
         }),
-        Some(_) => {
+        Some(row) => {
+            // A publication that leaves out an operation would silently drop those changes.
+            let missing: Vec<&'static str> =
+                [(1, "insert"), (2, "update"), (3, "delete"), (4, "truncate")]
+                    .into_iter()
+                    .filter(|(index, _)| !row.get::<_, bool>(*index))
+                    .map(|(_, operation)| operation)
+                    .collect();
+            if !missing.is_empty() {
+                return Err(SetupError::PublicationOperations {
+                    publication: publication.to_owned(),
+                    missing,
+                });
+            }
             let published = client
                 .query(
                     "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
@@ -360,8 +374,9 @@ pub async fn prepare_source(
     })
 }
 
-/// The columns of `table` with their types and key positions (primary key, else the replica
-/// identity index), in `attnum` order — the order pgoutput sends tuple values in. (`indkey` is
+/// The columns of `table` with their types and key positions (the replica identity index when
+/// the table uses one — that is the key the stream's old-key tuples carry — else the primary
+/// key), in `attnum` order — the order pgoutput sends tuple values in. (`indkey` is
 /// an int2vector, whose subscripts start at 0, so `array_position` is already the key position.)
 pub async fn table_schema(
     client: &Client,
@@ -373,9 +388,10 @@ pub async fn table_schema(
             "SELECT a.attname::text, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), \
                     NOT a.attnotnull, \
                     (SELECT array_position(i.indkey::int2[], a.attnum)::int4 \
-                       FROM pg_index i \
+                       FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
                       WHERE i.indrelid = a.attrelid AND (i.indisprimary OR i.indisreplident) \
-                      ORDER BY i.indisprimary DESC LIMIT 1) \
+                      ORDER BY (c.relreplident = 'i' AND i.indisreplident) DESC, \
+                               i.indisprimary DESC LIMIT 1) \
                FROM pg_attribute a \
               WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
               ORDER BY a.attnum",

@@ -233,13 +233,23 @@ impl ReplicationConnection {
                 })
         };
         let mut scram: Option<ScramSha256> = None;
+        let mut scram_verified = false;
         loop {
             let message = match self.read_message().await? {
                 BackendMessage::Other(message) => message,
                 other => return Err(unexpected("authentication", &other)),
             };
             match message {
-                backend::Message::AuthenticationOk => return Ok(()),
+                backend::Message::AuthenticationOk => {
+                    // After SCRAM, Ok is only acceptable once the server proved it knows the
+                    // password (SASLFinal verified); otherwise a man in the middle could skip it.
+                    if scram.is_some() && !scram_verified {
+                        return Err(ReplicationError::Protocol(
+                            "the server ended SCRAM authentication without its signature".into(),
+                        ));
+                    }
+                    return Ok(());
+                }
                 backend::Message::AuthenticationCleartextPassword => {
                     frontend::password_message(password()?, &mut self.write_buf)
                         .map_err(ReplicationError::Io)?;
@@ -294,6 +304,7 @@ impl ReplicationConnection {
                     state.finish(body.data()).map_err(|e| {
                         ReplicationError::Protocol(format!("SCRAM server signature: {e}"))
                     })?;
+                    scram_verified = true;
                     continue;
                 }
                 backend::Message::ErrorResponse(body) => {
@@ -495,7 +506,9 @@ impl ReplicationConnection {
                 Ok(Some(BackendMessage::CopyData(frame.freeze())))
             }
             b'W' => Ok(Some(BackendMessage::CopyBothResponse)),
-            _ => match backend::Message::parse(&mut frame).map_err(ReplicationError::Io)? {
+            _ => match backend::Message::parse(&mut frame).map_err(|e| {
+                ReplicationError::Protocol(format!("malformed message with tag {tag}: {e}"))
+            })? {
                 Some(message) => Ok(Some(BackendMessage::Other(message))),
                 None => Err(ReplicationError::Protocol(format!(
                     "incomplete message with tag {tag}"

@@ -96,9 +96,14 @@ impl StreamLoadError {
     /// Whether trying again (same label) may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            StreamLoadError::Transport { .. }
-            | StreamLoadError::LabelRunning { .. }
-            | StreamLoadError::Malformed { .. } => true,
+            // A certificate StarRocks presents will not become valid by itself.
+            StreamLoadError::Transport { source, .. } => {
+                !(source.is_ssl_certproblem()
+                    || source.is_peer_failed_verification()
+                    || source.is_ssl_cacert()
+                    || source.is_ssl_cacert_badfile())
+            }
+            StreamLoadError::LabelRunning { .. } | StreamLoadError::Malformed { .. } => true,
             StreamLoadError::Http { status, .. } => *status >= 500 || *status == 429,
             StreamLoadError::Rejected { message, .. } => is_transient_message(message),
             StreamLoadError::Auth { .. } | StreamLoadError::FilteredRows { .. } => false,

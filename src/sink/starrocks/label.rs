@@ -18,16 +18,22 @@ pub const MAX_LABEL_LEN: usize = 128;
 pub struct Label(String);
 
 impl Label {
-    /// The label of the batch of `table` (`schema.name` or the target name) covering
-    /// `first..=last` of slot `slot`.
+    /// The label of the batch of target table `table` covering `first..=last` of slot `slot`.
+    /// Target names are unique within the StarRocks database, as labels must be.
     pub fn for_batch(slot: &str, table: &str, first: Lsn, last: Lsn) -> Label {
         let mut label = String::with_capacity(64);
         label.push_str("starwal_");
-        push_sanitized(&mut label, slot);
+        let mut lossy = push_sanitized(&mut label, slot);
         label.push('_');
-        push_sanitized(&mut label, table);
+        lossy |= push_sanitized(&mut label, table);
         use std::fmt::Write as _;
         let _ = write!(label, "_{:016X}_{:016X}", first.0, last.0);
+        if lossy {
+            // Sanitizing merged names (`order-items` and `order_items`): a hash of the raw names
+            // keeps their labels apart, or one table's batch would be taken as the other's.
+            let raw = format!("{slot}\u{0}{table}");
+            let _ = write!(label, "_{:016x}", fnv1a64(raw.as_bytes()));
+        }
         if label.len() > MAX_LABEL_LEN {
             // Keep the start readable; the hash of the whole keeps distinct batches distinct.
             let hash = fnv1a64(label.as_bytes());
@@ -49,11 +55,19 @@ impl fmt::Display for Label {
     }
 }
 
-fn push_sanitized(out: &mut String, text: &str) {
-    out.extend(
-        text.chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
-    );
+/// Appends `text` with every character outside `[A-Za-z0-9_]` replaced by `_`; returns whether
+/// anything was replaced.
+fn push_sanitized(out: &mut String, text: &str) -> bool {
+    let mut replaced = false;
+    out.extend(text.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            replaced = true;
+            '_'
+        }
+    }));
+    replaced
 }
 
 /// FNV-1a, 64 bit: stable across Rust versions and platforms, unlike `DefaultHasher`, so a label
@@ -73,20 +87,35 @@ mod tests {
 
     #[test]
     fn labels_are_deterministic_and_portable() {
-        let a = Label::for_batch("starwal", "public.orders", Lsn(0x16B3748), Lsn(0x16B37A0));
-        let b = Label::for_batch("starwal", "public.orders", Lsn(0x16B3748), Lsn(0x16B37A0));
+        let a = Label::for_batch("starwal", "orders", Lsn(0x16B3748), Lsn(0x16B37A0));
+        let b = Label::for_batch("starwal", "orders", Lsn(0x16B3748), Lsn(0x16B37A0));
         assert_eq!(a, b);
         assert_eq!(
             a.as_str(),
-            "starwal_starwal_public_orders_00000000016B3748_00000000016B37A0"
+            "starwal_starwal_orders_00000000016B3748_00000000016B37A0"
         );
-        let other = Label::for_batch("starwal", "public.orders", Lsn(0x16B3748), Lsn(0x16B37A1));
+        let other = Label::for_batch("starwal", "orders", Lsn(0x16B3748), Lsn(0x16B37A1));
         assert_ne!(a, other);
     }
 
     #[test]
+    fn names_that_sanitize_alike_get_different_labels() {
+        let dash = Label::for_batch("s", "order-items", Lsn(1), Lsn(2));
+        let underscore = Label::for_batch("s", "order_items", Lsn(1), Lsn(2));
+        assert_ne!(dash, underscore);
+        let accented = Label::for_batch("s", "café", Lsn(1), Lsn(2));
+        let other = Label::for_batch("s", "cafè", Lsn(1), Lsn(2));
+        assert_ne!(accented, other);
+        assert!(dash
+            .as_str()
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_'));
+        assert_eq!(dash, Label::for_batch("s", "order-items", Lsn(1), Lsn(2)));
+    }
+
+    #[test]
     fn long_labels_are_hashed_to_128_characters() {
-        let long_table = format!("public.{}", "t".repeat(200));
+        let long_table = "t".repeat(200);
         let a = Label::for_batch("slot", &long_table, Lsn(1), Lsn(2));
         let b = Label::for_batch("slot", &long_table, Lsn(1), Lsn(3));
         assert_eq!(a.as_str().len(), MAX_LABEL_LEN);

@@ -86,13 +86,17 @@ impl fmt::Display for TargetType {
     }
 }
 
-/// A column that cannot be part of a StarRocks primary key.
+/// A source table that cannot become a StarRocks Primary Key table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("column `{column}` of `{table}` is part of the key, but {type_name} cannot be a StarRocks key: give the table another primary key or replica identity")]
-pub struct MappingError {
-    pub table: String,
-    pub column: String,
-    pub type_name: String,
+pub enum MappingError {
+    #[error("column `{column}` of `{table}` is part of the key, but {type_name} cannot be a StarRocks key: give the table another primary key or replica identity")]
+    KeyType {
+        table: String,
+        column: String,
+        type_name: String,
+    },
+    #[error("table `{table}` has no primary key or replica identity index (REPLICA IDENTITY FULL alone names no key): add a primary key")]
+    NoKey { table: String },
 }
 
 fn varchar_for_characters(characters: Option<u32>) -> TargetType {
@@ -162,7 +166,7 @@ pub fn column_type(table: &TableSchema, column: &ColumnSchema) -> Result<TargetT
         TargetType::Decimal { .. } | TargetType::Float | TargetType::Double => {
             Ok(TargetType::Varchar(64))
         }
-        TargetType::Json | TargetType::Array(_) => Err(MappingError {
+        TargetType::Json | TargetType::Array(_) => Err(MappingError::KeyType {
             table: table.to_string(),
             column: column.name.clone(),
             type_name: column.type_name.clone(),
@@ -215,8 +219,14 @@ pub fn audit_columns() -> [TargetColumn; 4] {
 
 /// Maps a source table; reports the first key column that cannot be keyed.
 pub fn target_table(table: &TableSchema) -> Result<TargetTable, MappingError> {
+    let keys = table.key_columns();
+    if keys.is_empty() {
+        return Err(MappingError::NoKey {
+            table: table.to_string(),
+        });
+    }
     let mut columns = Vec::with_capacity(table.columns.len() + 4);
-    for column in table.key_columns() {
+    for column in keys {
         columns.push(TargetColumn {
             name: column.name.clone(),
             data_type: column_type(table, column)?,
@@ -361,6 +371,12 @@ mod tests {
         );
         let err = column_type(&t, &column("k", 3802, -1, true)).unwrap_err();
         assert!(err.to_string().contains("`k` of `public.t`"), "{err}");
+    }
+
+    #[test]
+    fn a_table_without_key_columns_is_refused() {
+        let err = target_table(&table(vec![column("v", 25, -1, false)])).unwrap_err();
+        assert!(matches!(err, MappingError::NoKey { .. }), "{err}");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum TargetProblem {
     Missing { table: String },
     /// A source column cannot be mapped.
     Mapping(MappingError),
+    /// Two source tables map to the same target name (`a_b.c` and `a.b_c`, say).
+    DuplicateName { table: String, sources: Vec<String> },
 }
 
 impl std::fmt::Display for TargetProblem {
@@ -60,6 +62,11 @@ impl std::fmt::Display for TargetProblem {
                 "table `{table}` does not exist and STARWAL_CREATE_TABLES=false"
             ),
             TargetProblem::Mapping(err) => err.fmt(f),
+            TargetProblem::DuplicateName { table, sources } => write!(
+                f,
+                "source tables {} would all load into `{table}`: replicate them with separate agents or databases",
+                sources.join(", ")
+            ),
         }
     }
 }
@@ -285,6 +292,19 @@ impl TargetSetup {
         }
 
         let mut problems = Vec::new();
+        let mut by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for source in sources {
+            by_name
+                .entry(super::mapping::target_table_name(
+                    &source.schema,
+                    &source.name,
+                ))
+                .or_default()
+                .push(source.to_string());
+        }
+        for (table, sources) in by_name.into_iter().filter(|(_, s)| s.len() > 1) {
+            problems.push(TargetProblem::DuplicateName { table, sources });
+        }
         let mut plans: Vec<(TargetTable, Vec<ExistingColumn>)> = Vec::new();
         for source in sources {
             let target = match target_table(source) {

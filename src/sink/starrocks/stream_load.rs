@@ -103,9 +103,10 @@ impl Exchange {
     fn answer_complete(&self) -> bool {
         self.status >= 200
             && !(300..400).contains(&self.status)
+            // A Stream Load answer always has a body; a proxy's `200` to CONNECT has none.
             && self
                 .content_length
-                .is_some_and(|length| self.response.len() >= length)
+                .is_some_and(|length| length > 0 && self.response.len() >= length)
     }
 }
 
@@ -179,6 +180,24 @@ impl std::fmt::Debug for StreamLoadClient {
             .field("database", &self.config.database)
             .finish()
     }
+}
+
+/// The `columns` header: every name backtick-quoted (reserved words and spaces are legal column
+/// names), except StarRocks' own `__op`. Control characters cannot travel in a header and are
+/// dropped.
+fn columns_header(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|name| {
+            if name == "__op" {
+                name.clone()
+            } else {
+                let clean: String = name.chars().filter(|c| !c.is_control()).collect();
+                format!("`{}`", clean.replace('`', "``"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Percent-encodes a path segment (database and table names are plain identifiers in practice).
@@ -297,10 +316,13 @@ impl StreamLoadClient {
         add("strip_outer_array: true")?;
         add("ignore_json_size: true")?;
         add("max_filter_ratio: 0")?;
+        // Without strict mode StarRocks stores NULL for a value it cannot convert (an overflowing
+        // decimal, say) and reports success; with it the row is filtered and surfaces as an error.
+        add("strict_mode: true")?;
         add(&format!("timeout: {load_seconds}"))?;
         if let Some(columns) = &batch.partial_columns {
             add("partial_update: true")?;
-            add(&format!("columns: {}", columns.join(",")))?;
+            add(&format!("columns: {}", columns_header(columns)))?;
         }
         if let Some(compression) = self.config.compression.header_value() {
             add(&format!("compression: {compression}"))?;
@@ -466,11 +488,10 @@ impl StreamLoadClient {
             .await
             {
                 Ok(done) => done,
-                Err(join) => {
-                    // The blocking task panicked or was cancelled: the batch went with it, and
-                    // there is nothing safe to hand back.
-                    std::panic::resume_unwind(join.into_panic())
-                }
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                // Cancelled: only happens while the runtime shuts down, and this future is being
+                // dropped with it. Nothing was confirmed, so nothing is lost.
+                Err(_) => std::future::pending().await,
             };
             batch = returned;
             match result {
@@ -550,6 +571,12 @@ mod tests {
                 .min(Duration::from_secs(60));
             assert!(delay >= full / 2 && delay <= full, "{failures}: {delay:?}");
         }
+    }
+
+    #[test]
+    fn columns_header_quotes_names() {
+        let columns = ["id", "order", "first name", "__op"].map(String::from);
+        assert_eq!(columns_header(&columns), "`id`,`order`,`first name`,__op");
     }
 
     #[test]
