@@ -172,7 +172,10 @@ async fn sink_setup_reports_every_mismatch_and_adds_missing_columns() {
             DB,
             TableSpec::new("good")
                 .column(ColumnDef::new("id", ColumnType::Int).not_null())
-                .column(ColumnDef::new("v", ColumnType::String))
+                .column(ColumnDef::new(
+                    "v",
+                    ColumnType::Varchar { length: 1_048_576 },
+                ))
                 .primary_key(&["id"]),
         )
         .unwrap();
@@ -192,13 +195,18 @@ async fn sink_setup_reports_every_mismatch_and_adds_missing_columns() {
     let TargetSetupError::Tables(problems) = &err else {
         panic!("expected table problems, got {err}");
     };
-    assert_eq!(problems.len(), 2, "{err}");
+    assert_eq!(problems.len(), 3, "{err}");
     assert!(
         matches!(&problems[0], TargetProblem::Key { table, .. } if table == "bad"),
         "{err}"
     );
     assert!(
-        matches!(&problems[1], TargetProblem::Type { column, found, .. } if column == "v" && found == "int"),
+        matches!(&problems[1], TargetProblem::Type { column, found, .. } if column == "v" && found.starts_with("int")),
+        "{err}"
+    );
+    // Too narrow is a mismatch too: text needs VARCHAR(1048576).
+    assert!(
+        matches!(&problems[2], TargetProblem::Type { column, found, .. } if column == "w" && found == "varchar(10)"),
         "{err}"
     );
     // Nothing was changed while problems remained.

@@ -129,7 +129,37 @@ pub struct TargetReport {
 struct ExistingColumn {
     name: String,
     data_type: String,
+    /// `COLUMN_TYPE`, with parameters: `varchar(64)`, `decimal64(18, 4)`.
+    column_type: String,
     is_key: bool,
+}
+
+/// The numbers inside `COLUMN_TYPE`'s parentheses: `decimal64(18, 4)` → [18, 4].
+fn type_parameters(column_type: &str) -> Vec<u32> {
+    column_type
+        .split_once('(')
+        .map(|(_, rest)| rest.trim_end_matches(')'))
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+/// Whether the existing column's size can hold every value of `wanted`: a DECIMAL with at
+/// least as many integer and fractional digits, a VARCHAR at least as long. Unknown sizes pass.
+fn wide_enough(wanted: &TargetType, existing: &ExistingColumn) -> bool {
+    let params = type_parameters(&existing.column_type);
+    match (
+        wanted,
+        existing.data_type.to_ascii_lowercase().as_str(),
+        params.as_slice(),
+    ) {
+        (TargetType::Decimal { precision, scale }, _, [p, s]) => {
+            *s >= *scale && p.saturating_sub(*s) >= precision - scale
+        }
+        (TargetType::Varchar(length), "varchar" | "char", [n]) => *n >= *length,
+        _ => true,
+    }
 }
 
 /// The StarRocks `DATA_TYPE`s that can hold values of `wanted`.
@@ -237,7 +267,7 @@ impl TargetSetup {
         table: &str,
     ) -> Result<Vec<ExistingColumn>, TargetSetupError> {
         let sql = format!(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS \
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY, COLUMN_TYPE FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = '{}' ORDER BY ORDINAL_POSITION",
             escape_literal(&self.config.database),
             escape_literal(table)
@@ -255,6 +285,10 @@ impl TargetSetup {
                     .flatten()
                     .unwrap_or_default(),
                 is_key: row.get::<Option<String>, _>(2).flatten().as_deref() == Some("PRI"),
+                column_type: row
+                    .get::<Option<String>, _>(3)
+                    .flatten()
+                    .unwrap_or_default(),
             })
             .collect())
     }
@@ -481,12 +515,18 @@ fn validate(target: &TargetTable, existing: &[ExistingColumn]) -> Vec<TargetProb
             .iter()
             .find(|e| e.name.eq_ignore_ascii_case(&column.name))
         {
-            if !compatible(&column.data_type, &existing.data_type) {
+            if !compatible(&column.data_type, &existing.data_type)
+                || !wide_enough(&column.data_type, existing)
+            {
                 problems.push(TargetProblem::Type {
                     table: target.name.clone(),
                     column: column.name.clone(),
                     expected: column.data_type.to_string(),
-                    found: existing.data_type.clone(),
+                    found: if existing.column_type.is_empty() {
+                        existing.data_type.clone()
+                    } else {
+                        existing.column_type.clone()
+                    },
                 });
             }
         }
@@ -502,6 +542,7 @@ mod tests {
         ExistingColumn {
             name: name.into(),
             data_type: data_type.into(),
+            column_type: String::new(),
             is_key,
         }
     }
@@ -538,6 +579,27 @@ mod tests {
             existing("note", "varchar", false),
         ];
         assert!(validate(&target(), &found).is_empty());
+    }
+
+    #[test]
+    fn narrower_decimals_and_varchars_are_mismatches() {
+        let sized = |name: &str, data_type: &str, column_type: &str| ExistingColumn {
+            column_type: column_type.into(),
+            ..existing(name, data_type, false)
+        };
+        let found = [
+            existing("id", "bigint", true),
+            sized("amount", "decimal", "decimal64(18, 1)"),
+            sized("note", "varchar", "varchar(50)"),
+        ];
+        let problems = validate(&target(), &found);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let wide = [
+            existing("id", "bigint", true),
+            sized("amount", "decimal", "decimal64(18, 4)"),
+            sized("note", "varchar", "varchar(65533)"),
+        ];
+        assert!(validate(&target(), &wide).is_empty());
     }
 
     #[test]

@@ -387,8 +387,20 @@ impl StreamLoadClient {
         handle.get(true).map_err(transport)?;
         handle.get_mut().start(Bytes::new());
         handle.perform().map_err(transport)?;
+        let status = handle.response_code().map_err(transport)?;
         let body = std::mem::take(&mut handle.get_mut().response);
-        parse_label_state(&body).map_err(|source| StreamLoadError::Malformed { url, source })
+        match status {
+            200 => parse_label_state(&body)
+                .map_err(|source| StreamLoadError::Malformed { url, source }),
+            401 | 403 => Err(StreamLoadError::Auth {
+                message: excerpt(&body),
+            }),
+            _ => Err(StreamLoadError::Http {
+                url,
+                status,
+                excerpt: excerpt(&body),
+            }),
+        }
     }
 
     /// The text behind an ErrorURL, or why it could not be read (never fails the caller).
