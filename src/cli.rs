@@ -31,6 +31,17 @@ pub enum Command {
     /// (STARWAL_PUBLICATION) when missing. By default reads through a temporary slot that
     /// vanishes when tail exits.
     Tail(TailArgs),
+    /// Drop what starwal created on the source: the replication slot (STARWAL_SLOT), the
+    /// publication (STARWAL_PUBLICATION) and the slot's checkpoint state (STARWAL_STATE_SCHEMA).
+    /// StarRocks tables are left alone. Refuses while a process streams from the slot.
+    Teardown(TeardownArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TeardownArgs {
+    /// Confirm: without it, teardown only says what it would drop.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +58,61 @@ pub fn main() -> i32 {
     init_tracing();
     match cli.command {
         Command::Tail(args) => run_tail(args),
+        Command::Teardown(args) => run_teardown(args),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            eprintln!("error: cannot start the async runtime: {err}");
+            EXIT_FAILURE
+        })
+}
+
+fn run_teardown(args: TeardownArgs) -> i32 {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => return config_error(err),
+    };
+    let pg = &config.postgres;
+    if !args.yes {
+        eprintln!(
+            "teardown would drop replication slot `{}`, publication `{}` and the checkpoint state of the slot in schema `{}` on {}; StarRocks tables are kept. Run again with --yes to do it.",
+            pg.slot, pg.publication, pg.state_schema, pg.conn
+        );
+        return EXIT_CONFIG;
+    }
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(crate::engine::teardown::teardown(pg)) {
+        Ok(report) => {
+            let said = |done: bool, what: String| {
+                println!("{} {what}", if done { "dropped" } else { "not found:" })
+            };
+            said(
+                report.slot_dropped,
+                format!("replication slot `{}`", pg.slot),
+            );
+            said(
+                report.publication_dropped,
+                format!("publication `{}`", pg.publication),
+            );
+            said(
+                report.state_cleared,
+                format!("checkpoint state in schema `{}`", pg.state_schema),
+            );
+            0
+        }
+        Err(err) => {
+            report(&err.into());
+            EXIT_FAILURE
+        }
     }
 }
 
@@ -84,16 +150,9 @@ fn run_tail(args: TailArgs) -> i32 {
             return EXIT_CONFIG;
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return EXIT_FAILURE;
-        }
+        Err(code) => return code,
     };
     let options = TailOptions {
         permanent_slot: args.slot,

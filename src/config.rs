@@ -67,6 +67,7 @@ struct RawConfig {
     publication: Option<String>,
     heartbeat_interval_s: Option<String>,
     status_interval_s: Option<String>,
+    state_schema: Option<String>,
 }
 
 /// A table selector from `STARWAL_TABLES`: one table, or every table of a schema (`schema.*`).
@@ -103,6 +104,9 @@ pub struct PostgresConfig {
     /// `STARWAL_STATUS_INTERVAL_S` (default [`DEFAULT_STATUS_INTERVAL_S`]): the longest gap between
     /// two standby status updates.
     pub status_interval: Duration,
+    /// `STARWAL_STATE_SCHEMA` (default [`crate::postgres::checkpoint::DEFAULT_STATE_SCHEMA`]): the
+    /// source schema holding checkpoints.
+    pub state_schema: String,
 }
 
 /// The whole validated configuration.
@@ -207,6 +211,11 @@ impl PostgresConfig {
         let tables = parse_tables(&tables)?;
         let slot = identifier("STARWAL_SLOT", raw.slot, DEFAULT_SLOT)?;
         let publication = identifier("STARWAL_PUBLICATION", raw.publication, DEFAULT_PUBLICATION)?;
+        let state_schema = identifier(
+            "STARWAL_STATE_SCHEMA",
+            raw.state_schema,
+            crate::postgres::checkpoint::DEFAULT_STATE_SCHEMA,
+        )?;
         let heartbeat = seconds(
             "STARWAL_HEARTBEAT_INTERVAL_S",
             raw.heartbeat_interval_s,
@@ -238,6 +247,7 @@ impl PostgresConfig {
             publication,
             heartbeat_interval: (heartbeat > 0).then(|| Duration::from_secs(heartbeat)),
             status_interval: Duration::from_secs(status),
+            state_schema,
         })
     }
 }

@@ -9,6 +9,7 @@ mod postgres_connect;
 mod postgres_setup;
 mod postgres_stream;
 mod postgres_tail;
+mod postgres_teardown;
 mod sink_setup;
 mod sink_starrocks;
 mod smoke;

@@ -84,6 +84,8 @@ pub enum SetupError {
     },
     #[error("replication slot `{slot}` is in use by process {pid}; is another starwal running with the same STARWAL_SLOT?")]
     SlotActive { slot: String, pid: i32 },
+    #[error(transparent)]
+    State(Box<crate::postgres::checkpoint::CheckpointError>),
     #[error("creating replication slot `{slot}`: {source}")]
     CreateSlot {
         slot: String,
