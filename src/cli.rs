@@ -31,6 +31,9 @@ pub enum Command {
     /// (STARWAL_PUBLICATION) when missing. By default reads through a temporary slot that
     /// vanishes when tail exits.
     Tail(TailArgs),
+    /// Check every prerequisite on both sides (Postgres and StarRocks) and print a checklist,
+    /// including what `run` would create. Changes nothing. Exits 1 when any check fails.
+    Check,
     /// Drop what starwal created on the source: the replication slot (STARWAL_SLOT), the
     /// publication (STARWAL_PUBLICATION) and the slot's checkpoint state (STARWAL_STATE_SCHEMA).
     /// StarRocks tables are left alone. Refuses while a process streams from the slot.
@@ -59,6 +62,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Tail(args) => run_tail(args),
         Command::Teardown(args) => run_teardown(args),
+        Command::Check => run_check(),
     }
 }
 
@@ -71,6 +75,34 @@ fn runtime() -> Result<tokio::runtime::Runtime, i32> {
             eprintln!("error: cannot start the async runtime: {err}");
             EXIT_FAILURE
         })
+}
+
+fn run_check() -> i32 {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => return config_error(err),
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let items = runtime.block_on(crate::engine::check::check(&config));
+    for item in &items {
+        println!(
+            "{} {}: {}",
+            if item.ok { "ok  " } else { "FAIL" },
+            item.subject,
+            item.detail
+        );
+    }
+    let failed = items.iter().filter(|item| !item.ok).count();
+    if failed == 0 {
+        println!("all {} checks passed", items.len());
+        0
+    } else {
+        println!("{failed} of {} checks failed", items.len());
+        EXIT_FAILURE
+    }
 }
 
 fn run_teardown(args: TeardownArgs) -> i32 {

@@ -2,5 +2,6 @@
 //! share ([`setup`]: source and table checks, publication, slot) and [`teardown`]; the replication
 //! lifecycle (`starwal run`: setup → snapshot → CDC → drain) is the engine issue's work.
 
+pub mod check;
 pub mod setup;
 pub mod teardown;

@@ -4,6 +4,7 @@
 //! Postgres-facing modules are named `postgres_*` (CI runs them against PG 14–18).
 
 mod harness;
+mod postgres_check;
 mod postgres_checkpoint;
 mod postgres_connect;
 mod postgres_setup;

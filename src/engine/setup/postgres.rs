@@ -174,12 +174,23 @@ pub async fn resolve_tables(
     }
 }
 
-/// Creates the publication for `tables`, or adds the ones it lacks. Returns (created, added).
-pub async fn ensure_publication(
+/// What the publication lacks, found without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicationStatus {
+    /// It does not exist yet.
+    Missing,
+    /// It exists and publishes every configured table.
+    Complete,
+    /// It exists but lacks these tables.
+    MissingTables(Vec<SourceTable>),
+}
+
+/// Inspects the publication: it must publish every operation and not be `FOR ALL TABLES`.
+pub async fn publication_status(
     client: &Client,
     publication: &str,
     tables: &[SourceTable],
-) -> Result<(bool, Vec<String>), SetupError> {
+) -> Result<PublicationStatus, SetupError> {
     let existing = client
         .query_opt(
             "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate \
@@ -188,88 +199,99 @@ pub async fn ensure_publication(
         )
         .await
         .map_err(query_error("looking up the publication"))?;
-    let list = |tables: &[&SourceTable]| {
+    let Some(row) = existing else {
+        return Ok(PublicationStatus::Missing);
+    };
+    if row.get::<_, bool>(0) {
+        return Err(SetupError::PublicationAllTables {
+            publication: publication.to_owned(),
+        });
+    }
+    // A publication that leaves out an operation would silently drop those changes.
+    let missing: Vec<&'static str> = [(1, "insert"), (2, "update"), (3, "delete"), (4, "truncate")]
+        .into_iter()
+        .filter(|(index, _)| !row.get::<_, bool>(*index))
+        .map(|(_, operation)| operation)
+        .collect();
+    if !missing.is_empty() {
+        return Err(SetupError::PublicationOperations {
+            publication: publication.to_owned(),
+            missing,
+        });
+    }
+    let published = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(query_error("listing the publication's tables"))?;
+    let missing: Vec<SourceTable> = tables
+        .iter()
+        .filter(|t| {
+            !published
+                .iter()
+                .any(|row| row.get::<_, &str>(0) == t.schema && row.get::<_, &str>(1) == t.name)
+        })
+        .cloned()
+        .collect();
+    Ok(if missing.is_empty() {
+        PublicationStatus::Complete
+    } else {
+        PublicationStatus::MissingTables(missing)
+    })
+}
+
+/// Creates the publication for `tables`, or adds the ones it lacks. Returns (created, added).
+pub async fn ensure_publication(
+    client: &Client,
+    publication: &str,
+    tables: &[SourceTable],
+) -> Result<(bool, Vec<String>), SetupError> {
+    let list = |tables: &[SourceTable]| {
         tables
             .iter()
             .map(|t| t.quoted())
             .collect::<Vec<_>>()
             .join(", ")
     };
-    match existing {
-        None => {
-            let all: Vec<&SourceTable> = tables.iter().collect();
-            // Publishing through the root keeps one target table per partitioned table.
-            let sql = format!(
+    let (action, sql, added) = match publication_status(client, publication, tables).await? {
+        PublicationStatus::Complete => return Ok((false, Vec::new())),
+        // Publishing through the root keeps one target table per partitioned table.
+        PublicationStatus::Missing => (
+            "create",
+            format!(
                 "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
                 quote_ident(publication),
-                list(&all)
-            );
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(|source| SetupError::Publication {
-                    action: "create",
-                    publication: publication.to_owned(),
-                    sql: sql.clone(),
-                    source,
-                })?;
-            tracing::info!(publication, tables = all.len(), "created publication");
-            Ok((true, Vec::new()))
-        }
-        Some(row) if row.get::<_, bool>(0) => Err(SetupError::PublicationAllTables {
-            publication: publication.to_owned(),
-        }),
-        Some(row) => {
-            // A publication that leaves out an operation would silently drop those changes.
-            let missing: Vec<&'static str> =
-                [(1, "insert"), (2, "update"), (3, "delete"), (4, "truncate")]
-                    .into_iter()
-                    .filter(|(index, _)| !row.get::<_, bool>(*index))
-                    .map(|(_, operation)| operation)
-                    .collect();
-            if !missing.is_empty() {
-                return Err(SetupError::PublicationOperations {
-                    publication: publication.to_owned(),
-                    missing,
-                });
-            }
-            let published = client
-                .query(
-                    "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
-                    &[&publication],
-                )
-                .await
-                .map_err(query_error("listing the publication's tables"))?;
-            let missing: Vec<&SourceTable> = tables
-                .iter()
-                .filter(|t| {
-                    !published.iter().any(|row| {
-                        row.get::<_, &str>(0) == t.schema && row.get::<_, &str>(1) == t.name
-                    })
-                })
-                .collect();
-            if missing.is_empty() {
-                return Ok((false, Vec::new()));
-            }
-            let sql = format!(
+                list(tables)
+            ),
+            Vec::new(),
+        ),
+        PublicationStatus::MissingTables(missing) => (
+            "add tables to",
+            format!(
                 "ALTER PUBLICATION {} ADD TABLE {}",
                 quote_ident(publication),
                 list(&missing)
-            );
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(|source| SetupError::Publication {
-                    action: "add tables to",
-                    publication: publication.to_owned(),
-                    sql: sql.clone(),
-                    source,
-                })?;
-            let added: Vec<String> = missing.iter().map(|t| t.display_name()).collect();
-            tracing::info!(publication, ?added, "added tables to publication");
-            Ok((false, added))
-        }
-    }
+            ),
+            missing
+                .iter()
+                .map(SourceTable::display_name)
+                .collect::<Vec<_>>(),
+        ),
+    };
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|source| SetupError::Publication {
+            action,
+            publication: publication.to_owned(),
+            sql: sql.clone(),
+            source,
+        })?;
+    tracing::info!(publication, action, ?added, "publication changed");
+    // Only two changes reach here: a new publication (nothing "added") or added tables.
+    Ok((added.is_empty(), added))
 }
 
 /// Whether the slot exists: `Some(confirmed_flush)` after checking it is usable.

@@ -124,6 +124,24 @@ pub struct TargetReport {
     pub slow_schema_change: Vec<String>,
 }
 
+/// What setup would do to one target table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePlan {
+    pub target: TargetTable,
+    /// The table exists (else it will be created).
+    pub exists: bool,
+    /// Columns to add to an existing table (new source columns, audit columns).
+    pub missing_columns: Vec<TargetColumn>,
+}
+
+/// What setup would do, found without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetPlan {
+    pub version: String,
+    pub create_database: bool,
+    pub tables: Vec<TablePlan>,
+}
+
 /// One column as `information_schema.COLUMNS` reports it.
 #[derive(Debug, Clone)]
 struct ExistingColumn {
@@ -293,17 +311,12 @@ impl TargetSetup {
             .collect())
     }
 
-    /// Makes the database and every target table ready; see the module docs.
-    pub async fn prepare(
-        &mut self,
-        sources: &[TableSchema],
-    ) -> Result<TargetReport, TargetSetupError> {
-        let mut report = TargetReport {
-            version: self.version().await?,
-            ..TargetReport::default()
-        };
+    /// What setup would do, without changing anything: the checks of the module docs, every
+    /// problem at once as [`TargetSetupError::Tables`]. `starwal check` stops here.
+    pub async fn plan(&mut self, sources: &[TableSchema]) -> Result<TargetPlan, TargetSetupError> {
+        let version = self.version().await?;
         let database = self.config.database.clone();
-        let exists = !self
+        let database_exists = !self
             .rows(
                 "looking up the database",
                 &format!(
@@ -313,16 +326,8 @@ impl TargetSetup {
             )
             .await?
             .is_empty();
-        if !exists {
-            if !self.config.create_tables {
-                return Err(TargetSetupError::MissingDatabase(database));
-            }
-            self.execute(
-                "creating the database",
-                &format!("CREATE DATABASE IF NOT EXISTS {}", quote(&database)),
-            )
-            .await?;
-            report.database_created = true;
+        if !database_exists && !self.config.create_tables {
+            return Err(TargetSetupError::MissingDatabase(database));
         }
 
         let mut problems = Vec::new();
@@ -339,7 +344,7 @@ impl TargetSetup {
         for (table, sources) in by_name.into_iter().filter(|(_, s)| s.len() > 1) {
             problems.push(TargetProblem::DuplicateName { table, sources });
         }
-        let mut plans: Vec<(TargetTable, Vec<ExistingColumn>)> = Vec::new();
+        let mut tables = Vec::new();
         for source in sources {
             let target = match target_table(source) {
                 Ok(target) => target,
@@ -358,14 +363,58 @@ impl TargetSetup {
             if !existing.is_empty() {
                 problems.extend(validate(&target, &existing));
             }
-            plans.push((target, existing));
+            let missing_columns = if existing.is_empty() {
+                Vec::new()
+            } else {
+                target
+                    .columns
+                    .iter()
+                    .filter(|c| {
+                        !existing
+                            .iter()
+                            .any(|e| e.name.eq_ignore_ascii_case(&c.name))
+                    })
+                    .cloned()
+                    .collect()
+            };
+            tables.push(TablePlan {
+                exists: !existing.is_empty(),
+                target,
+                missing_columns,
+            });
         }
         if !problems.is_empty() {
             return Err(TargetSetupError::Tables(problems));
         }
+        Ok(TargetPlan {
+            version,
+            create_database: !database_exists,
+            tables,
+        })
+    }
 
-        for (target, existing) in plans {
-            if existing.is_empty() {
+    /// Makes the database and every target table ready; see the module docs.
+    pub async fn prepare(
+        &mut self,
+        sources: &[TableSchema],
+    ) -> Result<TargetReport, TargetSetupError> {
+        let plan = self.plan(sources).await?;
+        let database = self.config.database.clone();
+        let mut report = TargetReport {
+            version: plan.version,
+            ..TargetReport::default()
+        };
+        if plan.create_database {
+            self.execute(
+                "creating the database",
+                &format!("CREATE DATABASE IF NOT EXISTS {}", quote(&database)),
+            )
+            .await?;
+            report.database_created = true;
+        }
+        for table in plan.tables {
+            let target = table.target;
+            if !table.exists {
                 self.execute(
                     &format!("creating table `{}`", target.name),
                     &target.create_sql(&database),
@@ -375,16 +424,8 @@ impl TargetSetup {
                 report.tables_created.push(target.name.clone());
                 continue;
             }
-            let missing: Vec<&TargetColumn> = target
-                .columns
-                .iter()
-                .filter(|c| {
-                    !existing
-                        .iter()
-                        .any(|e| e.name.eq_ignore_ascii_case(&c.name))
-                })
-                .collect();
-            if !missing.is_empty() {
+            if !table.missing_columns.is_empty() {
+                let missing: Vec<&TargetColumn> = table.missing_columns.iter().collect();
                 self.add_columns(&target.name, &missing).await?;
                 report.columns_added.extend(
                     missing

@@ -19,6 +19,7 @@ use curl::easy::{Auth, Easy2, Handler, List, ReadError, SeekResult, WriteError};
 
 use super::config::StarRocksConfig;
 use super::error::StreamLoadError;
+use super::label::Label;
 use super::response::{excerpt, parse_label_state, LabelState, LoadOutcome, LoadResponse};
 use crate::sink::{LoadBatch, LoadFailure, LoadReceipt, Sink};
 
@@ -370,13 +371,13 @@ impl StreamLoadClient {
     fn label_state(
         &self,
         handle: &mut Easy2<Exchange>,
-        batch: &LoadBatch,
+        label: &Label,
     ) -> Result<LabelState, StreamLoadError> {
         let url = format!(
             "{}/api/{}/get_load_state?label={}",
             self.fe_url(),
             path_segment(&self.config.database),
-            batch.label
+            label
         );
         let transport = |source| StreamLoadError::Transport {
             url: url.clone(),
@@ -466,7 +467,7 @@ impl StreamLoadClient {
                     }
                     polls += 1;
                     std::thread::sleep(self.retry.label_state_interval);
-                    match self.label_state(handle, batch)? {
+                    match self.label_state(handle, &batch.label)? {
                         LabelState::Committed => return Ok((response, true)),
                         LabelState::Running => continue,
                         // It aborted (or is unknown): the label is free, send again.
@@ -474,6 +475,27 @@ impl StreamLoadClient {
                     }
                 },
             }
+        }
+    }
+
+    /// One `get_load_state` call for a label that does not exist: proves the FE answers and
+    /// accepts the credentials, without loading anything (`starwal check`).
+    pub async fn probe(self: &Arc<Self>) -> Result<(), StreamLoadError> {
+        let client = Arc::clone(self);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut handle = client.take_handle();
+            let label = Label::for_batch(
+                "check",
+                "probe",
+                crate::postgres::Lsn::ZERO,
+                crate::postgres::Lsn::ZERO,
+            );
+            client.label_state(&mut handle, &label)
+        })
+        .await;
+        match result {
+            Ok(state) => state.map(drop),
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
     }
 
