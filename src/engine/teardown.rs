@@ -19,10 +19,6 @@ pub struct TeardownReport {
     pub state_cleared: bool,
 }
 
-fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> SetupError {
-    move |source| SetupError::Query { what, source }
-}
-
 /// Drops the slot (refusing while a process streams from it), the publication and the state.
 /// Missing objects are not an error, so teardown can be repeated.
 pub async fn teardown(config: &PostgresConfig) -> Result<TeardownReport, SetupError> {
@@ -35,7 +31,7 @@ pub async fn teardown(config: &PostgresConfig) -> Result<TeardownReport, SetupEr
             &[&config.slot],
         )
         .await
-        .map_err(query_error("looking up the replication slot"))?;
+        .map_err(SetupError::query("looking up the replication slot"))?;
     if let Some(row) = slot {
         if let Some(pid) = row.get::<_, Option<i32>>(0) {
             return Err(SetupError::SlotActive {
@@ -46,7 +42,7 @@ pub async fn teardown(config: &PostgresConfig) -> Result<TeardownReport, SetupEr
         client
             .execute("SELECT pg_drop_replication_slot($1)", &[&config.slot])
             .await
-            .map_err(query_error("dropping the replication slot"))?;
+            .map_err(SetupError::query("dropping the replication slot"))?;
         report.slot_dropped = true;
     }
 
@@ -56,7 +52,7 @@ pub async fn teardown(config: &PostgresConfig) -> Result<TeardownReport, SetupEr
             &[&config.publication],
         )
         .await
-        .map_err(query_error("looking up the publication"))?
+        .map_err(SetupError::query("looking up the publication"))?
         .is_some();
     if publication_exists {
         client
@@ -65,7 +61,7 @@ pub async fn teardown(config: &PostgresConfig) -> Result<TeardownReport, SetupEr
                 quote_ident(&config.publication)
             ))
             .await
-            .map_err(query_error("dropping the publication"))?;
+            .map_err(SetupError::query("dropping the publication"))?;
         report.publication_dropped = true;
     }
 
@@ -80,7 +76,7 @@ async fn clear_state(client: &Client, config: &PostgresConfig) -> Result<bool, S
             &[&config.state_schema],
         )
         .await
-        .map_err(query_error("looking up the checkpoint state"))?
+        .map_err(SetupError::query("looking up the checkpoint state"))?
         .get(0);
     if !exists {
         return Ok(false);

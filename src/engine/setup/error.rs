@@ -95,6 +95,11 @@ pub enum SetupError {
 }
 
 impl SetupError {
+    /// Wraps a failed SQL statement with what it was for (for `map_err`).
+    pub fn query(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> SetupError {
+        move |source| SetupError::Query { what, source }
+    }
+
     /// Whether retrying setup unchanged may succeed (the server was unreachable or busy);
     /// everything else needs someone to change something first.
     pub fn is_transient(&self) -> bool {

@@ -57,10 +57,6 @@ pub struct SlotState {
     pub confirmed_flush: Lsn,
 }
 
-fn query_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> SetupError {
-    move |source| SetupError::Query { what, source }
-}
-
 /// Checks the server and the role. `need_new_slot`: whether a free slot is required (the slot
 /// does not exist yet, or a temporary one will be made).
 pub async fn check_prerequisites(client: &Client, need_new_slot: bool) -> Result<u32, SetupError> {
@@ -76,7 +72,7 @@ pub async fn check_prerequisites(client: &Client, need_new_slot: bool) -> Result
             &[],
         )
         .await
-        .map_err(query_error("reading server settings"))?;
+        .map_err(SetupError::query("reading server settings"))?;
     let version_num = row.get::<_, i32>(0) as u32;
     if !SUPPORTED_MAJORS.contains(&(version_num / 10000)) {
         return Err(SetupError::ServerVersion {
@@ -124,13 +120,13 @@ pub async fn resolve_tables(
             "{TABLE_COLUMNS} AND n.nspname = $1 AND c.relname = $2"
         ))
         .await
-        .map_err(query_error("looking up tables"))?;
+        .map_err(SetupError::query("looking up tables"))?;
     let by_schema = client
         .prepare(&format!(
             "{TABLE_COLUMNS} AND n.nspname = $1 ORDER BY c.relname"
         ))
         .await
-        .map_err(query_error("looking up tables"))?;
+        .map_err(SetupError::query("looking up tables"))?;
     let mut tables: Vec<SourceTable> = Vec::new();
     let mut problems = Vec::new();
     for pattern in patterns {
@@ -138,7 +134,7 @@ pub async fn resolve_tables(
             TablePattern::Table { schema, name } => client.query(&by_name, &[schema, name]).await,
             TablePattern::AllInSchema { schema } => client.query(&by_schema, &[schema]).await,
         }
-        .map_err(query_error("looking up tables"))?;
+        .map_err(SetupError::query("looking up tables"))?;
         if rows.is_empty() {
             problems.push(match pattern {
                 TablePattern::Table { .. } => TableProblem::Missing(pattern.to_string()),
@@ -198,7 +194,7 @@ pub async fn publication_status(
             &[&publication],
         )
         .await
-        .map_err(query_error("looking up the publication"))?;
+        .map_err(SetupError::query("looking up the publication"))?;
     let Some(row) = existing else {
         return Ok(PublicationStatus::Missing);
     };
@@ -225,7 +221,7 @@ pub async fn publication_status(
             &[&publication],
         )
         .await
-        .map_err(query_error("listing the publication's tables"))?;
+        .map_err(SetupError::query("listing the publication's tables"))?;
     let missing: Vec<SourceTable> = tables
         .iter()
         .filter(|t| {
@@ -308,7 +304,7 @@ pub async fn existing_slot(
             &[&slot],
         )
         .await
-        .map_err(query_error("looking up the replication slot"))?;
+        .map_err(SetupError::query("looking up the replication slot"))?;
     let Some(row) = row else { return Ok(None) };
     let plugin: Option<String> = row.get(0);
     let plugin = plugin.unwrap_or_else(|| "(physical)".into());
@@ -420,7 +416,7 @@ pub async fn table_schema(
             &[&table.oid.0],
         )
         .await
-        .map_err(query_error("reading table columns"))?;
+        .map_err(SetupError::query("reading table columns"))?;
     let columns = rows
         .iter()
         .map(|row| ColumnSchema {
