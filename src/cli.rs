@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, ConfigError};
+use crate::control::client::{self as control_client, ClientError, Lever};
 use crate::tail::{self, TailOptions};
 
 /// Exit code for configuration and usage errors.
@@ -20,12 +21,17 @@ pub const EXIT_FAILURE: i32 = 1;
 #[derive(Debug, Parser)]
 #[command(name = "starwal", version, about, long_about = None)]
 pub struct Cli {
+    /// What to do; `run` when omitted.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Replicate: set up both sides (publication, slot, target tables), then stream changes into
+    /// StarRocks until SIGTERM/SIGINT or a Drain/Stop RPC. Serves gRPC control and health on
+    /// STARWAL_CONTROL_ADDR and Prometheus metrics on STARWAL_METRICS_ADDR. The default command.
+    Run,
     /// Print the decoded changes of the configured tables as JSON lines on stdout, until
     /// SIGINT/SIGTERM. Needs STARWAL_PG_URL and STARWAL_TABLES; creates the publication
     /// (STARWAL_PUBLICATION) when missing. By default reads through a temporary slot that
@@ -38,6 +44,19 @@ pub enum Command {
     /// publication (STARWAL_PUBLICATION) and the slot's checkpoint state (STARWAL_STATE_SCHEMA).
     /// StarRocks tables are left alone. Refuses while a process streams from the slot.
     Teardown(TeardownArgs),
+    /// Show a running agent's state through its control server: phase, health (and why), paused,
+    /// WAL positions (received, flushed, confirmed, server end), lag, WAL retained by the slot,
+    /// buffered bytes, uptime, then counters per table. Exits 1 when the agent cannot be reached.
+    Status(ControlClientArgs),
+    /// Pause a running agent: it stops reading the replication stream (feedback to Postgres keeps
+    /// flowing, so the connection stays healthy) until `starwal resume`. Needs the agent's token
+    /// (--token / STARWAL_CONTROL_TOKEN) unless it has none and this runs on the same host.
+    Pause(ControlLeverArgs),
+    /// Resume a paused agent: reading continues where it stopped. Same access rules as pause.
+    Resume(ControlLeverArgs),
+    /// Drain a running agent: it stops reading, loads and confirms what is buffered, then exits 0
+    /// (what SIGTERM does). Same access rules as pause.
+    Drain(ControlLeverArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +64,34 @@ pub struct TeardownArgs {
     /// Confirm: without it, teardown only says what it would drop.
     #[arg(long)]
     pub yes: bool,
+}
+
+/// Where `status`, `pause`, `resume` and `drain` find the agent.
+#[derive(Debug, clap::Args)]
+pub struct ControlClientArgs {
+    /// The agent's control server (what it listens on with STARWAL_CONTROL_ADDR), as
+    /// http://host:port.
+    #[arg(
+        long,
+        env = "STARWAL_CONTROL_URL",
+        value_name = "URL",
+        default_value = crate::control::client::DEFAULT_CONTROL_URL
+    )]
+    pub addr: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pause`, `resume` and `drain`: the client arguments plus the token.
+#[derive(Debug, clap::Args)]
+pub struct ControlLeverArgs {
+    #[command(flatten)]
+    pub client: ControlClientArgs,
+    /// The agent's STARWAL_CONTROL_TOKEN, sent as a bearer token. Prefer the environment variable:
+    /// a command-line value is visible to other users in the process list.
+    #[arg(long, env = "STARWAL_CONTROL_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,10 +106,15 @@ pub struct TailArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_tracing();
-    match cli.command {
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run_engine(),
         Command::Tail(args) => run_tail(args),
         Command::Teardown(args) => run_teardown(args),
         Command::Check => run_check(),
+        Command::Status(args) => run_status(args),
+        Command::Pause(args) => run_lever(args, Lever::Pause),
+        Command::Resume(args) => run_lever(args, Lever::Resume),
+        Command::Drain(args) => run_lever(args, Lever::Drain),
     }
 }
 
@@ -75,6 +127,27 @@ fn runtime() -> Result<tokio::runtime::Runtime, i32> {
             eprintln!("error: cannot start the async runtime: {err}");
             EXIT_FAILURE
         })
+}
+
+fn run_engine() -> i32 {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => return config_error(err),
+    };
+    if let Err(err) = config.require_starrocks() {
+        return config_error(err);
+    }
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(crate::engine::run(config)) {
+        Ok(()) => 0,
+        Err(err) => {
+            report(&err);
+            EXIT_FAILURE
+        }
+    }
 }
 
 fn run_check() -> i32 {
@@ -195,5 +268,55 @@ fn run_tail(args: TailArgs) -> i32 {
             report(&err);
             EXIT_FAILURE
         }
+    }
+}
+
+fn run_status(args: ControlClientArgs) -> i32 {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(control_client::status(&args.addr)) {
+        Ok(status) if args.json => {
+            println!("{}", control_client::status_json(&status));
+            0
+        }
+        Ok(status) => {
+            print!("{}", control_client::status_text(&status));
+            0
+        }
+        Err(err) => control_client_error(err),
+    }
+}
+
+fn run_lever(args: ControlLeverArgs, lever: Lever) -> i32 {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let token = args
+        .token
+        .filter(|token| !token.is_empty())
+        .map(config::Secret::new);
+    match runtime.block_on(control_client::pull(&args.client.addr, token.as_ref(), lever)) {
+        Ok(state) if args.client.json => {
+            println!("{}", control_client::lever_json(lever, &state));
+            0
+        }
+        Ok(state) => {
+            println!("{}", control_client::lever_text(lever, &state));
+            0
+        }
+        Err(err) => control_client_error(err),
+    }
+}
+
+fn control_client_error(error: ClientError) -> i32 {
+    if error.is_usage() {
+        eprintln!("usage error: {error}");
+        EXIT_CONFIG
+    } else {
+        report(&error.into());
+        EXIT_FAILURE
     }
 }

@@ -68,6 +68,15 @@ struct RawConfig {
     heartbeat_interval_s: Option<String>,
     status_interval_s: Option<String>,
     state_schema: Option<String>,
+    flush_rows: Option<String>,
+    flush_bytes: Option<String>,
+    flush_interval_ms: Option<String>,
+    max_buffer_bytes: Option<String>,
+    exit_on_error: Option<String>,
+    shutdown_timeout_s: Option<String>,
+    control_addr: Option<String>,
+    control_token: Option<String>,
+    metrics_addr: Option<String>,
 }
 
 /// A table selector from `STARWAL_TABLES`: one table, or every table of a schema (`schema.*`).
@@ -109,10 +118,54 @@ pub struct PostgresConfig {
     pub state_schema: String,
 }
 
+/// How the engine batches, buffers and stops (`starwal run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// `STARWAL_FLUSH_ROWS` (default [`DEFAULT_FLUSH_ROWS`]): a table's batch is sent at this many changes.
+    pub flush_rows: u64,
+    /// `STARWAL_FLUSH_BYTES` (default [`DEFAULT_FLUSH_BYTES`]): ...or at this many buffered bytes.
+    pub flush_bytes: u64,
+    /// `STARWAL_FLUSH_INTERVAL_MS` (default [`DEFAULT_FLUSH_INTERVAL_MS`]): ...or when its oldest
+    /// change has waited this long.
+    pub flush_interval: Duration,
+    /// `STARWAL_MAX_BUFFER_BYTES` (default [`DEFAULT_MAX_BUFFER_BYTES`]): above this many buffered
+    /// bytes the stream is no longer read (feedback keeps flowing) until loads complete.
+    pub max_buffer_bytes: u64,
+    /// `STARWAL_EXIT_ON_ERROR` (default false): exit non-zero on a setup or permanent error
+    /// instead of reporting NOT_SERVING and retrying.
+    pub exit_on_error: bool,
+    /// `STARWAL_SHUTDOWN_TIMEOUT_S` (default [`DEFAULT_SHUTDOWN_TIMEOUT_S`]): how long a drain on
+    /// SIGTERM may take before the process exits anyway (nothing is confirmed that was not loaded).
+    pub shutdown_timeout: Duration,
+}
+
+/// Where the control plane listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// `STARWAL_CONTROL_ADDR` (default [`DEFAULT_CONTROL_ADDR`]): the gRPC server.
+    pub addr: std::net::SocketAddr,
+    /// `STARWAL_CONTROL_TOKEN`: when set, mutating RPCs need `authorization: Bearer <token>`;
+    /// when unset they are accepted from loopback only.
+    pub token: Option<Secret>,
+    /// `STARWAL_METRICS_ADDR` (default [`DEFAULT_METRICS_ADDR`], `off` disables): Prometheus
+    /// text metrics at `/metrics`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+pub const DEFAULT_FLUSH_ROWS: u64 = 100_000;
+pub const DEFAULT_FLUSH_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1_000;
+pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 30;
+pub const DEFAULT_CONTROL_ADDR: &str = "0.0.0.0:50051";
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9187";
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub postgres: PostgresConfig,
+    pub engine: EngineConfig,
+    pub control: ControlConfig,
     /// Present when `STARWAL_STARROCKS_URL` is set; commands that load data require it
     /// ([`Config::require_starrocks`]), `tail` does without.
     pub starrocks: Option<StarRocksConfig>,
@@ -161,9 +214,11 @@ impl Config {
             .into_iter()
             .filter(|(name, _)| name.starts_with("STARWAL_"))
             .collect();
-        let raw: RawConfig = envy::prefixed("STARWAL_")
+        let mut raw: RawConfig = envy::prefixed("STARWAL_")
             .from_iter(vars.iter().cloned())
             .map_err(ConfigError::Environment)?;
+        let engine = EngineConfig::from_raw(&mut raw)?;
+        let control = ControlConfig::from_raw(&mut raw)?;
         let raw_starrocks: RawStarRocksConfig = envy::prefixed("STARWAL_")
             .from_iter(vars)
             .map_err(ConfigError::Environment)?;
@@ -174,6 +229,8 @@ impl Config {
         };
         Ok(Config {
             postgres: PostgresConfig::from_raw(raw)?,
+            engine,
+            control,
             starrocks,
         })
     }
@@ -249,6 +306,110 @@ impl PostgresConfig {
             status_interval: Duration::from_secs(status),
             state_schema,
         })
+    }
+}
+
+impl EngineConfig {
+    fn from_raw(raw: &mut RawConfig) -> Result<EngineConfig, ConfigError> {
+        let flush_rows = positive("STARWAL_FLUSH_ROWS", raw.flush_rows.take(), DEFAULT_FLUSH_ROWS)?;
+        let flush_bytes = positive("STARWAL_FLUSH_BYTES", raw.flush_bytes.take(), DEFAULT_FLUSH_BYTES)?;
+        let flush_interval_ms = positive(
+            "STARWAL_FLUSH_INTERVAL_MS",
+            raw.flush_interval_ms.take(),
+            DEFAULT_FLUSH_INTERVAL_MS,
+        )?;
+        let max_buffer_bytes = positive(
+            "STARWAL_MAX_BUFFER_BYTES",
+            raw.max_buffer_bytes.take(),
+            DEFAULT_MAX_BUFFER_BYTES,
+        )?;
+        if flush_interval_ms > 3_600_000 {
+            return Err(ConfigError::Invalid {
+                var: "STARWAL_FLUSH_INTERVAL_MS",
+                value: flush_interval_ms.to_string(),
+                expected: "1 to 3600000 milliseconds",
+            });
+        }
+        let shutdown = seconds(
+            "STARWAL_SHUTDOWN_TIMEOUT_S",
+            raw.shutdown_timeout_s.take(),
+            DEFAULT_SHUTDOWN_TIMEOUT_S,
+        )?;
+        if !(1..=MAX_STATUS_INTERVAL_S).contains(&shutdown) {
+            return Err(ConfigError::Invalid {
+                var: "STARWAL_SHUTDOWN_TIMEOUT_S",
+                value: shutdown.to_string(),
+                expected: "1 to 3600 seconds",
+            });
+        }
+        let exit_on_error = match non_empty(raw.exit_on_error.take()).as_deref() {
+            None => false,
+            Some(v) => parse_bool(v).ok_or_else(|| ConfigError::Invalid {
+                var: "STARWAL_EXIT_ON_ERROR",
+                value: v.to_owned(),
+                expected: "true or false",
+            })?,
+        };
+        Ok(EngineConfig {
+            flush_rows,
+            flush_bytes,
+            flush_interval: Duration::from_millis(flush_interval_ms),
+            max_buffer_bytes,
+            exit_on_error,
+            shutdown_timeout: Duration::from_secs(shutdown),
+        })
+    }
+}
+
+impl ControlConfig {
+    fn from_raw(raw: &mut RawConfig) -> Result<ControlConfig, ConfigError> {
+        const ADDR_FORM: &str = "a socket address `host:port`, e.g. 0.0.0.0:50051";
+        let socket = |var: &'static str, value: String| {
+            value
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| ConfigError::Invalid {
+                    var,
+                    value,
+                    expected: ADDR_FORM,
+                })
+        };
+        let addr = socket(
+            "STARWAL_CONTROL_ADDR",
+            non_empty(raw.control_addr.take()).unwrap_or_else(|| DEFAULT_CONTROL_ADDR.into()),
+        )?;
+        let metrics_addr = match non_empty(raw.metrics_addr.take()) {
+            Some(v) if v.eq_ignore_ascii_case("off") => None,
+            Some(v) => Some(socket("STARWAL_METRICS_ADDR", v)?),
+            None => Some(socket("STARWAL_METRICS_ADDR", DEFAULT_METRICS_ADDR.into())?),
+        };
+        Ok(ControlConfig {
+            addr,
+            token: non_empty(raw.control_token.take()).map(Secret::new),
+            metrics_addr,
+        })
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, any case).
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn positive(var: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    match non_empty(value) {
+        None => Ok(default),
+        Some(v) => match v.replace('_', "").parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                var,
+                value: v,
+                expected: "a whole number greater than 0",
+            }),
+        },
     }
 }
 

@@ -7,7 +7,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod engine;
+pub mod pipeline;
 pub mod postgres;
 pub mod schema;
 pub mod sink;

@@ -11,7 +11,7 @@
 use tokio_postgres::Client;
 
 use super::replication::commands::quote_ident;
-use super::Lsn;
+use super::{ChangePosition, Lsn};
 
 /// The schema when `STARWAL_STATE_SCHEMA` is unset.
 pub const DEFAULT_STATE_SCHEMA: &str = "starwal";
@@ -20,9 +20,10 @@ pub const DEFAULT_STATE_SCHEMA: &str = "starwal";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlightLoad {
     pub table: String,
+    /// The label of the batch's first part (the others derive from the same range).
     pub label: String,
-    pub first_lsn: Lsn,
-    pub last_lsn: Lsn,
+    pub first: ChangePosition,
+    pub last: ChangePosition,
 }
 
 /// What a restart resumes from.
@@ -89,7 +90,9 @@ impl CheckpointStore {
                      label text NOT NULL,
                      first_lsn pg_lsn NOT NULL,
                      last_lsn pg_lsn NOT NULL,
-                     PRIMARY KEY (slot, target_table));",
+                     PRIMARY KEY (slot, target_table));
+                 ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS first_seq bigint NOT NULL DEFAULT 0;
+                 ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS last_seq bigint NOT NULL DEFAULT 0;",
                 schema = quote_ident(&self.schema),
                 checkpoints = self.table("checkpoints"),
                 in_flight = self.table("loads_in_flight"),
@@ -115,7 +118,7 @@ impl CheckpointStore {
         let rows = client
             .query(
                 &format!(
-                    "SELECT target_table, label, first_lsn::text, last_lsn::text FROM {} \
+                    "SELECT target_table, label, first_lsn::text, last_lsn::text, first_seq, last_seq FROM {} \
                      WHERE slot = $1 ORDER BY target_table",
                     self.table("loads_in_flight")
                 ),
@@ -126,11 +129,18 @@ impl CheckpointStore {
         let in_flight = rows
             .iter()
             .filter_map(|row| {
+                let seq = |index| u32::try_from(row.get::<_, i64>(index)).ok();
                 Some(InFlightLoad {
                     table: row.get(0),
                     label: row.get(1),
-                    first_lsn: row.get::<_, String>(2).parse().ok()?,
-                    last_lsn: row.get::<_, String>(3).parse().ok()?,
+                    first: ChangePosition {
+                        commit: row.get::<_, String>(2).parse().ok()?,
+                        seq: seq(4)?,
+                    },
+                    last: ChangePosition {
+                        commit: row.get::<_, String>(3).parse().ok()?,
+                        seq: seq(5)?,
+                    },
                 })
             })
             .collect();
@@ -150,18 +160,21 @@ impl CheckpointStore {
         client
             .execute(
                 &format!(
-                    "INSERT INTO {} (slot, target_table, label, first_lsn, last_lsn) \
-                     VALUES ($1, $2, $3, $4::text::pg_lsn, $5::text::pg_lsn) \
+                    "INSERT INTO {} (slot, target_table, label, first_lsn, first_seq, last_lsn, last_seq) \
+                     VALUES ($1, $2, $3, $4::text::pg_lsn, $5, $6::text::pg_lsn, $7) \
                      ON CONFLICT (slot, target_table) DO UPDATE SET label = excluded.label, \
-                     first_lsn = excluded.first_lsn, last_lsn = excluded.last_lsn",
+                     first_lsn = excluded.first_lsn, first_seq = excluded.first_seq, \
+                     last_lsn = excluded.last_lsn, last_seq = excluded.last_seq",
                     self.table("loads_in_flight")
                 ),
                 &[
                     &self.slot,
                     &load.table,
                     &load.label,
-                    &load.first_lsn.to_string(),
-                    &load.last_lsn.to_string(),
+                    &load.first.commit.to_string(),
+                    &i64::from(load.first.seq),
+                    &load.last.commit.to_string(),
+                    &i64::from(load.last.seq),
                 ],
             )
             .await
@@ -169,43 +182,26 @@ impl CheckpointStore {
             .map_err(self.error("recording a load in flight"))
     }
 
-    /// Stores `confirmed` and forgets the loads whose range it covers, in one transaction.
-    /// `confirmed` only ever moves forward: a lower value is ignored.
-    pub async fn confirm(
-        &self,
-        client: &mut Client,
-        confirmed: Lsn,
-    ) -> Result<(), CheckpointError> {
-        let transaction = client
-            .transaction()
-            .await
-            .map_err(self.error("starting a transaction"))?;
-        transaction
+    /// Stores `confirmed` and forgets the loads whose whole range it covers (a transaction is
+    /// confirmed when its commit LSN is below `confirmed`), in one statement. `confirmed` only ever
+    /// moves forward: a lower value is ignored.
+    pub async fn confirm(&self, client: &Client, confirmed: Lsn) -> Result<(), CheckpointError> {
+        client
             .execute(
                 &format!(
-                    "INSERT INTO {table} (slot, confirmed_lsn) VALUES ($1, $2::text::pg_lsn) \
+                    "WITH forgotten AS (DELETE FROM {in_flight} \
+                       WHERE slot = $1 AND last_lsn < $2::text::pg_lsn) \
+                     INSERT INTO {table} (slot, confirmed_lsn) VALUES ($1, $2::text::pg_lsn) \
                      ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = \
                      greatest({table}.confirmed_lsn, excluded.confirmed_lsn), updated_at = now()",
-                    table = self.table("checkpoints")
+                    table = self.table("checkpoints"),
+                    in_flight = self.table("loads_in_flight"),
                 ),
                 &[&self.slot, &confirmed.to_string()],
             )
             .await
-            .map_err(self.error("storing the confirmed LSN"))?;
-        transaction
-            .execute(
-                &format!(
-                    "DELETE FROM {} WHERE slot = $1 AND last_lsn <= $2::text::pg_lsn",
-                    self.table("loads_in_flight")
-                ),
-                &[&self.slot, &confirmed.to_string()],
-            )
-            .await
-            .map_err(self.error("clearing committed loads"))?;
-        transaction
-            .commit()
-            .await
-            .map_err(self.error("committing the checkpoint"))
+            .map(drop)
+            .map_err(self.error("storing the confirmed LSN"))
     }
 
     /// Removes this slot's state (teardown).

@@ -26,6 +26,30 @@ impl fmt::Debug for Lsn {
     }
 }
 
+/// Where one change sits in the stream, stable across replays: its transaction's commit LSN
+/// (`Begin.final_lsn`) and its ordinal (from 1) among that transaction's changes to the same
+/// table. Commit LSNs grow in stream order, so positions order a table's changes; a change's
+/// own WAL position would not (transactions interleave in the WAL, and a multi-insert record
+/// carries many rows under one LSN). A replay of the same transaction numbers its changes the
+/// same way, so a batch's range names the same changes after a restart (invariant 5).
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangePosition {
+    pub commit: Lsn,
+    pub seq: u32,
+}
+
+impl fmt::Display for ChangePosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.commit, self.seq)
+    }
+}
+
+impl fmt::Debug for ChangePosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChangePosition({self})")
+    }
+}
+
 /// A string that is not of the form `X/Y` with two hex numbers of at most 32 bits each.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid LSN `{0}`: expected the form X/Y with hexadecimal X and Y, e.g. 0/16B3748")]

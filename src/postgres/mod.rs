@@ -11,4 +11,4 @@ pub mod replication;
 pub mod tls;
 pub mod value;
 
-pub use lsn::{Lsn, Oid, Xid};
+pub use lsn::{ChangePosition, Lsn, Oid, Xid};

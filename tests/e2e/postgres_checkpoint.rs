@@ -3,7 +3,7 @@
 //! confirmed LSN only moves forward and clears the loads it covers, slots are independent.
 
 use starwal::postgres::checkpoint::{CheckpointStore, InFlightLoad, DEFAULT_STATE_SCHEMA};
-use starwal::postgres::Lsn;
+use starwal::postgres::{ChangePosition, Lsn};
 
 use crate::harness::{unique_name, Cluster};
 
@@ -22,37 +22,37 @@ async fn postgres_checkpoint_records_loads_and_moves_forward_only() {
     let orders = InFlightLoad {
         table: "orders".into(),
         label: "starwal_s_orders_1_2".into(),
-        first_lsn: Lsn(0x100),
-        last_lsn: Lsn(0x200),
+        first: ChangePosition { commit: Lsn(0x100), seq: 1 },
+        last: ChangePosition { commit: Lsn(0x1F0), seq: 7 },
     };
     let items = InFlightLoad {
         table: "items".into(),
         label: "starwal_s_items_1_3".into(),
-        first_lsn: Lsn(0x100),
-        last_lsn: Lsn(0x300),
+        first: ChangePosition { commit: Lsn(0x100), seq: 2 },
+        last: ChangePosition { commit: Lsn(0x300), seq: 1 },
     };
     store.begin_load(&client, &orders).await.unwrap();
     store.begin_load(&client, &items).await.unwrap();
     drop(client);
 
     // After a crash, a new connection sees both loads.
-    let mut client = db.owner_client().await;
+    let client = db.owner_client().await;
     let after_crash = store.load(&client).await.unwrap();
     assert_eq!(after_crash.in_flight, vec![items.clone(), orders.clone()]);
 
-    // Confirming 0/200 clears the orders load only.
-    store.confirm(&mut client, Lsn(0x200)).await.unwrap();
+    // Confirming 0/200 (a commit end: every commit below it is done) clears the orders load only.
+    store.confirm(&client, Lsn(0x200)).await.unwrap();
     let state = store.load(&client).await.unwrap();
     assert_eq!(state.confirmed_lsn, Lsn(0x200));
     assert_eq!(state.in_flight, vec![items]);
 
     // The confirmed LSN never moves back.
-    store.confirm(&mut client, Lsn(0x150)).await.unwrap();
+    store.confirm(&client, Lsn(0x150)).await.unwrap();
     assert_eq!(store.load(&client).await.unwrap().confirmed_lsn, Lsn(0x200));
 
     // Another slot's state is separate; clearing one leaves the other.
     let other = CheckpointStore::new(DEFAULT_STATE_SCHEMA, &unique_name("other"));
-    other.confirm(&mut client, Lsn(0x999)).await.unwrap();
+    other.confirm(&client, Lsn(0x999)).await.unwrap();
     store.clear(&client).await.unwrap();
     assert_eq!(store.load(&client).await.unwrap(), Default::default());
     assert_eq!(other.load(&client).await.unwrap().confirmed_lsn, Lsn(0x999));

@@ -38,7 +38,7 @@ async fn postgres_teardown_drops_only_what_starwal_made() {
     let db = Cluster::shared().create_database("teardown").await;
     let slot = unique_name("slot");
     let publication = unique_name("pub");
-    let mut client = db.owner_client().await;
+    let client = db.owner_client().await;
     client
         .batch_execute(&format!(
             "CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION {publication} FOR TABLE t;"
@@ -54,9 +54,9 @@ async fn postgres_teardown_drops_only_what_starwal_made() {
         .unwrap();
     let store = CheckpointStore::new(DEFAULT_STATE_SCHEMA, &slot);
     store.ensure(&client).await.unwrap();
-    store.confirm(&mut client, Lsn(0x10)).await.unwrap();
+    store.confirm(&client, Lsn(0x10)).await.unwrap();
     let other = CheckpointStore::new(DEFAULT_STATE_SCHEMA, "some_other_slot");
-    other.confirm(&mut client, Lsn(0x20)).await.unwrap();
+    other.confirm(&client, Lsn(0x20)).await.unwrap();
 
     let (code, _, stderr) = teardown(&db, &slot, &publication, false);
     assert_eq!(code, 2, "{stderr}");

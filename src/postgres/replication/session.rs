@@ -29,6 +29,21 @@ pub trait ChangeConsumer {
     /// position now durable downstream (a commit's end LSN) if handling it made one so; the
     /// loop reports it as `flush`. Must not confirm anything it has not made durable.
     fn handle(&mut self, lsn: Lsn, message: &Message) -> Result<Option<Lsn>, Self::Error>;
+
+    /// Whether the consumer takes another message now. While it says no, the loop stops reading
+    /// the stream (the server's send buffer fills, the walsender waits) but keeps answering
+    /// keepalives and sending status updates (backpressure without `wal_sender_timeout`).
+    fn accepts(&self) -> bool {
+        true
+    }
+
+    /// Completes when [`ChangeConsumer::accepts`] may have changed; the loop asks again then.
+    fn accepts_changed(&self) -> impl Future<Output = ()> + Send + '_ {
+        std::future::pending()
+    }
+
+    /// The server's WAL end from a keepalive, for lag reporting.
+    fn server_wal_end(&mut self, _wal_end: Lsn) {}
 }
 
 /// Why the receive loop stopped with an error.
@@ -117,10 +132,12 @@ impl Session {
                 .map(Instant::from_std)
                 .unwrap_or(now);
             let confirmations = self.confirmations.as_mut();
+            let accepts = consumer.accepts();
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break SessionEnd::Shutdown,
                 _ = tokio::time::sleep_until(due) => {}
+                _ = consumer.accepts_changed(), if !accepts => {}
                 changed = async {
                     match confirmations {
                         Some(rx) => rx.changed().await.ok(),
@@ -138,11 +155,12 @@ impl Session {
                         None => self.confirmations = None,
                     }
                 }
-                event = self.stream.recv() => match event? {
+                event = self.stream.recv(), if accepts => match event? {
                     None => break SessionEnd::ServerEnded,
                     Some(StreamEvent::Keepalive(keepalive)) => {
                         self.keepalives_received += 1;
                         self.tracker.keepalive_received(keepalive.wal_end);
+                        consumer.server_wal_end(keepalive.wal_end);
                         if keepalive.reply_requested || self.tracker.write_behind() {
                             self.send_status(false).await?;
                         }
@@ -164,6 +182,12 @@ impl Session {
                 },
             }
         };
+        // A confirmation may have arrived together with the shutdown (which the biased select
+        // prefers): the last update must carry it.
+        if let Some(rx) = &self.confirmations {
+            let confirmed = *rx.borrow();
+            self.tracker.confirm(confirmed);
+        }
         let status = self.tracker.status();
         if end == SessionEnd::Shutdown {
             let conn = self.stream.stop(Some(status)).await?;

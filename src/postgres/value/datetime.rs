@@ -80,6 +80,20 @@ impl PgTimestamp {
     /// Microseconds between the Unix epoch and the Postgres epoch.
     pub const PG_EPOCH_UNIX_MICROS: i64 = PG_EPOCH_UNIX_DAYS * MICROS_PER_DAY;
 
+    /// The current time.
+    pub fn now() -> PgTimestamp {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        PgTimestamp(micros.saturating_sub(Self::PG_EPOCH_UNIX_MICROS))
+    }
+
+    /// The wall-clock time, saturating before 1970.
+    pub fn to_system_time(self) -> std::time::SystemTime {
+        let micros = u64::try_from(self.to_unix_micros()).unwrap_or(0);
+        std::time::UNIX_EPOCH + std::time::Duration::from_micros(micros)
+    }
+
     /// Microseconds since 1970-01-01 UTC (saturating at the `i64` ends).
     pub fn to_unix_micros(self) -> i64 {
         self.0.saturating_add(Self::PG_EPOCH_UNIX_MICROS)

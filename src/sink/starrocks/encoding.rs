@@ -307,6 +307,8 @@ pub enum EncodeError {
         #[source]
         source: ValueError,
     },
+    #[error("encoding a batch of `{table}`: {message}")]
+    Io { table: String, message: String },
     #[error("column `{column}` of `{table}` at LSN {lsn} arrived in binary format, which starwal does not request")]
     Binary {
         table: String,
@@ -457,6 +459,31 @@ impl TableEncoder {
             writer.field(&column.json_key, &value);
         }
         Ok(())
+    }
+
+    /// The group a change's row belongs to, without writing it: every column for a hard delete
+    /// (StarRocks only reads its key, so it travels with the full rows), else the columns
+    /// [`TableEncoder::write_change`] would write. Rows of one load share one set.
+    pub fn load_columns(&self, row: ChangeRow<'_>, present: &mut ColumnSet) {
+        present.reset(self.columns.len());
+        let (tuple, key_only) = match row {
+            ChangeRow::New(tuple) => (tuple, false),
+            ChangeRow::DeletedKey(_) | ChangeRow::DeletedRow(_)
+                if self.delete_mode == DeleteMode::Hard =>
+            {
+                (0..self.columns.len()).for_each(|index| present.insert(index));
+                return;
+            }
+            ChangeRow::DeletedKey(tuple) => (tuple, true),
+            ChangeRow::DeletedRow(tuple) => (tuple, false),
+        };
+        for (index, (column, value)) in self.columns.iter().zip(tuple.raw_values()).enumerate() {
+            let skipped = (key_only && !column.is_key)
+                || matches!(value, TupleValueRef::UnchangedToast);
+            if !skipped {
+                present.insert(index);
+            }
+        }
     }
 
     /// The `columns` header of a partial update carrying `present`: those source columns, the

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::postgres::Lsn;
+use crate::postgres::{ChangePosition, Lsn};
 
 /// StarRocks' label length limit.
 pub const MAX_LABEL_LEN: usize = 128;
@@ -28,6 +28,38 @@ impl Label {
         lossy |= push_sanitized(&mut label, table);
         use std::fmt::Write as _;
         let _ = write!(label, "_{:016X}_{:016X}", first.0, last.0);
+        Label::finish(label, lossy, slot, table)
+    }
+
+    /// The label of part `part` (one per column set, from 0) of the batch of target table
+    /// `table` holding the changes `first..=last`: `starwal_<slot>_<table>_<first>_<last>[_p<n>]`
+    /// with each position as `<commit lsn hex>_<seq>`.
+    pub fn for_changes(
+        slot: &str,
+        table: &str,
+        first: ChangePosition,
+        last: ChangePosition,
+        part: usize,
+    ) -> Label {
+        let mut label = String::with_capacity(80);
+        label.push_str("starwal_");
+        let mut lossy = push_sanitized(&mut label, slot);
+        label.push('_');
+        lossy |= push_sanitized(&mut label, table);
+        use std::fmt::Write as _;
+        let _ = write!(
+            label,
+            "_{:016X}_{}_{:016X}_{}",
+            first.commit.0, first.seq, last.commit.0, last.seq
+        );
+        if part > 0 {
+            let _ = write!(label, "_p{part}");
+        }
+        Label::finish(label, lossy, slot, table)
+    }
+
+    fn finish(mut label: String, lossy: bool, slot: &str, table: &str) -> Label {
+        use std::fmt::Write as _;
         if lossy {
             // Sanitizing merged names (`order-items` and `order_items`): a hash of the raw names
             // keeps their labels apart, or one table's batch would be taken as the other's.

@@ -269,6 +269,15 @@ impl TargetSetup {
             })
     }
 
+    /// `TRUNCATE TABLE` (the source truncated the table).
+    pub async fn truncate(&mut self, table: &str) -> Result<(), TargetSetupError> {
+        self.execute(
+            &format!("truncating `{table}`"),
+            &format!("TRUNCATE TABLE {}.{}", quote(&self.config.database), quote(table)),
+        )
+        .await
+    }
+
     /// `select current_version()`.
     pub async fn version(&mut self) -> Result<String, TargetSetupError> {
         let rows = self

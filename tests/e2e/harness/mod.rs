@@ -23,6 +23,8 @@
 //! because `replication=database` connections match on the database name): see [`Role`].
 #![allow(dead_code)]
 
+pub mod agent;
+
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;

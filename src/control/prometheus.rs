@@ -1,0 +1,489 @@
+//! The Prometheus text exposition (format 0.0.4) of a status snapshot: every metric name, its
+//! help and type live here, so this file is the metrics table of the agent.
+//!
+//! Rendering is a pure function of a [`StatusSnapshot`] and a [`ProcessStats`] reading, taken at
+//! scrape time: counters are the engine's own totals since the process started (they reset on
+//! restart, which Prometheus' `rate()` handles), and nothing is accumulated here. Label values
+//! are escaped per the format; labels are bounded (tables are configured, phases and ops fixed).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `starwal_rows_total` | counter | `table`, `op` (`insert`, `update`, `delete`) |
+//! | `starwal_rows_loaded_total` | counter | `table` |
+//! | `starwal_bytes_loaded_total` | counter | `table` |
+//! | `starwal_loads_total` | counter | `table` |
+//! | `starwal_loads_deduplicated_total` | counter | `table` |
+//! | `starwal_truncates_total` | counter | `table` |
+//! | `starwal_load_duration_seconds` | histogram | `table` |
+//! | `starwal_lag_seconds`, `starwal_lag_bytes` | gauge | |
+//! | `starwal_slot_retained_wal_bytes` | gauge (absent until measured) | |
+//! | `starwal_buffered_bytes`, `starwal_max_buffer_bytes` | gauge | |
+//! | `starwal_received_lsn`, `starwal_confirmed_lsn` | gauge (WAL byte position) | |
+//! | `starwal_phase` | gauge (1 for the current phase) | `phase` |
+//! | `starwal_up` | gauge (1 when health is SERVING) | |
+//! | `starwal_paused` | gauge | |
+//! | `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_start_time_seconds` | Linux only | |
+
+use std::fmt::Write as _;
+
+use crate::control::process::ProcessStats;
+use crate::engine::state::{Phase, StatusSnapshot, TableStatus, LOAD_DURATION_BUCKETS};
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const PHASES: [Phase; 6] = [
+    Phase::Init,
+    Phase::Setup,
+    Phase::Snapshot,
+    Phase::Cdc,
+    Phase::Draining,
+    Phase::Stopped,
+];
+
+/// Renders every series for one scrape.
+pub fn render(snapshot: &StatusSnapshot, process: &ProcessStats) -> String {
+    let mut out = String::with_capacity(4096 + snapshot.tables.len() * 2048);
+    let tables = &snapshot.tables;
+
+    header(
+        &mut out,
+        "starwal_rows_total",
+        "counter",
+        "Source changes loaded into StarRocks, by operation.",
+    );
+    for table in tables {
+        for (op, rows) in [
+            ("insert", table.rows_inserted),
+            ("update", table.rows_updated),
+            ("delete", table.rows_deleted),
+        ] {
+            sample_labels(
+                &mut out,
+                "starwal_rows_total",
+                &[("table", &table.source), ("op", op)],
+                rows,
+            );
+        }
+    }
+    per_table(
+        &mut out,
+        tables,
+        "starwal_rows_loaded_total",
+        "Rows sent in Stream Load bodies, after per-key compaction.",
+        |t| t.rows_loaded,
+    );
+    per_table(
+        &mut out,
+        tables,
+        "starwal_bytes_loaded_total",
+        "Stream Load request body bytes sent.",
+        |t| t.bytes_loaded,
+    );
+    per_table(
+        &mut out,
+        tables,
+        "starwal_loads_total",
+        "Stream Loads committed.",
+        |t| t.loads,
+    );
+    per_table(
+        &mut out,
+        tables,
+        "starwal_loads_deduplicated_total",
+        "Loads StarRocks had already committed under the same label (replays after a restart).",
+        |t| t.loads_deduplicated,
+    );
+    per_table(
+        &mut out,
+        tables,
+        "starwal_truncates_total",
+        "TRUNCATEs applied to the target table.",
+        |t| t.truncates,
+    );
+
+    header(
+        &mut out,
+        "starwal_load_duration_seconds",
+        "histogram",
+        "Duration of Stream Loads, from request to commit.",
+    );
+    for table in tables {
+        histogram(&mut out, table);
+    }
+
+    gauge(
+        &mut out,
+        "starwal_lag_seconds",
+        "Age of the oldest received commit not yet confirmed in the source (0 when none waits).",
+        Number::Float(snapshot.lag_seconds),
+    );
+    gauge(
+        &mut out,
+        "starwal_lag_bytes",
+        "WAL between the server's end and the confirmed checkpoint.",
+        Number::Int(snapshot.lag_bytes),
+    );
+    if let Some(retained) = snapshot.slot_retained_wal_bytes {
+        gauge(
+            &mut out,
+            "starwal_slot_retained_wal_bytes",
+            "WAL the replication slot holds back on the source, when last measured.",
+            Number::Int(retained),
+        );
+    }
+    gauge(
+        &mut out,
+        "starwal_buffered_bytes",
+        "Changes buffered in memory, waiting to be loaded.",
+        Number::Int(snapshot.buffered_bytes),
+    );
+    gauge(
+        &mut out,
+        "starwal_max_buffer_bytes",
+        "Buffer size above which the stream is not read (STARWAL_MAX_BUFFER_BYTES).",
+        Number::Int(snapshot.max_buffer_bytes),
+    );
+    gauge(
+        &mut out,
+        "starwal_received_lsn",
+        "Highest WAL position received from the stream, as a byte position.",
+        Number::Int(snapshot.received_lsn.0),
+    );
+    gauge(
+        &mut out,
+        "starwal_confirmed_lsn",
+        "WAL position of the checkpoint stored in the source, as a byte position.",
+        Number::Int(snapshot.confirmed_lsn.0),
+    );
+
+    header(
+        &mut out,
+        "starwal_phase",
+        "gauge",
+        "The engine's lifecycle phase: 1 for the current one.",
+    );
+    for phase in PHASES {
+        sample_labels(
+            &mut out,
+            "starwal_phase",
+            &[("phase", phase.as_str())],
+            u64::from(phase == snapshot.phase),
+        );
+    }
+    gauge(
+        &mut out,
+        "starwal_up",
+        "1 when the health service answers SERVING.",
+        Number::Int(u64::from(snapshot.health.serving)),
+    );
+    gauge(
+        &mut out,
+        "starwal_paused",
+        "1 while reading is paused by the Control.Pause RPC.",
+        Number::Int(u64::from(snapshot.paused)),
+    );
+
+    if let Some(rss) = process.resident_memory_bytes {
+        gauge(
+            &mut out,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            Number::Int(rss),
+        );
+    }
+    if let Some(cpu) = process.cpu_time {
+        header(
+            &mut out,
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+        );
+        sample_number(
+            &mut out,
+            "process_cpu_seconds_total",
+            &[],
+            Number::Float(cpu.as_secs_f64()),
+        );
+    }
+    if let Some(start) = process.start_time_seconds {
+        gauge(
+            &mut out,
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            Number::Float(start),
+        );
+    }
+    out
+}
+
+/// A sample value: integers print exactly, floats in Prometheus' spelling.
+#[derive(Debug, Clone, Copy)]
+enum Number {
+    Int(u64),
+    Float(f64),
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: Number) {
+    header(out, name, "gauge", help);
+    sample_number(out, name, &[], value);
+}
+
+fn per_table(
+    out: &mut String,
+    tables: &[TableStatus],
+    name: &str,
+    help: &str,
+    value: impl Fn(&TableStatus) -> u64,
+) {
+    header(out, name, "counter", help);
+    for table in tables {
+        sample_labels(out, name, &[("table", &table.source)], value(table));
+    }
+}
+
+fn histogram(out: &mut String, table: &TableStatus) {
+    let name = "starwal_load_duration_seconds";
+    let histogram = &table.load_duration;
+    let mut cumulative = 0u64;
+    for (index, count) in histogram.buckets.iter().enumerate() {
+        cumulative = cumulative.saturating_add(*count);
+        let le = match LOAD_DURATION_BUCKETS.get(index) {
+            Some(bound) => format_float(*bound),
+            None => "+Inf".to_owned(),
+        };
+        sample_labels(
+            out,
+            &format!("{name}_bucket"),
+            &[("table", &table.source), ("le", &le)],
+            cumulative,
+        );
+    }
+    sample_number(
+        out,
+        &format!("{name}_sum"),
+        &[("table", &table.source)],
+        Number::Float(histogram.sum_seconds),
+    );
+    sample_labels(
+        out,
+        &format!("{name}_count"),
+        &[("table", &table.source)],
+        histogram.count,
+    );
+}
+
+fn sample_labels(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    sample_number(out, name, labels, Number::Int(value));
+}
+
+fn sample_number(out: &mut String, name: &str, labels: &[(&str, &str)], value: Number) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (index, (label, value)) in labels.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str(label);
+            out.push_str("=\"");
+            escape_label_value(out, value);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    match value {
+        Number::Int(value) => {
+            let _ = write!(out, "{value}");
+        }
+        Number::Float(value) => out.push_str(&format_float(value)),
+    }
+    out.push('\n');
+}
+
+/// Label values escape backslash, double quote and line feed.
+fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Help text escapes backslash and line feed.
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Floats as Prometheus spells them: `+Inf`, `-Inf`, `NaN`, otherwise Rust's shortest
+/// round-trip form (`0.005`, `1`, `1e-7`), which Prometheus parses.
+fn format_float(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_owned()
+    } else if value == f64::INFINITY {
+        "+Inf".to_owned()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".to_owned()
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::state::{EngineHandle, OpCounts};
+    use crate::postgres::Lsn;
+
+    fn handle() -> EngineHandle {
+        let config = Config::from_vars(vec![
+            ("STARWAL_PG_URL".into(), "postgres://u@localhost/db".into()),
+            ("STARWAL_TABLES".into(), "public.t".into()),
+        ])
+        .unwrap();
+        EngineHandle::new(&config)
+    }
+
+    fn lines_starting<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn renders_table_counters_histogram_and_gauges() {
+        let handle = handle();
+        handle.add_table("public.orders", "orders");
+        handle.set_phase(Phase::Cdc);
+        handle.set_health(true, "streaming");
+        handle.set_received(Lsn(0x1_0000_0010), Lsn(0x1_0000_0100));
+        handle.set_confirmed(Lsn(0x1_0000_0000), None);
+        handle.record_load(
+            "public.orders",
+            OpCounts {
+                inserted: 5,
+                updated: 2,
+                deleted: 1,
+            },
+            7,
+            700,
+            Duration::from_millis(20),
+            false,
+        );
+        handle.record_load(
+            "public.orders",
+            OpCounts {
+                inserted: 1,
+                ..OpCounts::default()
+            },
+            1,
+            100,
+            Duration::from_secs(60),
+            true,
+        );
+        handle.record_truncate("public.orders");
+        let process = ProcessStats {
+            resident_memory_bytes: Some(4096),
+            cpu_time: Some(Duration::from_millis(1500)),
+            start_time_seconds: Some(1_700_000_000.5),
+        };
+        let text = render(&handle.status(), &process);
+
+        for expected in [
+            "# HELP starwal_rows_total Source changes loaded into StarRocks, by operation.",
+            "# TYPE starwal_rows_total counter",
+            "starwal_rows_total{table=\"public.orders\",op=\"insert\"} 6",
+            "starwal_rows_total{table=\"public.orders\",op=\"update\"} 2",
+            "starwal_rows_total{table=\"public.orders\",op=\"delete\"} 1",
+            "starwal_rows_loaded_total{table=\"public.orders\"} 8",
+            "starwal_bytes_loaded_total{table=\"public.orders\"} 800",
+            "starwal_loads_total{table=\"public.orders\"} 2",
+            "starwal_loads_deduplicated_total{table=\"public.orders\"} 1",
+            "starwal_truncates_total{table=\"public.orders\"} 1",
+            "# TYPE starwal_load_duration_seconds histogram",
+            "starwal_load_duration_seconds_bucket{table=\"public.orders\",le=\"0.005\"} 0",
+            "starwal_load_duration_seconds_bucket{table=\"public.orders\",le=\"0.025\"} 1",
+            "starwal_load_duration_seconds_bucket{table=\"public.orders\",le=\"30\"} 1",
+            "starwal_load_duration_seconds_bucket{table=\"public.orders\",le=\"+Inf\"} 2",
+            "starwal_load_duration_seconds_sum{table=\"public.orders\"} 60.02",
+            "starwal_load_duration_seconds_count{table=\"public.orders\"} 2",
+            "starwal_lag_seconds 0",
+            "starwal_lag_bytes 256",
+            "starwal_buffered_bytes 0",
+            "starwal_received_lsn 4294967312",
+            "starwal_confirmed_lsn 4294967296",
+            "starwal_phase{phase=\"CDC\"} 1",
+            "starwal_phase{phase=\"INIT\"} 0",
+            "starwal_up 1",
+            "starwal_paused 0",
+            "process_resident_memory_bytes 4096",
+            "# TYPE process_cpu_seconds_total counter",
+            "process_cpu_seconds_total 1.5",
+            "process_start_time_seconds 1700000000.5",
+        ] {
+            assert!(
+                text.lines().any(|line| line == expected),
+                "missing `{expected}` in\n{text}"
+            );
+        }
+        // One bucket line per bound plus +Inf, cumulative and never decreasing.
+        let buckets = lines_starting(&text, "starwal_load_duration_seconds_bucket");
+        assert_eq!(buckets.len(), LOAD_DURATION_BUCKETS.len() + 1);
+        let counts: Vec<u64> = buckets
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+        // Not measured yet: absent rather than a misleading zero.
+        assert!(!text.contains("starwal_slot_retained_wal_bytes"));
+        // Every sample belongs to a declared family, and each family is declared once.
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(declared.insert(name.to_owned()), "{name} declared twice");
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|f| *f == "starwal_load_duration_seconds")
+                    .unwrap_or(name);
+                assert!(declared.contains(family), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let handle = handle();
+        handle.add_table("we\"ird\\sch\nema.t", "t");
+        let text = render(&handle.status(), &ProcessStats::default());
+        assert!(
+            text.contains("starwal_loads_total{table=\"we\\\"ird\\\\sch\\nema.t\"} 0\n"),
+            "{text}"
+        );
+        // Off Linux (or unreadable /proc): the process series are left out.
+        assert!(!text.contains("process_"));
+    }
+
+    #[test]
+    fn floats_use_prometheus_spelling() {
+        assert_eq!(format_float(f64::INFINITY), "+Inf");
+        assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_float(f64::NAN), "NaN");
+        assert_eq!(format_float(0.005), "0.005");
+        assert_eq!(format_float(30.0), "30");
+    }
+}

@@ -1,0 +1,391 @@
+//! `starwal run`: INIT → SETUP → (SNAPSHOT) → CDC → DRAINING → STOPPED.
+//!
+//! One *attempt* sets up both sides (publication, slot — created, never dropped —, target tables,
+//! checkpoint state) and streams until a stop, a drain, or an error. Any error ends the attempt:
+//! health goes NOT_SERVING with the error as its detail, and the engine starts a new attempt
+//! after a backoff (1 s doubling to 60 s), resuming from the slot — so an operator can fix a
+//! grant, a table or StarRocks without restarting the process, and a Postgres restart is
+//! survived. `STARWAL_EXIT_ON_ERROR=true` exits non-zero instead.
+//!
+//! A drain (SIGTERM, SIGINT, the Drain RPC) stops reading the stream, flushes every batch, waits
+//! for the loads, stores and reports the confirmed LSN, ends the copy cleanly, and exits 0 —
+//! within `STARWAL_SHUTDOWN_TIMEOUT_S`, or the process exits 1 without confirming anything more.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch, Mutex};
+
+use crate::config::Config;
+use crate::engine::setup::postgres::{ensure_slot, existing_slot, prepare_source, table_schema};
+use crate::engine::state::{EngineHandle, Phase, StopRequest};
+use crate::pipeline::loader::LoaderContext;
+use crate::pipeline::{Forwarder, Pipeline, PipelineError, PipelineSettings, PipelineStart};
+use crate::postgres::checkpoint::CheckpointStore;
+use crate::postgres::heartbeat::spawn_heartbeat;
+use crate::postgres::replication::session::{Session, SessionEnd, SessionError};
+use crate::postgres::replication::{ReplicationConnection, ReplicationStream, StartOptions};
+use crate::postgres::tls::connect_sql;
+use crate::postgres::Lsn;
+use crate::sink::starrocks::setup::TargetSetup;
+use crate::sink::starrocks::{StarRocksSink, StreamLoadClient};
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How an attempt ended without error.
+#[derive(Debug)]
+enum AttemptEnd {
+    Stopped { confirmed: Lsn },
+}
+
+/// Why an attempt failed, and whether the same attempt may work later unchanged.
+#[derive(Debug)]
+struct AttemptError {
+    error: anyhow::Error,
+    transient: bool,
+}
+
+impl AttemptError {
+    fn permanent(error: impl Into<anyhow::Error>) -> AttemptError {
+        AttemptError {
+            error: error.into(),
+            transient: false,
+        }
+    }
+}
+
+impl From<crate::engine::setup::SetupError> for AttemptError {
+    fn from(err: crate::engine::setup::SetupError) -> Self {
+        AttemptError {
+            transient: err.is_transient(),
+            error: err.into(),
+        }
+    }
+}
+
+impl From<PipelineError> for AttemptError {
+    fn from(err: PipelineError) -> Self {
+        AttemptError {
+            transient: err.is_transient(),
+            error: err.into(),
+        }
+    }
+}
+
+/// Runs the engine until a drain or stop completes (Ok) or, with `STARWAL_EXIT_ON_ERROR`, the
+/// first error. `handle` is shared with the control plane.
+pub async fn run_with(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<()> {
+    let mut stops = handle.stop_requests();
+    let mut backoff = FIRST_BACKOFF;
+    let result = loop {
+        if stops.borrow().is_some() {
+            break Ok(());
+        }
+        handle.set_phase(Phase::Setup);
+        match attempt(&config, &handle).await {
+            Ok(AttemptEnd::Stopped { confirmed }) => {
+                tracing::info!(%confirmed, "stopped");
+                break Ok(());
+            }
+            Err(failure) => {
+                let detail = format!("{:#}", failure.error);
+                handle.set_health(false, detail.clone());
+                if config.engine.exit_on_error {
+                    break Err(failure.error);
+                }
+                if stops.borrow().is_some() {
+                    break Ok(());
+                }
+                tracing::error!(
+                    retry_in_s = backoff.as_secs(),
+                    transient = failure.transient,
+                    "{detail}"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stops.changed() => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    };
+    handle.set_phase(Phase::Stopped);
+    if result.is_ok() {
+        handle.set_health(false, "stopped");
+    }
+    result
+}
+
+/// One setup + stream; see the module docs.
+async fn attempt(config: &Config, handle: &Arc<EngineHandle>) -> Result<AttemptEnd, AttemptError> {
+    let pg = &config.postgres;
+    let starrocks = config
+        .require_starrocks()
+        .map_err(AttemptError::permanent)?
+        .clone();
+
+    // Source: prerequisites, tables, publication, slot (never dropped).
+    let client = connect_sql(&pg.conn)
+        .await
+        .map_err(crate::engine::setup::SetupError::from)?;
+    let existing = existing_slot(&client, &pg.slot, &pg.conn.dbname).await?;
+    let source = prepare_source(&client, pg, existing.is_none()).await?;
+    let slot = ensure_slot(&client, &pg.conn, &pg.slot).await?;
+    let mut tables = Vec::with_capacity(source.tables.len());
+    for table in source.tables {
+        let schema = table_schema(&client, &table).await?;
+        tables.push((table, schema));
+    }
+
+    // Target: database and tables.
+    let mut target = TargetSetup::connect(&starrocks)
+        .await
+        .map_err(|err| AttemptError {
+            transient: err.is_transient(),
+            error: err.into(),
+        })?;
+    let schemas: Vec<_> = tables.iter().map(|(_, schema)| schema.clone()).collect();
+    target.prepare(&schemas).await.map_err(|err| AttemptError {
+        transient: err.is_transient(),
+        error: err.into(),
+    })?;
+
+    // Checkpoint state.
+    let store = CheckpointStore::new(&pg.state_schema, &pg.slot);
+    let transient = |err: crate::postgres::checkpoint::CheckpointError| AttemptError {
+        transient: true,
+        error: err.into(),
+    };
+    store.ensure(&client).await.map_err(transient)?;
+    let checkpoint = store.load(&client).await.map_err(transient)?;
+    tracing::info!(
+        slot = %pg.slot,
+        from = %slot.confirmed_flush,
+        stored = %checkpoint.confirmed_lsn,
+        in_flight = checkpoint.in_flight.len(),
+        tables = tables.len(),
+        "setup done; starting replication"
+    );
+
+    let client = Arc::new(client);
+    let sink = Arc::new(StarRocksSink::new(StreamLoadClient::new(starrocks.clone())));
+    let context = LoaderContext {
+        sink,
+        store,
+        state_client: client.clone(),
+        ddl: Arc::new(Mutex::new(target)),
+        handle: handle.clone(),
+    };
+    let settings = PipelineSettings {
+        slot: pg.slot.clone(),
+        flush_rows: config.engine.flush_rows,
+        flush_bytes: config.engine.flush_bytes,
+        flush_interval: config.engine.flush_interval,
+        max_buffer_bytes: config.engine.max_buffer_bytes,
+        compression: starrocks.compression,
+        delete_mode: starrocks.delete_mode,
+        tables: pg.tables.clone(),
+    };
+    let (pipeline, confirmations) = Pipeline::new(
+        settings,
+        context,
+        client.clone(),
+        PipelineStart {
+            confirmed: slot.confirmed_flush,
+            in_flight: checkpoint.in_flight,
+            tables,
+        },
+    );
+
+    // The stream.
+    let conn = ReplicationConnection::connect(&pg.conn)
+        .await
+        .map_err(|err| AttemptError {
+            transient: err.is_transient(),
+            error: anyhow::Error::from(err).context("opening the replication connection"),
+        })?;
+    let stream = ReplicationStream::start(
+        conn,
+        &pg.slot,
+        Lsn::ZERO,
+        &StartOptions::committed_only(&pg.publication),
+    )
+    .await
+    .map_err(|err| AttemptError {
+        transient: err.is_transient(),
+        error: anyhow::Error::from(err)
+            .context(format!("starting replication from slot `{}`", pg.slot)),
+    })?;
+    let session = Session::new(stream, pg.status_interval, slot.confirmed_flush)
+        .with_confirmations(confirmations);
+
+    let heartbeat = pg
+        .heartbeat_interval
+        .map(|interval| spawn_heartbeat(pg.conn.clone(), interval));
+    let retained = spawn_retained_wal_monitor(client.clone(), pg.slot.clone(), handle.clone(), pg.status_interval);
+
+    let (items_tx, items_rx) = mpsc::unbounded_channel();
+    let closed = Arc::new(AtomicBool::new(false));
+    let mut forwarder = Forwarder::new(items_tx, handle.clone(), closed.clone());
+    let (stop_pipeline, stop_pipeline_rx) = watch::channel(None);
+    let (finished_tx, mut finished_rx) = watch::channel(false);
+    let pipeline_task = tokio::spawn(async move {
+        let result = pipeline.run(items_rx, stop_pipeline_rx).await;
+        let _ = finished_tx.send(true);
+        result
+    });
+
+    handle.set_phase(Phase::Cdc);
+    handle.set_health(true, "streaming");
+    tracing::info!("streaming changes");
+
+    let mut stops = handle.stop_requests();
+    let stopper_handle = handle.clone();
+    let stopper = tokio::spawn(async move {
+        // Wait for a stop request, then close the stream side and tell the pipeline.
+        let request = loop {
+            if let Some(request) = *stops.borrow() {
+                break request;
+            }
+            if stops.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        stopper_handle.set_phase(Phase::Draining);
+        stopper_handle.set_health(false, "draining");
+        tracing::info!(?request, "stop requested: reading no more changes");
+        closed.store(true, Ordering::SeqCst);
+        // Let a message being handed over land in the channel first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = stop_pipeline.send(Some(request == StopRequest::Drain));
+        // The pipeline reads the sender until it returns; this task is aborted then.
+        std::future::pending::<()>().await;
+    });
+
+    // The session ends when the pipeline is done (drained, stopped or failed): its last
+    // confirmation is in the watch channel by then, and the session sends it before ending the
+    // copy. If the session ends first (connection lost), closing the channel stops the pipeline.
+    let session = session
+        .run(&mut forwarder, async move {
+            let _ = finished_rx.wait_for(|finished| *finished).await;
+        })
+        .await;
+    drop(forwarder);
+    let pipeline = pipeline_task.await;
+    stopper.abort();
+    retained.abort();
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.abort();
+    }
+    let session = Some(session);
+    let pipeline = pipeline.map_err(|err| AttemptError {
+        transient: true,
+        error: anyhow::anyhow!("the pipeline task failed: {err}"),
+    })?;
+    let confirmed = pipeline?;
+    match session {
+        Some(Ok(summary)) if summary.end == SessionEnd::Shutdown => {
+            tracing::info!(flushed = %summary.flushed, "replication stream closed");
+            Ok(AttemptEnd::Stopped { confirmed })
+        }
+        Some(Ok(_)) => Err(AttemptError {
+            transient: true,
+            error: anyhow::anyhow!("the server ended the replication stream"),
+        }),
+        Some(Err(SessionError::Consumer(_))) | None => Ok(AttemptEnd::Stopped { confirmed }),
+        Some(Err(err)) => Err(AttemptError {
+            transient: true,
+            error: anyhow::Error::from(err).context("replication stream"),
+        }),
+    }
+}
+
+/// Every `interval`, how much WAL the slot retains and where the server's WAL ends.
+fn spawn_retained_wal_monitor(
+    client: Arc<tokio_postgres::Client>,
+    slot: String,
+    handle: Arc<EngineHandle>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval.min(Duration::from_secs(10)));
+        loop {
+            ticker.tick().await;
+            let row = client
+                .query_opt(
+                    "SELECT (pg_current_wal_lsn() - restart_lsn)::int8, pg_current_wal_lsn()::text \
+                       FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&slot],
+                )
+                .await;
+            match row {
+                Ok(Some(row)) => {
+                    let retained: Option<i64> = row.get(0);
+                    handle.set_slot_retained_wal(retained.and_then(|b| u64::try_from(b).ok()));
+                    if let Some(end) = row.get::<_, Option<String>>(1).and_then(|s| s.parse().ok()) {
+                        handle.set_received(Lsn::ZERO, end);
+                    }
+                }
+                Ok(None) => handle.set_slot_retained_wal(None),
+                Err(err) => tracing::debug!(error = %err, "cannot read the slot's retained WAL"),
+            }
+        }
+    })
+}
+
+/// Turns SIGTERM/SIGINT into a drain request; a second signal stops without draining.
+pub fn spawn_signal_handler(handle: Arc<EngineHandle>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+            tracing::warn!("cannot listen for SIGTERM");
+            return;
+        };
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            if first {
+                tracing::info!("signal received: draining (send it again to stop without draining)");
+                handle.request_stop(StopRequest::Drain);
+                first = false;
+            } else {
+                handle.request_stop(StopRequest::Stop);
+            }
+        }
+    })
+}
+
+/// `starwal run` from the CLI: the control plane, the signal handler, and the engine, with the
+/// shutdown timeout applied from the first stop request.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let handle = Arc::new(EngineHandle::new(&config));
+    let signals = spawn_signal_handler(handle.clone());
+    let timeout = config.engine.shutdown_timeout;
+    let mut stops = handle.stop_requests();
+    let engine = run_with(config, handle.clone());
+    tokio::pin!(engine);
+    let result = loop {
+        tokio::select! {
+            result = &mut engine => break result,
+            changed = stops.changed() => {
+                if changed.is_ok() && stops.borrow().is_some() {
+                    match tokio::time::timeout(timeout, &mut engine).await {
+                        Ok(result) => break result,
+                        Err(_) => break Err(anyhow::anyhow!(
+                            "the drain did not finish within STARWAL_SHUTDOWN_TIMEOUT_S={} s; exiting without confirming more (the next start resumes from the checkpoint)",
+                            timeout.as_secs()
+                        )),
+                    }
+                }
+            }
+        }
+    };
+    signals.abort();
+    result.context("starwal run")
+}

@@ -1,0 +1,458 @@
+//! The engine's shared state: what the control plane reads (phase, health, LSNs, per-table
+//! counters) and the levers it pulls (pause, resume, drain, stop).
+//!
+//! One [`EngineHandle`] per process, shared as `Arc`. The engine writes to it at batch and commit
+//! granularity (never per row), the gRPC and Prometheus servers read [`EngineHandle::status`]
+//! snapshots. Nothing in it is secret: the configuration summary is built from redacted values
+//! (invariant 10).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{watch, Notify};
+
+use crate::config::Config;
+use crate::postgres::Lsn;
+
+/// Where the engine is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Init,
+    Setup,
+    Snapshot,
+    Cdc,
+    Draining,
+    Stopped,
+}
+
+impl Phase {
+    /// Upper-case name, as status and metrics print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Init => "INIT",
+            Phase::Setup => "SETUP",
+            Phase::Snapshot => "SNAPSHOT",
+            Phase::Cdc => "CDC",
+            Phase::Draining => "DRAINING",
+            Phase::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// What the health service answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// `SERVING` in CDC (and snapshot); `NOT_SERVING` otherwise.
+    pub serving: bool,
+    /// Why, in words: `streaming`, or the error that stopped the engine.
+    pub detail: String,
+}
+
+/// How a stop was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopRequest {
+    /// Stop reading, flush what is buffered, confirm, exit 0 (SIGTERM, `Drain`).
+    Drain,
+    /// Stop reading and exit once loads in flight end; buffered changes are not sent (they are
+    /// not confirmed either, so the next start streams them again).
+    Stop,
+}
+
+/// Upper bounds (seconds) of the load duration histogram buckets.
+pub const LOAD_DURATION_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A cumulative histogram in Prometheus' shape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Counts per bucket of [`LOAD_DURATION_BUCKETS`], not cumulative; the last is `+Inf`.
+    pub buckets: [u64; LOAD_DURATION_BUCKETS.len() + 1],
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        let index = LOAD_DURATION_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LOAD_DURATION_BUCKETS.len());
+        self.buckets[index] += 1;
+        self.sum_seconds += seconds;
+        self.count += 1;
+    }
+}
+
+/// Counters of one replicated table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableStatus {
+    /// `schema.table` at the source.
+    pub source: String,
+    /// The StarRocks table name.
+    pub target: String,
+    pub rows_inserted: u64,
+    pub rows_updated: u64,
+    pub rows_deleted: u64,
+    /// Rows actually sent after per-key compaction.
+    pub rows_loaded: u64,
+    /// Request body bytes sent.
+    pub bytes_loaded: u64,
+    pub loads: u64,
+    /// Loads StarRocks had already committed under the same label (replays after a restart).
+    pub loads_deduplicated: u64,
+    pub truncates: u64,
+    pub load_duration: Histogram,
+    pub last_error: Option<String>,
+}
+
+/// Rows of one source operation, as a table's batch counted them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+/// A point-in-time copy of everything the control plane shows.
+#[derive(Debug, Clone)]
+pub struct StatusSnapshot {
+    pub phase: Phase,
+    pub health: Health,
+    pub paused: bool,
+    /// The highest position received from the stream.
+    pub received_lsn: Lsn,
+    /// The last `flush` position reported to Postgres.
+    pub flushed_lsn: Lsn,
+    /// The checkpoint stored in the source (everything up to it is in StarRocks).
+    pub confirmed_lsn: Lsn,
+    /// The server's WAL end, from the latest keepalive or status query.
+    pub server_wal_end: Lsn,
+    /// `server_wal_end - confirmed_lsn`, in bytes (0 when idle and caught up).
+    pub lag_bytes: u64,
+    /// Age of the oldest received commit not yet confirmed (0 when none is waiting).
+    pub lag_seconds: f64,
+    /// WAL the slot holds back (`pg_current_wal_lsn() - restart_lsn`), when last measured.
+    pub slot_retained_wal_bytes: Option<u64>,
+    pub buffered_bytes: u64,
+    pub max_buffer_bytes: u64,
+    pub uptime: Duration,
+    pub tables: Vec<TableStatus>,
+    /// `(setting, value)` pairs without secrets.
+    pub config: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    phase: Phase,
+    health: Health,
+    received_lsn: Lsn,
+    flushed_lsn: Lsn,
+    confirmed_lsn: Lsn,
+    server_wal_end: Lsn,
+    /// Commit time of the oldest received commit that is not confirmed yet.
+    oldest_unconfirmed_commit: Option<SystemTime>,
+    slot_retained_wal_bytes: Option<u64>,
+    tables: BTreeMap<String, TableStatus>,
+}
+
+/// The shared state; see the module docs.
+#[derive(Debug)]
+pub struct EngineHandle {
+    inner: Mutex<Inner>,
+    started: Instant,
+    config: Vec<(String, String)>,
+    health: watch::Sender<Health>,
+    stop: watch::Sender<Option<StopRequest>>,
+    paused: AtomicBool,
+    pause_changed: Notify,
+    buffered_bytes: AtomicU64,
+    max_buffer_bytes: u64,
+}
+
+impl EngineHandle {
+    /// A handle in phase INIT, NOT_SERVING.
+    pub fn new(config: &Config) -> EngineHandle {
+        let health = Health {
+            serving: false,
+            detail: "starting".into(),
+        };
+        EngineHandle {
+            inner: Mutex::new(Inner {
+                phase: Phase::Init,
+                health: health.clone(),
+                received_lsn: Lsn::ZERO,
+                flushed_lsn: Lsn::ZERO,
+                confirmed_lsn: Lsn::ZERO,
+                server_wal_end: Lsn::ZERO,
+                oldest_unconfirmed_commit: None,
+                slot_retained_wal_bytes: None,
+                tables: BTreeMap::new(),
+            }),
+            started: Instant::now(),
+            config: config_summary(config),
+            health: watch::Sender::new(health),
+            stop: watch::Sender::new(None),
+            paused: AtomicBool::new(false),
+            pause_changed: Notify::new(),
+            buffered_bytes: AtomicU64::new(0),
+            max_buffer_bytes: config.engine.max_buffer_bytes,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain counters behind: still fine to read.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    // ---- read side (control plane) ----
+
+    /// A consistent copy of the current state.
+    pub fn status(&self) -> StatusSnapshot {
+        let inner = self.lock();
+        let lag_seconds = inner
+            .oldest_unconfirmed_commit
+            .and_then(|commit| SystemTime::now().duration_since(commit).ok())
+            .map_or(0.0, |age| age.as_secs_f64());
+        StatusSnapshot {
+            phase: inner.phase,
+            health: inner.health.clone(),
+            paused: self.is_paused(),
+            received_lsn: inner.received_lsn,
+            flushed_lsn: inner.flushed_lsn,
+            confirmed_lsn: inner.confirmed_lsn,
+            server_wal_end: inner.server_wal_end,
+            lag_bytes: inner.server_wal_end.0.saturating_sub(inner.confirmed_lsn.0),
+            lag_seconds,
+            slot_retained_wal_bytes: inner.slot_retained_wal_bytes,
+            buffered_bytes: self.buffered_bytes.load(Ordering::Relaxed),
+            max_buffer_bytes: self.max_buffer_bytes,
+            uptime: self.started.elapsed(),
+            tables: inner.tables.values().cloned().collect(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// Health changes, for `Health.Watch`.
+    pub fn health(&self) -> watch::Receiver<Health> {
+        self.health.subscribe()
+    }
+
+    // ---- levers (control plane) ----
+
+    /// Stops reading the stream (feedback keeps flowing) until [`EngineHandle::resume`].
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        self.pause_changed.notify_waiters();
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        self.pause_changed.notify_waiters();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Asks the engine to stop. A drain wins over a plain stop asked later.
+    pub fn request_stop(&self, request: StopRequest) {
+        self.stop.send_if_modified(|current| match current {
+            Some(StopRequest::Drain) => false,
+            _ => {
+                *current = Some(request);
+                true
+            }
+        });
+    }
+
+    /// Stop requests, for the engine.
+    pub fn stop_requests(&self) -> watch::Receiver<Option<StopRequest>> {
+        self.stop.subscribe()
+    }
+
+    /// Completes when pause or resume was called (or the buffer drained; see
+    /// [`EngineHandle::release_buffered`]).
+    pub async fn changed(&self) {
+        self.pause_changed.notified().await
+    }
+
+    /// A future that completes on the next pause/resume/buffer change; create it *before*
+    /// checking the condition you wait for, so no wake-up is missed.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.pause_changed.notified()
+    }
+
+    // ---- write side (engine) ----
+
+    pub fn set_phase(&self, phase: Phase) {
+        self.lock().phase = phase;
+    }
+
+    /// Sets health and its detail; watchers are told when it changes.
+    pub fn set_health(&self, serving: bool, detail: impl Into<String>) {
+        let health = Health {
+            serving,
+            detail: detail.into(),
+        };
+        self.lock().health = health.clone();
+        self.health.send_if_modified(|current| {
+            if *current == health {
+                false
+            } else {
+                *current = health;
+                true
+            }
+        });
+    }
+
+    /// Adds `bytes` to the buffered total.
+    pub fn add_buffered(&self, bytes: u64) {
+        self.buffered_bytes.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    /// Removes `bytes` from the buffered total and wakes a reader waiting for room.
+    pub fn release_buffered(&self, bytes: u64) {
+        let _ = self
+            .buffered_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                Some(b.saturating_sub(bytes))
+            });
+        self.pause_changed.notify_waiters();
+    }
+
+    pub fn buffered_bytes(&self) -> u64 {
+        self.buffered_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Whether the stream may be read: not paused and the buffer below its cap.
+    pub fn may_read(&self) -> bool {
+        !self.is_paused() && self.buffered_bytes() < self.max_buffer_bytes
+    }
+
+    pub fn set_received(&self, received: Lsn, server_wal_end: Lsn) {
+        let mut inner = self.lock();
+        inner.received_lsn = inner.received_lsn.max(received);
+        inner.server_wal_end = inner.server_wal_end.max(server_wal_end).max(received);
+    }
+
+    /// Records the stored checkpoint and the commit time of the oldest commit still waiting.
+    pub fn set_confirmed(&self, confirmed: Lsn, oldest_unconfirmed_commit: Option<SystemTime>) {
+        let mut inner = self.lock();
+        inner.confirmed_lsn = inner.confirmed_lsn.max(confirmed);
+        inner.flushed_lsn = inner.flushed_lsn.max(confirmed);
+        inner.oldest_unconfirmed_commit = oldest_unconfirmed_commit;
+    }
+
+    /// The commit time of the oldest unconfirmed commit, when nothing older was waiting.
+    pub fn commit_waiting(&self, commit_time: SystemTime) {
+        let mut inner = self.lock();
+        if inner.oldest_unconfirmed_commit.is_none() {
+            inner.oldest_unconfirmed_commit = Some(commit_time);
+        }
+    }
+
+    pub fn set_flushed(&self, flushed: Lsn) {
+        let mut inner = self.lock();
+        inner.flushed_lsn = inner.flushed_lsn.max(flushed);
+    }
+
+    pub fn set_slot_retained_wal(&self, bytes: Option<u64>) {
+        self.lock().slot_retained_wal_bytes = bytes;
+    }
+
+    /// Registers a table (idempotent).
+    pub fn add_table(&self, source: &str, target: &str) {
+        self.lock()
+            .tables
+            .entry(source.to_owned())
+            .or_insert_with(|| TableStatus {
+                source: source.to_owned(),
+                target: target.to_owned(),
+                ..TableStatus::default()
+            });
+    }
+
+    /// Records a committed load of `source`'s table.
+    pub fn record_load(
+        &self,
+        source: &str,
+        ops: OpCounts,
+        rows_loaded: u64,
+        bytes: u64,
+        duration: Duration,
+        deduplicated: bool,
+    ) {
+        let mut inner = self.lock();
+        if let Some(table) = inner.tables.get_mut(source) {
+            table.rows_inserted += ops.inserted;
+            table.rows_updated += ops.updated;
+            table.rows_deleted += ops.deleted;
+            table.rows_loaded += rows_loaded;
+            table.bytes_loaded += bytes;
+            table.loads += 1;
+            table.loads_deduplicated += u64::from(deduplicated);
+            table.load_duration.observe(duration.as_secs_f64());
+            table.last_error = None;
+        }
+    }
+
+    pub fn record_truncate(&self, source: &str) {
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            table.truncates += 1;
+        }
+    }
+
+    pub fn record_table_error(&self, source: &str, error: &str) {
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            table.last_error = Some(error.to_owned());
+        }
+    }
+}
+
+/// The settings worth showing, without secrets (the URL's password is redacted by `ConnInfo`'s
+/// `Display`; the StarRocks password and the control token are left out).
+fn config_summary(config: &Config) -> Vec<(String, String)> {
+    let pg = &config.postgres;
+    let engine = &config.engine;
+    let mut summary = vec![
+        ("postgres".to_owned(), pg.conn.to_string()),
+        (
+            "tables".to_owned(),
+            pg.tables
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        ("slot".to_owned(), pg.slot.clone()),
+        ("publication".to_owned(), pg.publication.clone()),
+        ("state_schema".to_owned(), pg.state_schema.clone()),
+        ("flush_rows".to_owned(), engine.flush_rows.to_string()),
+        ("flush_bytes".to_owned(), engine.flush_bytes.to_string()),
+        (
+            "flush_interval_ms".to_owned(),
+            engine.flush_interval.as_millis().to_string(),
+        ),
+        (
+            "max_buffer_bytes".to_owned(),
+            engine.max_buffer_bytes.to_string(),
+        ),
+        (
+            "control_token".to_owned(),
+            if config.control.token.is_some() {
+                "set".into()
+            } else {
+                "unset (mutating RPCs from loopback only)".into()
+            },
+        ),
+    ];
+    if let Some(sr) = &config.starrocks {
+        summary.push(("starrocks".to_owned(), sr.fe_urls.join(",")));
+        summary.push(("starrocks_database".to_owned(), sr.database.clone()));
+        summary.push(("starrocks_user".to_owned(), sr.user.clone()));
+    }
+    summary
+}

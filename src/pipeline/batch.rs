@@ -1,0 +1,391 @@
+//! One table's batch: the changes received since its last flush, collapsed per key.
+//!
+//! StarRocks applies a load's rows in order, last row per key wins, so the batch only needs each
+//! key's final state (invariant 4). Collapsing is also where unchanged-TOAST columns get their
+//! values: an update that did not touch a TOASTed column carries no value for it (`u`), so the
+//! row is completed from the key's earlier image in this batch or from a REPLICA IDENTITY FULL old
+//! tuple. When neither has it the row stays a partial update (only the columns it carries are
+//! written, the stored row keeps the rest) — unless the key itself changed: the new key has no
+//! stored row to keep anything from, so the entry is flagged and the pipeline fetches the
+//! missing values from the source before sealing ([`TableBatch::needing_fetch`]).
+//!
+//! Rows are kept as received (`TupleData` slices of the stream's buffers, no copy) and encoded
+//! only when the batch is sealed, grouped by the exact set of columns they carry: one load per
+//! set.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::engine::state::OpCounts;
+use crate::postgres::pgoutput::{OldTuple, TupleData, TupleValueRef};
+use crate::postgres::value::PgTimestamp;
+use crate::postgres::{ChangePosition, Lsn};
+use crate::sink::starrocks::config::Compression;
+use crate::sink::starrocks::encoding::{
+    Audit, BodyWriter, ChangeRow, ColumnSet, EncodeError, SourceOp, TableEncoder,
+};
+use crate::sink::starrocks::label::Label;
+use crate::sink::LoadBatch;
+
+/// A row image to write.
+#[derive(Debug, Clone)]
+enum Image {
+    New(TupleData),
+    DeletedKey(TupleData),
+    DeletedRow(TupleData),
+}
+
+impl Image {
+    fn row(&self) -> ChangeRow<'_> {
+        match self {
+            Image::New(tuple) => ChangeRow::New(tuple),
+            Image::DeletedKey(tuple) => ChangeRow::DeletedKey(tuple),
+            Image::DeletedRow(tuple) => ChangeRow::DeletedRow(tuple),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    image: Image,
+    op: SourceOp,
+    /// The commit LSN of the change that produced this state (`_starwal_lsn`).
+    commit: Lsn,
+    /// A moved row (new key) that still lacks unchanged-TOAST values.
+    needs_fetch: bool,
+}
+
+/// A sealed batch: the loads to send, in order, and what they cover.
+#[derive(Debug)]
+pub struct SealedBatch {
+    pub first: ChangePosition,
+    pub last: ChangePosition,
+    /// One load per column set; the first is labelled `..._p0`-less (part 0).
+    pub loads: Vec<LoadBatch>,
+    /// Changes received (before collapsing).
+    pub changes: u64,
+    pub ops: OpCounts,
+    /// Bytes of the stream this batch held (released from the buffer when it commits).
+    pub buffered_bytes: u64,
+}
+
+/// A row that must be completed from the source: the position of its entry and its key values.
+#[derive(Debug)]
+pub struct FetchRequest {
+    pub entry: usize,
+    /// The new row as received (with `u` where values are missing).
+    pub row: TupleData,
+}
+
+/// One table's open batch.
+#[derive(Debug, Default)]
+pub struct TableBatch {
+    entries: Vec<Entry>,
+    by_key: HashMap<Box<[u8]>, usize>,
+    first: Option<ChangePosition>,
+    last: ChangePosition,
+    changes: u64,
+    bytes: u64,
+    ops: OpCounts,
+    opened_at: Option<Instant>,
+    key_scratch: Vec<u8>,
+}
+
+/// Appends the key columns' values of `tuple` (length-prefixed, NULL distinct from empty) to
+/// `out`.
+fn key_bytes(tuple: &TupleData, key_columns: &[usize], out: &mut Vec<u8>) {
+    out.clear();
+    let mut keys = key_columns.iter().peekable();
+    for (index, value) in tuple.raw_values().enumerate() {
+        if keys.peek() != Some(&&index) {
+            continue;
+        }
+        keys.next();
+        match value {
+            TupleValueRef::Text(bytes) | TupleValueRef::Binary(bytes) => {
+                out.push(1);
+                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                out.extend_from_slice(bytes);
+            }
+            TupleValueRef::Null | TupleValueRef::UnchangedToast => out.push(0),
+        }
+    }
+}
+
+fn has_unchanged_toast(tuple: &TupleData) -> bool {
+    tuple
+        .raw_values()
+        .any(|value| matches!(value, TupleValueRef::UnchangedToast))
+}
+
+/// `new` with each unchanged-TOAST value taken from `source` where it has one.
+fn fill_unchanged(new: &TupleData, source: &TupleData) -> TupleData {
+    if new.column_count() != source.column_count() {
+        return new.clone();
+    }
+    TupleData::from_values(new.raw_values().zip(source.raw_values()).map(
+        |(value, earlier)| match value {
+            TupleValueRef::UnchangedToast => earlier,
+            value => value,
+        },
+    ))
+}
+
+impl TableBatch {
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Changes added since the batch opened.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Stream bytes the batch holds.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn first(&self) -> Option<ChangePosition> {
+        self.first
+    }
+
+    pub fn last(&self) -> ChangePosition {
+        self.last
+    }
+
+    /// When the oldest change arrived.
+    pub fn opened_at(&self) -> Option<Instant> {
+        self.opened_at
+    }
+
+    fn note(&mut self, position: ChangePosition, bytes: u64) {
+        if self.first.is_none() {
+            self.first = Some(position);
+            self.opened_at = Some(Instant::now());
+        }
+        self.last = position;
+        self.changes += 1;
+        self.bytes += bytes;
+    }
+
+    fn put(&mut self, key: &[u8], entry: Entry) {
+        match self.by_key.get(key) {
+            Some(&index) => self.entries[index] = entry,
+            None => {
+                self.by_key.insert(key.into(), self.entries.len());
+                self.entries.push(entry);
+            }
+        }
+    }
+
+    fn earlier_image(&self, key: &[u8]) -> Option<&TupleData> {
+        let index = *self.by_key.get(key)?;
+        match &self.entries[index].image {
+            Image::New(tuple) | Image::DeletedRow(tuple) => Some(tuple),
+            Image::DeletedKey(_) => None,
+        }
+    }
+
+    pub fn insert(
+        &mut self,
+        position: ChangePosition,
+        bytes: u64,
+        key_columns: &[usize],
+        row: TupleData,
+    ) {
+        self.note(position, bytes);
+        self.ops.inserted += 1;
+        let mut key = std::mem::take(&mut self.key_scratch);
+        key_bytes(&row, key_columns, &mut key);
+        self.put(
+            &key,
+            Entry {
+                image: Image::New(row),
+                op: SourceOp::Insert,
+                commit: position.commit,
+                needs_fetch: false,
+            },
+        );
+        self.key_scratch = key;
+    }
+
+    pub fn update(
+        &mut self,
+        position: ChangePosition,
+        bytes: u64,
+        key_columns: &[usize],
+        old: Option<&OldTuple>,
+        new: TupleData,
+    ) {
+        self.note(position, bytes);
+        self.ops.updated += 1;
+        let mut new_key = Vec::new();
+        key_bytes(&new, key_columns, &mut new_key);
+        let old_key = old.map(|old| {
+            let mut key = Vec::new();
+            key_bytes(old.tuple(), key_columns, &mut key);
+            key
+        });
+        let moved = old_key.as_ref().is_some_and(|old_key| *old_key != new_key);
+        let mut row = new;
+        if has_unchanged_toast(&row) {
+            // The row's previous state: the batch's own image of the (old) key, else a FULL old
+            // tuple.
+            let earlier_key = old_key.as_deref().filter(|_| moved).unwrap_or(&new_key);
+            if let Some(earlier) = self.earlier_image(earlier_key) {
+                row = fill_unchanged(&row, earlier);
+            }
+            if let (true, Some(OldTuple::Full(full))) = (has_unchanged_toast(&row), old) {
+                row = fill_unchanged(&row, full);
+            }
+        }
+        if let (true, Some(old), Some(old_key)) = (moved, old, &old_key) {
+            // A primary-key change: the old key is gone.
+            let image = match old {
+                OldTuple::Key(tuple) => Image::DeletedKey(tuple.clone()),
+                OldTuple::Full(tuple) => Image::DeletedRow(tuple.clone()),
+            };
+            self.put(
+                old_key,
+                Entry {
+                    image,
+                    op: SourceOp::Delete,
+                    commit: position.commit,
+                    needs_fetch: false,
+                },
+            );
+        }
+        let needs_fetch = moved && has_unchanged_toast(&row);
+        self.put(
+            &new_key,
+            Entry {
+                image: Image::New(row),
+                op: SourceOp::Update,
+                commit: position.commit,
+                needs_fetch,
+            },
+        );
+    }
+
+    pub fn delete(
+        &mut self,
+        position: ChangePosition,
+        bytes: u64,
+        key_columns: &[usize],
+        old: &OldTuple,
+    ) {
+        self.note(position, bytes);
+        self.ops.deleted += 1;
+        let mut key = std::mem::take(&mut self.key_scratch);
+        key_bytes(old.tuple(), key_columns, &mut key);
+        let image = match old {
+            OldTuple::Key(tuple) => Image::DeletedKey(tuple.clone()),
+            OldTuple::Full(tuple) => Image::DeletedRow(tuple.clone()),
+        };
+        self.put(
+            &key,
+            Entry {
+                image,
+                op: SourceOp::Delete,
+                commit: position.commit,
+                needs_fetch: false,
+            },
+        );
+        self.key_scratch = key;
+    }
+
+    /// Moved rows that still miss unchanged-TOAST values (see the module docs).
+    pub fn needing_fetch(&self) -> Vec<FetchRequest> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| entry.needs_fetch)
+            .filter_map(|(index, entry)| match &entry.image {
+                Image::New(row) => Some(FetchRequest {
+                    entry: index,
+                    row: row.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Completes entry `entry` with `source` (the current source row as text values, `None`
+    /// where NULL); a row gone from the source keeps what it has.
+    pub fn complete(&mut self, entry: usize, source: &TupleData) {
+        if let Some(entry) = self.entries.get_mut(entry) {
+            if let Image::New(row) = &entry.image {
+                entry.image = Image::New(fill_unchanged(row, source));
+            }
+            entry.needs_fetch = false;
+        }
+    }
+
+    /// Encodes the batch into its loads and resets it. `None` when empty.
+    pub fn seal(
+        &mut self,
+        encoder: &TableEncoder,
+        slot: &str,
+        target: &str,
+        compression: Compression,
+    ) -> Result<Option<SealedBatch>, EncodeError> {
+        let Some(first) = self.first else {
+            return Ok(None);
+        };
+        let last = self.last;
+        let synced_at = PgTimestamp::now();
+        let mut groups: Vec<(ColumnSet, BodyWriter)> = Vec::new();
+        let mut present = ColumnSet::default();
+        for entry in &self.entries {
+            let row = entry.image.row();
+            encoder.load_columns(row, &mut present);
+            let group = match groups.iter().position(|(set, _)| *set == present) {
+                Some(group) => group,
+                None => {
+                    groups.push((present.clone(), BodyWriter::new()));
+                    groups.len() - 1
+                }
+            };
+            let audit = Audit {
+                op: entry.op,
+                lsn: entry.commit,
+                synced_at,
+            };
+            let (_, writer) = &mut groups[group];
+            encoder.write_change(writer, row, &audit, &mut present)?;
+        }
+        let mut loads = Vec::with_capacity(groups.len());
+        for (part, (set, mut writer)) in groups.into_iter().enumerate() {
+            let rows = writer.rows();
+            let body: Bytes = writer.finish(compression).map_err(|err| EncodeError::Io {
+                table: target.to_owned(),
+                message: err.to_string(),
+            })?;
+            loads.push(LoadBatch {
+                table: target.to_owned(),
+                label: Label::for_changes(slot, target, first, last, part),
+                first_lsn: first.commit,
+                last_lsn: last.commit,
+                rows,
+                partial_columns: (!set.is_full()).then(|| encoder.partial_columns(&set)),
+                body,
+            });
+        }
+        let sealed = SealedBatch {
+            first,
+            last,
+            loads,
+            changes: self.changes,
+            ops: self.ops,
+            buffered_bytes: self.bytes,
+        };
+        *self = TableBatch {
+            key_scratch: std::mem::take(&mut self.key_scratch),
+            ..TableBatch::default()
+        };
+        Ok(Some(sealed))
+    }
+}

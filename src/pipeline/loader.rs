@@ -1,0 +1,193 @@
+//! One loader task per table: the only place a table's loads are sent, one at a time, in the
+//! order the pipeline queued them (invariant 4: per table, changes reach StarRocks in commit
+//! order, at most one load in flight). Tables load in parallel, each on its own task.
+//!
+//! Before a batch is sent its label and range are written to the checkpoint store, so a restart
+//! can re-form the same batch and StarRocks recognises the label (invariant 5).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Mutex};
+
+use super::batch::SealedBatch;
+use super::PipelineError;
+use crate::engine::state::{EngineHandle, OpCounts};
+use crate::postgres::checkpoint::{CheckpointStore, InFlightLoad};
+use crate::postgres::ChangePosition;
+use crate::sink::starrocks::mapping::TargetColumn;
+use crate::sink::starrocks::setup::TargetSetup;
+use crate::sink::Sink;
+
+/// Work for a table's loader, in stream order.
+#[derive(Debug)]
+pub enum Job {
+    Load(SealedBatch),
+    /// The source truncated the table at this position.
+    Truncate(ChangePosition),
+    /// New source columns: add them before the next load.
+    AddColumns(Vec<TargetColumn>),
+}
+
+/// What a finished job reports back to the pipeline.
+#[derive(Debug)]
+pub struct JobDone {
+    pub table: usize,
+    /// The last position the job covered, now committed in StarRocks (`None` for DDL-only jobs).
+    pub through: Option<ChangePosition>,
+    /// Stream bytes to release from the buffer.
+    pub released_bytes: u64,
+    pub result: Result<(), PipelineError>,
+}
+
+/// What every loader shares.
+#[derive(Debug, Clone)]
+pub struct LoaderContext {
+    pub sink: Arc<dyn Sink>,
+    pub store: CheckpointStore,
+    pub state_client: Arc<tokio_postgres::Client>,
+    pub ddl: Arc<Mutex<TargetSetup>>,
+    pub handle: Arc<EngineHandle>,
+}
+
+impl std::fmt::Debug for dyn Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
+}
+
+/// Spawns the loader of table `table` (index in the pipeline, `source`/`target` names).
+pub fn spawn(
+    context: LoaderContext,
+    table: usize,
+    source: String,
+    target: String,
+    done: mpsc::UnboundedSender<JobDone>,
+) -> mpsc::UnboundedSender<Job> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    tokio::spawn(async move {
+        while let Some(job) = rx.recv().await {
+            let report = run_job(&context, table, &source, &target, job).await;
+            let failed = report.result.is_err();
+            if done.send(report).is_err() || failed {
+                // The pipeline is gone or stopping on our error: nothing more to do.
+                break;
+            }
+        }
+    });
+    tx
+}
+
+async fn run_job(
+    context: &LoaderContext,
+    table: usize,
+    source: &str,
+    target: &str,
+    job: Job,
+) -> JobDone {
+    match job {
+        Job::Load(batch) => {
+            let through = Some(batch.last);
+            let released_bytes = batch.buffered_bytes;
+            let result = load(context, source, target, batch).await;
+            JobDone {
+                table,
+                through,
+                released_bytes,
+                result,
+            }
+        }
+        Job::Truncate(position) => {
+            let result = context
+                .ddl
+                .lock()
+                .await
+                .truncate(target)
+                .await
+                .map_err(|err| PipelineError::target(target, err));
+            if result.is_ok() {
+                tracing::info!(table = %target, at = %position, "truncated the target table");
+                context.handle.record_truncate(source);
+            }
+            JobDone {
+                table,
+                through: Some(position),
+                released_bytes: 0,
+                result,
+            }
+        }
+        Job::AddColumns(columns) => {
+            let refs: Vec<&TargetColumn> = columns.iter().collect();
+            let result = context
+                .ddl
+                .lock()
+                .await
+                .add_columns(target, &refs)
+                .await
+                .map_err(|err| PipelineError::target(target, err));
+            if result.is_ok() {
+                tracing::info!(table = %target, columns = ?columns.iter().map(|c| &c.name).collect::<Vec<_>>(), "added columns to the target table");
+            }
+            JobDone {
+                table,
+                through: None,
+                released_bytes: 0,
+                result,
+            }
+        }
+    }
+}
+
+async fn load(
+    context: &LoaderContext,
+    source: &str,
+    target: &str,
+    batch: SealedBatch,
+) -> Result<(), PipelineError> {
+    let Some(first_label) = batch.loads.first().map(|load| load.label.to_string()) else {
+        return Ok(());
+    };
+    let record = InFlightLoad {
+        table: target.to_owned(),
+        label: first_label,
+        first: batch.first,
+        last: batch.last,
+    };
+    context
+        .store
+        .begin_load(&context.state_client, &record)
+        .await
+        .map_err(PipelineError::checkpoint)?;
+    let mut rows_loaded = 0;
+    let mut bytes = 0;
+    let mut duration = Duration::ZERO;
+    let mut deduplicated = false;
+    for load in batch.loads {
+        match context.sink.load(load).await {
+            Ok(receipt) => {
+                rows_loaded += receipt.rows_loaded;
+                bytes += receipt.bytes;
+                duration += receipt.duration;
+                deduplicated |= receipt.already_committed;
+                if receipt.already_committed {
+                    tracing::info!(table = %target, label = %receipt.label, "StarRocks had already committed this batch (label exists): not applied twice");
+                }
+            }
+            Err(failure) => {
+                let message = failure.to_string();
+                context.handle.record_table_error(source, &message);
+                return Err(PipelineError::Load {
+                    table: target.to_owned(),
+                    first: batch.first,
+                    last: batch.last,
+                    source: Box::new(failure),
+                });
+            }
+        }
+    }
+    let ops: OpCounts = batch.ops;
+    context
+        .handle
+        .record_load(source, ops, rows_loaded, bytes, duration, deduplicated);
+    Ok(())
+}

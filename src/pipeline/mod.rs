@@ -1,0 +1,825 @@
+//! The pipeline: from decoded stream messages to committed StarRocks loads, and back to the
+//! confirmed LSN.
+//!
+//! It runs as one task fed by the replication session through a channel. Per table it keeps an
+//! open [`batch::TableBatch`] (changes collapsed per key); a batch is sealed when it reaches
+//! `STARWAL_FLUSH_ROWS` changes or `STARWAL_FLUSH_BYTES` bytes, when its oldest change is
+//! `STARWAL_FLUSH_INTERVAL_MS` old and the table's loader is idle, before a TRUNCATE or a schema
+//! change of its table, and when the buffer is full (a transaction larger than the buffer goes
+//! out in parts). Sealed batches go to the table's [`loader`] (one load in flight per table).
+//! Finished loads come back, and [`progress::CommitLog`] says how far the confirmed LSN may move:
+//! it is stored in the checkpoint table and handed to the session as `flush` (invariant 1).
+//!
+//! Memory: the session counts every message into the engine's buffered bytes before handing it
+//! over and stops reading at `STARWAL_MAX_BUFFER_BYTES`; the pipeline releases a message's bytes
+//! when it is dropped or, for changes, when the load holding them commits (invariant 8).
+//!
+//! Restart (invariant 5): for each table's recorded in-flight load the pipeline either skips what
+//! is known to be committed, or re-forms exactly that batch (same changes, same label) so
+//! StarRocks answers `Label Already Exists` if it had committed it before the crash.
+
+pub mod batch;
+pub mod loader;
+pub mod progress;
+mod schema_cache;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::engine::setup::postgres::SourceTable;
+use crate::engine::state::EngineHandle;
+use crate::postgres::checkpoint::InFlightLoad;
+use crate::postgres::pgoutput::{Message, TupleData, TupleValueRef};
+use crate::postgres::replication::session::ChangeConsumer;
+use crate::postgres::{ChangePosition, Lsn, Oid};
+use crate::schema::TableSchema;
+use crate::sink::starrocks::config::{Compression, DeleteMode};
+use crate::sink::starrocks::encoding::{EncodeError, TableEncoder};
+use crate::sink::starrocks::mapping::target_table_name;
+use crate::sink::starrocks::setup::TargetSetupError;
+use crate::sink::LoadFailure;
+use batch::TableBatch;
+use loader::{Job, JobDone, LoaderContext};
+use progress::CommitLog;
+
+/// Why the pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("loading `{table}` (changes {first} to {last}): {source}")]
+    Load {
+        table: String,
+        first: ChangePosition,
+        last: ChangePosition,
+        #[source]
+        source: Box<LoadFailure>,
+    },
+    #[error("StarRocks table `{table}`: {source}")]
+    Target {
+        table: String,
+        #[source]
+        source: TargetSetupError,
+    },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::postgres::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("source table {table}: {what}: {source}")]
+    Source {
+        table: String,
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(transparent)]
+    Setup(#[from] crate::engine::setup::SetupError),
+    #[error("change at LSN {lsn} for relation {relation} arrived before its Relation message")]
+    UnknownRelation { lsn: Lsn, relation: Oid },
+    #[error("the loader of `{0}` stopped unexpectedly")]
+    LoaderGone(String),
+}
+
+impl PipelineError {
+    pub(crate) fn target(table: &str, source: TargetSetupError) -> PipelineError {
+        PipelineError::Target {
+            table: table.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn checkpoint(source: crate::postgres::checkpoint::CheckpointError) -> Self {
+        PipelineError::Checkpoint(source)
+    }
+
+    /// Whether starting over (reconnect, set up, resume from the checkpoint) may succeed without
+    /// anyone changing anything: connections lost, servers restarting.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Load { .. } | PipelineError::Encode(_) => false,
+            PipelineError::Target { source, .. } => source.is_transient(),
+            PipelineError::Checkpoint(_) | PipelineError::Source { .. } => true,
+            PipelineError::Setup(err) => err.is_transient(),
+            PipelineError::UnknownRelation { .. } | PipelineError::LoaderGone(_) => true,
+        }
+    }
+}
+
+/// One message from the session, with the bytes it holds in the buffer.
+#[derive(Debug)]
+pub struct StreamItem {
+    pub lsn: Lsn,
+    pub message: Message,
+    pub bytes: u64,
+}
+
+/// The session side: forwards every message to the pipeline task and applies backpressure.
+#[derive(Debug)]
+pub struct Forwarder {
+    tx: mpsc::UnboundedSender<StreamItem>,
+    handle: Arc<EngineHandle>,
+    /// Set when a drain or stop begins: read nothing more.
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The pipeline task is gone (it failed; its error is reported by the engine).
+#[derive(Debug, thiserror::Error)]
+#[error("the pipeline stopped")]
+pub struct PipelineGone;
+
+impl Forwarder {
+    pub fn new(
+        tx: mpsc::UnboundedSender<StreamItem>,
+        handle: Arc<EngineHandle>,
+        closed: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Forwarder {
+        Forwarder { tx, handle, closed }
+    }
+}
+
+/// Approximate bytes a message keeps alive: its tuples' wire bytes plus a fixed overhead.
+fn message_bytes(message: &Message) -> u64 {
+    const OVERHEAD: u64 = 64;
+    let tuple = |t: &TupleData| t.wire_bytes().len() as u64;
+    OVERHEAD
+        + match message {
+            Message::Insert(insert) => tuple(&insert.new_tuple),
+            Message::Update(update) => {
+                tuple(&update.new_tuple) + update.old_tuple.as_ref().map_or(0, |o| tuple(o.tuple()))
+            }
+            Message::Delete(delete) => tuple(delete.old_tuple.tuple()),
+            _ => 0,
+        }
+}
+
+impl ChangeConsumer for Forwarder {
+    type Error = PipelineGone;
+
+    fn handle(&mut self, lsn: Lsn, message: &Message) -> Result<Option<Lsn>, PipelineGone> {
+        let bytes = message_bytes(message);
+        self.handle.add_buffered(bytes);
+        self.tx
+            .send(StreamItem {
+                lsn,
+                message: message.clone(),
+                bytes,
+            })
+            .map_err(|_| PipelineGone)?;
+        Ok(None)
+    }
+
+    fn accepts(&self) -> bool {
+        !self.closed.load(std::sync::atomic::Ordering::SeqCst) && self.handle.may_read()
+    }
+
+    fn accepts_changed(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        async move {
+            let notified = self.handle.notified();
+            if self.accepts() {
+                return;
+            }
+            // Also wake up now and then: a drain flag flip does not notify.
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+    }
+
+    fn server_wal_end(&mut self, wal_end: Lsn) {
+        self.handle.set_received(Lsn::ZERO, wal_end);
+    }
+}
+
+/// The settings the pipeline needs.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub slot: String,
+    pub flush_rows: u64,
+    pub flush_bytes: u64,
+    pub flush_interval: Duration,
+    pub max_buffer_bytes: u64,
+    pub compression: Compression,
+    pub delete_mode: DeleteMode,
+    pub tables: Vec<crate::config::TablePattern>,
+}
+
+/// What to do with a table's first changes after a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    /// Everything up to here is already in StarRocks.
+    SkipThrough(ChangePosition),
+    /// Changes before `first` are in StarRocks; `first..=last` is the batch that was in flight:
+    /// send exactly it again, under its label.
+    Reform {
+        first: ChangePosition,
+        last: ChangePosition,
+    },
+}
+
+#[derive(Debug)]
+struct TableState {
+    source: SourceTable,
+    source_name: String,
+    target: String,
+    schema: TableSchema,
+    encoder: TableEncoder,
+    key_columns: Vec<usize>,
+    batch: TableBatch,
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Ranges of queued jobs not yet done, oldest first.
+    queued: VecDeque<(ChangePosition, ChangePosition)>,
+    /// Jobs sent to the loader and not yet reported done (loads, truncates, DDL).
+    jobs_open: usize,
+    /// Numbering of this table's changes in the current transaction.
+    txn_commit: Lsn,
+    txn_seq: u32,
+    resume: Option<Resume>,
+}
+
+impl TableState {
+    fn next_position(&mut self, commit: Lsn) -> ChangePosition {
+        if self.txn_commit != commit {
+            self.txn_commit = commit;
+            self.txn_seq = 0;
+        }
+        self.txn_seq += 1;
+        ChangePosition {
+            commit,
+            seq: self.txn_seq,
+        }
+    }
+
+    fn oldest_pending(&self) -> Option<Lsn> {
+        let queued = self.queued.front().map(|(first, _)| first.commit);
+        let open = self.batch.first().map(|first| first.commit);
+        match (queued, open) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn loader_idle(&self) -> bool {
+        self.jobs_open == 0
+    }
+}
+
+/// What the pipeline starts from.
+#[derive(Debug)]
+pub struct PipelineStart {
+    /// Where the slot stood: streaming resumes after it.
+    pub confirmed: Lsn,
+    /// The loads recorded as in flight when the previous run ended.
+    pub in_flight: Vec<InFlightLoad>,
+    /// The tables found at setup, with their schemas.
+    pub tables: Vec<(SourceTable, TableSchema)>,
+}
+
+/// The running pipeline; see the module docs.
+#[derive(Debug)]
+pub struct Pipeline {
+    settings: PipelineSettings,
+    context: LoaderContext,
+    client: Arc<tokio_postgres::Client>,
+    tables: Vec<TableState>,
+    by_relation: HashMap<Oid, usize>,
+    /// Relations in the publication that starwal does not replicate (not in STARWAL_TABLES).
+    ignored: HashMap<Oid, String>,
+    commits: CommitLog,
+    /// The open transaction: its commit LSN and time.
+    transaction: Option<(Lsn, std::time::SystemTime)>,
+    done_tx: mpsc::UnboundedSender<JobDone>,
+    done_rx: mpsc::UnboundedReceiver<JobDone>,
+    confirmations: watch::Sender<Lsn>,
+    /// Loads committed since the checkpoint was last stored.
+    stored: Lsn,
+    loads_since_store: bool,
+    in_flight_at_start: HashMap<String, InFlightLoad>,
+}
+
+impl Pipeline {
+    /// A pipeline over `start.tables`, loading through `context`; confirmations go to the
+    /// returned receiver (give it to the session).
+    pub fn new(
+        settings: PipelineSettings,
+        context: LoaderContext,
+        client: Arc<tokio_postgres::Client>,
+        start: PipelineStart,
+    ) -> (Pipeline, watch::Receiver<Lsn>) {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (confirmations, confirmations_rx) = watch::channel(start.confirmed);
+        let mut pipeline = Pipeline {
+            settings,
+            context,
+            client,
+            tables: Vec::new(),
+            by_relation: HashMap::new(),
+            ignored: HashMap::new(),
+            commits: CommitLog::new(start.confirmed),
+            transaction: None,
+            done_tx,
+            done_rx,
+            confirmations,
+            stored: start.confirmed,
+            loads_since_store: false,
+            in_flight_at_start: start
+                .in_flight
+                .into_iter()
+                .map(|load| (load.table.clone(), load))
+                .collect(),
+        };
+        for (source, schema) in start.tables {
+            pipeline.add_table(source, schema);
+        }
+        (pipeline, confirmations_rx)
+    }
+
+    fn add_table(&mut self, source: SourceTable, schema: TableSchema) -> usize {
+        let index = self.tables.len();
+        let target = target_table_name(&schema.schema, &schema.name);
+        let source_name = source.display_name();
+        self.context.handle.add_table(&source_name, &target);
+        let jobs = loader::spawn(
+            self.context.clone(),
+            index,
+            source_name.clone(),
+            target.clone(),
+            self.done_tx.clone(),
+        );
+        let resume = self.in_flight_at_start.remove(&target).and_then(|load| {
+            let confirmed = self.commits.confirmed();
+            if load.last.commit < confirmed {
+                None
+            } else if load.first.commit < confirmed {
+                // Confirmation passed the batch's start, which happens only after it committed.
+                Some(Resume::SkipThrough(load.last))
+            } else {
+                tracing::info!(table = %target, label = %load.label, first = %load.first, last = %load.last, "re-forming the batch that was in flight");
+                Some(Resume::Reform {
+                    first: load.first,
+                    last: load.last,
+                })
+            }
+        });
+        self.by_relation.insert(source.oid, index);
+        self.tables.push(TableState {
+            encoder: TableEncoder::new(&schema, self.settings.delete_mode),
+            key_columns: key_columns(&schema),
+            source,
+            source_name,
+            target,
+            schema,
+            batch: TableBatch::default(),
+            jobs,
+            queued: VecDeque::new(),
+            jobs_open: 0,
+            txn_commit: Lsn::ZERO,
+            txn_seq: 0,
+            resume,
+        });
+        index
+    }
+
+    /// Runs until `stop` says `Some(drain)` or the stream channel closes, or an error; returns the
+    /// confirmed LSN. With `drain` every batch is flushed and confirmed first; without, only the
+    /// loads already queued finish (what was not sent is not confirmed, so it streams again).
+    pub async fn run(
+        mut self,
+        mut stream: mpsc::UnboundedReceiver<StreamItem>,
+        mut stop: watch::Receiver<Option<bool>>,
+    ) -> Result<Lsn, PipelineError> {
+        let tick = (self.settings.flush_interval / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let drain = loop {
+            tokio::select! {
+                biased;
+                // The pipeline holds a sender itself: this channel never closes while it runs.
+                Some(done) = self.done_rx.recv() => self.job_done(done).await?,
+                item = stream.recv() => match item {
+                    Some(item) => self.message(item).await?,
+                    None => break stop.borrow().unwrap_or(false),
+                },
+                _ = ticker.tick() => self.on_tick().await?,
+                changed = stop.changed() => match changed {
+                    Err(_) => break false,
+                    Ok(()) => {
+                        if let Some(drain) = *stop.borrow() {
+                            break drain;
+                        }
+                    }
+                },
+            }
+        };
+        // Take what is already queued in the channel too: it was received and counted.
+        while let Ok(item) = stream.try_recv() {
+            self.message(item).await?;
+        }
+        if drain {
+            for index in 0..self.tables.len() {
+                self.flush(index).await?;
+            }
+        }
+        // Wait for the loads in flight (a stop without drain still lets them finish: they may
+        // confirm work).
+        while self.tables.iter().any(|t| !t.loader_idle()) {
+            match self.done_rx.recv().await {
+                Some(done) => self.job_done(done).await?,
+                None => break,
+            }
+        }
+        self.advance(true).await?;
+        Ok(self.commits.confirmed())
+    }
+
+    async fn message(&mut self, item: StreamItem) -> Result<(), PipelineError> {
+        let StreamItem {
+            lsn,
+            message,
+            bytes,
+        } = item;
+        let mut held = false;
+        match message {
+            Message::Begin(begin) => {
+                self.transaction = Some((begin.final_lsn, begin.commit_ts.to_system_time()));
+            }
+            Message::Commit(commit) => {
+                let time = commit.commit_ts.to_system_time();
+                self.commits
+                    .committed(commit.commit_lsn, commit.end_lsn, time);
+                self.context.handle.commit_waiting(time);
+                self.context.handle.set_received(commit.end_lsn, Lsn::ZERO);
+                self.transaction = None;
+                self.commit_passed(commit.commit_lsn).await?;
+                self.advance(false).await?;
+            }
+            Message::Relation(relation) => self.relation(&relation).await?,
+            Message::Insert(insert) => {
+                if let Some((index, position)) = self.position(lsn, insert.relation_id)? {
+                    if self.admit(index, position).await? {
+                        let table = &mut self.tables[index];
+                        table
+                            .batch
+                            .insert(position, bytes, &table.key_columns, insert.new_tuple);
+                        held = true;
+                        self.after_change(index).await?;
+                    }
+                }
+            }
+            Message::Update(update) => {
+                if let Some((index, position)) = self.position(lsn, update.relation_id)? {
+                    if self.admit(index, position).await? {
+                        let table = &mut self.tables[index];
+                        table.batch.update(
+                            position,
+                            bytes,
+                            &table.key_columns,
+                            update.old_tuple.as_ref(),
+                            update.new_tuple,
+                        );
+                        held = true;
+                        self.after_change(index).await?;
+                    }
+                }
+            }
+            Message::Delete(delete) => {
+                if let Some((index, position)) = self.position(lsn, delete.relation_id)? {
+                    if self.admit(index, position).await? {
+                        let table = &mut self.tables[index];
+                        table
+                            .batch
+                            .delete(position, bytes, &table.key_columns, &delete.old_tuple);
+                        held = true;
+                        self.after_change(index).await?;
+                    }
+                }
+            }
+            Message::Truncate(truncate) => {
+                for relation in truncate.relation_ids {
+                    if let Some((index, position)) = self.position(lsn, relation)? {
+                        if self.admit(index, position).await? {
+                            // What came before the truncate is loaded first, then the target
+                            // is emptied, in the table's loader order.
+                            self.flush(index).await?;
+                            self.send(index, Job::Truncate(position), Some((position, position)))?;
+                        }
+                    }
+                }
+            }
+            // Origins, types, logical messages (heartbeats) carry nothing to load; streamed
+            // and two-phase messages are not requested.
+            _ => {}
+        }
+        if !held {
+            self.context.handle.release_buffered(bytes);
+        }
+        Ok(())
+    }
+
+    /// The position of a change to `relation`, or `None` when the relation is not replicated.
+    fn position(
+        &mut self,
+        lsn: Lsn,
+        relation: Oid,
+    ) -> Result<Option<(usize, ChangePosition)>, PipelineError> {
+        let Some(&index) = self.by_relation.get(&relation) else {
+            if self.ignored.contains_key(&relation) {
+                return Ok(None);
+            }
+            return Err(PipelineError::UnknownRelation { lsn, relation });
+        };
+        // Outside a transaction cannot happen with pgoutput v1; number it under the LSN.
+        let commit = self.transaction.map_or(lsn, |(commit, _)| commit);
+        Ok(Some((index, self.tables[index].next_position(commit))))
+    }
+
+    /// Applies the restart rule to a change; `false` when it is already in StarRocks.
+    async fn admit(
+        &mut self,
+        index: usize,
+        position: ChangePosition,
+    ) -> Result<bool, PipelineError> {
+        match self.tables[index].resume {
+            None => Ok(true),
+            Some(Resume::SkipThrough(through)) => {
+                if position <= through {
+                    return Ok(false);
+                }
+                self.tables[index].resume = None;
+                Ok(true)
+            }
+            Some(Resume::Reform { first, last }) => {
+                if position < first {
+                    return Ok(false);
+                }
+                if position > last {
+                    self.tables[index].resume = None;
+                    self.flush(index).await?;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// A commit passed: a re-formed batch that ends in it is complete.
+    async fn commit_passed(&mut self, commit: Lsn) -> Result<(), PipelineError> {
+        for index in 0..self.tables.len() {
+            match self.tables[index].resume {
+                Some(Resume::Reform { last, .. }) if last.commit <= commit => {
+                    self.tables[index].resume = None;
+                    self.flush(index).await?;
+                }
+                Some(Resume::SkipThrough(through)) if through.commit <= commit => {
+                    self.tables[index].resume = None;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn after_change(&mut self, index: usize) -> Result<(), PipelineError> {
+        let table = &self.tables[index];
+        if matches!(table.resume, Some(Resume::Reform { .. })) {
+            // The batch must end exactly where the recorded one did.
+            return Ok(());
+        }
+        let full = table.batch.changes() >= self.settings.flush_rows
+            || table.batch.bytes() >= self.settings.flush_bytes;
+        let pressed = self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes
+            && table.loader_idle();
+        if full || pressed {
+            self.flush(index).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self) -> Result<(), PipelineError> {
+        let pressed = self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes;
+        for index in 0..self.tables.len() {
+            let table = &self.tables[index];
+            if table.batch.is_empty()
+                || !table.loader_idle()
+                || matches!(table.resume, Some(Resume::Reform { .. }))
+            {
+                continue;
+            }
+            let due = table
+                .batch
+                .opened_at()
+                .is_some_and(|opened| opened.elapsed() >= self.settings.flush_interval);
+            if due || pressed {
+                self.flush(index).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the table's batch and queues it.
+    async fn flush(&mut self, index: usize) -> Result<(), PipelineError> {
+        if self.tables[index].batch.is_empty() {
+            return Ok(());
+        }
+        self.fetch_moved_rows(index).await?;
+        let table = &mut self.tables[index];
+        let sealed = table.batch.seal(
+            &table.encoder,
+            &self.settings.slot,
+            &table.target,
+            self.settings.compression,
+        )?;
+        if let Some(sealed) = sealed {
+            let range = (sealed.first, sealed.last);
+            self.send(index, Job::Load(sealed), Some(range))?;
+        }
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        index: usize,
+        job: Job,
+        range: Option<(ChangePosition, ChangePosition)>,
+    ) -> Result<(), PipelineError> {
+        let table = &mut self.tables[index];
+        table
+            .jobs
+            .send(job)
+            .map_err(|_| PipelineError::LoaderGone(table.target.clone()))?;
+        table.jobs_open += 1;
+        if let Some(range) = range {
+            table.queued.push_back(range);
+        }
+        Ok(())
+    }
+
+    async fn job_done(&mut self, done: JobDone) -> Result<(), PipelineError> {
+        self.context.handle.release_buffered(done.released_bytes);
+        let Some(table) = self.tables.get_mut(done.table) else {
+            return Ok(());
+        };
+        table.jobs_open = table.jobs_open.saturating_sub(1);
+        done.result?;
+        if let Some(through) = done.through {
+            if table.queued.front().is_some_and(|(_, last)| *last == through) {
+                table.queued.pop_front();
+            }
+            self.loads_since_store = true;
+        }
+        self.advance(false).await?;
+        // The loader is free: a batch that waited for it may go now.
+        let table = &self.tables[done.table];
+        if table.loader_idle()
+            && !table.batch.is_empty()
+            && !matches!(table.resume, Some(Resume::Reform { .. }))
+            && (table
+                .batch
+                .opened_at()
+                .is_some_and(|opened| opened.elapsed() >= self.settings.flush_interval)
+                || self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes)
+        {
+            self.flush(done.table).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the confirmed LSN as far as the loads allow; stores it after loads committed (or
+    /// always when `final_store`), then hands it to the session.
+    async fn advance(&mut self, final_store: bool) -> Result<(), PipelineError> {
+        let oldest = self
+            .tables
+            .iter()
+            .filter_map(TableState::oldest_pending)
+            .min();
+        self.commits.advance(oldest);
+        let confirmed = self.commits.confirmed();
+        self.context
+            .handle
+            .set_confirmed(confirmed, self.commits.oldest_waiting());
+        if confirmed > self.stored && (self.loads_since_store || final_store) {
+            // Stored only when loads moved it: storing writes a transaction to the source,
+            // which (on PG 14) comes back through the stream as an empty one.
+            self.context
+                .store
+                .confirm(&self.client, confirmed)
+                .await
+                .map_err(PipelineError::checkpoint)?;
+            self.stored = confirmed;
+            self.loads_since_store = false;
+        }
+        self.confirmations.send_if_modified(|current| {
+            if confirmed > *current {
+                *current = confirmed;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(())
+    }
+
+    /// Completes moved rows that lack unchanged-TOAST values from the source's current row.
+    async fn fetch_moved_rows(&mut self, index: usize) -> Result<(), PipelineError> {
+        let requests = self.tables[index].batch.needing_fetch();
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let table = &self.tables[index];
+        let columns = table
+            .schema
+            .columns
+            .iter()
+            .map(|c| format!("{}::text", quote_ident(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let condition = table
+            .key_columns
+            .iter()
+            .enumerate()
+            .map(|(n, &column)| {
+                let column = &table.schema.columns[column];
+                format!(
+                    "{} = ${}::text::{}",
+                    quote_ident(&column.name),
+                    n + 1,
+                    column.type_name
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let sql = format!(
+            "SELECT {columns} FROM {} WHERE {condition}",
+            table.source.quoted()
+        );
+        let statement = self
+            .client
+            .prepare(&sql)
+            .await
+            .map_err(|source| PipelineError::Source {
+                table: table.source_name.clone(),
+                what: "preparing the row fetch for a moved row",
+                source,
+            })?;
+        let mut completions = Vec::with_capacity(requests.len());
+        for request in requests {
+            let keys: Vec<Option<String>> = request
+                .row
+                .raw_values()
+                .enumerate()
+                .filter(|(column, _)| table.key_columns.contains(column))
+                .map(|(_, value)| match value {
+                    TupleValueRef::Text(text) => Some(String::from_utf8_lossy(text).into_owned()),
+                    _ => None,
+                })
+                .collect();
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = keys
+                .iter()
+                .map(|k| k as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            let row = self
+                .client
+                .query_opt(&statement, &params)
+                .await
+                .map_err(|source| PipelineError::Source {
+                    table: table.source_name.clone(),
+                    what: "fetching a moved row's unchanged TOAST values",
+                    source,
+                })?;
+            match row {
+                Some(row) => {
+                    let values: Vec<Option<String>> =
+                        (0..row.len()).map(|i| row.get(i)).collect();
+                    let tuple = TupleData::from_values(values.iter().map(|v| match v {
+                        Some(text) => TupleValueRef::Text(text.as_bytes()),
+                        None => TupleValueRef::Null,
+                    }));
+                    completions.push((request.entry, tuple));
+                }
+                None => {
+                    // Gone from the source: a later change in the stream deletes or moves it
+                    // again; until then the row keeps the columns it has.
+                    tracing::warn!(table = %table.source_name, "a row whose key changed is gone from the source; its unchanged TOAST columns stay unset until a later change");
+                }
+            }
+        }
+        let batch = &mut self.tables[index].batch;
+        for (entry, tuple) in completions {
+            batch.complete(entry, &tuple);
+        }
+        Ok(())
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    crate::postgres::replication::commands::quote_ident(name)
+}
+
+/// Indices of the key columns, in column order.
+fn key_columns(schema: &TableSchema) -> Vec<usize> {
+    schema
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_key())
+        .map(|(i, _)| i)
+        .collect()
+}
+

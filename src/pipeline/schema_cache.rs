@@ -1,0 +1,178 @@
+//! Relation messages: the schema cache keyed by relation id, and schema evolution.
+//!
+//! pgoutput sends a Relation message before a table's first change in a session and again after
+//! its schema changed. The stream is authoritative for the column list from that point on, so a
+//! change is handled in stream order: the table's open batch is sealed with the old encoder, new
+//! columns are added to the target (a loader job, so it runs after the loads before it and
+//! before the loads after it), dropped columns are simply no longer sent, and a type change is
+//! accepted when the existing target column still holds the new type's values (the same check
+//! setup makes) — otherwise it is a permanent error naming the table and column. A relation we
+//! have not seen is a table that joined the publication: when it matches `STARWAL_TABLES` its
+//! target table is created and it streams like the others.
+
+use crate::engine::setup::postgres::{resolve_tables, table_schema};
+use crate::postgres::pgoutput::Relation;
+use crate::schema::{ColumnSchema, TableSchema};
+use crate::sink::starrocks::encoding::TableEncoder;
+use crate::sink::starrocks::setup::TargetSetupError;
+
+use super::loader::Job;
+use super::{key_columns, Pipeline, PipelineError};
+
+/// Whether `schema` already describes what `relation` sends.
+fn matches(schema: &TableSchema, relation: &Relation) -> bool {
+    schema.columns.len() == relation.columns.len()
+        && schema
+            .columns
+            .iter()
+            .zip(&relation.columns)
+            .all(|(column, sent)| {
+                column.name == sent.name.as_str()
+                    && column.type_oid == sent.type_oid
+                    && column.type_modifier == sent.type_modifier
+            })
+}
+
+impl Pipeline {
+    pub(super) async fn relation(&mut self, relation: &Relation) -> Result<(), PipelineError> {
+        match self.by_relation.get(&relation.relation_id) {
+            Some(&index) if matches(&self.tables[index].schema, relation) => Ok(()),
+            Some(&index) => self.schema_changed(index, relation).await,
+            None if self.ignored.contains_key(&relation.relation_id) => Ok(()),
+            None => self.new_relation(relation).await,
+        }
+    }
+
+    /// The stream's column list, with names, types and keys from the catalog where they agree
+    /// with it (the catalog may already be ahead of the stream).
+    async fn stream_schema(
+        &self,
+        index: usize,
+        relation: &Relation,
+    ) -> Result<TableSchema, PipelineError> {
+        let table = &self.tables[index];
+        let catalog = table_schema(&self.client, &table.source).await?;
+        let mut columns = Vec::with_capacity(relation.columns.len());
+        for sent in &relation.columns {
+            let name = sent.name.as_str();
+            let known = catalog
+                .columns
+                .iter()
+                .chain(&table.schema.columns)
+                .find(|c| {
+                    c.name == name
+                        && c.type_oid == sent.type_oid
+                        && c.type_modifier == sent.type_modifier
+                })
+                .cloned();
+            let column = match known {
+                Some(column) => column,
+                None => {
+                    let row = self
+                        .client
+                        .query_one(
+                            "SELECT format_type($1, $2)",
+                            &[&sent.type_oid.0, &sent.type_modifier],
+                        )
+                        .await
+                        .map_err(|source| PipelineError::Source {
+                            table: table.source_name.clone(),
+                            what: "naming a column type",
+                            source,
+                        })?;
+                    ColumnSchema {
+                        name: name.to_owned(),
+                        type_oid: sent.type_oid,
+                        type_modifier: sent.type_modifier,
+                        type_name: row.get(0),
+                        nullable: true,
+                        key_position: table
+                            .schema
+                            .columns
+                            .iter()
+                            .find(|c| c.name == name)
+                            .and_then(|c| c.key_position),
+                    }
+                }
+            };
+            columns.push(column);
+        }
+        Ok(TableSchema {
+            schema: table.schema.schema.clone(),
+            name: table.schema.name.clone(),
+            columns,
+        })
+    }
+
+    async fn schema_changed(
+        &mut self,
+        index: usize,
+        relation: &Relation,
+    ) -> Result<(), PipelineError> {
+        // Everything received so far was encoded for the old columns.
+        self.flush(index).await?;
+        let schema = self.stream_schema(index, relation).await?;
+        let target = self.tables[index].target.clone();
+        let plan = {
+            let mut ddl = self.context.ddl.lock().await;
+            ddl.plan(std::slice::from_ref(&schema))
+                .await
+                .map_err(|err| PipelineError::target(&target, err))?
+        };
+        let missing = plan
+            .tables
+            .into_iter()
+            .next()
+            .map(|table| table.missing_columns)
+            .unwrap_or_default();
+        let old = &self.tables[index].schema;
+        let dropped: Vec<&str> = old
+            .columns
+            .iter()
+            .filter(|c| !schema.columns.iter().any(|n| n.name == c.name))
+            .map(|c| c.name.as_str())
+            .collect();
+        tracing::info!(
+            table = %self.tables[index].source_name,
+            added = ?missing.iter().map(|c| &c.name).collect::<Vec<_>>(),
+            dropped = ?dropped,
+            "source schema changed"
+        );
+        if !missing.is_empty() {
+            self.send(index, Job::AddColumns(missing), None)?;
+        }
+        let delete_mode = self.settings.delete_mode;
+        let table = &mut self.tables[index];
+        table.encoder = TableEncoder::new(&schema, delete_mode);
+        table.key_columns = key_columns(&schema);
+        table.schema = schema;
+        Ok(())
+    }
+
+    async fn new_relation(&mut self, relation: &Relation) -> Result<(), PipelineError> {
+        let tables = resolve_tables(&self.client, &self.settings.tables).await?;
+        let Some(source) = tables
+            .into_iter()
+            .find(|table| table.oid == relation.relation_id)
+        else {
+            let name = format!("{}.{}", relation.namespace.as_str(), relation.name.as_str());
+            tracing::warn!(table = %name, "the publication streams a table that STARWAL_TABLES does not name; its changes are ignored");
+            self.ignored.insert(relation.relation_id, name);
+            return Ok(());
+        };
+        let schema = table_schema(&self.client, &source).await?;
+        let name = source.display_name();
+        {
+            let mut ddl = self.context.ddl.lock().await;
+            ddl.prepare(std::slice::from_ref(&schema))
+                .await
+                .map_err(|err: TargetSetupError| PipelineError::target(&name, err))?;
+        }
+        tracing::info!(table = %name, "a new table joined the publication: streaming it");
+        let index = self.add_table(source, schema);
+        if !matches(&self.tables[index].schema, relation) {
+            self.schema_changed(index, relation).await?;
+        }
+        Ok(())
+    }
+}
