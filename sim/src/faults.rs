@@ -48,6 +48,12 @@ pub enum FaultKind {
     CommitUnknown,
     /// The txn commits, then the connection is closed without an answer.
     CommitThenDropConnection,
+    /// The txn commits (rows visible), then the answer is held back for `stall_ms` — a window in
+    /// which a client can crash after StarRocks committed but before it learned so.
+    CommitThenStall {
+        /// How long the answer is held back.
+        stall_ms: u64,
+    },
     /// Part of the body is read, then the connection is reset; the txn is aborted.
     ResetMidBody,
     /// `Stream Load exceed http cuncurrent limit 47, please try again later` (sic), before begin.
@@ -93,7 +99,8 @@ impl FaultKind {
             | FaultKind::Fail { .. } => FaultPoint::Write,
             FaultKind::PublishTimeout { .. }
             | FaultKind::CommitUnknown
-            | FaultKind::CommitThenDropConnection => FaultPoint::Commit,
+            | FaultKind::CommitThenDropConnection
+            | FaultKind::CommitThenStall { .. } => FaultPoint::Commit,
         }
     }
 
@@ -115,7 +122,9 @@ impl FaultKind {
                 "Publish timeout. The data will be visible after a while, txn_id: {txn_id}"
             ),
             FaultKind::CommitUnknown => "Commit transaction fail cause TTransportException: java.net.SocketTimeoutException: Read timed out, Transaction status unknown, you can retry with same label.".to_string(),
-            FaultKind::CommitThenDropConnection | FaultKind::ResetMidBody => String::new(),
+            FaultKind::CommitThenDropConnection
+            | FaultKind::CommitThenStall { .. }
+            | FaultKind::ResetMidBody => String::new(),
             FaultKind::HttpConcurrencyLimit => {
                 "Stream Load exceed http cuncurrent limit 47, please try again later".to_string()
             }

@@ -388,6 +388,9 @@ async fn stream_load(ctx: &Ctx, req: Request<Incoming>, db: &str, table: &str) -
     };
     match commit_fault {
         Some(FaultKind::CommitThenDropConnection) => return Err(DropConnection),
+        Some(FaultKind::CommitThenStall { stall_ms }) => {
+            tokio::time::sleep(Duration::from_millis(stall_ms)).await;
+        }
         Some(FaultKind::CommitUnknown) => {
             result.status = LoadStatus::Fail;
             result.message = FaultKind::CommitUnknown.message(db, tablet_id, &be_host, txn_id);

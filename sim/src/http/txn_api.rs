@@ -232,6 +232,9 @@ async fn commit_prepared_on_fe(
     if matches!(fault, Some(FaultKind::CommitThenDropConnection)) && committed.is_ok() {
         return Err(DropConnection);
     }
+    if let (Some(FaultKind::CommitThenStall { stall_ms }), true) = (&fault, committed.is_ok()) {
+        tokio::time::sleep(Duration::from_millis(*stall_ms)).await;
+    }
     match committed {
         Ok(CommitOutcome::Committed) if delay.is_none() => {
             // Queued behind an unpublished version: the FE waits (bounded) like commitPreparedTransaction.
@@ -708,6 +711,9 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
     };
     match commit_fault {
         Some(FaultKind::CommitThenDropConnection) => return Err(DropConnection),
+        Some(FaultKind::CommitThenStall { stall_ms }) => {
+            tokio::time::sleep(Duration::from_millis(stall_ms)).await;
+        }
         Some(FaultKind::CommitUnknown) => {
             let message = FaultKind::CommitUnknown.message(&db, tablet_id, &be_host, txn_id);
             return Ok(be_json(txn_reply(
