@@ -231,10 +231,14 @@ impl TableBatch {
         });
         let moved = old_key.as_ref().is_some_and(|old_key| *old_key != new_key);
         let mut row = new;
+        // The row's previous state in this batch: its image under the (old) key.
+        let earlier_key = old_key.as_deref().filter(|_| moved).unwrap_or(&new_key);
+        let earlier_needs_fetch = self
+            .by_key
+            .get(earlier_key)
+            .is_some_and(|&index| self.entries[index].needs_fetch);
         if has_unchanged_toast(&row) {
-            // The row's previous state: the batch's own image of the (old) key, else a FULL old
-            // tuple.
-            let earlier_key = old_key.as_deref().filter(|_| moved).unwrap_or(&new_key);
+            // Fill from the batch's own image, else from a FULL old tuple.
             if let Some(earlier) = self.earlier_image(earlier_key) {
                 row = fill_unchanged(&row, earlier);
             }
@@ -258,7 +262,9 @@ impl TableBatch {
                 },
             );
         }
-        let needs_fetch = moved && has_unchanged_toast(&row);
+        // A partial update is only right when the target has a row under this key: not for a
+        // moved row, nor for a later update of one still waiting for its values.
+        let needs_fetch = (moved || earlier_needs_fetch) && has_unchanged_toast(&row);
         self.put(
             &new_key,
             Entry {

@@ -5,6 +5,7 @@
 
 mod engine_crash;
 mod engine_run;
+mod engine_toast;
 mod harness;
 mod postgres_check;
 mod postgres_checkpoint;
