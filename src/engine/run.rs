@@ -225,7 +225,13 @@ async fn attempt(config: &Config, handle: &Arc<EngineHandle>) -> Result<AttemptE
     let heartbeat = pg
         .heartbeat_interval
         .map(|interval| spawn_heartbeat(pg.conn.clone(), interval));
-    let retained = spawn_retained_wal_monitor(client.clone(), pg.slot.clone(), handle.clone(), pg.status_interval);
+    let retained = spawn_retained_wal_monitor(
+        client.clone(),
+        pg.slot.clone(),
+        handle.clone(),
+        pg.status_interval,
+    );
+    let watcher = spawn_publication_watcher(client.clone(), pg.clone());
 
     let (items_tx, items_rx) = mpsc::unbounded_channel();
     let closed = Arc::new(AtomicBool::new(false));
@@ -277,6 +283,9 @@ async fn attempt(config: &Config, handle: &Arc<EngineHandle>) -> Result<AttemptE
     let pipeline = pipeline_task.await;
     stopper.abort();
     retained.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     if let Some(heartbeat) = heartbeat {
         heartbeat.abort();
     }
@@ -334,6 +343,51 @@ fn spawn_retained_wal_monitor(
             }
         }
     })
+}
+
+/// How often `schema.*` patterns are looked at again for new tables.
+pub const TABLE_RESCAN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// With a `schema.*` pattern, new tables created in that schema join the publication (within
+/// [`TABLE_RESCAN_INTERVAL`]); their first change then brings a Relation message and the
+/// pipeline creates the target table. A table that does not qualify (no key, say) is logged
+/// and left out — the tables already streaming keep streaming. Rows written to a new table
+/// before it joined are not streamed (an initial snapshot's job).
+fn spawn_publication_watcher(
+    client: Arc<tokio_postgres::Client>,
+    config: crate::config::PostgresConfig,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use crate::config::TablePattern;
+    use crate::engine::setup::postgres::{ensure_publication, resolve_tables};
+    if !config
+        .tables
+        .iter()
+        .any(|pattern| matches!(pattern, TablePattern::AllInSchema { .. }))
+    {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(TABLE_RESCAN_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let tables = match resolve_tables(&client, &config.tables).await {
+                Ok(tables) => tables,
+                Err(err) => {
+                    tracing::warn!("looking for new tables: {err}");
+                    continue;
+                }
+            };
+            match ensure_publication(&client, &config.publication, &tables).await {
+                Ok((_, added)) if !added.is_empty() => {
+                    tracing::info!(?added, "new tables joined the publication");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!("adding new tables to the publication: {err}"),
+            }
+        }
+    }))
 }
 
 /// Turns SIGTERM/SIGINT into a drain request; a second signal stops without draining.

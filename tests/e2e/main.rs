@@ -6,6 +6,7 @@
 mod engine_crash;
 mod engine_outage;
 mod engine_run;
+mod engine_schema;
 mod engine_toast;
 mod harness;
 mod postgres_check;
