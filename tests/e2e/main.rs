@@ -4,6 +4,7 @@
 //! Postgres-facing modules are named `postgres_*` (CI runs them against PG 14–18).
 
 mod engine_crash;
+mod engine_idle;
 mod engine_outage;
 mod engine_run;
 mod engine_schema;
