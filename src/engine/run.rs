@@ -419,6 +419,15 @@ pub fn spawn_signal_handler(handle: Arc<EngineHandle>) -> tokio::task::JoinHandl
 /// shutdown timeout applied from the first stop request.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let handle = Arc::new(EngineHandle::new(&config));
+    // Bound first: a busy port is a startup error naming its variable, and health and status
+    // answer from the first second on (also while setup is retried).
+    let control = crate::control::ControlServer::bind(&config.control, handle.clone()).await?;
+    let addrs = control.local_addrs();
+    tracing::info!(control = %addrs.grpc, metrics = ?addrs.metrics, "control plane listening");
+    let (control_stop, control_stopped) = tokio::sync::oneshot::channel::<()>();
+    let control_task = tokio::spawn(control.serve(async move {
+        let _ = control_stopped.await;
+    }));
     let signals = spawn_signal_handler(handle.clone());
     let timeout = config.engine.shutdown_timeout;
     let mut stops = handle.stop_requests();
@@ -441,5 +450,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     signals.abort();
+    let _ = control_stop.send(());
+    match control_task.await {
+        Ok(Err(err)) => tracing::warn!("control plane: {err}"),
+        Err(err) => tracing::warn!("control plane task: {err}"),
+        Ok(Ok(())) => {}
+    }
     result.context("starwal run")
 }
