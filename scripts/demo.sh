@@ -77,7 +77,7 @@ cleanup() {
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
   fi
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ "$rc" != 0 ]; then
+    if [ "$rc" != 0 ] && [ "$rc" != 130 ] && [ "$rc" != 143 ]; then # failed, not interrupted
       for log in starwal.log sim.log postgres.log; do
         if [ -s "$WORK/$log" ]; then
           printf '\n--- last lines of %s ---\n' "$log" >&2

@@ -90,7 +90,12 @@ pub struct ControlLeverArgs {
     pub client: ControlClientArgs,
     /// The agent's STARWAL_CONTROL_TOKEN, sent as a bearer token. Prefer the environment variable:
     /// a command-line value is visible to other users in the process list.
-    #[arg(long, env = "STARWAL_CONTROL_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "STARWAL_CONTROL_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
 }
 
@@ -298,7 +303,11 @@ fn run_lever(args: ControlLeverArgs, lever: Lever) -> i32 {
         .token
         .filter(|token| !token.is_empty())
         .map(config::Secret::new);
-    match runtime.block_on(control_client::pull(&args.client.addr, token.as_ref(), lever)) {
+    match runtime.block_on(control_client::pull(
+        &args.client.addr,
+        token.as_ref(),
+        lever,
+    )) {
         Ok(state) if args.client.json => {
             println!("{}", control_client::lever_json(lever, &state));
             0

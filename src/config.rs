@@ -311,8 +311,16 @@ impl PostgresConfig {
 
 impl EngineConfig {
     fn from_raw(raw: &mut RawConfig) -> Result<EngineConfig, ConfigError> {
-        let flush_rows = positive("STARWAL_FLUSH_ROWS", raw.flush_rows.take(), DEFAULT_FLUSH_ROWS)?;
-        let flush_bytes = positive("STARWAL_FLUSH_BYTES", raw.flush_bytes.take(), DEFAULT_FLUSH_BYTES)?;
+        let flush_rows = positive(
+            "STARWAL_FLUSH_ROWS",
+            raw.flush_rows.take(),
+            DEFAULT_FLUSH_ROWS,
+        )?;
+        let flush_bytes = positive(
+            "STARWAL_FLUSH_BYTES",
+            raw.flush_bytes.take(),
+            DEFAULT_FLUSH_BYTES,
+        )?;
         let flush_interval_ms = positive(
             "STARWAL_FLUSH_INTERVAL_MS",
             raw.flush_interval_ms.take(),

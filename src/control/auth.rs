@@ -105,8 +105,14 @@ mod tests {
         let token = Secret::new("s3cret-token");
         let token = Some(&token);
         let remote = peer("10.1.2.3:40000");
-        assert_eq!(authorize(token, Some(b"Bearer s3cret-token"), remote), Ok(()));
-        assert_eq!(authorize(token, Some(b"bearer  s3cret-token "), remote), Ok(()));
+        assert_eq!(
+            authorize(token, Some(b"Bearer s3cret-token"), remote),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(token, Some(b"bearer  s3cret-token "), remote),
+            Ok(())
+        );
         assert_eq!(
             authorize(token, None, peer("127.0.0.1:1")),
             Err(Denial::MissingToken),
@@ -136,7 +142,10 @@ mod tests {
         assert_eq!(authorize(None, None, peer("127.0.0.1:5000")), Ok(()));
         assert_eq!(authorize(None, None, peer("127.8.9.10:5000")), Ok(()));
         assert_eq!(authorize(None, None, peer("[::1]:5000")), Ok(()));
-        assert_eq!(authorize(None, None, peer("[::ffff:127.0.0.1]:5000")), Ok(()));
+        assert_eq!(
+            authorize(None, None, peer("[::ffff:127.0.0.1]:5000")),
+            Ok(())
+        );
         // A header does not help when there is nothing to compare it with.
         assert_eq!(
             authorize(None, Some(b"Bearer x"), peer("192.168.1.2:5000")),
@@ -165,7 +174,10 @@ mod tests {
             authorize(None, None, peer("10.0.0.1:1")).unwrap_err(),
         ] {
             let status = denial.clone().into_status();
-            assert!(status.message().contains("STARWAL_CONTROL_TOKEN"), "{status:?}");
+            assert!(
+                status.message().contains("STARWAL_CONTROL_TOKEN"),
+                "{status:?}"
+            );
             assert!(!status.message().contains("hunter2"), "{status:?}");
             let code = match denial {
                 Denial::NotLoopback { .. } => tonic::Code::PermissionDenied,

@@ -101,7 +101,9 @@ fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
         ));
     }
     if !url.starts_with("http://") {
-        return Err(invalid("expected http://host:port, e.g. http://127.0.0.1:50051"));
+        return Err(invalid(
+            "expected http://host:port, e.g. http://127.0.0.1:50051",
+        ));
     }
     let endpoint = Endpoint::from_shared(url)
         .map_err(|_| invalid("expected http://host:port, e.g. http://127.0.0.1:50051"))?;
@@ -197,10 +199,7 @@ pub async fn pull(
 /// `CDC`, `SETUP`, ... as the engine and metrics spell phases.
 fn phase_name(phase: i32) -> String {
     match pb::Phase::try_from(phase) {
-        Ok(phase) => phase
-            .as_str_name()
-            .trim_start_matches("PHASE_")
-            .to_owned(),
+        Ok(phase) => phase.as_str_name().trim_start_matches("PHASE_").to_owned(),
         Err(_) => format!("UNKNOWN({phase})"),
     }
 }
@@ -295,11 +294,26 @@ pub fn status_text(status: &pb::GetStatusResponse) -> String {
     let rows = [
         ("phase", phase_name(status.phase)),
         ("health", format!("{health} ({})", status.health_detail)),
-        ("paused", if status.paused { "yes" } else { "no" }.to_owned()),
-        ("received LSN", lsn_text(status.received_lsn.as_ref()).to_owned()),
-        ("flushed LSN", lsn_text(status.flushed_lsn.as_ref()).to_owned()),
-        ("confirmed LSN", lsn_text(status.confirmed_lsn.as_ref()).to_owned()),
-        ("server WAL end", lsn_text(status.server_wal_end.as_ref()).to_owned()),
+        (
+            "paused",
+            if status.paused { "yes" } else { "no" }.to_owned(),
+        ),
+        (
+            "received LSN",
+            lsn_text(status.received_lsn.as_ref()).to_owned(),
+        ),
+        (
+            "flushed LSN",
+            lsn_text(status.flushed_lsn.as_ref()).to_owned(),
+        ),
+        (
+            "confirmed LSN",
+            lsn_text(status.confirmed_lsn.as_ref()).to_owned(),
+        ),
+        (
+            "server WAL end",
+            lsn_text(status.server_wal_end.as_ref()).to_owned(),
+        ),
         (
             "lag",
             format!(
@@ -329,8 +343,17 @@ pub fn status_text(status: &pb::GetStatusResponse) -> String {
         return out;
     }
     let header = [
-        "TABLE", "TARGET", "INSERTED", "UPDATED", "DELETED", "LOADED", "BYTES", "LOADS", "DEDUP",
-        "TRUNCATES", "AVG LOAD",
+        "TABLE",
+        "TARGET",
+        "INSERTED",
+        "UPDATED",
+        "DELETED",
+        "LOADED",
+        "BYTES",
+        "LOADS",
+        "DEDUP",
+        "TRUNCATES",
+        "AVG LOAD",
     ];
     let mut cells: Vec<[String; 11]> = vec![header.map(str::to_owned)];
     for table in &status.tables {
@@ -532,7 +555,10 @@ mod tests {
         assert_eq!(value["phase"], "CDC");
         assert_eq!(value["received_lsn"]["value"], 0x16B3748);
         assert_eq!(value["tables"][0]["rows_inserted"], 42);
-        assert_eq!(value["tables"][0]["load_duration"]["buckets"][0]["le"], "+Inf");
+        assert_eq!(
+            value["tables"][0]["load_duration"]["buckets"][0]["le"],
+            "+Inf"
+        );
         assert_eq!(value["config"]["slot"], "starwal");
         assert_eq!(value["slot_retained_wal_bytes"], Value::Null);
     }

@@ -146,10 +146,7 @@ fn head_complete(head: &[u8]) -> bool {
 
 /// Routes on the request line alone: `METHOD target HTTP/1.x`.
 fn route(head: &[u8]) -> Route {
-    let line_end = head
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(head.len());
+    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
     let Ok(line) = std::str::from_utf8(&head[..line_end]) else {
         return Route::BadRequest;
     };

@@ -22,8 +22,8 @@
 //! Nothing here logs or answers a secret: denials name `STARWAL_CONTROL_TOKEN`, never its value,
 //! and the status's configuration summary is redacted by the engine (invariant 10).
 
-pub mod client;
 mod auth;
+pub mod client;
 mod health;
 mod http;
 pub mod process;
@@ -101,9 +101,7 @@ pub struct ControlServer {
     handle: Arc<EngineHandle>,
     token: Option<Secret>,
     reporter: HealthReporter,
-    health: tonic_health::pb::health_server::HealthServer<
-        tonic_health::server::HealthService,
-    >,
+    health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
 }
 
 impl ControlServer {
@@ -113,12 +111,13 @@ impl ControlServer {
         config: &ControlConfig,
         handle: Arc<EngineHandle>,
     ) -> Result<ControlServer, ControlError> {
-        let grpc = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| ControlError::BindControl {
-                addr: config.addr,
-                source,
-            })?;
+        let grpc =
+            TcpListener::bind(config.addr)
+                .await
+                .map_err(|source| ControlError::BindControl {
+                    addr: config.addr,
+                    source,
+                })?;
         let grpc_addr = grpc
             .local_addr()
             .map_err(|source| ControlError::BindControl {
@@ -178,29 +177,32 @@ impl ControlServer {
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
-        let reflection_v1 = reflection()
-            .build_v1()
-            .map_err(ControlError::Reflection)?;
+        let reflection_v1 = reflection().build_v1().map_err(ControlError::Reflection)?;
         let reflection_v1alpha = reflection()
             .build_v1alpha()
             .map_err(ControlError::Reflection)?;
 
         let (stopping_tx, stopping) = watch::channel(false);
         let health_follower = tokio::spawn(health::follow(handle.health(), reporter));
-        let metrics_server = metrics
-            .map(|listener| tokio::spawn(http::serve(listener, Arc::clone(&handle), stopping.clone())));
+        let metrics_server = metrics.map(|listener| {
+            tokio::spawn(http::serve(listener, Arc::clone(&handle), stopping.clone()))
+        });
 
         let router = tonic::transport::Server::builder()
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(pb::control_server::ControlServer::new(services::ControlService {
-                handle: Arc::clone(&handle),
-                token,
-            }))
-            .add_service(pb::status_server::StatusServer::new(services::StatusService {
-                handle: Arc::clone(&handle),
-            }))
+            .add_service(pb::control_server::ControlServer::new(
+                services::ControlService {
+                    handle: Arc::clone(&handle),
+                    token,
+                },
+            ))
+            .add_service(pb::status_server::StatusServer::new(
+                services::StatusService {
+                    handle: Arc::clone(&handle),
+                },
+            ))
             .add_service(pb::metrics_server::MetricsServer::new(
                 services::MetricsService {
                     handle: Arc::clone(&handle),

@@ -210,6 +210,9 @@ mod tests {
             .unwrap()
             .as_secs_f64();
         // Boot time has second resolution; allow for it.
-        assert!(started <= now + 2.0 && started > now - 86_400.0 * 365.0, "{started} vs {now}");
+        assert!(
+            started <= now + 2.0 && started > now - 86_400.0 * 365.0,
+            "{started} vs {now}"
+        );
     }
 }

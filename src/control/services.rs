@@ -131,7 +131,8 @@ pub(crate) struct MetricsService {
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-type SampleStream = Pin<Box<dyn Stream<Item = Result<pb::StreamMetricsResponse, tonic::Status>> + Send>>;
+type SampleStream =
+    Pin<Box<dyn Stream<Item = Result<pb::StreamMetricsResponse, tonic::Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::metrics_server::Metrics for MetricsService {
@@ -150,7 +151,8 @@ impl pb::metrics_server::Metrics for MetricsService {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // The first tick is immediate: it only sets the baseline.
             ticker.tick().await;
-            let mut previous = Counters::read(&handle.status(), &ProcessStats::read(), Instant::now());
+            let mut previous =
+                Counters::read(&handle.status(), &ProcessStats::read(), Instant::now());
             loop {
                 tokio::select! {
                     _ = samples.closed() => return,

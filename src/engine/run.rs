@@ -334,7 +334,8 @@ fn spawn_retained_wal_monitor(
                 Ok(Some(row)) => {
                     let retained: Option<i64> = row.get(0);
                     handle.set_slot_retained_wal(retained.and_then(|b| u64::try_from(b).ok()));
-                    if let Some(end) = row.get::<_, Option<String>>(1).and_then(|s| s.parse().ok()) {
+                    if let Some(end) = row.get::<_, Option<String>>(1).and_then(|s| s.parse().ok())
+                    {
                         handle.set_received(Lsn::ZERO, end);
                     }
                 }
@@ -405,7 +406,9 @@ pub fn spawn_signal_handler(handle: Arc<EngineHandle>) -> tokio::task::JoinHandl
                 _ = terminate.recv() => {}
             }
             if first {
-                tracing::info!("signal received: draining (send it again to stop without draining)");
+                tracing::info!(
+                    "signal received: draining (send it again to stop without draining)"
+                );
                 handle.request_stop(StopRequest::Drain);
                 first = false;
             } else {

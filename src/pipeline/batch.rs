@@ -125,12 +125,14 @@ fn fill_unchanged(new: &TupleData, source: &TupleData) -> TupleData {
     if new.column_count() != source.column_count() {
         return new.clone();
     }
-    TupleData::from_values(new.raw_values().zip(source.raw_values()).map(
-        |(value, earlier)| match value {
-            TupleValueRef::UnchangedToast => earlier,
-            value => value,
-        },
-    ))
+    TupleData::from_values(
+        new.raw_values()
+            .zip(source.raw_values())
+            .map(|(value, earlier)| match value {
+                TupleValueRef::UnchangedToast => earlier,
+                value => value,
+            }),
+    )
 }
 
 impl TableBatch {

@@ -74,11 +74,17 @@ pub enum PipelineError {
         source: tokio_postgres::Error,
     },
     #[error(transparent)]
-    Setup(#[from] crate::engine::setup::SetupError),
+    Setup(Box<crate::engine::setup::SetupError>),
     #[error("change at LSN {lsn} for relation {relation} arrived before its Relation message")]
     UnknownRelation { lsn: Lsn, relation: Oid },
     #[error("the loader of `{0}` stopped unexpectedly")]
     LoaderGone(String),
+}
+
+impl From<crate::engine::setup::SetupError> for PipelineError {
+    fn from(err: crate::engine::setup::SetupError) -> Self {
+        PipelineError::Setup(Box::new(err))
+    }
 }
 
 impl PipelineError {
@@ -173,15 +179,13 @@ impl ChangeConsumer for Forwarder {
         !self.closed.load(std::sync::atomic::Ordering::SeqCst) && self.handle.may_read()
     }
 
-    fn accepts_changed(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
-        async move {
-            let notified = self.handle.notified();
-            if self.accepts() {
-                return;
-            }
-            // Also wake up now and then: a drain flag flip does not notify.
-            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+    async fn accepts_changed(&self) {
+        let notified = self.handle.notified();
+        if self.accepts() {
+            return;
         }
+        // Also wake up now and then: a drain flag flip does not notify.
+        let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
     }
 
     fn server_wal_end(&mut self, wal_end: Lsn) {
@@ -386,7 +390,8 @@ impl Pipeline {
         mut stream: mpsc::UnboundedReceiver<StreamItem>,
         mut stop: watch::Receiver<Option<bool>>,
     ) -> Result<Lsn, PipelineError> {
-        let tick = (self.settings.flush_interval / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let tick = (self.settings.flush_interval / 4)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let drain = loop {
@@ -659,7 +664,11 @@ impl Pipeline {
         table.jobs_open = table.jobs_open.saturating_sub(1);
         done.result?;
         if let Some(through) = done.through {
-            if table.queued.front().is_some_and(|(_, last)| *last == through) {
+            if table
+                .queued
+                .front()
+                .is_some_and(|(_, last)| *last == through)
+            {
                 table.queued.pop_front();
             }
             self.loads_since_store = true;
@@ -749,15 +758,15 @@ impl Pipeline {
             "SELECT {columns} FROM {} WHERE {condition}",
             table.source.quoted()
         );
-        let statement = self
-            .client
-            .prepare(&sql)
-            .await
-            .map_err(|source| PipelineError::Source {
-                table: table.source_name.clone(),
-                what: "preparing the row fetch for a moved row",
-                source,
-            })?;
+        let statement =
+            self.client
+                .prepare(&sql)
+                .await
+                .map_err(|source| PipelineError::Source {
+                    table: table.source_name.clone(),
+                    what: "preparing the row fetch for a moved row",
+                    source,
+                })?;
         let mut completions = Vec::with_capacity(requests.len());
         for request in requests {
             let keys: Vec<Option<String>> = request
@@ -785,8 +794,7 @@ impl Pipeline {
                 })?;
             match row {
                 Some(row) => {
-                    let values: Vec<Option<String>> =
-                        (0..row.len()).map(|i| row.get(i)).collect();
+                    let values: Vec<Option<String>> = (0..row.len()).map(|i| row.get(i)).collect();
                     let tuple = TupleData::from_values(values.iter().map(|v| match v {
                         Some(text) => TupleValueRef::Text(text.as_bytes()),
                         None => TupleValueRef::Null,
@@ -822,4 +830,3 @@ fn key_columns(schema: &TableSchema) -> Vec<usize> {
         .map(|(i, _)| i)
         .collect()
 }
-

@@ -33,7 +33,9 @@ fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 
 fn status(spec: &AgentSpec) -> Option<serde_json::Value> {
     let (code, stdout, _) = cli(&["status", "--json", "--addr", &spec.control_url()], &[]);
-    (code == 0).then(|| serde_json::from_str(&stdout).ok()).flatten()
+    (code == 0)
+        .then(|| serde_json::from_str(&stdout).ok())
+        .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +50,9 @@ async fn engine_control_pause_resume_drain_need_the_token() {
     let spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_CONTROL_TOKEN", "s3cret-token");
     let mut agent = spec.start();
     assert!(
-        wait_until(TIMEOUT, || status(&spec).is_some_and(|s| s["phase"] == "CDC")).await,
+        wait_until(TIMEOUT, || status(&spec)
+            .is_some_and(|s| s["phase"] == "CDC"))
+        .await,
         "{}",
         agent.log()
     );
@@ -79,7 +83,10 @@ async fn engine_control_pause_resume_drain_need_the_token() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(target_rows(&sim, "t", &["id"]).is_empty(), "loaded while paused");
+    assert!(
+        target_rows(&sim, "t", &["id"]).is_empty(),
+        "loaded while paused"
+    );
     let (code, _, _) = cli(
         &["resume", "--addr", &url],
         &[("STARWAL_CONTROL_TOKEN", "s3cret-token")],
@@ -92,13 +99,17 @@ async fn engine_control_pause_resume_drain_need_the_token() {
     // Drain: the agent exits 0.
     let (code, _, stderr) = cli(&["drain", "--addr", &url, "--token", "s3cret-token"], &[]);
     assert_eq!(code, 0, "{stderr}");
-    let exit = agent.wait(Duration::from_secs(30)).expect("exit after drain");
+    let exit = agent
+        .wait(Duration::from_secs(30))
+        .expect("exit after drain");
     assert!(exit.success(), "{}", agent.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_setup_error_is_not_serving_with_detail_and_retried() {
-    let db = Cluster::shared().create_database("engine_not_serving").await;
+    let db = Cluster::shared()
+        .create_database("engine_not_serving")
+        .await;
     let client = db.owner_client().await;
     client
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY, amount int)")
@@ -123,7 +134,11 @@ async fn engine_setup_error_is_not_serving_with_detail_and_retried() {
     let agent = spec.start();
     assert!(
         wait_until(TIMEOUT, || status(&spec).is_some_and(|s| {
-            s["serving"] == false && s["health_detail"].as_str().unwrap_or("").contains("column `amount` of `t`")
+            s["serving"] == false
+                && s["health_detail"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("column `amount` of `t`")
         }))
         .await,
         "no NOT_SERVING with a detail naming the column: {:?}\n{}",
@@ -138,7 +153,9 @@ async fn engine_setup_error_is_not_serving_with_detail_and_retried() {
         })
         .unwrap();
     assert!(
-        wait_until(Duration::from_secs(90), || status(&spec).is_some_and(|s| s["serving"] == true)).await,
+        wait_until(Duration::from_secs(90), || status(&spec)
+            .is_some_and(|s| s["serving"] == true))
+        .await,
         "{}",
         agent.log()
     );

@@ -83,7 +83,9 @@ async fn engine_crash_after_commit_before_answer_is_not_applied_twice() {
         .await
         .unwrap();
     assert!(
-        wait_until(TIMEOUT, || sim.counters(TARGET_DB, "t").loads_committed == 1).await,
+        wait_until(TIMEOUT, || sim.counters(TARGET_DB, "t").loads_committed
+            == 1)
+        .await,
         "the first load never committed\n{}",
         agent.log()
     );
@@ -107,7 +109,9 @@ async fn engine_crash_after_commit_before_answer_is_not_applied_twice() {
     );
     assert_eq!(counters.rows_loaded, 110, "100 inserted once + 10 updated");
     assert!(
-        agent.log().contains("re-forming the batch that was in flight")
+        agent
+            .log()
+            .contains("re-forming the batch that was in flight")
             && agent.log().contains("already committed"),
         "{}",
         agent.log()
@@ -144,8 +148,8 @@ async fn engine_kill9_at_random_points_converges_with_every_change_once() {
         .await
         .unwrap();
     let sim = start_sim();
-    let spec = AgentSpec::new(&db, &sim, "public.accounts,public.events")
-        .var("STARWAL_FLUSH_ROWS", "200");
+    let spec =
+        AgentSpec::new(&db, &sim, "public.accounts,public.events").var("STARWAL_FLUSH_ROWS", "200");
     let mut agent = spec.start();
     assert!(
         wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,

@@ -20,7 +20,13 @@ fn rss(pid: u32) -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -45,8 +51,8 @@ async fn engine_rides_out_a_60s_sink_outage_with_bounded_memory() {
         .unwrap();
     let sim = start_sim();
     const CAP: u64 = 2 * 1024 * 1024;
-    let spec = AgentSpec::new(&db, &sim, "public.t")
-        .var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string());
+    let spec =
+        AgentSpec::new(&db, &sim, "public.t").var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string());
     let mut agent = spec.start();
     assert!(
         wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
@@ -58,9 +64,14 @@ async fn engine_rides_out_a_60s_sink_outage_with_bounded_memory() {
         .await
         .unwrap();
     let source = source_rows(&client, "SELECT id::text, payload FROM t").await;
-    let got = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, "t", &["id", "payload"])).await;
+    let got = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "t", &["id", "payload"])
+    })
+    .await;
     assert!(got == source, "{}", diff(&source, &got));
-    let walsender = walsender_pid(&client, spec.slot()).await.expect("walsender");
+    let walsender = walsender_pid(&client, spec.slot())
+        .await
+        .expect("walsender");
     let baseline = rss(agent.pid());
 
     // StarRocks goes away: both FE and BE refuse connections.
@@ -68,7 +79,7 @@ async fn engine_rides_out_a_60s_sink_outage_with_bounded_memory() {
         refuse_connections: true,
         ..ServerFaults::default()
     };
-    sim.faults().set_server(ServerRole::Fe, down.clone());
+    sim.faults().set_server(ServerRole::Fe, down);
     sim.faults().set_server(ServerRole::Be, down);
     let outage = Instant::now();
     // ~80 MB of changes while it is down: far more than the 2 MB buffer.
@@ -88,11 +99,16 @@ async fn engine_rides_out_a_60s_sink_outage_with_bounded_memory() {
         assert!(agent.is_running(), "{}", agent.log());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    sim.faults().set_server(ServerRole::Fe, ServerFaults::default());
-    sim.faults().set_server(ServerRole::Be, ServerFaults::default());
+    sim.faults()
+        .set_server(ServerRole::Fe, ServerFaults::default());
+    sim.faults()
+        .set_server(ServerRole::Be, ServerFaults::default());
 
     let source = source_rows(&client, "SELECT id::text, payload FROM t").await;
-    let got = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, "t", &["id", "payload"])).await;
+    let got = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "t", &["id", "payload"])
+    })
+    .await;
     assert!(got == source, "{}\n{}", diff(&source, &got), agent.log());
     assert_eq!(
         walsender_pid(&client, spec.slot()).await,

@@ -29,7 +29,8 @@ async fn engine_replicates_every_kind_of_change_and_drains_on_sigterm() {
     // Rows written before the slot existed are not streamed (that is the snapshot's job):
     // wait for the agent to be streaming, then write.
     assert!(
-        crate::harness::agent::wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
+        crate::harness::agent::wait_until(TIMEOUT, || agent.log().contains("streaming changes"))
+            .await,
         "agent did not start streaming:\n{}",
         agent.log()
     );
@@ -92,7 +93,12 @@ async fn engine_replicates_every_kind_of_change_and_drains_on_sigterm() {
         target_rows(&sim, "orders", &["id", "customer", "qty", "note"])
     })
     .await;
-    assert!(got == orders, "orders: {}\n{}", diff(&orders, &got), agent.log());
+    assert!(
+        got == orders,
+        "orders: {}\n{}",
+        diff(&orders, &got),
+        agent.log()
+    );
     let items = source_rows(
         &client,
         "SELECT order_id::text, line::text, sku, price::text FROM items",
@@ -102,7 +108,12 @@ async fn engine_replicates_every_kind_of_change_and_drains_on_sigterm() {
         target_rows(&sim, "items", &["order_id", "line", "sku", "price"])
     })
     .await;
-    assert!(got == items, "items: {}\n{}", diff(&items, &got), agent.log());
+    assert!(
+        got == items,
+        "items: {}\n{}",
+        diff(&items, &got),
+        agent.log()
+    );
 
     // SIGTERM: drain, exit 0, the stored checkpoint is the last commit's end.
     let status = agent
@@ -140,7 +151,11 @@ async fn engine_replicates_every_kind_of_change_and_drains_on_sigterm() {
     for table in ["orders", "items"] {
         let counters = sim.counters(crate::harness::agent::TARGET_DB, table);
         let unique: std::collections::BTreeSet<_> = counters.labels_committed.iter().collect();
-        assert_eq!(unique.len(), counters.labels_committed.len(), "{table}: a label committed twice");
+        assert_eq!(
+            unique.len(),
+            counters.labels_committed.len(),
+            "{table}: a label committed twice"
+        );
         assert_eq!(counters.rows_filtered, 0);
     }
 }

@@ -56,8 +56,14 @@ async fn engine_follows_added_and_dropped_columns_and_new_tables() {
     // The dropped column stays in the target (starwal never drops data) and is no longer sent:
     // rows written after the drop have NULL there.
     let legacy = target_rows(&sim, "shop_products", &["id", "legacy"]);
-    assert!(legacy.contains(&vec![Some("22".into()), None]), "{legacy:?}");
-    assert!(legacy.contains(&vec![Some("2".into()), Some("old".into())]), "{legacy:?}");
+    assert!(
+        legacy.contains(&vec![Some("22".into()), None]),
+        "{legacy:?}"
+    );
+    assert!(
+        legacy.contains(&vec![Some("2".into()), Some("old".into())]),
+        "{legacy:?}"
+    );
 
     // A new table in the schema joins the publication and streams.
     client
@@ -81,7 +87,11 @@ async fn engine_follows_added_and_dropped_columns_and_new_tables() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(joined, "shop.orders never joined the publication\n{}", agent.log());
+    assert!(
+        joined,
+        "shop.orders never joined the publication\n{}",
+        agent.log()
+    );
     client
         .batch_execute("INSERT INTO shop.orders SELECT g, g % 22 + 1 FROM generate_series(1, 50) g")
         .await
@@ -96,7 +106,9 @@ async fn engine_follows_added_and_dropped_columns_and_new_tables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_stops_on_an_incompatible_type_change_naming_the_column() {
-    let db = Cluster::shared().create_database("engine_type_change").await;
+    let db = Cluster::shared()
+        .create_database("engine_type_change")
+        .await;
     let client = db.owner_client().await;
     client
         .batch_execute("CREATE TABLE m (id int PRIMARY KEY, reading int)")

@@ -49,7 +49,12 @@ async fn engine_fills_unchanged_toast_columns_and_moves_rows_with_them() {
                 target_rows(sim, table, &["id", "big", "small"])
             })
             .await;
-            assert!(got == source, "{table}: {}\n{}", diff(&source, &got), agent.log());
+            assert!(
+                got == source,
+                "{table}: {}\n{}",
+                diff(&source, &got),
+                agent.log()
+            );
         }
     };
 

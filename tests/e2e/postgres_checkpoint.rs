@@ -22,14 +22,26 @@ async fn postgres_checkpoint_records_loads_and_moves_forward_only() {
     let orders = InFlightLoad {
         table: "orders".into(),
         label: "starwal_s_orders_1_2".into(),
-        first: ChangePosition { commit: Lsn(0x100), seq: 1 },
-        last: ChangePosition { commit: Lsn(0x1F0), seq: 7 },
+        first: ChangePosition {
+            commit: Lsn(0x100),
+            seq: 1,
+        },
+        last: ChangePosition {
+            commit: Lsn(0x1F0),
+            seq: 7,
+        },
     };
     let items = InFlightLoad {
         table: "items".into(),
         label: "starwal_s_items_1_3".into(),
-        first: ChangePosition { commit: Lsn(0x100), seq: 2 },
-        last: ChangePosition { commit: Lsn(0x300), seq: 1 },
+        first: ChangePosition {
+            commit: Lsn(0x100),
+            seq: 2,
+        },
+        last: ChangePosition {
+            commit: Lsn(0x300),
+            seq: 1,
+        },
     };
     store.begin_load(&client, &orders).await.unwrap();
     store.begin_load(&client, &items).await.unwrap();

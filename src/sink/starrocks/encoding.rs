@@ -478,8 +478,8 @@ impl TableEncoder {
             ChangeRow::DeletedRow(tuple) => (tuple, false),
         };
         for (index, (column, value)) in self.columns.iter().zip(tuple.raw_values()).enumerate() {
-            let skipped = (key_only && !column.is_key)
-                || matches!(value, TupleValueRef::UnchangedToast);
+            let skipped =
+                (key_only && !column.is_key) || matches!(value, TupleValueRef::UnchangedToast);
             if !skipped {
                 present.insert(index);
             }

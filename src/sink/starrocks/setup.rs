@@ -273,7 +273,11 @@ impl TargetSetup {
     pub async fn truncate(&mut self, table: &str) -> Result<(), TargetSetupError> {
         self.execute(
             &format!("truncating `{table}`"),
-            &format!("TRUNCATE TABLE {}.{}", quote(&self.config.database), quote(table)),
+            &format!(
+                "TRUNCATE TABLE {}.{}",
+                quote(&self.config.database),
+                quote(table)
+            ),
         )
         .await
     }

@@ -211,7 +211,11 @@ pub async fn source_rows(client: &tokio_postgres::Client, sql: &str) -> Rows {
         .await
         .unwrap_or_else(|err| panic!("{sql}: {err}"))
         .iter()
-        .map(|row| (0..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect())
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.get::<_, Option<String>>(i))
+                .collect()
+        })
         .collect()
 }
 
