@@ -17,6 +17,8 @@ FROM rust:1-slim-bookworm AS build
 # pkg-config + libssl-dev (openssl-sys) and zlib1g-dev (libz-sys). protoc is not needed (the
 # protoc-bin-vendored crate ships it). No libcurl dev package on purpose: without one, curl-sys
 # compiles libcurl and links it statically, so the runtime image needs only libssl3.
+# Packages unpinned on purpose (hadolint DL3008): bookworm's point and security updates.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends pkg-config libssl-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -32,10 +34,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM debian:bookworm-slim
 # ca-certificates: TLS to Postgres (sslrootcert=system) and HTTPS to StarRocks;
 # libssl3: the statically linked libcurl uses the system OpenSSL. (zlib and glibc are in the base.)
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
+ && groupadd --system --gid 10001 starwal \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin starwal
 COPY --from=build /out/starwal /usr/local/bin/starwal
 # Fails the build here, not at deploy time, if the binary needs a library this image lacks.
@@ -48,6 +52,6 @@ EXPOSE 50051 9187
 # (deploy/kubernetes/). If STARWAL_CONTROL_ADDR moves the port, set STARWAL_CONTROL_URL too
 # (e.g. http://127.0.0.1:6000), which `starwal status` reads.
 HEALTHCHECK --interval=30s --timeout=15s --start-period=60s --retries=3 \
-  CMD /usr/local/bin/starwal status --json | grep -Eq '"serving": ?true' || exit 1
+  CMD ["/bin/sh", "-c", "/usr/local/bin/starwal status --json | grep -Eq '\"serving\": ?true'"]
 ENTRYPOINT ["/usr/local/bin/starwal"]
 CMD ["run"]

@@ -397,3 +397,129 @@ impl TableBatch {
         Ok(Some(sealed))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::Oid;
+    use crate::schema::{ColumnSchema, TableSchema};
+    use crate::sink::starrocks::config::DeleteMode;
+
+    fn schema() -> TableSchema {
+        let column = |name: &str, type_oid: u32, key: Option<u16>| ColumnSchema {
+            name: name.into(),
+            type_oid: Oid(type_oid),
+            type_modifier: -1,
+            type_name: "x".into(),
+            nullable: key.is_none(),
+            key_position: key,
+        };
+        TableSchema {
+            schema: "public".into(),
+            name: "docs".into(),
+            columns: vec![
+                column("id", 23, Some(0)),
+                column("big", 25, None),
+                column("small", 23, None),
+            ],
+        }
+    }
+
+    fn row(values: &[Option<&str>]) -> TupleData {
+        TupleData::from_values(values.iter().map(|v| match v {
+            Some("<u>") => TupleValueRef::UnchangedToast,
+            Some(text) => TupleValueRef::Text(text.as_bytes()),
+            None => TupleValueRef::Null,
+        }))
+    }
+
+    fn at(seq: u32) -> ChangePosition {
+        ChangePosition {
+            commit: Lsn(0x100),
+            seq,
+        }
+    }
+
+    fn body(load: &LoadBatch) -> String {
+        String::from_utf8(load.body.to_vec()).unwrap()
+    }
+
+    const KEY: &[usize] = &[0];
+
+    #[test]
+    fn changes_to_one_key_collapse_and_fill_unchanged_toast_from_the_earlier_image() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let mut batch = TableBatch::default();
+        batch.insert(at(1), 10, KEY, row(&[Some("1"), Some("long"), Some("1")]));
+        batch.update(at(2), 10, KEY, None, row(&[Some("1"), Some("<u>"), Some("2")]));
+        batch.insert(at(3), 10, KEY, row(&[Some("2"), Some("other"), Some("5")]));
+        batch.delete(at(4), 10, KEY, &OldTuple::Key(row(&[Some("2"), None, None])));
+        assert_eq!(batch.changes(), 4);
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        assert_eq!((sealed.first, sealed.last), (at(1), at(4)));
+        assert_eq!(sealed.loads.len(), 1, "full rows and hard deletes share a load");
+        let text = body(&sealed.loads[0]);
+        assert_eq!(sealed.loads[0].rows, 2, "{text}");
+        assert!(text.contains(r#""big":"long","small":2"#), "{text}");
+        assert!(text.contains(r#""__op":1"#), "{text}");
+        assert!(batch.is_empty(), "sealing resets the batch");
+    }
+
+    #[test]
+    fn a_key_change_deletes_the_old_key_and_a_moved_row_missing_values_waits_for_a_fetch() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let mut batch = TableBatch::default();
+        // Moved with `big` unchanged and no earlier image: must be fetched, never partial.
+        batch.update(
+            at(1),
+            10,
+            KEY,
+            Some(&OldTuple::Key(row(&[Some("1"), None, None]))),
+            row(&[Some("10"), Some("<u>"), Some("1")]),
+        );
+        // A later update of the moved row keeps waiting for the value.
+        batch.update(at(2), 10, KEY, None, row(&[Some("10"), Some("<u>"), Some("3")]));
+        let fetch = batch.needing_fetch();
+        assert_eq!(fetch.len(), 1);
+        batch.complete(fetch[0].entry, &row(&[Some("10"), Some("fetched"), Some("3")]));
+        assert!(batch.needing_fetch().is_empty());
+        // A plain update of a row the target has stays a partial update, in its own load.
+        batch.update(at(3), 10, KEY, None, row(&[Some("20"), Some("<u>"), Some("4")]));
+        assert!(batch.needing_fetch().is_empty());
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sealed.loads.len(), 2);
+        let full = body(&sealed.loads[0]);
+        assert!(full.contains(r#""id":1,"__op":1"#), "old key deleted: {full}");
+        assert!(full.contains(r#""id":10,"big":"fetched","small":3"#), "{full}");
+        let partial = &sealed.loads[1];
+        assert!(partial.label.as_str().ends_with("_p1"), "{}", partial.label);
+        let columns = partial.partial_columns.as_ref().expect("partial update");
+        assert!(columns.contains(&"small".to_string()) && !columns.contains(&"big".to_string()));
+    }
+
+    #[test]
+    fn a_full_old_tuple_fills_what_the_new_row_lacks() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let mut batch = TableBatch::default();
+        batch.update(
+            at(1),
+            10,
+            KEY,
+            Some(&OldTuple::Full(row(&[Some("1"), Some("old big"), Some("1")]))),
+            row(&[Some("1"), Some("<u>"), Some("2")]),
+        );
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sealed.loads.len(), 1);
+        assert!(body(&sealed.loads[0]).contains(r#""big":"old big","small":2"#));
+        assert!(sealed.loads[0].partial_columns.is_none());
+    }
+}
