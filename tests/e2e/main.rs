@@ -10,6 +10,7 @@ mod engine_outage;
 mod engine_run;
 mod engine_schema;
 mod engine_toast;
+mod control_server;
 mod harness;
 mod postgres_check;
 mod postgres_checkpoint;
