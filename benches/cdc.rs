@@ -13,7 +13,7 @@
 //! numbers are a floor for the agent, not its ceiling.
 
 #[path = "../tests/e2e/harness/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod harness;
 
 use std::time::{Duration, Instant};

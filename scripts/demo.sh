@@ -6,7 +6,7 @@
 #
 # What it does, all on 127.0.0.1 and all removed again when it exits (also on Ctrl-C):
 #   1. checks for Rust, PostgreSQL server binaries, a C toolchain and the mariadb client, and
-#      installs the missing Debian packages with apt-get (as root, or through `sudo -n`);
+#      installs the missing Debian packages with apt-get (as root, or through sudo);
 #   2. builds `starwal` and `starrocks-sim` (debug profile, see STARWAL_DEMO_PROFILE below);
 #   3. starts a throwaway Postgres cluster (wal_level=logical) in a temp dir on a free port — as
 #      user `postgres` when run as root — with a database `app` and two empty tables;
@@ -103,11 +103,11 @@ as_pg() {
 }
 
 # A TCP port on 127.0.0.1 that nothing listens on (checked by connecting; the demo binds it
-# a moment later).
+# a moment later), below Linux's ephemeral range so no outgoing connection holds it.
 free_port() {
   local port
   for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + RANDOM % 12000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"
       return 0
@@ -131,7 +131,7 @@ find_pgbin() {
   for dir in "${STARWAL_DEMO_PGBIN:-}" "${STARWAL_TEST_PGBIN:-}"; do
     if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then echo "$dir"; return 0; fi
   done
-  dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -n 1)
+  dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then echo "$dir"; return 0; fi
   return 1
 }
@@ -156,7 +156,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt=()
   if [ "$(id -u)" = 0 ]; then
     apt=(env DEBIAN_FRONTEND=noninteractive)
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  elif command -v sudo >/dev/null 2>&1 && { [ -t 0 ] || sudo -n true 2>/dev/null; }; then
     apt=(sudo env DEBIAN_FRONTEND=noninteractive)
   fi
   if [ ${#apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then

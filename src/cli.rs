@@ -109,6 +109,9 @@ pub struct TailArgs {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    // Before parsing: flags backed by variables (--token, --addr) see a .env file too. A broken
+    // file is reported by the commands that read the configuration.
+    let _ = crate::config::load_dotenv();
     let cli = Cli::parse();
     init_tracing();
     match cli.command.unwrap_or(Command::Run) {

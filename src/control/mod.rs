@@ -220,7 +220,7 @@ impl ControlServer {
             let _ = grace.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
-        tracing::info!(grpc = %addrs.grpc, metrics = ?addrs.metrics, "control server listening");
+        tracing::debug!(grpc = %addrs.grpc, metrics = ?addrs.metrics, "control server serving");
         let result = tokio::select! {
             result = router.serve_with_incoming_shutdown(incoming, signal) => result
                 .map_err(|source| ControlError::Serve { addr: addrs.grpc, source }),

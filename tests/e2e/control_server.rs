@@ -55,7 +55,10 @@ impl Running {
 
 async fn start(token: Option<&str>) -> Running {
     let mut vars = vec![
-        ("STARWAL_PG_URL".to_owned(), "postgres://u@localhost/db".to_owned()),
+        (
+            "STARWAL_PG_URL".to_owned(),
+            "postgres://u@localhost/db".to_owned(),
+        ),
         ("STARWAL_TABLES".to_owned(), "public.t".to_owned()),
         ("STARWAL_CONTROL_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("STARWAL_METRICS_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
@@ -165,7 +168,9 @@ async fn control_server_health_follows_the_engine() {
         ServingStatus::Serving
     );
 
-    running.handle.set_health(false, "setup failed: connection refused");
+    running
+        .handle
+        .set_health(false, "setup failed: connection refused");
     assert_eq!(check(&mut health, "").await, ServingStatus::NotServing);
 
     // Reflection lists every service, so grpcurl works without the .proto files.
@@ -235,7 +240,10 @@ async fn control_server_status_and_token_guarded_levers() {
     assert!(answer.serving);
     assert_eq!(answer.health_detail, "streaming");
     let confirmed = answer.confirmed_lsn.clone().unwrap();
-    assert_eq!((confirmed.text.as_str(), confirmed.value), ("1/0", 0x1_0000_0000));
+    assert_eq!(
+        (confirmed.text.as_str(), confirmed.value),
+        ("1/0", 0x1_0000_0000)
+    );
     assert_eq!(answer.received_lsn.as_ref().unwrap().text, "1/100");
     assert_eq!(answer.lag_bytes, 0x200);
     assert_eq!(answer.tables.len(), 1);
@@ -268,7 +276,10 @@ async fn control_server_status_and_token_guarded_levers() {
     let mut control = pb::control_client::ControlClient::new(running.channel().await);
     let denied = control.pause(pb::PauseRequest {}).await.unwrap_err();
     assert_eq!(denied.code(), tonic::Code::Unauthenticated);
-    assert!(denied.message().contains("STARWAL_CONTROL_TOKEN"), "{denied:?}");
+    assert!(
+        denied.message().contains("STARWAL_CONTROL_TOKEN"),
+        "{denied:?}"
+    );
     let mut wrong = tonic::Request::new(pb::PauseRequest {});
     wrong
         .metadata_mut()
@@ -340,7 +351,14 @@ async fn control_server_metrics_endpoint_and_stream() {
         updated: 0,
         deleted: 2,
     };
-    handle.record_load("public.orders", ops, 6, 600, Duration::from_millis(3), false);
+    handle.record_load(
+        "public.orders",
+        ops,
+        6,
+        600,
+        Duration::from_millis(3),
+        false,
+    );
 
     let metrics_addr = running.addrs.metrics.expect("metrics enabled");
     let answer = http_get(
@@ -366,7 +384,10 @@ async fn control_server_metrics_endpoint_and_stream() {
         "starwal_up 1",
         "starwal_paused 0",
     ] {
-        assert!(body.lines().any(|l| l == expected), "missing `{expected}`:\n{body}");
+        assert!(
+            body.lines().any(|l| l == expected),
+            "missing `{expected}`:\n{body}"
+        );
     }
     #[cfg(target_os = "linux")]
     for family in [
@@ -374,7 +395,10 @@ async fn control_server_metrics_endpoint_and_stream() {
         "process_cpu_seconds_total ",
         "process_start_time_seconds ",
     ] {
-        assert!(body.lines().any(|l| l.starts_with(family)), "{family}:\n{body}");
+        assert!(
+            body.lines().any(|l| l.starts_with(family)),
+            "{family}:\n{body}"
+        );
     }
     let not_found = http_get(metrics_addr, "GET /other HTTP/1.1\r\n\r\n").await;
     assert!(not_found.starts_with("HTTP/1.1 404 "), "{not_found}");
@@ -392,7 +416,14 @@ async fn control_server_metrics_endpoint_and_stream() {
     // 1 ms asked, clamped to 100 ms.
     assert!(first.elapsed_seconds >= 0.09, "{first:?}");
     assert_eq!(first.phase, pb::Phase::Cdc as i32);
-    handle.record_load("public.orders", ops, 6, 600, Duration::from_millis(3), false);
+    handle.record_load(
+        "public.orders",
+        ops,
+        6,
+        600,
+        Duration::from_millis(3),
+        false,
+    );
     let second = samples.message().await.unwrap().unwrap();
     assert!(second.rows_per_second > 0.0, "{second:?}");
     assert!(second.bytes_per_second > 0.0, "{second:?}");
@@ -423,10 +454,20 @@ async fn control_server_cli_status_and_pause() {
         .record_load("public.orders", ops, 5, 50, Duration::from_millis(1), false);
     let url = running.url();
 
-    let out = starwal(vec!["status".into(), "--json".into(), "--addr".into(), url.clone()]).await;
+    let out = starwal(vec![
+        "status".into(),
+        "--json".into(),
+        "--addr".into(),
+        url.clone(),
+    ])
+    .await;
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(stdout.trim().lines().count(), 1, "one JSON object: {stdout}");
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "one JSON object: {stdout}"
+    );
     let status: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(status["phase"], "SETUP");
     assert_eq!(status["serving"], false);
@@ -436,7 +477,10 @@ async fn control_server_cli_status_and_pause() {
     let out = starwal(vec!["status".into(), "--addr".into(), url.clone()]).await;
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("SETUP") && text.contains("public.orders"), "{text}");
+    assert!(
+        text.contains("SETUP") && text.contains("public.orders"),
+        "{text}"
+    );
 
     // Without the token: refused, exit 1, and told how to pass it.
     let out = starwal(vec!["pause".into(), "--addr".into(), url.clone()]).await;
@@ -460,7 +504,12 @@ async fn control_server_cli_status_and_pause() {
     assert!(running.handle.is_paused());
 
     // Unreachable: exit 1 naming the address; malformed address: exit 2.
-    let out = starwal(vec!["status".into(), "--addr".into(), "http://127.0.0.1:1".into()]).await;
+    let out = starwal(vec![
+        "status".into(),
+        "--addr".into(),
+        "http://127.0.0.1:1".into(),
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("http://127.0.0.1:1"));
     let out = starwal(vec!["status".into(), "--addr".into(), "https://x:1".into()]).await;
@@ -473,7 +522,10 @@ async fn control_server_cli_status_and_pause() {
 async fn control_server_reports_a_busy_port_by_variable() {
     let running = start(None).await;
     let config = Config::from_vars(vec![
-        ("STARWAL_PG_URL".to_owned(), "postgres://u@localhost/db".to_owned()),
+        (
+            "STARWAL_PG_URL".to_owned(),
+            "postgres://u@localhost/db".to_owned(),
+        ),
         ("STARWAL_TABLES".to_owned(), "public.t".to_owned()),
         (
             "STARWAL_CONTROL_ADDR".to_owned(),

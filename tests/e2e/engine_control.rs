@@ -192,3 +192,26 @@ fn engine_bad_configuration_exits_2_naming_the_variable() {
     assert_eq!(code, 2);
     assert!(stderr.contains("STARWAL_STARROCKS_URL"), "{stderr}");
 }
+
+#[test]
+fn engine_exit_on_error_exits_1_instead_of_retrying() {
+    let closed = crate::harness::agent::free_port();
+    let url = format!("postgres://repl:pw@127.0.0.1:{closed}/db?sslmode=disable&connect_timeout=2");
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = cli(
+        &["run"],
+        &[
+            ("STARWAL_PG_URL", &url),
+            ("STARWAL_TABLES", "public.t"),
+            ("STARWAL_STARROCKS_URL", "http://127.0.0.1:1"),
+            ("STARWAL_STARROCKS_DATABASE", "d"),
+            ("STARWAL_EXIT_ON_ERROR", "true"),
+            ("STARWAL_CONTROL_ADDR", "127.0.0.1:0"),
+            ("STARWAL_METRICS_ADDR", "off"),
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
+    assert!(!stderr.contains(":pw@"), "the password leaked: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}

@@ -3,6 +3,7 @@
 //! this one in `tests/e2e/` (Cargo does not turn those into test binaries of their own).
 //! Postgres-facing modules are named `postgres_*` (CI runs them against PG 14–18).
 
+mod control_server;
 mod engine_control;
 mod engine_crash;
 mod engine_idle;
@@ -10,7 +11,6 @@ mod engine_outage;
 mod engine_run;
 mod engine_schema;
 mod engine_toast;
-mod control_server;
 mod harness;
 mod postgres_check;
 mod postgres_checkpoint;
