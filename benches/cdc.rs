@@ -31,7 +31,13 @@ fn rss(pid: u32) -> u64 {
         .unwrap_or_default()
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -76,11 +82,12 @@ async fn run() {
         .var("STARWAL_LOG", "warn");
     let agent = spec.start();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !sim
-        .catalog()
-        .read(|c| c.table(TARGET_DB, "bench").is_ok())
-    {
-        assert!(Instant::now() < deadline, "agent did not start:\n{}", agent.log());
+    while !sim.catalog().read(|c| c.table(TARGET_DB, "bench").is_ok()) {
+        assert!(
+            Instant::now() < deadline,
+            "agent did not start:\n{}",
+            agent.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -104,7 +111,11 @@ async fn run() {
     let written = start.elapsed();
     while visible() < ROWS {
         peak_rss = peak_rss.max(rss(agent.pid()));
-        assert!(start.elapsed() < Duration::from_secs(600), "backlog not loaded:\n{}", agent.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "backlog not loaded:\n{}",
+            agent.log()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let loaded = start.elapsed();
@@ -156,7 +167,9 @@ async fn run() {
         .collect();
     lags.sort();
 
-    println!("starwal CDC benchmark (10-column table; Postgres, sim and agent on the same machine)");
+    println!(
+        "starwal CDC benchmark (10-column table; Postgres, sim and agent on the same machine)"
+    );
     println!(
         "  backlog: {ROWS} rows in {} txns written in {:.2} s, all visible after {:.2} s -> {:.0} rows/s sustained",
         ROWS / BACKLOG_TXN_ROWS,

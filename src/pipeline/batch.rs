@@ -451,16 +451,31 @@ mod tests {
         let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
         let mut batch = TableBatch::default();
         batch.insert(at(1), 10, KEY, row(&[Some("1"), Some("long"), Some("1")]));
-        batch.update(at(2), 10, KEY, None, row(&[Some("1"), Some("<u>"), Some("2")]));
+        batch.update(
+            at(2),
+            10,
+            KEY,
+            None,
+            row(&[Some("1"), Some("<u>"), Some("2")]),
+        );
         batch.insert(at(3), 10, KEY, row(&[Some("2"), Some("other"), Some("5")]));
-        batch.delete(at(4), 10, KEY, &OldTuple::Key(row(&[Some("2"), None, None])));
+        batch.delete(
+            at(4),
+            10,
+            KEY,
+            &OldTuple::Key(row(&[Some("2"), None, None])),
+        );
         assert_eq!(batch.changes(), 4);
         let sealed = batch
             .seal(&encoder, "slot", "docs", Compression::None)
             .unwrap()
             .unwrap();
         assert_eq!((sealed.first, sealed.last), (at(1), at(4)));
-        assert_eq!(sealed.loads.len(), 1, "full rows and hard deletes share a load");
+        assert_eq!(
+            sealed.loads.len(),
+            1,
+            "full rows and hard deletes share a load"
+        );
         let text = body(&sealed.loads[0]);
         assert_eq!(sealed.loads[0].rows, 2, "{text}");
         assert!(text.contains(r#""big":"long","small":2"#), "{text}");
@@ -481,13 +496,28 @@ mod tests {
             row(&[Some("10"), Some("<u>"), Some("1")]),
         );
         // A later update of the moved row keeps waiting for the value.
-        batch.update(at(2), 10, KEY, None, row(&[Some("10"), Some("<u>"), Some("3")]));
+        batch.update(
+            at(2),
+            10,
+            KEY,
+            None,
+            row(&[Some("10"), Some("<u>"), Some("3")]),
+        );
         let fetch = batch.needing_fetch();
         assert_eq!(fetch.len(), 1);
-        batch.complete(fetch[0].entry, &row(&[Some("10"), Some("fetched"), Some("3")]));
+        batch.complete(
+            fetch[0].entry,
+            &row(&[Some("10"), Some("fetched"), Some("3")]),
+        );
         assert!(batch.needing_fetch().is_empty());
         // A plain update of a row the target has stays a partial update, in its own load.
-        batch.update(at(3), 10, KEY, None, row(&[Some("20"), Some("<u>"), Some("4")]));
+        batch.update(
+            at(3),
+            10,
+            KEY,
+            None,
+            row(&[Some("20"), Some("<u>"), Some("4")]),
+        );
         assert!(batch.needing_fetch().is_empty());
         let sealed = batch
             .seal(&encoder, "slot", "docs", Compression::None)
@@ -495,8 +525,14 @@ mod tests {
             .unwrap();
         assert_eq!(sealed.loads.len(), 2);
         let full = body(&sealed.loads[0]);
-        assert!(full.contains(r#""id":1,"__op":1"#), "old key deleted: {full}");
-        assert!(full.contains(r#""id":10,"big":"fetched","small":3"#), "{full}");
+        assert!(
+            full.contains(r#""id":1,"__op":1"#),
+            "old key deleted: {full}"
+        );
+        assert!(
+            full.contains(r#""id":10,"big":"fetched","small":3"#),
+            "{full}"
+        );
         let partial = &sealed.loads[1];
         assert!(partial.label.as_str().ends_with("_p1"), "{}", partial.label);
         let columns = partial.partial_columns.as_ref().expect("partial update");
@@ -511,7 +547,11 @@ mod tests {
             at(1),
             10,
             KEY,
-            Some(&OldTuple::Full(row(&[Some("1"), Some("old big"), Some("1")]))),
+            Some(&OldTuple::Full(row(&[
+                Some("1"),
+                Some("old big"),
+                Some("1"),
+            ]))),
             row(&[Some("1"), Some("<u>"), Some("2")]),
         );
         let sealed = batch

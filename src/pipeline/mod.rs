@@ -601,10 +601,20 @@ impl Pipeline {
         let pressed = self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes;
         for index in 0..self.tables.len() {
             let table = &self.tables[index];
-            if table.batch.is_empty()
-                || !table.loader_idle()
-                || matches!(table.resume, Some(Resume::Reform { .. }))
-            {
+            if table.batch.is_empty() || !table.loader_idle() {
+                continue;
+            }
+            if matches!(table.resume, Some(Resume::Reform { .. })) {
+                if !pressed {
+                    continue;
+                }
+                // The batch being re-formed no longer fits (the buffer cap was lowered since
+                // the crash): send what there is. Its label differs from the recorded one, so
+                // StarRocks may apply those rows a second time — harmless for a Primary Key
+                // table (same final state), and the only way forward.
+                tracing::warn!(table = %table.target, "the re-formed batch exceeds STARWAL_MAX_BUFFER_BYTES: sending it under a new label");
+                self.tables[index].resume = None;
+                self.flush(index).await?;
                 continue;
             }
             let due = table

@@ -169,3 +169,79 @@ async fn engine_reconnects_after_a_postgres_restart() {
         .expect("exit");
     assert!(status.success(), "{}", agent.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_drain_gives_up_after_the_shutdown_timeout_without_confirming() {
+    // A cluster of its own, so no other database's WAL blurs the positions compared below.
+    let cluster = Cluster::start(ClusterOptions::default());
+    let db = cluster.create_database("engine_drain_timeout").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_SHUTDOWN_TIMEOUT_S", "3");
+    let mut agent = spec.start();
+    assert!(
+        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
+        "{}",
+        agent.log()
+    );
+    let down = ServerFaults {
+        refuse_connections: true,
+        ..ServerFaults::default()
+    };
+    sim.faults().set_server(ServerRole::Fe, down);
+    sim.faults().set_server(ServerRole::Be, down);
+    let before_insert: String = client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let before_insert: starwal::postgres::Lsn = before_insert.parse().unwrap();
+    client
+        .batch_execute("INSERT INTO t SELECT generate_series(1, 10)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let status = agent
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(20))
+        .expect("exit after the timeout");
+    assert_eq!(status.code(), Some(1), "{}", agent.log());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        agent.log().contains("STARWAL_SHUTDOWN_TIMEOUT_S"),
+        "{}",
+        agent.log()
+    );
+    let after: Option<String> = client
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&spec.slot()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let after: starwal::postgres::Lsn = after.and_then(|l| l.parse().ok()).unwrap();
+    // The insert was never loaded: the slot stays before its commit.
+    assert!(
+        after <= before_insert,
+        "the slot moved to {after}, past the unloaded insert (written after {before_insert})"
+    );
+    assert!(target_rows(&sim, "t", &["id"]).is_empty());
+    let stored: Option<String> = client
+        .query_opt(
+            "SELECT confirmed_lsn::text FROM starwal.checkpoints WHERE slot = $1",
+            &[&spec.slot()],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|row| row.get(0));
+    assert!(
+        stored.is_none(),
+        "a checkpoint was stored without any load: {stored:?}"
+    );
+}
