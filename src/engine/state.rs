@@ -130,7 +130,7 @@ pub struct StatusSnapshot {
     pub confirmed_lsn: Lsn,
     /// The server's WAL end, from the latest keepalive or status query.
     pub server_wal_end: Lsn,
-    /// `server_wal_end - confirmed_lsn`, in bytes (0 when idle and caught up).
+    /// `server_wal_end - confirmed_lsn` in bytes while a received commit waits; 0 when caught up.
     pub lag_bytes: u64,
     /// Age of the oldest received commit not yet confirmed (0 when none is waiting).
     pub lag_seconds: f64,
@@ -226,7 +226,12 @@ impl EngineHandle {
             flushed_lsn: inner.flushed_lsn,
             confirmed_lsn: inner.confirmed_lsn,
             server_wal_end: inner.server_wal_end,
-            lag_bytes: inner.server_wal_end.0.saturating_sub(inner.confirmed_lsn.0),
+            // Caught up (every received commit confirmed), the slot follows the server's WAL
+            // end (invariant 3): no lag, whatever other databases write.
+            lag_bytes: match inner.oldest_unconfirmed_commit {
+                None => 0,
+                Some(_) => inner.server_wal_end.0.saturating_sub(inner.confirmed_lsn.0),
+            },
             lag_seconds,
             slot_retained_wal_bytes: inner.slot_retained_wal_bytes,
             buffered_bytes: self.buffered_bytes.load(Ordering::Relaxed),
