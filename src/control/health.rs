@@ -24,8 +24,16 @@ fn serving_status(health: &Health) -> ServingStatus {
     }
 }
 
+/// A service that is SERVING whenever the process answers at all: what a liveness probe asks
+/// (`grpc: {port: 50051, service: starwal.liveness}`), so an agent that is retrying setup or
+/// draining is not restarted for it — readiness (`""`) says whether it replicates.
+pub const LIVENESS_SERVICE: &str = "starwal.liveness";
+
 /// Sets every following service to `health`.
 pub(crate) async fn publish(reporter: &HealthReporter, health: &Health) {
+    reporter
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
     let status = serving_status(health);
     for service in FOLLOWING_SERVICES {
         reporter.set_service_status(service, status).await;

@@ -330,11 +330,11 @@ impl Pipeline {
                 .map(|load| (load.table.clone(), load))
                 .collect(),
         };
+        pipeline.context.handle.set_confirmed(start.confirmed, None);
         pipeline
             .context
             .handle
-            .set_confirmed(start.confirmed, None);
-        pipeline.context.handle.set_received(start.confirmed, start.confirmed);
+            .set_received(start.confirmed, start.confirmed);
         for (source, schema) in start.tables {
             pipeline.add_table(source, schema);
         }

@@ -137,6 +137,11 @@ async fn control_server_health_follows_the_engine() {
         check(&mut health, "starwal.v1.Control").await,
         ServingStatus::NotServing
     );
+    // Liveness only asks whether the process answers.
+    assert_eq!(
+        check(&mut health, "starwal.liveness").await,
+        ServingStatus::Serving
+    );
     let unknown = health
         .check(HealthCheckRequest {
             service: "no.such.Service".into(),
