@@ -11,6 +11,7 @@ mod engine_outage;
 mod engine_run;
 mod engine_schema;
 mod engine_toast;
+mod engine_types;
 mod harness;
 mod postgres_check;
 mod postgres_checkpoint;
