@@ -36,7 +36,7 @@ fn put_tuple(buffer: &mut BytesMut, id: u64, key_only: bool) {
         None,
         Some("2026-11-22 10:00:00.123456+00"),
         Some(&amount),
-        Some(if id % 2 == 0 { "t" } else { "f" }),
+        Some(if id.is_multiple_of(2) { "t" } else { "f" }),
         Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
         Some("some longer free text in a varchar column"),
         Some(&count),

@@ -27,6 +27,8 @@ pub enum Job {
     Truncate(ChangePosition),
     /// New source columns: add them before the next load.
     AddColumns(Vec<TargetColumn>),
+    /// Source column types widened: widen the target's before the next load.
+    ModifyColumns(Vec<TargetColumn>),
 }
 
 /// What a finished job reports back to the pipeline.
@@ -116,25 +118,36 @@ async fn run_job(
                 result,
             }
         }
-        Job::AddColumns(columns) => {
-            let refs: Vec<&TargetColumn> = columns.iter().collect();
-            let result = context
-                .ddl
-                .lock()
-                .await
-                .add_columns(target, &refs)
-                .await
-                .map_err(|err| PipelineError::target(target, err));
-            if result.is_ok() {
-                tracing::info!(table = %target, columns = ?columns.iter().map(|c| &c.name).collect::<Vec<_>>(), "added columns to the target table");
-            }
-            JobDone {
-                table,
-                through: None,
-                released_bytes: 0,
-                result,
-            }
-        }
+        Job::AddColumns(columns) => alter(context, table, target, columns, false).await,
+        Job::ModifyColumns(columns) => alter(context, table, target, columns, true).await,
+    }
+}
+
+/// `ADD COLUMN` (or, with `modify`, `MODIFY COLUMN`) on the target, in the table's job order.
+async fn alter(
+    context: &LoaderContext,
+    table: usize,
+    target: &str,
+    columns: Vec<TargetColumn>,
+    modify: bool,
+) -> JobDone {
+    let refs: Vec<&TargetColumn> = columns.iter().collect();
+    let mut ddl = context.ddl.lock().await;
+    let result = if modify {
+        ddl.modify_columns(target, &refs).await
+    } else {
+        ddl.add_columns(target, &refs).await
+    }
+    .map_err(|err| PipelineError::target(target, err));
+    drop(ddl);
+    if result.is_ok() {
+        tracing::info!(table = %target, columns = ?columns.iter().map(|c| &c.name).collect::<Vec<_>>(), modify, "changed the target table's columns");
+    }
+    JobDone {
+        table,
+        through: None,
+        released_bytes: 0,
+        result,
     }
 }
 

@@ -6,7 +6,8 @@
 //! columns are added to the target (a loader job, so it runs after the loads before it and
 //! before the loads after it), dropped columns are simply no longer sent, and a type change is
 //! accepted when the existing target column still holds the new type's values (the same check
-//! setup makes) — otherwise it is a permanent error naming the table and column. A relation we
+//! setup makes), widened with `MODIFY COLUMN` when the target type widens losslessly (a loader
+//! job too), and otherwise a permanent error naming the table and column. A relation we
 //! have not seen is a table that joined the publication: when it matches `STARWAL_TABLES` its
 //! target table is created and it streams like the others.
 
@@ -14,7 +15,8 @@ use crate::engine::setup::postgres::{resolve_tables, table_schema};
 use crate::postgres::pgoutput::Relation;
 use crate::schema::{ColumnSchema, TableSchema};
 use crate::sink::starrocks::encoding::TableEncoder;
-use crate::sink::starrocks::setup::TargetSetupError;
+use crate::sink::starrocks::mapping::{column_type, target_table, TargetColumn};
+use crate::sink::starrocks::setup::{TargetProblem, TargetSetupError};
 
 use super::loader::Job;
 use super::{key_columns, Pipeline, PipelineError};
@@ -31,6 +33,41 @@ fn matches(schema: &TableSchema, relation: &Relation) -> bool {
                     && column.type_oid == sent.type_oid
                     && column.type_modifier == sent.type_modifier
             })
+}
+
+/// The target columns to widen for `problems`, when every problem is a column whose type widened
+/// in a way [`TargetType::widens_to`](crate::sink::starrocks::mapping::TargetType::widens_to)
+/// allows; `None` when any is not.
+fn widenings(
+    old: &TableSchema,
+    new: &TableSchema,
+    problems: &[TargetProblem],
+) -> Option<Vec<TargetColumn>> {
+    let mut widened = Vec::new();
+    for problem in problems {
+        let TargetProblem::Type { column, .. } = problem else {
+            return None;
+        };
+        let before = old.columns.iter().find(|c| &c.name == column)?;
+        let after = new.columns.iter().find(|c| &c.name == column)?;
+        if after.is_key() {
+            return None;
+        }
+        let (from, to) = (
+            column_type(old, before).ok()?,
+            column_type(new, after).ok()?,
+        );
+        if from == to || !from.widens_to(&to) {
+            return None;
+        }
+        widened.push(TargetColumn {
+            name: column.clone(),
+            data_type: to,
+            nullable: true,
+            is_key: false,
+        });
+    }
+    Some(widened)
 }
 
 impl Pipeline {
@@ -113,18 +150,46 @@ impl Pipeline {
         self.flush(index).await?;
         let schema = self.stream_schema(index, relation).await?;
         let target = self.tables[index].target.clone();
-        let plan = {
+        let planned = {
             let mut ddl = self.context.ddl.lock().await;
-            ddl.plan(std::slice::from_ref(&schema))
-                .await
-                .map_err(|err| PipelineError::target(&target, err))?
+            ddl.plan(std::slice::from_ref(&schema)).await
         };
-        let missing = plan
-            .tables
-            .into_iter()
-            .next()
-            .map(|table| table.missing_columns)
-            .unwrap_or_default();
+        let (missing, widened) = match planned {
+            Ok(plan) => (
+                plan.tables
+                    .into_iter()
+                    .next()
+                    .map(|table| table.missing_columns)
+                    .unwrap_or_default(),
+                Vec::new(),
+            ),
+            Err(TargetSetupError::Tables(problems)) => {
+                // Columns too narrow for the new source types: widen them when that loses
+                // nothing; anything else stops the engine naming table and column.
+                let old = &self.tables[index].schema;
+                let Some(widened) = widenings(old, &schema, &problems) else {
+                    return Err(PipelineError::target(
+                        &target,
+                        TargetSetupError::Tables(problems),
+                    ));
+                };
+                let added = target_table(&schema)
+                    .map(|table| {
+                        table
+                            .columns
+                            .into_iter()
+                            .filter(|c| {
+                                !c.is_key
+                                    && schema.columns.iter().any(|n| n.name == c.name)
+                                    && !old.columns.iter().any(|o| o.name == c.name)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (added, widened)
+            }
+            Err(err) => return Err(PipelineError::target(&target, err)),
+        };
         let old = &self.tables[index].schema;
         let dropped: Vec<&str> = old
             .columns
@@ -138,6 +203,14 @@ impl Pipeline {
             dropped = ?dropped,
             "source schema changed"
         );
+        if !widened.is_empty() {
+            tracing::info!(
+                table = %self.tables[index].source_name,
+                columns = ?widened.iter().map(|c| format!("{} {}", c.name, c.data_type)).collect::<Vec<_>>(),
+                "source column types widened: widening the target's"
+            );
+            self.send(index, Job::ModifyColumns(widened), None)?;
+        }
         if !missing.is_empty() {
             self.send(index, Job::AddColumns(missing), None)?;
         }

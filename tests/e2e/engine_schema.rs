@@ -145,3 +145,55 @@ async fn engine_stops_on_an_incompatible_type_change_naming_the_column() {
     let counters = sim.counters(TARGET_DB, "m");
     assert_eq!(counters.rows_loaded, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_widens_target_columns_when_source_types_widen() {
+    let db = Cluster::shared().create_database("engine_widen").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE w (id int PRIMARY KEY, n int, label varchar(5), amount numeric(6,2))",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.w");
+    let agent = spec.start();
+    assert!(
+        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
+        "{}",
+        agent.log()
+    );
+    client
+        .batch_execute(
+            "INSERT INTO w VALUES (1, 7, 'short', 1234.56);
+             ALTER TABLE w ALTER COLUMN n TYPE bigint, ALTER COLUMN label TYPE varchar(40),
+                           ALTER COLUMN amount TYPE numeric(12,3);
+             INSERT INTO w VALUES (2, 9000000000, 'a label longer than twenty chars', 123456789.125);",
+        )
+        .await
+        .unwrap();
+    let source = source_rows(
+        &client,
+        "SELECT id::text, n::text, label, amount::text FROM w",
+    )
+    .await;
+    let got = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "w", &["id", "n", "label", "amount"])
+    })
+    .await;
+    assert!(got == source, "{}\n{}", diff(&source, &got), agent.log());
+    let types: Vec<String> = sim.catalog().read(|c| {
+        let table = c.table(TARGET_DB, "w").unwrap();
+        ["n", "label", "amount"]
+            .iter()
+            .map(|name| table.column(name).unwrap().1.column_type.to_string())
+            .collect()
+    });
+    assert_eq!(
+        types,
+        ["BIGINT", "VARCHAR(160)", "DECIMAL(12,3)"],
+        "{}",
+        agent.log()
+    );
+}

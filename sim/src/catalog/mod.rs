@@ -75,6 +75,18 @@ pub enum CatalogError {
         /// Column name.
         column: String,
     },
+    /// MODIFY COLUMN that some stored value does not survive, or of a key column.
+    #[error("Can not change column `{column}` of table `{table}` to {to}: {reason}")]
+    ColumnTypeChange {
+        /// Table name.
+        table: String,
+        /// Column name.
+        column: String,
+        /// The new type.
+        to: String,
+        /// Why not.
+        reason: String,
+    },
     /// DROP COLUMN of a key column.
     #[error("Can not drop key column '{column}' of primary key table '{table}'")]
     KeyColumnDrop {

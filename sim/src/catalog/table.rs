@@ -400,6 +400,46 @@ impl Table {
         Ok(())
     }
 
+    /// Changes a value column's type (`MODIFY COLUMN`), converting every stored value through
+    /// its text form; refused when one does not convert (or fit), and for key columns.
+    pub fn modify_column(&mut self, column: ColumnDef) -> Result<(), CatalogError> {
+        let refuse = |reason: String| CatalogError::ColumnTypeChange {
+            table: self.spec.name.clone(),
+            column: column.name.clone(),
+            to: column.column_type.to_string(),
+            reason,
+        };
+        let Some((index, _)) = self.column(&column.name) else {
+            return Err(CatalogError::UnknownColumn {
+                table: self.spec.name.clone(),
+                column: column.name.clone(),
+            });
+        };
+        if self.is_key(index) {
+            return Err(refuse("key columns cannot change type".into()));
+        }
+        let mut converted = Vec::with_capacity(self.rows.len());
+        for row in self.rows.values() {
+            let value = match row[index].to_text() {
+                None => Value::Null,
+                Some(text) => column
+                    .column_type
+                    .convert_text(&column.name, &text)
+                    .map_err(|err| refuse(err.to_string()))?,
+            };
+            if !value.fits(&column.column_type) {
+                return Err(refuse("a stored value does not fit".into()));
+            }
+            converted.push(value);
+        }
+        for (row, value) in self.rows.values_mut().zip(converted) {
+            row[index] = value;
+        }
+        let name = column.name.clone();
+        self.spec.columns[index] = ColumnDef { name, ..column };
+        Ok(())
+    }
+
     /// Drops a value column. Key columns cannot be dropped.
     pub fn drop_column(&mut self, name: &str) -> Result<(), CatalogError> {
         let (index, column) = self

@@ -52,6 +52,7 @@ pub(crate) enum ColumnChange {
         position: ColumnPosition,
     },
     Drop(String),
+    Modify(ColumnDef),
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +241,14 @@ fn apply_changes(table: &mut Table, changes: &[ColumnChange]) -> SqlResult<()> {
                         CatalogError::InvalidTable { reason, .. } => SqlError::ddl(reason),
                         other => SqlError::from(other),
                     })?;
+            }
+            ColumnChange::Modify(column) => {
+                table.modify_column(column.clone()).map_err(|e| match e {
+                    CatalogError::UnknownColumn { column, .. } => {
+                        SqlError::ddl(format!("Column[{column}] does not exist"))
+                    }
+                    other => SqlError::from(other),
+                })?
             }
             ColumnChange::Drop(name) => table.drop_column(name).map_err(|e| match e {
                 CatalogError::UnknownColumn { column, .. } => {

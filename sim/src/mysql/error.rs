@@ -124,7 +124,8 @@ impl From<CatalogError> for SqlError {
             CatalogError::MissingKeyColumn { .. }
             | CatalogError::NullInNotNull { .. }
             | CatalogError::InvalidValue { .. }
-            | CatalogError::PrimaryKeyTooLong { .. } => SqlError::ddl(message),
+            | CatalogError::PrimaryKeyTooLong { .. }
+            | CatalogError::ColumnTypeChange { .. } => SqlError::ddl(message),
         }
     }
 }

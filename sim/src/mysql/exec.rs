@@ -378,6 +378,7 @@ fn column_change(sql: &str, op: &AlterOp) -> SqlResult<ColumnChange> {
             }
         }
         AlterOp::Drop(name) => ColumnChange::Drop(name.clone()),
+        AlterOp::Modify(column) => ColumnChange::Modify(ddl::column_def(sql, column, false)?),
     })
 }
 

@@ -197,6 +197,8 @@ pub(crate) enum AlterOp {
         first: bool,
     },
     Drop(String),
+    /// `MODIFY COLUMN name type ...`: a new type for a value column.
+    Modify(ColumnSpec),
 }
 
 /// A parsed statement.
@@ -1241,6 +1243,8 @@ impl Parser<'_> {
                 if self.is_kw("TO") || self.is_kw("IN") {
                     return Err(SqlError::unsupported("rollup indexes"));
                 }
+            } else if self.eat_kws(&["MODIFY", "COLUMN"]) {
+                ops.push(AlterOp::Modify(self.column_spec()?));
             } else if self.eat_kws(&["DROP", "COLUMN"]) {
                 ops.push(AlterOp::Drop(self.ident()?));
                 if self.is_kw("FROM") {
@@ -1248,7 +1252,7 @@ impl Parser<'_> {
                 }
             } else {
                 return Err(SqlError::unsupported(format!(
-                    "ALTER TABLE ... {} (only ADD COLUMN and DROP COLUMN are modelled)",
+                    "ALTER TABLE ... {} (only ADD, MODIFY and DROP COLUMN are modelled)",
                     self.rest_text()
                 )));
             }

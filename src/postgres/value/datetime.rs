@@ -249,7 +249,7 @@ impl CivilDateTime {
             out.push(b'.');
             let mut fraction = self.microsecond;
             let mut width = 6;
-            while fraction % 10 == 0 {
+            while fraction.is_multiple_of(10) {
                 fraction /= 10;
                 width -= 1;
             }

@@ -164,7 +164,7 @@ pub(crate) fn validate_bytea_hex(mut bytes: impl Iterator<Item = u8>) -> Result<
         }
         digits += 1;
     }
-    if digits % 2 != 0 {
+    if !digits.is_multiple_of(2) {
         return Err("odd number of hex digits");
     }
     Ok(())

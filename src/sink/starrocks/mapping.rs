@@ -48,6 +48,25 @@ pub enum TargetType {
 }
 
 impl TargetType {
+    /// Whether a column of this type can be changed to `wider` without losing a stored value
+    /// (what starwal applies with `MODIFY COLUMN` when a source type widens).
+    pub fn widens_to(&self, wider: &TargetType) -> bool {
+        use TargetType::*;
+        match (self, wider) {
+            (a, b) if a == b => true,
+            (SmallInt, Int | BigInt) | (Int, BigInt) | (Float, Double) | (Date, DateTime) => true,
+            (Varchar(a), Varchar(b)) => b >= a,
+            (
+                Decimal { precision, scale },
+                Decimal {
+                    precision: p2,
+                    scale: s2,
+                },
+            ) => s2 >= scale && p2.saturating_sub(*s2) >= precision.saturating_sub(*scale),
+            _ => false,
+        }
+    }
+
     /// `information_schema.COLUMNS.DATA_TYPE` as StarRocks reports it (BOOLEAN shows as tinyint).
     pub fn data_type(&self) -> &'static str {
         match self {

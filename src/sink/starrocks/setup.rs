@@ -460,15 +460,36 @@ impl TargetSetup {
         table: &str,
         columns: &[&TargetColumn],
     ) -> Result<(), TargetSetupError> {
-        let added = columns
+        self.alter_columns(table, "ADD", "adding columns to", columns)
+            .await
+    }
+
+    /// `ALTER TABLE MODIFY COLUMN ...` (a widened source type) and waits for the job.
+    pub async fn modify_columns(
+        &mut self,
+        table: &str,
+        columns: &[&TargetColumn],
+    ) -> Result<(), TargetSetupError> {
+        self.alter_columns(table, "MODIFY", "changing column types of", columns)
+            .await
+    }
+
+    async fn alter_columns(
+        &mut self,
+        table: &str,
+        verb: &str,
+        what: &str,
+        columns: &[&TargetColumn],
+    ) -> Result<(), TargetSetupError> {
+        let clauses = columns
             .iter()
-            .map(|c| format!("ADD COLUMN {} {} NULL", quote(&c.name), c.data_type))
+            .map(|c| format!("{verb} COLUMN {} {} NULL", quote(&c.name), c.data_type))
             .collect::<Vec<_>>()
             .join(", ");
         self.execute(
-            &format!("adding columns to `{table}`"),
+            &format!("{what} `{table}`"),
             &format!(
-                "ALTER TABLE {}.{} {added}",
+                "ALTER TABLE {}.{} {clauses}",
                 quote(&self.config.database),
                 quote(table)
             ),
