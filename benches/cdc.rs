@@ -41,6 +41,22 @@ fn rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// CPU seconds (user + system) `pid` has used, from `/proc/<pid>/stat` (100 ticks per second).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`, which may contain spaces.
+    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after `(comm) `.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -93,6 +109,16 @@ async fn run() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_rss = rss(agent.pid());
     let insert = client.prepare(INSERT).await.expect("prepare");
+    let walsender: i32 = client
+        .query_one(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&spec.slot()],
+        )
+        .await
+        .expect("walsender")
+        .get(0);
+    let walsender = walsender as u32;
+    let (agent_cpu0, walsender_cpu0) = (cpu_seconds(agent.pid()), cpu_seconds(walsender));
     let visible = || sim.catalog().row_count(TARGET_DB, "bench").unwrap_or(0) as u64;
 
     // Throughput: a backlog written as fast as Postgres takes it.
@@ -119,6 +145,8 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let loaded = start.elapsed();
+    let agent_cpu = cpu_seconds(agent.pid()) - agent_cpu0;
+    let walsender_cpu = cpu_seconds(walsender) - walsender_cpu0;
 
     // Lag at a steady 10k rows/s.
     let mut commits: Vec<(u64, Instant)> = Vec::new();
@@ -176,6 +204,11 @@ async fn run() {
         written.as_secs_f64(),
         loaded.as_secs_f64(),
         ROWS as f64 / loaded.as_secs_f64()
+    );
+    println!(
+        "  CPU during the backlog: agent {agent_cpu:.2} s ({:.2} µs/row), walsender {walsender_cpu:.2} s ({:.2} µs/row)",
+        agent_cpu * 1e6 / ROWS as f64,
+        walsender_cpu * 1e6 / ROWS as f64
     );
     println!(
         "  steady {} rows/s for {:.1} s: {} of {} txns seen; lag p50 {} ms, p99 {} ms, max {} ms",

@@ -80,12 +80,13 @@ impl From<PipelineError> for AttemptError {
 pub async fn run_with(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<()> {
     let mut stops = handle.stop_requests();
     let mut backoff = FIRST_BACKOFF;
+    let mut permanent: Option<String> = None;
     let result = loop {
         if stops.borrow().is_some() {
             break Ok(());
         }
         handle.set_phase(Phase::Setup);
-        match attempt(&config, &handle).await {
+        match attempt(&config, &handle, permanent.as_deref()).await {
             Ok(AttemptEnd::Stopped { confirmed }) => {
                 tracing::info!(%confirmed, "stopped");
                 break Ok(());
@@ -93,6 +94,10 @@ pub async fn run_with(config: Config, handle: Arc<EngineHandle>) -> anyhow::Resu
             Err(failure) => {
                 let detail = format!("{:#}", failure.error);
                 handle.set_health(false, detail.clone());
+                // Only errors met while streaming: a setup that fails and is then fixed passes
+                // setup the next time, which is proof enough to serve.
+                permanent =
+                    (!failure.transient && handle.phase() == Phase::Cdc).then(|| detail.clone());
                 if config.engine.exit_on_error {
                     break Err(failure.error);
                 }
@@ -120,7 +125,14 @@ pub async fn run_with(config: Config, handle: Arc<EngineHandle>) -> anyhow::Resu
 }
 
 /// One setup + stream; see the module docs.
-async fn attempt(config: &Config, handle: &Arc<EngineHandle>) -> Result<AttemptEnd, AttemptError> {
+/// `after_permanent`: the permanent error that ended the previous attempt, if one did; health
+/// then stays NOT_SERVING (with that error as detail) until a load succeeds, so a probe does not
+/// flap to SERVING on every retry of an error nobody fixed yet (invariant 7).
+async fn attempt(
+    config: &Config,
+    handle: &Arc<EngineHandle>,
+    after_permanent: Option<&str>,
+) -> Result<AttemptEnd, AttemptError> {
     let pg = &config.postgres;
     let starrocks = config
         .require_starrocks()
@@ -131,6 +143,7 @@ async fn attempt(config: &Config, handle: &Arc<EngineHandle>) -> Result<AttemptE
     let client = connect_sql(&pg.conn)
         .await
         .map_err(crate::engine::setup::SetupError::from)?;
+    warn_on_short_sender_timeout(&client, pg.status_interval).await;
     let existing = existing_slot(&client, &pg.slot, &pg.conn.dbname).await?;
     let source = prepare_source(&client, pg, existing.is_none()).await?;
     let slot = ensure_slot(&client, &pg.conn, &pg.slot).await?;
@@ -233,6 +246,8 @@ async fn attempt(config: &Config, handle: &Arc<EngineHandle>) -> Result<AttemptE
     );
     let watcher = spawn_publication_watcher(client.clone(), pg.clone());
 
+    // Nothing of a previous attempt is buffered any more (its pipeline is gone).
+    handle.reset_buffered();
     let (items_tx, items_rx) = mpsc::unbounded_channel();
     let closed = Arc::new(AtomicBool::new(false));
     let mut forwarder = Forwarder::new(items_tx, handle.clone(), closed.clone());
@@ -245,7 +260,13 @@ async fn attempt(config: &Config, handle: &Arc<EngineHandle>) -> Result<AttemptE
     });
 
     handle.set_phase(Phase::Cdc);
-    handle.set_health(true, "streaming");
+    match after_permanent {
+        None => handle.set_health(true, "streaming"),
+        Some(error) => handle.set_health(
+            false,
+            format!("streaming again, NOT_SERVING until a load succeeds after: {error}"),
+        ),
+    }
     tracing::info!("streaming changes");
 
     let mut stops = handle.stop_requests();
@@ -309,6 +330,30 @@ async fn attempt(config: &Config, handle: &Arc<EngineHandle>) -> Result<AttemptE
             transient: true,
             error: anyhow::Error::from(err).context("replication stream"),
         }),
+    }
+}
+
+/// While backpressure holds the stream, only the periodic status updates keep the walsender from
+/// timing out: the interval must be well below `wal_sender_timeout`.
+async fn warn_on_short_sender_timeout(client: &tokio_postgres::Client, status_interval: Duration) {
+    let timeout_ms = client
+        .query_opt(
+            "SELECT setting::int8 FROM pg_settings WHERE name = 'wal_sender_timeout'",
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|row| row.get::<_, i64>(0));
+    if let Some(ms) = timeout_ms.filter(|ms| *ms > 0) {
+        if status_interval.as_millis() * 2 > u128::from(ms.unsigned_abs()) {
+            tracing::warn!(
+                wal_sender_timeout_ms = ms,
+                status_interval_s = status_interval.as_secs(),
+                "STARWAL_STATUS_INTERVAL_S is not well below the server's wal_sender_timeout: \
+                 while StarRocks is slow the server may drop the replication connection"
+            );
+        }
     }
 }
 
@@ -391,7 +436,7 @@ fn spawn_publication_watcher(
     }))
 }
 
-/// Turns SIGTERM/SIGINT into a drain request; a second signal stops without draining.
+/// Turns SIGTERM/SIGINT into a drain request; a second signal exits at once (status 1).
 pub fn spawn_signal_handler(handle: Arc<EngineHandle>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -406,13 +451,14 @@ pub fn spawn_signal_handler(handle: Arc<EngineHandle>) -> tokio::task::JoinHandl
                 _ = terminate.recv() => {}
             }
             if first {
-                tracing::info!(
-                    "signal received: draining (send it again to stop without draining)"
-                );
+                tracing::info!("signal received: draining (send it again to exit at once)");
                 handle.request_stop(StopRequest::Drain);
                 first = false;
             } else {
-                handle.request_stop(StopRequest::Stop);
+                // Nothing is confirmed that was not loaded, so exiting mid-drain loses nothing:
+                // the next start streams the rest again.
+                tracing::warn!("second signal: exiting without finishing the drain");
+                std::process::exit(crate::cli::EXIT_FAILURE);
             }
         }
     })

@@ -294,6 +294,18 @@ impl EngineHandle {
 
     // ---- write side (engine) ----
 
+    pub fn phase(&self) -> Phase {
+        self.lock().phase
+    }
+
+    /// A load succeeded: in CDC, health is SERVING (again).
+    pub fn load_succeeded(&self) {
+        let serving = self.health.borrow().serving;
+        if !serving && self.phase() == Phase::Cdc {
+            self.set_health(true, "streaming");
+        }
+    }
+
     pub fn set_phase(&self, phase: Phase) {
         self.lock().phase = phase;
     }
@@ -327,6 +339,13 @@ impl EngineHandle {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
                 Some(b.saturating_sub(bytes))
             });
+        self.pause_changed.notify_waiters();
+    }
+
+    /// Forgets every buffered byte: a new attempt starts with an empty pipeline (the previous
+    /// one's batches, queued jobs and channel were dropped without releasing theirs).
+    pub fn reset_buffered(&self) {
+        self.buffered_bytes.store(0, Ordering::SeqCst);
         self.pause_changed.notify_waiters();
     }
 

@@ -9,7 +9,7 @@
 //! stored row to keep anything from, so the entry is flagged and the pipeline fetches the
 //! missing values from the source before sealing ([`TableBatch::needing_fetch`]).
 //!
-//! Rows are kept as received (`TupleData` slices of the stream's buffers, no copy) and encoded
+//! Rows are kept in allocations of their own (see `TupleData::detached`) and encoded
 //! only when the batch is sealed, grouped by the exact set of columns they carry: one load per
 //! set.
 
@@ -120,6 +120,26 @@ fn has_unchanged_toast(tuple: &TupleData) -> bool {
         .any(|value| matches!(value, TupleValueRef::UnchangedToast))
 }
 
+fn is_unchanged(tuple: &TupleData, column: usize) -> bool {
+    matches!(
+        tuple.raw_values().nth(column),
+        Some(TupleValueRef::UnchangedToast)
+    )
+}
+
+/// `new` with the unchanged-TOAST values of `columns` taken from `source`.
+fn fill_columns(new: &TupleData, source: &TupleData, columns: &[usize]) -> TupleData {
+    if new.column_count() != source.column_count() {
+        return new.clone();
+    }
+    TupleData::from_values(new.raw_values().zip(source.raw_values()).enumerate().map(
+        |(index, (value, earlier))| match value {
+            TupleValueRef::UnchangedToast if columns.contains(&index) => earlier,
+            value => value,
+        },
+    ))
+}
+
 /// `new` with each unchanged-TOAST value taken from `source` where it has one.
 fn fill_unchanged(new: &TupleData, source: &TupleData) -> TupleData {
     if new.column_count() != source.column_count() {
@@ -205,7 +225,7 @@ impl TableBatch {
         self.put(
             &key,
             Entry {
-                image: Image::New(row),
+                image: Image::New(row.detached()),
                 op: SourceOp::Insert,
                 commit: position.commit,
                 needs_fetch: false,
@@ -224,6 +244,14 @@ impl TableBatch {
     ) {
         self.note(position, bytes);
         self.ops.updated += 1;
+        // A key column stored out of line and not changed arrives as `u` (Postgres then logs the
+        // old key): take it from the old tuple, or the row would look moved to a NULL key.
+        let new = match old {
+            Some(old) if key_columns.iter().any(|&k| is_unchanged(&new, k)) => {
+                fill_columns(&new, old.tuple(), key_columns)
+            }
+            _ => new,
+        };
         let mut new_key = Vec::new();
         key_bytes(&new, key_columns, &mut new_key);
         let old_key = old.map(|old| {
@@ -251,8 +279,8 @@ impl TableBatch {
         if let (true, Some(old), Some(old_key)) = (moved, old, &old_key) {
             // A primary-key change: the old key is gone.
             let image = match old {
-                OldTuple::Key(tuple) => Image::DeletedKey(tuple.clone()),
-                OldTuple::Full(tuple) => Image::DeletedRow(tuple.clone()),
+                OldTuple::Key(tuple) => Image::DeletedKey(tuple.detached()),
+                OldTuple::Full(tuple) => Image::DeletedRow(tuple.detached()),
             };
             self.put(
                 old_key,
@@ -270,7 +298,7 @@ impl TableBatch {
         self.put(
             &new_key,
             Entry {
-                image: Image::New(row),
+                image: Image::New(row.detached()),
                 op: SourceOp::Update,
                 commit: position.commit,
                 needs_fetch,
@@ -290,8 +318,13 @@ impl TableBatch {
         let mut key = std::mem::take(&mut self.key_scratch);
         key_bytes(old.tuple(), key_columns, &mut key);
         let image = match old {
-            OldTuple::Key(tuple) => Image::DeletedKey(tuple.clone()),
-            OldTuple::Full(tuple) => Image::DeletedRow(tuple.clone()),
+            // The batch has the row's last image: a soft delete keeps its values, exactly as if
+            // the delete had come in a later batch (a hard delete writes only the key anyway).
+            OldTuple::Key(tuple) => match self.earlier_image(&key) {
+                Some(earlier) => Image::DeletedRow(earlier.clone()),
+                None => Image::DeletedKey(tuple.detached()),
+            },
+            OldTuple::Full(tuple) => Image::DeletedRow(tuple.detached()),
         };
         self.put(
             &key,
@@ -365,6 +398,9 @@ impl TableBatch {
             let (_, writer) = &mut groups[group];
             encoder.write_change(writer, row, &audit, &mut present)?;
         }
+        // Part numbers follow the column sets, not the order rows arrived in: full rows first,
+        // then partial sets in a fixed order, so a re-formed batch numbers its parts the same.
+        groups.sort_by(|(a, _), (b, _)| b.is_full().cmp(&a.is_full()).then_with(|| a.cmp(b)));
         let mut loads = Vec::with_capacity(groups.len());
         for (part, (set, mut writer)) in groups.into_iter().enumerate() {
             let rows = writer.rows();
@@ -561,5 +597,52 @@ mod tests {
         assert_eq!(sealed.loads.len(), 1);
         assert!(body(&sealed.loads[0]).contains(r#""big":"old big","small":2"#));
         assert!(sealed.loads[0].partial_columns.is_none());
+    }
+
+    #[test]
+    fn an_unchanged_toasted_key_is_not_a_key_change() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let mut batch = TableBatch::default();
+        // The key column was stored out of line: the new tuple says `u`, the old key is logged.
+        batch.update(
+            at(1),
+            10,
+            KEY,
+            Some(&OldTuple::Key(row(&[Some("7"), None, None]))),
+            row(&[Some("<u>"), Some("b"), Some("1")]),
+        );
+        assert!(batch.needing_fetch().is_empty());
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        let text = body(&sealed.loads[0]);
+        assert_eq!(sealed.loads.len(), 1, "{text}");
+        assert_eq!(sealed.loads[0].rows, 1, "no delete of the key: {text}");
+        assert!(text.contains(r#""id":7,"big":"b","small":1"#), "{text}");
+    }
+
+    #[test]
+    fn a_soft_delete_keeps_the_values_the_batch_has_for_the_row() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Soft);
+        let mut batch = TableBatch::default();
+        batch.insert(at(1), 10, KEY, row(&[Some("1"), Some("kept"), Some("5")]));
+        batch.delete(
+            at(2),
+            10,
+            KEY,
+            &OldTuple::Key(row(&[Some("1"), None, None])),
+        );
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        let text = body(&sealed.loads[0]);
+        assert!(
+            sealed.loads[0].partial_columns.is_none(),
+            "a whole row: {text}"
+        );
+        assert!(text.contains(r#""big":"kept","small":5"#), "{text}");
+        assert!(text.contains(r#""_starwal_deleted":true"#), "{text}");
     }
 }

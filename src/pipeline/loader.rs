@@ -58,16 +58,17 @@ impl std::fmt::Debug for dyn Sink {
     }
 }
 
-/// Spawns the loader of table `table` (index in the pipeline, `source`/`target` names).
+/// Spawns the loader of table `table` (index in the pipeline, `source`/`target` names); the
+/// handle lets the pipeline abort it when it stops.
 pub fn spawn(
     context: LoaderContext,
     table: usize,
     source: String,
     target: String,
     done: mpsc::UnboundedSender<JobDone>,
-) -> mpsc::UnboundedSender<Job> {
+) -> (mpsc::UnboundedSender<Job>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
             let report = run_job(&context, table, &source, &target, job).await;
             let failed = report.result.is_err();
@@ -77,7 +78,7 @@ pub fn spawn(
             }
         }
     });
-    tx
+    (tx, task)
 }
 
 async fn run_job(
@@ -202,5 +203,6 @@ async fn load(
     context
         .handle
         .record_load(source, ops, rows_loaded, bytes, duration, deduplicated);
+    context.handle.load_succeeded();
     Ok(())
 }

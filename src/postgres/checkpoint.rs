@@ -130,6 +130,7 @@ impl CheckpointStore {
             .iter()
             .filter_map(|row| {
                 let seq = |index| u32::try_from(row.get::<_, i64>(index)).ok();
+                let load = (|| {
                 Some(InFlightLoad {
                     table: row.get(0),
                     label: row.get(1),
@@ -142,6 +143,11 @@ impl CheckpointStore {
                         seq: seq(5)?,
                     },
                 })
+                })();
+                if load.is_none() {
+                    tracing::warn!(schema = %self.schema, slot = %self.slot, "ignoring an unreadable loads_in_flight row: its batch is re-formed under a new label (applied again, which a Primary Key table absorbs)");
+                }
+                load
             })
             .collect();
         Ok(Checkpoint {

@@ -139,6 +139,27 @@ async fn engine_stops_on_an_incompatible_type_change_naming_the_column() {
         "no error naming table and column\n{}",
         agent.log()
     );
+    // Health stays NOT_SERVING across the retries (which meet the same error), naming it.
+    let status = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_starwal"))
+            .args(["status", "--json", "--addr", &spec.control_url()])
+            .env_clear()
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap_or_default()
+    };
+    for _ in 0..8 {
+        let now = status();
+        assert_eq!(now["serving"], false, "{now}\n{}", agent.log());
+        assert!(
+            now["health_detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("reading"),
+            "{now}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // The row before the change is loaded; the one after is not (and not confirmed).
     let rows = target_rows(&sim, "m", &["id", "reading"]);
     assert_eq!(rows.len(), 1, "{rows:?}");

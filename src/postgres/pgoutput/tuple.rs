@@ -184,6 +184,17 @@ impl TupleData {
         }
     }
 
+    /// The same tuple in an allocation of its own. A received tuple shares the read buffer it
+    /// arrived in (64 KiB or more), so keeping it keeps that whole buffer alive; a consumer that
+    /// holds tuples for long (a batch waiting for its load) detaches them so the memory it holds
+    /// is the memory it counts.
+    pub fn detached(&self) -> TupleData {
+        TupleData {
+            columns: Bytes::copy_from_slice(&self.columns),
+            column_count: self.column_count,
+        }
+    }
+
     /// Number of columns.
     pub fn column_count(&self) -> usize {
         usize::from(self.column_count)

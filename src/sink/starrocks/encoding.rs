@@ -257,7 +257,7 @@ pub enum ChangeRow<'a> {
 /// The source columns a written row carries: all of them, or a subset, which makes it a partial
 /// update whose batch must share exactly this set (invariant 4). Reused across rows: no
 /// allocation once sized.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ColumnSet {
     words: Vec<u64>,
     len: usize,

@@ -32,8 +32,11 @@ impl Label {
     }
 
     /// The label of part `part` (one per column set, from 0) of the batch of target table
-    /// `table` holding the changes `first..=last`: `starwal_<slot>_<table>_<first>_<last>[_p<n>]`
-    /// with each position as `<commit lsn hex>_<seq>`.
+    /// `table` holding the changes `first..=last`:
+    /// `starwal_<slot>_<table>_<names hash>_<first>_<last>[_p<n>]` with each position as
+    /// `<commit lsn hex>_<seq>`. The hash of the raw (slot, table) pair keeps apart pairs whose
+    /// text runs together (slot `a_b` + table `c`, slot `a` + table `b_c`): two agents of one
+    /// cluster share its LSNs and may load into one database.
     pub fn for_changes(
         slot: &str,
         table: &str,
@@ -41,21 +44,22 @@ impl Label {
         last: ChangePosition,
         part: usize,
     ) -> Label {
-        let mut label = String::with_capacity(80);
+        let mut label = String::with_capacity(96);
         label.push_str("starwal_");
-        let mut lossy = push_sanitized(&mut label, slot);
+        push_sanitized(&mut label, slot);
         label.push('_');
-        lossy |= push_sanitized(&mut label, table);
+        push_sanitized(&mut label, table);
         use std::fmt::Write as _;
+        let names = fnv1a64(format!("{slot}\u{0}{table}").as_bytes());
         let _ = write!(
             label,
-            "_{:016X}_{}_{:016X}_{}",
-            first.commit.0, first.seq, last.commit.0, last.seq
+            "_{:08x}_{:016X}_{}_{:016X}_{}",
+            names as u32, first.commit.0, first.seq, last.commit.0, last.seq
         );
         if part > 0 {
             let _ = write!(label, "_p{part}");
         }
-        Label::finish(label, lossy, slot, table)
+        Label::finish(label, false, slot, table)
     }
 
     fn finish(mut label: String, lossy: bool, slot: &str, table: &str) -> Label {
@@ -157,6 +161,29 @@ mod tests {
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'_'));
         assert_eq!(a, Label::for_batch("slot", &long_table, Lsn(1), Lsn(2)));
+    }
+
+    #[test]
+    fn change_labels_keep_slot_table_pairs_apart_and_name_parts() {
+        let at = |commit, seq| ChangePosition {
+            commit: Lsn(commit),
+            seq,
+        };
+        let a = Label::for_changes("sw_eu", "orders", at(0x10, 1), at(0x20, 7), 0);
+        let b = Label::for_changes("sw", "eu_orders", at(0x10, 1), at(0x20, 7), 0);
+        assert_ne!(a, b, "pairs whose text runs together");
+        assert!(
+            a.as_str().starts_with("starwal_sw_eu_orders_")
+                && a.as_str()
+                    .ends_with("_0000000000000010_1_0000000000000020_7"),
+            "{a}"
+        );
+        let part = Label::for_changes("sw_eu", "orders", at(0x10, 1), at(0x20, 7), 2);
+        assert_eq!(part.as_str(), format!("{a}_p2"));
+        assert_eq!(
+            a,
+            Label::for_changes("sw_eu", "orders", at(0x10, 1), at(0x20, 7), 0)
+        );
     }
 
     #[test]
