@@ -83,7 +83,8 @@ pub struct FetchRequest {
 #[derive(Debug, Default)]
 pub struct TableBatch {
     entries: Vec<Entry>,
-    by_key: HashMap<Box<[u8]>, usize>,
+    /// foldhash: keys are short byte strings hashed once per change; SipHash showed in profiles.
+    by_key: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     first: Option<ChangePosition>,
     last: ChangePosition,
     changes: u64,

@@ -120,10 +120,15 @@ pub struct StreamItem {
     pub bytes: u64,
 }
 
+/// Messages travel to the pipeline in chunks of up to this many (and at every commit): one
+/// cross-thread wake-up per chunk instead of per message.
+const CHUNK: usize = 256;
+
 /// The session side: forwards every message to the pipeline task and applies backpressure.
 #[derive(Debug)]
 pub struct Forwarder {
-    tx: mpsc::UnboundedSender<StreamItem>,
+    tx: mpsc::UnboundedSender<Vec<StreamItem>>,
+    chunk: Vec<StreamItem>,
     handle: Arc<EngineHandle>,
     /// Set when a drain or stop begins: read nothing more.
     closed: Arc<std::sync::atomic::AtomicBool>,
@@ -136,11 +141,16 @@ pub struct PipelineGone;
 
 impl Forwarder {
     pub fn new(
-        tx: mpsc::UnboundedSender<StreamItem>,
+        tx: mpsc::UnboundedSender<Vec<StreamItem>>,
         handle: Arc<EngineHandle>,
         closed: Arc<std::sync::atomic::AtomicBool>,
     ) -> Forwarder {
-        Forwarder { tx, handle, closed }
+        Forwarder {
+            tx,
+            chunk: Vec::with_capacity(CHUNK),
+            handle,
+            closed,
+        }
     }
 }
 
@@ -165,13 +175,18 @@ impl ChangeConsumer for Forwarder {
     fn handle(&mut self, lsn: Lsn, message: &Message) -> Result<Option<Lsn>, PipelineGone> {
         let bytes = message_bytes(message);
         self.handle.add_buffered(bytes);
-        self.tx
-            .send(StreamItem {
-                lsn,
-                message: message.clone(),
-                bytes,
-            })
-            .map_err(|_| PipelineGone)?;
+        self.chunk.push(StreamItem {
+            lsn,
+            message: message.clone(),
+            bytes,
+        });
+        // A commit goes at once (it is what can be confirmed); a transaction's changes go in
+        // chunks. What is still in `chunk` when the session ends is an unfinished transaction,
+        // which nothing could have confirmed: the next start streams it again.
+        if self.chunk.len() >= CHUNK || matches!(message, Message::Commit(_)) {
+            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+            self.tx.send(chunk).map_err(|_| PipelineGone)?;
+        }
         Ok(None)
     }
 
@@ -396,7 +411,7 @@ impl Pipeline {
     /// an old one on the same table (a late TRUNCATE or ALTER has no label to protect it).
     pub async fn run(
         mut self,
-        stream: mpsc::UnboundedReceiver<StreamItem>,
+        stream: mpsc::UnboundedReceiver<Vec<StreamItem>>,
         stop: watch::Receiver<Option<bool>>,
     ) -> Result<Lsn, PipelineError> {
         let result = self.run_until_stopped(stream, stop).await;
@@ -411,7 +426,7 @@ impl Pipeline {
 
     async fn run_until_stopped(
         &mut self,
-        mut stream: mpsc::UnboundedReceiver<StreamItem>,
+        mut stream: mpsc::UnboundedReceiver<Vec<StreamItem>>,
         mut stop: watch::Receiver<Option<bool>>,
     ) -> Result<Lsn, PipelineError> {
         let tick = (self.settings.flush_interval / 4)
@@ -426,8 +441,12 @@ impl Pipeline {
                 // Before the stream: under steady input the stream is always ready, and the
                 // flush interval must still be honoured.
                 _ = ticker.tick() => self.on_tick().await?,
-                item = stream.recv() => match item {
-                    Some(item) => self.message(item).await?,
+                chunk = stream.recv() => match chunk {
+                    Some(chunk) => {
+                        for item in chunk {
+                            self.message(item).await?;
+                        }
+                    }
                     None => break stop.borrow().unwrap_or(false),
                 },
                 changed = stop.changed() => match changed {
@@ -441,8 +460,10 @@ impl Pipeline {
             }
         };
         // Take what is already queued in the channel too: it was received and counted.
-        while let Ok(item) = stream.try_recv() {
-            self.message(item).await?;
+        while let Ok(chunk) = stream.try_recv() {
+            for item in chunk {
+                self.message(item).await?;
+            }
         }
         if drain {
             for index in 0..self.tables.len() {
