@@ -124,7 +124,7 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
   . "$HOME/.cargo/env"
 fi
 command -v cargo >/dev/null 2>&1 \
-  || fail "no cargo on PATH: install Rust 1.85 or newer (https://rustup.rs), then run this again"
+  || fail "no cargo on PATH: install Rust 1.88 or newer (https://rustup.rs), then run this again"
 
 find_pgbin() {
   local dir
