@@ -121,6 +121,10 @@ impl Session {
         shutdown: impl Future<Output = ()>,
     ) -> Result<SessionSummary, SessionError<C::Error>> {
         tokio::pin!(shutdown);
+        // One timer for the whole loop, moved only when the deadline changes: a fresh sleep per
+        // message would register and cancel a timer for every change streamed.
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
         let end = loop {
             let now = Instant::now();
             if self.tracker.is_due(now.into_std()) {
@@ -131,12 +135,15 @@ impl Session {
                 .next_due()
                 .map(Instant::from_std)
                 .unwrap_or(now);
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
             let confirmations = self.confirmations.as_mut();
             let accepts = consumer.accepts();
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break SessionEnd::Shutdown,
-                _ = tokio::time::sleep_until(due) => {}
+                _ = &mut timer => {}
                 _ = consumer.accepts_changed(), if !accepts => {}
                 changed = async {
                     match confirmations {
