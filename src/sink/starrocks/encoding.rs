@@ -82,15 +82,35 @@ pub fn write_value(value: &Value<'_>, out: &mut Vec<u8>) {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, StarRocks' DATETIME literal.
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, StarRocks' DATETIME literal. Written digit by digit: every
+/// row carries at least one (`_starwal_synced_at`), and `fmt` machinery showed in profiles.
 fn write_datetime(civil: &CivilDateTime, out: &mut Vec<u8>) {
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        civil.date.year, civil.date.month, civil.date.day, civil.hour, civil.minute, civil.second
-    );
+    let year = u32::try_from(civil.date.year).unwrap_or(0).min(9999);
+    push_digits(out, year, 4);
+    out.push(b'-');
+    push_digits(out, u32::from(civil.date.month), 2);
+    out.push(b'-');
+    push_digits(out, u32::from(civil.date.day), 2);
+    out.push(b' ');
+    push_digits(out, u32::from(civil.hour), 2);
+    out.push(b':');
+    push_digits(out, u32::from(civil.minute), 2);
+    out.push(b':');
+    push_digits(out, u32::from(civil.second), 2);
     if civil.microsecond > 0 {
-        let _ = write!(out, ".{:06}", civil.microsecond);
+        out.push(b'.');
+        push_digits(out, civil.microsecond.min(999_999), 6);
+    }
+}
+
+/// `value` in exactly `width` decimal digits (zero-padded; higher digits are cut, callers bound
+/// the value).
+fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
@@ -515,6 +535,29 @@ mod tests {
         let mut out = Vec::new();
         write_value(&value, &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn datetimes_are_written_zero_padded() {
+        let civil = |year, microsecond| CivilDateTime {
+            date: crate::postgres::value::CivilDate {
+                year,
+                month: 3,
+                day: 9,
+            },
+            hour: 4,
+            minute: 5,
+            second: 6,
+            microsecond,
+        };
+        let text = |c: &CivilDateTime| {
+            let mut out = Vec::new();
+            write_datetime(c, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(&civil(2024, 0)), "2024-03-09 04:05:06");
+        assert_eq!(text(&civil(7, 5)), "0007-03-09 04:05:06.000005");
+        assert_eq!(text(&civil(9999, 999_999)), "9999-03-09 04:05:06.999999");
     }
 
     #[test]
