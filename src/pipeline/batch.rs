@@ -427,8 +427,13 @@ impl TableBatch {
             ops: self.ops,
             buffered_bytes: self.bytes,
         };
+        // The next batch of this table is likely as big: size for it up front (no rehashing
+        // while it fills), up to 4096 rows so an idle table keeps little.
+        let expected = self.entries.len().min(4096);
         *self = TableBatch {
             key_scratch: std::mem::take(&mut self.key_scratch),
+            entries: Vec::with_capacity(expected),
+            by_key: HashMap::with_capacity_and_hasher(expected, Default::default()),
             ..TableBatch::default()
         };
         Ok(Some(sealed))
