@@ -221,7 +221,8 @@ async fn control_server_status_and_token_guarded_levers() {
     handle.set_phase(Phase::Cdc);
     handle.set_health(true, "streaming");
     handle.set_received(Lsn(0x1_0000_0100), Lsn(0x1_0000_0200));
-    handle.set_confirmed(Lsn(0x1_0000_0000), None);
+    // A received commit waits, so the lag counts from the confirmed LSN.
+    handle.set_confirmed(Lsn(0x1_0000_0000), Some(std::time::SystemTime::now()));
     handle.record_load(
         "public.orders",
         OpCounts {
