@@ -167,16 +167,38 @@ async fn control_server_health_follows_the_engine() {
         .unwrap()
         .unwrap();
     assert_eq!(changed.status, ServingStatus::Serving as i32);
-    assert_eq!(check(&mut health, "").await, ServingStatus::Serving);
+    // The reporter is updated by a task following the engine's health: poll, don't race it.
+    async fn eventually(
+        health: &mut HealthClient<tonic::transport::Channel>,
+        service: &str,
+        want: ServingStatus,
+    ) -> ServingStatus {
+        let mut got = check(health, service).await;
+        for _ in 0..50 {
+            if got == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            got = check(health, service).await;
+        }
+        got
+    }
     assert_eq!(
-        check(&mut health, "starwal.v1.Control").await,
+        eventually(&mut health, "", ServingStatus::Serving).await,
+        ServingStatus::Serving
+    );
+    assert_eq!(
+        eventually(&mut health, "starwal.v1.Control", ServingStatus::Serving).await,
         ServingStatus::Serving
     );
 
     running
         .handle
         .set_health(false, "setup failed: connection refused");
-    assert_eq!(check(&mut health, "").await, ServingStatus::NotServing);
+    assert_eq!(
+        eventually(&mut health, "", ServingStatus::NotServing).await,
+        ServingStatus::NotServing
+    );
 
     // Reflection lists every service, so grpcurl works without the .proto files.
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
