@@ -66,12 +66,7 @@ async fn engine_crash_after_commit_before_answer_is_not_applied_twice() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.t");
-    let mut agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let mut agent = spec.start_streaming().await;
     // StarRocks commits the first load, then holds the answer back: the agent never learns.
     sim.faults().inject(
         LoadFault::new(FaultKind::CommitThenStall { stall_ms: 60_000 })
@@ -150,12 +145,7 @@ async fn engine_kill9_at_random_points_converges_with_every_change_once() {
     let sim = start_sim();
     let spec =
         AgentSpec::new(&db, &sim, "public.accounts,public.events").var("STARWAL_FLUSH_ROWS", "200");
-    let mut agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let mut agent = spec.start_streaming().await;
 
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

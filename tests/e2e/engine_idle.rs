@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use starwal::postgres::Lsn;
 
-use crate::harness::agent::{start_sim, wait_until, AgentSpec};
+use crate::harness::agent::{start_sim, AgentSpec};
 use crate::harness::Cluster;
-
-const TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn slot_flush(client: &tokio_postgres::Client, slot: &str) -> Lsn {
     let text: Option<String> = client
@@ -43,12 +41,7 @@ async fn engine_idle_slot_advances_while_another_database_is_busy() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.quiet");
-    let agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let agent = spec.start_streaming().await;
     let busy_client = busy.owner_client().await;
     busy_client
         .batch_execute(
@@ -85,12 +78,7 @@ async fn engine_heartbeat_moves_the_slot_without_any_traffic() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.quiet").var("STARWAL_HEARTBEAT_INTERVAL_S", "1");
-    let agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let agent = spec.start_streaming().await;
     // Nothing writes to this cluster but the heartbeat: the slot moves once per beat.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut seen = vec![slot_flush(&client, spec.slot()).await];

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use starrocks_sim::{ServerFaults, ServerRole};
 
-use crate::harness::agent::{
-    diff, source_rows, start_sim, target_rows, wait_for_rows, wait_until, AgentSpec,
-};
+use crate::harness::agent::{diff, source_rows, start_sim, target_rows, wait_for_rows, AgentSpec};
 use crate::harness::{Cluster, ClusterOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(150);
@@ -53,12 +51,7 @@ async fn engine_rides_out_a_60s_sink_outage_with_bounded_memory() {
     const CAP: u64 = 2 * 1024 * 1024;
     let spec =
         AgentSpec::new(&db, &sim, "public.t").var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string());
-    let mut agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let mut agent = spec.start_streaming().await;
     client
         .batch_execute("INSERT INTO t SELECT g, 'warm-up' FROM generate_series(1, 1000) g")
         .await
@@ -140,12 +133,7 @@ async fn engine_reconnects_after_a_postgres_restart() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.t");
-    let mut agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let mut agent = spec.start_streaming().await;
     client
         .batch_execute("INSERT INTO t SELECT g, 0 FROM generate_series(1, 500) g")
         .await
@@ -182,12 +170,7 @@ async fn engine_drain_gives_up_after_the_shutdown_timeout_without_confirming() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_SHUTDOWN_TIMEOUT_S", "3");
-    let mut agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let mut agent = spec.start_streaming().await;
     let down = ServerFaults {
         refuse_connections: true,
         ..ServerFaults::default()

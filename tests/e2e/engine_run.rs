@@ -24,16 +24,9 @@ async fn engine_replicates_every_kind_of_change_and_drains_on_sigterm() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.orders,public.items");
-    let mut agent = spec.start();
-
     // Rows written before the slot existed are not streamed (that is the snapshot's job):
     // wait for the agent to be streaming, then write.
-    assert!(
-        crate::harness::agent::wait_until(TIMEOUT, || agent.log().contains("streaming changes"))
-            .await,
-        "agent did not start streaming:\n{}",
-        agent.log()
-    );
+    let mut agent = spec.start_streaming().await;
     client
         .batch_execute(
             "DELETE FROM orders;

@@ -25,12 +25,7 @@ async fn engine_follows_added_and_dropped_columns_and_new_tables() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "shop.*");
-    let agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let agent = spec.start_streaming().await;
     client
         .batch_execute(
             "INSERT INTO shop.products SELECT g, 'p' || g, 'old' FROM generate_series(1, 20) g;
@@ -116,12 +111,7 @@ async fn engine_stops_on_an_incompatible_type_change_naming_the_column() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.m");
-    let agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let agent = spec.start_streaming().await;
     client
         .batch_execute(
             "INSERT INTO m VALUES (1, 10);
@@ -179,12 +169,7 @@ async fn engine_widens_target_columns_when_source_types_widen() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.w");
-    let agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let agent = spec.start_streaming().await;
     client
         .batch_execute(
             "INSERT INTO w VALUES (1, 7, 'short', 1234.56);

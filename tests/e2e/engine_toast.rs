@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use crate::harness::agent::{
-    diff, source_rows, start_sim, target_rows, wait_for_rows, wait_until, AgentSpec,
-};
+use crate::harness::agent::{diff, source_rows, start_sim, target_rows, wait_for_rows, AgentSpec};
 use crate::harness::Cluster;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,12 +27,7 @@ async fn engine_fills_unchanged_toast_columns_and_moves_rows_with_them() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.docs,public.docs_full");
-    let agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let agent = spec.start_streaming().await;
     let check = |table: &'static str| {
         let client = &client;
         let sim = &sim;

@@ -30,12 +30,7 @@ async fn engine_loads_every_mapped_type() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.every_type");
-    let agent = spec.start();
-    assert!(
-        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
-        "{}",
-        agent.log()
-    );
+    let agent = spec.start_streaming().await;
     client
         .batch_execute(
             r#"INSERT INTO every_type VALUES

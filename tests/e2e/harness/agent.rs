@@ -100,6 +100,21 @@ impl AgentSpec {
         format!("http://127.0.0.1:{}", self.control_port)
     }
 
+    /// Starts `starwal run` and waits (up to 60 s) until it streams.
+    pub async fn start_streaming(&self) -> Agent {
+        let agent = self.start();
+        let streaming = wait_until(Duration::from_secs(60), || {
+            agent.log().contains("streaming changes")
+        })
+        .await;
+        assert!(
+            streaming,
+            "the agent did not start streaming:\n{}",
+            agent.log()
+        );
+        agent
+    }
+
     /// Starts `starwal run`.
     pub fn start(&self) -> Agent {
         let log_path = std::env::temp_dir().join(format!("{}.log", unique_name("starwal-agent")));
