@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use harness::agent::{start_sim, AgentSpec, TARGET_DB};
 use harness::{Cluster, ClusterOptions};
+use starwal::control::process::ProcessStats;
 
 const ROWS: u64 = 500_000;
 const BACKLOG_TXN_ROWS: u64 = 5_000;
@@ -27,34 +28,16 @@ const STEADY_SECONDS: u64 = 30;
 const STEADY_TXN_ROWS: u64 = 1_000;
 
 fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
+    ProcessStats::read_pid(pid)
+        .resident_memory_bytes
+        .unwrap_or(0)
 }
 
-/// CPU seconds (user + system) `pid` has used, from `/proc/<pid>/stat` (100 ticks per second).
+/// CPU seconds (user + system) `pid` has used.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the `(comm)`, which may contain spaces.
-    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after `(comm) `.
-    (ticks(11) + ticks(12)) / 100.0
+    ProcessStats::read_pid(pid)
+        .cpu_time
+        .map_or(0.0, |cpu| cpu.as_secs_f64())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

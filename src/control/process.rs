@@ -19,9 +19,15 @@ pub struct ProcessStats {
 }
 
 impl ProcessStats {
-    /// Reads the current values (all `None` off Linux).
+    /// Reads the current values of this process (all `None` off Linux).
     pub fn read() -> ProcessStats {
-        imp::read()
+        imp::read("self")
+    }
+
+    /// Reads the current values of process `pid` (tests and benchmarks watch the agent and the
+    /// walsender with it).
+    pub fn read_pid(pid: u32) -> ProcessStats {
+        imp::read(&pid.to_string())
     }
 }
 
@@ -98,12 +104,13 @@ mod imp {
         Some(boot as f64 + starttime_ticks as f64 / ticks as f64)
     }
 
-    pub(super) fn read() -> ProcessStats {
-        let resident_memory_bytes = std::fs::read_to_string("/proc/self/status")
+    /// `process`: `self` or a pid, the directory under `/proc`.
+    pub(super) fn read(process: &str) -> ProcessStats {
+        let resident_memory_bytes = std::fs::read_to_string(format!("/proc/{process}/status"))
             .ok()
             .as_deref()
             .and_then(parse_vm_rss);
-        let stat = std::fs::read_to_string("/proc/self/stat")
+        let stat = std::fs::read_to_string(format!("/proc/{process}/stat"))
             .ok()
             .as_deref()
             .and_then(parse_stat);
@@ -128,7 +135,7 @@ mod imp {
 mod imp {
     use super::ProcessStats;
 
-    pub(super) fn read() -> ProcessStats {
+    pub(super) fn read(_process: &str) -> ProcessStats {
         ProcessStats::default()
     }
 }

@@ -280,12 +280,6 @@ impl EngineHandle {
         self.stop.subscribe()
     }
 
-    /// Completes when pause or resume was called (or the buffer drained; see
-    /// [`EngineHandle::release_buffered`]).
-    pub async fn changed(&self) {
-        self.pause_changed.notified().await
-    }
-
     /// A future that completes on the next pause/resume/buffer change; create it *before*
     /// checking the condition you wait for, so no wake-up is missed.
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
@@ -368,7 +362,6 @@ impl EngineHandle {
     pub fn set_confirmed(&self, confirmed: Lsn, oldest_unconfirmed_commit: Option<SystemTime>) {
         let mut inner = self.lock();
         inner.confirmed_lsn = inner.confirmed_lsn.max(confirmed);
-        inner.flushed_lsn = inner.flushed_lsn.max(confirmed);
         inner.oldest_unconfirmed_commit = oldest_unconfirmed_commit;
     }
 
@@ -380,6 +373,7 @@ impl EngineHandle {
         }
     }
 
+    /// The `flush` of the latest status update sent to Postgres.
     pub fn set_flushed(&self, flushed: Lsn) {
         let mut inner = self.lock();
         inner.flushed_lsn = inner.flushed_lsn.max(flushed);

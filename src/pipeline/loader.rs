@@ -171,7 +171,7 @@ async fn load(
         .store
         .begin_load(&context.state_client, &record)
         .await
-        .map_err(PipelineError::checkpoint)?;
+        .map_err(PipelineError::Checkpoint)?;
     let mut rows_loaded = 0;
     let mut bytes = 0;
     let mut duration = Duration::ZERO;

@@ -95,10 +95,6 @@ impl PipelineError {
         }
     }
 
-    pub(crate) fn checkpoint(source: crate::postgres::checkpoint::CheckpointError) -> Self {
-        PipelineError::Checkpoint(source)
-    }
-
     /// Whether starting over (reconnect, set up, resume from the checkpoint) may succeed without
     /// anyone changing anything: connections lost, servers restarting.
     pub fn is_transient(&self) -> bool {
@@ -206,6 +202,10 @@ impl ChangeConsumer for Forwarder {
     fn server_wal_end(&mut self, wal_end: Lsn) {
         self.handle.set_received(Lsn::ZERO, wal_end);
     }
+
+    fn flushed(&mut self, flush: Lsn) {
+        self.handle.set_flushed(flush);
+    }
 }
 
 /// The settings the pipeline needs.
@@ -302,15 +302,16 @@ pub struct Pipeline {
     tables: Vec<TableState>,
     by_relation: HashMap<Oid, usize>,
     /// Relations in the publication that starwal does not replicate (not in STARWAL_TABLES).
-    ignored: HashMap<Oid, String>,
+    ignored: std::collections::HashSet<Oid>,
     commits: CommitLog,
     /// The open transaction: its commit LSN and time.
     transaction: Option<(Lsn, std::time::SystemTime)>,
     done_tx: mpsc::UnboundedSender<JobDone>,
     done_rx: mpsc::UnboundedReceiver<JobDone>,
     confirmations: watch::Sender<Lsn>,
-    /// Loads committed since the checkpoint was last stored.
+    /// The confirmed LSN last written to the checkpoint store.
     stored: Lsn,
+    /// A load committed since then (only loads trigger a store; see `advance`).
     loads_since_store: bool,
     in_flight_at_start: HashMap<String, InFlightLoad>,
 }
@@ -332,7 +333,7 @@ impl Pipeline {
             client,
             tables: Vec::new(),
             by_relation: HashMap::new(),
-            ignored: HashMap::new(),
+            ignored: std::collections::HashSet::new(),
             commits: CommitLog::new(start.confirmed),
             transaction: None,
             done_tx,
@@ -579,7 +580,7 @@ impl Pipeline {
         relation: Oid,
     ) -> Result<Option<(usize, ChangePosition)>, PipelineError> {
         let Some(&index) = self.by_relation.get(&relation) else {
-            if self.ignored.contains_key(&relation) {
+            if self.ignored.contains(&relation) {
                 return Ok(None);
             }
             return Err(PipelineError::UnknownRelation { lsn, relation });
@@ -774,7 +775,7 @@ impl Pipeline {
                 .store
                 .confirm(&self.client, confirmed)
                 .await
-                .map_err(PipelineError::checkpoint)?;
+                .map_err(PipelineError::Checkpoint)?;
             self.stored = confirmed;
             self.loads_since_store = false;
         }

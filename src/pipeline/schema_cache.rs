@@ -75,7 +75,7 @@ impl Pipeline {
         match self.by_relation.get(&relation.relation_id) {
             Some(&index) if matches(&self.tables[index].schema, relation) => Ok(()),
             Some(&index) => self.schema_changed(index, relation).await,
-            None if self.ignored.contains_key(&relation.relation_id) => Ok(()),
+            None if self.ignored.contains(&relation.relation_id) => Ok(()),
             None => self.new_relation(relation).await,
         }
     }
@@ -230,7 +230,7 @@ impl Pipeline {
         else {
             let name = format!("{}.{}", relation.namespace.as_str(), relation.name.as_str());
             tracing::warn!(table = %name, "the publication streams a table that STARWAL_TABLES does not name; its changes are ignored");
-            self.ignored.insert(relation.relation_id, name);
+            self.ignored.insert(relation.relation_id);
             return Ok(());
         };
         let schema = table_schema(&self.client, &source).await?;

@@ -5,21 +5,10 @@ use std::time::Duration;
 
 use starwal::postgres::Lsn;
 
-use crate::harness::agent::{start_sim, AgentSpec};
+use crate::harness::agent::{slot_confirmed_flush, start_sim, AgentSpec};
 use crate::harness::Cluster;
 
-async fn slot_flush(client: &tokio_postgres::Client, slot: &str) -> Lsn {
-    let text: Option<String> = client
-        .query_one(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    text.and_then(|t| t.parse().ok()).unwrap_or(Lsn::ZERO)
-}
-
+/// `pg_current_wal_lsn()`: what the server has written (and may send).
 async fn wal_now(client: &tokio_postgres::Client) -> Lsn {
     let text: String = client
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
@@ -53,7 +42,7 @@ async fn engine_idle_slot_advances_while_another_database_is_busy() {
     let written = wal_now(&busy_client).await;
     let mut flushed = Lsn::ZERO;
     for _ in 0..300 {
-        flushed = slot_flush(&client, spec.slot()).await;
+        flushed = slot_confirmed_flush(&client, spec.slot()).await;
         if flushed >= written {
             break;
         }
@@ -81,10 +70,10 @@ async fn engine_heartbeat_moves_the_slot_without_any_traffic() {
     let agent = spec.start_streaming().await;
     // Nothing writes to this cluster but the heartbeat: the slot moves once per beat.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut seen = vec![slot_flush(&client, spec.slot()).await];
+    let mut seen = vec![slot_confirmed_flush(&client, spec.slot()).await];
     for _ in 0..150 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = slot_flush(&client, spec.slot()).await;
+        let now = slot_confirmed_flush(&client, spec.slot()).await;
         if now > *seen.last().unwrap() {
             seen.push(now);
         }

@@ -7,26 +7,13 @@ use std::time::{Duration, Instant};
 
 use starrocks_sim::{ServerFaults, ServerRole};
 
-use crate::harness::agent::{diff, source_rows, start_sim, target_rows, wait_for_rows, AgentSpec};
+use crate::harness::agent::{
+    diff, slot_confirmed_flush, source_rows, start_sim, target_rows, wait_for_rows,
+    wal_insert_position, AgentSpec,
+};
 use crate::harness::{Cluster, ClusterOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(150);
-
-/// Resident memory of `pid` in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
-}
 
 async fn walsender_pid(client: &tokio_postgres::Client, slot: &str) -> Option<i32> {
     client
@@ -65,7 +52,7 @@ async fn engine_rides_out_a_60s_sink_outage_with_bounded_memory() {
     let walsender = walsender_pid(&client, spec.slot())
         .await
         .expect("walsender");
-    let baseline = rss(agent.pid());
+    let baseline = agent.rss();
 
     // StarRocks goes away: both FE and BE refuse connections.
     let down = ServerFaults {
@@ -88,7 +75,7 @@ async fn engine_rides_out_a_60s_sink_outage_with_bounded_memory() {
     }
     let mut peak = 0;
     while outage.elapsed() < Duration::from_secs(60) {
-        peak = peak.max(rss(agent.pid()));
+        peak = peak.max(agent.rss());
         assert!(agent.is_running(), "{}", agent.log());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -177,12 +164,7 @@ async fn engine_drain_gives_up_after_the_shutdown_timeout_without_confirming() {
     };
     sim.faults().set_server(ServerRole::Fe, down);
     sim.faults().set_server(ServerRole::Be, down);
-    let before_insert: String = client
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let before_insert: starwal::postgres::Lsn = before_insert.parse().unwrap();
+    let before_insert = wal_insert_position(&client).await;
     client
         .batch_execute("INSERT INTO t SELECT generate_series(1, 10)")
         .await
@@ -199,15 +181,7 @@ async fn engine_drain_gives_up_after_the_shutdown_timeout_without_confirming() {
         "{}",
         agent.log()
     );
-    let after: Option<String> = client
-        .query_one(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&spec.slot()],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let after: starwal::postgres::Lsn = after.and_then(|l| l.parse().ok()).unwrap();
+    let after = slot_confirmed_flush(&client, spec.slot()).await;
     // The insert was never loaded: the slot stays before its commit.
     assert!(
         after <= before_insert,

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use crate::harness::agent::{diff, source_rows, start_sim, target_rows, wait_for_rows, AgentSpec};
+use crate::harness::agent::{
+    diff, slot_confirmed_flush, source_rows, start_sim, target_rows, wait_for_rows,
+    wal_insert_position, AgentSpec,
+};
 use crate::harness::Cluster;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -60,22 +63,14 @@ async fn engine_replicates_every_kind_of_change_and_drains_on_sigterm() {
         )
         .await
         .unwrap();
-    let wal_position = || async {
-        let lsn: String = client
-            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-            .await
-            .unwrap()
-            .get(0);
-        lsn.parse::<starwal::postgres::Lsn>().unwrap()
-    };
     // The last transaction's commit ends after `before` and at or before `after` (other
     // sessions, the agent's own checkpoint writes among them, may write WAL in between).
-    let before = wal_position().await;
+    let before = wal_insert_position(&client).await;
     client
         .batch_execute("UPDATE orders SET note = 'last' WHERE id = 1")
         .await
         .unwrap();
-    let after = wal_position().await;
+    let after = wal_insert_position(&client).await;
 
     let orders = source_rows(
         &client,
@@ -134,15 +129,7 @@ async fn engine_replicates_every_kind_of_change_and_drains_on_sigterm() {
         "stored checkpoint {stored} is not the last commit's end (between {before} and {after})\n{}",
         agent.log()
     );
-    let slot_flush: String = client
-        .query_one(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&spec.slot()],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let slot_flush: starwal::postgres::Lsn = slot_flush.parse().unwrap();
+    let slot_flush = slot_confirmed_flush(&client, spec.slot()).await;
     assert!(
         slot_flush >= stored,
         "slot {slot_flush} behind the checkpoint {stored}"

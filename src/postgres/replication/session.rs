@@ -44,6 +44,10 @@ pub trait ChangeConsumer {
 
     /// The server's WAL end from a keepalive, for lag reporting.
     fn server_wal_end(&mut self, _wal_end: Lsn) {}
+
+    /// A status update reported `flush` (for status reporting; it may pass what the consumer
+    /// confirmed when the slot is idle, invariant 3).
+    fn flushed(&mut self, _flush: Lsn) {}
 }
 
 /// Why the receive loop stopped with an error.
@@ -128,7 +132,8 @@ impl Session {
         let end = loop {
             let now = Instant::now();
             if self.tracker.is_due(now.into_std()) {
-                self.send_status(false).await?;
+                let flush = self.send_status(false).await?;
+                consumer.flushed(flush);
             }
             let due = self
                 .tracker
@@ -169,7 +174,8 @@ impl Session {
                         self.tracker.keepalive_received(keepalive.wal_end);
                         consumer.server_wal_end(keepalive.wal_end);
                         if keepalive.reply_requested || self.tracker.write_behind() {
-                            self.send_status(false).await?;
+                            let flush = self.send_status(false).await?;
+                            consumer.flushed(flush);
                         }
                     }
                     Some(StreamEvent::XLogData(xlog)) => {
@@ -233,12 +239,13 @@ impl Session {
         }
     }
 
-    async fn send_status(&mut self, reply_requested: bool) -> Result<(), ReplicationError> {
+    /// Sends an update; returns the `flush` it reported.
+    async fn send_status(&mut self, reply_requested: bool) -> Result<Lsn, ReplicationError> {
         let mut status = self.tracker.status();
         status.reply_requested = reply_requested;
         self.stream.send_status(status).await?;
         self.tracker.status_sent(std::time::Instant::now(), &status);
         self.status_updates_sent += 1;
-        Ok(())
+        Ok(status.flush)
     }
 }

@@ -11,6 +11,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use starrocks_sim::{Sim, SimOptions};
+use starwal::control::process::ProcessStats;
+use starwal::postgres::Lsn;
 
 use super::{unique_name, Role, TestDatabase};
 
@@ -149,6 +151,13 @@ impl Agent {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Resident memory in bytes (0 when unknown).
+    pub fn rss(&self) -> u64 {
+        ProcessStats::read_pid(self.pid())
+            .resident_memory_bytes
+            .unwrap_or(0)
+    }
+
     /// What the agent logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -199,6 +208,29 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The slot's `confirmed_flush_lsn` (`0/0` when unset or missing).
+pub async fn slot_confirmed_flush(client: &tokio_postgres::Client, slot: &str) -> Lsn {
+    let text: Option<String> = client
+        .query_opt(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .and_then(|row| row.get(0));
+    text.and_then(|t| t.parse().ok()).unwrap_or(Lsn::ZERO)
+}
+
+/// `pg_current_wal_insert_lsn()`: where the next WAL record goes.
+pub async fn wal_insert_position(client: &tokio_postgres::Client) -> Lsn {
+    let text: String = client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    text.parse().unwrap()
 }
 
 /// A table's rows as text (NULL as `None`), sorted.
