@@ -77,6 +77,9 @@ struct RawConfig {
     control_addr: Option<String>,
     control_token: Option<String>,
     metrics_addr: Option<String>,
+    snapshot: Option<String>,
+    snapshot_workers: Option<String>,
+    snapshot_chunk_rows: Option<String>,
 }
 
 /// A table selector from `STARWAL_TABLES`: one table, or every table of a schema (`schema.*`).
@@ -137,7 +140,40 @@ pub struct EngineConfig {
     /// `STARWAL_SHUTDOWN_TIMEOUT_S` (default [`DEFAULT_SHUTDOWN_TIMEOUT_S`]): how long a drain on
     /// SIGTERM may take before the process exits anyway (nothing is confirmed that was not loaded).
     pub shutdown_timeout: Duration,
+    /// `STARWAL_SNAPSHOT`, `_WORKERS`, `_CHUNK_ROWS`: the initial copy.
+    pub snapshot: SnapshotConfig,
 }
+
+/// What `starwal run` does with rows that existed before the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// Copy every table not yet copied for this slot, then stream (the default).
+    Initial,
+    /// Never copy: only changes from the slot's consistent point on reach StarRocks.
+    Never,
+    /// Copy every table not yet copied, then exit 0 without streaming.
+    Only,
+}
+
+/// How snapshot copies run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotConfig {
+    /// `STARWAL_SNAPSHOT` (default `initial`).
+    pub mode: SnapshotMode,
+    /// `STARWAL_SNAPSHOT_WORKERS` (default [`DEFAULT_SNAPSHOT_WORKERS`]): Postgres connections
+    /// copying chunks at once (each also holds one Stream Load body).
+    pub workers: usize,
+    /// `STARWAL_SNAPSHOT_CHUNK_ROWS` (default [`DEFAULT_SNAPSHOT_CHUNK_ROWS`]): rows per chunk,
+    /// the unit of parallelism and of resumption after a crash.
+    pub chunk_rows: u64,
+}
+
+/// Four connections keep two cores busy with COPY while the loads of earlier chunks run, and
+/// ask little of `max_connections`.
+pub const DEFAULT_SNAPSHOT_WORKERS: usize = 4;
+/// About 20 MB of JSON for a 10-column row: large loads (StarRocks prefers few big ones) and
+/// little repeated work when a crash makes a chunk start over.
+pub const DEFAULT_SNAPSHOT_CHUNK_ROWS: u64 = 100_000;
 
 /// Where the control plane listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,7 +394,44 @@ impl EngineConfig {
                 expected: "true or false",
             })?,
         };
+        let mode = match non_empty(raw.snapshot.take()).as_deref() {
+            None => SnapshotMode::Initial,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "initial" => SnapshotMode::Initial,
+                "never" => SnapshotMode::Never,
+                "only" => SnapshotMode::Only,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "STARWAL_SNAPSHOT",
+                        value: v.to_owned(),
+                        expected: "initial, never or only",
+                    })
+                }
+            },
+        };
+        let workers = positive(
+            "STARWAL_SNAPSHOT_WORKERS",
+            raw.snapshot_workers.take(),
+            DEFAULT_SNAPSHOT_WORKERS as u64,
+        )?;
+        if workers > 64 {
+            return Err(ConfigError::Invalid {
+                var: "STARWAL_SNAPSHOT_WORKERS",
+                value: workers.to_string(),
+                expected: "1 to 64 connections",
+            });
+        }
+        let chunk_rows = positive(
+            "STARWAL_SNAPSHOT_CHUNK_ROWS",
+            raw.snapshot_chunk_rows.take(),
+            DEFAULT_SNAPSHOT_CHUNK_ROWS,
+        )?;
         Ok(EngineConfig {
+            snapshot: SnapshotConfig {
+                mode,
+                workers: workers as usize,
+                chunk_rows,
+            },
             flush_rows,
             flush_bytes,
             flush_interval: Duration::from_millis(flush_interval_ms),

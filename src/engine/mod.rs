@@ -6,6 +6,7 @@
 pub mod check;
 pub mod run;
 pub mod setup;
+pub mod snapshot;
 pub mod state;
 pub mod teardown;
 

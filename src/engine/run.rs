@@ -18,8 +18,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::{mpsc, watch, Mutex};
 
-use crate::config::Config;
-use crate::engine::setup::postgres::{ensure_slot, existing_slot, prepare_source, table_schema};
+use crate::config::{Config, SnapshotMode};
+use crate::engine::setup::postgres::{
+    ensure_slot, ensure_slot_exporting, existing_slot, prepare_source, table_schema, SourceTable,
+};
+use crate::engine::snapshot::{jobs_for, temporary_slot_name, Copier, SnapshotError};
 use crate::engine::state::{EngineHandle, Phase, StopRequest};
 use crate::pipeline::loader::LoaderContext;
 use crate::pipeline::{Forwarder, Pipeline, PipelineError, PipelineSettings, PipelineStart};
@@ -27,10 +30,14 @@ use crate::postgres::checkpoint::CheckpointStore;
 use crate::postgres::heartbeat::spawn_heartbeat;
 use crate::postgres::replication::session::{Session, SessionEnd, SessionError};
 use crate::postgres::replication::{ReplicationConnection, ReplicationStream, StartOptions};
+use crate::postgres::snapshot::store::{CopyStore, CopyStoreError};
+use crate::postgres::snapshot::ExportedSnapshot;
 use crate::postgres::tls::connect_sql;
 use crate::postgres::Lsn;
+use crate::schema::TableSchema;
 use crate::sink::starrocks::setup::TargetSetup;
 use crate::sink::starrocks::{StarRocksSink, StreamLoadClient};
+use crate::sink::Sink;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -146,7 +153,14 @@ async fn attempt(
     warn_on_short_sender_timeout(&client, pg.status_interval).await;
     let existing = existing_slot(&client, &pg.slot, &pg.conn.dbname).await?;
     let source = prepare_source(&client, pg, existing.is_none()).await?;
-    let slot = ensure_slot(&client, &pg.conn, &pg.slot).await?;
+    let snapshot_mode = config.engine.snapshot.mode;
+    // A slot created now exports its snapshot for the first copy (held until the readers took
+    // it); with `never` there is nothing to copy.
+    let (slot, exported) = if snapshot_mode == SnapshotMode::Never {
+        (ensure_slot(&client, &pg.conn, &pg.slot).await?, None)
+    } else {
+        ensure_slot_exporting(&client, &pg.conn, &pg.slot).await?
+    };
     let mut tables = Vec::with_capacity(source.tables.len());
     for table in source.tables {
         let schema = table_schema(&client, &table).await?;
@@ -184,12 +198,58 @@ async fn attempt(
     );
 
     let client = Arc::new(client);
-    let sink = Arc::new(StarRocksSink::new(StreamLoadClient::new(starrocks.clone())));
+    let sink: Arc<dyn Sink> =
+        Arc::new(StarRocksSink::new(StreamLoadClient::new(starrocks.clone())));
+    let ddl = Arc::new(Mutex::new(target));
+
+    // Snapshot copies: what was asked for (resyncs, copies a crash cut short) and, unless
+    // `never`, every table not copied yet for this slot. Streaming starts after them, from the
+    // slot's position, which no copy is older than (see engine/snapshot.rs).
+    let copier = Copier {
+        conn: pg.conn.clone(),
+        slot: pg.slot.clone(),
+        settings: config.engine.snapshot,
+        load_bytes: config.engine.flush_bytes,
+        compression: starrocks.compression,
+        delete_mode: starrocks.delete_mode,
+        store: CopyStore::new(&pg.state_schema, &pg.slot),
+        state_client: client.clone(),
+        sink: sink.clone(),
+        ddl: ddl.clone(),
+        handle: handle.clone(),
+    };
+    copier
+        .store
+        .ensure(&client)
+        .await
+        .map_err(|err| AttemptError {
+            transient: true,
+            error: err.into(),
+        })?;
+    let copied = copy_before_streaming(
+        &copier,
+        &client,
+        &tables,
+        exported,
+        snapshot_mode != SnapshotMode::Never,
+    )
+    .await?;
+    if copied == CopyOutcome::Stopped || snapshot_mode == SnapshotMode::Only {
+        if snapshot_mode == SnapshotMode::Only && copied != CopyOutcome::Stopped {
+            tracing::info!(
+                "STARWAL_SNAPSHOT=only: every table is copied; exiting without streaming"
+            );
+        }
+        return Ok(AttemptEnd::Stopped {
+            confirmed: slot.confirmed_flush,
+        });
+    }
+
     let context = LoaderContext {
         sink,
         store,
         state_client: client.clone(),
-        ddl: Arc::new(Mutex::new(target)),
+        ddl,
         handle: handle.clone(),
     };
     let settings = PipelineSettings {
@@ -330,6 +390,76 @@ async fn attempt(
             transient: true,
             error: anyhow::Error::from(err).context("replication stream"),
         }),
+    }
+}
+
+/// How the copies before streaming ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CopyOutcome {
+    /// Nothing needed copying, or every copy finished.
+    Complete,
+    /// A stop or drain came first; finished chunks are kept for the next start.
+    Stopped,
+}
+
+/// The SNAPSHOT phase: copies the tables that need it before the stream starts. Uses the new
+/// slot's exported snapshot when there is one, else a temporary slot's.
+async fn copy_before_streaming(
+    copier: &Copier,
+    client: &tokio_postgres::Client,
+    tables: &[(SourceTable, TableSchema)],
+    exported: Option<ExportedSnapshot>,
+    copy_new_tables: bool,
+) -> Result<CopyOutcome, AttemptError> {
+    let transient = |err: CopyStoreError| AttemptError {
+        transient: true,
+        error: err.into(),
+    };
+    // Resyncs asked for while no stream ran (setup, backoff) become copy requests.
+    for table in copier.handle.take_resyncs() {
+        copier
+            .store
+            .request(client, &table)
+            .await
+            .map_err(transient)?;
+    }
+    let jobs = jobs_for(&copier.store, client, tables, copy_new_tables)
+        .await
+        .map_err(transient)?;
+    if jobs.is_empty() {
+        if let Some(exported) = exported {
+            exported.release().await;
+        }
+        return Ok(CopyOutcome::Complete);
+    }
+    let handle = &copier.handle;
+    handle.set_phase(Phase::Snapshot);
+    handle.set_health(true, format!("copying {} tables", jobs.len()));
+    for job in &jobs {
+        handle.copy_pending(&job.source.display_name());
+    }
+    let snapshot = match exported {
+        Some(exported) => exported,
+        None => ExportedSnapshot::temporary(&copier.conn, &temporary_slot_name(&copier.slot))
+            .await
+            .map_err(|err| AttemptError {
+                transient: err.is_transient(),
+                error: SnapshotError::Export(err).into(),
+            })?,
+    };
+    let mut stops = handle.stop_requests();
+    tokio::select! {
+        result = copier.copy(snapshot, jobs) => {
+            result.map_err(|err| AttemptError {
+                transient: err.is_transient(),
+                error: err.into(),
+            })?;
+            Ok(CopyOutcome::Complete)
+        }
+        _ = stops.wait_for(Option::is_some) => {
+            tracing::info!("stop requested during the snapshot copy: finished chunks are kept, the next start copies the rest");
+            Ok(CopyOutcome::Stopped)
+        }
     }
 }
 

@@ -106,6 +106,87 @@ pub struct TableStatus {
     pub truncates: u64,
     pub load_duration: Histogram,
     pub last_error: Option<String>,
+    /// The table's snapshot copy (initial, later, or a resync), once one was planned.
+    pub copy: Option<CopyProgress>,
+}
+
+/// Where a table's snapshot copy stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyState {
+    /// Asked for (a resync, a new table, or a copy that has not begun), not planned yet.
+    Pending,
+    Copying,
+    Done,
+}
+
+impl CopyState {
+    /// Lower-case name, as status and metrics print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyState::Pending => "pending",
+            CopyState::Copying => "copying",
+            CopyState::Done => "done",
+        }
+    }
+}
+
+/// Progress of one table's snapshot copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyProgress {
+    pub state: CopyState,
+    /// Rows in StarRocks from this copy (all its chunks, also those of an earlier run).
+    pub rows_copied: u64,
+    /// `count(*)` of the table in the copy's snapshot, when planned.
+    pub rows_estimated: u64,
+    pub chunks_done: u64,
+    pub chunks_total: u64,
+    /// Rows per second copied by this process (0 before the first chunk ends).
+    pub rows_per_second: f64,
+    /// Seconds left at that rate; `None` while unknown or when done.
+    pub eta_seconds: Option<f64>,
+    /// When this process began copying and how many rows were done then: the rate's base.
+    started: Option<(Instant, u64)>,
+}
+
+impl CopyProgress {
+    fn pending() -> CopyProgress {
+        CopyProgress {
+            state: CopyState::Pending,
+            rows_copied: 0,
+            rows_estimated: 0,
+            chunks_done: 0,
+            chunks_total: 0,
+            rows_per_second: 0.0,
+            eta_seconds: None,
+            started: None,
+        }
+    }
+
+    /// Rate and ETA as of now.
+    fn refreshed(&self) -> CopyProgress {
+        let mut progress = self.clone();
+        if let (CopyState::Copying, Some((since, base))) = (self.state, self.started) {
+            let seconds = since.elapsed().as_secs_f64();
+            let copied = self.rows_copied.saturating_sub(base);
+            if seconds > 0.0 && copied > 0 {
+                progress.rows_per_second = copied as f64 / seconds;
+                let left = self.rows_estimated.saturating_sub(self.rows_copied);
+                progress.eta_seconds = Some(left as f64 / progress.rows_per_second);
+            }
+        }
+        progress
+    }
+}
+
+/// Why a resync request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResyncError {
+    #[error(
+        "no replicated table is called `{0}` (give `schema.table` or the StarRocks table name)"
+    )]
+    UnknownTable(String),
+    #[error("table `{0}` is already being copied")]
+    AlreadyCopying(String),
 }
 
 /// Rows of one source operation, as a table's batch counted them.
@@ -156,6 +237,8 @@ struct Inner {
     oldest_unconfirmed_commit: Option<SystemTime>,
     slot_retained_wal_bytes: Option<u64>,
     tables: BTreeMap<String, TableStatus>,
+    /// Source tables (`schema.table`) an operator asked to copy again, oldest first.
+    resyncs: Vec<String>,
 }
 
 /// The shared state; see the module docs.
@@ -170,6 +253,7 @@ pub struct EngineHandle {
     pause_changed: Notify,
     buffered_bytes: AtomicU64,
     max_buffer_bytes: u64,
+    copy_requested: Notify,
 }
 
 impl EngineHandle {
@@ -190,7 +274,9 @@ impl EngineHandle {
                 oldest_unconfirmed_commit: None,
                 slot_retained_wal_bytes: None,
                 tables: BTreeMap::new(),
+                resyncs: Vec::new(),
             }),
+            copy_requested: Notify::new(),
             started: Instant::now(),
             config: config_summary(config),
             health: watch::Sender::new(health),
@@ -237,7 +323,14 @@ impl EngineHandle {
             buffered_bytes: self.buffered_bytes.load(Ordering::Relaxed),
             max_buffer_bytes: self.max_buffer_bytes,
             uptime: self.started.elapsed(),
-            tables: inner.tables.values().cloned().collect(),
+            tables: inner
+                .tables
+                .values()
+                .map(|table| TableStatus {
+                    copy: table.copy.as_ref().map(CopyProgress::refreshed),
+                    ..table.clone()
+                })
+                .collect(),
             config: self.config.clone(),
         }
     }
@@ -278,6 +371,46 @@ impl EngineHandle {
     /// Stop requests, for the engine.
     pub fn stop_requests(&self) -> watch::Receiver<Option<StopRequest>> {
         self.stop.subscribe()
+    }
+
+    /// Asks for `table` (`schema.table`, or its StarRocks name) to be copied again: its target
+    /// is emptied and refilled from a new snapshot while the other tables keep streaming.
+    /// Returns the source name. The engine picks the request up in CDC (or at its next start).
+    pub fn request_resync(&self, table: &str) -> Result<String, ResyncError> {
+        let mut inner = self.lock();
+        let source = inner
+            .tables
+            .values()
+            .find(|t| t.source == table || t.target == table)
+            .map(|t| t.source.clone())
+            .ok_or_else(|| ResyncError::UnknownTable(table.to_owned()))?;
+        let copying = inner.resyncs.contains(&source)
+            || inner.tables.get(&source).is_some_and(|t| {
+                t.copy
+                    .as_ref()
+                    .is_some_and(|copy| copy.state != CopyState::Done)
+            });
+        if copying {
+            return Err(ResyncError::AlreadyCopying(source));
+        }
+        inner.resyncs.push(source.clone());
+        if let Some(status) = inner.tables.get_mut(&source) {
+            status.copy = Some(CopyProgress::pending());
+        }
+        drop(inner);
+        self.copy_requested.notify_one();
+        Ok(source)
+    }
+
+    /// Takes the resync requests made since the last call (engine side).
+    pub fn take_resyncs(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().resyncs)
+    }
+
+    /// Completes when a resync is requested (a request made before the call is not missed:
+    /// `Notify` keeps one permit).
+    pub async fn resync_requested(&self) {
+        self.copy_requested.notified().await;
     }
 
     /// A future that completes on the next pause/resume/buffer change; create it *before*
@@ -416,6 +549,63 @@ impl EngineHandle {
             table.loads_deduplicated += u64::from(deduplicated);
             table.load_duration.observe(duration.as_secs_f64());
             table.last_error = None;
+        }
+    }
+
+    /// A copy of `source` is planned (or resumed): totals, and what earlier runs already did.
+    pub fn copy_planned(
+        &self,
+        source: &str,
+        rows_estimated: u64,
+        chunks_total: u64,
+        chunks_done: u64,
+        rows_done: u64,
+    ) {
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            table.copy = Some(CopyProgress {
+                state: CopyState::Copying,
+                rows_copied: rows_done,
+                rows_estimated,
+                chunks_done,
+                chunks_total,
+                rows_per_second: 0.0,
+                eta_seconds: None,
+                started: Some((Instant::now(), rows_done)),
+            });
+        }
+    }
+
+    /// A copy of `source` is asked for but not planned yet.
+    pub fn copy_pending(&self, source: &str) {
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            table.copy = Some(CopyProgress::pending());
+        }
+    }
+
+    /// `rows` more rows of `source` are in StarRocks; `chunk_done` when they ended a chunk.
+    pub fn copy_progressed(&self, source: &str, rows: u64, chunk_done: bool) {
+        if let Some(copy) = self
+            .lock()
+            .tables
+            .get_mut(source)
+            .and_then(|t| t.copy.as_mut())
+        {
+            copy.rows_copied += rows;
+            copy.chunks_done += u64::from(chunk_done);
+        }
+    }
+
+    /// Every chunk of `source` is copied.
+    pub fn copy_done(&self, source: &str) {
+        if let Some(copy) = self
+            .lock()
+            .tables
+            .get_mut(source)
+            .and_then(|t| t.copy.as_mut())
+        {
+            copy.state = CopyState::Done;
+            copy.eta_seconds = None;
+            copy.rows_estimated = copy.rows_estimated.max(copy.rows_copied);
         }
     }
 

@@ -239,6 +239,11 @@ impl ConnInfo {
         if let Some(password) = &self.password {
             config.password(password.expose());
         }
+        let options: Vec<String> = crate::postgres::SESSION_SETTINGS
+            .iter()
+            .map(|(name, value)| format!("-c {name}={value}"))
+            .collect();
+        config.options(options.join(" "));
         config
     }
 }

@@ -8,7 +8,19 @@ pub mod heartbeat;
 pub mod lsn;
 pub mod pgoutput;
 pub mod replication;
+pub mod snapshot;
 pub mod tls;
 pub mod value;
 
 pub use lsn::{ChangePosition, Lsn, Oid, Xid};
+
+/// Session settings every connection starwal opens pins at startup. Postgres formats values as
+/// text with the session's settings — pgoutput with the walsender's, COPY and `::text` with the
+/// SQL session's — so pinning them on both kinds of connection gives one text for one value:
+/// timestamptz in UTC, ISO dates, ISO 8601 intervals, floats that round-trip exactly.
+pub const SESSION_SETTINGS: [(&str, &str); 4] = [
+    ("DateStyle", "ISO"),
+    ("TimeZone", "UTC"),
+    ("IntervalStyle", "iso_8601"),
+    ("extra_float_digits", "3"),
+];

@@ -10,6 +10,7 @@ mod engine_idle;
 mod engine_outage;
 mod engine_run;
 mod engine_schema;
+mod engine_snapshot;
 mod engine_toast;
 mod engine_types;
 mod harness;

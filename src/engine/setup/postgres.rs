@@ -11,6 +11,7 @@ use crate::config::{PostgresConfig, TablePattern};
 use crate::postgres::conninfo::ConnInfo;
 use crate::postgres::replication::commands::quote_ident;
 use crate::postgres::replication::{ReplicationConnection, SlotSnapshot};
+use crate::postgres::snapshot::ExportedSnapshot;
 use crate::postgres::{Lsn, Oid};
 
 /// The oldest and newest major versions starwal is tested against.
@@ -349,11 +350,35 @@ pub async fn ensure_slot(
     conn: &ConnInfo,
     slot: &str,
 ) -> Result<SlotState, SetupError> {
+    let (state, snapshot) =
+        create_slot_if_missing(client, conn, slot, SlotSnapshot::Nothing).await?;
+    debug_assert!(snapshot.is_none());
+    Ok(state)
+}
+
+/// Like [`ensure_slot`], but a slot created now exports its snapshot: the rows exactly at its
+/// consistent point, for the initial copy. The snapshot is held until released (it dies with
+/// the next command on its connection), so release it once the readers imported it.
+pub async fn ensure_slot_exporting(
+    client: &Client,
+    conn: &ConnInfo,
+    slot: &str,
+) -> Result<(SlotState, Option<ExportedSnapshot>), SetupError> {
+    create_slot_if_missing(client, conn, slot, SlotSnapshot::Export).await
+}
+
+async fn create_slot_if_missing(
+    client: &Client,
+    conn: &ConnInfo,
+    slot: &str,
+    snapshot: SlotSnapshot,
+) -> Result<(SlotState, Option<ExportedSnapshot>), SetupError> {
     if let Some(confirmed_flush) = existing_slot(client, slot, &conn.dbname).await? {
-        return Ok(SlotState {
+        let state = SlotState {
             created: false,
             confirmed_flush,
-        });
+        };
+        return Ok((state, None));
     }
     let create_error = |source| SetupError::CreateSlot {
         slot: slot.to_owned(),
@@ -363,15 +388,28 @@ pub async fn ensure_slot(
         .await
         .map_err(create_error)?;
     let created = replication
-        .create_logical_slot(slot, false, SlotSnapshot::Nothing)
+        .create_logical_slot(slot, false, snapshot)
         .await
         .map_err(create_error)?;
-    replication.close().await;
     tracing::info!(slot, consistent_point = %created.consistent_point, "created replication slot");
-    Ok(SlotState {
+    let state = SlotState {
         created: true,
         confirmed_flush: created.consistent_point,
-    })
+    };
+    match created.snapshot_name {
+        Some(name) if snapshot == SlotSnapshot::Export => Ok((
+            state,
+            Some(ExportedSnapshot::new(
+                name,
+                created.consistent_point,
+                replication,
+            )),
+        )),
+        _ => {
+            replication.close().await;
+            Ok((state, None))
+        }
+    }
 }
 
 /// Prerequisites, tables and publication: everything but the slot.

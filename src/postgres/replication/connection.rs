@@ -190,13 +190,12 @@ impl ReplicationConnection {
             ("replication", "database"),
             ("application_name", info.application_name.as_str()),
             ("client_encoding", "UTF8"),
-            ("DateStyle", "ISO"),
-            ("TimeZone", "UTC"),
-            ("IntervalStyle", "iso_8601"),
-            ("extra_float_digits", "3"),
         ];
-        frontend::startup_message(params.iter().copied(), &mut self.write_buf)
-            .map_err(ReplicationError::Io)?;
+        let params = params
+            .iter()
+            .copied()
+            .chain(crate::postgres::SESSION_SETTINGS);
+        frontend::startup_message(params, &mut self.write_buf).map_err(ReplicationError::Io)?;
         self.flush().await?;
         self.authenticate(info).await?;
         loop {

@@ -205,6 +205,21 @@ impl BodyWriter {
         self.rows += 1;
     }
 
+    /// Like [`BodyWriter::finish`], but an uncompressed body takes the buffer itself instead of
+    /// a copy: for large bodies built one at a time (snapshot chunks), which are then never
+    /// held twice. The writer starts its next body from an empty buffer.
+    pub fn take_body(&mut self, compression: Compression) -> std::io::Result<Bytes> {
+        if compression != Compression::None {
+            return self.finish(compression);
+        }
+        if self.rows == 0 {
+            self.buf.push(b'[');
+        }
+        self.buf.push(b']');
+        self.rows = 0;
+        Ok(Bytes::from(std::mem::take(&mut self.buf)))
+    }
+
     /// Closes the array and returns the body, compressed as configured; the writer is empty
     /// afterwards. An empty batch gives `[]`.
     pub fn finish(&mut self, compression: Compression) -> std::io::Result<Bytes> {
@@ -241,6 +256,8 @@ pub enum SourceOp {
     Insert,
     Update,
     Delete,
+    /// A row copied by a snapshot (initial copy or resync).
+    Snapshot,
 }
 
 impl SourceOp {
@@ -249,6 +266,7 @@ impl SourceOp {
             SourceOp::Insert => b"\"insert\"",
             SourceOp::Update => b"\"update\"",
             SourceOp::Delete => b"\"delete\"",
+            SourceOp::Snapshot => b"\"snapshot\"",
         }
     }
 }
@@ -409,11 +427,51 @@ impl TableEncoder {
         present.reset(self.columns.len());
         let mark = writer.mark();
         writer.begin_row();
-        if let Err(err) = self.write_values(writer, tuple, key_only, audit.lsn, present) {
+        if let Err(err) =
+            self.write_values(writer, tuple.raw_values(), key_only, audit.lsn, present)
+        {
             // Leave the body as it was: a batch never carries half a row.
             writer.rollback(mark);
             return Err(err);
         }
+        self.end_row(writer, audit, deleted);
+        Ok(())
+    }
+
+    /// Writes one row of a snapshot copy: `values` are the columns' texts in `attnum` order
+    /// (`None` = NULL), decoded exactly as the stream's tuples are.
+    pub fn write_snapshot_row<'v>(
+        &self,
+        writer: &mut BodyWriter,
+        values: impl ExactSizeIterator<Item = Option<&'v [u8]>>,
+        audit: &Audit,
+        present: &mut ColumnSet,
+    ) -> Result<(), EncodeError> {
+        if values.len() != self.columns.len() {
+            return Err(EncodeError::ColumnCount {
+                table: self.table.clone(),
+                lsn: audit.lsn,
+                expected: self.columns.len(),
+                found: values.len(),
+            });
+        }
+        present.reset(self.columns.len());
+        let mark = writer.mark();
+        writer.begin_row();
+        let values = values.map(|value| match value {
+            Some(text) => TupleValueRef::Text(text),
+            None => TupleValueRef::Null,
+        });
+        if let Err(err) = self.write_values(writer, values, false, audit.lsn, present) {
+            writer.rollback(mark);
+            return Err(err);
+        }
+        self.end_row(writer, audit, false);
+        Ok(())
+    }
+
+    /// The audit columns and `__op` of a row whose source columns are written.
+    fn end_row(&self, writer: &mut BodyWriter, audit: &Audit, deleted: bool) {
         let hard_delete = deleted && self.delete_mode == DeleteMode::Hard;
         if !hard_delete {
             writer.raw_field(b"\"_starwal_op\":", audit.op.json());
@@ -438,18 +496,17 @@ impl TableEncoder {
         } else {
             RowOp::Upsert
         });
-        Ok(())
     }
 
-    fn write_values(
+    fn write_values<'v>(
         &self,
         writer: &mut BodyWriter,
-        tuple: &TupleData,
+        values: impl Iterator<Item = TupleValueRef<'v>>,
         key_only: bool,
         lsn: Lsn,
         present: &mut ColumnSet,
     ) -> Result<(), EncodeError> {
-        for (index, (column, value)) in self.columns.iter().zip(tuple.raw_values()).enumerate() {
+        for (index, (column, value)) in self.columns.iter().zip(values).enumerate() {
             if key_only && !column.is_key {
                 continue;
             }

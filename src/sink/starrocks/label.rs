@@ -62,6 +62,22 @@ impl Label {
         Label::finish(label, false, slot, table)
     }
 
+    /// The label of part `part` of chunk `chunk` of a snapshot copy of target table `table`:
+    /// `starwal_<slot>_<table>_<names hash>_c<run>_<chunk>_<part>`. `run` is unique per copy run
+    /// (a chunk read again after a crash holds other rows, so it must not be taken for the
+    /// earlier attempt's load); loading a chunk twice is harmless, as every row is a full image.
+    pub fn for_copy(slot: &str, table: &str, run: u64, chunk: u32, part: u32) -> Label {
+        let mut label = String::with_capacity(96);
+        label.push_str("starwal_");
+        push_sanitized(&mut label, slot);
+        label.push('_');
+        push_sanitized(&mut label, table);
+        use std::fmt::Write as _;
+        let names = fnv1a64(format!("{slot}\u{0}{table}").as_bytes());
+        let _ = write!(label, "_{:08x}_c{run:x}_{chunk}_{part}", names as u32);
+        Label::finish(label, false, slot, table)
+    }
+
     fn finish(mut label: String, lossy: bool, slot: &str, table: &str) -> Label {
         use std::fmt::Write as _;
         if lossy {

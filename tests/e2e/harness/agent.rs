@@ -69,6 +69,9 @@ impl AgentSpec {
             ("STARWAL_CONTROL_ADDR", format!("127.0.0.1:{control_port}")),
             ("STARWAL_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
             ("STARWAL_LOG", "info".into()),
+            // The CDC tests start from the slot's consistent point; `engine_snapshot` turns the
+            // initial copy on where it is the subject.
+            ("STARWAL_SNAPSHOT", "never".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

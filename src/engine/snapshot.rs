@@ -1,0 +1,524 @@
+//! Snapshot copies: the rows that existed before the stream, copied chunk by chunk into
+//! StarRocks by `STARWAL_SNAPSHOT_WORKERS` connections reading one exported snapshot.
+//!
+//! Why the copy and the stream converge (invariant: the snapshot is consistent with the stream;
+//! the full argument, and the case that needs care, is in ARCHITECTURE.md "Snapshot"):
+//! a copy reads a snapshot `S` exported at consistent point `C`, with `C` at or after the
+//! position `P` the stream will replay from. Every transaction missing from `S` commits after
+//! `C ≥ P`, so the stream brings it; transactions in `S` that the stream brings again are
+//! applied again over a newer image, in commit order, so each key ends at its last change
+//! (or at its image in `S` when it has none after `P`). That holds while nothing of the stream
+//! reaches the table between the copy's start and its end: before streaming (the SNAPSHOT
+//! phase) that is trivially so; a copy made while streaming (resync, a table that joined the
+//! publication later) has the pipeline drop the table's changes and hold the confirmed LSN,
+//! and the stream restarts from the held position when the copy is done (engine/run.rs).
+//!
+//! Resumable: chunk plans and finished chunks are stored in the source (`CopyStore`); a new
+//! run copies the unfinished chunks from a new snapshot (any snapshot at or after `P` will
+//! do), and loading a chunk twice is harmless (full row images of a Primary Key table).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Mutex;
+use tokio_stream::StreamExt as _;
+
+use crate::config::SnapshotConfig;
+use crate::engine::setup::postgres::SourceTable;
+use crate::engine::state::EngineHandle;
+use crate::postgres::conninfo::ConnInfo;
+use crate::postgres::replication::ReplicationError;
+use crate::postgres::snapshot::copy_text::{CopyRowParser, CopyTextError};
+use crate::postgres::snapshot::store::{CopyRecord, CopyStore, CopyStoreError, KeyBound};
+use crate::postgres::snapshot::{ChunkRange, ExportedSnapshot, ReaderError, SnapshotReader};
+use crate::postgres::value::PgTimestamp;
+use crate::postgres::Lsn;
+use crate::schema::TableSchema;
+use crate::sink::starrocks::config::{Compression, DeleteMode};
+use crate::sink::starrocks::encoding::{
+    Audit, BodyWriter, ColumnSet, EncodeError, SourceOp, TableEncoder,
+};
+use crate::sink::starrocks::label::Label;
+use crate::sink::starrocks::mapping::target_table_name;
+use crate::sink::starrocks::setup::{TargetSetup, TargetSetupError};
+use crate::sink::{LoadBatch, LoadFailure, LoadReceipt, Sink};
+
+/// Why a copy stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("exporting a snapshot to copy from: {0}")]
+    Export(#[source] ReplicationError),
+    #[error("snapshot copy: {0}")]
+    Reader(#[from] ReaderError),
+    #[error("copying {table}, chunk {chunk}: a row COPY sent is not valid: {source}")]
+    Format {
+        table: String,
+        chunk: u32,
+        #[source]
+        source: CopyTextError,
+    },
+    #[error("copying {table}, chunk {chunk}: the copy ended inside a row")]
+    Truncated { table: String, chunk: u32 },
+    #[error("copying {table}: {source}")]
+    Encode {
+        table: String,
+        #[source]
+        source: EncodeError,
+    },
+    #[error("copying {table}, chunk {chunk}: {source}")]
+    Load {
+        table: String,
+        chunk: u32,
+        #[source]
+        source: Box<LoadFailure>,
+    },
+    #[error("emptying StarRocks table `{table}` before its copy: {source}")]
+    Target {
+        table: String,
+        #[source]
+        source: TargetSetupError,
+    },
+    #[error(transparent)]
+    Store(#[from] CopyStoreError),
+    #[error("a copy worker failed: {0}")]
+    Worker(String),
+}
+
+impl SnapshotError {
+    /// Whether a new attempt may succeed unchanged: lost connections, servers restarting.
+    /// Bad rows, refused loads and refused SQL (permissions, a dropped key) need someone.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SnapshotError::Export(err) => err.is_transient(),
+            SnapshotError::Reader(ReaderError::Connect(_)) => true,
+            SnapshotError::Reader(ReaderError::Query { source, .. }) => {
+                source.is_closed()
+                    || source.code().is_none_or(|code| {
+                        // Class 42 (access, undefined objects) and 0A (not supported) stay.
+                        !(code.code().starts_with("42") || code.code().starts_with("0A"))
+                    })
+            }
+            SnapshotError::Format { .. }
+            | SnapshotError::Truncated { .. }
+            | SnapshotError::Encode { .. }
+            | SnapshotError::Load { .. } => false,
+            SnapshotError::Target { source, .. } => source.is_transient(),
+            SnapshotError::Store(_) | SnapshotError::Worker(_) => true,
+        }
+    }
+}
+
+/// One table to copy, with where its copy stands.
+#[derive(Debug)]
+pub struct CopyJob {
+    pub source: SourceTable,
+    pub schema: TableSchema,
+    pub record: CopyRecord,
+}
+
+/// Everything a copy needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Copier {
+    pub conn: ConnInfo,
+    pub slot: String,
+    pub settings: SnapshotConfig,
+    /// A chunk's rows go out in loads of about this many bytes (`STARWAL_FLUSH_BYTES`).
+    pub load_bytes: u64,
+    pub compression: Compression,
+    pub delete_mode: DeleteMode,
+    pub store: CopyStore,
+    pub state_client: Arc<tokio_postgres::Client>,
+    pub sink: Arc<dyn Sink>,
+    pub ddl: Arc<Mutex<TargetSetup>>,
+    pub handle: Arc<EngineHandle>,
+}
+
+/// The copy jobs for `tables`: every table with an unfinished copy, plus, unless the mode is
+/// `never`, every table never copied for this slot (recorded as requested now).
+pub async fn jobs_for(
+    store: &CopyStore,
+    client: &tokio_postgres::Client,
+    tables: &[(SourceTable, TableSchema)],
+    copy_new_tables: bool,
+) -> Result<Vec<CopyJob>, CopyStoreError> {
+    let mut records = store.load(client).await?;
+    let mut jobs = Vec::new();
+    for (source, schema) in tables {
+        let name = source.display_name();
+        let record = match records.remove(&name) {
+            Some(CopyRecord::Done { .. }) => continue,
+            Some(record) => record,
+            None if copy_new_tables => CopyRecord::Pending {
+                generation: store.request(client, &name).await?,
+            },
+            None => continue,
+        };
+        jobs.push(CopyJob {
+            source: source.clone(),
+            schema: schema.clone(),
+            record,
+        });
+    }
+    Ok(jobs)
+}
+
+/// A table's planned copy, shared by the workers.
+#[derive(Debug)]
+struct TablePlan {
+    source: SourceTable,
+    source_name: String,
+    schema: TableSchema,
+    target: String,
+    encoder: TableEncoder,
+    generation: i32,
+    boundaries: Vec<KeyBound>,
+    /// Chunks not finished yet; the worker that finishes the last marks the table done.
+    remaining: AtomicUsize,
+    consistent_point: Lsn,
+}
+
+#[derive(Debug)]
+struct ChunkTask {
+    plan: Arc<TablePlan>,
+    chunk: u32,
+}
+
+/// Aborts a spawned load when dropped: a cancelled copy leaves nothing running behind it.
+struct LoadTask(tokio::task::JoinHandle<Result<LoadReceipt, LoadFailure>>);
+
+impl Drop for LoadTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Copier {
+    /// Copies `jobs` from `snapshot`: opens the readers (all import the snapshot before it is
+    /// released), empties and plans the tables whose copy starts now, then copies every
+    /// unfinished chunk. Dropping the returned future cancels the copy; what finished is kept.
+    pub async fn copy(
+        &self,
+        snapshot: ExportedSnapshot,
+        jobs: Vec<CopyJob>,
+    ) -> Result<(), SnapshotError> {
+        if jobs.is_empty() {
+            snapshot.release().await;
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut readers = Vec::with_capacity(self.settings.workers);
+        for _ in 0..self.settings.workers {
+            readers.push(SnapshotReader::open(&self.conn, &snapshot.name).await?);
+        }
+        let consistent_point = snapshot.consistent_point;
+        snapshot.release().await;
+        tracing::info!(
+            tables = jobs.len(),
+            workers = readers.len(),
+            %consistent_point,
+            "snapshot imported; copying"
+        );
+
+        let mut queue = VecDeque::new();
+        for job in jobs {
+            let source_name = job.source.display_name();
+            let target = target_table_name(&job.schema.schema, &job.schema.name);
+            self.handle.add_table(&source_name, &target);
+            let (generation, rows_estimated, boundaries, done) = match job.record {
+                CopyRecord::Done { .. } => continue,
+                CopyRecord::Pending { generation } => {
+                    // A copy that starts over starts from an empty table: rows deleted at the
+                    // source before the snapshot must not survive in StarRocks.
+                    self.ddl
+                        .lock()
+                        .await
+                        .truncate(&target)
+                        .await
+                        .map_err(|source| SnapshotError::Target {
+                            table: target.clone(),
+                            source,
+                        })?;
+                    let (rows, boundaries) = readers[0]
+                        .plan(&job.source, &job.schema, self.settings.chunk_rows)
+                        .await?;
+                    self.store
+                        .planned(
+                            &self.state_client,
+                            &source_name,
+                            generation,
+                            rows,
+                            &boundaries,
+                        )
+                        .await?;
+                    (generation, rows, boundaries, HashMap::new())
+                }
+                CopyRecord::Copying {
+                    generation,
+                    rows_estimated,
+                    boundaries,
+                    done,
+                } => (generation, rows_estimated, boundaries, done),
+            };
+            let total = boundaries.len() + 1;
+            let left: Vec<u32> = (0..total as u32)
+                .filter(|c| !done.contains_key(c))
+                .collect();
+            self.handle.copy_planned(
+                &source_name,
+                rows_estimated,
+                total as u64,
+                done.len() as u64,
+                done.values().sum(),
+            );
+            tracing::info!(table = %source_name, rows_estimated, chunks = total, left = left.len(), generation, "copy planned");
+            let plan = Arc::new(TablePlan {
+                encoder: TableEncoder::new(&job.schema, self.delete_mode),
+                source: job.source,
+                source_name,
+                schema: job.schema,
+                target,
+                generation,
+                boundaries,
+                remaining: AtomicUsize::new(left.len()),
+                consistent_point,
+            });
+            if left.is_empty() {
+                self.table_done(&plan).await?;
+            }
+            queue.extend(left.into_iter().map(|chunk| ChunkTask {
+                plan: plan.clone(),
+                chunk,
+            }));
+        }
+
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let run = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let mut workers = tokio::task::JoinSet::new();
+        for reader in readers {
+            let copier = self.clone();
+            let queue = queue.clone();
+            workers.spawn(async move { copier.work(reader, queue, run).await });
+        }
+        // The first failure returns; dropping the set aborts the other workers.
+        while let Some(result) = workers.join_next().await {
+            result.map_err(|err| SnapshotError::Worker(err.to_string()))??;
+        }
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "snapshot copy done"
+        );
+        Ok(())
+    }
+
+    async fn table_done(&self, plan: &TablePlan) -> Result<(), SnapshotError> {
+        self.store
+            .table_done(&self.state_client, &plan.source_name, plan.generation)
+            .await?;
+        self.handle.copy_done(&plan.source_name);
+        tracing::info!(table = %plan.source_name, "table copied");
+        Ok(())
+    }
+
+    /// One worker: takes chunks until none is left.
+    async fn work(
+        self,
+        reader: SnapshotReader,
+        queue: Arc<std::sync::Mutex<VecDeque<ChunkTask>>>,
+        run: u64,
+    ) -> Result<(), SnapshotError> {
+        let mut parser = CopyRowParser::default();
+        let mut present = ColumnSet::default();
+        loop {
+            let task = queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .pop_front();
+            let Some(ChunkTask { plan, chunk }) = task else {
+                return Ok(());
+            };
+            let rows = self
+                .copy_chunk(&reader, &plan, chunk, run, &mut parser, &mut present)
+                .await?;
+            self.store
+                .chunk_done(
+                    &self.state_client,
+                    &plan.source_name,
+                    plan.generation,
+                    chunk,
+                    rows,
+                )
+                .await?;
+            self.handle.copy_progressed(&plan.source_name, 0, true);
+            if plan.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.table_done(&plan).await?;
+            }
+        }
+    }
+
+    /// Streams one chunk's COPY rows into Stream Load bodies of about `load_bytes`, one load in
+    /// flight while the next body fills. Returns the rows loaded.
+    async fn copy_chunk(
+        &self,
+        reader: &SnapshotReader,
+        plan: &TablePlan,
+        chunk: u32,
+        run: u64,
+        parser: &mut CopyRowParser,
+        present: &mut ColumnSet,
+    ) -> Result<u64, SnapshotError> {
+        let range = ChunkRange::of(&plan.boundaries, chunk as usize);
+        let stream = reader.copy(&plan.source, &plan.schema, range).await?;
+        tokio::pin!(stream);
+        let audit = Audit {
+            op: SourceOp::Snapshot,
+            lsn: plan.consistent_point,
+            synced_at: PgTimestamp::now(),
+        };
+        let columns = plan.schema.columns.len();
+        let mut writer = BodyWriter::new();
+        let mut carry: Vec<u8> = Vec::new();
+        let mut part = 0u32;
+        let mut rows = 0u64;
+        let mut in_flight: Option<(LoadTask, u64)> = None;
+        let mut encode = |line: &[u8], writer: &mut BodyWriter| -> Result<(), SnapshotError> {
+            parser
+                .parse(line, columns)
+                .map_err(|source| SnapshotError::Format {
+                    table: plan.source_name.clone(),
+                    chunk,
+                    source,
+                })?;
+            plan.encoder
+                .write_snapshot_row(writer, parser.values(line), &audit, present)
+                .map_err(|source| SnapshotError::Encode {
+                    table: plan.source_name.clone(),
+                    source,
+                })
+        };
+        while let Some(data) = stream.next().await {
+            let data = data.map_err(|source| ReaderError::Query {
+                what: format!("copying {}", plan.source_name),
+                source,
+            })?;
+            // COPY sends one row per message; a row split across messages is joined anyway.
+            let mut rest = &data[..];
+            while let Some(end) = memchr::memchr(b'\n', rest) {
+                if carry.is_empty() {
+                    encode(&rest[..end], &mut writer)?;
+                } else {
+                    carry.extend_from_slice(&rest[..end]);
+                    encode(&carry, &mut writer)?;
+                    carry.clear();
+                }
+                rest = &rest[end + 1..];
+            }
+            carry.extend_from_slice(rest);
+            if writer.byte_len() as u64 >= self.load_bytes {
+                rows += self
+                    .send_part(plan, chunk, run, part, &mut writer, &mut in_flight)
+                    .await?;
+                part += 1;
+            }
+        }
+        if !carry.is_empty() {
+            return Err(SnapshotError::Truncated {
+                table: plan.source_name.clone(),
+                chunk,
+            });
+        }
+        if !writer.is_empty() {
+            rows += self
+                .send_part(plan, chunk, run, part, &mut writer, &mut in_flight)
+                .await?;
+        }
+        if let Some((load, part_rows)) = in_flight.take() {
+            self.finish_load(plan, chunk, load, part_rows).await?;
+            rows += part_rows;
+        }
+        Ok(rows)
+    }
+
+    /// Sends the writer's body as the next part, after the previous part committed (its rows
+    /// are returned).
+    async fn send_part(
+        &self,
+        plan: &TablePlan,
+        chunk: u32,
+        run: u64,
+        part: u32,
+        writer: &mut BodyWriter,
+        in_flight: &mut Option<(LoadTask, u64)>,
+    ) -> Result<u64, SnapshotError> {
+        let part_rows = writer.rows();
+        let body = writer
+            .take_body(self.compression)
+            .map_err(|err| SnapshotError::Encode {
+                table: plan.source_name.clone(),
+                source: EncodeError::Io {
+                    table: plan.target.clone(),
+                    message: err.to_string(),
+                },
+            })?;
+        let mut committed = 0;
+        if let Some((load, rows)) = in_flight.take() {
+            self.finish_load(plan, chunk, load, rows).await?;
+            committed = rows;
+        }
+        let batch = LoadBatch {
+            table: plan.target.clone(),
+            label: Label::for_copy(&self.slot, &plan.target, run, chunk, part),
+            first_lsn: plan.consistent_point,
+            last_lsn: plan.consistent_point,
+            rows: part_rows,
+            partial_columns: None,
+            body,
+        };
+        let sink = self.sink.clone();
+        *in_flight = Some((
+            LoadTask(tokio::spawn(async move { sink.load(batch).await })),
+            part_rows,
+        ));
+        Ok(committed)
+    }
+
+    async fn finish_load(
+        &self,
+        plan: &TablePlan,
+        chunk: u32,
+        mut load: LoadTask,
+        rows: u64,
+    ) -> Result<(), SnapshotError> {
+        let result = (&mut load.0)
+            .await
+            .map_err(|err| SnapshotError::Worker(err.to_string()))?;
+        let receipt = result.map_err(|failure| SnapshotError::Load {
+            table: plan.source_name.clone(),
+            chunk,
+            source: Box::new(failure),
+        })?;
+        self.handle.copy_progressed(&plan.source_name, rows, false);
+        self.handle.record_load(
+            &plan.source_name,
+            crate::engine::state::OpCounts::default(),
+            receipt.rows_loaded,
+            receipt.bytes,
+            receipt.duration,
+            receipt.already_committed,
+        );
+        Ok(())
+    }
+}
+
+/// A name for the temporary slot of a copy made while the permanent slot `slot` exists: unique
+/// per process and copy.
+pub fn temporary_slot_name(slot: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let mut name = format!("{slot}_copy_{}_{n}", std::process::id());
+    name.truncate(63);
+    name
+}
