@@ -22,15 +22,17 @@ use crate::config::{Config, SnapshotMode};
 use crate::engine::setup::postgres::{
     ensure_slot, ensure_slot_exporting, existing_slot, prepare_source, table_schema, SourceTable,
 };
-use crate::engine::snapshot::{jobs_for, temporary_slot_name, Copier, SnapshotError};
+use crate::engine::snapshot::{jobs_for, temporary_slot_name, Copier, CopyJob, SnapshotError};
 use crate::engine::state::{EngineHandle, Phase, StopRequest};
 use crate::pipeline::loader::LoaderContext;
-use crate::pipeline::{Forwarder, Pipeline, PipelineError, PipelineSettings, PipelineStart};
+use crate::pipeline::{
+    Forwarder, Pipeline, PipelineCommand, PipelineError, PipelineSettings, PipelineStart,
+};
 use crate::postgres::checkpoint::CheckpointStore;
 use crate::postgres::heartbeat::spawn_heartbeat;
 use crate::postgres::replication::session::{Session, SessionEnd, SessionError};
 use crate::postgres::replication::{ReplicationConnection, ReplicationStream, StartOptions};
-use crate::postgres::snapshot::store::{CopyStore, CopyStoreError};
+use crate::postgres::snapshot::store::{CopyRecord, CopyStore, CopyStoreError};
 use crate::postgres::snapshot::ExportedSnapshot;
 use crate::postgres::tls::connect_sql;
 use crate::postgres::Lsn;
@@ -45,7 +47,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How an attempt ended without error.
 #[derive(Debug)]
 enum AttemptEnd {
-    Stopped { confirmed: Lsn },
+    Stopped {
+        confirmed: Lsn,
+    },
+    /// A copy made while streaming finished: stream again from the held position.
+    Restart,
 }
 
 /// Why an attempt failed, and whether the same attempt may work later unchanged.
@@ -97,6 +103,10 @@ pub async fn run_with(config: Config, handle: Arc<EngineHandle>) -> anyhow::Resu
             Ok(AttemptEnd::Stopped { confirmed }) => {
                 tracing::info!(%confirmed, "stopped");
                 break Ok(());
+            }
+            Ok(AttemptEnd::Restart) => {
+                tracing::info!("restarting the stream from the held position after a copy");
+                backoff = FIRST_BACKOFF;
             }
             Err(failure) => {
                 let detail = format!("{:#}", failure.error);
@@ -262,6 +272,7 @@ async fn attempt(
         delete_mode: starrocks.delete_mode,
         tables: pg.tables.clone(),
     };
+    let (commands, commands_rx) = mpsc::unbounded_channel();
     let (pipeline, confirmations) = Pipeline::new(
         settings,
         context,
@@ -292,6 +303,7 @@ async fn attempt(
         error: anyhow::Error::from(err)
             .context(format!("starting replication from slot `{}`", pg.slot)),
     })?;
+    let pipeline = pipeline.with_commands(commands_rx);
     let session = Session::new(stream, pg.status_interval, slot.confirmed_flush)
         .with_confirmations(confirmations);
 
@@ -304,7 +316,29 @@ async fn attempt(
         handle.clone(),
         pg.status_interval,
     );
-    let watcher = spawn_publication_watcher(client.clone(), pg.clone());
+    let (new_tables_tx, new_tables) = mpsc::unbounded_channel();
+    let watcher = spawn_publication_watcher(
+        client.clone(),
+        pg.clone(),
+        (snapshot_mode != SnapshotMode::Never).then_some(new_tables_tx),
+    );
+    // Copies asked for while streaming (resyncs, new tables). When one finishes, or fails, the
+    // attempt ends like a drain: `Ok` restarts the stream from the held position.
+    let (copies_done_tx, mut copies_done) = watch::channel(false);
+    let coordinator = tokio::spawn({
+        let copies = CopiesWhileStreaming {
+            copier: copier.clone(),
+            client: client.clone(),
+            tables: pg.tables.clone(),
+            commands,
+            new_tables,
+        };
+        async move {
+            let result = copies.run().await;
+            let _ = copies_done_tx.send(true);
+            result
+        }
+    });
 
     // Nothing of a previous attempt is buffered any more (its pipeline is gone).
     handle.reset_buffered();
@@ -332,22 +366,25 @@ async fn attempt(
     let mut stops = handle.stop_requests();
     let stopper_handle = handle.clone();
     let stopper = tokio::spawn(async move {
-        // Wait for a stop request, then close the stream side and tell the pipeline.
-        let request = loop {
-            if let Some(request) = *stops.borrow() {
-                break request;
+        // Wait for a stop request (or the end of a copy made while streaming), then close the
+        // stream side and tell the pipeline.
+        let drain = tokio::select! {
+            request = stops.wait_for(Option::is_some) => {
+                let request = request.ok().and_then(|r| *r);
+                stopper_handle.set_phase(Phase::Draining);
+                stopper_handle.set_health(false, "draining");
+                tracing::info!(?request, "stop requested: reading no more changes");
+                request != Some(StopRequest::Stop)
             }
-            if stops.changed().await.is_err() {
-                std::future::pending::<()>().await;
+            _ = copies_done.wait_for(|done| *done) => {
+                tracing::info!("copy while streaming ended: flushing, then streaming again");
+                true
             }
         };
-        stopper_handle.set_phase(Phase::Draining);
-        stopper_handle.set_health(false, "draining");
-        tracing::info!(?request, "stop requested: reading no more changes");
         closed.store(true, Ordering::SeqCst);
         // Let a message being handed over land in the channel first.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let _ = stop_pipeline.send(Some(request == StopRequest::Drain));
+        let _ = stop_pipeline.send(Some(drain));
         // The pipeline reads the sender until it returns; this task is aborted then.
         std::future::pending::<()>().await;
     });
@@ -363,6 +400,14 @@ async fn attempt(
     drop(forwarder);
     let pipeline = pipeline_task.await;
     stopper.abort();
+    // A copy that ended (or failed) decides how this attempt ends; one still running is
+    // cancelled (its finished chunks are kept; the next attempt copies the rest first).
+    let copies = if coordinator.is_finished() {
+        coordinator.await.ok()
+    } else {
+        coordinator.abort();
+        None
+    };
     retained.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
@@ -376,6 +421,13 @@ async fn attempt(
         error: anyhow::anyhow!("the pipeline task failed: {err}"),
     })?;
     let confirmed = pipeline?;
+    match copies {
+        Some(Err(err)) => return Err(err),
+        Some(Ok(())) if handle.stop_requests().borrow().is_none() => {
+            return Ok(AttemptEnd::Restart);
+        }
+        _ => {}
+    }
     match session {
         Some(Ok(summary)) if summary.end == SessionEnd::Shutdown => {
             tracing::info!(flushed = %summary.flushed, "replication stream closed");
@@ -415,14 +467,6 @@ async fn copy_before_streaming(
         transient: true,
         error: err.into(),
     };
-    // Resyncs asked for while no stream ran (setup, backoff) become copy requests.
-    for table in copier.handle.take_resyncs() {
-        copier
-            .store
-            .request(client, &table)
-            .await
-            .map_err(transient)?;
-    }
     let jobs = jobs_for(&copier.store, client, tables, copy_new_tables)
         .await
         .map_err(transient)?;
@@ -460,6 +504,111 @@ async fn copy_before_streaming(
             tracing::info!("stop requested during the snapshot copy: finished chunks are kept, the next start copies the rest");
             Ok(CopyOutcome::Stopped)
         }
+    }
+}
+
+/// Copies made while the stream runs: resyncs asked through the control plane and tables that
+/// joined the publication. [`CopiesWhileStreaming::run`] waits for requests, has the pipeline
+/// drop each table's changes and hold the confirmed LSN, copies from a temporary slot's
+/// snapshot, and returns: the attempt then ends and the next one streams again from the held
+/// position, so the copied tables get every change from it on (see engine/snapshot.rs).
+struct CopiesWhileStreaming {
+    copier: Copier,
+    client: Arc<tokio_postgres::Client>,
+    tables: Vec<crate::config::TablePattern>,
+    commands: mpsc::UnboundedSender<PipelineCommand>,
+    new_tables: mpsc::UnboundedReceiver<String>,
+}
+
+impl CopiesWhileStreaming {
+    async fn run(mut self) -> Result<(), AttemptError> {
+        let handle = self.copier.handle.clone();
+        let mut requested = loop {
+            let mut requested = handle.take_resyncs();
+            while let Ok(table) = self.new_tables.try_recv() {
+                requested.push(table);
+            }
+            if !requested.is_empty() {
+                break requested;
+            }
+            tokio::select! {
+                _ = handle.resync_requested() => {}
+                Some(table) = self.new_tables.recv() => break vec![table],
+            }
+        };
+        requested.sort();
+        requested.dedup();
+        let transient = |err: CopyStoreError| AttemptError {
+            transient: true,
+            error: err.into(),
+        };
+        let sources = crate::engine::setup::postgres::resolve_tables(&self.client, &self.tables)
+            .await
+            .map_err(AttemptError::from)?;
+        let mut jobs = Vec::with_capacity(requested.len());
+        for name in &requested {
+            let Some(source) = sources.iter().find(|t| t.display_name() == *name) else {
+                tracing::warn!(table = %name, "a table asked to be copied is no longer replicated: skipped");
+                continue;
+            };
+            // Recorded first: if anything below fails, the next start copies it before streaming.
+            let generation = self
+                .copier
+                .store
+                .request(&self.client, name)
+                .await
+                .map_err(transient)?;
+            handle.copy_pending(name);
+            let (ready, reached) = tokio::sync::oneshot::channel();
+            self.commands
+                .send(PipelineCommand::StartCopy {
+                    table: name.clone(),
+                    ready,
+                })
+                .map_err(|_| AttemptError {
+                    transient: true,
+                    error: anyhow::anyhow!("the pipeline stopped before a copy of {name} began"),
+                })?;
+            let _ = reached.await;
+            let schema = table_schema(&self.client, source)
+                .await
+                .map_err(AttemptError::from)?;
+            jobs.push(CopyJob {
+                source: source.clone(),
+                schema,
+                record: CopyRecord::Pending { generation },
+            });
+        }
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        // A new table may not exist in StarRocks yet.
+        let schemas: Vec<TableSchema> = jobs.iter().map(|job| job.schema.clone()).collect();
+        self.copier
+            .ddl
+            .lock()
+            .await
+            .prepare(&schemas)
+            .await
+            .map_err(|err| AttemptError {
+                transient: err.is_transient(),
+                error: err.into(),
+            })?;
+        let snapshot =
+            ExportedSnapshot::temporary(&self.copier.conn, &temporary_slot_name(&self.copier.slot))
+                .await
+                .map_err(|err| AttemptError {
+                    transient: err.is_transient(),
+                    error: SnapshotError::Export(err).into(),
+                })?;
+        tracing::info!(tables = ?requested, "copying while streaming");
+        self.copier
+            .copy(snapshot, jobs)
+            .await
+            .map_err(|err| AttemptError {
+                transient: err.is_transient(),
+                error: err.into(),
+            })
     }
 }
 
@@ -532,6 +681,7 @@ pub const TABLE_RESCAN_INTERVAL: Duration = Duration::from_secs(10);
 fn spawn_publication_watcher(
     client: Arc<tokio_postgres::Client>,
     config: crate::config::PostgresConfig,
+    copy_new_tables: Option<mpsc::UnboundedSender<String>>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     use crate::config::TablePattern;
     use crate::engine::setup::postgres::{ensure_publication, resolve_tables};
@@ -558,6 +708,11 @@ fn spawn_publication_watcher(
             match ensure_publication(&client, &config.publication, &tables).await {
                 Ok((_, added)) if !added.is_empty() => {
                     tracing::info!(?added, "new tables joined the publication");
+                    if let Some(copies) = &copy_new_tables {
+                        for table in added {
+                            let _ = copies.send(table);
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(err) => tracing::warn!("adding new tables to the publication: {err}"),

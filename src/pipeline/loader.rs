@@ -29,6 +29,8 @@ pub enum Job {
     AddColumns(Vec<TargetColumn>),
     /// Source column types widened: widen the target's before the next load.
     ModifyColumns(Vec<TargetColumn>),
+    /// Reports when every job before it is done (a copy may then empty the target).
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 /// What a finished job reports back to the pipeline.
@@ -117,6 +119,15 @@ async fn run_job(
                 through: Some(position),
                 released_bytes: 0,
                 result,
+            }
+        }
+        Job::Barrier(reached) => {
+            let _ = reached.send(());
+            JobDone {
+                table,
+                through: None,
+                released_bytes: 0,
+                result: Ok(()),
             }
         }
         Job::AddColumns(columns) => alter(context, table, target, columns, false).await,

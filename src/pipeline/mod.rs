@@ -208,6 +208,19 @@ impl ChangeConsumer for Forwarder {
     }
 }
 
+/// What the engine asks of a running pipeline.
+#[derive(Debug)]
+pub enum PipelineCommand {
+    /// A copy of `table` (`schema.table`) begins while streaming: from now on its changes are
+    /// dropped and nothing more is confirmed, so the stream replays them, after the copy, from
+    /// the position confirmed now (engine/snapshot.rs has the argument). `ready` is answered
+    /// once the loads of its changes received so far are done: the copy may empty the target.
+    StartCopy {
+        table: String,
+        ready: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
 /// The settings the pipeline needs.
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
@@ -314,6 +327,10 @@ pub struct Pipeline {
     /// A load committed since then (only loads trigger a store; see `advance`).
     loads_since_store: bool,
     in_flight_at_start: HashMap<String, InFlightLoad>,
+    /// Source tables being copied while streaming: their changes are dropped and the confirmed
+    /// LSN holds (see [`PipelineCommand::StartCopy`]).
+    copying: std::collections::HashSet<String>,
+    commands: Option<mpsc::UnboundedReceiver<PipelineCommand>>,
 }
 
 impl Pipeline {
@@ -346,6 +363,8 @@ impl Pipeline {
                 .into_iter()
                 .map(|load| (load.table.clone(), load))
                 .collect(),
+            copying: std::collections::HashSet::new(),
+            commands: None,
         };
         pipeline.context.handle.set_confirmed(start.confirmed, None);
         pipeline
@@ -405,6 +424,12 @@ impl Pipeline {
         index
     }
 
+    /// Takes engine commands from `commands` while running.
+    pub fn with_commands(mut self, commands: mpsc::UnboundedReceiver<PipelineCommand>) -> Pipeline {
+        self.commands = Some(commands);
+        self
+    }
+
     /// Runs until `stop` says `Some(drain)` or the stream channel closes, or an error; returns the
     /// confirmed LSN. With `drain` every batch is flushed and confirmed first; without, only the
     /// loads already queued finish (what was not sent is not confirmed, so it streams again).
@@ -434,11 +459,18 @@ impl Pipeline {
             .clamp(Duration::from_millis(10), Duration::from_millis(250));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut commands = self.commands.take();
         let drain = loop {
             tokio::select! {
                 biased;
                 // The pipeline holds a sender itself: this channel never closes while it runs.
                 Some(done) = self.done_rx.recv() => self.job_done(done).await?,
+                Some(command) = async {
+                    match commands.as_mut() {
+                        Some(commands) => commands.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.command(command).await?,
                 // Before the stream: under steady input the stream is always ready, and the
                 // flush interval must still be honoured.
                 _ = ticker.tick() => self.on_tick().await?,
@@ -486,6 +518,29 @@ impl Pipeline {
         }
         self.advance(true).await?;
         Ok(self.commits.confirmed())
+    }
+
+    async fn command(&mut self, command: PipelineCommand) -> Result<(), PipelineError> {
+        match command {
+            PipelineCommand::StartCopy { table, ready } => {
+                tracing::info!(%table, "copy while streaming: dropping the table's changes and holding the confirmed LSN until the stream restarts");
+                self.copying.insert(table.clone());
+                match self.tables.iter().position(|t| t.source_name == table) {
+                    Some(index) => {
+                        // Its changes so far go out first; the copy empties the table after.
+                        if !matches!(self.tables[index].resume, Some(Resume::Reform { .. })) {
+                            self.flush(index).await?;
+                        }
+                        self.send(index, Job::Barrier(ready), None)?;
+                    }
+                    // Not seen in the stream yet (a table that just joined the publication).
+                    None => {
+                        let _ = ready.send(());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn message(&mut self, item: StreamItem) -> Result<(), PipelineError> {
@@ -590,12 +645,16 @@ impl Pipeline {
         Ok(Some((index, self.tables[index].next_position(commit))))
     }
 
-    /// Applies the restart rule to a change; `false` when it is already in StarRocks.
+    /// Applies the restart rule to a change; `false` when it is already in StarRocks (or its
+    /// table is being copied: the stream brings it again after the copy).
     async fn admit(
         &mut self,
         index: usize,
         position: ChangePosition,
     ) -> Result<bool, PipelineError> {
+        if !self.copying.is_empty() && self.copying.contains(&self.tables[index].source_name) {
+            return Ok(false);
+        }
         match self.tables[index].resume {
             None => Ok(true),
             Some(Resume::SkipThrough(through)) => {
@@ -757,11 +816,15 @@ impl Pipeline {
     /// Moves the confirmed LSN as far as the loads allow; stores it after loads committed (or
     /// always when `final_store`), then hands it to the session.
     async fn advance(&mut self, final_store: bool) -> Result<(), PipelineError> {
-        let oldest = self
-            .tables
-            .iter()
-            .filter_map(TableState::oldest_pending)
-            .min();
+        let oldest = if self.copying.is_empty() {
+            self.tables
+                .iter()
+                .filter_map(TableState::oldest_pending)
+                .min()
+        } else {
+            // A copy runs while streaming: its table's dropped changes must stream again.
+            Some(Lsn::ZERO)
+        };
         let released = self.commits.advance(oldest);
         self.context.handle.release_buffered(released);
         let confirmed = self.commits.confirmed();

@@ -13,15 +13,15 @@ use crate::harness::{Cluster, TestDatabase};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Source and target rows of each `(table, columns, source select list as the target shows
-/// them)` are equal (waits up to TIMEOUT for the target).
+/// Source and target rows of each `(target table, its columns, source query giving the rows
+/// as the target shows them)` are equal (waits up to TIMEOUT for the target).
 async fn assert_exact(
     client: &tokio_postgres::Client,
     sim: &starrocks_sim::Sim,
     tables: &[(&str, &[&str], &str)],
 ) {
-    for (table, columns, select) in tables {
-        let source = source_rows(client, &format!("SELECT {select} FROM {table}")).await;
+    for (table, columns, query) in tables {
+        let source = source_rows(client, query).await;
         let got = wait_for_rows(&source, TIMEOUT, || target_rows(sim, table, columns)).await;
         assert!(got == source, "{table}: {}", diff(&source, &got));
     }
@@ -78,16 +78,24 @@ async fn create_tables(client: &tokio_postgres::Client) {
 }
 
 const TABLES: &[(&str, &[&str], &str)] = &[
-    ("t_int", &["id", "v", "n"], "id::text, v, n::text"),
-    ("t_text", &["k", "v"], "k, v"),
+    (
+        "t_int",
+        &["id", "v", "n"],
+        "SELECT id::text, v, n::text FROM t_int",
+    ),
+    ("t_text", &["k", "v"], "SELECT k, v FROM t_text"),
     (
         "t_uuid",
         &["id", "at", "amount"],
         // DATETIME has no zone: the UTC wall time.
-        "id::text, (at AT TIME ZONE 'UTC')::text, amount::text",
+        "SELECT id::text, (at AT TIME ZONE 'UTC')::text, amount::text FROM t_uuid",
     ),
-    ("t_comp", &["a", "b", "v"], "a, b::text, v"),
-    ("t_empty", &["id", "v"], "id::text, v"),
+    (
+        "t_comp",
+        &["a", "b", "v"],
+        "SELECT a, b::text, v FROM t_comp",
+    ),
+    ("t_empty", &["id", "v"], "SELECT id::text, v FROM t_empty"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,4 +184,196 @@ async fn snapshot_only_copies_a_million_rows_and_exits_zero() {
         .unwrap()
         .get(0);
     assert!(slot_exists);
+}
+
+/// Finished chunks of the slot's current copies.
+async fn chunks_done(client: &tokio_postgres::Client, slot: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM starwal.snapshot_chunks c JOIN starwal.snapshot_tables t \
+               USING (slot, source_table, generation) WHERE slot = $1",
+            &[&slot],
+        )
+        .await
+        .map(|row| row.get(0))
+        .unwrap_or(0)
+}
+
+/// `left=N` of the agent's "copy planned" lines.
+fn chunks_left(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|line| line.contains("copy planned"))
+        .filter_map(|line| {
+            let at = line.find("left=")? + "left=".len();
+            let digits: String = line[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_resumes_after_kill9_mid_copy_and_stays_exact() {
+    let db = Cluster::shared().create_database("snap_kill").await;
+    let client = db.owner_client().await;
+    create_tables(&client).await;
+    client
+        .batch_execute(
+            "INSERT INTO t_int SELECT g, 'bulk' || g, g FROM generate_series(20001, 200000) g",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t_int,public.t_comp")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_SNAPSHOT_WORKERS", "2")
+        .var("STARWAL_SNAPSHOT_CHUNK_ROWS", "4000");
+    let slot = spec.slot().to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = spawn_traffic(&db, stop.clone());
+    let total_chunks = 200_000 / 4000 + 1 + 3000 / 4000 + 1;
+    let mut done_before = 0;
+    for kill in 1..=3 {
+        let mut agent = spec.start();
+        // Let this run finish a couple of chunks, then kill it mid-copy.
+        let mut done = 0;
+        for _ in 0..600 {
+            done = chunks_done(&client, &slot).await;
+            if done >= done_before + 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            done >= done_before + 2 && done < total_chunks,
+            "kill {kill}: {done} of {total_chunks} chunks done (before: {done_before}):\n{}",
+            agent.log()
+        );
+        agent.kill9();
+        if kill > 1 {
+            // A restart copies only what the earlier runs left.
+            let left = chunks_left(&agent.log());
+            assert!(
+                left.iter().sum::<u64>() <= (total_chunks - done_before) as u64,
+                "kill {kill}: chunks left {left:?}, {done_before} were done before:\n{}",
+                agent.log()
+            );
+        }
+        done_before = chunks_done(&client, &slot).await;
+    }
+    let agent = spec.start_streaming().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    traffic.await.unwrap();
+    assert_exact(
+        &client,
+        &sim,
+        &[
+            (
+                "t_int",
+                &["id", "v", "n"],
+                "SELECT id::text, v, n::text FROM t_int",
+            ),
+            (
+                "t_comp",
+                &["a", "b", "v"],
+                "SELECT a, b::text, v FROM t_comp",
+            ),
+        ],
+    )
+    .await;
+    let left = chunks_left(&agent.log());
+    assert!(
+        left.iter().sum::<u64>() < total_chunks as u64,
+        "the last start resumed rather than starting over: {left:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_joining_later_is_copied_alone_while_the_others_stream() {
+    let db = Cluster::shared().create_database("snap_later").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA shop;
+             CREATE TABLE shop.a (id int PRIMARY KEY, v text);
+             INSERT INTO shop.a SELECT g, 'a' || g FROM generate_series(1, 2000) g;",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "shop.*")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_SNAPSHOT_CHUNK_ROWS", "1000");
+    let agent = spec.start_streaming().await;
+    let a: &[(&str, &[&str], &str)] = &[("shop_a", &["id", "v"], "SELECT id::text, v FROM shop.a")];
+    let a_source = "SELECT id::text, v FROM shop.a";
+    let source = source_rows(&client, a_source).await;
+    let got = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "shop_a", &["id", "v"])
+    })
+    .await;
+    assert!(got == source, "{}", diff(&source, &got));
+
+    // A new table with rows, written to (and `a` too) while it is being copied.
+    client
+        .batch_execute(
+            "CREATE TABLE shop.b (id int PRIMARY KEY, v text);
+             INSERT INTO shop.b SELECT g, 'b' || g FROM generate_series(1, 30000) g;",
+        )
+        .await
+        .unwrap();
+    let writer = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let client = db.owner_client().await;
+            for round in 0..300 {
+                client
+                    .batch_execute(&format!(
+                        "UPDATE shop.b SET v = 'upd {round}' WHERE id = {b};
+                         DELETE FROM shop.b WHERE id = {d};
+                         INSERT INTO shop.b VALUES ({n}, 'new');
+                         UPDATE shop.a SET v = 'upd {round}' WHERE id = {a};",
+                        b = round * 97 % 30000 + 1,
+                        d = round * 89 % 30000 + 1,
+                        n = 100_000 + round,
+                        a = round % 2000 + 1,
+                    ))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    writer.await.unwrap();
+    assert_exact(
+        &client,
+        &sim,
+        &[
+            a[0],
+            ("shop_b", &["id", "v"], "SELECT id::text, v FROM shop.b"),
+        ],
+    )
+    .await;
+    let log = agent.log();
+    assert!(log.contains("copying while streaming"), "{log}");
+    let planned_a = log
+        .lines()
+        .filter(|l| l.contains("copy planned") && l.contains("shop.a"))
+        .count();
+    assert_eq!(
+        planned_a, 1,
+        "shop.a is copied once, not again with shop.b:\n{log}"
+    );
+    let generation: i32 = client
+        .query_one(
+            "SELECT generation FROM starwal.snapshot_tables WHERE slot = $1 AND source_table = 'shop.a'",
+            &[&spec.slot()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(generation, 1);
 }
