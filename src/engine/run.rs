@@ -763,6 +763,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = control_stopped.await;
     }));
     let signals = spawn_signal_handler(handle.clone());
+    let progress = (config.engine.snapshot.mode == SnapshotMode::Only
+        && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    .then(|| crate::engine::snapshot::spawn_progress_bar(handle.clone()));
     let timeout = config.engine.shutdown_timeout;
     let mut stops = handle.stop_requests();
     let engine = run_with(config, handle.clone());
@@ -784,6 +787,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     signals.abort();
+    if let Some(progress) = progress {
+        progress.abort();
+        if let Some(line) = crate::engine::snapshot::progress_line(&handle.status().tables) {
+            eprintln!("\r\x1b[2K{line}");
+        }
+    }
     let _ = control_stop.send(());
     match control_task.await {
         Ok(Err(err)) => tracing::warn!("control plane: {err}"),

@@ -522,3 +522,82 @@ pub fn temporary_slot_name(slot: &str) -> String {
     name.truncate(63);
     name
 }
+
+/// One line of copy progress for a terminal (`None` before any copy is planned): tables done,
+/// rows copied of the estimate, rate and time left.
+pub fn progress_line(tables: &[crate::engine::state::TableStatus]) -> Option<String> {
+    use crate::engine::state::CopyState;
+    let copies: Vec<_> = tables.iter().filter_map(|t| t.copy.as_ref()).collect();
+    if copies.is_empty() {
+        return None;
+    }
+    let done = copies.iter().filter(|c| c.state == CopyState::Done).count();
+    let rows: u64 = copies.iter().map(|c| c.rows_copied).sum();
+    let estimated: u64 = copies
+        .iter()
+        .map(|c| c.rows_estimated.max(c.rows_copied))
+        .sum();
+    let rate: f64 = copies.iter().map(|c| c.rows_per_second).sum();
+    let percent = if estimated == 0 {
+        100.0
+    } else {
+        rows as f64 * 100.0 / estimated as f64
+    };
+    let mut line = format!(
+        "copying: {done}/{} tables, {rows}/{estimated} rows ({percent:.0}%)",
+        copies.len()
+    );
+    if rate > 0.0 {
+        let left = estimated.saturating_sub(rows) as f64 / rate;
+        line.push_str(&format!(
+            ", {rate:.0} rows/s, ETA {}:{:02}",
+            (left / 60.0) as u64,
+            (left % 60.0) as u64
+        ));
+    }
+    Some(line)
+}
+
+/// Redraws [`progress_line`] on stderr twice a second (`STARWAL_SNAPSHOT=only` on a terminal).
+pub fn spawn_progress_bar(handle: Arc<EngineHandle>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use std::io::Write as _;
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            ticker.tick().await;
+            if let Some(line) = progress_line(&handle.status().tables) {
+                let mut stderr = std::io::stderr().lock();
+                let _ = write!(stderr, "\r\x1b[2K{line}");
+                let _ = stderr.flush();
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn progress_line_sums_the_tables_being_copied() {
+        let config = Config::from_vars(vec![
+            ("STARWAL_PG_URL".into(), "postgres://u@localhost/db".into()),
+            ("STARWAL_TABLES".into(), "public.a,public.b".into()),
+        ])
+        .unwrap();
+        let handle = EngineHandle::new(&config);
+        handle.add_table("public.a", "a");
+        handle.add_table("public.b", "b");
+        assert_eq!(progress_line(&handle.status().tables), None);
+        handle.copy_planned("public.a", 1000, 4, 0, 0);
+        handle.copy_planned("public.b", 3000, 3, 1, 1000);
+        handle.copy_progressed("public.a", 1000, true);
+        handle.copy_done("public.a");
+        let line = progress_line(&handle.status().tables).unwrap();
+        assert!(
+            line.starts_with("copying: 1/2 tables, 2000/4000 rows (50%)"),
+            "{line}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use super::setup::SetupError;
 use crate::config::PostgresConfig;
 use crate::postgres::checkpoint::CheckpointStore;
 use crate::postgres::replication::commands::quote_ident;
+use crate::postgres::snapshot::store::CopyStore;
 use crate::postgres::tls::connect_sql;
 
 /// What teardown removed.
@@ -85,5 +86,9 @@ async fn clear_state(client: &Client, config: &PostgresConfig) -> Result<bool, S
         .clear(client)
         .await
         .map_err(|err| SetupError::State(Box::new(err)))?;
+    CopyStore::new(&config.state_schema, &config.slot)
+        .clear(client)
+        .await
+        .map_err(|err| SetupError::CopyState(Box::new(err)))?;
     Ok(true)
 }

@@ -86,6 +86,8 @@ pub enum SetupError {
     SlotActive { slot: String, pid: i32 },
     #[error(transparent)]
     State(Box<crate::postgres::checkpoint::CheckpointError>),
+    #[error(transparent)]
+    CopyState(Box<crate::postgres::snapshot::store::CopyStoreError>),
     #[error("creating replication slot `{slot}`: {source}")]
     CreateSlot {
         slot: String,
