@@ -43,6 +43,7 @@ fn spawn_traffic(db: &TestDatabase, stop: Arc<AtomicBool>) -> tokio::task::JoinH
                  DELETE FROM t_int WHERE id = {del};
                  UPDATE t_int SET id = id + 1000000 WHERE id = {moved};
                  UPDATE t_comp SET v = 'upd {round}' WHERE b = {b};
+                 UPDATE t_toast SET n = n + 1 WHERE id = {b};
                  COMMIT;",
                 new = 2_000_000 + round,
                 upd = (round * 37) % 20_000,
@@ -71,7 +72,12 @@ async fn create_tables(client: &tokio_postgres::Client) {
              CREATE TABLE t_comp (a text, b int, v text, PRIMARY KEY (a, b));
              INSERT INTO t_comp SELECT 'a' || (g % 30), g, E'line\\nbreak ' || g
                FROM generate_series(1, 3000) g;
-             CREATE TABLE t_empty (id int PRIMARY KEY, v text);",
+             CREATE TABLE t_empty (id int PRIMARY KEY, v text);
+             -- 6 400 incompressible characters: stored out of line, so updates that leave
+             -- `big` alone stream it as unchanged TOAST (a partial update).
+             CREATE TABLE t_toast (id int PRIMARY KEY, big text, n int);
+             INSERT INTO t_toast SELECT o, (SELECT string_agg(md5(random()::text || o || i), '')
+               FROM generate_series(1, 200) i), 0 FROM generate_series(1, 200) o;",
         )
         .await
         .unwrap();
@@ -96,6 +102,11 @@ const TABLES: &[(&str, &[&str], &str)] = &[
         "SELECT a, b::text, v FROM t_comp",
     ),
     ("t_empty", &["id", "v"], "SELECT id::text, v FROM t_empty"),
+    (
+        "t_toast",
+        &["id", "big", "n"],
+        "SELECT id::text, big, n::text FROM t_toast",
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +118,7 @@ async fn snapshot_copies_every_key_type_exactly_while_the_source_is_written() {
     let spec = AgentSpec::new(
         &db,
         &sim,
-        "public.t_int,public.t_text,public.t_uuid,public.t_comp,public.t_empty",
+        "public.t_int,public.t_text,public.t_uuid,public.t_comp,public.t_empty,public.t_toast",
     )
     .var("STARWAL_SNAPSHOT", "initial")
     .var("STARWAL_SNAPSHOT_WORKERS", "3")
@@ -135,7 +146,7 @@ async fn snapshot_copies_every_key_type_exactly_while_the_source_is_written() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(done, 5);
+    assert_eq!(done, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
