@@ -46,7 +46,9 @@ pub enum Command {
     Teardown(TeardownArgs),
     /// Show a running agent's state through its control server: phase, health (and why), paused,
     /// WAL positions (received, flushed, confirmed, server end), lag, WAL retained by the slot,
-    /// buffered bytes, uptime, then counters per table. Exits 1 when the agent cannot be reached.
+    /// buffered bytes, uptime, then counters per table and the progress of each table's snapshot
+    /// copy (state, rows copied of estimated, chunks, rows/s, ETA). Exits 1 when the agent cannot
+    /// be reached.
     Status(ControlClientArgs),
     /// Pause a running agent: it stops reading the replication stream (feedback to Postgres keeps
     /// flowing, so the connection stays healthy) until `starwal resume`. Needs the agent's token
@@ -57,6 +59,11 @@ pub enum Command {
     /// Drain a running agent: it stops reading, loads and confirms what is buffered, then exits 0
     /// (what SIGTERM does). Same access rules as pause.
     Drain(ControlLeverArgs),
+    /// Copy one table again on a running agent: its StarRocks table is emptied and refilled from a
+    /// new snapshot while the other tables keep streaming (`starwal status` shows the progress).
+    /// Exits 1 when the table is not replicated or is already being copied. Same access rules as
+    /// pause.
+    Resync(ResyncArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +73,7 @@ pub struct TeardownArgs {
     pub yes: bool,
 }
 
-/// Where `status`, `pause`, `resume` and `drain` find the agent.
+/// Where `status`, `pause`, `resume`, `drain` and `resync` find the agent.
 #[derive(Debug, clap::Args)]
 pub struct ControlClientArgs {
     /// The agent's control server (what it listens on with STARWAL_CONTROL_ADDR), as
@@ -83,7 +90,7 @@ pub struct ControlClientArgs {
     pub json: bool,
 }
 
-/// `pause`, `resume` and `drain`: the client arguments plus the token.
+/// `pause`, `resume`, `drain` and `resync`: the client arguments plus the token.
 #[derive(Debug, clap::Args)]
 pub struct ControlLeverArgs {
     #[command(flatten)]
@@ -97,6 +104,16 @@ pub struct ControlLeverArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+}
+
+/// `resync`: the lever arguments plus the table.
+#[derive(Debug, clap::Args)]
+pub struct ResyncArgs {
+    #[command(flatten)]
+    pub lever: ControlLeverArgs,
+    /// The table to copy again: `schema.table` at the source, or its StarRocks table name.
+    #[arg(long, value_name = "TABLE")]
+    pub table: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,6 +140,7 @@ pub fn main() -> i32 {
         Command::Pause(args) => run_lever(args, Lever::Pause),
         Command::Resume(args) => run_lever(args, Lever::Resume),
         Command::Drain(args) => run_lever(args, Lever::Drain),
+        Command::Resync(args) => run_resync(args),
     }
 }
 
@@ -297,15 +315,20 @@ fn run_status(args: ControlClientArgs) -> i32 {
     }
 }
 
+/// `--token`, unless empty (an empty STARWAL_CONTROL_TOKEN means none, as on the agent).
+fn lever_token(args: &ControlLeverArgs) -> Option<config::Secret> {
+    args.token
+        .as_deref()
+        .filter(|token| !token.is_empty())
+        .map(config::Secret::new)
+}
+
 fn run_lever(args: ControlLeverArgs, lever: Lever) -> i32 {
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let token = args
-        .token
-        .filter(|token| !token.is_empty())
-        .map(config::Secret::new);
+    let token = lever_token(&args);
     match runtime.block_on(control_client::pull(
         &args.client.addr,
         token.as_ref(),
@@ -317,6 +340,30 @@ fn run_lever(args: ControlLeverArgs, lever: Lever) -> i32 {
         }
         Ok(state) => {
             println!("{}", control_client::lever_text(lever, &state));
+            0
+        }
+        Err(err) => control_client_error(err),
+    }
+}
+
+fn run_resync(args: ResyncArgs) -> i32 {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let token = lever_token(&args.lever);
+    let client = &args.lever.client;
+    match runtime.block_on(control_client::resync(
+        &client.addr,
+        token.as_ref(),
+        &args.table,
+    )) {
+        Ok(table) if client.json => {
+            println!("{}", control_client::resync_json(&table));
+            0
+        }
+        Ok(table) => {
+            println!("{}", control_client::resync_text(&table));
             0
         }
         Err(err) => control_client_error(err),

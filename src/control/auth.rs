@@ -1,4 +1,4 @@
-//! Who may pull the levers (Pause, Resume, Drain, Stop).
+//! Who may pull the levers (Pause, Resume, Drain, Stop, Resync).
 //!
 //! With `STARWAL_CONTROL_TOKEN` set, a mutating RPC must carry `authorization: Bearer <token>`;
 //! the comparison takes the same time whatever the guess, so the token cannot be found byte by

@@ -1,5 +1,6 @@
-//! The client side of the control plane, for `starwal status|pause|resume|drain`: connect to a
-//! running agent, call one RPC, and render the answer for people or (with `--json`) for scripts.
+//! The client side of the control plane, for `starwal status|pause|resume|drain|resync`: connect
+//! to a running agent, call one RPC, and render the answer for people or (with `--json`) for
+//! scripts.
 //!
 //! Errors say which address was tried and why, and tell an operator refused by the agent's
 //! auth to pass the token; usage errors (a malformed address) are their own kind so the CLI can
@@ -196,6 +197,31 @@ pub async fn pull(
         })
 }
 
+/// The RPC [`resync`] calls, as errors name it.
+pub const RESYNC_RPC: &str = "Control.Resync";
+
+/// Asks the agent at `addr` to copy `table` (`schema.table` or the StarRocks name) again, with
+/// `token` as bearer token when given; returns the source table (`schema.table`) it will copy.
+/// An unknown table or one already being copied is an [`ClientError::Rpc`] whose status says so.
+pub async fn resync(
+    addr: &str,
+    token: Option<&Secret>,
+    table: &str,
+) -> Result<String, ClientError> {
+    let mut client = pb::control_client::ControlClient::new(connect(addr).await?);
+    let request = authorized(
+        pb::ResyncRequest {
+            table: table.to_owned(),
+        },
+        token,
+    )?;
+    client
+        .resync(request)
+        .await
+        .map(|response| response.into_inner().table)
+        .map_err(|status| rpc_error(addr, RESYNC_RPC, status))
+}
+
 /// `CDC`, `SETUP`, ... as the engine and metrics spell phases.
 fn phase_name(phase: i32) -> String {
     match pb::Phase::try_from(phase) {
@@ -251,6 +277,7 @@ pub fn status_json(status: &pb::GetStatusResponse) -> Value {
                     "count": duration.count,
                 },
                 "last_error": table.last_error,
+                "copy": table.copy.as_ref().map(copy_json),
             })
         })
         .collect();
@@ -280,7 +307,50 @@ pub fn status_json(status: &pb::GetStatusResponse) -> Value {
     })
 }
 
-/// `GetStatus` for people: the agent's state, then one row per table.
+/// A table's snapshot copy as JSON (`null` in the table's object when it has none).
+fn copy_json(copy: &pb::TableCopy) -> Value {
+    json!({
+        "state": copy.state,
+        "rows_copied": copy.rows_copied,
+        "rows_estimated": copy.rows_estimated,
+        "chunks_done": copy.chunks_done,
+        "chunks_total": copy.chunks_total,
+        "rows_per_second": copy.rows_per_second,
+        "eta_seconds": copy.eta_seconds,
+    })
+}
+
+/// A table's snapshot copy in one line: `copying: 300 of 1000 rows (30.0%), 3/10 chunks,
+/// 1250 rows/s, ETA 560 ms`.
+fn copy_text(copy: &pb::TableCopy) -> String {
+    if copy.state == "pending" {
+        return "pending: asked for, not planned yet".to_owned();
+    }
+    let percent = if copy.rows_estimated > 0 {
+        format!(
+            "{:.1}%",
+            copy.rows_copied as f64 / copy.rows_estimated as f64 * 100.0
+        )
+    } else if copy.state == "done" {
+        "100.0%".to_owned()
+    } else {
+        "-".to_owned()
+    };
+    let mut text = format!(
+        "{}: {} of {} rows ({percent}), {}/{} chunks",
+        copy.state, copy.rows_copied, copy.rows_estimated, copy.chunks_done, copy.chunks_total
+    );
+    if copy.state != "done" {
+        let eta = copy
+            .eta_seconds
+            .map_or_else(|| "unknown".to_owned(), seconds_text);
+        let _ = write!(text, ", {:.0} rows/s, ETA {eta}", copy.rows_per_second);
+    }
+    text
+}
+
+/// `GetStatus` for people: the agent's state, then one row per table, then a line per snapshot
+/// copy and per table error.
 pub fn status_text(status: &pb::GetStatusResponse) -> String {
     let mut out = String::new();
     let health = if status.serving {
@@ -396,6 +466,11 @@ pub fn status_text(status: &pb::GetStatusResponse) -> String {
         out.push('\n');
     }
     for table in &status.tables {
+        if let Some(copy) = &table.copy {
+            let _ = writeln!(out, "{}: snapshot copy {}", table.source, copy_text(copy));
+        }
+    }
+    for table in &status.tables {
         if let Some(error) = &table.last_error {
             let _ = writeln!(out, "{}: last error: {error}", table.source);
         }
@@ -430,6 +505,18 @@ pub fn lever_text(lever: Lever, state: &pb::LeverState) -> String {
             "stop requested: the agent exits once loads in flight end; buffered changes stream again on the next start (phase {phase})"
         ),
     }
+}
+
+/// `Control.Resync`'s answer as one JSON object.
+pub fn resync_json(table: &str) -> Value {
+    json!({ "rpc": RESYNC_RPC, "table": table })
+}
+
+/// `Control.Resync`'s answer for people.
+pub fn resync_text(table: &str) -> String {
+    format!(
+        "resync requested: `{table}` will be emptied in StarRocks and copied again from a new snapshot while the other tables keep streaming; follow it with `starwal status`"
+    )
 }
 
 /// `1.5 MiB`, `512 B`.
@@ -534,6 +621,15 @@ mod tests {
                     count: 2,
                 }),
                 last_error: Some("boom".into()),
+                copy: Some(pb::TableCopy {
+                    state: "copying".into(),
+                    rows_copied: 300,
+                    rows_estimated: 1000,
+                    chunks_done: 3,
+                    chunks_total: 10,
+                    rows_per_second: 1250.4,
+                    eta_seconds: Some(0.56),
+                }),
                 ..pb::TableStatus::default()
             }],
             config: vec![pb::ConfigSetting {
@@ -550,6 +646,12 @@ mod tests {
         assert!(text.contains("public.orders  orders"), "{text}");
         assert!(text.contains("500 ms"), "{text}");
         assert!(text.contains("public.orders: last error: boom"), "{text}");
+        assert!(
+            text.contains(
+                "public.orders: snapshot copy copying: 300 of 1000 rows (30.0%), 3/10 chunks, 1250 rows/s, ETA 560 ms\n"
+            ),
+            "{text}"
+        );
 
         let value = status_json(&status);
         assert_eq!(value["phase"], "CDC");
@@ -561,5 +663,43 @@ mod tests {
         );
         assert_eq!(value["config"]["slot"], "starwal");
         assert_eq!(value["slot_retained_wal_bytes"], Value::Null);
+        let copy = &value["tables"][0]["copy"];
+        assert_eq!(copy["state"], "copying");
+        assert_eq!(
+            (copy["rows_copied"].as_u64(), copy["chunks_total"].as_u64()),
+            (Some(300), Some(10))
+        );
+        assert_eq!(copy["eta_seconds"], 0.56);
+    }
+
+    #[test]
+    fn copy_lines_per_state() {
+        let mut copy = pb::TableCopy {
+            state: "pending".into(),
+            ..pb::TableCopy::default()
+        };
+        assert_eq!(copy_text(&copy), "pending: asked for, not planned yet");
+        copy.state = "copying".into();
+        copy.rows_estimated = 0;
+        assert_eq!(
+            copy_text(&copy),
+            "copying: 0 of 0 rows (-), 0/0 chunks, 0 rows/s, ETA unknown"
+        );
+        copy.state = "done".into();
+        copy.rows_copied = 7;
+        copy.rows_estimated = 7;
+        copy.chunks_done = 1;
+        copy.chunks_total = 1;
+        assert_eq!(copy_text(&copy), "done: 7 of 7 rows (100.0%), 1/1 chunks");
+        // No copy: `null` in JSON, no line in the text.
+        let status = pb::GetStatusResponse {
+            tables: vec![pb::TableStatus {
+                source: "public.t".into(),
+                ..pb::TableStatus::default()
+            }],
+            ..pb::GetStatusResponse::default()
+        };
+        assert_eq!(status_json(&status)["tables"][0]["copy"], Value::Null);
+        assert!(!status_text(&status).contains("snapshot copy"));
     }
 }

@@ -1,11 +1,11 @@
 //! The control plane: a gRPC server on `STARWAL_CONTROL_ADDR` and a Prometheus endpoint on
 //! `STARWAL_METRICS_ADDR`, both reading the engine's shared [`EngineHandle`], and the client the
-//! `status`/`pause`/`resume`/`drain` subcommands use.
+//! `status`/`pause`/`resume`/`drain`/`resync` subcommands use.
 //!
 //! gRPC services (reflection v1 and v1alpha make them discoverable with `grpcurl`):
 //! - `grpc.health.v1.Health`: `""` and `starwal.v1.Control` follow the engine's health
 //!   ([`health`]), so Kubernetes' native gRPC probe works unchanged;
-//! - `starwal.v1.Control`: Pause, Resume, Drain, Stop, guarded by [`auth`] (a bearer
+//! - `starwal.v1.Control`: Pause, Resume, Drain, Stop, Resync, guarded by [`auth`] (a bearer
 //!   `STARWAL_CONTROL_TOKEN`, or loopback peers only when none is set);
 //! - `starwal.v1.Status`: GetStatus, everything in a [`StatusSnapshot`](crate::engine::state::StatusSnapshot);
 //! - `starwal.v1.Metrics`: StreamMetrics, rate samples ([`sample`]).

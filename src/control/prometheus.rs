@@ -5,6 +5,9 @@
 //! scrape time: counters are the engine's own totals since the process started (they reset on
 //! restart, which Prometheus' `rate()` handles), and nothing is accumulated here. Label values
 //! are escaped per the format; labels are bounded (tables are configured, phases and ops fixed).
+//! The `starwal_snapshot_*` series exist only for tables with a snapshot copy (planned, under way
+//! or done in this process); they are gauges, not counters, because a resync starts a table's
+//! copy again from 0.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -15,6 +18,11 @@
 //! | `starwal_loads_deduplicated_total` | counter | `table` |
 //! | `starwal_truncates_total` | counter | `table` |
 //! | `starwal_load_duration_seconds` | histogram | `table` |
+//! | `starwal_snapshot_state` | gauge (1 for the copy's current state) | `table`, `state` (`pending`, `copying`, `done`) |
+//! | `starwal_snapshot_rows_copied`, `starwal_snapshot_rows_estimated` | gauge | `table` |
+//! | `starwal_snapshot_chunks_done`, `starwal_snapshot_chunks_total` | gauge | `table` |
+//! | `starwal_snapshot_rows_per_second` | gauge (this process's copy rate) | `table` |
+//! | `starwal_snapshot_eta_seconds` | gauge (absent while unknown and once done) | `table` |
 //! | `starwal_lag_seconds`, `starwal_lag_bytes` | gauge | |
 //! | `starwal_slot_retained_wal_bytes` | gauge (absent until measured) | |
 //! | `starwal_buffered_bytes`, `starwal_max_buffer_bytes` | gauge | |
@@ -27,7 +35,9 @@
 use std::fmt::Write as _;
 
 use crate::control::process::ProcessStats;
-use crate::engine::state::{Phase, StatusSnapshot, TableStatus, LOAD_DURATION_BUCKETS};
+use crate::engine::state::{
+    CopyProgress, CopyState, Phase, StatusSnapshot, TableStatus, LOAD_DURATION_BUCKETS,
+};
 
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -40,6 +50,8 @@ const PHASES: [Phase; 6] = [
     Phase::Draining,
     Phase::Stopped,
 ];
+
+const COPY_STATES: [CopyState; 3] = [CopyState::Pending, CopyState::Copying, CopyState::Done];
 
 /// Renders every series for one scrape.
 pub fn render(snapshot: &StatusSnapshot, process: &ProcessStats) -> String {
@@ -111,6 +123,8 @@ pub fn render(snapshot: &StatusSnapshot, process: &ProcessStats) -> String {
     for table in tables {
         histogram(&mut out, table);
     }
+
+    snapshot_copies(&mut out, tables);
 
     gauge(
         &mut out,
@@ -245,6 +259,99 @@ fn per_table(
     header(out, name, "counter", help);
     for table in tables {
         sample_labels(out, name, &[("table", &table.source)], value(table));
+    }
+}
+
+/// The `starwal_snapshot_*` families, with a sample per table that has a copy; a family without
+/// any sample (no copy at all, or no ETA known) is left out.
+fn snapshot_copies(out: &mut String, tables: &[TableStatus]) {
+    let copies: Vec<(&str, &CopyProgress)> = tables
+        .iter()
+        .filter_map(|table| Some((table.source.as_str(), table.copy.as_ref()?)))
+        .collect();
+    if copies.is_empty() {
+        return;
+    }
+    let name = "starwal_snapshot_state";
+    header(
+        out,
+        name,
+        "gauge",
+        "State of the table's snapshot copy: 1 for the current one.",
+    );
+    for (table, copy) in &copies {
+        for state in COPY_STATES {
+            sample_labels(
+                out,
+                name,
+                &[("table", table), ("state", state.as_str())],
+                u64::from(state == copy.state),
+            );
+        }
+    }
+    let int = |value: u64| Some(Number::Int(value));
+    copy_gauge(
+        out,
+        &copies,
+        "starwal_snapshot_rows_copied",
+        "Rows of the table's snapshot copy in StarRocks, chunks of earlier runs included.",
+        |copy| int(copy.rows_copied),
+    );
+    copy_gauge(
+        out,
+        &copies,
+        "starwal_snapshot_rows_estimated",
+        "Row count of the table in the copy's snapshot (0 until planned).",
+        |copy| int(copy.rows_estimated),
+    );
+    copy_gauge(
+        out,
+        &copies,
+        "starwal_snapshot_chunks_done",
+        "Chunks of the table's snapshot copy loaded.",
+        |copy| int(copy.chunks_done),
+    );
+    copy_gauge(
+        out,
+        &copies,
+        "starwal_snapshot_chunks_total",
+        "Chunks the table's snapshot copy is split into (0 until planned).",
+        |copy| int(copy.chunks_total),
+    );
+    copy_gauge(
+        out,
+        &copies,
+        "starwal_snapshot_rows_per_second",
+        "Rows per second this process copied since it began the table's copy.",
+        |copy| Some(Number::Float(copy.rows_per_second)),
+    );
+    copy_gauge(
+        out,
+        &copies,
+        "starwal_snapshot_eta_seconds",
+        "Seconds the table's snapshot copy needs at its current rate.",
+        |copy| copy.eta_seconds.map(Number::Float),
+    );
+}
+
+/// One per-table snapshot gauge family; `value` is `None` for tables without a sample.
+fn copy_gauge(
+    out: &mut String,
+    copies: &[(&str, &CopyProgress)],
+    name: &str,
+    help: &str,
+    value: impl Fn(&CopyProgress) -> Option<Number>,
+) {
+    let samples: Vec<(&str, Number)> = copies
+        .iter()
+        .filter_map(|(table, copy)| Some((*table, value(copy)?)))
+        .collect();
+    if samples.is_empty() {
+        return;
+    }
+    header(out, name, "gauge", help);
+    for (table, number) in samples {
+        sample_number(out, name, &[("table", table)], number);
     }
 }
 
@@ -450,7 +557,11 @@ mod tests {
         assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
         // Not measured yet: absent rather than a misleading zero.
         assert!(!text.contains("starwal_slot_retained_wal_bytes"));
-        // Every sample belongs to a declared family, and each family is declared once.
+        assert_families_declared_once(&text);
+    }
+
+    /// Every sample belongs to a declared family, and each family is declared once.
+    fn assert_families_declared_once(text: &str) {
         let mut declared = std::collections::HashSet::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -466,6 +577,68 @@ mod tests {
                 assert!(declared.contains(family), "{line}");
             }
         }
+    }
+
+    #[test]
+    fn snapshot_series_only_for_tables_with_a_copy() {
+        let handle = handle();
+        for (source, target) in [("public.a", "a"), ("public.b", "b"), ("public.c", "c")] {
+            handle.add_table(source, target);
+        }
+        let text = render(&handle.status(), &ProcessStats::default());
+        assert!(!text.contains("starwal_snapshot_"), "{text}");
+
+        // a: resumed with 2 of 10 chunks done, then one more; b: asked for, not planned; c: none.
+        handle.copy_planned("public.a", 1000, 10, 2, 200);
+        handle.copy_progressed("public.a", 100, true);
+        handle.copy_pending("public.b");
+        let text = render(&handle.status(), &ProcessStats::default());
+        for expected in [
+            "# HELP starwal_snapshot_state State of the table's snapshot copy: 1 for the current one.",
+            "# TYPE starwal_snapshot_state gauge",
+            "starwal_snapshot_state{table=\"public.a\",state=\"pending\"} 0",
+            "starwal_snapshot_state{table=\"public.a\",state=\"copying\"} 1",
+            "starwal_snapshot_state{table=\"public.a\",state=\"done\"} 0",
+            "starwal_snapshot_state{table=\"public.b\",state=\"pending\"} 1",
+            "# TYPE starwal_snapshot_rows_copied gauge",
+            "starwal_snapshot_rows_copied{table=\"public.a\"} 300",
+            "starwal_snapshot_rows_copied{table=\"public.b\"} 0",
+            "starwal_snapshot_rows_estimated{table=\"public.a\"} 1000",
+            "starwal_snapshot_chunks_done{table=\"public.a\"} 3",
+            "starwal_snapshot_chunks_total{table=\"public.a\"} 10",
+            "starwal_snapshot_chunks_total{table=\"public.b\"} 0",
+            "starwal_snapshot_rows_per_second{table=\"public.b\"} 0",
+            "# TYPE starwal_snapshot_eta_seconds gauge",
+        ] {
+            assert!(
+                text.lines().any(|line| line == expected),
+                "missing `{expected}` in\n{text}"
+            );
+        }
+        // a copied 100 rows in this process: a rate and an ETA; b has neither yet.
+        let rate = lines_starting(
+            &text,
+            "starwal_snapshot_rows_per_second{table=\"public.a\"}",
+        );
+        let rate: f64 = rate[0].rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(rate > 0.0, "{text}");
+        let etas = lines_starting(&text, "starwal_snapshot_eta_seconds{");
+        assert_eq!(etas.len(), 1, "{text}");
+        assert!(etas[0].contains("public.a"), "{text}");
+        assert!(
+            lines_starting(&text, "starwal_snapshot_")
+                .iter()
+                .all(|line| !line.contains("public.c")),
+            "{text}"
+        );
+        assert_families_declared_once(&text);
+
+        // Done: no ETA left anywhere, so the family is left out.
+        handle.copy_done("public.a");
+        let text = render(&handle.status(), &ProcessStats::default());
+        assert!(text.contains("starwal_snapshot_state{table=\"public.a\",state=\"done\"} 1\n"));
+        assert!(!text.contains("starwal_snapshot_eta_seconds"), "{text}");
+        assert_families_declared_once(&text);
     }
 
     #[test]

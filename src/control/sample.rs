@@ -4,7 +4,9 @@
 //! The engine keeps only totals; a rate exists only between two readings, so each stream keeps
 //! its previous [`Counters`] and nothing is stored engine-side per client. Counters never go
 //! backwards within a process, but subtraction saturates anyway so a table registered between two
-//! readings (or a clock that did not advance) yields 0, never a panic or a negative rate.
+//! readings (or a clock that did not advance) yields 0, never a panic or a negative rate. The one
+//! total that does go back is a table's rows copied, to 0 when a resync begins: that interval's
+//! copy rate reads 0 too.
 
 use std::time::{Duration, Instant};
 
@@ -35,8 +37,19 @@ pub struct Counters {
     bytes: u64,
     loads: u64,
     cpu: Option<Duration>,
-    /// `(source, rows, bytes)` per table, in the snapshot's (sorted) order.
-    tables: Vec<(String, u64, u64)>,
+    /// Per table, in the snapshot's (sorted) order.
+    tables: Vec<TableCounters>,
+}
+
+/// The totals of one table a rate is computed from.
+#[derive(Debug, Clone)]
+struct TableCounters {
+    source: String,
+    /// Source changes: inserts + updates + deletes.
+    rows: u64,
+    bytes: u64,
+    /// Rows of its snapshot copy in StarRocks (0 without one; back to 0 when a resync begins).
+    rows_copied: u64,
 }
 
 impl Counters {
@@ -58,9 +71,12 @@ impl Counters {
             counters.rows = counters.rows.saturating_add(rows);
             counters.bytes = counters.bytes.saturating_add(table.bytes_loaded);
             counters.loads = counters.loads.saturating_add(table.loads);
-            counters
-                .tables
-                .push((table.source.clone(), rows, table.bytes_loaded));
+            counters.tables.push(TableCounters {
+                source: table.source.clone(),
+                rows,
+                bytes: table.bytes_loaded,
+                rows_copied: table.copy.as_ref().map_or(0, |copy| copy.rows_copied),
+            });
         }
         counters
     }
@@ -92,13 +108,25 @@ pub fn sample(
     let tables = current
         .tables
         .iter()
-        .map(|(source, rows, bytes)| {
-            let before = previous.tables.iter().find(|(s, _, _)| s == source);
-            let (rows_before, bytes_before) = before.map_or((*rows, *bytes), |(_, r, b)| (*r, *b));
+        .map(|now| {
+            // New since the previous reading: no baseline, so no rate rather than a burst.
+            let before = previous
+                .tables
+                .iter()
+                .find(|t| t.source == now.source)
+                .unwrap_or(now);
+            let copy = snapshot
+                .tables
+                .iter()
+                .find(|t| t.source == now.source)
+                .and_then(|t| t.copy.as_ref())
+                .map(pb::TableCopy::from);
             pb::TableRate {
-                source: source.clone(),
-                rows_per_second: rate(rows_before, *rows),
-                bytes_per_second: rate(bytes_before, *bytes),
+                source: now.source.clone(),
+                rows_per_second: rate(before.rows, now.rows),
+                bytes_per_second: rate(before.bytes, now.bytes),
+                copied_rows_per_second: rate(before.rows_copied, now.rows_copied),
+                copy,
             }
         })
         .collect();
@@ -142,6 +170,7 @@ mod tests {
         .unwrap();
         let handle = EngineHandle::new(&config);
         handle.add_table("public.a", "a");
+        handle.copy_planned("public.a", 100, 4, 1, 10);
         let start = Instant::now();
         let process_before = ProcessStats {
             cpu_time: Some(Duration::from_secs(1)),
@@ -157,6 +186,7 @@ mod tests {
         };
         handle.record_load("public.a", ops, 20, 2000, Duration::ZERO, false);
         handle.record_load("public.b", ops, 20, 1000, Duration::ZERO, false);
+        handle.copy_progressed("public.a", 30, true);
         let snapshot = handle.status();
         let process_after = ProcessStats {
             cpu_time: Some(Duration::from_millis(1500)),
@@ -176,6 +206,12 @@ mod tests {
         assert_eq!(sample.tables[0].source, "public.a");
         assert_eq!(sample.tables[0].rows_per_second, 10.0);
         assert_eq!(sample.tables[0].bytes_per_second, 1000.0);
+        assert_eq!(sample.tables[0].copied_rows_per_second, 15.0);
+        let copy = sample.tables[0].copy.as_ref().expect("public.a has a copy");
+        assert_eq!(copy.state, "copying");
+        assert_eq!((copy.rows_copied, copy.rows_estimated), (40, 100));
+        assert_eq!((copy.chunks_done, copy.chunks_total), (2, 4));
+        assert_eq!(sample.tables[1].copy, None);
         // New since the previous reading: no baseline, so no rate rather than a burst.
         assert_eq!(sample.tables[1].rows_per_second, 0.0);
 

@@ -1,11 +1,12 @@
-//! The `starwal.v1` gRPC services over an [`EngineHandle`]: `Control` (the levers, behind
-//! [`auth`](super::auth)), `Status` (a snapshot) and `Metrics` (a stream of rate samples), plus
-//! the snapshot → protobuf conversions they share.
+//! The `starwal.v1` gRPC services over an [`EngineHandle`]: `Control` (the levers and Resync,
+//! behind [`auth`](super::auth)), `Status` (a snapshot) and `Metrics` (a stream of rate
+//! samples), plus the snapshot → protobuf conversions they share.
 //!
 //! Every RPC answers from the handle alone, so they work in any phase, including while the
 //! engine retries its setup: that is when an operator most needs `status`. Levers only record
 //! a request on the handle; the engine acts on it at its next step, and the answer reports the
-//! state right after the call (a Drain answers `DRAINING` only once the engine got there).
+//! state right after the call (a Drain answers `DRAINING` only once the engine got there; a
+//! Resync answers once the request is queued, and the copy's progress shows in `Status`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use crate::control::pb;
 use crate::control::process::ProcessStats;
 use crate::control::sample::{sample, sample_interval, Counters};
 use crate::engine::state::{
-    EngineHandle, Phase, StatusSnapshot, StopRequest, TableStatus, LOAD_DURATION_BUCKETS,
+    CopyProgress, EngineHandle, Phase, ResyncError, StatusSnapshot, StopRequest, TableStatus,
+    LOAD_DURATION_BUCKETS,
 };
 use crate::postgres::Lsn;
 
@@ -100,6 +102,31 @@ impl pb::control_server::Control for ControlService {
         Ok(Response::new(pb::StopResponse {
             state: self.lever_state(),
         }))
+    }
+
+    async fn resync(
+        &self,
+        request: Request<pb::ResyncRequest>,
+    ) -> Result<Response<pb::ResyncResponse>, tonic::Status> {
+        self.authorize(&request)?;
+        let peer = request.remote_addr();
+        let table = request.into_inner().table;
+        match self.handle.request_resync(&table) {
+            Ok(source) => {
+                tracing::info!(?peer, table = %source, "resync requested by Control.Resync");
+                Ok(Response::new(pb::ResyncResponse { table: source }))
+            }
+            Err(err) => Err(resync_refusal(&err)),
+        }
+    }
+}
+
+/// A refused resync as gRPC answers it: the table's name is the caller's to fix (NOT_FOUND), a
+/// copy under way is the agent's state (FAILED_PRECONDITION: ask again once it is done).
+fn resync_refusal(error: &ResyncError) -> tonic::Status {
+    match error {
+        ResyncError::UnknownTable(_) => tonic::Status::not_found(error.to_string()),
+        ResyncError::AlreadyCopying(_) => tonic::Status::failed_precondition(error.to_string()),
     }
 }
 
@@ -260,5 +287,20 @@ fn table_status(table: &TableStatus) -> pb::TableStatus {
             count: histogram.count,
         }),
         last_error: table.last_error.clone(),
+        copy: table.copy.as_ref().map(pb::TableCopy::from),
+    }
+}
+
+impl From<&CopyProgress> for pb::TableCopy {
+    fn from(copy: &CopyProgress) -> pb::TableCopy {
+        pb::TableCopy {
+            state: copy.state.as_str().to_owned(),
+            rows_copied: copy.rows_copied,
+            rows_estimated: copy.rows_estimated,
+            chunks_done: copy.chunks_done,
+            chunks_total: copy.chunks_total,
+            rows_per_second: copy.rows_per_second,
+            eta_seconds: copy.eta_seconds,
+        }
     }
 }

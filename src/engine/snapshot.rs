@@ -65,7 +65,7 @@ pub enum SnapshotError {
     Encode {
         table: String,
         #[source]
-        source: EncodeError,
+        source: Box<EncodeError>,
     },
     #[error("copying {table}, chunk {chunk}: {source}")]
     Load {
@@ -396,7 +396,7 @@ impl Copier {
                 .write_snapshot_row(writer, parser.values(line), &audit, present)
                 .map_err(|source| SnapshotError::Encode {
                     table: plan.source_name.clone(),
-                    source,
+                    source: Box::new(source),
                 })
         };
         while let Some(data) = stream.next().await {
@@ -458,10 +458,10 @@ impl Copier {
             .take_body(self.compression)
             .map_err(|err| SnapshotError::Encode {
                 table: plan.source_name.clone(),
-                source: EncodeError::Io {
+                source: Box::new(EncodeError::Io {
                     table: plan.target.clone(),
                     message: err.to_string(),
-                },
+                }),
             })?;
         let mut committed = 0;
         if let Some((load, rows)) = in_flight.take() {

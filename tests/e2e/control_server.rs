@@ -1,7 +1,7 @@
 //! The control plane end to end, without Postgres: a [`ControlServer`] bound on loopback port 0
 //! over an [`EngineHandle`] the test drives by hand, reached through real gRPC clients (health,
 //! reflection, starwal.v1), raw TCP for `/metrics`, and the built `starwal` binary's
-//! `status`/`pause` subcommands.
+//! `status`/`pause`/`resync` subcommands.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -364,6 +364,350 @@ async fn control_server_without_token_trusts_loopback() {
         *running.handle.stop_requests().borrow(),
         Some(StopRequest::Stop)
     );
+    running.handle.add_table("public.orders", "orders");
+    let answer = control
+        .resync(pb::ResyncRequest {
+            table: "public.orders".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.table, "public.orders");
+    assert_eq!(running.handle.take_resyncs(), vec!["public.orders"]);
+    running.shut_down().await;
+}
+
+/// `request` with the test token as bearer token.
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+fn resync_request(table: &str) -> pb::ResyncRequest {
+    pb::ResyncRequest {
+        table: table.to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_server_resync_needs_the_token_and_a_known_table() {
+    let running = start(Some(TOKEN)).await;
+    let handle = &running.handle;
+    handle.add_table("public.orders", "orders");
+    handle.add_table("public.items", "items");
+    let mut control = pb::control_client::ControlClient::new(running.channel().await);
+
+    // Guarded like the other levers: no token, then a wrong one.
+    let denied = control
+        .resync(resync_request("public.orders"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::Unauthenticated);
+    assert!(
+        denied.message().contains("STARWAL_CONTROL_TOKEN"),
+        "{denied:?}"
+    );
+    let denied = control
+        .resync(with_token(resync_request("public.orders"), "not-the-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::Unauthenticated);
+    assert!(!denied.message().contains(TOKEN));
+    assert!(handle.take_resyncs().is_empty());
+
+    let unknown = control
+        .resync(with_token(resync_request("public.nope"), TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    assert!(unknown.message().contains("public.nope"), "{unknown:?}");
+
+    // The StarRocks name works too; the answer names the source table.
+    let answer = control
+        .resync(with_token(resync_request("orders"), TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.table, "public.orders");
+
+    // Asked twice: the first request still waits.
+    let twice = control
+        .resync(with_token(resync_request("public.orders"), TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(twice.code(), tonic::Code::FailedPrecondition, "{twice:?}");
+    assert!(
+        twice.message().contains("public.orders") && twice.message().contains("already"),
+        "{twice:?}"
+    );
+
+    // Status shows the request as a pending copy; the other table has none.
+    let mut status = pb::status_client::StatusClient::new(running.channel().await);
+    let answer = status
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let table = |source: &str| {
+        answer
+            .tables
+            .iter()
+            .find(|t| t.source == source)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(table("public.orders").copy.unwrap().state, "pending");
+    assert_eq!(table("public.items").copy, None);
+
+    assert_eq!(handle.take_resyncs(), vec!["public.orders"]);
+    assert!(handle.take_resyncs().is_empty());
+    // Taken by the engine but not copied yet: still refused.
+    let copying = control
+        .resync(with_token(resync_request("public.orders"), TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(copying.code(), tonic::Code::FailedPrecondition);
+
+    // Once that copy is done, the table may be copied again.
+    handle.copy_planned("public.orders", 10, 1, 0, 0);
+    handle.copy_progressed("public.orders", 10, true);
+    handle.copy_done("public.orders");
+    control
+        .resync(with_token(resync_request("public.orders"), TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(handle.take_resyncs(), vec!["public.orders"]);
+
+    running.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_server_shows_snapshot_copy_progress() {
+    let running = start(None).await;
+    let handle = &running.handle;
+    handle.add_table("public.orders", "orders");
+    handle.add_table("public.items", "items");
+    handle.set_phase(Phase::Snapshot);
+    // Resumed: 2 of 10 chunks (200 rows) copied by an earlier run, then one more here.
+    handle.copy_planned("public.orders", 1000, 10, 2, 200);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    handle.copy_progressed("public.orders", 100, true);
+
+    let mut status = pb::status_client::StatusClient::new(running.channel().await);
+    let answer = status
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.phase, pb::Phase::Snapshot as i32);
+    let items = answer.tables.iter().find(|t| t.source == "public.items");
+    assert_eq!(items.unwrap().copy, None, "no copy planned: absent");
+    let orders = answer
+        .tables
+        .iter()
+        .find(|t| t.source == "public.orders")
+        .unwrap();
+    let copy = orders.copy.as_ref().expect("copy progress");
+    assert_eq!(copy.state, "copying");
+    assert_eq!((copy.rows_copied, copy.rows_estimated), (300, 1000));
+    assert_eq!((copy.chunks_done, copy.chunks_total), (3, 10));
+    // 100 rows in at least 20 ms: at most 5000 rows/s, and 700 rows left at that rate.
+    assert!(
+        copy.rows_per_second > 0.0 && copy.rows_per_second <= 5000.0,
+        "{copy:?}"
+    );
+    let eta = copy.eta_seconds.expect("an ETA once a rate is known");
+    assert!(
+        (eta - 700.0 / copy.rows_per_second).abs() < 1e-6,
+        "{copy:?}"
+    );
+
+    // Prometheus: per-table gauges for the table with a copy only.
+    let metrics_addr = running.addrs.metrics.expect("metrics enabled");
+    let answer = http_get(
+        metrics_addr,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    for expected in [
+        "# TYPE starwal_snapshot_state gauge",
+        "starwal_snapshot_state{table=\"public.orders\",state=\"copying\"} 1",
+        "starwal_snapshot_state{table=\"public.orders\",state=\"pending\"} 0",
+        "starwal_snapshot_state{table=\"public.orders\",state=\"done\"} 0",
+        "# TYPE starwal_snapshot_rows_copied gauge",
+        "starwal_snapshot_rows_copied{table=\"public.orders\"} 300",
+        "starwal_snapshot_rows_estimated{table=\"public.orders\"} 1000",
+        "starwal_snapshot_chunks_done{table=\"public.orders\"} 3",
+        "starwal_snapshot_chunks_total{table=\"public.orders\"} 10",
+        "starwal_phase{phase=\"SNAPSHOT\"} 1",
+    ] {
+        assert!(
+            body.lines().any(|l| l == expected),
+            "missing `{expected}`:\n{body}"
+        );
+    }
+    for family in [
+        "starwal_snapshot_rows_per_second{table=\"public.orders\"} ",
+        "starwal_snapshot_eta_seconds{table=\"public.orders\"} ",
+    ] {
+        assert!(
+            body.lines().any(|l| l.starts_with(family)),
+            "{family}:\n{body}"
+        );
+    }
+    assert!(
+        body.lines()
+            .filter(|l| l.starts_with("starwal_snapshot_"))
+            .all(|l| !l.contains("public.items")),
+        "{body}"
+    );
+
+    // StreamMetrics: the copy's progress and its rate over the interval.
+    let mut metrics = pb::metrics_client::MetricsClient::new(running.channel().await);
+    let mut samples = metrics
+        .stream_metrics(pb::StreamMetricsRequest { interval_ms: 100 })
+        .await
+        .unwrap()
+        .into_inner();
+    samples.message().await.unwrap().unwrap();
+    handle.copy_progressed("public.orders", 50, false);
+    let sample = samples.message().await.unwrap().unwrap();
+    let orders = sample
+        .tables
+        .iter()
+        .find(|t| t.source == "public.orders")
+        .unwrap();
+    assert!(orders.copied_rows_per_second > 0.0, "{sample:?}");
+    assert_eq!(orders.copy.as_ref().unwrap().rows_copied, 350);
+    drop(samples);
+
+    // The CLI: one line per copy for people, the copy object for scripts.
+    let url = running.url();
+    let out = starwal(vec!["status".into(), "--addr".into(), url.clone()]).await;
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "public.orders: snapshot copy copying: 350 of 1000 rows (35.0%), 3/10 chunks, "
+        ),
+        "{text}"
+    );
+    assert!(text.contains(" rows/s, ETA "), "{text}");
+    assert!(!text.contains("public.items: snapshot copy"), "{text}");
+    let out = starwal(vec![
+        "status".into(),
+        "--json".into(),
+        "--addr".into(),
+        url.clone(),
+    ])
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tables = json["tables"].as_array().unwrap();
+    let orders = tables
+        .iter()
+        .find(|t| t["source"] == "public.orders")
+        .unwrap();
+    assert_eq!(orders["copy"]["state"], "copying");
+    assert_eq!(orders["copy"]["rows_copied"], 350);
+    assert_eq!(orders["copy"]["chunks_total"], 10);
+    assert!(orders["copy"]["eta_seconds"].as_f64().unwrap() > 0.0);
+    let items = tables
+        .iter()
+        .find(|t| t["source"] == "public.items")
+        .unwrap();
+    assert_eq!(items["copy"], serde_json::Value::Null);
+
+    // Done: no ETA left, so neither the field nor the series.
+    handle.copy_done("public.orders");
+    let answer = status
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let orders = answer.tables.iter().find(|t| t.source == "public.orders");
+    let copy = orders.unwrap().copy.clone().unwrap();
+    assert_eq!(
+        (copy.state.as_str(), copy.eta_seconds),
+        ("done", None),
+        "{answer:?}"
+    );
+    let answer = http_get(
+        metrics_addr,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.contains("starwal_snapshot_state{table=\"public.orders\",state=\"done\"} 1\n"),
+        "{answer}"
+    );
+    assert!(!answer.contains("starwal_snapshot_eta_seconds"), "{answer}");
+
+    running.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_server_cli_resync() {
+    let running = start(Some(TOKEN)).await;
+    running.handle.add_table("public.orders", "orders");
+    let url = running.url();
+    let resync = |table: &str, extra: &[&str]| {
+        let mut args: Vec<String> = ["resync", "--addr", &url, "--table", table]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        starwal(args)
+    };
+
+    // Without the token: refused, exit 1, and told how to pass it.
+    let out = resync("public.orders", &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("--token"), "{stderr}");
+    assert!(running.handle.take_resyncs().is_empty());
+
+    // An unknown table: exit 1 with the agent's reason.
+    let out = resync("public.nope", &["--token", TOKEN]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("Control.Resync") && stderr.contains("no replicated table"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+
+    // By StarRocks name, for people.
+    let out = resync("orders", &["--token", TOKEN]).await;
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("`public.orders`") && stdout.contains("other tables keep streaming"),
+        "{stdout}"
+    );
+
+    // Already asked for: exit 1 saying so.
+    let out = resync("public.orders", &["--token", TOKEN]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already being copied"),
+        "{out:?}"
+    );
+    assert_eq!(running.handle.take_resyncs(), vec!["public.orders"]);
+
+    // For scripts, once the previous copy is done.
+    running.handle.copy_done("public.orders");
+    let out = resync("public.orders", &["--token", TOKEN, "--json"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["rpc"], "Control.Resync");
+    assert_eq!(answer["table"], "public.orders");
+    assert_eq!(running.handle.take_resyncs(), vec!["public.orders"]);
+
     running.shut_down().await;
 }
 
