@@ -219,7 +219,7 @@ async fn attempt(
         conn: pg.conn.clone(),
         slot: pg.slot.clone(),
         settings: config.engine.snapshot,
-        load_bytes: config.engine.flush_bytes,
+        load_bytes: crate::engine::snapshot::copy_load_bytes(config.engine.flush_bytes),
         compression: starrocks.compression,
         delete_mode: starrocks.delete_mode,
         store: CopyStore::new(&pg.state_schema, &pg.slot),

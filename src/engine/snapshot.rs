@@ -124,7 +124,7 @@ pub struct Copier {
     pub conn: ConnInfo,
     pub slot: String,
     pub settings: SnapshotConfig,
-    /// A chunk's rows go out in loads of about this many bytes (`STARWAL_FLUSH_BYTES`).
+    /// A chunk's rows go out in loads of about this many bytes (see [`copy_load_bytes`]).
     pub load_bytes: u64,
     pub compression: Compression,
     pub delete_mode: DeleteMode,
@@ -133,6 +133,16 @@ pub struct Copier {
     pub sink: Arc<dyn Sink>,
     pub ddl: Arc<Mutex<TargetSetup>>,
     pub handle: Arc<EngineHandle>,
+}
+
+/// The largest load body of a copy: each worker holds one body filling and one loading, so this
+/// bounds a copy's memory at about `2 × STARWAL_SNAPSHOT_WORKERS × 16 MiB`, while a load stays
+/// large enough that StarRocks' per-load cost does not matter.
+pub const MAX_COPY_LOAD_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Load body size for copies: `STARWAL_FLUSH_BYTES`, at most [`MAX_COPY_LOAD_BYTES`].
+pub fn copy_load_bytes(flush_bytes: u64) -> u64 {
+    flush_bytes.min(MAX_COPY_LOAD_BYTES)
 }
 
 /// The copy jobs for `tables`: every table with an unfinished copy, plus, unless the mode is
