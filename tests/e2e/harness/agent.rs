@@ -122,7 +122,12 @@ impl AgentSpec {
 
     /// Starts `starwal run`.
     pub fn start(&self) -> Agent {
-        let log_path = std::env::temp_dir().join(format!("{}.log", unique_name("starwal-agent")));
+        // The pid too: `unique_name` counts per process, and test processes share the tmpdir.
+        let log_path = std::env::temp_dir().join(format!(
+            "{}_{}.log",
+            unique_name("starwal-agent"),
+            std::process::id()
+        ));
         let log = std::fs::File::create(&log_path).expect("agent log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_starwal"));
         command
