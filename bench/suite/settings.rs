@@ -1,0 +1,303 @@
+//! What a suite run measures and how big: the scenarios and the `BENCH_*` variables, read once
+//! at start. A value that does not parse is an error naming the variable (the run stops before
+//! any cluster starts); nothing falls back silently.
+//!
+//! `STARWAL_*` tuning variables found in the environment (`STARWAL_FLUSH_ROWS`,
+//! `STARWAL_MAX_BUFFER_BYTES`, `STARWAL_SNAPSHOT_WORKERS`, ...) are passed to every agent the
+//! suite starts and recorded in the results; the connection, naming and listening variables are
+//! the suite's own and are not taken from the environment.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+
+/// One scenario of `bench/run.sh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Drain of a backlog written while the agent was stopped, vs `pg_recvlogical`.
+    Backlog,
+    /// Fixed insert rates: lag, CPU per million changes, peak RSS.
+    Sustained,
+    /// An agent streaming with nothing to do: RSS and CPU.
+    Idle,
+    /// The initial copy (`STARWAL_SNAPSHOT=only`) vs raw `COPY ... TO STDOUT`.
+    Snapshot,
+}
+
+impl Scenario {
+    /// Every scenario, in the order `all` runs them.
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Backlog,
+        Scenario::Sustained,
+        Scenario::Idle,
+        Scenario::Snapshot,
+    ];
+
+    pub fn parse(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Backlog => "backlog",
+            Scenario::Sustained => "sustained",
+            Scenario::Idle => "idle",
+            Scenario::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// A backlog workload (`BENCH_WORKLOADS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Inserts into a 2-column table.
+    Narrow,
+    /// Inserts, updates and deletes on a 10-column table.
+    Mixed,
+    /// Updates of rows with an out-of-line TOASTed column, half of them changing it.
+    Toast,
+    /// One transaction inserting every row of a 10-column table.
+    OneTxn,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 4] = [
+        Workload::Narrow,
+        Workload::Mixed,
+        Workload::Toast,
+        Workload::OneTxn,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Narrow => "narrow",
+            Workload::Mixed => "mixed",
+            Workload::Toast => "toast",
+            Workload::OneTxn => "onetxn",
+        }
+    }
+}
+
+/// A sustained-scenario rate (`BENCH_RATES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// This many inserted rows per second.
+    RowsPerSecond(u64),
+    /// Transactions of `BENCH_TXN_ROWS` rows back to back.
+    Max,
+}
+
+impl Rate {
+    pub fn label(self) -> String {
+        match self {
+            Rate::RowsPerSecond(rate) => rate.to_string(),
+            Rate::Max => "max".to_owned(),
+        }
+    }
+}
+
+/// Variables an agent gets from the suite, never from the environment.
+const SUITE_OWNED_VARS: &[&str] = &[
+    "STARWAL_PG_URL",
+    "STARWAL_TABLES",
+    "STARWAL_SLOT",
+    "STARWAL_PUBLICATION",
+    "STARWAL_STATE_SCHEMA",
+    "STARWAL_STARROCKS_URL",
+    "STARWAL_STARROCKS_MYSQL",
+    "STARWAL_STARROCKS_USER",
+    "STARWAL_STARROCKS_PASSWORD",
+    "STARWAL_STARROCKS_DATABASE",
+    "STARWAL_CONTROL_ADDR",
+    "STARWAL_CONTROL_URL",
+    "STARWAL_CONTROL_TOKEN",
+    "STARWAL_METRICS_ADDR",
+    "STARWAL_SNAPSHOT",
+    "STARWAL_EXIT_ON_ERROR",
+];
+
+/// Everything a suite run is told by its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `BENCH_ROWS` (1 000 000): changes per backlog workload, rows of the one transaction.
+    pub backlog_changes: u64,
+    /// `BENCH_WORKLOADS` (`narrow,mixed,toast,onetxn`).
+    pub workloads: Vec<Workload>,
+    /// `BENCH_TXN_ROWS` (1 000): changes per transaction in the narrow, mixed and toast
+    /// backlogs, rows per transaction at the `max` sustained rate.
+    pub txn_rows: u64,
+    /// `BENCH_MIXED_SEED_ROWS` (a quarter of `BENCH_ROWS`): rows the mixed workload's updates
+    /// and deletes find in place, loaded through the agent before it stops.
+    pub mixed_seed_rows: u64,
+    /// `BENCH_TOAST_ROWS` (a tenth of `BENCH_ROWS`): rows with a TOASTed value the toast
+    /// workload's updates cycle over, loaded through the agent before it stops.
+    pub toast_rows: u64,
+    /// `BENCH_DURATION_S` (60): how long each sustained rate is driven.
+    pub sustained_duration: Duration,
+    /// `BENCH_RATES` (`1000,10000,max`).
+    pub rates: Vec<Rate>,
+    /// `BENCH_IDLE_S` (60): how long the idle agent is watched.
+    pub idle_duration: Duration,
+    /// `BENCH_SNAPSHOT_ROWS` (1 000 000): rows of the snapshot scenario's table.
+    pub snapshot_rows: u64,
+    /// `BENCH_TIMEOUT_S` (3600): the longest wait for one drain, copy or catch-up.
+    pub timeout: Duration,
+    /// `BENCH_RESULTS_DIR` (`bench/results`).
+    pub results_dir: PathBuf,
+    /// `BENCH_DATE` (today, UTC): the `<date>` of the result files.
+    pub date: String,
+    /// `BENCH_COMMAND`: the command line to print as "reproduce with" (run.sh sets it).
+    pub command: String,
+    /// `STARWAL_*` tuning variables passed to every agent.
+    pub agent_vars: Vec<(String, String)>,
+    /// `STARWAL_MAX_BUFFER_BYTES` as the agents run with it (the agent's default when unset).
+    pub max_buffer_bytes: u64,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings> {
+        let backlog_changes = var("BENCH_ROWS", 1_000_000u64)?;
+        let txn_rows = var("BENCH_TXN_ROWS", 1_000u64)?.max(1);
+        let workloads = match non_empty("BENCH_WORKLOADS") {
+            None => Workload::ALL.to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(|w| {
+                    Workload::ALL
+                        .into_iter()
+                        .find(|k| k.name() == w)
+                        .with_context(|| {
+                            format!(
+                                "BENCH_WORKLOADS: unknown workload `{w}` \
+                                 (expected narrow, mixed, toast, onetxn)"
+                            )
+                        })
+                })
+                .collect::<Result<_>>()?,
+        };
+        let rates = match non_empty("BENCH_RATES") {
+            None => vec![
+                Rate::RowsPerSecond(1_000),
+                Rate::RowsPerSecond(10_000),
+                Rate::Max,
+            ],
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| match r {
+                    "max" => Ok(Rate::Max),
+                    n => match n.parse::<u64>() {
+                        Ok(rate) if rate > 0 => Ok(Rate::RowsPerSecond(rate)),
+                        _ => bail!("BENCH_RATES: `{n}` is neither a positive rows/s nor `max`"),
+                    },
+                })
+                .collect::<Result<_>>()?,
+        };
+        let agent_vars: Vec<(String, String)> = {
+            let mut vars: Vec<(String, String)> = std::env::vars()
+                .filter(|(k, _)| {
+                    k.starts_with("STARWAL_")
+                        && !k.starts_with("STARWAL_TEST_")
+                        && !SUITE_OWNED_VARS.contains(&k.as_str())
+                })
+                .collect();
+            vars.sort();
+            vars
+        };
+        let max_buffer_bytes = match agent_vars
+            .iter()
+            .find(|(k, _)| k == "STARWAL_MAX_BUFFER_BYTES")
+        {
+            Some((_, v)) => v
+                .trim()
+                .parse()
+                .context("STARWAL_MAX_BUFFER_BYTES: expected a number of bytes")?,
+            None => starwal::config::DEFAULT_MAX_BUFFER_BYTES,
+        };
+        let results_dir = match non_empty("BENCH_RESULTS_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/results"),
+        };
+        Ok(Settings {
+            backlog_changes,
+            workloads,
+            txn_rows,
+            mixed_seed_rows: var("BENCH_MIXED_SEED_ROWS", (backlog_changes / 4).max(1))?,
+            toast_rows: var("BENCH_TOAST_ROWS", (backlog_changes / 10).max(txn_rows))?.max(2),
+            sustained_duration: Duration::from_secs(var("BENCH_DURATION_S", 60u64)?),
+            rates,
+            idle_duration: Duration::from_secs(var("BENCH_IDLE_S", 60u64)?),
+            snapshot_rows: var("BENCH_SNAPSHOT_ROWS", 1_000_000u64)?,
+            timeout: Duration::from_secs(var("BENCH_TIMEOUT_S", 3_600u64)?),
+            results_dir,
+            date: non_empty("BENCH_DATE").unwrap_or_else(today_utc),
+            command: non_empty("BENCH_COMMAND").unwrap_or_else(|| {
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                format!("./bench/run.sh {}", args.join(" "))
+            }),
+            agent_vars,
+            max_buffer_bytes,
+        })
+    }
+
+    /// The settings as recorded in a result file.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "backlog_changes": self.backlog_changes,
+            "workloads": self.workloads.iter().map(|w| w.name()).collect::<Vec<_>>(),
+            "txn_rows": self.txn_rows,
+            "mixed_seed_rows": self.mixed_seed_rows,
+            "toast_rows": self.toast_rows,
+            "sustained_duration_s": self.sustained_duration.as_secs(),
+            "rates": self.rates.iter().map(|r| r.label()).collect::<Vec<_>>(),
+            "idle_duration_s": self.idle_duration.as_secs(),
+            "snapshot_rows": self.snapshot_rows,
+            "timeout_s": self.timeout.as_secs(),
+            "agent_env": self
+                .agent_vars
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                .collect::<serde_json::Map<_, _>>(),
+            "max_buffer_bytes": self.max_buffer_bytes,
+        })
+    }
+}
+
+fn non_empty(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn var<T: FromStr>(name: &str, default: T) -> Result<T> {
+    match non_empty(name) {
+        None => Ok(default),
+        Some(text) => text
+            .replace('_', "")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}: `{text}` is not a non-negative integer")),
+    }
+}
+
+/// `YYYY-MM-DD` of now in UTC (days since the epoch to a civil date, H. Hinnant's algorithm).
+fn today_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
