@@ -67,7 +67,8 @@ pub struct SealedBatch {
     /// Changes received (before collapsing).
     pub changes: u64,
     pub ops: OpCounts,
-    /// Bytes of the stream this batch held (released from the buffer when it commits).
+    /// Buffer bytes the batch holds until it commits: the stream bytes of its changes as
+    /// sealed; the pipeline then counts its encoded bodies instead.
     pub buffered_bytes: u64,
 }
 
@@ -405,7 +406,8 @@ impl TableBatch {
         let mut loads = Vec::with_capacity(groups.len());
         for (part, (set, mut writer)) in groups.into_iter().enumerate() {
             let rows = writer.rows();
-            let body: Bytes = writer.finish(compression).map_err(|err| EncodeError::Io {
+            // The writer is dropped next: hand its buffer over rather than copy it.
+            let body: Bytes = writer.take_body(compression).map_err(|err| EncodeError::Io {
                 table: target.to_owned(),
                 message: err.to_string(),
             })?;

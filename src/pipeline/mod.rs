@@ -754,7 +754,13 @@ impl Pipeline {
             &table.target,
             self.settings.compression,
         )?;
-        if let Some(sealed) = sealed {
+        if let Some(mut sealed) = sealed {
+            // From here the batch's memory is its encoded bodies (the tuples are gone): count
+            // those instead, so the buffer cap bounds what is really held (invariant 8).
+            let body_bytes: u64 = sealed.loads.iter().map(|l| l.body.len() as u64).sum();
+            self.context.handle.add_buffered(body_bytes);
+            self.context.handle.release_buffered(sealed.buffered_bytes);
+            sealed.buffered_bytes = body_bytes;
             let range = (sealed.first, sealed.last);
             self.send(index, Job::Load(sealed), Some(range))?;
         }
