@@ -407,10 +407,12 @@ impl TableBatch {
         for (part, (set, mut writer)) in groups.into_iter().enumerate() {
             let rows = writer.rows();
             // The writer is dropped next: hand its buffer over rather than copy it.
-            let body: Bytes = writer.take_body(compression).map_err(|err| EncodeError::Io {
-                table: target.to_owned(),
-                message: err.to_string(),
-            })?;
+            let body: Bytes = writer
+                .take_body(compression)
+                .map_err(|err| EncodeError::Io {
+                    table: target.to_owned(),
+                    message: err.to_string(),
+                })?;
             loads.push(LoadBatch {
                 table: target.to_owned(),
                 label: Label::for_changes(slot, target, first, last, part),
