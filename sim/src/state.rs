@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::catalog::{Catalog, CatalogError, ChangeBatch, Value};
+use crate::catalog::{Catalog, CatalogError, ChangeBatch, PreparedBatch, Value};
 use crate::counters::Counters;
 use crate::faults::Faults;
+use crate::http::BodyBuffers;
 use crate::load::options::SizeLimits;
 use crate::persist;
 use crate::txn::stream_context::StreamContexts;
@@ -88,13 +89,17 @@ impl SimState {
 
     /// Commits a running txn with its batch. The batch is validated against the table first; a
     /// failure aborts the txn and returns the message. With `publish_delay`, or when an earlier
-    /// version of the table is still unpublished, the txn becomes COMMITTED and is queued.
+    /// version of the table is still unpublished, the txn becomes COMMITTED and is queued (the
+    /// batch is taken); otherwise it is applied and left to the caller, to be dropped after the
+    /// lock is released. `prepared` is the batch's validation done before taking the lock
+    /// ([`crate::load::LoadPlan::prepare`]); it is used only if the table's schema is unchanged.
     pub(crate) fn commit(
         &mut self,
         txn_id: i64,
-        batch: ChangeBatch,
+        batch: &mut ChangeBatch,
         counts: TxnCounts,
         publish_delay: Option<Duration>,
+        prepared: Option<PreparedBatch>,
     ) -> Result<CommitOutcome, String> {
         let Some(record) = self.txns.get(txn_id) else {
             return Err(format!("transaction {txn_id} not found"));
@@ -110,20 +115,28 @@ impl SimState {
             record.table.clone(),
             record.label.clone(),
         );
-        if let Err(e) = self
+        let validated = match self
             .catalog
             .table(&db, &table)
-            .and_then(|t| t.validate(&batch))
+            .and_then(|t| t.validate_prepared(batch, prepared))
         {
-            let message = e.to_string();
-            self.txns.abort(txn_id, &message);
-            self.counters.failed(&db, &table);
-            return Err(message);
-        }
+            Ok(validated) => validated,
+            Err(e) => {
+                let message = e.to_string();
+                self.txns.abort(txn_id, &message);
+                self.counters.failed(&db, &table);
+                return Err(message);
+            }
+        };
         let key = (db.clone(), table.clone());
         let queue_busy = self.pending.get(&key).is_some_and(|q| !q.is_empty());
         let outcome = if publish_delay.is_none() && !queue_busy {
-            if let Err(e) = self.apply(&db, &table, &batch) {
+            // Validated just above under the same `&mut self`: nothing changed the table since.
+            let applied = self
+                .catalog
+                .table_mut(&db, &table)
+                .map(|t| t.apply_validated(batch, validated));
+            if let Err(e) = applied {
                 let message = e.to_string();
                 self.txns.abort(txn_id, &message);
                 self.counters.failed(&db, &table);
@@ -137,7 +150,7 @@ impl SimState {
                 .or_default()
                 .push_back(PendingVersion {
                     txn_id,
-                    batch,
+                    batch: std::mem::take(batch),
                     visible_at: Instant::now() + publish_delay.unwrap_or_default(),
                 });
             self.txns.mark_committed(txn_id, false, counts);
@@ -233,6 +246,8 @@ pub(crate) struct Shared {
     pub(crate) fe_addr: OnceLock<SocketAddr>,
     pub(crate) be_addr: OnceLock<SocketAddr>,
     persist_failed: std::sync::atomic::AtomicBool,
+    /// Load bodies' buffers, reused.
+    pub(crate) body_buffers: BodyBuffers,
 }
 
 impl Shared {
@@ -246,6 +261,7 @@ impl Shared {
             fe_addr: OnceLock::new(),
             be_addr: OnceLock::new(),
             persist_failed: std::sync::atomic::AtomicBool::new(false),
+            body_buffers: BodyBuffers::default(),
         }
     }
 
@@ -338,12 +354,7 @@ impl CatalogHandle {
 
     /// All rows of a table in key order (a copy).
     pub fn rows(&self, database: &str, table: &str) -> Result<Vec<Vec<Value>>, CatalogError> {
-        self.read(|c| {
-            Ok(c.table(database, table)?
-                .rows()
-                .map(<[Value]>::to_vec)
-                .collect())
-        })
+        self.read(|c| Ok(c.table(database, table)?.rows().collect()))
     }
 
     /// Number of rows of a table.

@@ -11,6 +11,7 @@
 //! Database and table names are case-sensitive (as in StarRocks); column names are not.
 
 mod key;
+mod row;
 mod table;
 mod types;
 mod value;
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use key::PRIMARY_KEY_LIMIT_BYTES;
+pub(crate) use table::PreparedBatch;
 pub use table::{
     ApplyStats, Change, ChangeBatch, ChangeOp, ColumnDef, ColumnPosition, Table, TableSpec,
 };

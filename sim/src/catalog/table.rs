@@ -1,5 +1,6 @@
 //! One Primary Key table: its ordered column definitions, its key, and its rows stored by
-//! encoded key (reference §6 "Primary Key table semantics", §7 "DDL").
+//! encoded key, each packed into bytes (`row.rs`) (reference §6 "Primary Key table semantics",
+//! §7 "DDL").
 //!
 //! Owns the row-level rules: upsert replaces the whole row, delete is by key, partial update keeps
 //! unlisted columns and fills defaults (or the type's zero) for new keys, `merge_condition` applies
@@ -12,7 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::key::{encode_key, KeyError};
+use super::key::{encode_key_into, KeyError, RowKey};
+use super::row::StoredRow;
 use super::types::ColumnType;
 use super::value::Value;
 use super::CatalogError;
@@ -191,7 +193,7 @@ pub struct Table {
     id: u64,
     spec: TableSpec,
     key_count: usize,
-    rows: BTreeMap<Vec<u8>, Vec<Value>>,
+    rows: BTreeMap<RowKey, StoredRow>,
 }
 
 impl Table {
@@ -323,15 +325,16 @@ impl Table {
         self.rows.len()
     }
 
-    /// Rows in key order, each aligned with [`Table::columns`].
-    pub fn rows(&self) -> impl Iterator<Item = &[Value]> + '_ {
-        self.rows.values().map(Vec::as_slice)
+    /// Rows in key order, each aligned with [`Table::columns`] (copies: rows are stored
+    /// packed).
+    pub fn rows(&self) -> impl Iterator<Item = Vec<Value>> + '_ {
+        self.rows.values().map(StoredRow::values)
     }
 
     /// The row with this key (values in key-column order), if present.
-    pub fn get(&self, key: &[Value]) -> Option<&[Value]> {
+    pub fn get(&self, key: &[Value]) -> Option<Vec<Value>> {
         let encoded = self.encode_key_values(key).ok()?;
-        self.rows.get(&encoded).map(Vec::as_slice)
+        self.rows.get(&encoded).map(StoredRow::values)
     }
 
     /// Rows in key order projected onto `columns` (names, case-insensitive).
@@ -349,7 +352,13 @@ impl Table {
         Ok(self
             .rows
             .values()
-            .map(|row| indexes.iter().map(|&i| row[i].clone()).collect())
+            .map(|row| {
+                let mut values = row.values();
+                indexes
+                    .iter()
+                    .map(|&i| std::mem::replace(&mut values[i], Value::Null))
+                    .collect()
+            })
             .collect())
     }
 
@@ -393,9 +402,7 @@ impl Table {
             });
         }
         let fill = column.fill_value();
-        for row in self.rows.values_mut() {
-            row.insert(index, fill.clone());
-        }
+        self.reshape_rows(|values| values.insert(index, fill.clone()));
         self.spec.columns.insert(index, column);
         Ok(())
     }
@@ -420,7 +427,7 @@ impl Table {
         }
         let mut converted = Vec::with_capacity(self.rows.len());
         for row in self.rows.values() {
-            let value = match row[index].to_text() {
+            let value = match row.value(index).to_text() {
                 None => Value::Null,
                 Some(text) => column
                     .column_type
@@ -432,9 +439,13 @@ impl Table {
             }
             converted.push(value);
         }
-        for (row, value) in self.rows.values_mut().zip(converted) {
-            row[index] = value;
-        }
+        // Same key order as the pass above.
+        let mut converted = converted.into_iter();
+        self.reshape_rows(|values| {
+            if let Some(value) = converted.next() {
+                values[index] = value;
+            }
+        });
         let name = column.name.clone();
         self.spec.columns[index] = ColumnDef { name, ..column };
         Ok(())
@@ -454,11 +465,21 @@ impl Table {
                 column: column.name.clone(),
             });
         }
-        for row in self.rows.values_mut() {
-            row.remove(index);
-        }
+        self.reshape_rows(|values| {
+            values.remove(index);
+        });
         self.spec.columns.remove(index);
         Ok(())
+    }
+
+    /// Rewrites every stored row through `change`, in key order.
+    fn reshape_rows(&mut self, mut change: impl FnMut(&mut Vec<Value>)) {
+        let mut buffer = Vec::new();
+        for row in self.rows.values_mut() {
+            let mut values = row.values();
+            change(&mut values);
+            *row = StoredRow::new(&values, &mut buffer);
+        }
     }
 
     /// Inserts or replaces a whole row (values aligned with [`Table::columns`]).
@@ -490,13 +511,112 @@ impl Table {
     /// Applies a batch atomically: everything is validated first (columns, key presence, value
     /// types, NOT NULL, key size), then the changes run in order.
     pub fn apply(&mut self, batch: &ChangeBatch) -> Result<ApplyStats, CatalogError> {
+        let plan = self.plan_batch(batch)?;
+        Ok(self.apply_planned(plan, batch, None))
+    }
+
+    /// [`Table::validate`] that keeps its work for [`Table::apply_validated`]: the encoded keys,
+    /// and for a batch of whole rows the rows already packed, so applying is little more than
+    /// inserting.
+    pub(crate) fn validate_for_apply(
+        &self,
+        batch: &ChangeBatch,
+    ) -> Result<ValidatedBatch, CatalogError> {
+        let plan = self.plan_batch(batch)?;
+        let packed = self.whole_rows(&plan.mapping).then(|| {
+            let mut buffer = Vec::new();
+            batch
+                .changes
+                .iter()
+                .map(|c| match c.op {
+                    ChangeOp::Upsert => Some(StoredRow::new(&c.values, &mut buffer)),
+                    ChangeOp::Delete => None,
+                })
+                .collect()
+        });
+        Ok(ValidatedBatch { plan, packed })
+    }
+
+    /// An empty table with this one's id and schema: batches checked against it outside the
+    /// state lock ([`PreparedBatch`]) stay valid for this table while its schema is unchanged.
+    pub(crate) fn schema_copy(&self) -> Table {
+        Table {
+            id: self.id,
+            spec: self.spec.clone(),
+            key_count: self.key_count,
+            rows: BTreeMap::new(),
+        }
+    }
+
+    /// [`Table::validate_for_apply`] ahead of commit, against a [`Table::schema_copy`].
+    pub(crate) fn prepare(&self, batch: &ChangeBatch) -> PreparedBatch {
+        PreparedBatch {
+            spec: self.spec.clone(),
+            validated: self.validate_for_apply(batch),
+        }
+    }
+
+    /// The outcome of [`Table::validate_for_apply`] for `batch`: taken from `prepared` when it
+    /// was checked against this very schema (validation depends on nothing else), else run now.
+    pub(crate) fn validate_prepared(
+        &self,
+        batch: &ChangeBatch,
+        prepared: Option<PreparedBatch>,
+    ) -> Result<ValidatedBatch, CatalogError> {
+        match prepared {
+            Some(prepared) if prepared.spec == self.spec => prepared.validated,
+            _ => self.validate_for_apply(batch),
+        }
+    }
+
+    /// Applies a batch validated by [`Table::validate_for_apply`] with no change to the table in
+    /// between (the caller holds the state lock across both).
+    pub(crate) fn apply_validated(
+        &mut self,
+        batch: &ChangeBatch,
+        validated: ValidatedBatch,
+    ) -> ApplyStats {
+        self.apply_planned(validated.plan, batch, validated.packed)
+    }
+
+    /// Whether a batch mapped this way provides every column, in table order (its values are
+    /// the new rows).
+    fn whole_rows(&self, mapping: &[Option<usize>]) -> bool {
+        mapping.len() == self.spec.columns.len()
+            && mapping.iter().enumerate().all(|(i, t)| *t == Some(i))
+    }
+
+    /// Runs validated changes in order; `packed` holds the new rows of a whole-row batch, one
+    /// per change (`None` for deletes).
+    fn apply_planned(
+        &mut self,
+        plan: BatchPlan,
+        batch: &ChangeBatch,
+        packed: Option<Vec<Option<StoredRow>>>,
+    ) -> ApplyStats {
+        let whole_rows = self.whole_rows(&plan.mapping);
         let BatchPlan {
             mapping,
             merge_index,
             keys,
-        } = self.plan_batch(batch)?;
+        } = plan;
+        let mut packed = packed.map(Vec::into_iter);
+        // The batch position holding the merge column (the first one, if listed twice).
+        let merge =
+            merge_index.and_then(|m| mapping.iter().position(|t| *t == Some(m)).map(|p| (m, p)));
+        let fill: Vec<Value> = if whole_rows {
+            Vec::new()
+        } else {
+            self.spec
+                .columns
+                .iter()
+                .map(ColumnDef::fill_value)
+                .collect()
+        };
         let mut stats = ApplyStats::default();
+        let mut buffer = Vec::new();
         for (change, key) in batch.changes.iter().zip(keys) {
+            let packed_row = packed.as_mut().and_then(Iterator::next).flatten();
             match change.op {
                 ChangeOp::Delete => {
                     if self.rows.remove(&key).is_some() {
@@ -504,12 +624,10 @@ impl Table {
                     }
                 }
                 ChangeOp::Upsert => {
-                    let existing = self.rows.get(&key);
-                    if let (Some(m), Some(stored)) = (merge_index, existing) {
-                        if let Some(p) = mapping.iter().position(|t| *t == Some(m)) {
-                            let incoming = &change.values[p];
-                            let keep_stored = incoming
-                                .compare(&stored[m])
+                    if let Some((m, p)) = merge {
+                        if let Some(stored) = self.rows.get(&key) {
+                            let keep_stored = change.values[p]
+                                .compare(&stored.value(m))
                                 .is_some_and(|o| o == std::cmp::Ordering::Less);
                             if keep_stored {
                                 stats.skipped_by_condition += 1;
@@ -517,26 +635,28 @@ impl Table {
                             }
                         }
                     }
-                    let mut row: Vec<Value> = match (batch.partial_update, existing) {
-                        (true, Some(stored)) => stored.clone(),
-                        _ => self
-                            .spec
-                            .columns
-                            .iter()
-                            .map(ColumnDef::fill_value)
-                            .collect(),
-                    };
-                    for (value, target) in change.values.iter().zip(&mapping) {
-                        if let Some(i) = *target {
-                            row[i] = value.clone();
+                    stats.upserted += 1;
+                    if whole_rows {
+                        let row = packed_row
+                            .unwrap_or_else(|| StoredRow::new(&change.values, &mut buffer));
+                        self.rows.insert(key, row);
+                        continue;
+                    }
+                    if batch.partial_update {
+                        if let Some(stored) = self.rows.get_mut(&key) {
+                            let mut row = stored.values();
+                            assign(&mut row, &change.values, &mapping);
+                            *stored = StoredRow::new(&row, &mut buffer);
+                            continue;
                         }
                     }
-                    self.rows.insert(key, row);
-                    stats.upserted += 1;
+                    let mut row = fill.clone();
+                    assign(&mut row, &change.values, &mapping);
+                    self.rows.insert(key, StoredRow::new(&row, &mut buffer));
                 }
             }
         }
-        Ok(stats)
+        stats
     }
 
     fn plan_batch(&self, batch: &ChangeBatch) -> Result<BatchPlan, CatalogError> {
@@ -577,6 +697,14 @@ impl Table {
         };
 
         // Validate every change and pre-compute its key.
+        let targets: Vec<Option<&ColumnDef>> = mapping
+            .iter()
+            .map(|t| t.map(|i| &self.spec.columns[i]))
+            .collect();
+        let key_types: Vec<&ColumnType> =
+            self.key_columns().iter().map(|c| &c.column_type).collect();
+        let mut key_values: Vec<&Value> = Vec::with_capacity(self.key_count);
+        let mut encoded = Vec::with_capacity(32);
         let mut keys = Vec::with_capacity(batch.changes.len());
         for change in &batch.changes {
             if change.values.len() != batch.columns.len() {
@@ -590,9 +718,8 @@ impl Table {
                     ),
                 });
             }
-            for (value, target) in change.values.iter().zip(&mapping) {
-                let Some(i) = *target else { continue };
-                let column = &self.spec.columns[i];
+            for (value, target) in change.values.iter().zip(&targets) {
+                let Some(column) = *target else { continue };
                 if value.is_null() && !column.nullable {
                     return Err(CatalogError::NullInNotNull {
                         table: self.spec.name.clone(),
@@ -607,9 +734,9 @@ impl Table {
                     });
                 }
             }
-            let key_values: Vec<&Value> =
-                key_positions.iter().map(|&p| &change.values[p]).collect();
-            keys.push(self.encode_key_refs(&key_values)?);
+            key_values.clear();
+            key_values.extend(key_positions.iter().map(|&p| &change.values[p]));
+            keys.push(self.encode_key_with(&key_types, &key_values, &mut encoded)?);
         }
         Ok(BatchPlan {
             mapping,
@@ -618,7 +745,7 @@ impl Table {
         })
     }
 
-    fn encode_key_values(&self, key: &[Value]) -> Result<Vec<u8>, CatalogError> {
+    fn encode_key_values(&self, key: &[Value]) -> Result<RowKey, CatalogError> {
         if key.len() != self.key_count {
             return Err(CatalogError::InvalidValue {
                 table: self.spec.name.clone(),
@@ -630,9 +757,19 @@ impl Table {
         self.encode_key_refs(&refs)
     }
 
-    fn encode_key_refs(&self, key: &[&Value]) -> Result<Vec<u8>, CatalogError> {
+    fn encode_key_refs(&self, key: &[&Value]) -> Result<RowKey, CatalogError> {
         let types: Vec<&ColumnType> = self.key_columns().iter().map(|c| &c.column_type).collect();
-        encode_key(&types, key).map_err(|e| match e {
+        self.encode_key_with(&types, key, &mut Vec::new())
+    }
+
+    /// Encodes a key through `buffer` (reused across a batch).
+    fn encode_key_with(
+        &self,
+        types: &[&ColumnType],
+        key: &[&Value],
+        buffer: &mut Vec<u8>,
+    ) -> Result<RowKey, CatalogError> {
+        encode_key_into(types, key, buffer).map_err(|e| match e {
             KeyError::TooLong { bytes } => CatalogError::PrimaryKeyTooLong {
                 table: self.spec.name.clone(),
                 bytes,
@@ -642,7 +779,8 @@ impl Table {
                 column: self.spec.columns[index].name.clone(),
                 reason: "not a valid key value".to_string(),
             },
-        })
+        })?;
+        Ok(RowKey::new(buffer))
     }
 }
 
@@ -673,11 +811,38 @@ fn check_column(table: &str, column: &ColumnDef) -> Result<(), CatalogError> {
     Ok(())
 }
 
+/// Copies a change's values into a row: batch position → table column (unknown columns
+/// dropped; a column listed twice takes the later value).
+fn assign(row: &mut [Value], values: &[Value], mapping: &[Option<usize>]) {
+    for (value, target) in values.iter().zip(mapping) {
+        if let Some(i) = *target {
+            row[i] = value.clone();
+        }
+    }
+}
+
+/// A batch checked by [`Table::validate_for_apply`], ready for [`Table::apply_validated`].
+#[derive(Debug)]
+pub(crate) struct ValidatedBatch {
+    plan: BatchPlan,
+    /// The new rows of a whole-row batch, per change (`None` for deletes).
+    packed: Option<Vec<Option<StoredRow>>>,
+}
+
+/// A batch checked before commit against the schema the table had then ([`Table::prepare`]),
+/// so the packing and key encoding run outside the state lock.
+#[derive(Debug)]
+pub(crate) struct PreparedBatch {
+    spec: TableSpec,
+    validated: Result<ValidatedBatch, CatalogError>,
+}
+
 /// A validated batch: table column per batch column, merge column, encoded key per change.
+#[derive(Debug)]
 struct BatchPlan {
     mapping: Vec<Option<usize>>,
     merge_index: Option<usize>,
-    keys: Vec<Vec<u8>>,
+    keys: Vec<RowKey>,
 }
 
 /// Serialized form: rows as a list (keys are re-encoded on load).
@@ -693,7 +858,7 @@ impl From<Table> for TableSnapshot {
         TableSnapshot {
             id: table.id,
             spec: table.spec,
-            rows: table.rows.into_values().collect(),
+            rows: table.rows.values().map(StoredRow::values).collect(),
         }
     }
 }
@@ -833,6 +998,120 @@ mod tests {
         assert_eq!(t.get(&[Value::Int(1)]).unwrap()[1], text("same"));
         assert!(t.get(&[Value::Int(2)]).is_none());
         assert!(t.get(&[Value::Int(3)]).is_some());
+    }
+
+    /// The commit path (validate once, move values in) ends where `apply` (borrowing) ends.
+    #[test]
+    fn apply_validated_matches_apply() {
+        let mut start = users();
+        start
+            .upsert(vec![Value::Int(1), text("a"), Value::Int(5), text("x")])
+            .unwrap();
+        start
+            .upsert(vec![Value::Int(2), text("b"), Value::Int(5), Value::Null])
+            .unwrap();
+        // Rows as (op, id, name, score, city), projected onto each batch's columns.
+        let rows = [
+            (ChangeOp::Upsert, 1, "n1", 4, "c1"),
+            (ChangeOp::Upsert, 3, "n3", 6, "c3"),
+            (ChangeOp::Delete, 2, "", 0, ""),
+            (ChangeOp::Upsert, 3, "n4", 7, "c4"),
+            (ChangeOp::Upsert, 2, "n2", 9, "c2"),
+        ];
+        let changes = |columns: &[&str]| {
+            rows.iter()
+                .map(|&(op, id, name, score, city)| {
+                    let values = columns
+                        .iter()
+                        .map(|c| match c.to_ascii_lowercase().as_str() {
+                            "id" => Value::Int(id),
+                            "name" => text(name),
+                            "score" => Value::Int(score),
+                            "city" => text(city),
+                            _ => text("dropped"),
+                        })
+                        .collect();
+                    (op, values)
+                })
+                .collect()
+        };
+        let mut batches = Vec::new();
+        for columns in [
+            &["id", "name", "score", "city"][..],
+            &["city", "score", "name", "id"][..],
+            &["id", "NAME", "gone", "score"][..],
+            &["id", "name", "name", "score"][..],
+        ] {
+            for partial_update in [false, true] {
+                for merge_condition in [None, Some("score".to_string())] {
+                    let mut b = batch(columns, changes(columns));
+                    b.partial_update = partial_update;
+                    b.merge_condition = merge_condition;
+                    batches.push(b);
+                }
+            }
+        }
+        for b in batches {
+            let mut borrowed = start.clone();
+            let expected = borrowed.apply(&b).unwrap();
+            let mut moved = start.clone();
+            let validated = moved.validate_for_apply(&b).unwrap();
+            let stats = moved.apply_validated(&b, validated);
+            assert_eq!(stats, expected, "{b:?}");
+            assert_eq!(moved, borrowed, "{b:?}");
+        }
+    }
+
+    /// A batch prepared against an older schema is checked again at commit.
+    #[test]
+    fn prepared_batches_are_rechecked_after_a_schema_change() {
+        let mut t = users();
+        let whole = batch(
+            &["id", "name", "score", "city"],
+            vec![(
+                ChangeOp::Upsert,
+                vec![Value::Int(1), text("a"), Value::Int(5), text("x")],
+            )],
+        );
+        // Unchanged schema: the prepared work is used.
+        let prepared = t.schema_copy().prepare(&whole);
+        let validated = t.validate_prepared(&whole, Some(prepared)).unwrap();
+        t.apply_validated(&whole, validated);
+        assert_eq!(t.row_count(), 1);
+        // After ADD COLUMN the batch no longer covers every column: checked and applied anew.
+        let prepared = t.schema_copy().prepare(&whole);
+        t.add_column(
+            ColumnDef::new("age", ColumnType::Int).with_default("7"),
+            ColumnPosition::Last,
+        )
+        .unwrap();
+        let validated = t.validate_prepared(&whole, Some(prepared)).unwrap();
+        t.apply_validated(&whole, validated);
+        assert_eq!(
+            t.get(&[Value::Int(1)]).unwrap(),
+            &[
+                Value::Int(1),
+                text("a"),
+                Value::Int(5),
+                text("x"),
+                Value::Int(7)
+            ]
+        );
+        // A batch that was fine before MODIFY COLUMN but no longer fits is refused.
+        let long_name = batch(
+            &["id", "name", "score"],
+            vec![(
+                ChangeOp::Upsert,
+                vec![Value::Int(2), text("abcdef"), Value::Int(1)],
+            )],
+        );
+        let prepared = t.schema_copy().prepare(&long_name);
+        t.modify_column(ColumnDef::new("name", ColumnType::Varchar { length: 3 }))
+            .unwrap();
+        assert!(matches!(
+            t.validate_prepared(&long_name, Some(prepared)),
+            Err(CatalogError::InvalidValue { .. })
+        ));
     }
 
     #[test]

@@ -190,7 +190,17 @@ pub struct Decimal {
 impl Decimal {
     /// Number of significant digits of the unscaled value (0 has one digit).
     fn digits(&self) -> u32 {
-        let mut n = self.unscaled.unsigned_abs();
+        let n = self.unscaled.unsigned_abs();
+        // 128-bit division is a library call; most values fit 64 bits.
+        if let Ok(mut n) = u64::try_from(n) {
+            let mut digits = 1;
+            while n >= 10 {
+                n /= 10;
+                digits += 1;
+            }
+            return digits;
+        }
+        let mut n = n;
         let mut digits = 1;
         while n >= 10 {
             n /= 10;
@@ -405,9 +415,21 @@ impl ColumnType {
                 if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(invalid(column, self, raw));
                 }
-                let parsed = raw
-                    .parse::<i128>()
-                    .map_err(|_| out_of_range(column, self, raw))?;
+                let parsed = if digits.len() <= 18 {
+                    // Cannot overflow 64 bits; `i128::from_str` is much slower.
+                    let magnitude = digits
+                        .bytes()
+                        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+                    let magnitude = i128::from(magnitude);
+                    if raw.starts_with('-') {
+                        -magnitude
+                    } else {
+                        magnitude
+                    }
+                } else {
+                    raw.parse::<i128>()
+                        .map_err(|_| out_of_range(column, self, raw))?
+                };
                 let (lo, hi) = int_bounds(self).unwrap_or((i128::MIN, i128::MAX));
                 if (lo..=hi).contains(&parsed) {
                     Ok(Value::Int(parsed))
@@ -607,6 +629,12 @@ fn parse_decimal(raw: &str, precision: u8, scale: u8) -> Result<Decimal, Convers
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
+    if let Some(plain) = plain_decimal(body, precision, scale) {
+        return plain.map(|unscaled| Decimal {
+            unscaled: if negative { -unscaled } else { unscaled },
+            scale,
+        });
+    }
     let (mantissa, exponent) = match body.find(['e', 'E']) {
         Some(i) => {
             let exp: i32 = body[i + 1..]
@@ -626,34 +654,32 @@ fn parse_decimal(raw: &str, precision: u8, scale: u8) -> Result<Decimal, Convers
     {
         return Err(ConversionErrorKind::Invalid);
     }
-    // All digits, with the decimal point moved by the exponent.
-    let digits: Vec<u8> = int_part
-        .bytes()
-        .chain(frac_part.bytes())
-        .map(|b| b - b'0')
-        .collect();
+    // All digits (`int_part` then `frac_part`, read in place), with the decimal point moved by
+    // the exponent.
+    let (int_digits, frac_digits) = (int_part.as_bytes(), frac_part.as_bytes());
+    let digit_count = int_digits.len() + frac_digits.len();
     let point = i64::try_from(int_part.len()).map_err(|_| ConversionErrorKind::OutOfRange)?
         + i64::from(exponent);
-    // Index (in `digits`) of the last digit kept at the target scale.
+    // Index (in the digits) of the last digit kept at the target scale.
     let keep = point + i64::from(scale);
     let mut unscaled: i128 = 0;
     let max = 10i128.pow(u32::from(precision));
     let digit_at = |i: i64| -> u8 {
-        if i < 0 {
-            0
-        } else {
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| digits.get(i).copied())
-                .unwrap_or(0)
-        }
+        let Ok(i) = usize::try_from(i) else {
+            return 0;
+        };
+        let byte = match int_digits.get(i) {
+            Some(b) => Some(b),
+            None => frac_digits.get(i - int_digits.len()),
+        };
+        byte.map_or(0, |b| b - b'0')
     };
     // Leading positions before the first digit contribute zeros; bound the loop by the
     // precision so absurd exponents cannot spin.
     let first = point.min(0);
-    if keep - first > i64::from(precision) + 2 + i64::try_from(digits.len()).unwrap_or(0) {
+    if keep - first > i64::from(precision) + 2 + i64::try_from(digit_count).unwrap_or(0) {
         // Far more integer digits than the precision allows (unless they are all zero).
-        if digits.iter().any(|d| *d != 0) {
+        if int_digits.iter().chain(frac_digits).any(|d| *d != b'0') {
             return Err(ConversionErrorKind::OutOfRange);
         }
         return Ok(Decimal { unscaled: 0, scale });
@@ -681,6 +707,38 @@ fn parse_decimal(raw: &str, precision: u8, scale: u8) -> Result<Decimal, Convers
     })
 }
 
+/// The common case of [`parse_decimal`] without its general machinery: unsigned
+/// `digits[.digits]` with no more fraction digits than `scale` (so no rounding) and at most 38
+/// digits once scaled (so no overflow). `None` when `body` is not of that shape.
+fn plain_decimal(
+    body: &str,
+    precision: u8,
+    scale: u8,
+) -> Option<Result<i128, ConversionErrorKind>> {
+    let (int_part, frac_part) = match body.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (body, ""),
+    };
+    let plain = !(int_part.is_empty() && frac_part.is_empty())
+        && scale <= precision
+        && frac_part.len() <= usize::from(scale)
+        && int_part.len() + usize::from(scale) <= 38
+        && int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit());
+    if !plain {
+        return None;
+    }
+    let digits = int_part.bytes().chain(frac_part.bytes());
+    let unscaled = digits.fold(0i128, |n, d| n * 10 + i128::from(d - b'0'))
+        * 10i128.pow(u32::from(scale) - frac_part.len() as u32);
+    if unscaled >= 10i128.pow(u32::from(precision)) {
+        return Some(Err(ConversionErrorKind::OutOfRange));
+    }
+    Some(Ok(unscaled))
+}
+
 /// Parses `YYYY-MM-DD`, optionally followed by ` HH:MM:SS[.ffffff]` (or `T` as separator).
 /// Returns the date and microseconds since midnight. Fractions beyond six digits are truncated.
 fn parse_datetime(raw: &str) -> Option<(Date, u64)> {
@@ -688,11 +746,12 @@ fn parse_datetime(raw: &str) -> Option<(Date, u64)> {
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
+    // At most four digits each, so no overflow.
     let num = |s: &[u8]| -> Option<u32> {
         if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        std::str::from_utf8(s).ok()?.parse().ok()
+        Some(s.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
     };
     let year = num(&b[0..4])?;
     let month = num(&b[5..7])?;
@@ -780,6 +839,98 @@ mod tests {
             json("bigint", "\"9007199254740993\"").unwrap(),
             Value::Int(9007199254740993)
         );
+    }
+
+    #[test]
+    fn integer_fast_path_edges() {
+        for raw in [
+            "999999999999999999",
+            "-999999999999999999",
+            "+999999999999999999",
+            "1000000000000000000",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "-0",
+            "+0",
+            "000000000000000000000000000012",
+        ] {
+            let expected = raw.parse::<i128>().unwrap();
+            assert_eq!(
+                text("largeint", raw).unwrap(),
+                Value::Int(expected),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            kind(text("bigint", "9223372036854775808")),
+            Some(ConversionErrorKind::OutOfRange)
+        );
+        assert_eq!(kind(text("int", "+-1")), Some(ConversionErrorKind::Invalid));
+        assert_eq!(kind(text("int", "-")), Some(ConversionErrorKind::Invalid));
+    }
+
+    /// The shortcut gives what the general parser gives.
+    #[test]
+    fn plain_decimals_match_the_general_parser() {
+        let general = |raw: &str, precision: u8, scale: u8| {
+            let s = raw.trim();
+            let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+            // The general path alone: an exponent of zero keeps the value and skips the shortcut.
+            let negative = s.starts_with('-');
+            parse_decimal(
+                &format!("{}{body}e0", if negative { "-" } else { "" }),
+                precision,
+                scale,
+            )
+        };
+        let raws = [
+            "0",
+            "-0",
+            "+0",
+            "1",
+            "1.5",
+            "1.50",
+            "1.505",
+            ".5",
+            "5.",
+            "-.5",
+            "123.45",
+            "999.99",
+            "999.999",
+            "1000",
+            "99999999999999999999999999999999999999",
+            "0.00000001",
+            " 7.25 ",
+            "00012.30",
+            "1.2.3",
+            "",
+            ".",
+            "-",
+            "12a",
+        ];
+        for raw in raws {
+            for (precision, scale) in [(5, 2), (12, 2), (38, 0), (38, 6), (38, 38), (10, 0), (3, 3)]
+            {
+                assert_eq!(
+                    parse_decimal(raw, precision, scale),
+                    general(raw, precision, scale),
+                    "{raw} ({precision},{scale})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn decimal_digit_count() {
+        let digits = |unscaled: i128| Decimal { unscaled, scale: 0 }.digits();
+        assert_eq!(digits(0), 1);
+        assert_eq!(digits(9), 1);
+        assert_eq!(digits(-10), 2);
+        assert_eq!(digits(i128::from(u64::MAX)), 20);
+        assert_eq!(digits(i128::from(u64::MAX) + 1), 20);
+        assert_eq!(digits(10i128.pow(38) - 1), 38);
+        assert_eq!(digits(-(10i128.pow(38))), 39);
+        assert_eq!(digits(i128::MIN), 39);
     }
 
     #[test]

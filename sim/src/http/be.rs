@@ -9,6 +9,7 @@
 //! (an aborted label is reusable). If the client vanishes mid-load the txn is rolled back too.
 //! Every outcome is HTTP 200 with the pretty-printed result; only PUT is routed (else 404).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -194,14 +195,17 @@ fn begin_and_plan<'a>(
 }
 
 /// Decompresses a received body: transport compression first, then a compressed-CSV format.
-pub(crate) fn plain_body(
-    received: &[u8],
+/// A plain body is borrowed, not copied.
+pub(crate) fn plain_body<'a>(
+    received: &'a [u8],
     plan_options: &PlanOptions,
     max_bytes: u64,
-) -> Result<Vec<u8>, String> {
+) -> Result<Cow<'a, [u8]>, String> {
     let once = decompress(received, plan_options.transport_compression, max_bytes)?;
     match plan_options.format {
-        Format::Csv(Some(c)) => decompress(&once, Some(c), max_bytes),
+        Format::Csv(Some(c)) => Ok(Cow::Owned(
+            decompress(&once, Some(c), max_bytes)?.into_owned(),
+        )),
         _ => Ok(once),
     }
 }
@@ -302,7 +306,15 @@ async fn stream_load(ctx: &Ctx, req: Request<Incoming>, db: &str, table: &str) -
     let deadline = begin_started + timeout;
     let reset_mid_body = shared.faults.take(FaultPoint::Body, db, table).is_some();
     let read_started = Instant::now();
-    let received = match read_body(body, limits.max_body_bytes, deadline, reset_mid_body).await {
+    let received = match read_body(
+        body,
+        limits.max_body_bytes,
+        deadline,
+        reset_mid_body,
+        &shared.body_buffers,
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => {
             let message = body_error_message(&e, limits.max_body_bytes);
@@ -332,7 +344,10 @@ async fn stream_load(ctx: &Ctx, req: Request<Incoming>, db: &str, table: &str) -
     };
     let mut progress = LoadProgress::new(plan.empty_batch());
     progress.received_bytes = received.len() as u64;
-    if let Err(message) = plan.feed(&plain, &mut progress, true) {
+    let fed = plan.feed(&plain, &mut progress, true);
+    drop(plain);
+    shared.body_buffers.give_back(received);
+    if let Err(message) = fed {
         return Ok(fail(guard, result, message));
     }
     result.total_rows = progress.total_rows;
@@ -370,12 +385,22 @@ async fn stream_load(ctx: &Ctx, req: Request<Incoming>, db: &str, table: &str) -
         unselected_rows: progress.unselected_rows,
         load_bytes: progress.received_bytes,
     };
+    // The heavy part of validation runs before the lock is taken.
+    let prepared = plan.prepare(&progress.batch);
     let committed = {
         let mut state = shared.lock();
-        let outcome = state.commit(txn_id, progress.batch, counts, publish_delay);
+        let outcome = state.commit(
+            txn_id,
+            &mut progress.batch,
+            counts,
+            publish_delay,
+            Some(prepared),
+        );
         shared.persist(&state);
         outcome
     };
+    // The applied batch is freed here, outside the lock.
+    drop(progress);
     guard.disarm();
     shared.notify_changed();
     let outcome = match committed {

@@ -18,10 +18,10 @@ mod txn_api;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -225,6 +225,45 @@ pub(crate) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The most [`read_body`] sets aside before any data arrived, in bytes.
+const MAX_BODY_PREALLOCATION: u64 = 256 << 20;
+
+/// How many body buffers [`BodyBuffers`] keeps (about the loads a client has in flight).
+const KEPT_BODY_BUFFERS: usize = 4;
+
+/// The largest buffer [`BodyBuffers`] keeps, in bytes; larger ones are freed.
+const MAX_KEPT_BODY_BUFFER_BYTES: usize = 64 << 20;
+
+/// Buffers of finished bodies, reused by the next [`read_body`]. A copy sends one large body
+/// after another, and a fresh buffer each time cost a page fault per 4 KiB it filled.
+#[derive(Debug, Default)]
+pub(crate) struct BodyBuffers {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BodyBuffers {
+    /// An empty buffer, with the capacity of a kept one if there is one.
+    fn take(&self) -> Vec<u8> {
+        self.free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Keeps `buffer` for a later body (unless enough are kept or it is too large).
+    pub(crate) fn give_back(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() > MAX_KEPT_BODY_BUFFER_BYTES {
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        if free.len() < KEPT_BODY_BUFFERS {
+            buffer.clear();
+            free.push(buffer);
+        }
+    }
+}
+
 /// Why a body could not be read.
 #[derive(Debug)]
 pub(crate) enum BodyError {
@@ -236,17 +275,26 @@ pub(crate) enum BodyError {
     Incomplete,
 }
 
-/// Reads a whole body (sending `100 Continue` if the client asked), bounded in size and time.
+/// Reads a whole body (sending `100 Continue` if the client asked), bounded in size and time,
+/// into a buffer from `buffers` (hand it back with [`BodyBuffers::give_back`] when done).
 /// `first_chunk_only` stops after the first data frame (the mid-body reset fault).
 pub(crate) async fn read_body(
     body: Incoming,
     max_bytes: u64,
     deadline: Instant,
     first_chunk_only: bool,
-) -> Result<Bytes, BodyError> {
+    buffers: &BodyBuffers,
+) -> Result<Vec<u8>, BodyError> {
     let read = async {
         let mut body = body;
-        let mut buf = BytesMut::new();
+        // Room for the declared length up front (bounded: the declaration is not trusted), so
+        // a large body is not copied again and again while the buffer grows.
+        let declared = hyper::body::Body::size_hint(&body)
+            .exact()
+            .unwrap_or(0)
+            .min(max_bytes);
+        let mut buf = buffers.take();
+        buf.reserve(declared.min(MAX_BODY_PREALLOCATION) as usize);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| BodyError::Incomplete)?;
             if let Ok(data) = frame.into_data() {
@@ -259,7 +307,7 @@ pub(crate) async fn read_body(
                 }
             }
         }
-        Ok(buf.freeze())
+        Ok(buf)
     };
     match tokio::time::timeout_at(deadline.into(), read).await {
         Ok(result) => result,

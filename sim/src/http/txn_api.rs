@@ -262,9 +262,9 @@ fn commit_prepared(
     let Some(record) = state.txns.get(txn_id) else {
         return Err(format!("transaction {txn_id} not found"));
     };
-    let batch = record.prepared_batch.clone().unwrap_or_default();
+    let mut batch = record.prepared_batch.clone().unwrap_or_default();
     let counts = record.counts;
-    state.commit(txn_id, batch, counts, delay)
+    state.commit(txn_id, &mut batch, counts, delay, None)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,7 +530,15 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
     };
 
     let read_started = Instant::now();
-    let received = match read_body(body, limits.max_body_bytes, deadline, false).await {
+    let received = match read_body(
+        body,
+        limits.max_body_bytes,
+        deadline,
+        false,
+        &shared.body_buffers,
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => {
             let message = body_error_message(&e, limits.max_body_bytes);
@@ -553,13 +561,15 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
         rollback_context(&shared, label, &message);
         return Ok(reply("ANALYSIS_ERROR", label, &message));
     }
-    progress.received_bytes += received.len() as u64;
+    let received_bytes = received.len() as u64;
+    progress.received_bytes += received_bytes;
+    shared.body_buffers.give_back(received);
     guard.release(progress);
     Ok(ok_reply(
         label,
         vec![
             ("TxnId", txn_id.into()),
-            ("LoadBytes", (received.len() as u64).into()),
+            ("LoadBytes", received_bytes.into()),
             (
                 "StreamLoadPlanTimeMs",
                 ms(started.elapsed().saturating_sub(read_started.elapsed())).into(),
@@ -699,7 +709,7 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
                 ))
             }
         } else {
-            state.commit(txn_id, progress.batch, counts, publish_delay)
+            state.commit(txn_id, &mut progress.batch, counts, publish_delay, None)
         };
         shared.persist(&state);
         outcome

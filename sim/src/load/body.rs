@@ -5,18 +5,20 @@
 //! compressed body cannot expand without bound. bzip2 and zstd are recognised but not implemented:
 //! they fail the load with a message saying so rather than being mistaken for plain bytes.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use super::options::Compression;
 
 /// Decompresses `body` with `compression` (if any), refusing output larger than `max_bytes`.
+/// Without compression the body is borrowed as it is.
 pub(crate) fn decompress(
     body: &[u8],
     compression: Option<Compression>,
     max_bytes: u64,
-) -> Result<Vec<u8>, String> {
+) -> Result<Cow<'_, [u8]>, String> {
     let Some(compression) = compression else {
-        return Ok(body.to_vec());
+        return Ok(Cow::Borrowed(body));
     };
     let mut out = Vec::new();
     let limit = max_bytes.saturating_add(1);
@@ -59,7 +61,7 @@ pub(crate) fn decompress(
             "decompressed body exceeds the limit of {max_bytes} bytes. You can increase the limit by setting streaming_load_max_mb in be.conf."
         ));
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 fn name(c: Compression) -> &'static str {

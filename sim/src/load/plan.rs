@@ -17,15 +17,13 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 use crate::catalog::{
-    Change, ChangeBatch, ChangeOp, ColumnType, ConversionErrorKind, Table, Value,
+    Change, ChangeBatch, ChangeOp, ColumnType, ConversionErrorKind, PreparedBatch, Table, Value,
 };
 
 use super::columns::{parse_columns, ColumnItem, Expr};
 use super::options::{CsvOptions, Format, PlanOptions};
-use super::rows::{csv_fields, csv_split, json_rows};
+use super::rows::{csv_fields, csv_split, json_rows, JsonObjects, Unsupported};
 use super::LoadProgress;
 
 /// Where a target column's value comes from.
@@ -79,6 +77,8 @@ pub(crate) struct LoadPlan {
     pub(crate) max_filter_ratio: f64,
     /// The options it was built from (the transaction interface compares them across loads).
     pub(crate) options: PlanOptions,
+    /// The table's schema when planned, to check the batch against before commit.
+    schema: Table,
 }
 
 impl LoadPlan {
@@ -223,7 +223,14 @@ impl LoadPlan {
             merge_condition: options.merge_condition.clone(),
             max_filter_ratio: options.max_filter_ratio,
             options,
+            schema: table.schema_copy(),
         })
+    }
+
+    /// Validates (and packs) `batch` against the table's schema at plan time, outside the state
+    /// lock; the commit uses the result only if the schema is still the same.
+    pub(crate) fn prepare(&self, batch: &ChangeBatch) -> PreparedBatch {
+        self.schema.prepare(batch)
     }
 
     /// Names of the columns each change carries, in order.
@@ -252,17 +259,12 @@ impl LoadPlan {
     ) -> Result<(), String> {
         match self.format {
             Format::Json => {
-                for row in json_rows(body, self.strip_outer_array)? {
-                    progress.total_rows += 1;
-                    if row.not_an_object {
-                        progress.filter(format!("JSON data is not an object. Row: {}", row.text));
-                        continue;
-                    }
-                    let outcome = self.convert(
-                        |i| JsonField(row.fields.get(&self.source_keys[i]).copied()),
-                        || row.fields.get("__op").copied().map(|r| JsonField(Some(r))),
-                    );
-                    self.record(outcome, row.text, progress);
+                let fast = match std::str::from_utf8(body) {
+                    Ok(text) => self.feed_json_objects(text, progress),
+                    Err(_) => Err(Unsupported),
+                };
+                if fast.is_err() {
+                    self.feed_json_documents(body, progress)?;
                 }
             }
             Format::Csv(_) => {
@@ -308,6 +310,71 @@ impl LoadPlan {
                     self.record(outcome, &row.text, progress);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The JSON hot path ([`JsonObjects`]): source fields are found through a per-position
+    /// cache of the keys the previous row had, and values convert straight from their raw text.
+    /// On [`Unsupported`] `progress` is restored to what it was and the caller re-reads the body
+    /// with [`LoadPlan::feed_json_documents`], which defines the behaviour.
+    fn feed_json_objects(
+        &self,
+        text: &str,
+        progress: &mut LoadProgress,
+    ) -> Result<(), Unsupported> {
+        let before = (
+            progress.total_rows,
+            progress.filtered_rows,
+            progress.batch.changes.len(),
+            progress.error_lines.len(),
+        );
+        let mut reader = JsonObjects::new(text, self.strip_outer_array);
+        let mut keys = KeyCache::default();
+        let mut fields: Vec<Option<&str>> = vec![None; self.source_keys.len()];
+        loop {
+            fields.fill(None);
+            let mut op = None;
+            let next = reader.next_row(|position, key, value| {
+                // Later members win, as a later duplicate key does in `json_rows`.
+                let targets = keys.targets(position, key, &self.source_keys);
+                for &i in &targets.fields {
+                    fields[i] = Some(value);
+                }
+                if targets.op {
+                    op = Some(value);
+                }
+            });
+            let row = match next {
+                Ok(Some(row)) => row,
+                Ok(None) => return Ok(()),
+                Err(Unsupported) => {
+                    progress.total_rows = before.0;
+                    progress.filtered_rows = before.1;
+                    progress.batch.changes.truncate(before.2);
+                    progress.error_lines.truncate(before.3);
+                    return Err(Unsupported);
+                }
+            };
+            progress.total_rows += 1;
+            let outcome = self.convert(|i| JsonField(fields[i]), || op.map(|r| JsonField(Some(r))));
+            self.record(outcome, row, progress);
+        }
+    }
+
+    /// The JSON reference path: every document through serde_json ([`json_rows`]).
+    fn feed_json_documents(&self, body: &[u8], progress: &mut LoadProgress) -> Result<(), String> {
+        for row in json_rows(body, self.strip_outer_array)? {
+            progress.total_rows += 1;
+            if row.not_an_object {
+                progress.filter(format!("JSON data is not an object. Row: {}", row.text));
+                continue;
+            }
+            let outcome = self.convert(
+                |i| JsonField(row.fields.get(&self.source_keys[i]).map(|r| r.get())),
+                || row.fields.get("__op").map(|r| JsonField(Some(r.get()))),
+            );
+            self.record(outcome, row.text, progress);
         }
         Ok(())
     }
@@ -405,7 +472,8 @@ trait RawField {
     fn op(&self) -> Result<ChangeOp, String>;
 }
 
-struct JsonField<'a>(Option<&'a RawValue>);
+/// A JSON row's field: the value's raw JSON text (valid JSON), `None` when the key is missing.
+struct JsonField<'a>(Option<&'a str>);
 
 impl RawField for JsonField<'_> {
     fn convert(
@@ -413,26 +481,46 @@ impl RawField for JsonField<'_> {
         column: &str,
         ty: &ColumnType,
     ) -> Result<Value, crate::catalog::ConversionError> {
-        let Some(raw) = self.0 else {
+        let Some(text) = self.0 else {
             return Ok(Value::Null);
         };
-        let text = raw.get();
         let is_number = text.starts_with(|c: char| c == '-' || c.is_ascii_digit());
         if is_number && !matches!(ty, ColumnType::Json | ColumnType::Array(_)) {
             return ty.convert_number_text(column, text);
         }
+        if !matches!(ty, ColumnType::Json) {
+            // Shortcuts giving what parsing into a `serde_json::Value` and `convert_json` give:
+            // a string without escapes is its own content (control characters were refused by
+            // the reader), and literals need no parser.
+            if let Some(content) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                if !content.contains('\\') {
+                    return ty.convert_text(column, content);
+                }
+            }
+            match text {
+                "true" => return ty.convert_json(column, &serde_json::Value::Bool(true)),
+                "false" => return ty.convert_json(column, &serde_json::Value::Bool(false)),
+                "null" => return Ok(Value::Null),
+                _ => {}
+            }
+        }
         match serde_json::from_str::<serde_json::Value>(text) {
             Ok(v) => ty.convert_json(column, &v),
-            // RawValue already validated the syntax; treat anything else as unparseable.
+            // The readers already validated the syntax; treat anything else as unparseable.
             Err(_) => ty.convert_text(column, text),
         }
     }
 
     fn op(&self) -> Result<ChangeOp, String> {
-        let Some(raw) = self.0 else {
+        let Some(text) = self.0 else {
             return Err("NULL value in non-nullable column '__op'".to_string());
         };
-        let text = raw.get().trim();
+        match text {
+            "0" => return Ok(ChangeOp::Upsert),
+            "1" => return Ok(ChangeOp::Delete),
+            _ => {}
+        }
+        let text = text.trim();
         let unquoted = serde_json::from_str::<String>(text).ok();
         match unquoted.as_deref().unwrap_or(text) {
             "null" if unquoted.is_none() => {
@@ -463,6 +551,76 @@ impl RawField for CsvField<'_, '_> {
             Some(text) => row_op(text),
         }
     }
+}
+
+/// The source fields (and whether the implicit `__op`) one JSON key spelling names.
+#[derive(Debug, Default)]
+struct KeyTargets {
+    /// Source field indexes whose lower-cased name is the lower-cased key.
+    fields: Vec<usize>,
+    /// The lower-cased key is `__op`.
+    op: bool,
+}
+
+/// Per member position, the key last seen there and what it names. Rows of one load almost
+/// always list their keys in the same order, so a lookup is one short comparison.
+#[derive(Debug, Default)]
+struct KeyCache {
+    by_position: Vec<(String, KeyTargets)>,
+}
+
+impl KeyCache {
+    fn targets(&mut self, position: usize, key: &str, source_keys: &[String]) -> &KeyTargets {
+        let hit = self
+            .by_position
+            .get(position)
+            .is_some_and(|(cached, _)| same_key(cached.as_bytes(), key.as_bytes()));
+        if !hit {
+            // Same matching as `json_rows` + `source_keys`: Unicode lower case on both sides.
+            let lower = key.to_lowercase();
+            let targets = KeyTargets {
+                fields: source_keys
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| **k == lower)
+                    .map(|(i, _)| i)
+                    .collect(),
+                op: lower == "__op",
+            };
+            let entry = (key.to_string(), targets);
+            if position < self.by_position.len() {
+                self.by_position[position] = entry;
+            } else {
+                self.by_position.push(entry);
+            }
+        }
+        &self.by_position[position].1
+    }
+}
+
+/// `a == b`, a word at a time: keys are short, and a `memcmp` call per member showed in profiles.
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    // Whole words from the start, then the (possibly overlapping) last word.
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 /// A per-row `__op` value: 0 (upsert) or 1 (delete).
@@ -619,6 +777,133 @@ mod tests {
             )
         )
         .is_ok());
+    }
+
+    /// The hot path must give exactly what the reference path gives, and fall back to it for
+    /// anything it does not handle.
+    #[test]
+    fn json_fast_path_matches_reference_path() {
+        // (strip_outer_array, taken by the hot path, body)
+        let bodies: &[(bool, bool, &str)] = &[
+            (
+                true,
+                true,
+                r#"[{"ID":1,"Name":"a","score":3,"extra":true},{"id":2,"score":4,"__op":1},{"id":3}]"#,
+            ),
+            (true, true, r#"[{"id":1,"ID":2,"name":"x","score":1,"Score":2}]"#),
+            (true, true, r#"[{"i\u0064":1,"name":"a\"b","score":"1"}]"#),
+            (true, true, r#"[{"id":1,"name":"\u00e9","score":"\t1"}]"#),
+            (true, true, r#"[{"id":1,"name":[1,"]"],"score":{"a":"}"}},{"id":2,"name":{},"score":[]}]"#),
+            (true, true, r#"[{"id":-0,"score":1.5e3},{"id":1E+2,"score":0.0},{"id":2.50,"score":1e-1}]"#),
+            (true, true, " \n[ { \"id\" : 1 , \"name\" : \"a\" , \"score\":1 } ,\t{ \"id\" : 2,\"score\":2 } ]\r\n "),
+            (false, true, "{\"id\":1,\"score\":1}\n{\"id\":2,\"score\":2} {\"id\":3,\"score\":3}"),
+            (false, true, r#"{"id":1,"score":1}{"id":2,"score":2}"#),
+            (false, false, r#"{"id":1,"score":1} [1] {"id":3,"score":3}"#),
+            (false, false, r#"[{"id":1,"score":1}]"#),
+            (false, true, "  \n"),
+            (false, true, ""),
+            (true, true, "[]"),
+            (true, true, " [ ] "),
+            (true, true, "  "),
+            (true, true, "\u{3000}"),
+            (true, false, r#"[{"id":1,"score":1},]"#),
+            (true, false, r#"[{"id":01,"score":1}]"#),
+            (true, false, r#"[{"id":1,"score":1}] x"#),
+            (true, false, "[{\"id\":1,\"name\":\"a\u{1}\",\"score\":1}]"),
+            (true, false, r#"[{"id":1,"score":1"#),
+            (true, false, r#"[{"id":tru,"score":1}]"#),
+            (true, false, r#"[{"id":1,"score":1,}]"#),
+            (true, false, r#"[{"id":1 "score":1}]"#),
+            (true, false, r#"[1,{"id":2,"score":2},"x",null]"#),
+            (true, false, r#"{"id":1,"score":1}"#),
+            (true, false, r#"[{"\ud800":1,"id":1,"score":1}]"#),
+            (true, true, r#"[{"id":1,"name":"\ud800","score":1}]"#),
+            (true, false, r#"[{"id":1,"name":"\q","score":1}]"#),
+            (true, true, r#"[{"id":1,"score":1,"__OP":"1"},{"id":2,"score":1,"__op":null}]"#),
+            (true, true, r#"[{"id":1,"score":1,"__op":" 1 "},{"id":2,"score":1,"__op":2}]"#),
+            (true, true, r#"[{"id":1,"score":true,"name":false},{"id":2,"score":null,"name":null}]"#),
+            (true, true, r#"[{"id":"7","score":"x","name":"toolong"},{"id":-1.5,"score":1}]"#),
+            (true, true, r#"[{"score":1,"id":1},{"id":2,"score":2},{"name":"n","score":3,"id":3}]"#),
+            (true, true, "[{\"id\":1,\"score\":1,\"n\u{e9}\":1}]"),
+            (true, false, r#"[{"id":1,"score":-]"#),
+            (true, false, r#"[{"id":1.,"score":1}]"#),
+            (true, false, r#"[{"id":1e,"score":1}]"#),
+        ];
+        let header_sets: &[&[(&str, &str)]] = &[
+            &[],
+            &[("strict_mode", "true")],
+            &[("columns", "id,name,score,__op")],
+            &[("columns", "id, name, v, score = v")],
+        ];
+        for headers in header_sets {
+            for (strip, fast_path, body) in bodies {
+                let mut all: Vec<(&str, &str)> = headers.to_vec();
+                if *strip {
+                    all.push(("strip_outer_array", "true"));
+                }
+                let plan = LoadPlan::new(&table(), options(Format::Json, &all)).unwrap();
+                let mut fast = LoadProgress::new(plan.empty_batch());
+                let fast_result = plan.feed(body.as_bytes(), &mut fast, true);
+                let mut reference = LoadProgress::new(plan.empty_batch());
+                let reference_result = plan.feed_json_documents(body.as_bytes(), &mut reference);
+                let context = format!("headers {headers:?}, body {body:?}");
+                let mut probe = LoadProgress::new(plan.empty_batch());
+                let taken = plan.feed_json_objects(body, &mut probe).is_ok();
+                assert_eq!(taken, *fast_path, "{context}");
+                assert_eq!(fast_result, reference_result, "{context}");
+                assert_eq!(fast.batch, reference.batch, "{context}");
+                assert_eq!(fast.total_rows, reference.total_rows, "{context}");
+                assert_eq!(fast.filtered_rows, reference.filtered_rows, "{context}");
+                assert_eq!(fast.error_lines, reference.error_lines, "{context}");
+            }
+        }
+    }
+
+    #[test]
+    fn json_fast_path_takes_ordinary_bodies_and_restores_progress_when_it_gives_up() {
+        let plan = LoadPlan::new(
+            &table(),
+            options(Format::Json, &[("strip_outer_array", "true")]),
+        )
+        .unwrap();
+        let mut p = LoadProgress::new(plan.empty_batch());
+        let body =
+            r#"[{"id":1,"name":"a\"b","score":1,"x":[1,{"y":null}]},{"id":2,"score":2,"__op":1}]"#;
+        assert_eq!(plan.feed_json_objects(body, &mut p), Ok(()));
+        assert_eq!(p.total_rows, 2);
+        let before = (p.batch.clone(), p.total_rows, p.error_lines.clone());
+        // Two rows (one filtered) are read before the non-object row makes it give up.
+        let body = r#"[{"id":3,"score":3},{"id":4},5]"#;
+        assert_eq!(plan.feed_json_objects(body, &mut p), Err(Unsupported));
+        assert_eq!(
+            (p.batch.clone(), p.total_rows, p.error_lines.clone()),
+            before
+        );
+        assert_eq!(p.filtered_rows, 0);
+    }
+
+    #[test]
+    fn same_key_is_equality() {
+        let keys = [
+            "",
+            "a",
+            "id",
+            "__op",
+            "1234567",
+            "12345678",
+            "123456789",
+            "_starwal_deleted",
+            "_starwal_synced_at",
+            "_starwal_synced_au",
+            "xx_starwal_synced_at",
+        ];
+        for a in keys {
+            for b in keys {
+                assert_eq!(same_key(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
+            }
+        }
+        assert!(!same_key(b"_starwal_synced_at", b"_starwal_synced_At"));
+        assert!(!same_key(b"a_starwal_synced_at", b"b_starwal_synced_at"));
     }
 
     #[test]

@@ -7,6 +7,13 @@
 //! a load-level error (the remaining bytes cannot be re-synchronised); a malformed CSV line is
 //! just a row whose fields later fail to convert. The CSV reader splits rows on the delimiter
 //! before looking at `enclose`, so an enclosed field cannot contain the row delimiter.
+//!
+//! JSON has two readers. [`json_rows`] (serde_json) defines the behaviour: which bodies are
+//! accepted, the error texts, rows that are not objects. [`JsonObjects`] is the hot path: one pass,
+//! no allocation per row, but only for bodies made of objects (in an array with
+//! `strip_outer_array`, or concatenated without). It accepts nothing serde_json would refuse and
+//! yields the same rows; on anything else (a syntax error, a non-object row, an escape it cannot
+//! check) it reports [`Unsupported`] and the caller re-reads the body with [`json_rows`].
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -104,6 +111,303 @@ fn parse_object(raw: &str) -> Result<Vec<(Cow<'_, str>, &RawValue)>, String> {
     serde_json::from_str::<Members<'_>>(raw)
         .map(|m| m.0)
         .map_err(|e| format!("Failed to parse json data: {e}"))
+}
+
+/// The fast reader met something only [`json_rows`] handles; re-read the body with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unsupported;
+
+/// Where [`JsonObjects`] is in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReaderState {
+    /// Nothing read yet.
+    Start,
+    /// Between rows.
+    Rows,
+    /// The body is exhausted.
+    Done,
+}
+
+/// Streams the objects of a JSON body (the hot path; see the module doc). Yields each row's text
+/// and hands each member to the caller as it is read, so reading allocates nothing per row (keys
+/// with escapes aside). Values are checked exactly as serde_json's `RawValue` checks them.
+#[derive(Debug)]
+pub(crate) struct JsonObjects<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    strip_outer_array: bool,
+    state: ReaderState,
+}
+
+impl<'a> JsonObjects<'a> {
+    /// A reader over `text` (already checked to be UTF-8).
+    pub(crate) fn new(text: &'a str, strip_outer_array: bool) -> JsonObjects<'a> {
+        // `json_rows` treats a blank body (Unicode whitespace included) as no rows.
+        let state = if strip_outer_array && text.trim().is_empty() {
+            ReaderState::Done
+        } else {
+            ReaderState::Start
+        };
+        JsonObjects {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+            strip_outer_array,
+            state,
+        }
+    }
+
+    /// The next row's text, `Ok(None)` after the last row. `member(position, key, value)` is
+    /// called for each member in document order: the key unescaped (case as sent), the value as
+    /// raw JSON text. On [`Unsupported`] some members of the row may already have been passed.
+    pub(crate) fn next_row(
+        &mut self,
+        member: impl FnMut(usize, &str, &'a str),
+    ) -> Result<Option<&'a str>, Unsupported> {
+        match self.state {
+            ReaderState::Done => return Ok(None),
+            ReaderState::Start => {
+                self.state = ReaderState::Rows;
+                if self.strip_outer_array {
+                    self.skip_whitespace();
+                    self.expect(b'[')?;
+                    self.skip_whitespace();
+                    if self.peek() == Some(b']') {
+                        self.pos += 1;
+                        return self.end_of_body().map(|()| None);
+                    }
+                }
+            }
+            ReaderState::Rows => {}
+        }
+        self.skip_whitespace();
+        if !self.strip_outer_array && self.pos == self.bytes.len() {
+            self.state = ReaderState::Done;
+            return Ok(None);
+        }
+        let row = self.object(member)?;
+        if self.strip_outer_array {
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    self.end_of_body()?;
+                }
+                _ => return Err(Unsupported),
+            }
+        }
+        Ok(Some(row))
+    }
+
+    /// After the outer array: only whitespace may follow.
+    fn end_of_body(&mut self) -> Result<(), Unsupported> {
+        self.skip_whitespace();
+        self.state = ReaderState::Done;
+        if self.pos == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(Unsupported)
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), Unsupported> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Unsupported)
+        }
+    }
+
+    /// JSON whitespace only (serde_json's set).
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// One object; returns its text.
+    fn object(
+        &mut self,
+        mut member: impl FnMut(usize, &str, &'a str),
+    ) -> Result<&'a str, Unsupported> {
+        let start = self.pos;
+        self.expect(b'{')?;
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(&self.text[start..self.pos]);
+        }
+        let mut position = 0;
+        loop {
+            let key = self.key()?;
+            self.skip_whitespace();
+            self.expect(b':')?;
+            self.skip_whitespace();
+            let value = self.value()?;
+            member(position, &key, value);
+            position += 1;
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(&self.text[start..self.pos]);
+                }
+                _ => return Err(Unsupported),
+            }
+        }
+    }
+
+    /// A string's raw text (quotes included) and whether it holds an escape. Control characters
+    /// are refused, as serde_json refuses them.
+    fn string(&mut self) -> Result<(&'a str, bool), Unsupported> {
+        let start = self.pos;
+        self.expect(b'"')?;
+        let mut escaped = false;
+        loop {
+            // Jump to the next byte that needs a look, eight bytes at a time.
+            while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let found = special_bytes(u64::from_le_bytes(word));
+                if found != 0 {
+                    self.pos += (found.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                self.pos += 8;
+            }
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    // Both ends are ASCII quotes, so the slice is on character boundaries.
+                    return Ok((&self.text[start..self.pos], escaped));
+                }
+                Some(b'\\') => {
+                    // The escape itself is checked by serde_json afterwards; skipping one byte
+                    // is enough to not mistake `\"` for the end.
+                    escaped = true;
+                    self.pos += 2;
+                }
+                Some(b) if b >= 0x20 => self.pos += 1,
+                _ => return Err(Unsupported),
+            }
+        }
+    }
+
+    fn key(&mut self) -> Result<Cow<'a, str>, Unsupported> {
+        let (raw, escaped) = self.string()?;
+        if escaped {
+            return serde_json::from_str::<String>(raw)
+                .map(Cow::Owned)
+                .map_err(|_| Unsupported);
+        }
+        Ok(Cow::Borrowed(&raw[1..raw.len() - 1]))
+    }
+
+    /// One value's raw text.
+    fn value(&mut self) -> Result<&'a str, Unsupported> {
+        let start = self.pos;
+        match self.peek() {
+            Some(b'"') => {
+                let (raw, escaped) = self.string()?;
+                if escaped && serde_json::from_str::<&RawValue>(raw).is_err() {
+                    return Err(Unsupported);
+                }
+                Ok(raw)
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                self.number()?;
+                Ok(&self.text[start..self.pos])
+            }
+            Some(b't') => self.literal("true"),
+            Some(b'f') => self.literal("false"),
+            Some(b'n') => self.literal("null"),
+            Some(b'[' | b'{') => {
+                // Nested values are rare: let serde_json find (and check) their extent.
+                let mut de = serde_json::Deserializer::from_str(&self.text[start..]);
+                let raw = <&RawValue as serde::Deserialize>::deserialize(&mut de)
+                    .map_err(|_| Unsupported)?;
+                self.pos += raw.get().len();
+                Ok(&self.text[start..self.pos])
+            }
+            _ => Err(Unsupported),
+        }
+    }
+
+    fn literal(&mut self, word: &'static str) -> Result<&'a str, Unsupported> {
+        if self.bytes[self.pos..].starts_with(word.as_bytes()) {
+            let start = self.pos;
+            self.pos += word.len();
+            Ok(&self.text[start..self.pos])
+        } else {
+            Err(Unsupported)
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, serde_json's number grammar.
+    fn number(&mut self) -> Result<(), Unsupported> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => {
+                self.pos += 1;
+                if matches!(self.peek(), Some(b'0'..=b'9')) {
+                    return Err(Unsupported);
+                }
+            }
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(Unsupported),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.one_or_more_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.one_or_more_digits()?;
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn one_or_more_digits(&mut self) -> Result<(), Unsupported> {
+        if !matches!(self.peek(), Some(b'0'..=b'9')) {
+            return Err(Unsupported);
+        }
+        self.digits();
+        Ok(())
+    }
+}
+
+/// Flags the bytes of `word` (little-endian) that are a quote, a backslash or a control
+/// character: the high bit of each. Only the lowest flag is exact (borrows may flag bytes above
+/// it), which is all a scan needs; zero means none. The bit tricks are "has a zero byte" and
+/// "has a byte less than n" (n ≤ 128).
+fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    control | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 /// One CSV row: fields (`None` = `\N`) and the row text for error logs.
@@ -234,6 +538,37 @@ mod tests {
         assert_eq!(json_rows(b"", false).unwrap().len(), 0);
         let rows = json_rows(br#"{"a\"b":12345678901234567890123}"#, false).unwrap();
         assert_eq!(rows[0].fields["a\"b"].get(), "12345678901234567890123");
+    }
+
+    #[test]
+    fn special_bytes_finds_the_first() {
+        let first = |word: [u8; 8]| match special_bytes(u64::from_le_bytes(word)) {
+            0 => None,
+            found => Some(found.trailing_zeros() / 8),
+        };
+        assert_eq!(first(*b"abcdefgh"), None);
+        assert_eq!(
+            first([0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff]),
+            None
+        );
+        let specials = [b'"', b'\\', 0x00, 0x01, 0x1f];
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = *b"abcdefgh";
+                word[at] = b;
+                let expected = specials.contains(&b) || b < 0x20;
+                assert_eq!(first(word), expected.then_some(at as u32), "{b} at {at}");
+                // A later special byte does not hide an earlier one, nor flag below it.
+                for later in specials {
+                    for after in at + 1..8 {
+                        let mut pair = word;
+                        pair[after] = later;
+                        let want = if expected { at } else { after } as u32;
+                        assert_eq!(first(pair), Some(want), "{b} at {at}, {later} at {after}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

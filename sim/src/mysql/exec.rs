@@ -429,8 +429,8 @@ fn run_select(server: &Arc<Server>, session: &Session, select: &Select) -> SqlRe
             let bound = bind(&columns, &query.filter)?;
             let mut rows = Vec::new();
             for row in table.rows() {
-                if row_matches(&columns, row, &bound)? {
-                    rows.push(row.to_vec());
+                if row_matches(&columns, &row, &bound)? {
+                    rows.push(row);
                 }
             }
             Ok(Relation { columns, rows })
