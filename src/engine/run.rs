@@ -198,9 +198,11 @@ async fn attempt(
     };
     store.ensure(&client).await.map_err(transient)?;
     let checkpoint = store.load(&client).await.map_err(transient)?;
+    let resume_from = resume_position(existing, slot.confirmed_flush, checkpoint.confirmed_lsn);
     tracing::info!(
         slot = %pg.slot,
-        from = %slot.confirmed_flush,
+        from = %resume_from,
+        slot_confirmed = %slot.confirmed_flush,
         stored = %checkpoint.confirmed_lsn,
         in_flight = checkpoint.in_flight.len(),
         tables = tables.len(),
@@ -251,7 +253,7 @@ async fn attempt(
             );
         }
         return Ok(AttemptEnd::Stopped {
-            confirmed: slot.confirmed_flush,
+            confirmed: resume_from,
         });
     }
 
@@ -278,7 +280,7 @@ async fn attempt(
         context,
         client.clone(),
         PipelineStart {
-            confirmed: slot.confirmed_flush,
+            confirmed: resume_from,
             in_flight: checkpoint.in_flight,
             tables,
         },
@@ -294,7 +296,7 @@ async fn attempt(
     let stream = ReplicationStream::start(
         conn,
         &pg.slot,
-        Lsn::ZERO,
+        resume_from,
         &StartOptions::committed_only(&pg.publication),
     )
     .await
@@ -304,8 +306,8 @@ async fn attempt(
             .context(format!("starting replication from slot `{}`", pg.slot)),
     })?;
     let pipeline = pipeline.with_commands(commands_rx);
-    let session = Session::new(stream, pg.status_interval, slot.confirmed_flush)
-        .with_confirmations(confirmations);
+    let session =
+        Session::new(stream, pg.status_interval, resume_from).with_confirmations(confirmations);
 
     let heartbeat = pg
         .heartbeat_interval
@@ -612,6 +614,20 @@ impl CopiesWhileStreaming {
     }
 }
 
+/// Where streaming resumes: after everything already loaded. The stored checkpoint is written
+/// when loads commit; the slot's `confirmed_flush` only when the server has processed the
+/// feedback carrying it, so a crash in between leaves the slot behind the checkpoint. Starting
+/// at the slot's position then would replay transactions whose loads committed and whose
+/// in-flight records are gone, and load them a second time under new labels. The server skips
+/// transactions committed before the start LSN. A checkpoint counts only for a slot that
+/// existed before this attempt: one created now starts a new history.
+fn resume_position(existing: Option<Lsn>, slot_confirmed: Lsn, stored: Lsn) -> Lsn {
+    match existing {
+        Some(_) => slot_confirmed.max(stored),
+        None => slot_confirmed,
+    }
+}
+
 /// While backpressure holds the stream, only the periodic status updates keep the walsender from
 /// timing out: the interval must be well below `wal_sender_timeout`.
 async fn warn_on_short_sender_timeout(client: &tokio_postgres::Client, status_interval: Duration) {
@@ -800,4 +816,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok(Ok(())) => {}
     }
     result.context("starwal run")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_resumes_after_the_stored_checkpoint_of_an_existing_slot() {
+        let slot = Lsn(0x26B_22D8);
+        let stored = Lsn(0x26B_87B8);
+        assert_eq!(resume_position(Some(slot), slot, stored), stored);
+        // The slot moved past the checkpoint (feedback processed, store not yet written).
+        assert_eq!(resume_position(Some(stored), stored, slot), stored);
+        // A slot created now ignores a checkpoint left by an earlier slot of the same name.
+        assert_eq!(resume_position(None, slot, stored), slot);
+    }
 }
