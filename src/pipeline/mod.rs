@@ -331,7 +331,12 @@ pub struct Pipeline {
     /// LSN holds (see [`PipelineCommand::StartCopy`]).
     copying: std::collections::HashSet<String>,
     commands: Option<mpsc::UnboundedReceiver<PipelineCommand>>,
+    /// Set after an error: finished loads are taken in, nothing new is sent.
+    winding_down: bool,
 }
+
+/// How long the loads sent before an error may take to finish (see [`Pipeline::run`]).
+const LOADS_GRACE_AFTER_ERROR: Duration = Duration::from_secs(10);
 
 impl Pipeline {
     /// A pipeline over `start.tables`, loading through `context`; confirmations go to the
@@ -365,6 +370,7 @@ impl Pipeline {
                 .collect(),
             copying: std::collections::HashSet::new(),
             commands: None,
+            winding_down: false,
         };
         pipeline.context.handle.set_confirmed(start.confirmed, None);
         pipeline
@@ -441,6 +447,9 @@ impl Pipeline {
         stop: watch::Receiver<Option<bool>>,
     ) -> Result<Lsn, PipelineError> {
         let result = self.run_until_stopped(stream, stop).await;
+        if result.is_err() {
+            self.finish_sent_loads().await;
+        }
         for table in &mut self.tables {
             table.loader.abort();
         }
@@ -448,6 +457,34 @@ impl Pipeline {
             let _ = (&mut table.loader).await;
         }
         result
+    }
+
+    /// After an error: the loads already sent were formed before it and may still confirm work
+    /// (a schema change the target cannot take stops the stream, not the batch sealed before
+    /// it). Waits for them, at most [`LOADS_GRACE_AFTER_ERROR`], sending nothing new, and stores
+    /// what they confirmed.
+    async fn finish_sent_loads(&mut self) {
+        self.winding_down = true;
+        let finished = tokio::time::timeout(LOADS_GRACE_AFTER_ERROR, async {
+            while self.tables.iter().any(|t| !t.loader_idle()) {
+                let Some(done) = self.done_rx.recv().await else {
+                    break;
+                };
+                if let Err(err) = self.job_done(done).await {
+                    tracing::warn!(error = %err, "a load sent before the error failed too");
+                }
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                "loads sent before the error did not finish within {}s: abandoned (their changes stream again)",
+                LOADS_GRACE_AFTER_ERROR.as_secs()
+            );
+        }
+        if let Err(err) = self.advance(true).await {
+            tracing::warn!(error = %err, "storing the checkpoint after the error failed");
+        }
     }
 
     async fn run_until_stopped(
@@ -805,7 +842,8 @@ impl Pipeline {
         self.advance(false).await?;
         // The loader is free: a batch that waited for it may go now.
         let table = &self.tables[done.table];
-        if table.loader_idle()
+        if !self.winding_down
+            && table.loader_idle()
             && !table.batch.is_empty()
             && !matches!(table.resume, Some(Resume::Reform { .. }))
             && (table

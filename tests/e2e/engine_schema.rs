@@ -154,7 +154,7 @@ async fn engine_stops_on_an_incompatible_type_change_naming_the_column() {
     let rows = target_rows(&sim, "m", &["id", "reading"]);
     assert_eq!(rows.len(), 1, "{rows:?}");
     let counters = sim.counters(TARGET_DB, "m");
-    assert_eq!(counters.rows_loaded, 1);
+    assert_eq!(counters.rows_loaded, 1, "{counters:?}\n{}", agent.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
