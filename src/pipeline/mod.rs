@@ -438,8 +438,8 @@ impl Pipeline {
 
     /// Runs until `stop` says `Some(drain)` or the stream channel closes, or an error; returns the
     /// confirmed LSN. With `drain` every batch is flushed and confirmed first; without, only the
-    /// loads already queued finish (what was not sent is not confirmed, so it streams again).
-    /// Either way the loader tasks are gone when it returns: a next attempt's loaders never race
+    /// loads already queued finish (what was not sent is not confirmed, so it streams again);
+    /// after an error too, for at most [`LOADS_GRACE_AFTER_ERROR`]. Either way the loader tasks are gone when it returns: a next attempt's loaders never race
     /// an old one on the same table (a late TRUNCATE or ALTER has no label to protect it).
     pub async fn run(
         mut self,
