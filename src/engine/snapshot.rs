@@ -33,12 +33,11 @@ use crate::postgres::replication::ReplicationError;
 use crate::postgres::snapshot::copy_text::{CopyRowParser, CopyTextError};
 use crate::postgres::snapshot::store::{CopyRecord, CopyStore, CopyStoreError, KeyBound};
 use crate::postgres::snapshot::{ChunkRange, ExportedSnapshot, ReaderError, SnapshotReader};
-use crate::postgres::value::PgTimestamp;
 use crate::postgres::Lsn;
 use crate::schema::TableSchema;
 use crate::sink::starrocks::config::{Compression, DeleteMode};
 use crate::sink::starrocks::encoding::{
-    Audit, BodyWriter, ColumnSet, EncodeError, SourceOp, TableEncoder,
+    Audit, BodyWriter, ColumnSet, EncodeError, SourceOp, SyncedAt, TableEncoder,
 };
 use crate::sink::starrocks::label::Label;
 use crate::sink::starrocks::mapping::target_table_name;
@@ -386,7 +385,7 @@ impl Copier {
         let audit = Audit {
             op: SourceOp::Snapshot,
             lsn: plan.consistent_point,
-            synced_at: PgTimestamp::now(),
+            synced_at: SyncedAt::now(),
         };
         let columns = plan.schema.columns.len();
         let mut writer = BodyWriter::new();

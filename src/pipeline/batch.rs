@@ -20,11 +20,10 @@ use bytes::Bytes;
 
 use crate::engine::state::OpCounts;
 use crate::postgres::pgoutput::{OldTuple, TupleData, TupleValueRef};
-use crate::postgres::value::PgTimestamp;
 use crate::postgres::{ChangePosition, Lsn};
 use crate::sink::starrocks::config::Compression;
 use crate::sink::starrocks::encoding::{
-    Audit, BodyWriter, ChangeRow, ColumnSet, EncodeError, SourceOp, TableEncoder,
+    Audit, BodyWriter, ChangeRow, ColumnSet, EncodeError, SourceOp, SyncedAt, TableEncoder,
 };
 use crate::sink::starrocks::label::Label;
 use crate::sink::LoadBatch;
@@ -379,7 +378,7 @@ impl TableBatch {
             return Ok(None);
         };
         let last = self.last;
-        let synced_at = PgTimestamp::now();
+        let synced_at = SyncedAt::now();
         let mut groups: Vec<(ColumnSet, BodyWriter)> = Vec::new();
         let mut present = ColumnSet::default();
         for entry in &self.entries {
