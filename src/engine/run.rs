@@ -28,7 +28,7 @@ use crate::pipeline::loader::LoaderContext;
 use crate::pipeline::{
     Forwarder, Pipeline, PipelineCommand, PipelineError, PipelineSettings, PipelineStart,
 };
-use crate::postgres::checkpoint::CheckpointStore;
+use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
 use crate::postgres::heartbeat::spawn_heartbeat;
 use crate::postgres::replication::session::{Session, SessionEnd, SessionError};
 use crate::postgres::replication::{ReplicationConnection, ReplicationStream, StartOptions};
@@ -197,7 +197,20 @@ async fn attempt(
         error: err.into(),
     };
     store.ensure(&client).await.map_err(transient)?;
-    let checkpoint = store.load(&client).await.map_err(transient)?;
+    let mut checkpoint = store.load(&client).await.map_err(transient)?;
+    if existing.is_none() && checkpoint != Checkpoint::default() {
+        // Left by an earlier slot of this name (dropped, or the database restored elsewhere):
+        // its positions mean nothing to the new slot, and a stale high LSN would make a later
+        // attempt skip transactions (see `resume_position`).
+        tracing::warn!(
+            slot = %pg.slot,
+            stored = %checkpoint.confirmed_lsn,
+            in_flight = checkpoint.in_flight.len(),
+            "the slot was created now: forgetting the checkpoint an earlier slot of this name left"
+        );
+        store.clear(&client).await.map_err(transient)?;
+        checkpoint = Checkpoint::default();
+    }
     let resume_from = resume_position(existing, slot.confirmed_flush, checkpoint.confirmed_lsn);
     tracing::info!(
         slot = %pg.slot,
@@ -238,6 +251,18 @@ async fn attempt(
             transient: true,
             error: err.into(),
         })?;
+    if existing.is_none() {
+        // A new slot's stream starts now: tables an earlier slot of this name copied missed
+        // whatever changed while no slot held the WAL, so they are copied again.
+        copier
+            .store
+            .clear(&client)
+            .await
+            .map_err(|err| AttemptError {
+                transient: true,
+                error: err.into(),
+            })?;
+    }
     let copied = copy_before_streaming(
         &copier,
         &client,

@@ -465,25 +465,38 @@ impl Pipeline {
     /// what they confirmed.
     async fn finish_sent_loads(&mut self) {
         self.winding_down = true;
-        let finished = tokio::time::timeout(LOADS_GRACE_AFTER_ERROR, async {
-            while self.tables.iter().any(|t| !t.loader_idle()) {
-                let Some(done) = self.done_rx.recv().await else {
-                    break;
-                };
-                if let Err(err) = self.job_done(done).await {
-                    tracing::warn!(error = %err, "a load sent before the error failed too");
-                }
+        let deadline = tokio::time::Instant::now() + LOADS_GRACE_AFTER_ERROR;
+        // A loader stops at its first failed job without answering for the jobs after it: a
+        // finished loader is not waited for (its answers already sent are still taken in).
+        while self
+            .tables
+            .iter()
+            .any(|t| !t.loader_idle() && !t.loader.is_finished())
+        {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "loads sent before the error did not finish within {}s: abandoned (their changes stream again)",
+                    LOADS_GRACE_AFTER_ERROR.as_secs()
+                );
+                break;
             }
-        })
-        .await;
-        if finished.is_err() {
-            tracing::warn!(
-                "loads sent before the error did not finish within {}s: abandoned (their changes stream again)",
-                LOADS_GRACE_AFTER_ERROR.as_secs()
-            );
+            match tokio::time::timeout(Duration::from_millis(50), self.done_rx.recv()).await {
+                Ok(Some(done)) => self.take_done_after_error(done).await,
+                Ok(None) => break,
+                Err(_) => {}
+            }
+        }
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.take_done_after_error(done).await;
         }
         if let Err(err) = self.advance(true).await {
             tracing::warn!(error = %err, "storing the checkpoint after the error failed");
+        }
+    }
+
+    async fn take_done_after_error(&mut self, done: JobDone) {
+        if let Err(err) = self.job_done(done).await {
+            tracing::warn!(error = %err, "a load sent before the error failed too");
         }
     }
 
@@ -811,14 +824,16 @@ impl Pipeline {
         range: Option<(ChangePosition, ChangePosition)>,
     ) -> Result<(), PipelineError> {
         let table = &mut self.tables[index];
+        // Queued before sending: if the loader is gone the sealed batch is lost, and its range
+        // must keep holding the confirmed LSN back (the batch itself is already emptied).
+        if let Some(range) = range {
+            table.queued.push_back(range);
+        }
         table
             .jobs
             .send(job)
             .map_err(|_| PipelineError::LoaderGone(table.target.clone()))?;
         table.jobs_open += 1;
-        if let Some(range) = range {
-            table.queued.push_back(range);
-        }
         Ok(())
     }
 

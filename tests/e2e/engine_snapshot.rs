@@ -473,3 +473,65 @@ async fn resync_recopies_one_table_while_the_others_stream() {
         "only the asked-for table is copied:\n{log}"
     );
 }
+
+/// A slot dropped behind starwal's back (or a database restored into another cluster) leaves a
+/// checkpoint and copy state that mean nothing to the slot created next. The new slot forgets
+/// them: the table is copied again (rows written while no slot existed arrive), and a stale
+/// stored LSN far ahead never makes a later start skip transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_slot_forgets_the_old_checkpoint_and_copies_again() {
+    let db = Cluster::shared()
+        .create_database("snapshot_recreated_slot")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_SNAPSHOT", "initial");
+    let stop = |mut agent: crate::harness::agent::Agent| {
+        let status = agent
+            .signal_and_wait(libc::SIGTERM, Duration::from_secs(30))
+            .expect("exit");
+        assert!(status.success(), "{}", agent.log());
+    };
+    let query = "SELECT id::text, v FROM t";
+    let agent = spec.start_streaming().await;
+    assert_exact(&client, &sim, &[("t", &["id", "v"], query)]).await;
+    stop(agent);
+
+    // The slot goes; rows are written while none holds the WAL; the stored LSN is far ahead
+    // (as after a restore into a cluster with lower LSNs).
+    let slot = spec.slot().to_owned();
+    client
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot('{slot}');
+             INSERT INTO t SELECT g, 'gap' || g FROM generate_series(101, 150) g;
+             UPDATE t SET v = 'gap' WHERE id <= 10;
+             INSERT INTO starwal.checkpoints (slot, confirmed_lsn) VALUES ('{slot}', 'FFFF/0')
+               ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = excluded.confirmed_lsn;"
+        ))
+        .await
+        .unwrap();
+    let agent = spec.start_streaming().await;
+    assert!(
+        agent.log().contains("forgetting the checkpoint"),
+        "{}",
+        agent.log()
+    );
+    assert_exact(&client, &sim, &[("t", &["id", "v"], query)]).await;
+    stop(agent);
+
+    // The next start resumes from the new slot, not from the stale position.
+    let agent = spec.start_streaming().await;
+    client
+        .batch_execute("INSERT INTO t SELECT g, 'after' || g FROM generate_series(151, 160) g")
+        .await
+        .unwrap();
+    assert_exact(&client, &sim, &[("t", &["id", "v"], query)]).await;
+    stop(agent);
+}
