@@ -165,13 +165,7 @@ async fn engine_restart_with_the_slot_behind_the_checkpoint_does_not_reload_comm
     let spec = AgentSpec::new(&db, &sim, "public.t");
     let slot = spec.slot().to_owned();
     let behind = format!("{slot}_behind");
-    let stop = |mut agent: crate::harness::agent::Agent| {
-        let status = agent
-            .signal_and_wait(libc::SIGTERM, Duration::from_secs(30))
-            .expect("exit");
-        assert!(status.success(), "{}", agent.log());
-    };
-    stop(spec.start_streaming().await);
+    spec.start_streaming().await.stop_cleanly();
     client
         .execute(
             "SELECT pg_copy_logical_replication_slot($1, $2)",
@@ -197,7 +191,7 @@ async fn engine_restart_with_the_slot_behind_the_checkpoint_does_not_reload_comm
             agent.log()
         );
     }
-    stop(agent);
+    agent.stop_cleanly();
     client
         .batch_execute(&format!(
             "SELECT pg_drop_replication_slot('{slot}');
@@ -230,7 +224,7 @@ async fn engine_restart_with_the_slot_behind_the_checkpoint_does_not_reload_comm
         agent.log()
     );
     assert_applied_once(&sim, "t");
-    stop(agent);
+    agent.stop_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

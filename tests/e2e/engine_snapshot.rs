@@ -493,16 +493,10 @@ async fn a_recreated_slot_forgets_the_old_checkpoint_and_copies_again() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_SNAPSHOT", "initial");
-    let stop = |mut agent: crate::harness::agent::Agent| {
-        let status = agent
-            .signal_and_wait(libc::SIGTERM, Duration::from_secs(30))
-            .expect("exit");
-        assert!(status.success(), "{}", agent.log());
-    };
     let query = "SELECT id::text, v FROM t";
     let agent = spec.start_streaming().await;
     assert_exact(&client, &sim, &[("t", &["id", "v"], query)]).await;
-    stop(agent);
+    agent.stop_cleanly();
 
     // The slot goes; rows are written while none holds the WAL; the stored LSN is far ahead
     // (as after a restore into a cluster with lower LSNs).
@@ -524,7 +518,7 @@ async fn a_recreated_slot_forgets_the_old_checkpoint_and_copies_again() {
         agent.log()
     );
     assert_exact(&client, &sim, &[("t", &["id", "v"], query)]).await;
-    stop(agent);
+    agent.stop_cleanly();
 
     // The next start resumes from the new slot, not from the stale position.
     let agent = spec.start_streaming().await;
@@ -533,5 +527,5 @@ async fn a_recreated_slot_forgets_the_old_checkpoint_and_copies_again() {
         .await
         .unwrap();
     assert_exact(&client, &sim, &[("t", &["id", "v"], query)]).await;
-    stop(agent);
+    agent.stop_cleanly();
 }

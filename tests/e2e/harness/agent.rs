@@ -189,6 +189,14 @@ impl Agent {
         self.wait(timeout)
     }
 
+    /// Stops the agent with SIGTERM (a drain) and asserts it exits 0 within 30 s.
+    pub fn stop_cleanly(mut self) {
+        let status = self
+            .signal_and_wait(libc::SIGTERM, Duration::from_secs(30))
+            .expect("the agent did not exit within 30 s of SIGTERM");
+        assert!(status.success(), "{}", self.log());
+    }
+
     /// Waits up to `timeout` for the process to exit on its own.
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
