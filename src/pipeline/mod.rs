@@ -34,6 +34,7 @@ use crate::engine::state::EngineHandle;
 use crate::postgres::checkpoint::InFlightLoad;
 use crate::postgres::pgoutput::{Message, TupleData, TupleValueRef};
 use crate::postgres::replication::session::ChangeConsumer;
+use crate::postgres::sql::quote_ident;
 use crate::postgres::{ChangePosition, Lsn, Oid};
 use crate::schema::TableSchema;
 use crate::sink::starrocks::config::{Compression, DeleteMode};
@@ -1008,10 +1009,6 @@ impl Pipeline {
         }
         Ok(())
     }
-}
-
-fn quote_ident(name: &str) -> String {
-    crate::postgres::replication::commands::quote_ident(name)
 }
 
 /// Indices of the key columns, in column order.

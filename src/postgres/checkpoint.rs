@@ -10,7 +10,7 @@
 
 use tokio_postgres::Client;
 
-use super::replication::commands::quote_ident;
+use super::sql::quote_ident;
 use super::{ChangePosition, Lsn};
 
 /// The schema when `STARWAL_STATE_SCHEMA` is unset.

@@ -9,6 +9,7 @@ pub mod lsn;
 pub mod pgoutput;
 pub mod replication;
 pub mod snapshot;
+pub mod sql;
 pub mod tls;
 pub mod value;
 

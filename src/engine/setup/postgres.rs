@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use super::error::{SetupError, TableProblem};
 use crate::config::{PostgresConfig, TablePattern};
 use crate::postgres::conninfo::ConnInfo;
-use crate::postgres::replication::commands::quote_ident;
+use crate::postgres::sql::quote_ident;
 use crate::postgres::replication::{ReplicationConnection, SlotSnapshot};
 use crate::postgres::snapshot::ExportedSnapshot;
 use crate::postgres::{Lsn, Oid};

@@ -4,6 +4,7 @@
 
 use super::connection::ReplicationConnection;
 use super::error::ReplicationError;
+use crate::postgres::sql::{quote_ident, quote_literal};
 use crate::postgres::Lsn;
 
 /// What `IDENTIFY_SYSTEM` reports.
@@ -89,16 +90,6 @@ impl StartOptions {
         }
         options
     }
-}
-
-/// `"name"` with embedded quotes doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `'value'` with embedded quotes doubled (standard_conforming_strings is always on in 14+).
-pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }
 
 fn missing(command: &str, column: &str) -> ReplicationError {

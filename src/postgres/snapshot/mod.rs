@@ -21,8 +21,8 @@ use tokio_postgres::{Client, CopyOutStream};
 
 use crate::engine::setup::postgres::SourceTable;
 use crate::postgres::conninfo::ConnInfo;
-use crate::postgres::replication::commands::{quote_ident, quote_literal};
 use crate::postgres::replication::{ReplicationConnection, ReplicationError, SlotSnapshot};
+use crate::postgres::sql::{quote_ident, quote_literal};
 use crate::postgres::tls::{connect_sql, SqlConnectError};
 use crate::postgres::Lsn;
 use crate::schema::TableSchema;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use crate::postgres::replication::commands::quote_ident;
+use crate::postgres::sql::{quote_ident, quote_literal};
 
 /// A key boundary: the key columns' values as text, in key order.
 pub type KeyBound = Vec<String>;
@@ -305,9 +305,9 @@ impl CopyStore {
             let sql = format!(
                 "DO $$ BEGIN IF to_regclass({name}) IS NOT NULL THEN \
                    DELETE FROM {table} WHERE slot = {slot}; END IF; END $$",
-                name = crate::postgres::replication::commands::quote_literal(&self.table(table)),
+                name = quote_literal(&self.table(table)),
                 table = self.table(table),
-                slot = crate::postgres::replication::commands::quote_literal(&self.slot),
+                slot = quote_literal(&self.slot),
             );
             client
                 .batch_execute(&sql)
