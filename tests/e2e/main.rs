@@ -11,6 +11,7 @@ mod engine_outage;
 mod engine_run;
 mod engine_schema;
 mod engine_snapshot;
+mod engine_snapshot_chunks;
 mod engine_toast;
 mod engine_types;
 mod harness;

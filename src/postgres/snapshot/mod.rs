@@ -203,16 +203,6 @@ impl SnapshotReader {
         }
         let chunks = count.div_ceil(chunk_rows);
         let keys = schema.key_columns();
-        let order = keys
-            .iter()
-            .map(|c| quote_ident(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let texts = keys
-            .iter()
-            .map(|c| format!("{}::text", quote_ident(&c.name)))
-            .collect::<Vec<_>>()
-            .join(", ");
         // TABLESAMPLE takes a float4 percentage.
         let percent = ((chunks * SAMPLES_PER_CHUNK) as f64 * 100.0 / count as f64) as f32;
         let read = |rows: Vec<tokio_postgres::Row>| -> Vec<KeyBound> {
@@ -221,13 +211,9 @@ impl SnapshotReader {
                 .collect()
         };
         if percent < 50.0 {
-            let sql = format!(
-                "SELECT {texts} FROM {table} TABLESAMPLE BERNOULLI ($1) ORDER BY {order}",
-                table = table.quoted(),
-            );
             let sample = self
                 .client
-                .query(&sql, &[&percent])
+                .query(&sample_sql(&table.quoted(), &keys), &[&percent])
                 .await
                 .map_err(ReaderError::query(format!("sampling the keys of {name}")))?;
             let sample = read(sample);
@@ -239,15 +225,10 @@ impl SnapshotReader {
                 return Ok((count, boundaries));
             }
         }
-        let sql = format!(
-            "SELECT {texts} FROM (SELECT {order}, row_number() OVER (ORDER BY {order}) AS n \
-               FROM {table}) numbered WHERE n % $1 = 0 ORDER BY n",
-            table = table.quoted(),
-        );
         let chunk_rows = i64::try_from(chunk_rows).unwrap_or(i64::MAX);
         let rows = self
             .client
-            .query(&sql, &[&chunk_rows])
+            .query(&numbering_sql(&table.quoted(), &keys), &[&chunk_rows])
             .await
             .map_err(ReaderError::query(format!("planning the chunks of {name}")))?;
         Ok((count, read(rows)))
@@ -279,6 +260,49 @@ impl SnapshotReader {
                 table.display_name()
             )))
     }
+}
+
+/// The key columns of the table aliased `relation`, qualified (`k."a", k."b"`): in `ORDER BY` a
+/// bare name that is also an output column's name means that output column, and the outputs
+/// are the keys cast to text — text order, under which `10 < 9` and chunks overlap. Qualified,
+/// they are the columns themselves: their type's btree order with the column's collation, the
+/// order [`ChunkRange::condition`]'s row comparisons use.
+fn qualified_keys(relation: &str, keys: &[&crate::schema::ColumnSchema]) -> Vec<String> {
+    keys.iter()
+        .map(|c| format!("{relation}.{}", quote_ident(&c.name)))
+        .collect()
+}
+
+/// A `TABLESAMPLE BERNOULLI ($1)` sample of the keys (as text) of `table`, in key order.
+fn sample_sql(table: &str, keys: &[&crate::schema::ColumnSchema]) -> String {
+    let columns = qualified_keys("k", keys);
+    let texts = columns
+        .iter()
+        .map(|c| format!("{c}::text"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {texts} FROM {table} AS k TABLESAMPLE BERNOULLI ($1) ORDER BY {}",
+        columns.join(", ")
+    )
+}
+
+/// Every `$1`-th key (as text) of `table` in key order. The numbered keys are renamed
+/// (`numbered(k0, k1, …, n)`) so no key column's name can collide with the row number's.
+fn numbering_sql(table: &str, keys: &[&crate::schema::ColumnSchema]) -> String {
+    let order = qualified_keys("k", keys).join(", ");
+    let renamed = (0..keys.len()).map(|i| format!("k{i}")).collect::<Vec<_>>();
+    let texts = renamed
+        .iter()
+        .map(|c| format!("numbered.{c}::text"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {texts} FROM (SELECT {order}, row_number() OVER (ORDER BY {order}) \
+           FROM {table} AS k) AS numbered({}, n) \
+         WHERE numbered.n % $1 = 0 ORDER BY numbered.n",
+        renamed.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -327,5 +351,23 @@ mod tests {
             "ROW(\"a\", \"b\") > ROW(CAST('it''s' AS text), CAST('2' AS uuid))"
         );
         assert_eq!(ChunkRange::of(&[], 0).condition(&schema), "TRUE");
+    }
+
+    #[test]
+    fn planning_orders_by_the_key_columns_not_their_text() {
+        let schema = schema();
+        let keys = schema.key_columns();
+        // Qualified in ORDER BY: a bare "a" would name the output `"a"::text`, and sort as text.
+        assert_eq!(
+            sample_sql("\"public\".\"t\"", &keys),
+            "SELECT k.\"a\"::text, k.\"b\"::text FROM \"public\".\"t\" AS k \
+             TABLESAMPLE BERNOULLI ($1) ORDER BY k.\"a\", k.\"b\""
+        );
+        assert_eq!(
+            numbering_sql("\"public\".\"t\"", &keys),
+            "SELECT numbered.k0::text, numbered.k1::text FROM (SELECT k.\"a\", k.\"b\", \
+             row_number() OVER (ORDER BY k.\"a\", k.\"b\") FROM \"public\".\"t\" AS k) \
+             AS numbered(k0, k1, n) WHERE numbered.n % $1 = 0 ORDER BY numbered.n"
+        );
     }
 }
