@@ -1,5 +1,8 @@
 //! Per-table load counters, so tests can prove exactly-once delivery: how many loads committed,
-//! how many rows they carried, which labels were tried and which committed.
+//! how many rows they carried, which labels were tried and which committed; and what a client
+//! cannot be trusted to report about itself: how many of its loads of one table the BE handled at
+//! once (invariant 4, one load in flight per table) and which `max_filter_ratio` each load asked
+//! for (invariant 6: StarRocks' default is also 0, so only the request shows the header was sent).
 //!
 //! Owns counting only; the commit path updates it under the same lock that applies the data, so a
 //! reader never sees rows without their count or the reverse. Counters live for the process (they
@@ -24,7 +27,18 @@ pub struct TableCounters {
     pub labels_committed: Vec<String>,
     /// Every label that reached begin-txn, with how many attempts used it.
     pub label_attempts: BTreeMap<String, u64>,
+    /// Plain Stream Loads of this table the BE is handling now (request received, answer not
+    /// yet written).
+    pub loads_in_progress: u64,
+    /// The most plain Stream Loads of this table the BE handled at the same time.
+    pub max_loads_in_progress: u64,
+    /// Plain Stream Loads that reached begin-txn, by the text of their `max_filter_ratio` header
+    /// ([`MAX_FILTER_RATIO_ABSENT`] when the header was not sent).
+    pub max_filter_ratio_headers: BTreeMap<String, u64>,
 }
+
+/// The [`TableCounters::max_filter_ratio_headers`] key of loads sent without the header.
+pub const MAX_FILTER_RATIO_ABSENT: &str = "(absent)";
 
 /// Counters of all tables, keyed by (database, table).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,6 +75,28 @@ impl Counters {
             .or_default() += 1;
     }
 
+    /// A plain Stream Load of the table reached the BE.
+    pub(crate) fn load_started(&mut self, db: &str, table: &str) {
+        let c = self.entry(db, table);
+        c.loads_in_progress += 1;
+        c.max_loads_in_progress = c.max_loads_in_progress.max(c.loads_in_progress);
+    }
+
+    /// A plain Stream Load of the table was answered (or its connection dropped).
+    pub(crate) fn load_ended(&mut self, db: &str, table: &str) {
+        let c = self.entry(db, table);
+        c.loads_in_progress = c.loads_in_progress.saturating_sub(1);
+    }
+
+    /// A plain Stream Load began its txn with this `max_filter_ratio` header (`None`: absent).
+    pub(crate) fn max_filter_ratio_sent(&mut self, db: &str, table: &str, header: Option<&str>) {
+        *self
+            .entry(db, table)
+            .max_filter_ratio_headers
+            .entry(header.unwrap_or(MAX_FILTER_RATIO_ABSENT).to_string())
+            .or_default() += 1;
+    }
+
     pub(crate) fn committed(
         &mut self,
         db: &str,
@@ -78,5 +114,35 @@ impl Counters {
 
     pub(crate) fn failed(&mut self, db: &str, table: &str) {
         self.entry(db, table).loads_failed += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_in_progress_keep_their_maximum_and_headers_are_counted_by_text() {
+        let mut counters = Counters::default();
+        counters.load_started("db", "t");
+        counters.load_started("db", "t");
+        counters.load_ended("db", "t");
+        counters.load_started("db", "t");
+        counters.load_ended("db", "t");
+        counters.load_ended("db", "t");
+        counters.load_started("db", "other");
+        counters.max_filter_ratio_sent("db", "t", Some("0"));
+        counters.max_filter_ratio_sent("db", "t", None);
+        counters.max_filter_ratio_sent("db", "t", Some("0"));
+        let t = counters.table("db", "t");
+        assert_eq!((t.loads_in_progress, t.max_loads_in_progress), (0, 2));
+        assert_eq!(counters.table("db", "other").max_loads_in_progress, 1);
+        assert_eq!(
+            t.max_filter_ratio_headers,
+            BTreeMap::from([
+                ("0".to_string(), 2),
+                (MAX_FILTER_RATIO_ABSENT.to_string(), 1)
+            ])
+        );
     }
 }

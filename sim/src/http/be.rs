@@ -112,6 +112,35 @@ impl Drop for TxnGuard {
     }
 }
 
+/// Counts one plain Stream Load as in progress on its table until dropped: when the handler has
+/// built its answer (before the client can read it, so a client that waits for answers is never
+/// seen twice) or was cancelled by a closed connection.
+struct LoadInProgress {
+    shared: Arc<Shared>,
+    db: String,
+    table: String,
+}
+
+impl LoadInProgress {
+    fn new(shared: Arc<Shared>, db: &str, table: &str) -> LoadInProgress {
+        shared.lock().counters.load_started(db, table);
+        LoadInProgress {
+            shared,
+            db: db.to_string(),
+            table: table.to_string(),
+        }
+    }
+}
+
+impl Drop for LoadInProgress {
+    fn drop(&mut self) {
+        self.shared
+            .lock()
+            .counters
+            .load_ended(&self.db, &self.table);
+    }
+}
+
 /// Aborts a running txn, counts the failure and wakes waiters.
 pub(crate) fn abort_txn(shared: &Shared, txn_id: i64, db: &str, table: &str, reason: &str) {
     let mut state = shared.lock();
@@ -179,6 +208,9 @@ fn begin_and_plan<'a>(
         }
     };
     state.counters.attempted(db, table, label);
+    state
+        .counters
+        .max_filter_ratio_sent(db, table, header("max_filter_ratio"));
     let planned = PlanOptions::parse(header, options.format).and_then(|plan_options| {
         let t = state.catalog.table(db, table).map_err(|e| e.to_string())?;
         LoadPlan::new(t, plan_options)
@@ -224,6 +256,7 @@ pub(crate) fn body_error_message(error: &BodyError, limit: u64) -> String {
 async fn stream_load(ctx: &Ctx, req: Request<Incoming>, db: &str, table: &str) -> Handled {
     let started = Instant::now();
     let shared = ctx.shared.clone();
+    let _in_progress = LoadInProgress::new(shared.clone(), db, table);
     let legacy = shared.config.legacy_put_time_field;
     let (parts, body) = req.into_parts();
     let headers: HeaderMap = parts.headers;
