@@ -8,9 +8,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use starrocks_sim::catalog::{ColumnDef, ColumnType, TableSpec};
 use starrocks_sim::{Sim, SimOptions};
-use starwal::config::Secret;
 use starwal::postgres::value::{Value, ValueKind};
 use starwal::postgres::{Lsn, Oid};
+use starwal::secret::Secret;
 use starwal::sink::starrocks::encoding::{BodyWriter, RowOp};
 use starwal::sink::starrocks::{
     Compression, DeleteMode, Label, StarRocksConfig, StarRocksSink, StreamLoadClient,

@@ -6,8 +6,10 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config};
+use crate::config_error::ConfigError;
 use crate::control::client::{self as control_client, ClientError, Lever};
+use crate::secret::Secret;
 use crate::tail::{self, TailOptions};
 
 /// Exit code for configuration and usage errors.
@@ -320,11 +322,11 @@ fn run_status(args: ControlClientArgs) -> i32 {
 }
 
 /// `--token`, unless empty (an empty STARWAL_CONTROL_TOKEN means none, as on the agent).
-fn lever_token(args: &ControlLeverArgs) -> Option<config::Secret> {
+fn lever_token(args: &ControlLeverArgs) -> Option<Secret> {
     args.token
         .as_deref()
         .filter(|token| !token.is_empty())
-        .map(config::Secret::new)
+        .map(Secret::new)
 }
 
 fn run_lever(args: ControlLeverArgs, lever: Lever) -> i32 {

@@ -2,15 +2,19 @@
 //!
 //! Raw strings are read with `envy` into [`RawConfig`], then validated once into [`Config`]; after
 //! that nothing re-checks. Every error names the variable and the expected form, and the CLI exits
-//! with code 2 on any of them. Secrets live in [`Secret`], whose `Debug`/`Display` redact, so a
-//! password can never reach a log line, an error or a status answer (DESIGN invariant 10).
+//! with code 2 on any of them ([`ConfigError`], in its own leaf module so that the StarRocks
+//! settings in `sink/starrocks/config.rs` share it without importing this file). Secrets are held
+//! in [`Secret`] (`secret.rs`), whose `Debug`/`Display` redact, so a password can never reach a
+//! log line, an error or a status answer (DESIGN invariant 10).
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::postgres::conninfo::{ConnInfo, ConnInfoError};
+use crate::config_error::ConfigError;
+use crate::postgres::conninfo::ConnInfo;
+use crate::secret::Secret;
 use crate::sink::starrocks::config::{RawStarRocksConfig, StarRocksConfig};
 
 /// The slot name used when `STARWAL_SLOT` is not set. One agent per slot, so a fixed, recognisable
@@ -18,6 +22,9 @@ use crate::sink::starrocks::config::{RawStarRocksConfig, StarRocksConfig};
 pub const DEFAULT_SLOT: &str = "starwal";
 /// The publication name used when `STARWAL_PUBLICATION` is not set.
 pub const DEFAULT_PUBLICATION: &str = "starwal";
+/// The schema of the checkpoint and copy state when `STARWAL_STATE_SCHEMA` is unset: the
+/// product's name, so the tables are easy to recognise (and to drop with `teardown`).
+pub const DEFAULT_STATE_SCHEMA: &str = "starwal";
 /// Heartbeats are off by default: they write WAL on the source, which users should opt into.
 pub const DEFAULT_HEARTBEAT_INTERVAL_S: u64 = 0;
 /// Standby status updates at least this often. Postgres' default `wal_sender_timeout` is 60 s; ten
@@ -29,34 +36,6 @@ pub const DEFAULT_STATUS_INTERVAL_S: u64 = 10;
 pub const MAX_STATUS_INTERVAL_S: u64 = 3600;
 /// Longest accepted heartbeat interval (a day), for the same reason.
 pub const MAX_HEARTBEAT_INTERVAL_S: u64 = 86_400;
-
-/// A value that must never be printed: `Debug` and `Display` show `********`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that must send it (an auth exchange).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("********")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("********")
-    }
-}
 
 /// The variables exactly as read from the environment, before validation.
 #[derive(Debug, Default, Deserialize)]
@@ -116,7 +95,7 @@ pub struct PostgresConfig {
     /// `STARWAL_STATUS_INTERVAL_S` (default [`DEFAULT_STATUS_INTERVAL_S`]): the longest gap between
     /// two standby status updates.
     pub status_interval: Duration,
-    /// `STARWAL_STATE_SCHEMA` (default [`crate::postgres::checkpoint::DEFAULT_STATE_SCHEMA`]): the
+    /// `STARWAL_STATE_SCHEMA` (default [`DEFAULT_STATE_SCHEMA`]): the
     /// source schema holding checkpoints.
     pub state_schema: String,
 }
@@ -207,28 +186,6 @@ pub struct Config {
     pub starrocks: Option<StarRocksConfig>,
 }
 
-/// A configuration problem: names the variable and the form it expects.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{var} is not set: expected {expected}")]
-    Missing {
-        var: &'static str,
-        expected: &'static str,
-    },
-    #[error("{var} is invalid: `{value}`: expected {expected}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-    #[error("STARWAL_PG_URL is invalid: {0}")]
-    PgUrl(#[source] ConnInfoError),
-    #[error("could not read the environment: {0}")]
-    Environment(#[source] envy::Error),
-    #[error("could not read the .env file: {0}")]
-    DotEnv(#[source] dotenvy::Error),
-}
-
 const TABLES_FORM: &str =
     "a comma-separated list of schema-qualified tables, e.g. `public.orders,sales.*`";
 const IDENT_FORM: &str =
@@ -307,7 +264,7 @@ impl PostgresConfig {
         let state_schema = identifier(
             "STARWAL_STATE_SCHEMA",
             raw.state_schema,
-            crate::postgres::checkpoint::DEFAULT_STATE_SCHEMA,
+            DEFAULT_STATE_SCHEMA,
         )?;
         let heartbeat = seconds(
             "STARWAL_HEARTBEAT_INTERVAL_S",

@@ -7,10 +7,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_error;
 pub mod control;
 pub mod engine;
 pub mod pipeline;
 pub mod postgres;
 pub mod schema;
+pub mod secret;
 pub mod sink;
+pub mod state;
 pub mod tail;

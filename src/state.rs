@@ -1,5 +1,9 @@
-//! The engine's shared state: what the control plane reads (phase, health, LSNs, per-table
+//! The agent's shared state: what the control plane reads (phase, health, LSNs, per-table
 //! counters) and the levers it pulls (pause, resume, drain, stop).
+//!
+//! A module of its own, below everything that shares it: the engine and the pipeline (its
+//! loaders, the forwarder) write it, the control plane and the CLI's progress bar read it, and
+//! none of them has to import another to reach it.
 //!
 //! One [`EngineHandle`] per process, shared as `Arc`. The engine writes to it at batch and commit
 //! granularity (never per row), the gRPC and Prometheus servers read [`EngineHandle::status`]

@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Why a mutating RPC was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

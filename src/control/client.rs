@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::config::Secret;
 use crate::control::pb;
+use crate::secret::Secret;
 
 /// Where the subcommands connect when neither `--addr` nor `STARWAL_CONTROL_URL` says otherwise:
 /// an agent on the same host with the default `STARWAL_CONTROL_ADDR`.

@@ -11,7 +11,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::control::pb;
-use crate::engine::state::Health;
+use crate::state::Health;
 
 /// The service names whose status follows the engine's health.
 pub(crate) const FOLLOWING_SERVICES: [&str; 2] = ["", pb::control_server::SERVICE_NAME];

@@ -16,7 +16,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::control::process::ProcessStats;
 use crate::control::prometheus;
-use crate::engine::state::EngineHandle;
+use crate::state::EngineHandle;
 
 /// Longest request head (request line and headers) read; longer ones get 431.
 pub const MAX_REQUEST_HEAD_BYTES: usize = 8 * 1024;

@@ -7,7 +7,7 @@
 //!   ([`health`]), so Kubernetes' native gRPC probe works unchanged;
 //! - `starwal.v1.Control`: Pause, Resume, Drain, Stop, Resync, guarded by [`auth`] (a bearer
 //!   `STARWAL_CONTROL_TOKEN`, or loopback peers only when none is set);
-//! - `starwal.v1.Status`: GetStatus, everything in a [`StatusSnapshot`](crate::engine::state::StatusSnapshot);
+//! - `starwal.v1.Status`: GetStatus, everything in a [`StatusSnapshot`](crate::state::StatusSnapshot);
 //! - `starwal.v1.Metrics`: StreamMetrics, rate samples ([`sample`]).
 //!
 //! Lifecycle: [`ControlServer::bind`] binds both listeners before the engine starts, so a busy
@@ -41,8 +41,9 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
-use crate::config::{ControlConfig, Secret};
-use crate::engine::state::EngineHandle;
+use crate::config::ControlConfig;
+use crate::secret::Secret;
+use crate::state::EngineHandle;
 
 /// The generated `starwal.v1` messages, clients and server traits.
 #[allow(clippy::all, missing_docs)]

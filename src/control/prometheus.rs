@@ -35,7 +35,7 @@
 use std::fmt::Write as _;
 
 use crate::control::process::ProcessStats;
-use crate::engine::state::{
+use crate::state::{
     CopyProgress, CopyState, Phase, StatusSnapshot, TableStatus, LOAD_DURATION_BUCKETS,
 };
 
@@ -452,8 +452,8 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::engine::state::{EngineHandle, OpCounts};
     use crate::postgres::Lsn;
+    use crate::state::{EngineHandle, OpCounts};
 
     fn handle() -> EngineHandle {
         let config = Config::from_vars(vec![

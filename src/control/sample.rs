@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::pb;
 use crate::control::process::ProcessStats;
-use crate::engine::state::StatusSnapshot;
+use crate::state::StatusSnapshot;
 
 /// Interval used when the request asks for 0 ms.
 pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(1000);
@@ -151,7 +151,7 @@ pub fn sample(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::engine::state::{EngineHandle, OpCounts};
+    use crate::state::{EngineHandle, OpCounts};
 
     #[test]
     fn interval_is_defaulted_and_clamped() {

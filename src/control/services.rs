@@ -17,16 +17,16 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response};
 
-use crate::config::Secret;
 use crate::control::auth::authorize;
 use crate::control::pb;
 use crate::control::process::ProcessStats;
 use crate::control::sample::{sample, sample_interval, Counters};
-use crate::engine::state::{
+use crate::postgres::Lsn;
+use crate::secret::Secret;
+use crate::state::{
     CopyProgress, EngineHandle, Phase, ResyncError, StatusSnapshot, StopRequest, TableStatus,
     LOAD_DURATION_BUCKETS,
 };
-use crate::postgres::Lsn;
 
 /// `starwal.v1.Control`.
 #[derive(Debug)]

@@ -23,7 +23,6 @@ use crate::engine::setup::postgres::{
     ensure_slot, ensure_slot_exporting, existing_slot, prepare_source, table_schema, SourceTable,
 };
 use crate::engine::snapshot::{jobs_for, temporary_slot_name, Copier, CopyJob, SnapshotError};
-use crate::engine::state::{EngineHandle, Phase, StopRequest};
 use crate::pipeline::loader::LoaderContext;
 use crate::pipeline::{
     Forwarder, Pipeline, PipelineCommand, PipelineError, PipelineSettings, PipelineStart,
@@ -40,6 +39,7 @@ use crate::schema::TableSchema;
 use crate::sink::starrocks::setup::TargetSetup;
 use crate::sink::starrocks::{StarRocksSink, StreamLoadClient};
 use crate::sink::Sink;
+use crate::state::{EngineHandle, Phase, StopRequest};
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

@@ -27,7 +27,6 @@ use tokio_stream::StreamExt as _;
 
 use crate::config::SnapshotConfig;
 use crate::engine::setup::postgres::SourceTable;
-use crate::engine::state::EngineHandle;
 use crate::postgres::conninfo::ConnInfo;
 use crate::postgres::replication::ReplicationError;
 use crate::postgres::snapshot::copy_text::{CopyRowParser, CopyTextError};
@@ -43,6 +42,7 @@ use crate::sink::starrocks::label::Label;
 use crate::sink::starrocks::mapping::target_table_name;
 use crate::sink::starrocks::setup::{TargetSetup, TargetSetupError};
 use crate::sink::{LoadBatch, LoadFailure, LoadReceipt, Sink};
+use crate::state::EngineHandle;
 
 /// Why a copy stopped.
 #[derive(Debug, thiserror::Error)]
@@ -512,7 +512,7 @@ impl Copier {
         self.handle.copy_progressed(&plan.source_name, rows, false);
         self.handle.record_load(
             &plan.source_name,
-            crate::engine::state::OpCounts::default(),
+            crate::state::OpCounts::default(),
             receipt.rows_loaded,
             receipt.bytes,
             receipt.duration,
@@ -534,8 +534,8 @@ pub fn temporary_slot_name(slot: &str) -> String {
 
 /// One line of copy progress for a terminal (`None` before any copy is planned): tables done,
 /// rows copied of the estimate, rate and time left.
-pub fn progress_line(tables: &[crate::engine::state::TableStatus]) -> Option<String> {
-    use crate::engine::state::CopyState;
+pub fn progress_line(tables: &[crate::state::TableStatus]) -> Option<String> {
+    use crate::state::CopyState;
     let copies: Vec<_> = tables.iter().filter_map(|t| t.copy.as_ref()).collect();
     if copies.is_empty() {
         return None;

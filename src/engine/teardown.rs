@@ -8,8 +8,8 @@ use tokio_postgres::Client;
 use super::setup::SetupError;
 use crate::config::PostgresConfig;
 use crate::postgres::checkpoint::CheckpointStore;
-use crate::postgres::sql::quote_ident;
 use crate::postgres::snapshot::store::CopyStore;
+use crate::postgres::sql::quote_ident;
 use crate::postgres::tls::connect_sql;
 
 /// What teardown removed.

@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::engine::state::OpCounts;
 use crate::postgres::pgoutput::{OldTuple, TupleData, TupleValueRef};
 use crate::postgres::{ChangePosition, Lsn};
 use crate::sink::starrocks::config::Compression;
@@ -27,6 +26,7 @@ use crate::sink::starrocks::encoding::{
 };
 use crate::sink::starrocks::label::Label;
 use crate::sink::LoadBatch;
+use crate::state::OpCounts;
 
 /// A row image to write.
 #[derive(Debug, Clone)]

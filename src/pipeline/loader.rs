@@ -12,12 +12,12 @@ use tokio::sync::{mpsc, Mutex};
 
 use super::batch::SealedBatch;
 use super::PipelineError;
-use crate::engine::state::{EngineHandle, OpCounts};
 use crate::postgres::checkpoint::{CheckpointStore, InFlightLoad};
 use crate::postgres::ChangePosition;
 use crate::sink::starrocks::mapping::TargetColumn;
 use crate::sink::starrocks::setup::TargetSetup;
 use crate::sink::Sink;
+use crate::state::{EngineHandle, OpCounts};
 
 /// Work for a table's loader, in stream order.
 #[derive(Debug)]

@@ -30,7 +30,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::engine::setup::postgres::SourceTable;
-use crate::engine::state::EngineHandle;
 use crate::postgres::checkpoint::InFlightLoad;
 use crate::postgres::pgoutput::{Message, TupleData, TupleValueRef};
 use crate::postgres::replication::session::ChangeConsumer;
@@ -42,6 +41,7 @@ use crate::sink::starrocks::encoding::{EncodeError, TableEncoder};
 use crate::sink::starrocks::mapping::target_table_name;
 use crate::sink::starrocks::setup::TargetSetupError;
 use crate::sink::LoadFailure;
+use crate::state::EngineHandle;
 use batch::TableBatch;
 use loader::{Job, JobDone, LoaderContext};
 use progress::CommitLog;

@@ -13,9 +13,6 @@ use tokio_postgres::Client;
 use super::sql::quote_ident;
 use super::{ChangePosition, Lsn};
 
-/// The schema when `STARWAL_STATE_SCHEMA` is unset.
-pub const DEFAULT_STATE_SCHEMA: &str = "starwal";
-
 /// A load that was about to be sent when the state was saved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlightLoad {

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Postgres' default port.
 pub const DEFAULT_PORT: u16 = 5432;

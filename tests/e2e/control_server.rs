@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use starwal::config::Config;
 use starwal::control::{pb, ControlAddrs, ControlServer};
-use starwal::engine::state::{EngineHandle, OpCounts, Phase, StopRequest};
 use starwal::postgres::Lsn;
+use starwal::state::{EngineHandle, OpCounts, Phase, StopRequest};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;

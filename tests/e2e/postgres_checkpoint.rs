@@ -2,7 +2,8 @@
 //! loads in flight are recorded before sending and survive a "crash" (a new connection), the
 //! confirmed LSN only moves forward and clears the loads it covers, slots are independent.
 
-use starwal::postgres::checkpoint::{CheckpointStore, InFlightLoad, DEFAULT_STATE_SCHEMA};
+use starwal::config::DEFAULT_STATE_SCHEMA;
+use starwal::postgres::checkpoint::{CheckpointStore, InFlightLoad};
 use starwal::postgres::{ChangePosition, Lsn};
 
 use crate::harness::{unique_name, Cluster};

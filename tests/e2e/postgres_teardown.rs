@@ -4,7 +4,8 @@
 
 use std::process::Command;
 
-use starwal::postgres::checkpoint::{CheckpointStore, DEFAULT_STATE_SCHEMA};
+use starwal::config::DEFAULT_STATE_SCHEMA;
+use starwal::postgres::checkpoint::CheckpointStore;
 use starwal::postgres::Lsn;
 
 use crate::harness::{unique_name, Cluster, Role, TestDatabase};

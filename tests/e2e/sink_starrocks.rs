@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use starrocks_sim::catalog::{ColumnDef, ColumnType, TableSpec, Value as SimValue};
 use starrocks_sim::{FaultKind, LoadFault, Sim, SimOptions};
-use starwal::config::Secret;
 use starwal::postgres::value::ValueKind;
 use starwal::postgres::{Lsn, Oid};
+use starwal::secret::Secret;
 use starwal::sink::starrocks::encoding::{BodyWriter, RowOp};
 use starwal::sink::starrocks::{
     Compression, DeleteMode, Label, RetryPolicy, StarRocksConfig, StarRocksSink, StreamLoadClient,

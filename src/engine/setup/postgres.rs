@@ -9,9 +9,9 @@ use tokio_postgres::Client;
 use super::error::{SetupError, TableProblem};
 use crate::config::{PostgresConfig, TablePattern};
 use crate::postgres::conninfo::ConnInfo;
-use crate::postgres::sql::quote_ident;
 use crate::postgres::replication::{ReplicationConnection, SlotSnapshot};
 use crate::postgres::snapshot::ExportedSnapshot;
+use crate::postgres::sql::quote_ident;
 use crate::postgres::{Lsn, Oid};
 
 /// The oldest and newest major versions starwal is tested against.

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Secret};
+use crate::config_error::ConfigError;
+use crate::secret::Secret;
 
 /// The user when `STARWAL_STARROCKS_USER` is unset: StarRocks' built-in administrator.
 pub const DEFAULT_USER: &str = "root";
