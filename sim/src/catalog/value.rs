@@ -529,12 +529,12 @@ impl ColumnType {
         }
         match (self, json) {
             (ColumnType::Json, _) => {
-                let value = match json {
-                    // A string holding JSON text loads as that document; any other string as a
-                    // JSON string.
-                    J::String(s) => serde_json::from_str(s).unwrap_or_else(|_| json.clone()),
-                    other => other.clone(),
-                };
+                // A JSON row's field loads into a JSON column as the value it is: a string stays a
+                // JSON string (`"42"` is the string "42", not the number). StarRocks reads JSON
+                // columns natively (be/src/exec/json_scanner.cpp `construct_json_type` keeps
+                // TYPE_JSON; formats/json/binary_column.cpp `add_native_json_column` converts the
+                // simdjson value as is). Only CSV and SQL text parse a string as JSON text.
+                let value = json.clone();
                 let size = value.to_string().len();
                 if size > MAX_JSON_BYTES {
                     return Err(json_too_large(column, size));
