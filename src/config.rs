@@ -7,12 +7,12 @@
 //! in [`Secret`] (`secret.rs`), whose `Debug`/`Display` redact, so a password can never reach a
 //! log line, an error or a status answer (DESIGN invariant 10).
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config_error::ConfigError;
+use crate::postgres::catalog::TablePattern;
 use crate::postgres::conninfo::ConnInfo;
 use crate::secret::Secret;
 use crate::sink::starrocks::config::{RawStarRocksConfig, StarRocksConfig};
@@ -59,24 +59,6 @@ struct RawConfig {
     snapshot: Option<String>,
     snapshot_workers: Option<String>,
     snapshot_chunk_rows: Option<String>,
-}
-
-/// A table selector from `STARWAL_TABLES`: one table, or every table of a schema (`schema.*`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum TablePattern {
-    /// `schema.table`
-    Table { schema: String, name: String },
-    /// `schema.*`
-    AllInSchema { schema: String },
-}
-
-impl fmt::Display for TablePattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TablePattern::Table { schema, name } => write!(f, "{schema}.{name}"),
-            TablePattern::AllInSchema { schema } => write!(f, "{schema}.*"),
-        }
-    }
 }
 
 /// The validated Postgres-side configuration.

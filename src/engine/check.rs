@@ -7,9 +7,9 @@
 
 use crate::config::Config;
 use crate::engine::setup::postgres::{
-    check_prerequisites, existing_slot, publication_status, resolve_tables, table_schema,
-    PublicationStatus,
+    check_prerequisites, existing_slot, publication_status, PublicationStatus,
 };
+use crate::postgres::catalog::{resolve_tables, table_schema};
 use crate::postgres::replication::ReplicationConnection;
 use crate::postgres::tls::connect_sql;
 use crate::sink::starrocks::setup::TargetSetup;

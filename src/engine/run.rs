@@ -20,13 +20,14 @@ use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::config::{Config, SnapshotMode};
 use crate::engine::setup::postgres::{
-    ensure_slot, ensure_slot_exporting, existing_slot, prepare_source, table_schema, SourceTable,
+    ensure_slot, ensure_slot_exporting, existing_slot, prepare_source,
 };
 use crate::engine::snapshot::{jobs_for, temporary_slot_name, Copier, CopyJob, SnapshotError};
 use crate::pipeline::loader::LoaderContext;
 use crate::pipeline::{
     Forwarder, Pipeline, PipelineCommand, PipelineError, PipelineSettings, PipelineStart,
 };
+use crate::postgres::catalog::{resolve_tables, table_schema, CatalogError, SourceTable};
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
 use crate::postgres::heartbeat::spawn_heartbeat;
 use crate::postgres::replication::session::{Session, SessionEnd, SessionError};
@@ -76,6 +77,13 @@ impl From<crate::engine::setup::SetupError> for AttemptError {
             transient: err.is_transient(),
             error: err.into(),
         }
+    }
+}
+
+impl From<CatalogError> for AttemptError {
+    /// Tables that cannot be replicated, refused catalog queries: someone must act first.
+    fn from(err: CatalogError) -> Self {
+        AttemptError::permanent(err)
     }
 }
 
@@ -542,7 +550,7 @@ async fn copy_before_streaming(
 struct CopiesWhileStreaming {
     copier: Copier,
     client: Arc<tokio_postgres::Client>,
-    tables: Vec<crate::config::TablePattern>,
+    tables: Vec<crate::postgres::catalog::TablePattern>,
     commands: mpsc::UnboundedSender<PipelineCommand>,
     new_tables: mpsc::UnboundedReceiver<String>,
 }
@@ -569,7 +577,7 @@ impl CopiesWhileStreaming {
             transient: true,
             error: err.into(),
         };
-        let sources = crate::engine::setup::postgres::resolve_tables(&self.client, &self.tables)
+        let sources = resolve_tables(&self.client, &self.tables)
             .await
             .map_err(AttemptError::from)?;
         let mut jobs = Vec::with_capacity(requested.len());
@@ -724,8 +732,8 @@ fn spawn_publication_watcher(
     config: crate::config::PostgresConfig,
     copy_new_tables: Option<mpsc::UnboundedSender<String>>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    use crate::config::TablePattern;
-    use crate::engine::setup::postgres::{ensure_publication, resolve_tables};
+    use crate::engine::setup::postgres::ensure_publication;
+    use crate::postgres::catalog::TablePattern;
     if !config
         .tables
         .iter()

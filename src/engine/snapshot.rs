@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 use tokio_stream::StreamExt as _;
 
 use crate::config::SnapshotConfig;
-use crate::engine::setup::postgres::SourceTable;
+use crate::postgres::catalog::SourceTable;
 use crate::postgres::conninfo::ConnInfo;
 use crate::postgres::replication::ReplicationError;
 use crate::postgres::snapshot::copy_text::{CopyRowParser, CopyTextError};

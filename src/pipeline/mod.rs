@@ -29,11 +29,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::engine::setup::postgres::SourceTable;
+use crate::postgres::catalog::{CatalogError, RowLookup, SourceTable, TablePattern};
 use crate::postgres::checkpoint::InFlightLoad;
 use crate::postgres::pgoutput::{Message, TupleData, TupleValueRef};
 use crate::postgres::replication::session::ChangeConsumer;
-use crate::postgres::sql::quote_ident;
 use crate::postgres::{ChangePosition, Lsn, Oid};
 use crate::schema::TableSchema;
 use crate::sink::starrocks::config::{Compression, DeleteMode};
@@ -67,25 +66,18 @@ pub enum PipelineError {
     Checkpoint(#[from] crate::postgres::checkpoint::CheckpointError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    #[error("source table {table}: {what}: {source}")]
+    #[error("source table {table}: {source}")]
     Source {
         table: String,
-        what: &'static str,
         #[source]
-        source: tokio_postgres::Error,
+        source: CatalogError,
     },
     #[error(transparent)]
-    Setup(Box<crate::engine::setup::SetupError>),
+    Catalog(#[from] CatalogError),
     #[error("change at LSN {lsn} for relation {relation} arrived before its Relation message")]
     UnknownRelation { lsn: Lsn, relation: Oid },
     #[error("the loader of `{0}` stopped unexpectedly")]
     LoaderGone(String),
-}
-
-impl From<crate::engine::setup::SetupError> for PipelineError {
-    fn from(err: crate::engine::setup::SetupError) -> Self {
-        PipelineError::Setup(Box::new(err))
-    }
 }
 
 impl PipelineError {
@@ -103,7 +95,8 @@ impl PipelineError {
             PipelineError::Load { .. } | PipelineError::Encode(_) => false,
             PipelineError::Target { source, .. } => source.is_transient(),
             PipelineError::Checkpoint(_) | PipelineError::Source { .. } => true,
-            PipelineError::Setup(err) => err.is_transient(),
+            // Tables that cannot be replicated, refused catalog queries: someone must act.
+            PipelineError::Catalog(_) => false,
             PipelineError::UnknownRelation { .. } | PipelineError::LoaderGone(_) => true,
         }
     }
@@ -232,7 +225,7 @@ pub struct PipelineSettings {
     pub max_buffer_bytes: u64,
     pub compression: Compression,
     pub delete_mode: DeleteMode,
-    pub tables: Vec<crate::config::TablePattern>,
+    pub tables: Vec<TablePattern>,
 }
 
 /// What to do with a table's first changes after a restart.
@@ -920,47 +913,23 @@ impl Pipeline {
             return Ok(());
         }
         let table = &self.tables[index];
-        let columns = table
-            .schema
-            .columns
-            .iter()
-            .map(|c| format!("{}::text", quote_ident(&c.name)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let condition = table
-            .key_columns
-            .iter()
-            .enumerate()
-            .map(|(n, &column)| {
-                let column = &table.schema.columns[column];
-                format!(
-                    "{} = ${}::text::{}",
-                    quote_ident(&column.name),
-                    n + 1,
-                    column.type_name
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let sql = format!(
-            "SELECT {columns} FROM {} WHERE {condition}",
-            table.source.quoted()
-        );
-        let statement = match self.client.prepare(&sql).await {
-            Ok(statement) => statement,
-            Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN) => {
-                // A column of the stream's schema is gone from the source already; the stream's
-                // Relation message for that drop follows. Retrying would fail the same way.
-                tracing::warn!(table = %table.source_name, "cannot read moved rows' unchanged TOAST values (a column was dropped since): {err}");
-                return Ok(());
-            }
-            Err(source) => {
-                return Err(PipelineError::Source {
-                    table: table.source_name.clone(),
-                    what: "preparing the row fetch for a moved row",
-                    source,
-                })
-            }
+        let source_error = |source| PipelineError::Source {
+            table: table.source_name.clone(),
+            source,
+        };
+        let lookup = RowLookup::prepare(
+            &self.client,
+            &table.source,
+            &table.schema,
+            &table.key_columns,
+        )
+        .await
+        .map_err(source_error)?;
+        let Some(lookup) = lookup else {
+            // A column of the stream's schema is gone from the source already; the stream's
+            // Relation message for that drop follows. Retrying would fail the same way.
+            tracing::warn!(table = %table.source_name, "cannot read moved rows' unchanged TOAST values (a column was dropped since)");
+            return Ok(());
         };
         let mut completions = Vec::with_capacity(requests.len());
         for request in requests {
@@ -974,22 +943,12 @@ impl Pipeline {
                     _ => None,
                 })
                 .collect();
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = keys
-                .iter()
-                .map(|k| k as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            let row = self
-                .client
-                .query_opt(&statement, &params)
+            match lookup
+                .fetch(&self.client, &keys)
                 .await
-                .map_err(|source| PipelineError::Source {
-                    table: table.source_name.clone(),
-                    what: "fetching a moved row's unchanged TOAST values",
-                    source,
-                })?;
-            match row {
-                Some(row) => {
-                    let values: Vec<Option<String>> = (0..row.len()).map(|i| row.get(i)).collect();
+                .map_err(source_error)?
+            {
+                Some(values) => {
                     let tuple = TupleData::from_values(values.iter().map(|v| match v {
                         Some(text) => TupleValueRef::Text(text.as_bytes()),
                         None => TupleValueRef::Null,

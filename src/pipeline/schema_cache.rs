@@ -11,7 +11,7 @@
 //! have not seen is a table that joined the publication: when it matches `STARWAL_TABLES` its
 //! target table is created and it streams like the others.
 
-use crate::engine::setup::postgres::{resolve_tables, table_schema};
+use crate::postgres::catalog::{resolve_tables, table_schema, type_name};
 use crate::postgres::pgoutput::Relation;
 use crate::schema::{ColumnSchema, TableSchema};
 use crate::sink::starrocks::encoding::TableEncoder;
@@ -105,23 +105,17 @@ impl Pipeline {
             let column = match known {
                 Some(column) => column,
                 None => {
-                    let row = self
-                        .client
-                        .query_one(
-                            "SELECT format_type($1, $2)",
-                            &[&sent.type_oid.0, &sent.type_modifier],
-                        )
+                    let type_name = type_name(&self.client, sent.type_oid, sent.type_modifier)
                         .await
                         .map_err(|source| PipelineError::Source {
                             table: table.source_name.clone(),
-                            what: "naming a column type",
                             source,
                         })?;
                     ColumnSchema {
                         name: name.to_owned(),
                         type_oid: sent.type_oid,
                         type_modifier: sent.type_modifier,
-                        type_name: row.get(0),
+                        type_name,
                         nullable: true,
                         key_position: table
                             .schema

@@ -2,12 +2,14 @@
 //! connection, the CopyBoth stream with its feedback discipline, the pgoutput parser and value
 //! decoding. Nothing here knows about StarRocks.
 
+pub mod catalog;
 pub mod checkpoint;
 pub mod conninfo;
 pub mod heartbeat;
 pub mod lsn;
 pub mod pgoutput;
 pub mod replication;
+pub mod row_codec;
 pub mod snapshot;
 pub mod sql;
 pub mod tls;

@@ -4,7 +4,8 @@
 
 use starwal::config::{Config, PostgresConfig};
 use starwal::engine::setup::postgres::{ensure_slot, existing_slot, prepare_source};
-use starwal::engine::setup::{SetupError, TableProblem};
+use starwal::engine::setup::SetupError;
+use starwal::postgres::catalog::{CatalogError, TableProblem};
 use starwal::postgres::tls::connect_sql;
 
 use crate::harness::{unique_name, Cluster, ClusterOptions, Role, TestDatabase};
@@ -49,7 +50,7 @@ async fn postgres_setup_reports_every_bad_table_at_once() {
     );
     let client = connect_sql(&cfg.conn).await.unwrap();
     let err = prepare_source(&client, &cfg, true).await.unwrap_err();
-    let SetupError::Tables(problems) = &err else {
+    let SetupError::Catalog(CatalogError::Tables(problems)) = &err else {
         panic!("expected table problems, got {err}");
     };
     assert_eq!(
@@ -216,7 +217,7 @@ async fn postgres_setup_explains_an_invalidated_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_setup_reads_table_schemas_with_key_order() {
-    use starwal::engine::setup::postgres::{resolve_tables, table_schema};
+    use starwal::postgres::catalog::{resolve_tables, table_schema};
     use starwal::sink::starrocks::mapping::target_table;
 
     let db = Cluster::shared().create_database("schema").await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use starrocks_sim::catalog::{ColumnDef, ColumnType, TableSpec};
 use starrocks_sim::{Sim, SimOptions};
 use starwal::config::Config;
-use starwal::engine::setup::postgres::{resolve_tables, table_schema};
+use starwal::postgres::catalog::{resolve_tables, table_schema};
 use starwal::postgres::tls::connect_sql;
 use starwal::schema::TableSchema;
 use starwal::secret::Secret;

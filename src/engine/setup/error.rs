@@ -1,38 +1,10 @@
-//! Why setup could not finish. Every variant names the object (table, slot, publication, role,
-//! setting) and says how to fix it, because these are the errors a user meets first.
+//! Why setup could not finish. Every variant names the object (slot, publication, role,
+//! setting; tables through [`CatalogError`]) and says how to fix it, because these are the errors
+//! a user meets first.
 
+use crate::postgres::catalog::CatalogError;
 use crate::postgres::replication::ReplicationError;
 use crate::postgres::tls::SqlConnectError;
-
-/// A problem with one configured table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TableProblem {
-    /// `schema.table` does not exist (or is not a table).
-    Missing(String),
-    /// `schema.*` matched no table.
-    EmptySchema(String),
-    /// No primary key and REPLICA IDENTITY DEFAULT: updates and deletes cannot be keyed.
-    NoKey(String),
-    /// REPLICA IDENTITY NOTHING: Postgres refuses published updates and deletes.
-    ReplicaIdentityNothing(String),
-}
-
-impl std::fmt::Display for TableProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TableProblem::Missing(t) => write!(f, "table `{t}` does not exist"),
-            TableProblem::EmptySchema(s) => write!(f, "`{s}.*` matches no table"),
-            TableProblem::NoKey(t) => write!(
-                f,
-                "table `{t}` has no primary key: add one, or run ALTER TABLE {t} REPLICA IDENTITY FULL"
-            ),
-            TableProblem::ReplicaIdentityNothing(t) => write!(
-                f,
-                "table `{t}` has REPLICA IDENTITY NOTHING: run ALTER TABLE {t} REPLICA IDENTITY DEFAULT (with a primary key) or FULL"
-            ),
-        }
-    }
-}
 
 /// Setup failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +27,8 @@ pub enum SetupError {
     NoFreeSlots { used: i64, max: i64 },
     #[error("no free WAL sender: {used} of max_wal_senders = {max} are in use; raise max_wal_senders (needs a restart)")]
     NoFreeSenders { used: i64, max: i64 },
-    #[error("{} configured table(s) cannot be replicated:\n  - {}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  - "))]
-    Tables(Vec<TableProblem>),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("publication `{publication}` does not publish {}: those changes would never reach the target; run ALTER PUBLICATION {publication} SET (publish = 'insert, update, delete, truncate')", .missing.join(", "))]
     PublicationOperations {
         publication: String,

@@ -7,4 +7,4 @@
 pub mod error;
 pub mod postgres;
 
-pub use error::{SetupError, TableProblem};
+pub use error::SetupError;

@@ -1,44 +1,23 @@
-//! Source-side setup: prerequisites (version 14–18, `wal_level`, free slots and senders, the
-//! REPLICATION attribute), the configured tables (exist, keyed), the publication (created or
-//! completed) and the slot (created when missing, checked when found — an invalidated slot is
-//! reported with the way to recover). Runs over an ordinary SQL connection, plus one replication
-//! connection when a slot has to be created.
+//! Source-side setup, what acts on the source: prerequisites (version 14–18, `wal_level`, free
+//! slots and senders, the REPLICATION attribute), the publication (created or completed) for the
+//! configured tables (resolved and checked by `postgres::catalog`) and the slot (created when
+//! missing, checked when found — an invalidated slot is reported with the way to recover). Runs
+//! over an ordinary SQL connection, plus one replication connection when a slot has to be
+//! created.
 
 use tokio_postgres::Client;
 
-use super::error::{SetupError, TableProblem};
-use crate::config::{PostgresConfig, TablePattern};
+use super::error::SetupError;
+use crate::config::PostgresConfig;
+use crate::postgres::catalog::{resolve_tables, SourceTable};
 use crate::postgres::conninfo::ConnInfo;
 use crate::postgres::replication::{ReplicationConnection, SlotSnapshot};
 use crate::postgres::snapshot::ExportedSnapshot;
 use crate::postgres::sql::quote_ident;
-use crate::postgres::{Lsn, Oid};
+use crate::postgres::Lsn;
 
 /// The oldest and newest major versions starwal is tested against.
 pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 14..=18;
-
-/// One source table that will be replicated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceTable {
-    pub oid: Oid,
-    pub schema: String,
-    pub name: String,
-    /// `d` default (primary key), `f` full, `i` index, `n` nothing.
-    pub replica_identity: char,
-    pub has_primary_key: bool,
-}
-
-impl SourceTable {
-    /// `"schema"."name"`, quoted for SQL.
-    pub fn quoted(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
-    }
-
-    /// `schema.name` for messages.
-    pub fn display_name(&self) -> String {
-        format!("{}.{}", self.schema, self.name)
-    }
-}
 
 /// What the source checks found and what setup changed.
 #[derive(Debug, Clone)]
@@ -103,72 +82,6 @@ pub async fn check_prerequisites(client: &Client, need_new_slot: bool) -> Result
         });
     }
     Ok(version_num)
-}
-
-const TABLE_COLUMNS: &str =
-    "SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text, \
-     EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition";
-
-/// Resolves `STARWAL_TABLES` to tables and checks that each can be keyed. Reports every problem.
-pub async fn resolve_tables(
-    client: &Client,
-    patterns: &[TablePattern],
-) -> Result<Vec<SourceTable>, SetupError> {
-    let by_name = client
-        .prepare(&format!(
-            "{TABLE_COLUMNS} AND n.nspname = $1 AND c.relname = $2"
-        ))
-        .await
-        .map_err(SetupError::query("looking up tables"))?;
-    let by_schema = client
-        .prepare(&format!(
-            "{TABLE_COLUMNS} AND n.nspname = $1 ORDER BY c.relname"
-        ))
-        .await
-        .map_err(SetupError::query("looking up tables"))?;
-    let mut tables: Vec<SourceTable> = Vec::new();
-    let mut problems = Vec::new();
-    for pattern in patterns {
-        let rows = match pattern {
-            TablePattern::Table { schema, name } => client.query(&by_name, &[schema, name]).await,
-            TablePattern::AllInSchema { schema } => client.query(&by_schema, &[schema]).await,
-        }
-        .map_err(SetupError::query("looking up tables"))?;
-        if rows.is_empty() {
-            problems.push(match pattern {
-                TablePattern::Table { .. } => TableProblem::Missing(pattern.to_string()),
-                TablePattern::AllInSchema { schema } => TableProblem::EmptySchema(schema.clone()),
-            });
-        }
-        for row in rows {
-            let replica_identity: String = row.get(3);
-            let table = SourceTable {
-                oid: Oid(row.get::<_, u32>(0)),
-                schema: row.get(1),
-                name: row.get(2),
-                replica_identity: replica_identity.chars().next().unwrap_or('d'),
-                has_primary_key: row.get(4),
-            };
-            if tables.iter().any(|t| t.oid == table.oid) {
-                continue;
-            }
-            match table.replica_identity {
-                'n' => problems.push(TableProblem::ReplicaIdentityNothing(table.display_name())),
-                'd' if !table.has_primary_key => {
-                    problems.push(TableProblem::NoKey(table.display_name()))
-                }
-                _ => {}
-            }
-            tables.push(table);
-        }
-    }
-    if problems.is_empty() {
-        Ok(tables)
-    } else {
-        Err(SetupError::Tables(problems))
-    }
 }
 
 /// What the publication lacks, found without changing anything.
@@ -427,50 +340,5 @@ pub async fn prepare_source(
         tables,
         publication_created,
         tables_added,
-    })
-}
-
-/// The columns of `table` with their types and key positions (the replica identity index when
-/// the table uses one — that is the key the stream's old-key tuples carry — else the primary
-/// key), in `attnum` order — the order pgoutput sends tuple values in. (`indkey` is
-/// an int2vector, whose subscripts start at 0, so `array_position` is already the key position.)
-pub async fn table_schema(
-    client: &Client,
-    table: &SourceTable,
-) -> Result<crate::schema::TableSchema, SetupError> {
-    use crate::schema::{ColumnSchema, TableSchema};
-    let rows = client
-        .query(
-            "SELECT a.attname::text, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), \
-                    NOT a.attnotnull, \
-                    (SELECT array_position(i.indkey::int2[], a.attnum)::int4 \
-                       FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
-                      WHERE i.indrelid = a.attrelid AND (i.indisprimary OR i.indisreplident) \
-                      ORDER BY (c.relreplident = 'i' AND i.indisreplident) DESC, \
-                               i.indisprimary DESC LIMIT 1) \
-               FROM pg_attribute a \
-              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
-              ORDER BY a.attnum",
-            &[&table.oid.0],
-        )
-        .await
-        .map_err(SetupError::query("reading table columns"))?;
-    let columns = rows
-        .iter()
-        .map(|row| ColumnSchema {
-            name: row.get(0),
-            type_oid: Oid(row.get::<_, u32>(1)),
-            type_modifier: row.get(2),
-            type_name: row.get(3),
-            nullable: row.get(4),
-            key_position: row
-                .get::<_, Option<i32>>(5)
-                .and_then(|p| u16::try_from(p).ok()),
-        })
-        .collect();
-    Ok(TableSchema {
-        schema: table.schema.clone(),
-        name: table.name.clone(),
-        columns,
     })
 }

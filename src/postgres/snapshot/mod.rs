@@ -19,7 +19,7 @@ pub mod store;
 
 use tokio_postgres::{Client, CopyOutStream};
 
-use crate::engine::setup::postgres::SourceTable;
+use crate::postgres::catalog::SourceTable;
 use crate::postgres::conninfo::ConnInfo;
 use crate::postgres::replication::{ReplicationConnection, ReplicationError, SlotSnapshot};
 use crate::postgres::sql::{quote_ident, quote_literal};
