@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use super::digits::write_zero_padded;
+
 /// Days from 1970-01-01 to 2000-01-01, the Postgres epoch.
 const PG_EPOCH_UNIX_DAYS: i64 = 10_957;
 const MICROS_PER_SECOND: i64 = 1_000_000;
@@ -208,16 +210,11 @@ impl CivilDate {
         if self.year < 0 {
             out.push(b'-');
         }
-        let year = self.year.unsigned_abs();
-        if year > 9999 {
-            write_decimal(out, u64::from(year));
-        } else {
-            write_padded(out, year, 4);
-        }
+        write_zero_padded(out, u64::from(self.year.unsigned_abs()), 4);
         out.push(b'-');
-        write_padded(out, u32::from(self.month), 2);
+        write_zero_padded(out, u64::from(self.month), 2);
         out.push(b'-');
-        write_padded(out, u32::from(self.day), 2);
+        write_zero_padded(out, u64::from(self.day), 2);
     }
 }
 
@@ -238,59 +235,42 @@ impl CivilDateTime {
     /// Appends `YYYY-MM-DDTHH:MM:SS[.ffffff]` (no zone designator; fraction trimmed like
     /// Postgres prints it).
     pub fn write_iso8601(self, out: &mut Vec<u8>) {
+        self.write_text(out, b'T', Fraction::Trimmed);
+    }
+
+    /// Appends `<date><separator>HH:MM:SS[.<fraction>]`, the date as in
+    /// [`CivilDate::write_iso8601`]; a whole second has no fraction. ISO 8601 separates with `T`,
+    /// SQL literals (StarRocks' DATETIME) with a space.
+    pub fn write_text(self, out: &mut Vec<u8>, separator: u8, fraction: Fraction) {
         self.date.write_iso8601(out);
-        out.push(b'T');
-        write_padded(out, u32::from(self.hour), 2);
+        out.push(separator);
+        write_zero_padded(out, u64::from(self.hour), 2);
         out.push(b':');
-        write_padded(out, u32::from(self.minute), 2);
+        write_zero_padded(out, u64::from(self.minute), 2);
         out.push(b':');
-        write_padded(out, u32::from(self.second), 2);
+        write_zero_padded(out, u64::from(self.second), 2);
         if self.microsecond != 0 {
             out.push(b'.');
-            let mut fraction = self.microsecond;
+            let mut digits = self.microsecond;
             let mut width = 6;
-            while fraction.is_multiple_of(10) {
-                fraction /= 10;
-                width -= 1;
+            if fraction == Fraction::Trimmed {
+                while digits.is_multiple_of(10) {
+                    digits /= 10;
+                    width -= 1;
+                }
             }
-            write_padded(out, fraction, width);
+            write_zero_padded(out, u64::from(digits), width);
         }
     }
 }
 
-/// Appends `value` with at least `width` digits, zero-padded.
-fn write_padded(out: &mut Vec<u8>, value: u32, width: usize) {
-    let mut digits = [b'0'; 10];
-    let mut remaining = value;
-    let mut start = digits.len();
-    while remaining > 0 || digits.len() - start < width {
-        start -= 1;
-        if let Some(slot) = digits.get_mut(start) {
-            *slot = b'0' + (remaining % 10) as u8;
-        }
-        remaining /= 10;
-        if start == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(start..).unwrap_or_default());
-}
-
-fn write_decimal(out: &mut Vec<u8>, value: u64) {
-    let mut digits = [0u8; 20];
-    let mut remaining = value;
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        if let Some(slot) = digits.get_mut(start) {
-            *slot = b'0' + (remaining % 10) as u8;
-        }
-        remaining /= 10;
-        if remaining == 0 || start == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(start..).unwrap_or_default());
+/// How [`CivilDateTime::write_text`] writes a fraction of a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fraction {
+    /// Trailing zeros dropped (`.5`), as Postgres prints it.
+    Trimmed,
+    /// Always six digits (`.500000`).
+    Micros,
 }
 
 /// A cursor over ASCII text; every read is checked.

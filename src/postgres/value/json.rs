@@ -10,6 +10,7 @@
 use std::io::Write as _;
 
 use super::array::{Array, ArrayElement};
+use super::digits::write_i64;
 use super::number::is_json_number;
 use super::text::TextChunks;
 use super::{Date, Float, Numeric, Timestamp, Value};
@@ -40,7 +41,7 @@ pub fn write_json(value: &Value<'_>, out: &mut Vec<u8>) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Int(integer) => write_integer(*integer, out),
+        Value::Int(integer) => write_i64(out, *integer),
         Value::Float(float) => write_float(float, out),
         Value::Numeric(numeric) => write_json_string(
             match numeric {
@@ -132,26 +133,6 @@ fn write_escaped(bytes: &[u8], out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(bytes.get(run_start..).unwrap_or_default());
-}
-
-fn write_integer(value: i64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut remaining = value.unsigned_abs();
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        if let Some(slot) = digits.get_mut(start) {
-            *slot = b'0' + (remaining % 10) as u8;
-        }
-        remaining /= 10;
-        if remaining == 0 || start == 0 {
-            break;
-        }
-    }
-    if value < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 fn write_float(float: &Float<'_>, out: &mut Vec<u8>) {
@@ -308,14 +289,5 @@ mod tests {
             String::from_utf8(out).unwrap(),
             serde_json::to_string(&sample).unwrap()
         );
-    }
-
-    #[test]
-    fn integers_at_the_edges() {
-        for value in [0, 1, -1, 9, 10, i64::MAX, i64::MIN] {
-            let mut out = Vec::new();
-            write_integer(value, &mut out);
-            assert_eq!(String::from_utf8(out).unwrap(), value.to_string());
-        }
     }
 }

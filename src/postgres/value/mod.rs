@@ -17,6 +17,7 @@
 
 mod array;
 mod datetime;
+mod digits;
 mod error;
 mod json;
 mod kind;
@@ -24,7 +25,8 @@ mod number;
 mod text;
 
 pub use array::{Array, ArrayElement, ArrayElements};
-pub use datetime::{CivilDate, CivilDateTime, Date, PgTimestamp, Timestamp};
+pub use datetime::{CivilDate, CivilDateTime, Date, Fraction, PgTimestamp, Timestamp};
+pub use digits::{write_i64, write_u64, write_zero_padded};
 pub use error::ValueError;
 pub use json::{write_json, write_json_array, write_json_string};
 pub use kind::{ScalarKind, ValueKind};
