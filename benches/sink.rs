@@ -1,6 +1,8 @@
 //! Sink benchmarks: encoding a 10-column row into a Stream Load JSON body (target ≥ 2 M rows/s
-//! per core), and loading 100k-row batches into `starrocks-sim` through the real sink (curl,
-//! 307, 100-continue). Run: `cargo bench --bench sink -- --warm-up-time 1 --measurement-time 5`.
+//! per core), the same row through `TableEncoder` (decoded, audit columns added) as a streamed
+//! change and as a copied row, and loading 100k-row batches into `starrocks-sim` through the real
+//! sink (curl, 307, 100-continue).
+//! Run: `cargo bench --bench sink -- --warm-up-time 1 --measurement-time 5`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -8,10 +10,14 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use starrocks_sim::catalog::{ColumnDef, ColumnType, TableSpec};
 use starrocks_sim::{Sim, SimOptions};
+use starwal::postgres::pgoutput::{TupleData, TupleValueRef};
 use starwal::postgres::value::{Value, ValueKind};
 use starwal::postgres::{Lsn, Oid};
+use starwal::schema::{ColumnSchema, TableSchema};
 use starwal::secret::Secret;
-use starwal::sink::starrocks::encoding::{BodyWriter, RowOp};
+use starwal::sink::starrocks::encoding::{
+    Audit, BodyWriter, ChangeRow, ColumnSet, RowOp, SourceOp, SyncedAt, TableEncoder,
+};
 use starwal::sink::starrocks::{
     Compression, DeleteMode, Label, StarRocksConfig, StarRocksSink, StreamLoadClient,
 };
@@ -76,6 +82,66 @@ fn encode(c: &mut Criterion) {
                     writer.field(key, &kind.decode(text).expect("valid sample"));
                 }
                 writer.end_row(RowOp::Upsert);
+            }
+            writer.finish(Compression::None).expect("in-memory")
+        })
+    });
+    group.finish();
+}
+
+/// The whole per-row path of the agent: a table's columns decoded from their text and written
+/// with the audit columns and `__op`, as a streamed change (a pgoutput tuple) and as a copied row.
+fn table_encoder(c: &mut Criterion) {
+    let schema = TableSchema {
+        schema: "public".into(),
+        name: "t".into(),
+        columns: ROW
+            .iter()
+            .enumerate()
+            .map(|(index, (oid, _, key))| ColumnSchema {
+                name: std::str::from_utf8(&key[1..key.len() - 2])
+                    .expect("ascii")
+                    .into(),
+                type_oid: Oid(*oid),
+                type_modifier: -1,
+                type_name: String::new(),
+                nullable: index != 0,
+                key_position: (index == 0).then_some(0),
+            })
+            .collect(),
+    };
+    let encoder = TableEncoder::new(&schema, DeleteMode::Hard);
+    let tuple = TupleData::from_values(
+        ROW.iter()
+            .map(|(_, text, _)| TupleValueRef::Text(text.as_bytes())),
+    );
+    let audit = Audit {
+        op: SourceOp::Update,
+        lsn: Lsn(0x16B_3748),
+        synced_at: SyncedAt::now(),
+    };
+    const ROWS: u64 = 10_000;
+    let mut group = c.benchmark_group("table_encoder_10_columns");
+    group.throughput(Throughput::Elements(ROWS));
+    let mut writer = BodyWriter::new();
+    let mut present = ColumnSet::default();
+    group.bench_function("streamed_change", |b| {
+        b.iter(|| {
+            for _ in 0..ROWS {
+                encoder
+                    .write_change(&mut writer, ChangeRow::New(&tuple), &audit, &mut present)
+                    .expect("valid sample");
+            }
+            writer.finish(Compression::None).expect("in-memory")
+        })
+    });
+    group.bench_function("copied_row", |b| {
+        b.iter(|| {
+            for _ in 0..ROWS {
+                let values = ROW.iter().map(|(_, text, _)| Some(text.as_bytes()));
+                encoder
+                    .write_snapshot_row(&mut writer, values, &audit, &mut present)
+                    .expect("valid sample");
             }
             writer.finish(Compression::None).expect("in-memory")
         })
@@ -168,5 +234,5 @@ fn load(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode, load);
+criterion_group!(benches, encode, table_encoder, load);
 criterion_main!(benches);

@@ -7,11 +7,10 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use crate::postgres::pgoutput::{Message, OldTuple, Relation, TupleData, TupleValueRef};
+use crate::postgres::pgoutput::{Message, OldTuple, Relation, TupleData};
 use crate::postgres::replication::session::ChangeConsumer;
-use crate::postgres::value::{
-    write_json, write_json_string, PgTimestamp, Value, ValueError, ValueKind,
-};
+use crate::postgres::row_codec::{ColumnCodec, Field, Image, RowCodec, RowError};
+use crate::postgres::value::{write_json, write_json_string, PgTimestamp, ValueError};
 use crate::postgres::{Lsn, Oid, Xid};
 
 /// Why tail could not print a change.
@@ -46,19 +45,11 @@ pub enum TailError {
     },
 }
 
-struct ColumnInfo {
-    name: String,
-    /// `"name":`, pre-rendered.
-    json_key: Vec<u8>,
-    kind: ValueKind,
-    is_key: bool,
-}
-
 struct RelationInfo {
     qualified_name: String,
     /// `"schema.name"`, pre-rendered.
     json_name: Vec<u8>,
-    columns: Vec<ColumnInfo>,
+    codec: RowCodec,
 }
 
 impl RelationInfo {
@@ -71,25 +62,53 @@ impl RelationInfo {
         let qualified_name = format!("{namespace}.{}", relation.name.as_str());
         let mut json_name = Vec::new();
         write_json_string(&qualified_name, &mut json_name);
-        let columns = relation
-            .columns
-            .iter()
-            .map(|column| {
-                let mut json_key = Vec::new();
-                write_json_string(column.name.as_str(), &mut json_key);
-                json_key.push(b':');
-                ColumnInfo {
-                    name: column.name.as_str().to_owned(),
-                    json_key,
-                    kind: ValueKind::from_type_oid(column.type_oid),
-                    is_key: column.is_key(),
-                }
-            })
-            .collect();
+        let codec = RowCodec::new(
+            relation
+                .columns
+                .iter()
+                .map(|column| {
+                    ColumnCodec::new(column.name.as_str(), column.type_oid, column.is_key())
+                })
+                .collect(),
+        );
         RelationInfo {
             qualified_name,
             json_name,
-            columns,
+            codec,
+        }
+    }
+}
+
+impl RelationInfo {
+    /// `err` with the table, column name and LSN a reader needs.
+    fn error(&self, lsn: Lsn, err: RowError) -> TailError {
+        let table = self.qualified_name.clone();
+        let column = |index: usize| {
+            self.codec
+                .column(index)
+                .map_or_else(String::new, |column| column.name().to_owned())
+        };
+        match err {
+            RowError::ColumnCount { expected, found } => TailError::ColumnCount {
+                lsn,
+                table,
+                expected,
+                found,
+            },
+            RowError::Binary { column: index } => TailError::BinaryValue {
+                lsn,
+                table,
+                column: column(index),
+            },
+            RowError::Value {
+                column: index,
+                source,
+            } => TailError::Value {
+                lsn,
+                table,
+                column: column(index),
+                source,
+            },
         }
     }
 }
@@ -98,13 +117,6 @@ struct TransactionInfo {
     commit_lsn: Lsn,
     xid: Xid,
     commit_time: PgTimestamp,
-}
-
-/// Which columns of a tuple to print.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Columns {
-    All,
-    KeyOnly,
 }
 
 /// Writes changes as JSON lines to `W`.
@@ -171,58 +183,30 @@ impl<W: Write> TailConsumer<W> {
         relation: &RelationInfo,
         field: &str,
         tuple: &TupleData,
-        columns: Columns,
+        image: Image,
     ) -> Result<(), TailError> {
-        if tuple.column_count() != relation.columns.len() {
-            return Err(TailError::ColumnCount {
-                lsn,
-                table: relation.qualified_name.clone(),
-                expected: relation.columns.len(),
-                found: tuple.column_count(),
-            });
-        }
         line.extend_from_slice(b",\"");
         line.extend_from_slice(field.as_bytes());
         line.extend_from_slice(b"\":{");
         let mut first = true;
-        for (index, (column, value)) in relation.columns.iter().zip(tuple.raw_values()).enumerate()
-        {
-            if columns == Columns::KeyOnly && !column.is_key {
-                continue;
-            }
-            let value = match value {
-                TupleValueRef::UnchangedToast => {
-                    unchanged.push(index);
-                    continue;
+        relation
+            .codec
+            .decode_row(tuple.raw_values(), image, |index, column, field| {
+                let value = match field {
+                    Field::Value(value) => value,
+                    Field::UnchangedToast => {
+                        unchanged.push(index);
+                        return;
+                    }
+                };
+                if !first {
+                    line.push(b',');
                 }
-                TupleValueRef::Null => Value::Null,
-                TupleValueRef::Text(text) => {
-                    column
-                        .kind
-                        .decode(text)
-                        .map_err(|source| TailError::Value {
-                            lsn,
-                            table: relation.qualified_name.clone(),
-                            column: column.name.clone(),
-                            source,
-                        })?
-                }
-                // We never ask for `binary`, so a binary value means a confused stream.
-                TupleValueRef::Binary(_) => {
-                    return Err(TailError::BinaryValue {
-                        lsn,
-                        table: relation.qualified_name.clone(),
-                        column: column.name.clone(),
-                    })
-                }
-            };
-            if !first {
-                line.push(b',');
-            }
-            first = false;
-            line.extend_from_slice(&column.json_key);
-            write_json(&value, line);
-        }
+                first = false;
+                line.extend_from_slice(column.json_key());
+                write_json(&value, line);
+            })
+            .map_err(|err| relation.error(lsn, err))?;
         line.push(b'}');
         Ok(())
     }
@@ -251,7 +235,7 @@ impl<W: Write> TailConsumer<W> {
                 relation,
                 "new",
                 new,
-                Columns::All,
+                Image::All,
             )?;
         }
         // Unchanged-TOAST markers only matter in the new image; the old one never has them.
@@ -264,7 +248,7 @@ impl<W: Write> TailConsumer<W> {
                 relation,
                 "key",
                 key,
-                Columns::KeyOnly,
+                Image::KeyOnly,
             )?,
             Some(OldTuple::Full(old)) => Self::write_row(
                 &mut self.line,
@@ -273,7 +257,7 @@ impl<W: Write> TailConsumer<W> {
                 relation,
                 "old",
                 old,
-                Columns::All,
+                Image::All,
             )?,
             None => {}
         }
@@ -283,8 +267,8 @@ impl<W: Write> TailConsumer<W> {
                 if i > 0 {
                     self.line.push(b',');
                 }
-                if let Some(column) = relation.columns.get(*index) {
-                    write_json_string(&column.name, &mut self.line);
+                if let Some(column) = relation.codec.column(*index) {
+                    write_json_string(column.name(), &mut self.line);
                 }
             }
             self.line.push(b']');

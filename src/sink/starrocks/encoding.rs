@@ -1,22 +1,32 @@
-//! Stream Load bodies: a JSON array of row objects (`strip_outer_array`), each with `__op`
-//! (0 upsert, 1 delete) so one load carries upserts and deletes in commit order.
+//! Stream Load bodies and the rows in them. [`BodyWriter`] builds one body: a JSON array of row
+//! objects (`strip_outer_array`), each ending in `__op` (0 upsert, 1 delete), so one load carries
+//! upserts and deletes in commit order; it keeps its buffer across bodies and compresses as
+//! configured. [`TableEncoder`] turns a change, or a row copied by a snapshot, into one such row:
+//! the source columns walked and decoded by the column codec `tail` shares
+//! (`postgres::row_codec`), then the audit columns ([`AUDIT_COLUMNS`]); a hard delete is the key
+//! with `__op` 1, a soft delete an upsert with `_starwal_deleted`, and a row without its
+//! unchanged-TOAST columns is a partial update of exactly the columns it carries (invariant 4).
+//! A value that does not decode is an [`EncodeError`] naming table, column and LSN, and the half
+//! row is rolled back (invariant 6: nothing dropped silently).
 //!
 //! Values follow the type mapping in README ("Type mapping"): what StarRocks can hold is written
 //! straight from the decoded [`Value`] (text slices, exact numeric digits, raw JSON), and the few
 //! lossy conventions live here and nowhere else — NaN/±Infinity become NULL, dates and
 //! timestamps outside StarRocks' 0000-01-01..9999-12-31 range are clamped to its ends,
-//! timestamptz is written as its UTC wall time. The writer reuses one buffer across batches.
+//! timestamptz is written as its UTC wall time. Does not own which changes a batch holds or how
+//! they collapse (`pipeline::batch`), nor the transport (`stream_load`).
 
 use std::io::Write as _;
 
 use bytes::Bytes;
 
 use super::config::{Compression, DeleteMode};
-use super::mapping::{AUDIT_DELETED, AUDIT_LSN, AUDIT_OP, AUDIT_SYNCED_AT};
+use super::mapping::AUDIT_COLUMNS;
 use crate::postgres::pgoutput::{TupleData, TupleValueRef};
+use crate::postgres::row_codec::{json_key, ColumnCodec, Field, Image, RowCodec, RowError};
 use crate::postgres::value::{
-    write_json, write_json_array, write_json_string, CivilDateTime, Date, Float, Numeric,
-    PgTimestamp, Timestamp, Value, ValueError, ValueKind,
+    write_json, write_json_array, write_u64, CivilDate, CivilDateTime, Date, Float, Fraction,
+    Numeric, PgTimestamp, Timestamp, Value, ValueError,
 };
 use crate::postgres::Lsn;
 use crate::schema::TableSchema;
@@ -49,9 +59,7 @@ pub fn write_value(value: &Value<'_>, out: &mut Vec<u8>) {
                     out.extend_from_slice(MAX_DATE.as_bytes())
                 }
                 Date::Civil(civil) if civil.year < 0 => out.extend_from_slice(MIN_DATE.as_bytes()),
-                Date::Civil(civil) => {
-                    let _ = write!(out, "{:04}-{:02}-{:02}", civil.year, civil.month, civil.day);
-                }
+                Date::Civil(civil) => civil.write_iso8601(out),
                 Date::Infinity => out.extend_from_slice(MAX_DATE.as_bytes()),
                 Date::NegInfinity | Date::BeforeCommonEra(_) => {
                     out.extend_from_slice(MIN_DATE.as_bytes())
@@ -82,51 +90,18 @@ pub fn write_value(value: &Value<'_>, out: &mut Vec<u8>) {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, StarRocks' DATETIME literal. Written digit by digit: every
-/// row carries at least one (`_starwal_synced_at`), and `fmt` machinery showed in profiles.
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, StarRocks' DATETIME literal, the year held to 0000..=9999 and
+/// the fraction to six digits whatever the caller passes (`SyncedAt` sizes its buffer on that).
 fn write_datetime(civil: &CivilDateTime, out: &mut Vec<u8>) {
-    let year = u32::try_from(civil.date.year).unwrap_or(0).min(9999);
-    push_digits(out, year, 4);
-    out.push(b'-');
-    push_digits(out, u32::from(civil.date.month), 2);
-    out.push(b'-');
-    push_digits(out, u32::from(civil.date.day), 2);
-    out.push(b' ');
-    push_digits(out, u32::from(civil.hour), 2);
-    out.push(b':');
-    push_digits(out, u32::from(civil.minute), 2);
-    out.push(b':');
-    push_digits(out, u32::from(civil.second), 2);
-    if civil.microsecond > 0 {
-        out.push(b'.');
-        push_digits(out, civil.microsecond.min(999_999), 6);
-    }
-}
-
-/// `value` in decimal, without `fmt` (one call per row).
-fn push_u64(out: &mut Vec<u8>, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
-}
-
-/// `value` in exactly `width` decimal digits (zero-padded; higher digits are cut, callers bound
-/// the value).
-fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    for slot in out[start..].iter_mut().rev() {
-        *slot = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
+    let held = CivilDateTime {
+        date: CivilDate {
+            year: civil.date.year.clamp(0, 9999),
+            ..civil.date
+        },
+        microsecond: civil.microsecond.min(999_999),
+        ..*civil
+    };
+    held.write_text(out, b' ', Fraction::Micros);
 }
 
 /// Builds one Stream Load body. Reuse it: [`BodyWriter::finish`] hands out the bytes and keeps
@@ -419,28 +394,15 @@ pub enum EncodeError {
     },
 }
 
-#[derive(Debug)]
-struct EncodedColumn {
-    name: String,
-    json_key: Vec<u8>,
-    kind: ValueKind,
-    is_key: bool,
-}
-
 /// Encodes one table's changes into Stream Load rows: source columns by name, the audit columns,
 /// and `__op`. Built once per table schema; names are pre-rendered as JSON keys.
 #[derive(Debug)]
 pub struct TableEncoder {
     table: String,
-    columns: Vec<EncodedColumn>,
+    codec: RowCodec,
+    /// The audit columns' JSON keys, in [`AUDIT_COLUMNS`] order.
+    audit_keys: [Vec<u8>; 4],
     delete_mode: DeleteMode,
-}
-
-fn json_key(name: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(name.len() + 3);
-    write_json_string(name, &mut key);
-    key.push(b':');
-    key
 }
 
 impl TableEncoder {
@@ -448,16 +410,14 @@ impl TableEncoder {
     pub fn new(schema: &TableSchema, delete_mode: DeleteMode) -> TableEncoder {
         TableEncoder {
             table: schema.to_string(),
-            columns: schema
-                .columns
-                .iter()
-                .map(|column| EncodedColumn {
-                    name: column.name.clone(),
-                    json_key: json_key(&column.name),
-                    kind: ValueKind::from_type_oid(column.type_oid),
-                    is_key: column.is_key(),
-                })
-                .collect(),
+            codec: RowCodec::new(
+                schema
+                    .columns
+                    .iter()
+                    .map(|column| ColumnCodec::new(&column.name, column.type_oid, column.is_key()))
+                    .collect(),
+            ),
+            audit_keys: AUDIT_COLUMNS.map(json_key),
             delete_mode,
         }
     }
@@ -480,20 +440,11 @@ impl TableEncoder {
             ChangeRow::DeletedKey(tuple) => (tuple, true, true),
             ChangeRow::DeletedRow(tuple) => (tuple, self.delete_mode == DeleteMode::Hard, true),
         };
-        if tuple.column_count() != self.columns.len() {
-            return Err(EncodeError::ColumnCount {
-                table: self.table.clone(),
-                lsn: audit.lsn,
-                expected: self.columns.len(),
-                found: tuple.column_count(),
-            });
-        }
-        present.reset(self.columns.len());
+        present.reset(self.codec.columns().len());
         let mark = writer.mark();
         writer.begin_row();
-        if let Err(err) =
-            self.write_values(writer, tuple.raw_values(), key_only, audit.lsn, present)
-        {
+        let image = if key_only { Image::KeyOnly } else { Image::All };
+        if let Err(err) = self.write_values(writer, tuple.raw_values(), image, audit.lsn, present) {
             // Leave the body as it was: a batch never carries half a row.
             writer.rollback(mark);
             return Err(err);
@@ -511,22 +462,14 @@ impl TableEncoder {
         audit: &Audit,
         present: &mut ColumnSet,
     ) -> Result<(), EncodeError> {
-        if values.len() != self.columns.len() {
-            return Err(EncodeError::ColumnCount {
-                table: self.table.clone(),
-                lsn: audit.lsn,
-                expected: self.columns.len(),
-                found: values.len(),
-            });
-        }
-        present.reset(self.columns.len());
+        present.reset(self.codec.columns().len());
         let mark = writer.mark();
         writer.begin_row();
         let values = values.map(|value| match value {
             Some(text) => TupleValueRef::Text(text),
             None => TupleValueRef::Null,
         });
-        if let Err(err) = self.write_values(writer, values, false, audit.lsn, present) {
+        if let Err(err) = self.write_values(writer, values, Image::All, audit.lsn, present) {
             writer.rollback(mark);
             return Err(err);
         }
@@ -538,13 +481,11 @@ impl TableEncoder {
     fn end_row(&self, writer: &mut BodyWriter, audit: &Audit, deleted: bool) {
         let hard_delete = deleted && self.delete_mode == DeleteMode::Hard;
         if !hard_delete {
-            writer.raw_field(b"\"_starwal_op\":", audit.op.json());
-            writer.raw_field(
-                b"\"_starwal_deleted\":",
-                if deleted { b"true" } else { b"false" },
-            );
-            writer.raw_field(b"\"_starwal_synced_at\":", audit.synced_at.json());
-            writer.field_with(b"\"_starwal_lsn\":", |out| push_u64(out, audit.lsn.0));
+            let [op, deleted_key, synced_at, lsn] = &self.audit_keys;
+            writer.raw_field(op, audit.op.json());
+            writer.raw_field(deleted_key, if deleted { b"true" } else { b"false" });
+            writer.raw_field(synced_at, audit.synced_at.json());
+            writer.field_with(lsn, |out| write_u64(out, audit.lsn.0));
         }
         writer.end_row(if hard_delete {
             RowOp::Delete
@@ -556,62 +497,73 @@ impl TableEncoder {
     fn write_values<'v>(
         &self,
         writer: &mut BodyWriter,
-        values: impl Iterator<Item = TupleValueRef<'v>>,
-        key_only: bool,
+        values: impl ExactSizeIterator<Item = TupleValueRef<'v>>,
+        image: Image,
         lsn: Lsn,
         present: &mut ColumnSet,
     ) -> Result<(), EncodeError> {
-        for (index, (column, value)) in self.columns.iter().zip(values).enumerate() {
-            if key_only && !column.is_key {
-                continue;
-            }
-            let value = match value {
-                TupleValueRef::UnchangedToast => continue,
-                TupleValueRef::Null => Value::Null,
-                TupleValueRef::Text(text) => {
-                    column
-                        .kind
-                        .decode(text)
-                        .map_err(|source| EncodeError::Value {
-                            table: self.table.clone(),
-                            column: column.name.clone(),
-                            lsn,
-                            source,
-                        })?
+        self.codec
+            .decode_row(values, image, |index, column, field| {
+                // An unchanged TOAST column is left out: the row becomes a partial update.
+                if let Field::Value(value) = field {
+                    present.insert(index);
+                    writer.field(column.json_key(), &value);
                 }
-                TupleValueRef::Binary(_) => {
-                    return Err(EncodeError::Binary {
-                        table: self.table.clone(),
-                        column: column.name.clone(),
-                        lsn,
-                    })
-                }
-            };
-            present.insert(index);
-            writer.field(&column.json_key, &value);
+            })
+            .map_err(|err| self.row_error(err, lsn))
+    }
+
+    /// `err` with the table, column name and LSN a reader needs.
+    fn row_error(&self, err: RowError, lsn: Lsn) -> EncodeError {
+        let column = |index: usize| {
+            self.codec
+                .column(index)
+                .map_or_else(String::new, |column| column.name().to_owned())
+        };
+        match err {
+            RowError::ColumnCount { expected, found } => EncodeError::ColumnCount {
+                table: self.table.clone(),
+                lsn,
+                expected,
+                found,
+            },
+            RowError::Binary { column: index } => EncodeError::Binary {
+                table: self.table.clone(),
+                column: column(index),
+                lsn,
+            },
+            RowError::Value {
+                column: index,
+                source,
+            } => EncodeError::Value {
+                table: self.table.clone(),
+                column: column(index),
+                lsn,
+                source,
+            },
         }
-        Ok(())
     }
 
     /// The group a change's row belongs to, without writing it: every column for a hard delete
     /// (StarRocks only reads its key, so it travels with the full rows), else the columns
     /// [`TableEncoder::write_change`] would write. Rows of one load share one set.
     pub fn load_columns(&self, row: ChangeRow<'_>, present: &mut ColumnSet) {
-        present.reset(self.columns.len());
+        let columns = self.codec.columns();
+        present.reset(columns.len());
         let (tuple, key_only) = match row {
             ChangeRow::New(tuple) => (tuple, false),
             ChangeRow::DeletedKey(_) | ChangeRow::DeletedRow(_)
                 if self.delete_mode == DeleteMode::Hard =>
             {
-                (0..self.columns.len()).for_each(|index| present.insert(index));
+                (0..columns.len()).for_each(|index| present.insert(index));
                 return;
             }
             ChangeRow::DeletedKey(tuple) => (tuple, true),
             ChangeRow::DeletedRow(tuple) => (tuple, false),
         };
-        for (index, (column, value)) in self.columns.iter().zip(tuple.raw_values()).enumerate() {
+        for (index, (column, value)) in columns.iter().zip(tuple.raw_values()).enumerate() {
             let skipped =
-                (key_only && !column.is_key) || matches!(value, TupleValueRef::UnchangedToast);
+                (key_only && !column.is_key()) || matches!(value, TupleValueRef::UnchangedToast);
             if !skipped {
                 present.insert(index);
             }
@@ -622,13 +574,14 @@ impl TableEncoder {
     /// audit columns and `__op`.
     pub fn partial_columns(&self, present: &ColumnSet) -> Vec<String> {
         let mut names: Vec<String> = self
-            .columns
+            .codec
+            .columns()
             .iter()
             .enumerate()
             .filter(|(index, _)| present.contains(*index))
-            .map(|(_, column)| column.name.clone())
+            .map(|(_, column)| column.name().to_owned())
             .collect();
-        names.extend([AUDIT_OP, AUDIT_DELETED, AUDIT_SYNCED_AT, AUDIT_LSN].map(String::from));
+        names.extend(AUDIT_COLUMNS.map(String::from));
         names.push("__op".into());
         names
     }
@@ -639,6 +592,7 @@ mod tests {
     use super::*;
     use crate::postgres::value::ValueKind;
     use crate::postgres::Oid;
+    use crate::sink::starrocks::mapping::{AUDIT_DELETED, AUDIT_LSN, AUDIT_OP, AUDIT_SYNCED_AT};
 
     fn encoded(type_oid: u32, text: &str) -> String {
         let value = ValueKind::from_type_oid(Oid(type_oid))
@@ -815,7 +769,7 @@ mod tests {
         assert_eq!(beyond.json(), format!("\"{MAX_DATETIME}\"").as_bytes());
         for value in [0, 7, 10, 23_803_720, u64::MAX] {
             let mut out = Vec::new();
-            push_u64(&mut out, value);
+            write_u64(&mut out, value);
             assert_eq!(out, value.to_string().as_bytes());
         }
     }

@@ -29,6 +29,8 @@ pub const AUDIT_DELETED: &str = "_starwal_deleted";
 pub const AUDIT_SYNCED_AT: &str = "_starwal_synced_at";
 /// Audit column: the commit LSN of the change, as a number.
 pub const AUDIT_LSN: &str = "_starwal_lsn";
+/// The audit columns, in the order a target table and every written row carry them.
+pub const AUDIT_COLUMNS: [&str; 4] = [AUDIT_OP, AUDIT_DELETED, AUDIT_SYNCED_AT, AUDIT_LSN];
 
 /// A StarRocks column type.
 #[derive(Debug, Clone, PartialEq, Eq)]
