@@ -1,15 +1,25 @@
-//! The command line: subcommands, `--help`, and turning errors into exit codes.
+//! The command line: subcommands, `--help`, and turning errors into exit codes; and the process
+//! around the work: the runtime, the signal handler (one for `run` and `tail`), the control plane
+//! of `run`, its shutdown timeout and the snapshot progress bar. Only this file (and `main.rs`)
+//! ends the process; the engine and `tail` return.
 //!
 //! Exit codes: 0 success, 1 a runtime failure, 2 a configuration or usage error (so scripts and
 //! Kubernetes can tell "fix your settings" from "something broke"). Errors are printed with their
 //! whole cause chain; none contains a password (invariant 10).
 
-use clap::{Parser, Subcommand};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::{self, Config};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::config::{self, Config, SnapshotMode};
 use crate::config_error::ConfigError;
 use crate::control::client::{self as control_client, ClientError, Lever};
+use crate::control::ControlServer;
 use crate::secret::Secret;
+use crate::state::{CopyState, EngineHandle, StopRequest, TableStatus};
 use crate::tail::{self, TailOptions};
 
 /// Exit code for configuration and usage errors.
@@ -173,13 +183,164 @@ fn run_engine() -> i32 {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(crate::engine::run(config)) {
+    match runtime.block_on(run_agent(config)) {
         Ok(()) => 0,
         Err(err) => {
             report(&err);
             EXIT_FAILURE
         }
     }
+}
+
+/// `starwal run`: the control plane, the signal handler and the engine, with the shutdown timeout
+/// applied from the first stop request. A drain that overruns it ends in an error (exit 1):
+/// nothing is confirmed that was not loaded, so the next start resumes from the checkpoint.
+async fn run_agent(config: Config) -> anyhow::Result<()> {
+    let handle = Arc::new(EngineHandle::new(&config));
+    // Bound first: a busy port is a startup error naming its variable, and health and status
+    // answer from the first second on (also while setup is retried).
+    let control = ControlServer::bind(&config.control, handle.clone()).await?;
+    let addrs = control.local_addrs();
+    tracing::info!(control = %addrs.grpc, metrics = ?addrs.metrics, "control plane listening");
+    let (control_stop, control_stopped) = tokio::sync::oneshot::channel::<()>();
+    let control_task = tokio::spawn(control.serve(async move {
+        let _ = control_stopped.await;
+    }));
+    let signals = tokio::spawn(drain_on_signals(Signals::listen(), handle.clone()));
+    let progress = (config.engine.snapshot.mode == SnapshotMode::Only
+        && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    .then(|| spawn_progress_bar(handle.clone()));
+    let timeout = config.engine.shutdown_timeout;
+    let mut stops = handle.stop_requests();
+    let engine = crate::engine::run(config, handle.clone());
+    tokio::pin!(engine);
+    let result = loop {
+        tokio::select! {
+            result = &mut engine => break result,
+            changed = stops.changed() => {
+                if changed.is_ok() && stops.borrow().is_some() {
+                    match tokio::time::timeout(timeout, &mut engine).await {
+                        Ok(result) => break result,
+                        Err(_) => break Err(anyhow::anyhow!(
+                            "the drain did not finish within STARWAL_SHUTDOWN_TIMEOUT_S={} s; exiting without confirming more (the next start resumes from the checkpoint)",
+                            timeout.as_secs()
+                        )),
+                    }
+                }
+            }
+        }
+    };
+    signals.abort();
+    if let Some(progress) = progress {
+        progress.abort();
+        if let Some(line) = progress_line(&handle.status().tables) {
+            eprintln!("\r\x1b[2K{line}");
+        }
+    }
+    let _ = control_stop.send(());
+    match control_task.await {
+        Ok(Err(err)) => tracing::warn!("control plane: {err}"),
+        Err(err) => tracing::warn!("control plane task: {err}"),
+        Ok(Ok(())) => {}
+    }
+    result.context("starwal run")
+}
+
+/// SIGINT and SIGTERM: the one signal handler, for `run` and `tail`.
+struct Signals {
+    /// `None` when SIGTERM cannot be listened for (then only SIGINT stops the process).
+    terminate: Option<Signal>,
+}
+
+impl Signals {
+    /// Starts listening (inside the runtime).
+    fn listen() -> Signals {
+        let terminate = match signal(SignalKind::terminate()) {
+            Ok(terminate) => Some(terminate),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops starwal");
+                None
+            }
+        };
+        Signals { terminate }
+    }
+
+    /// Completes at the next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        match &mut self.terminate {
+            Some(terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+}
+
+/// `run`: the first signal asks the engine to drain; a second exits at once (status 1).
+async fn drain_on_signals(mut signals: Signals, handle: Arc<EngineHandle>) {
+    signals.next().await;
+    tracing::info!("signal received: draining (send it again to exit at once)");
+    handle.request_stop(StopRequest::Drain);
+    signals.next().await;
+    // Nothing is confirmed that was not loaded, so exiting mid-drain loses nothing: the next
+    // start streams the rest again.
+    tracing::warn!("second signal: exiting without finishing the drain");
+    std::process::exit(EXIT_FAILURE);
+}
+
+/// One line of copy progress for a terminal (`None` before any copy is planned): tables done,
+/// rows copied of the estimate, rate and time left.
+fn progress_line(tables: &[TableStatus]) -> Option<String> {
+    let copies: Vec<_> = tables.iter().filter_map(|t| t.copy.as_ref()).collect();
+    if copies.is_empty() {
+        return None;
+    }
+    let done = copies.iter().filter(|c| c.state == CopyState::Done).count();
+    let rows: u64 = copies.iter().map(|c| c.rows_copied).sum();
+    let estimated: u64 = copies
+        .iter()
+        .map(|c| c.rows_estimated.max(c.rows_copied))
+        .sum();
+    let rate: f64 = copies.iter().map(|c| c.rows_per_second).sum();
+    let percent = if estimated == 0 {
+        100.0
+    } else {
+        rows as f64 * 100.0 / estimated as f64
+    };
+    let mut line = format!(
+        "copying: {done}/{} tables, {rows}/{estimated} rows ({percent:.0}%)",
+        copies.len()
+    );
+    if rate > 0.0 {
+        let left = estimated.saturating_sub(rows) as f64 / rate;
+        line.push_str(&format!(
+            ", {rate:.0} rows/s, ETA {}:{:02}",
+            (left / 60.0) as u64,
+            (left % 60.0) as u64
+        ));
+    }
+    Some(line)
+}
+
+/// Redraws [`progress_line`] on stderr twice a second (`STARWAL_SNAPSHOT=only` on a terminal).
+fn spawn_progress_bar(handle: Arc<EngineHandle>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use std::io::Write as _;
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            ticker.tick().await;
+            if let Some(line) = progress_line(&handle.status().tables) {
+                let mut stderr = std::io::stderr().lock();
+                let _ = write!(stderr, "\r\x1b[2K{line}");
+                let _ = stderr.flush();
+            }
+        }
+    })
 }
 
 fn run_check() -> i32 {
@@ -294,7 +455,15 @@ fn run_tail(args: TailArgs) -> i32 {
     let options = TailOptions {
         permanent_slot: args.slot,
     };
-    match runtime.block_on(tail::run(&config.postgres, options)) {
+    let tail = async {
+        let mut signals = Signals::listen();
+        let shutdown = async move {
+            signals.next().await;
+            tracing::info!("stopping");
+        };
+        tail::run(&config.postgres, options, shutdown).await
+    };
+    match runtime.block_on(tail) {
         Ok(()) => 0,
         Err(err) => {
             report(&err);
@@ -383,5 +552,32 @@ fn control_client_error(error: ClientError) -> i32 {
     } else {
         report(&error.into());
         EXIT_FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_line_sums_the_tables_being_copied() {
+        let config = Config::from_vars(vec![
+            ("STARWAL_PG_URL".into(), "postgres://u@localhost/db".into()),
+            ("STARWAL_TABLES".into(), "public.a,public.b".into()),
+        ])
+        .unwrap();
+        let handle = EngineHandle::new(&config);
+        handle.add_table("public.a", "a");
+        handle.add_table("public.b", "b");
+        assert_eq!(progress_line(&handle.status().tables), None);
+        handle.copy_planned("public.a", 1000, 4, 0, 0);
+        handle.copy_planned("public.b", 3000, 3, 1, 1000);
+        handle.copy_progressed("public.a", 1000, true);
+        handle.copy_done("public.a");
+        let line = progress_line(&handle.status().tables).unwrap();
+        assert!(
+            line.starts_with("copying: 1/2 tables, 2000/4000 rows (50%)"),
+            "{line}"
+        );
     }
 }

@@ -1,7 +1,8 @@
-//! The engine: what runs the product end to end — the lifecycle of `starwal run` ([`run`]), the
-//! setup steps shared by `run`, `check` and `tail` ([`setup`]: source and table checks,
-//! publication, slot), the snapshot copies ([`snapshot`]), [`check`] and [`teardown`]. The state
-//! it shares with the control plane is [`crate::state`].
+//! The engine: what runs the product end to end — the lifecycle of `starwal run` ([`run`], which
+//! returns when the engine stops and never ends the process: signals, the control plane and the
+//! shutdown timeout are the CLI's), the setup steps shared by `run`, `check` and `tail`
+//! ([`setup`]: prerequisites, publication, slot), the snapshot copies ([`snapshot`]), [`check`]
+//! and [`teardown`]. The state it shares with the control plane is [`crate::state`].
 
 pub mod check;
 pub mod run;

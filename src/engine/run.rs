@@ -8,14 +8,13 @@
 //! survived. `STARWAL_EXIT_ON_ERROR=true` exits non-zero instead.
 //!
 //! A drain (SIGTERM, SIGINT, the Drain RPC) stops reading the stream, flushes every batch, waits
-//! for the loads, stores and reports the confirmed LSN, ends the copy cleanly, and exits 0 —
-//! within `STARWAL_SHUTDOWN_TIMEOUT_S`, or the process exits 1 without confirming anything more.
+//! for the loads, stores and reports the confirmed LSN, ends the copy cleanly, and returns `Ok`.
+//! The CLI bounds it by `STARWAL_SHUTDOWN_TIMEOUT_S` and turns the result into the exit code.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::config::{Config, SnapshotMode};
@@ -97,8 +96,8 @@ impl From<PipelineError> for AttemptError {
 }
 
 /// Runs the engine until a drain or stop completes (Ok) or, with `STARWAL_EXIT_ON_ERROR`, the
-/// first error. `handle` is shared with the control plane.
-pub async fn run_with(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<()> {
+/// first error. `handle` is shared with the control plane. Returns; never ends the process.
+pub async fn run(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<()> {
     let mut stops = handle.stop_requests();
     let mut backoff = FIRST_BACKOFF;
     let mut permanent: Option<String> = None;
@@ -768,87 +767,6 @@ fn spawn_publication_watcher(
             }
         }
     }))
-}
-
-/// Turns SIGTERM/SIGINT into a drain request; a second signal exits at once (status 1).
-pub fn spawn_signal_handler(handle: Arc<EngineHandle>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-            tracing::warn!("cannot listen for SIGTERM");
-            return;
-        };
-        let mut first = true;
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-            if first {
-                tracing::info!("signal received: draining (send it again to exit at once)");
-                handle.request_stop(StopRequest::Drain);
-                first = false;
-            } else {
-                // Nothing is confirmed that was not loaded, so exiting mid-drain loses nothing:
-                // the next start streams the rest again.
-                tracing::warn!("second signal: exiting without finishing the drain");
-                std::process::exit(crate::cli::EXIT_FAILURE);
-            }
-        }
-    })
-}
-
-/// `starwal run` from the CLI: the control plane, the signal handler, and the engine, with the
-/// shutdown timeout applied from the first stop request.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let handle = Arc::new(EngineHandle::new(&config));
-    // Bound first: a busy port is a startup error naming its variable, and health and status
-    // answer from the first second on (also while setup is retried).
-    let control = crate::control::ControlServer::bind(&config.control, handle.clone()).await?;
-    let addrs = control.local_addrs();
-    tracing::info!(control = %addrs.grpc, metrics = ?addrs.metrics, "control plane listening");
-    let (control_stop, control_stopped) = tokio::sync::oneshot::channel::<()>();
-    let control_task = tokio::spawn(control.serve(async move {
-        let _ = control_stopped.await;
-    }));
-    let signals = spawn_signal_handler(handle.clone());
-    let progress = (config.engine.snapshot.mode == SnapshotMode::Only
-        && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-    .then(|| crate::engine::snapshot::spawn_progress_bar(handle.clone()));
-    let timeout = config.engine.shutdown_timeout;
-    let mut stops = handle.stop_requests();
-    let engine = run_with(config, handle.clone());
-    tokio::pin!(engine);
-    let result = loop {
-        tokio::select! {
-            result = &mut engine => break result,
-            changed = stops.changed() => {
-                if changed.is_ok() && stops.borrow().is_some() {
-                    match tokio::time::timeout(timeout, &mut engine).await {
-                        Ok(result) => break result,
-                        Err(_) => break Err(anyhow::anyhow!(
-                            "the drain did not finish within STARWAL_SHUTDOWN_TIMEOUT_S={} s; exiting without confirming more (the next start resumes from the checkpoint)",
-                            timeout.as_secs()
-                        )),
-                    }
-                }
-            }
-        }
-    };
-    signals.abort();
-    if let Some(progress) = progress {
-        progress.abort();
-        if let Some(line) = crate::engine::snapshot::progress_line(&handle.status().tables) {
-            eprintln!("\r\x1b[2K{line}");
-        }
-    }
-    let _ = control_stop.send(());
-    match control_task.await {
-        Ok(Err(err)) => tracing::warn!("control plane: {err}"),
-        Err(err) => tracing::warn!("control plane task: {err}"),
-        Ok(Ok(())) => {}
-    }
-    result.context("starwal run")
 }
 
 #[cfg(test)]

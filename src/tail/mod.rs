@@ -4,8 +4,8 @@
 //! from a temporary slot, which Postgres drops when the connection closes, so a look at the data
 //! leaves no slot behind. With `--slot NAME` it uses (or creates) a permanent slot and confirms
 //! each transaction once its lines are written and flushed to stdout — never before (invariant 1)
-//! — so the next run resumes after the last printed transaction. SIGINT/SIGTERM end the copy
-//! cleanly and exit 0.
+//! — so the next run resumes after the last printed transaction. The stop condition is given (the
+//! CLI's signal handler: SIGINT/SIGTERM end the copy cleanly and exit 0).
 
 mod json;
 
@@ -32,14 +32,18 @@ pub struct TailOptions {
     pub permanent_slot: Option<String>,
 }
 
-/// Runs `tail` until SIGINT/SIGTERM.
-pub async fn run(config: &PostgresConfig, options: TailOptions) -> anyhow::Result<()> {
+/// Runs `tail` on stdout until `shutdown` completes (the CLI passes SIGINT/SIGTERM).
+pub async fn run(
+    config: &PostgresConfig,
+    options: TailOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let stdout = io::stdout().lock();
     let consumer = TailConsumer::new(io::BufWriter::with_capacity(64 * 1024, stdout));
-    run_with(config, options, consumer, shutdown_signal()).await
+    run_with(config, options, consumer, shutdown).await
 }
 
-/// `tail` with its output and stop condition given; the CLI passes stdout and the signals.
+/// `tail` with its output and stop condition given.
 pub async fn run_with<W: Write>(
     config: &PostgresConfig,
     options: TailOptions,
@@ -99,22 +103,4 @@ pub async fn run_with<W: Write>(
         SessionEnd::Shutdown => Ok(()),
         SessionEnd::ServerEnded => anyhow::bail!("the server ended the replication stream"),
     }
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops tail");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("stopping");
 }
