@@ -1,12 +1,17 @@
-//! Deterministic Stream Load labels: `starwal_<slot>_<table>_<first lsn>_<last lsn>`.
+//! Deterministic Stream Load labels, all starting `starwal_<slot>_<table>`: a streamed batch's
+//! part is named by its change positions ([`Label::for_changes`]), a snapshot chunk's part by its
+//! copy run and chunk ([`Label::for_copy`]), and an LSN range alone by [`Label::for_batch`].
 //!
-//! A label is StarRocks' idempotency key (unique per database). Deriving it from the slot and the
-//! LSN range means the same batch always gets the same label — after a retry, a crash or a
-//! restart — so StarRocks answers `Label Already Exists` instead of applying a batch twice
-//! (invariant 5). Labels keep to `[A-Za-z0-9_]` (the portable subset of StarRocks' label syntax)
-//! and at most 128 characters; longer ones keep a readable prefix and end in a hash of the whole.
+//! A label is StarRocks' idempotency key (unique per database). Deriving a batch's label from the
+//! slot, the table and its first and last change position means the same batch always gets the
+//! same label — after a retry, a crash or a restart — so StarRocks answers `Label Already Exists`
+//! instead of applying it twice (invariant 5). Copy labels are unique per run on purpose (see
+//! [`Label::for_copy`]). Labels keep to `[A-Za-z0-9_]` (the portable subset of StarRocks' label
+//! syntax) with a hash of the raw names wherever sanitizing could merge two of them, and to at
+//! most 128 characters: longer ones keep a readable prefix and end in a hash of the whole.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use crate::postgres::{ChangePosition, Lsn};
 
@@ -18,15 +23,13 @@ pub const MAX_LABEL_LEN: usize = 128;
 pub struct Label(String);
 
 impl Label {
-    /// The label of the batch of target table `table` covering `first..=last` of slot `slot`.
-    /// Target names are unique within the StarRocks database, as labels must be.
+    /// The label of the batch of target table `table` covering `first..=last` of slot `slot`:
+    /// `starwal_<slot>_<table>_<first lsn>_<last lsn>`. Target names are unique within the
+    /// StarRocks database, as labels must be. The pipeline names its loads by change position
+    /// ([`Label::for_changes`]); this form serves callers that have only an LSN range (the
+    /// `check` probe, tests, benchmarks).
     pub fn for_batch(slot: &str, table: &str, first: Lsn, last: Lsn) -> Label {
-        let mut label = String::with_capacity(64);
-        label.push_str("starwal_");
-        let mut lossy = push_sanitized(&mut label, slot);
-        label.push('_');
-        lossy |= push_sanitized(&mut label, table);
-        use std::fmt::Write as _;
+        let (mut label, lossy) = prefix(slot, table);
         let _ = write!(label, "_{:016X}_{:016X}", first.0, last.0);
         Label::finish(label, lossy, slot, table)
     }
@@ -44,17 +47,11 @@ impl Label {
         last: ChangePosition,
         part: usize,
     ) -> Label {
-        let mut label = String::with_capacity(96);
-        label.push_str("starwal_");
-        push_sanitized(&mut label, slot);
-        label.push('_');
-        push_sanitized(&mut label, table);
-        use std::fmt::Write as _;
-        let names = fnv1a64(format!("{slot}\u{0}{table}").as_bytes());
+        let mut label = hashed_prefix(slot, table);
         let _ = write!(
             label,
-            "_{:08x}_{:016X}_{}_{:016X}_{}",
-            names as u32, first.commit.0, first.seq, last.commit.0, last.seq
+            "_{:016X}_{}_{:016X}_{}",
+            first.commit.0, first.seq, last.commit.0, last.seq
         );
         if part > 0 {
             let _ = write!(label, "_p{part}");
@@ -67,28 +64,20 @@ impl Label {
     /// (a chunk read again after a crash holds other rows, so it must not be taken for the
     /// earlier attempt's load); loading a chunk twice is harmless, as every row is a full image.
     pub fn for_copy(slot: &str, table: &str, run: u64, chunk: u32, part: u32) -> Label {
-        let mut label = String::with_capacity(96);
-        label.push_str("starwal_");
-        push_sanitized(&mut label, slot);
-        label.push('_');
-        push_sanitized(&mut label, table);
-        use std::fmt::Write as _;
-        let names = fnv1a64(format!("{slot}\u{0}{table}").as_bytes());
-        let _ = write!(label, "_{:08x}_c{run:x}_{chunk}_{part}", names as u32);
+        let mut label = hashed_prefix(slot, table);
+        let _ = write!(label, "_c{run:x}_{chunk}_{part}");
         Label::finish(label, false, slot, table)
     }
 
     fn finish(mut label: String, lossy: bool, slot: &str, table: &str) -> Label {
-        use std::fmt::Write as _;
         if lossy {
             // Sanitizing merged names (`order-items` and `order_items`): a hash of the raw names
             // keeps their labels apart, or one table's batch would be taken as the other's.
-            let raw = format!("{slot}\u{0}{table}");
-            let _ = write!(label, "_{:016x}", fnv1a64(raw.as_bytes()));
+            let _ = write!(label, "_{:016x}", names_hash(slot, table));
         }
         if label.len() > MAX_LABEL_LEN {
             // Keep the start readable; the hash of the whole keeps distinct batches distinct.
-            let hash = fnv1a64(label.as_bytes());
+            let hash = fnv1a64(&[label.as_bytes()]);
             label.truncate(MAX_LABEL_LEN - 17);
             let _ = write!(label, "_{hash:016x}");
         }
@@ -107,6 +96,30 @@ impl fmt::Display for Label {
     }
 }
 
+/// `starwal_<slot>_<table>`, sanitized, and whether sanitizing replaced anything: the start of
+/// every label.
+fn prefix(slot: &str, table: &str) -> (String, bool) {
+    let mut label = String::with_capacity(96);
+    label.push_str("starwal_");
+    let mut lossy = push_sanitized(&mut label, slot);
+    label.push('_');
+    lossy |= push_sanitized(&mut label, table);
+    (label, lossy)
+}
+
+/// [`prefix`] and `_<names hash>` (32 bits of [`names_hash`]), which tells apart every raw
+/// (slot, table) pair, whether sanitizing merged them or their text runs together.
+fn hashed_prefix(slot: &str, table: &str) -> String {
+    let (mut label, _) = prefix(slot, table);
+    let _ = write!(label, "_{:08x}", names_hash(slot, table) as u32);
+    label
+}
+
+/// The hash of the raw (slot, table) pair, NUL-separated.
+fn names_hash(slot: &str, table: &str) -> u64 {
+    fnv1a64(&[slot.as_bytes(), b"\0", table.as_bytes()])
+}
+
 /// Appends `text` with every character outside `[A-Za-z0-9_]` replaced by `_`; returns whether
 /// anything was replaced.
 fn push_sanitized(out: &mut String, text: &str) -> bool {
@@ -122,11 +135,12 @@ fn push_sanitized(out: &mut String, text: &str) -> bool {
     replaced
 }
 
-/// FNV-1a, 64 bit: stable across Rust versions and platforms, unlike `DefaultHasher`, so a label
-/// computed before an upgrade equals the one computed after it.
-fn fnv1a64(bytes: &[u8]) -> u64 {
+/// FNV-1a, 64 bit, over `parts` in order (as if concatenated): stable across Rust versions and
+/// platforms, unlike `DefaultHasher`, so a label computed before an upgrade equals the one
+/// computed after it.
+fn fnv1a64(parts: &[&[u8]]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
+    for byte in parts.iter().flat_map(|part| part.iter()) {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -203,8 +217,27 @@ mod tests {
     }
 
     #[test]
+    fn labels_keep_their_exact_form() {
+        // Labels must not change across versions: a batch re-formed after an upgrade has to be
+        // recognised by the label recorded before it.
+        let at = |commit, seq| ChangePosition {
+            commit: Lsn(commit),
+            seq,
+        };
+        assert_eq!(
+            Label::for_changes("sw", "order-items", at(0x10, 1), at(0x20, 7), 2).as_str(),
+            "starwal_sw_order_items_e0f8bac2_0000000000000010_1_0000000000000020_7_p2"
+        );
+        assert_eq!(
+            Label::for_copy("sw", "orders", 0x1f, 3, 0).as_str(),
+            "starwal_sw_orders_5198b874_c1f_3_0"
+        );
+    }
+
+    #[test]
     fn fnv_matches_the_reference_vectors() {
-        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a64(&[b""]), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(&[b"a"]), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a64(&[b"a", b"", b"bc"]), fnv1a64(&[b"abc"]));
     }
 }
