@@ -12,7 +12,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::{backend, frontend};
@@ -114,7 +114,7 @@ impl QueryResult {
 /// An open replication connection (`replication=database`), ready for commands.
 pub struct ReplicationConnection {
     socket: Socket,
-    read_buf: BytesMut,
+    frames: Frames,
     write_buf: BytesMut,
     /// `server_version_num` from the startup ParameterStatus, e.g. 150018.
     server_version_num: u32,
@@ -158,7 +158,7 @@ impl ReplicationConnection {
         let (socket, tls) = negotiate_tls(tcp, info, &target).await?;
         let mut conn = ReplicationConnection {
             socket,
-            read_buf: BytesMut::with_capacity(READ_CHUNK),
+            frames: Frames::default(),
             write_buf: BytesMut::with_capacity(1024),
             server_version_num: 0,
             target,
@@ -454,13 +454,22 @@ impl ReplicationConnection {
     /// Reads one backend message. Cancel-safe: a partially received frame stays buffered.
     pub(crate) async fn read_message(&mut self) -> Result<BackendMessage, ReplicationError> {
         loop {
-            if let Some(message) = self.try_frame()? {
+            if let Some(message) = self.frames.next_frame()? {
                 return Ok(message);
             }
-            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
-                self.read_buf.reserve(READ_CHUNK);
-            }
-            let read = self.socket.read_buf(&mut self.read_buf).await;
+            // A large frame is read straight into its own allocation, never past its end.
+            let read = match self.frames.large.as_mut() {
+                Some(large) => {
+                    let rest = large.total - large.frame.len();
+                    self.socket
+                        .read_buf(&mut (&mut large.frame).limit(rest))
+                        .await
+                }
+                None => {
+                    self.frames.make_room();
+                    self.socket.read_buf(&mut self.frames.buf).await
+                }
+            };
             match read {
                 Ok(0) => {
                     return Err(ReplicationError::ConnectionLost {
@@ -482,8 +491,71 @@ impl ReplicationConnection {
         }
     }
 
-    fn try_frame(&mut self) -> Result<Option<BackendMessage>, ReplicationError> {
-        let Some(header) = self.read_buf.get(..5) else {
+    /// Sends Terminate and closes the socket.
+    pub async fn close(mut self) {
+        frontend::terminate(&mut self.write_buf);
+        let _ = self.flush().await;
+        let _ = self.socket.shutdown().await;
+    }
+}
+
+/// Message framing over the bytes read from the socket.
+///
+/// Every CopyData payload handed out is an allocation of its own, exactly its size: the stream's
+/// consumers keep changes for a while (until their load commits), and a payload sliced out of the
+/// shared read buffer would keep that whole 64 KiB buffer alive for a 100-byte change, memory the
+/// buffer accounting cannot see (invariant 8). Small frames are copied out of the read buffer,
+/// which is then reused; frames larger than [`READ_CHUNK`] are read straight into an allocation
+/// of their own, so the read buffer never grows to the largest message received.
+#[derive(Debug)]
+struct Frames {
+    buf: BytesMut,
+    /// A large frame (header included) being received.
+    large: Option<LargeFrame>,
+}
+
+#[derive(Debug)]
+struct LargeFrame {
+    frame: Vec<u8>,
+    /// Bytes of the whole frame: tag, length and body.
+    total: usize,
+}
+
+impl Default for Frames {
+    fn default() -> Frames {
+        Frames {
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            large: None,
+        }
+    }
+}
+
+impl Frames {
+    /// Room for the next socket read. The buffer is never shared (frames are copied out), so
+    /// `reserve` moves the unread tail to the front instead of allocating while it can.
+    fn make_room(&mut self) {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+    }
+
+    /// The next whole frame, if received.
+    fn next_frame(&mut self) -> Result<Option<BackendMessage>, ReplicationError> {
+        if let Some(large) = &mut self.large {
+            let take = (large.total - large.frame.len()).min(self.buf.len());
+            large.frame.extend_from_slice(&self.buf[..take]);
+            self.buf.advance(take);
+            if large.frame.len() < large.total {
+                return Ok(None);
+            }
+            let frame = self
+                .large
+                .take()
+                .map(|large| large.frame)
+                .unwrap_or_default();
+            return Self::decode(frame[0], Bytes::from(frame));
+        }
+        let Some(header) = self.buf.get(..5) else {
             return Ok(None);
         };
         let tag = header[0];
@@ -494,18 +566,29 @@ impl ReplicationConnection {
             .ok_or_else(|| {
                 ReplicationError::Protocol(format!("invalid message length {len} for tag {tag}"))
             })?;
-        if self.read_buf.len() < len + 1 {
-            self.read_buf.reserve(len + 1 - self.read_buf.len());
+        let total = len + 1;
+        if total > READ_CHUNK {
+            self.large = Some(LargeFrame {
+                frame: Vec::with_capacity(total),
+                total,
+            });
+            return self.next_frame();
+        }
+        if self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
             return Ok(None);
         }
-        let mut frame = self.read_buf.split_to(len + 1);
+        let frame = Bytes::copy_from_slice(&self.buf[..total]);
+        self.buf.advance(total);
+        Self::decode(tag, frame)
+    }
+
+    /// A whole frame (tag, length, body) as a message.
+    fn decode(tag: u8, frame: Bytes) -> Result<Option<BackendMessage>, ReplicationError> {
         match tag {
-            b'd' => {
-                frame.advance(5);
-                Ok(Some(BackendMessage::CopyData(frame.freeze())))
-            }
+            b'd' => Ok(Some(BackendMessage::CopyData(frame.slice(5..)))),
             b'W' => Ok(Some(BackendMessage::CopyBothResponse)),
-            _ => match backend::Message::parse(&mut frame).map_err(|e| {
+            _ => match backend::Message::parse(&mut BytesMut::from(&frame[..])).map_err(|e| {
                 ReplicationError::Protocol(format!("malformed message with tag {tag}: {e}"))
             })? {
                 Some(message) => Ok(Some(BackendMessage::Other(message))),
@@ -514,13 +597,6 @@ impl ReplicationConnection {
                 ))),
             },
         }
-    }
-
-    /// Sends Terminate and closes the socket.
-    pub async fn close(mut self) {
-        frontend::terminate(&mut self.write_buf);
-        let _ = self.flush().await;
-        let _ = self.socket.shutdown().await;
     }
 }
 
@@ -605,5 +681,84 @@ mod tests {
         assert_eq!(parse_server_version("17beta1"), 170000);
         assert_eq!(parse_server_version("14.23"), 140023);
         assert_eq!(parse_server_version(""), 0);
+    }
+
+    fn copy_data(payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![b'd'];
+        frame.extend_from_slice(&(payload.len() as i32 + 4).to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// Feeds `input` to `frames` in socket reads of at most `step` bytes, as `read_message`
+    /// does, and collects the CopyData payloads; also returns the largest read buffer seen.
+    fn frame_all(input: &[u8], step: usize) -> (Vec<Bytes>, usize) {
+        let mut frames = Frames::default();
+        let mut out = Vec::new();
+        let mut rest = input;
+        let mut largest = frames.buf.capacity();
+        loop {
+            while let Some(message) = frames.next_frame().unwrap() {
+                match message {
+                    BackendMessage::CopyData(data) => out.push(data),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            if rest.is_empty() {
+                return (out, largest);
+            }
+            let n = match frames.large.as_mut() {
+                Some(large) => {
+                    let n = step.min(rest.len()).min(large.total - large.frame.len());
+                    large.frame.extend_from_slice(&rest[..n]);
+                    n
+                }
+                None => {
+                    frames.make_room();
+                    let room = frames.buf.capacity() - frames.buf.len();
+                    let n = step.min(rest.len()).min(room);
+                    frames.buf.extend_from_slice(&rest[..n]);
+                    n
+                }
+            };
+            largest = largest.max(frames.buf.capacity());
+            rest = &rest[n..];
+        }
+    }
+
+    #[test]
+    fn copy_data_payloads_are_their_own_allocations_and_the_read_buffer_stays_small() {
+        let payloads: Vec<Vec<u8>> = (0..2_000usize)
+            .map(|n| {
+                // Mostly small changes, now and then one far larger than the read buffer.
+                let len = if n % 500 == 7 { 300_000 + n } else { n % 300 };
+                (0..len).map(|i| (i * 31 + n) as u8).collect()
+            })
+            .collect();
+        let input: Vec<u8> = payloads.iter().flat_map(|p| copy_data(p)).collect();
+        for step in [1, 7, 4096, READ_CHUNK, 1 << 20] {
+            let (got, largest) = frame_all(&input, step);
+            assert_eq!(got.len(), payloads.len(), "step {step}");
+            for (got, want) in got.iter().zip(&payloads) {
+                assert_eq!(&got[..], &want[..], "step {step}");
+            }
+            // The 300 KB frames never went through the read buffer.
+            assert!(
+                largest <= 2 * READ_CHUNK + 5,
+                "step {step}: buffer grew to {largest}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_invalid_length_is_an_error_not_an_allocation() {
+        let mut frames = Frames::default();
+        frames
+            .buf
+            .extend_from_slice(&[b'd', 0x7f, 0xff, 0xff, 0xff]);
+        assert!(frames.next_frame().is_err());
+        let mut frames = Frames::default();
+        frames.buf.extend_from_slice(&[b'd', 0, 0, 0, 3]);
+        assert!(frames.next_frame().is_err());
     }
 }
