@@ -2,7 +2,7 @@
 //! binary between a throwaway Postgres cluster (the e2e harness) and an in-process
 //! `starrocks-sim`, compared with what Postgres itself can do (`pg_recvlogical`, raw `COPY`).
 //!
-//! `suite [all|backlog|sustained|idle|snapshot]` runs the scenarios (see `bench/README.md` for
+//! `suite [all|backlog|sustained|idle|snapshot|memory]` runs the scenarios (see `bench/README.md` for
 //! what each measures), each with its own cluster and sim, and writes
 //! `bench/results/<date>-<scenario>.json` and `.md` for every one, printing the markdown.
 //! Sizes come from `BENCH_*` variables ([`settings`]). It measures and asserts nothing: a
@@ -26,6 +26,8 @@ mod cluster;
 mod idle;
 #[path = "../bench/suite/machine.rs"]
 mod machine;
+#[path = "../bench/suite/memory.rs"]
+mod memory;
 #[path = "../bench/suite/recvlogical.rs"]
 mod recvlogical;
 #[path = "../bench/suite/report.rs"]
@@ -57,7 +59,7 @@ fn main() -> ExitCode {
             Some(scenario) => vec![scenario],
             None => {
                 eprintln!(
-                    "unknown scenario `{name}`: expected all, backlog, sustained, idle or snapshot"
+                    "unknown scenario `{name}`: expected all, backlog, sustained, idle, snapshot or memory"
                 );
                 return ExitCode::from(2);
             }
@@ -127,6 +129,7 @@ fn run_scenario(scenario: Scenario, settings: &Settings) -> Report {
                 Scenario::Sustained => sustained::run(settings, &mut report).await,
                 Scenario::Idle => idle::run(settings, &mut report).await,
                 Scenario::Snapshot => snapshot::run(settings, &mut report).await,
+                Scenario::Memory => memory::run(settings, &mut report).await,
             }
         })
     }));

@@ -24,15 +24,18 @@ pub enum Scenario {
     Idle,
     /// The initial copy (`STARWAL_SNAPSHOT=only`) vs raw `COPY ... TO STDOUT`.
     Snapshot,
+    /// Peak RSS against `STARWAL_MAX_BUFFER_BYTES` per workload shape (invariant 8).
+    Memory,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Backlog,
         Scenario::Sustained,
         Scenario::Idle,
         Scenario::Snapshot,
+        Scenario::Memory,
     ];
 
     pub fn parse(name: &str) -> Option<Scenario> {
@@ -45,6 +48,7 @@ impl Scenario {
             Scenario::Sustained => "sustained",
             Scenario::Idle => "idle",
             Scenario::Snapshot => "snapshot",
+            Scenario::Memory => "memory",
         }
     }
 }
@@ -78,6 +82,62 @@ impl Workload {
             Workload::OneTxn => "onetxn",
         }
     }
+}
+
+/// A workload shape of the memory scenario (`BENCH_MEMORY_SHAPES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryShape {
+    /// Many one-row transactions.
+    Tiny,
+    /// One huge transaction.
+    Huge,
+    /// A sink outage under load, then the catch-up.
+    Outage,
+    /// Rows with a 1 MiB TOASTed value.
+    Wide,
+    /// Many tables at once.
+    Tables,
+}
+
+impl MemoryShape {
+    pub const ALL: [MemoryShape; 5] = [
+        MemoryShape::Tiny,
+        MemoryShape::Huge,
+        MemoryShape::Outage,
+        MemoryShape::Wide,
+        MemoryShape::Tables,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryShape::Tiny => "tiny",
+            MemoryShape::Huge => "huge",
+            MemoryShape::Outage => "outage",
+            MemoryShape::Wide => "wide",
+            MemoryShape::Tables => "tables",
+        }
+    }
+}
+
+/// The sizes of the memory scenario.
+#[derive(Debug, Clone)]
+pub struct MemorySettings {
+    /// `BENCH_MEMORY_SHAPES` (`tiny,huge,outage,wide,tables`).
+    pub shapes: Vec<MemoryShape>,
+    /// `BENCH_MEMORY_TXNS` (300 000): one-row transactions of `tiny`.
+    pub txns: u64,
+    /// `BENCH_MEMORY_ROWS` (1 000 000): rows of the `huge` transaction.
+    pub rows: u64,
+    /// `BENCH_MEMORY_OUTAGE_S` (60): how long StarRocks is down in `outage`.
+    pub outage: Duration,
+    /// `BENCH_MEMORY_RATE` (2 000): one-row transactions per second during the outage.
+    pub rate: u64,
+    /// `BENCH_MEMORY_WIDE_ROWS` (300): 1 MiB rows of `wide`.
+    pub wide_rows: u64,
+    /// `BENCH_MEMORY_TABLES` (50): tables of `tables`.
+    pub tables: u64,
+    /// `BENCH_MEMORY_TABLE_ROWS` (20 000): transactions of `tables`, each a row in every table.
+    pub table_rows: u64,
 }
 
 /// A sustained-scenario rate (`BENCH_RATES`).
@@ -154,6 +214,8 @@ pub struct Settings {
     pub agent_vars: Vec<(String, String)>,
     /// `STARWAL_MAX_BUFFER_BYTES` as the agents run with it (the agent's default when unset).
     pub max_buffer_bytes: u64,
+    /// The memory scenario's sizes.
+    pub memory: MemorySettings,
 }
 
 impl Settings {
@@ -219,6 +281,35 @@ impl Settings {
                 .context("STARWAL_MAX_BUFFER_BYTES: expected a number of bytes")?,
             None => starwal::config::DEFAULT_MAX_BUFFER_BYTES,
         };
+        let memory_shapes = match non_empty("BENCH_MEMORY_SHAPES") {
+            None => MemoryShape::ALL.to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    MemoryShape::ALL
+                        .into_iter()
+                        .find(|k| k.name() == s)
+                        .with_context(|| {
+                            format!(
+                                "BENCH_MEMORY_SHAPES: unknown shape `{s}` \
+                                 (expected tiny, huge, outage, wide, tables)"
+                            )
+                        })
+                })
+                .collect::<Result<_>>()?,
+        };
+        let memory = MemorySettings {
+            shapes: memory_shapes,
+            txns: var("BENCH_MEMORY_TXNS", 300_000u64)?.max(1),
+            rows: var("BENCH_MEMORY_ROWS", 1_000_000u64)?.max(1),
+            outage: Duration::from_secs(var("BENCH_MEMORY_OUTAGE_S", 60u64)?),
+            rate: var("BENCH_MEMORY_RATE", 2_000u64)?.max(10),
+            wide_rows: var("BENCH_MEMORY_WIDE_ROWS", 300u64)?.max(1),
+            tables: var("BENCH_MEMORY_TABLES", 50u64)?.max(1),
+            table_rows: var("BENCH_MEMORY_TABLE_ROWS", 20_000u64)?.max(1),
+        };
         let results_dir = match non_empty("BENCH_RESULTS_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/results"),
@@ -242,6 +333,7 @@ impl Settings {
             }),
             agent_vars,
             max_buffer_bytes,
+            memory,
         })
     }
 
@@ -264,6 +356,16 @@ impl Settings {
                 .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
                 .collect::<serde_json::Map<_, _>>(),
             "max_buffer_bytes": self.max_buffer_bytes,
+            "memory": {
+                "shapes": self.memory.shapes.iter().map(|s| s.name()).collect::<Vec<_>>(),
+                "txns": self.memory.txns,
+                "rows": self.memory.rows,
+                "outage_s": self.memory.outage.as_secs(),
+                "rate": self.memory.rate,
+                "wide_rows": self.memory.wide_rows,
+                "tables": self.memory.tables,
+                "table_rows": self.memory.table_rows,
+            },
         })
     }
 }
