@@ -1,0 +1,289 @@
+//! How `starwal run` sends its loads, proved from the sim's side (a client's own account of
+//! itself would prove nothing): at most one load in flight per table while batches queue up
+//! behind slow loads (invariant 4); a transaction larger than `STARWAL_MAX_BUFFER_BYTES`, which
+//! goes out in parts, is confirmed (slot and stored checkpoint) only once its last part committed
+//! (invariants 1 and 8); every load asks for `max_filter_ratio: 0` (invariant 6 — StarRocks'
+//! default is also 0, so only the request itself shows the header is sent).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use starrocks_sim::{FaultKind, LoadFault, ServerFaults, ServerRole, Sim, TableCounters};
+use starwal::postgres::Lsn;
+
+use crate::harness::agent::{
+    diff, slot_confirmed_flush, source_rows, start_sim, target_rows, wait_for_rows,
+    wal_insert_position, AgentSpec, TARGET_DB,
+};
+use crate::harness::{Cluster, ClusterOptions};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The checkpoint row's confirmed LSN (`None` before the first store).
+async fn stored_checkpoint(client: &tokio_postgres::Client, slot: &str) -> Option<Lsn> {
+    client
+        .query_opt(
+            "SELECT confirmed_lsn::text FROM starwal.checkpoints WHERE slot = $1",
+            &[&slot],
+        )
+        .await
+        .ok()
+        .flatten()
+        .and_then(|row| row.get::<_, String>(0).parse().ok())
+}
+
+/// Every load that began asked for `max_filter_ratio: 0`, and there was at least one.
+fn assert_max_filter_ratio_0(table: &str, counters: &TableCounters) {
+    let began: u64 = counters.label_attempts.values().sum();
+    assert!(began > 0, "{table}: no load began");
+    assert_eq!(
+        counters.max_filter_ratio_headers,
+        BTreeMap::from([("0".to_string(), began)]),
+        "{table}: every load must send `max_filter_ratio: 0`"
+    );
+}
+
+/// Batches of 20 changes are sealed faster than the sim answers (each load's answer is held
+/// 150 ms after it committed), so each table's loads queue up behind one another; the BE never
+/// handles two loads of one table at the same time, while the two tables load side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv4_one_load_in_flight_per_table_while_batches_queue_up() {
+    let db = Cluster::shared()
+        .create_database("engine_loads_inflight")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY, v text);
+             CREATE TABLE b (id int PRIMARY KEY, v text);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b").var("STARWAL_FLUSH_ROWS", "20");
+    let agent = spec.start_streaming().await;
+    for table in ["a", "b"] {
+        sim.faults().inject(
+            LoadFault::new(FaultKind::CommitThenStall { stall_ms: 150 })
+                .times(1_000)
+                .on_table(TARGET_DB, table),
+        );
+    }
+    for round in 0..30 {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO a SELECT g, 'a' || g FROM generate_series({lo}, {hi}) g;
+                 INSERT INTO b SELECT g, 'b' || g FROM generate_series({lo}, {hi}) g;
+                 UPDATE a SET v = 'again' WHERE id = {lo};",
+                lo = round * 20,
+                hi = round * 20 + 19
+            ))
+            .await
+            .unwrap();
+    }
+    for table in ["a", "b"] {
+        let source = source_rows(&client, &format!("SELECT id::text, v FROM {table}")).await;
+        let got = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, table, &["id", "v"])).await;
+        assert!(
+            got == source,
+            "{table}: {}\n{}",
+            diff(&source, &got),
+            agent.log()
+        );
+        let counters = sim.counters(TARGET_DB, table);
+        assert!(
+            counters.loads_committed >= 10,
+            "{table}: only {} loads: the batches never queued up\n{}",
+            counters.loads_committed,
+            agent.log()
+        );
+        assert_eq!(
+            counters.max_loads_in_progress, 1,
+            "{table}: the BE handled {} loads of the table at once",
+            counters.max_loads_in_progress
+        );
+        assert_max_filter_ratio_0(table, &counters);
+    }
+    sim.faults().clear();
+    agent.stop_cleanly();
+}
+
+/// One transaction of ~8 MB against a 512 KiB buffer goes out in many parts, each load slowed by
+/// the BE. Until the last part committed, neither the slot's `confirmed_flush_lsn` nor the stored
+/// checkpoint passes the commit before it; then the stored checkpoint reaches its commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv1_a_transaction_larger_than_the_buffer_is_confirmed_only_at_its_commit() {
+    // A cluster of its own: no other database's WAL blurs the positions compared below.
+    let cluster = Cluster::start(ClusterOptions::default());
+    let db = cluster.create_database("engine_loads_big_txn").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, payload text)")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    const CAP: u64 = 512 * 1024;
+    const ROWS: u64 = 16_000;
+    let spec =
+        AgentSpec::new(&db, &sim, "public.t").var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string());
+    let agent = spec.start_streaming().await;
+    let (pg, slot, target) = (&client, spec.slot(), &sim);
+
+    // The commit before: loaded, confirmed and stored.
+    client
+        .batch_execute("INSERT INTO t VALUES (0, 'before')")
+        .await
+        .unwrap();
+    let before_big = wal_insert_position(&client).await;
+    let settled = wait_until_async(TIMEOUT, || async move {
+        stored_checkpoint(pg, slot).await.is_some()
+            && slot_confirmed_flush(pg, slot).await > Lsn::ZERO
+            && target_rows(target, "t", &["id"]).len() == 1
+    })
+    .await;
+    assert!(settled, "the first row never settled\n{}", agent.log());
+    let loads_before = sim.counters(TARGET_DB, "t").label_attempts.len();
+
+    // Each load is answered 300 ms late, so the parts take seconds to go out.
+    sim.faults().set_server(
+        ServerRole::Be,
+        ServerFaults {
+            delay_ms: 300,
+            ..ServerFaults::default()
+        },
+    );
+    client
+        .batch_execute(&format!(
+            "INSERT INTO t SELECT g, repeat(md5(g::text), 16) FROM generate_series(1, {ROWS}) g"
+        ))
+        .await
+        .unwrap();
+    let after_big = wal_insert_position(&client).await;
+
+    let deadline = Instant::now() + TIMEOUT;
+    let mut samples_mid_transaction = 0;
+    loop {
+        // Read the positions first: if the rows are all in afterwards, the positions were read
+        // while parts could still be loading, and must not have passed the earlier commit then.
+        let confirmed = slot_confirmed_flush(pg, slot).await;
+        let stored = stored_checkpoint(pg, slot).await;
+        let parts_begun = sim.counters(TARGET_DB, "t").label_attempts.len() - loads_before;
+        let loaded = target_rows(&sim, "t", &["id"]).len() as u64;
+        if loaded == ROWS + 1 {
+            break;
+        }
+        if parts_begun > 0 {
+            samples_mid_transaction += 1;
+        }
+        assert!(
+            confirmed <= before_big,
+            "the slot confirmed {confirmed} with {loaded} of {} rows loaded: past the previous commit ({before_big})\n{}",
+            ROWS + 1,
+            agent.log()
+        );
+        assert!(
+            stored.is_some_and(|stored| stored <= before_big),
+            "the stored checkpoint is {stored:?} with {loaded} of {} rows loaded: past the previous commit ({before_big})\n{}",
+            ROWS + 1,
+            agent.log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the transaction never landed ({loaded} rows)\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.faults()
+        .set_server(ServerRole::Be, ServerFaults::default());
+    let parts = sim.counters(TARGET_DB, "t").loads_committed - 1;
+    assert!(
+        parts >= 4,
+        "the transaction went out in {parts} load(s): the buffer cap did not split it\n{}",
+        agent.log()
+    );
+    assert!(
+        samples_mid_transaction >= 3,
+        "only {samples_mid_transaction} samples were taken while the parts loaded"
+    );
+
+    // Landed: the stored checkpoint reaches the big transaction's commit.
+    let reached = wait_until_async(TIMEOUT, || async move {
+        stored_checkpoint(pg, slot)
+            .await
+            .is_some_and(|stored| stored > before_big)
+    })
+    .await;
+    assert!(
+        reached,
+        "the checkpoint stayed at {:?}, before the commit (after {before_big})\n{}",
+        stored_checkpoint(&client, spec.slot()).await,
+        agent.log()
+    );
+    let stored = stored_checkpoint(&client, spec.slot()).await.unwrap();
+    // PG 14 streams the agent's own checkpoint writes back as empty transactions, which are
+    // commits too: there the checkpoint may move past the big one.
+    if cluster.major() >= 15 {
+        assert!(
+            stored <= after_big,
+            "the checkpoint {stored} is past the big transaction's commit (before {after_big})"
+        );
+    }
+    let slot_reached = wait_until_async(TIMEOUT, || async move {
+        slot_confirmed_flush(pg, slot).await >= stored
+    })
+    .await;
+    assert!(
+        slot_reached,
+        "the slot never reached the checkpoint {stored}"
+    );
+    agent.stop_cleanly();
+}
+
+/// Polls an async `condition` every 100 ms up to `timeout`.
+async fn wait_until_async<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The sim is what tells whether the header went out: used by both tests above through
+/// [`assert_max_filter_ratio_0`], and here on a table loaded without any fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv6_every_load_asks_for_max_filter_ratio_0() {
+    let db = Cluster::shared()
+        .create_database("engine_loads_ratio")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let sim: Sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_FLUSH_ROWS", "50");
+    let agent = spec.start_streaming().await;
+    client
+        .batch_execute(
+            "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 300) g;
+             UPDATE t SET v = NULL WHERE id % 3 = 0;
+             DELETE FROM t WHERE id % 5 = 0;",
+        )
+        .await
+        .unwrap();
+    let source = source_rows(&client, "SELECT id::text, v FROM t").await;
+    let got = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, "t", &["id", "v"])).await;
+    assert!(got == source, "{}\n{}", diff(&source, &got), agent.log());
+    assert_max_filter_ratio_0("t", &sim.counters(TARGET_DB, "t"));
+    agent.stop_cleanly();
+}
