@@ -236,7 +236,7 @@ async fn control_server_health_follows_the_engine() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn control_server_status_and_token_guarded_levers() {
+async fn inv10_status_and_token_guarded_levers() {
     let running = start(Some(TOKEN)).await;
     let handle = &running.handle;
     handle.add_table("public.orders", "orders");
@@ -393,7 +393,7 @@ fn resync_request(table: &str) -> pb::ResyncRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn control_server_resync_needs_the_token_and_a_known_table() {
+async fn inv10_resync_needs_the_token_and_a_known_table() {
     let running = start(Some(TOKEN)).await;
     let handle = &running.handle;
     handle.add_table("public.orders", "orders");

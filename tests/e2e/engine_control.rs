@@ -39,7 +39,7 @@ fn status(spec: &AgentSpec) -> Option<serde_json::Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_control_pause_resume_drain_need_the_token() {
+async fn inv10_pause_resume_drain_need_the_token() {
     let db = Cluster::shared().create_database("engine_control").await;
     let client = db.owner_client().await;
     client
@@ -162,7 +162,7 @@ async fn engine_setup_error_is_not_serving_with_detail_and_retried() {
 }
 
 #[test]
-fn engine_bad_configuration_exits_2_naming_the_variable() {
+fn inv9_bad_configuration_exits_2_naming_the_variable() {
     let base = [
         ("STARWAL_PG_URL", "postgres://u@localhost/db"),
         ("STARWAL_TABLES", "public.t"),

@@ -58,7 +58,7 @@ fn assert_applied_once(sim: &Sim, table: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_crash_after_commit_before_answer_is_not_applied_twice() {
+async fn inv5_engine_crash_after_commit_before_answer_is_not_applied_twice() {
     let db = Cluster::shared().create_database("engine_crash_once").await;
     let client = db.owner_client().await;
     client
@@ -152,7 +152,7 @@ async fn stored_checkpoint(client: &tokio_postgres::Client, slot: &str) -> Optio
 /// the test builds the state instead: a copy of the slot taken before the loads replaces the slot
 /// after them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_restart_with_the_slot_behind_the_checkpoint_does_not_reload_committed_changes() {
+async fn inv5_restart_with_the_slot_behind_the_checkpoint_does_not_reload_committed_changes() {
     let db = Cluster::shared()
         .create_database("engine_crash_slot_behind")
         .await;
@@ -228,7 +228,7 @@ async fn engine_restart_with_the_slot_behind_the_checkpoint_does_not_reload_comm
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_kill9_at_random_points_converges_with_every_change_once() {
+async fn inv5_kill9_at_random_points_converges_with_every_change_once() {
     let db = Cluster::shared().create_database("engine_kill9").await;
     let client = db.owner_client().await;
     client

@@ -19,7 +19,7 @@ async fn wal_now(client: &tokio_postgres::Client) -> Lsn {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_idle_slot_advances_while_another_database_is_busy() {
+async fn inv3_idle_slot_advances_while_another_database_is_busy() {
     let cluster = Cluster::shared();
     let db = cluster.create_database("engine_idle").await;
     let busy = cluster.create_database("engine_busy").await;
@@ -56,7 +56,7 @@ async fn engine_idle_slot_advances_while_another_database_is_busy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_heartbeat_moves_the_slot_without_any_traffic() {
+async fn inv3_heartbeat_moves_the_slot_without_any_traffic() {
     // A cluster of its own: no other test's WAL can move the slot.
     let cluster = Cluster::start(crate::harness::ClusterOptions::default());
     let db = cluster.create_database("engine_heartbeat").await;

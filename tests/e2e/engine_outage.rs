@@ -27,7 +27,7 @@ async fn walsender_pid(client: &tokio_postgres::Client, slot: &str) -> Option<i3
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_rides_out_a_60s_sink_outage_with_bounded_memory() {
+async fn inv7_rides_out_a_60s_sink_outage_with_bounded_memory() {
     let db = Cluster::shared().create_database("engine_outage").await;
     let client = db.owner_client().await;
     client
@@ -146,7 +146,7 @@ async fn engine_reconnects_after_a_postgres_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_drain_gives_up_after_the_shutdown_timeout_without_confirming() {
+async fn inv1_drain_gives_up_after_the_shutdown_timeout_without_confirming() {
     // A cluster of its own, so no other database's WAL blurs the positions compared below.
     let cluster = Cluster::start(ClusterOptions::default());
     let db = cluster.create_database("engine_drain_timeout").await;

@@ -100,7 +100,7 @@ async fn engine_follows_added_and_dropped_columns_and_new_tables() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_stops_on_an_incompatible_type_change_naming_the_column() {
+async fn inv7_stops_on_an_incompatible_type_change_naming_the_column() {
     let db = Cluster::shared()
         .create_database("engine_type_change")
         .await;

@@ -14,7 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const BIG: &str = "(SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 200))";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_fills_unchanged_toast_columns_and_moves_rows_with_them() {
+async fn inv4_fills_unchanged_toast_columns_and_moves_rows_with_them() {
     let db = Cluster::shared().create_database("engine_toast").await;
     let client = db.owner_client().await;
     client

@@ -9,7 +9,7 @@ use starwal::postgres::{ChangePosition, Lsn};
 use crate::harness::{unique_name, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_checkpoint_records_loads_and_moves_forward_only() {
+async fn inv5_checkpoint_records_loads_and_moves_forward_only() {
     let db = Cluster::shared().create_database("checkpoint").await;
     let slot = unique_name("slot");
     let store = CheckpointStore::new(DEFAULT_STATE_SCHEMA, &slot);

@@ -33,7 +33,7 @@ async fn postgres_connect_every_auth_method() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_connect_wrong_password_is_refused_without_echoing_it() {
+async fn inv10_wrong_password_is_refused_without_echoing_it() {
     let db = Cluster::shared().create_database("badpw").await;
     let url = db
         .url(Role::Scram, "disable")
@@ -68,7 +68,7 @@ async fn postgres_connect_wrong_password_is_refused_without_echoing_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_connect_tls_modes() {
+async fn inv10_tls_modes() {
     let cluster = Cluster::shared();
     let db = cluster.create_database("tls").await;
     let ca = cluster.ca_cert_path();

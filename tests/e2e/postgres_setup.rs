@@ -112,7 +112,7 @@ async fn postgres_setup_requires_wal_level_logical() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_setup_is_idempotent_and_completes_the_publication() {
+async fn inv5_setup_is_idempotent_and_completes_the_publication() {
     let db = Cluster::shared().create_database("idem").await;
     db.owner_client()
         .await

@@ -285,7 +285,7 @@ async fn postgres_stream_replica_identity_shapes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_stream_resends_exactly_what_was_not_confirmed() {
+async fn inv1_resends_exactly_what_was_not_confirmed() {
     let db = Cluster::shared().create_database("resend").await;
     db.owner_client()
         .await
@@ -326,7 +326,7 @@ fn busy_neighbour(db: &TestDatabase, seconds: u64) -> std::thread::JoinHandle<()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_stream_no_keepalive_storm_while_another_database_is_busy() {
+async fn inv2_no_keepalive_storm_while_another_database_is_busy() {
     let cluster = Cluster::shared();
     let db = cluster.create_database("quiet").await;
     let noisy = cluster.create_database("noisy").await;
@@ -374,7 +374,7 @@ async fn postgres_stream_no_keepalive_storm_while_another_database_is_busy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_stream_idle_slot_advances_while_another_database_writes() {
+async fn inv3_idle_slot_advances_while_another_database_writes() {
     let cluster = Cluster::shared();
     let db = cluster.create_database("idle").await;
     let noisy = cluster.create_database("noisy2").await;
@@ -416,7 +416,7 @@ async fn postgres_stream_idle_slot_advances_while_another_database_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_stream_stalled_consumer_keeps_the_connection_and_confirms_nothing() {
+async fn inv2_stalled_consumer_keeps_the_connection_and_confirms_nothing() {
     let cluster = Cluster::start(ClusterOptions {
         extra_conf: "wal_sender_timeout = 2s\n".into(),
         ..Default::default()
@@ -445,7 +445,7 @@ async fn postgres_stream_stalled_consumer_keeps_the_connection_and_confirms_noth
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_stream_heartbeat_arrives_as_a_logical_message() {
+async fn inv3_heartbeat_arrives_as_a_logical_message() {
     let db = Cluster::shared().create_database("heartbeat").await;
     db.owner_client()
         .await

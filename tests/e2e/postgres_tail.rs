@@ -223,7 +223,7 @@ async fn postgres_tail_with_a_permanent_slot_resumes_after_what_it_printed() {
 }
 
 #[test]
-fn postgres_tail_configuration_errors_exit_2_and_name_the_variable() {
+fn inv9_tail_configuration_errors_exit_2_and_name_the_variable() {
     let output = Command::new(env!("CARGO_BIN_EXE_starwal"))
         .arg("tail")
         .env_remove("STARWAL_PG_URL")

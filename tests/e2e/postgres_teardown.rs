@@ -35,7 +35,7 @@ fn count(db: &TestDatabase, sql: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_teardown_drops_only_what_starwal_made() {
+async fn inv5_teardown_drops_only_what_starwal_made() {
     let db = Cluster::shared().create_database("teardown").await;
     let slot = unique_name("slot");
     let publication = unique_name("pub");

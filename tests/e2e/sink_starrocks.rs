@@ -182,7 +182,7 @@ async fn sink_upserts_deletes_and_partial_updates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sink_retried_batch_commits_exactly_once() {
+async fn inv5_retried_batch_commits_exactly_once() {
     let sim = start_sim();
     let sink = sink(config(vec![sim.fe_url()], PASSWORD));
     let first = batch(
@@ -204,7 +204,7 @@ async fn sink_retried_batch_commits_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sink_transient_faults_are_retried_to_exactly_one_commit() {
+async fn inv7_transient_faults_are_retried_to_exactly_one_commit() {
     let sim = start_sim();
     let sink = sink(config(vec![sim.fe_url()], PASSWORD));
     let faults = [
@@ -259,7 +259,7 @@ async fn sink_transient_faults_are_retried_to_exactly_one_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sink_permanent_failures_are_precise_and_hand_the_batch_back() {
+async fn inv7_permanent_failures_are_precise_and_hand_the_batch_back() {
     let sim = start_sim();
 
     let wrong = sink(config(vec![sim.fe_url()], "wrong-password"));
@@ -383,7 +383,7 @@ async fn sink_compression_and_fe_failover() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sink_waits_out_no_backend_alive() {
+async fn inv7_waits_out_no_backend_alive() {
     let sim = start_sim();
     sim.faults().set_no_backend_alive(true);
     let faults = sim.faults();
