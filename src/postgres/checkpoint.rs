@@ -1,16 +1,22 @@
-//! The checkpoint store: what has been committed downstream, kept in the source database (schema
-//! `STARWAL_STATE_SCHEMA`, default `starwal`) next to the slot it describes.
+//! The checkpoint store: what has been committed downstream, kept in the source database (the
+//! state schema, `STARWAL_STATE_SCHEMA`, default `starwal`) next to the slot it describes. Table
+//! naming, schema creation, clearing and the error type are the state-table plumbing it shares
+//! with the copy store (`postgres::state_table`).
 //!
 //! Two things are stored per slot: the confirmed LSN (a commit end LSN whose changes are all
-//! committed in the target — never more, invariant 1) and the loads in flight (table, label, LSN
-//! range), written *before* a load is sent. After a crash the next start re-forms the first batch
-//! of each table with the same label and range, so the target answers `Label Already Exists`
-//! instead of applying it twice (invariant 5). Tables are created on first use; nothing here ever
-//! drops state except [`CheckpointStore::clear`] (teardown).
+//! committed in the target — never more, invariant 1) and, per table, the load in flight (its
+//! first part's label and its first and last change position), written *before* the load is
+//! sent. After a crash the pipeline's restart rule reads them: a load whose first transaction is
+//! already confirmed is skipped through its last position; otherwise exactly that batch is
+//! re-formed under the same label, so the target answers `Label Already Exists` instead of
+//! applying it twice (invariant 5). [`CheckpointStore::confirm`] forgets the loads it covers.
+//! Tables are created on first use; state is removed only by [`CheckpointStore::clear`]: at
+//! teardown, and when a slot is created anew (an earlier slot's higher LSN would make it skip
+//! transactions).
 
 use tokio_postgres::Client;
 
-use super::sql::quote_ident;
+use super::state_table::{StateError, StateStore, StateTables};
 use super::{ChangePosition, Lsn};
 
 /// A load that was about to be sent when the state was saved.
@@ -32,52 +38,33 @@ pub struct Checkpoint {
 }
 
 /// The checkpoint store could not be read or written.
-#[derive(Debug, thiserror::Error)]
-#[error("checkpoint state in schema `{schema}`: {what}: {source}")]
-pub struct CheckpointError {
-    schema: String,
-    what: &'static str,
-    #[source]
-    source: tokio_postgres::Error,
-}
+pub type CheckpointError = StateError<CheckpointStore>;
 
 /// Reads and writes the checkpoint of one slot.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
-    schema: String,
-    slot: String,
+    tables: StateTables,
 }
+
+impl StateStore for CheckpointStore {
+    const NAME: &'static str = "checkpoint";
+}
+
+/// The store's tables in the state schema.
+const TABLES: [&str; 2] = ["checkpoints", "loads_in_flight"];
 
 impl CheckpointStore {
     /// A store for `slot` in `schema`.
     pub fn new(schema: &str, slot: &str) -> CheckpointStore {
         CheckpointStore {
-            schema: schema.to_owned(),
-            slot: slot.to_owned(),
+            tables: StateTables::new(schema, slot),
         }
-    }
-
-    fn error(
-        &self,
-        what: &'static str,
-    ) -> impl FnOnce(tokio_postgres::Error) -> CheckpointError + '_ {
-        move |source| CheckpointError {
-            schema: self.schema.clone(),
-            what,
-            source,
-        }
-    }
-
-    fn table(&self, name: &str) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
     }
 
     /// Creates the schema and tables when missing (idempotent).
     pub async fn ensure(&self, client: &Client) -> Result<(), CheckpointError> {
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema};
-                 CREATE TABLE IF NOT EXISTS {checkpoints} (
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {checkpoints} (
                      slot text PRIMARY KEY,
                      confirmed_lsn pg_lsn NOT NULL,
                      updated_at timestamptz NOT NULL DEFAULT now());
@@ -90,12 +77,10 @@ impl CheckpointStore {
                      PRIMARY KEY (slot, target_table));
                  ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS first_seq bigint NOT NULL DEFAULT 0;
                  ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS last_seq bigint NOT NULL DEFAULT 0;",
-                schema = quote_ident(&self.schema),
-                checkpoints = self.table("checkpoints"),
-                in_flight = self.table("loads_in_flight"),
-            ))
-            .await
-            .map_err(self.error("creating the state tables"))
+            checkpoints = self.tables.table("checkpoints"),
+            in_flight = self.tables.table("loads_in_flight"),
+        );
+        self.tables.ensure(client, &ddl).await
     }
 
     /// The stored checkpoint, or the default (`0/0`, nothing in flight) for a new slot.
@@ -104,12 +89,12 @@ impl CheckpointStore {
             .query_opt(
                 &format!(
                     "SELECT confirmed_lsn::text FROM {} WHERE slot = $1",
-                    self.table("checkpoints")
+                    self.tables.table("checkpoints")
                 ),
-                &[&self.slot],
+                &[&self.tables.slot()],
             )
             .await
-            .map_err(self.error("reading the confirmed LSN"))?
+            .map_err(self.tables.failed("reading the confirmed LSN"))?
             .and_then(|row| row.get::<_, String>(0).parse().ok())
             .unwrap_or(Lsn::ZERO);
         let rows = client
@@ -117,12 +102,12 @@ impl CheckpointStore {
                 &format!(
                     "SELECT target_table, label, first_lsn::text, last_lsn::text, first_seq, last_seq FROM {} \
                      WHERE slot = $1 ORDER BY target_table",
-                    self.table("loads_in_flight")
+                    self.tables.table("loads_in_flight")
                 ),
-                &[&self.slot],
+                &[&self.tables.slot()],
             )
             .await
-            .map_err(self.error("reading the loads in flight"))?;
+            .map_err(self.tables.failed("reading the loads in flight"))?;
         let in_flight = rows
             .iter()
             .filter_map(|row| {
@@ -142,7 +127,7 @@ impl CheckpointStore {
                 })
                 })();
                 if load.is_none() {
-                    tracing::warn!(schema = %self.schema, slot = %self.slot, "ignoring an unreadable loads_in_flight row: its batch is re-formed under a new label (applied again, which a Primary Key table absorbs)");
+                    tracing::warn!(schema = %self.tables.schema(), slot = %self.tables.slot(), "ignoring an unreadable loads_in_flight row: its batch is re-formed under a new label (applied again, which a Primary Key table absorbs)");
                 }
                 load
             })
@@ -168,10 +153,10 @@ impl CheckpointStore {
                      ON CONFLICT (slot, target_table) DO UPDATE SET label = excluded.label, \
                      first_lsn = excluded.first_lsn, first_seq = excluded.first_seq, \
                      last_lsn = excluded.last_lsn, last_seq = excluded.last_seq",
-                    self.table("loads_in_flight")
+                    self.tables.table("loads_in_flight")
                 ),
                 &[
-                    &self.slot,
+                    &self.tables.slot(),
                     &load.table,
                     &load.label,
                     &load.first.commit.to_string(),
@@ -182,7 +167,7 @@ impl CheckpointStore {
             )
             .await
             .map(drop)
-            .map_err(self.error("recording a load in flight"))
+            .map_err(self.tables.failed("recording a load in flight"))
     }
 
     /// Stores `confirmed` and forgets the loads whose whole range it covers (a transaction is
@@ -197,27 +182,18 @@ impl CheckpointStore {
                      INSERT INTO {table} (slot, confirmed_lsn) VALUES ($1, $2::text::pg_lsn) \
                      ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = \
                      greatest({table}.confirmed_lsn, excluded.confirmed_lsn), updated_at = now()",
-                    table = self.table("checkpoints"),
-                    in_flight = self.table("loads_in_flight"),
+                    table = self.tables.table("checkpoints"),
+                    in_flight = self.tables.table("loads_in_flight"),
                 ),
-                &[&self.slot, &confirmed.to_string()],
+                &[&self.tables.slot(), &confirmed.to_string()],
             )
             .await
             .map(drop)
-            .map_err(self.error("storing the confirmed LSN"))
+            .map_err(self.tables.failed("storing the confirmed LSN"))
     }
 
-    /// Removes this slot's state (teardown).
+    /// Removes this slot's checkpoint and loads in flight (teardown; a slot created anew).
     pub async fn clear(&self, client: &Client) -> Result<(), CheckpointError> {
-        for table in ["checkpoints", "loads_in_flight"] {
-            client
-                .execute(
-                    &format!("DELETE FROM {} WHERE slot = $1", self.table(table)),
-                    &[&self.slot],
-                )
-                .await
-                .map_err(self.error("clearing the state"))?;
-        }
-        Ok(())
+        self.tables.clear(client, &TABLES).await
     }
 }

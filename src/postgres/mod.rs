@@ -12,6 +12,7 @@ pub mod replication;
 pub mod row_codec;
 pub mod snapshot;
 pub mod sql;
+pub mod state_table;
 pub mod tls;
 pub mod value;
 

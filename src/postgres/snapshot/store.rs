@@ -4,13 +4,15 @@
 //!
 //! A table's copy goes `pending` (asked for; the target is emptied next) → `copying` (planned:
 //! the chunk boundaries are stored, chunks are recorded as they finish) → `done`. A resync starts
-//! a new generation, which forgets the old chunks.
+//! a new generation, which forgets the old chunks. Table naming, schema creation, clearing and
+//! the error type are the state-table plumbing it shares with the checkpoint store
+//! (`postgres::state_table`).
 
 use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use crate::postgres::sql::{quote_ident, quote_literal};
+use crate::postgres::state_table::{StateError, StateStore, StateTables};
 
 /// A key boundary: the key columns' values as text, in key order.
 pub type KeyBound = Vec<String>;
@@ -46,73 +48,52 @@ impl CopyRecord {
 }
 
 /// The copy state could not be read or written.
-#[derive(Debug, thiserror::Error)]
-#[error("snapshot state in schema `{schema}`: {what}: {source}")]
-pub struct CopyStoreError {
-    schema: String,
-    what: &'static str,
-    #[source]
-    source: tokio_postgres::Error,
-}
+pub type CopyStoreError = StateError<CopyStore>;
 
 /// Reads and writes the copy state of one slot.
 #[derive(Debug, Clone)]
 pub struct CopyStore {
-    schema: String,
-    slot: String,
+    tables: StateTables,
 }
+
+impl StateStore for CopyStore {
+    const NAME: &'static str = "snapshot";
+}
+
+/// The store's tables in the state schema.
+const TABLES: [&str; 2] = ["snapshot_tables", "snapshot_chunks"];
 
 impl CopyStore {
     pub fn new(schema: &str, slot: &str) -> CopyStore {
         CopyStore {
-            schema: schema.to_owned(),
-            slot: slot.to_owned(),
+            tables: StateTables::new(schema, slot),
         }
-    }
-
-    fn error(
-        &self,
-        what: &'static str,
-    ) -> impl FnOnce(tokio_postgres::Error) -> CopyStoreError + '_ {
-        move |source| CopyStoreError {
-            schema: self.schema.clone(),
-            what,
-            source,
-        }
-    }
-
-    fn table(&self, name: &str) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
     }
 
     /// Creates the schema and tables when missing (idempotent).
     pub async fn ensure(&self, client: &Client) -> Result<(), CopyStoreError> {
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema};
-                 CREATE TABLE IF NOT EXISTS {tables} (
-                     slot text NOT NULL,
-                     source_table text NOT NULL,
-                     generation int NOT NULL,
-                     state text NOT NULL CHECK (state IN ('pending', 'copying', 'done')),
-                     rows_estimated bigint NOT NULL DEFAULT 0,
-                     boundaries jsonb,
-                     updated_at timestamptz NOT NULL DEFAULT now(),
-                     PRIMARY KEY (slot, source_table));
-                 CREATE TABLE IF NOT EXISTS {chunks} (
-                     slot text NOT NULL,
-                     source_table text NOT NULL,
-                     generation int NOT NULL,
-                     chunk int NOT NULL,
-                     rows_copied bigint NOT NULL,
-                     copied_at timestamptz NOT NULL DEFAULT now(),
-                     PRIMARY KEY (slot, source_table, generation, chunk));",
-                schema = quote_ident(&self.schema),
-                tables = self.table("snapshot_tables"),
-                chunks = self.table("snapshot_chunks"),
-            ))
-            .await
-            .map_err(self.error("creating the state tables"))
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {tables} (
+                 slot text NOT NULL,
+                 source_table text NOT NULL,
+                 generation int NOT NULL,
+                 state text NOT NULL CHECK (state IN ('pending', 'copying', 'done')),
+                 rows_estimated bigint NOT NULL DEFAULT 0,
+                 boundaries jsonb,
+                 updated_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (slot, source_table));
+             CREATE TABLE IF NOT EXISTS {chunks} (
+                 slot text NOT NULL,
+                 source_table text NOT NULL,
+                 generation int NOT NULL,
+                 chunk int NOT NULL,
+                 rows_copied bigint NOT NULL,
+                 copied_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (slot, source_table, generation, chunk));",
+            tables = self.tables.table("snapshot_tables"),
+            chunks = self.tables.table("snapshot_chunks"),
+        );
+        self.tables.ensure(client, &ddl).await
     }
 
     /// Every table's copy record (`schema.table` → record); tables never copied are absent.
@@ -125,25 +106,25 @@ impl CopyStore {
                 &format!(
                     "SELECT source_table, generation, state, rows_estimated, boundaries::text \
                        FROM {} WHERE slot = $1",
-                    self.table("snapshot_tables")
+                    self.tables.table("snapshot_tables")
                 ),
-                &[&self.slot],
+                &[&self.tables.slot()],
             )
             .await
-            .map_err(self.error("reading the table copies"))?;
+            .map_err(self.tables.failed("reading the table copies"))?;
         let chunk_rows = client
             .query(
                 &format!(
                     "SELECT c.source_table, c.chunk, c.rows_copied FROM {chunks} c \
                        JOIN {tables} t USING (slot, source_table, generation) \
                       WHERE c.slot = $1 AND t.state = 'copying'",
-                    chunks = self.table("snapshot_chunks"),
-                    tables = self.table("snapshot_tables"),
+                    chunks = self.tables.table("snapshot_chunks"),
+                    tables = self.tables.table("snapshot_tables"),
                 ),
-                &[&self.slot],
+                &[&self.tables.slot()],
             )
             .await
-            .map_err(self.error("reading the copied chunks"))?;
+            .map_err(self.tables.failed("reading the copied chunks"))?;
         let mut done: HashMap<String, HashMap<u32, u64>> = HashMap::new();
         for row in &chunk_rows {
             let (Ok(chunk), Ok(rows)) = (
@@ -198,23 +179,23 @@ impl CopyStore {
                        generation = t.generation + 1, state = 'pending', boundaries = NULL, \
                        rows_estimated = 0, updated_at = now() \
                      RETURNING generation",
-                    tables = self.table("snapshot_tables"),
+                    tables = self.tables.table("snapshot_tables"),
                 ),
-                &[&self.slot, &table],
+                &[&self.tables.slot(), &table],
             )
             .await
-            .map_err(self.error("recording a copy request"))?;
+            .map_err(self.tables.failed("recording a copy request"))?;
         let generation: i32 = row.get(0);
         client
             .execute(
                 &format!(
                     "DELETE FROM {} WHERE slot = $1 AND source_table = $2 AND generation < $3",
-                    self.table("snapshot_chunks")
+                    self.tables.table("snapshot_chunks")
                 ),
-                &[&self.slot, &table, &generation],
+                &[&self.tables.slot(), &table, &generation],
             )
             .await
-            .map_err(self.error("forgetting an earlier copy's chunks"))?;
+            .map_err(self.tables.failed("forgetting an earlier copy's chunks"))?;
         Ok(generation)
     }
 
@@ -234,10 +215,10 @@ impl CopyStore {
                     "UPDATE {} SET state = 'copying', boundaries = $4::text::jsonb, \
                        rows_estimated = $5, updated_at = now() \
                      WHERE slot = $1 AND source_table = $2 AND generation = $3",
-                    self.table("snapshot_tables")
+                    self.tables.table("snapshot_tables")
                 ),
                 &[
-                    &self.slot,
+                    &self.tables.slot(),
                     &table,
                     &generation,
                     &json,
@@ -246,7 +227,7 @@ impl CopyStore {
             )
             .await
             .map(drop)
-            .map_err(self.error("storing a chunk plan"))
+            .map_err(self.tables.failed("storing a chunk plan"))
     }
 
     /// Chunk `chunk` of `table`'s copy `generation` is in StarRocks.
@@ -263,10 +244,10 @@ impl CopyStore {
                 &format!(
                     "INSERT INTO {} (slot, source_table, generation, chunk, rows_copied) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    self.table("snapshot_chunks")
+                    self.tables.table("snapshot_chunks")
                 ),
                 &[
-                    &self.slot,
+                    &self.tables.slot(),
                     &table,
                     &generation,
                     &i32::try_from(chunk).unwrap_or(i32::MAX),
@@ -275,7 +256,7 @@ impl CopyStore {
             )
             .await
             .map(drop)
-            .map_err(self.error("recording a copied chunk"))
+            .map_err(self.tables.failed("recording a copied chunk"))
     }
 
     /// Every chunk of `table`'s copy `generation` is in StarRocks.
@@ -290,30 +271,17 @@ impl CopyStore {
                 &format!(
                     "UPDATE {} SET state = 'done', updated_at = now() \
                      WHERE slot = $1 AND source_table = $2 AND generation = $3",
-                    self.table("snapshot_tables")
+                    self.tables.table("snapshot_tables")
                 ),
-                &[&self.slot, &table, &generation],
+                &[&self.tables.slot(), &table, &generation],
             )
             .await
             .map(drop)
-            .map_err(self.error("recording a finished copy"))
+            .map_err(self.tables.failed("recording a finished copy"))
     }
 
-    /// Removes this slot's copy state (teardown). Missing tables are fine.
+    /// Removes this slot's copy state (teardown; a slot created anew). Missing tables are fine.
     pub async fn clear(&self, client: &Client) -> Result<(), CopyStoreError> {
-        for table in ["snapshot_tables", "snapshot_chunks"] {
-            let sql = format!(
-                "DO $$ BEGIN IF to_regclass({name}) IS NOT NULL THEN \
-                   DELETE FROM {table} WHERE slot = {slot}; END IF; END $$",
-                name = quote_literal(&self.table(table)),
-                table = self.table(table),
-                slot = quote_literal(&self.slot),
-            );
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(self.error("clearing the state"))?;
-        }
-        Ok(())
+        self.tables.clear(client, &TABLES).await
     }
 }
