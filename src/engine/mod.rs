@@ -5,6 +5,8 @@
 //! and [`teardown`]. The state it shares with the control plane is [`crate::state`].
 
 pub mod check;
+mod error;
+pub mod monitor;
 pub mod run;
 pub mod setup;
 pub mod snapshot;

@@ -18,24 +18,25 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::config::{Config, SnapshotMode};
+use crate::engine::error::{AttemptError, StreamError};
+use crate::engine::monitor::{spawn_publication_watcher, spawn_retained_wal_monitor};
 use crate::engine::setup::postgres::{
-    ensure_slot, ensure_slot_exporting, existing_slot, prepare_source,
+    ensure_slot, ensure_slot_exporting, existing_slot, prepare_source, warn_on_short_sender_timeout,
 };
-use crate::engine::snapshot::{jobs_for, temporary_slot_name, Copier, CopyJob, SnapshotError};
+use crate::engine::setup::SetupError;
+use crate::engine::snapshot::{
+    copy_before_streaming, copy_load_bytes, Copier, CopiesWhileStreaming, CopyOutcome,
+};
 use crate::pipeline::loader::LoaderContext;
-use crate::pipeline::{
-    Forwarder, Pipeline, PipelineCommand, PipelineError, PipelineSettings, PipelineStart,
-};
-use crate::postgres::catalog::{resolve_tables, table_schema, CatalogError, SourceTable};
+use crate::pipeline::{Forwarder, Pipeline, PipelineSettings, PipelineStart};
+use crate::postgres::catalog::table_schema;
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
 use crate::postgres::heartbeat::spawn_heartbeat;
 use crate::postgres::replication::session::{Session, SessionEnd, SessionError};
 use crate::postgres::replication::{ReplicationConnection, ReplicationStream, StartOptions};
-use crate::postgres::snapshot::store::{CopyRecord, CopyStore, CopyStoreError};
-use crate::postgres::snapshot::ExportedSnapshot;
+use crate::postgres::snapshot::store::CopyStore;
 use crate::postgres::tls::connect_sql;
 use crate::postgres::Lsn;
-use crate::schema::TableSchema;
 use crate::sink::starrocks::setup::TargetSetup;
 use crate::sink::starrocks::{StarRocksSink, StreamLoadClient};
 use crate::sink::Sink;
@@ -52,47 +53,6 @@ enum AttemptEnd {
     },
     /// A copy made while streaming finished: stream again from the held position.
     Restart,
-}
-
-/// Why an attempt failed, and whether the same attempt may work later unchanged.
-#[derive(Debug)]
-struct AttemptError {
-    error: anyhow::Error,
-    transient: bool,
-}
-
-impl AttemptError {
-    fn permanent(error: impl Into<anyhow::Error>) -> AttemptError {
-        AttemptError {
-            error: error.into(),
-            transient: false,
-        }
-    }
-}
-
-impl From<crate::engine::setup::SetupError> for AttemptError {
-    fn from(err: crate::engine::setup::SetupError) -> Self {
-        AttemptError {
-            transient: err.is_transient(),
-            error: err.into(),
-        }
-    }
-}
-
-impl From<CatalogError> for AttemptError {
-    /// Tables that cannot be replicated, refused catalog queries: someone must act first.
-    fn from(err: CatalogError) -> Self {
-        AttemptError::permanent(err)
-    }
-}
-
-impl From<PipelineError> for AttemptError {
-    fn from(err: PipelineError) -> Self {
-        AttemptError {
-            transient: err.is_transient(),
-            error: err.into(),
-        }
-    }
 }
 
 /// Runs the engine until a drain or stop completes (Ok) or, with `STARWAL_EXIT_ON_ERROR`, the
@@ -158,15 +118,10 @@ async fn attempt(
     after_permanent: Option<&str>,
 ) -> Result<AttemptEnd, AttemptError> {
     let pg = &config.postgres;
-    let starrocks = config
-        .require_starrocks()
-        .map_err(AttemptError::permanent)?
-        .clone();
+    let starrocks = config.require_starrocks()?.clone();
 
     // Source: prerequisites, tables, publication, slot (never dropped).
-    let client = connect_sql(&pg.conn)
-        .await
-        .map_err(crate::engine::setup::SetupError::from)?;
+    let client = connect_sql(&pg.conn).await.map_err(SetupError::from)?;
     warn_on_short_sender_timeout(&client, pg.status_interval).await;
     let existing = existing_slot(&client, &pg.slot, &pg.conn.dbname).await?;
     let source = prepare_source(&client, pg, existing.is_none()).await?;
@@ -185,26 +140,14 @@ async fn attempt(
     }
 
     // Target: database and tables.
-    let mut target = TargetSetup::connect(&starrocks)
-        .await
-        .map_err(|err| AttemptError {
-            transient: err.is_transient(),
-            error: err.into(),
-        })?;
+    let mut target = TargetSetup::connect(&starrocks).await?;
     let schemas: Vec<_> = tables.iter().map(|(_, schema)| schema.clone()).collect();
-    target.prepare(&schemas).await.map_err(|err| AttemptError {
-        transient: err.is_transient(),
-        error: err.into(),
-    })?;
+    target.prepare(&schemas).await?;
 
     // Checkpoint state.
     let store = CheckpointStore::new(&pg.state_schema, &pg.slot);
-    let transient = |err: crate::postgres::checkpoint::CheckpointError| AttemptError {
-        transient: true,
-        error: err.into(),
-    };
-    store.ensure(&client).await.map_err(transient)?;
-    let mut checkpoint = store.load(&client).await.map_err(transient)?;
+    store.ensure(&client).await?;
+    let mut checkpoint = store.load(&client).await?;
     if existing.is_none() && checkpoint != Checkpoint::default() {
         // Left by an earlier slot of this name (dropped, or the database restored elsewhere):
         // its positions mean nothing to the new slot, and a stale high LSN would make a later
@@ -215,7 +158,7 @@ async fn attempt(
             in_flight = checkpoint.in_flight.len(),
             "the slot was created now: forgetting the checkpoint an earlier slot of this name left"
         );
-        store.clear(&client).await.map_err(transient)?;
+        store.clear(&client).await?;
         checkpoint = Checkpoint::default();
     }
     let resume_from = resume_position(existing, slot.confirmed_flush, checkpoint.confirmed_lsn);
@@ -241,7 +184,7 @@ async fn attempt(
         conn: pg.conn.clone(),
         slot: pg.slot.clone(),
         settings: config.engine.snapshot,
-        load_bytes: crate::engine::snapshot::copy_load_bytes(config.engine.flush_bytes),
+        load_bytes: copy_load_bytes(config.engine.flush_bytes),
         compression: starrocks.compression,
         delete_mode: starrocks.delete_mode,
         store: CopyStore::new(&pg.state_schema, &pg.slot),
@@ -250,25 +193,11 @@ async fn attempt(
         ddl: ddl.clone(),
         handle: handle.clone(),
     };
-    copier
-        .store
-        .ensure(&client)
-        .await
-        .map_err(|err| AttemptError {
-            transient: true,
-            error: err.into(),
-        })?;
+    copier.store.ensure(&client).await?;
     if existing.is_none() {
         // A new slot's stream starts now: tables an earlier slot of this name copied missed
         // whatever changed while no slot held the WAL, so they are copied again.
-        copier
-            .store
-            .clear(&client)
-            .await
-            .map_err(|err| AttemptError {
-                transient: true,
-                error: err.into(),
-            })?;
+        copier.store.clear(&client).await?;
     }
     let copied = copy_before_streaming(
         &copier,
@@ -321,10 +250,7 @@ async fn attempt(
     // The stream.
     let conn = ReplicationConnection::connect(&pg.conn)
         .await
-        .map_err(|err| AttemptError {
-            transient: err.is_transient(),
-            error: anyhow::Error::from(err).context("opening the replication connection"),
-        })?;
+        .map_err(StreamError::Connect)?;
     let stream = ReplicationStream::start(
         conn,
         &pg.slot,
@@ -332,10 +258,9 @@ async fn attempt(
         &StartOptions::committed_only(&pg.publication),
     )
     .await
-    .map_err(|err| AttemptError {
-        transient: err.is_transient(),
-        error: anyhow::Error::from(err)
-            .context(format!("starting replication from slot `{}`", pg.slot)),
+    .map_err(|source| StreamError::Start {
+        slot: pg.slot.clone(),
+        source,
     })?;
     let pipeline = pipeline.with_commands(commands_rx);
     let session =
@@ -415,9 +340,10 @@ async fn attempt(
                 true
             }
         };
+        // Closed before the pipeline is told: from here the forwarder hands nothing over, so
+        // what the pipeline takes in before it stops is exactly what was forwarded (see
+        // pipeline/forwarder.rs), with no wait in between.
         closed.store(true, Ordering::SeqCst);
-        // Let a message being handed over land in the channel first.
-        tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = stop_pipeline.send(Some(drain));
         // The pipeline reads the sender until it returns; this task is aborted then.
         std::future::pending::<()>().await;
@@ -449,200 +375,23 @@ async fn attempt(
     if let Some(heartbeat) = heartbeat {
         heartbeat.abort();
     }
-    let session = Some(session);
-    let pipeline = pipeline.map_err(|err| AttemptError {
-        transient: true,
-        error: anyhow::anyhow!("the pipeline task failed: {err}"),
-    })?;
-    let confirmed = pipeline?;
+    let confirmed = pipeline.map_err(StreamError::PipelineTask)??;
     match copies {
-        Some(Err(err)) => return Err(err),
+        Some(Err(err)) => return Err(err.into()),
         Some(Ok(())) if handle.stop_requests().borrow().is_none() => {
             return Ok(AttemptEnd::Restart);
         }
         _ => {}
     }
     match session {
-        Some(Ok(summary)) if summary.end == SessionEnd::Shutdown => {
+        Ok(summary) if summary.end == SessionEnd::Shutdown => {
             tracing::info!(flushed = %summary.flushed, "replication stream closed");
             Ok(AttemptEnd::Stopped { confirmed })
         }
-        Some(Ok(_)) => Err(AttemptError {
-            transient: true,
-            error: anyhow::anyhow!("the server ended the replication stream"),
-        }),
-        Some(Err(SessionError::Consumer(_))) | None => Ok(AttemptEnd::Stopped { confirmed }),
-        Some(Err(err)) => Err(AttemptError {
-            transient: true,
-            error: anyhow::Error::from(err).context("replication stream"),
-        }),
-    }
-}
-
-/// How the copies before streaming ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CopyOutcome {
-    /// Nothing needed copying, or every copy finished.
-    Complete,
-    /// A stop or drain came first; finished chunks are kept for the next start.
-    Stopped,
-}
-
-/// The SNAPSHOT phase: copies the tables that need it before the stream starts. Uses the new
-/// slot's exported snapshot when there is one, else a temporary slot's.
-async fn copy_before_streaming(
-    copier: &Copier,
-    client: &tokio_postgres::Client,
-    tables: &[(SourceTable, TableSchema)],
-    exported: Option<ExportedSnapshot>,
-    copy_new_tables: bool,
-) -> Result<CopyOutcome, AttemptError> {
-    let transient = |err: CopyStoreError| AttemptError {
-        transient: true,
-        error: err.into(),
-    };
-    let jobs = jobs_for(&copier.store, client, tables, copy_new_tables)
-        .await
-        .map_err(transient)?;
-    if jobs.is_empty() {
-        if let Some(exported) = exported {
-            exported.release().await;
-        }
-        return Ok(CopyOutcome::Complete);
-    }
-    let handle = &copier.handle;
-    handle.set_phase(Phase::Snapshot);
-    handle.set_health(true, format!("copying {} tables", jobs.len()));
-    for job in &jobs {
-        handle.copy_pending(&job.source.display_name());
-    }
-    let snapshot = match exported {
-        Some(exported) => exported,
-        None => ExportedSnapshot::temporary(&copier.conn, &temporary_slot_name(&copier.slot))
-            .await
-            .map_err(|err| AttemptError {
-                transient: err.is_transient(),
-                error: SnapshotError::Export(err).into(),
-            })?,
-    };
-    let mut stops = handle.stop_requests();
-    tokio::select! {
-        result = copier.copy(snapshot, jobs) => {
-            result.map_err(|err| AttemptError {
-                transient: err.is_transient(),
-                error: err.into(),
-            })?;
-            Ok(CopyOutcome::Complete)
-        }
-        _ = stops.wait_for(Option::is_some) => {
-            tracing::info!("stop requested during the snapshot copy: finished chunks are kept, the next start copies the rest");
-            Ok(CopyOutcome::Stopped)
-        }
-    }
-}
-
-/// Copies made while the stream runs: resyncs asked through the control plane and tables that
-/// joined the publication. [`CopiesWhileStreaming::run`] waits for requests, has the pipeline
-/// drop each table's changes and hold the confirmed LSN, copies from a temporary slot's
-/// snapshot, and returns: the attempt then ends and the next one streams again from the held
-/// position, so the copied tables get every change from it on (see engine/snapshot.rs).
-struct CopiesWhileStreaming {
-    copier: Copier,
-    client: Arc<tokio_postgres::Client>,
-    tables: Vec<crate::postgres::catalog::TablePattern>,
-    commands: mpsc::UnboundedSender<PipelineCommand>,
-    new_tables: mpsc::UnboundedReceiver<String>,
-}
-
-impl CopiesWhileStreaming {
-    async fn run(mut self) -> Result<(), AttemptError> {
-        let handle = self.copier.handle.clone();
-        let mut requested = loop {
-            let mut requested = handle.take_resyncs();
-            while let Ok(table) = self.new_tables.try_recv() {
-                requested.push(table);
-            }
-            if !requested.is_empty() {
-                break requested;
-            }
-            tokio::select! {
-                _ = handle.resync_requested() => {}
-                Some(table) = self.new_tables.recv() => break vec![table],
-            }
-        };
-        requested.sort();
-        requested.dedup();
-        let transient = |err: CopyStoreError| AttemptError {
-            transient: true,
-            error: err.into(),
-        };
-        let sources = resolve_tables(&self.client, &self.tables)
-            .await
-            .map_err(AttemptError::from)?;
-        let mut jobs = Vec::with_capacity(requested.len());
-        for name in &requested {
-            let Some(source) = sources.iter().find(|t| t.display_name() == *name) else {
-                tracing::warn!(table = %name, "a table asked to be copied is no longer replicated: skipped");
-                continue;
-            };
-            // Recorded first: if anything below fails, the next start copies it before streaming.
-            let generation = self
-                .copier
-                .store
-                .request(&self.client, name)
-                .await
-                .map_err(transient)?;
-            handle.copy_pending(name);
-            let (ready, reached) = tokio::sync::oneshot::channel();
-            self.commands
-                .send(PipelineCommand::StartCopy {
-                    table: name.clone(),
-                    ready,
-                })
-                .map_err(|_| AttemptError {
-                    transient: true,
-                    error: anyhow::anyhow!("the pipeline stopped before a copy of {name} began"),
-                })?;
-            let _ = reached.await;
-            let schema = table_schema(&self.client, source)
-                .await
-                .map_err(AttemptError::from)?;
-            jobs.push(CopyJob {
-                source: source.clone(),
-                schema,
-                record: CopyRecord::Pending { generation },
-            });
-        }
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        // A new table may not exist in StarRocks yet.
-        let schemas: Vec<TableSchema> = jobs.iter().map(|job| job.schema.clone()).collect();
-        self.copier
-            .ddl
-            .lock()
-            .await
-            .prepare(&schemas)
-            .await
-            .map_err(|err| AttemptError {
-                transient: err.is_transient(),
-                error: err.into(),
-            })?;
-        let snapshot =
-            ExportedSnapshot::temporary(&self.copier.conn, &temporary_slot_name(&self.copier.slot))
-                .await
-                .map_err(|err| AttemptError {
-                    transient: err.is_transient(),
-                    error: SnapshotError::Export(err).into(),
-                })?;
-        tracing::info!(tables = ?requested, "copying while streaming");
-        self.copier
-            .copy(snapshot, jobs)
-            .await
-            .map_err(|err| AttemptError {
-                transient: err.is_transient(),
-                error: err.into(),
-            })
+        Ok(_) => Err(StreamError::ServerEnded.into()),
+        // The pipeline is gone: it stopped (its own error, if any, was returned above).
+        Err(SessionError::Consumer(_)) => Ok(AttemptEnd::Stopped { confirmed }),
+        Err(err) => Err(StreamError::Session(err).into()),
     }
 }
 
@@ -658,115 +407,6 @@ fn resume_position(existing: Option<Lsn>, slot_confirmed: Lsn, stored: Lsn) -> L
         Some(_) => slot_confirmed.max(stored),
         None => slot_confirmed,
     }
-}
-
-/// While backpressure holds the stream, only the periodic status updates keep the walsender from
-/// timing out: the interval must be well below `wal_sender_timeout`.
-async fn warn_on_short_sender_timeout(client: &tokio_postgres::Client, status_interval: Duration) {
-    let timeout_ms = client
-        .query_opt(
-            "SELECT setting::int8 FROM pg_settings WHERE name = 'wal_sender_timeout'",
-            &[],
-        )
-        .await
-        .ok()
-        .flatten()
-        .map(|row| row.get::<_, i64>(0));
-    if let Some(ms) = timeout_ms.filter(|ms| *ms > 0) {
-        if status_interval.as_millis() * 2 > u128::from(ms.unsigned_abs()) {
-            tracing::warn!(
-                wal_sender_timeout_ms = ms,
-                status_interval_s = status_interval.as_secs(),
-                "STARWAL_STATUS_INTERVAL_S is not well below the server's wal_sender_timeout: \
-                 while StarRocks is slow the server may drop the replication connection"
-            );
-        }
-    }
-}
-
-/// Every `interval`, how much WAL the slot retains and where the server's WAL ends.
-fn spawn_retained_wal_monitor(
-    client: Arc<tokio_postgres::Client>,
-    slot: String,
-    handle: Arc<EngineHandle>,
-    interval: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval.min(Duration::from_secs(10)));
-        loop {
-            ticker.tick().await;
-            let row = client
-                .query_opt(
-                    "SELECT (pg_current_wal_lsn() - restart_lsn)::int8, pg_current_wal_lsn()::text \
-                       FROM pg_replication_slots WHERE slot_name = $1",
-                    &[&slot],
-                )
-                .await;
-            match row {
-                Ok(Some(row)) => {
-                    let retained: Option<i64> = row.get(0);
-                    handle.set_slot_retained_wal(retained.and_then(|b| u64::try_from(b).ok()));
-                    if let Some(end) = row.get::<_, Option<String>>(1).and_then(|s| s.parse().ok())
-                    {
-                        handle.set_received(Lsn::ZERO, end);
-                    }
-                }
-                Ok(None) => handle.set_slot_retained_wal(None),
-                Err(err) => tracing::debug!(error = %err, "cannot read the slot's retained WAL"),
-            }
-        }
-    })
-}
-
-/// How often `schema.*` patterns are looked at again for new tables.
-pub const TABLE_RESCAN_INTERVAL: Duration = Duration::from_secs(10);
-
-/// With a `schema.*` pattern, new tables created in that schema join the publication (within
-/// [`TABLE_RESCAN_INTERVAL`]); their first change then brings a Relation message and the
-/// pipeline creates the target table. A table that does not qualify (no key, say) is logged
-/// and left out — the tables already streaming keep streaming. Rows written to a new table
-/// before it joined are not streamed (an initial snapshot's job).
-fn spawn_publication_watcher(
-    client: Arc<tokio_postgres::Client>,
-    config: crate::config::PostgresConfig,
-    copy_new_tables: Option<mpsc::UnboundedSender<String>>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    use crate::engine::setup::postgres::ensure_publication;
-    use crate::postgres::catalog::TablePattern;
-    if !config
-        .tables
-        .iter()
-        .any(|pattern| matches!(pattern, TablePattern::AllInSchema { .. }))
-    {
-        return None;
-    }
-    Some(tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(TABLE_RESCAN_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            let tables = match resolve_tables(&client, &config.tables).await {
-                Ok(tables) => tables,
-                Err(err) => {
-                    tracing::warn!("looking for new tables: {err}");
-                    continue;
-                }
-            };
-            match ensure_publication(&client, &config.publication, &tables).await {
-                Ok((_, added)) if !added.is_empty() => {
-                    tracing::info!(?added, "new tables joined the publication");
-                    if let Some(copies) = &copy_new_tables {
-                        for table in added {
-                            let _ = copies.send(table);
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(err) => tracing::warn!("adding new tables to the publication: {err}"),
-            }
-        }
-    }))
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@
 //! publication later) has the pipeline drop the table's changes and hold the confirmed LSN,
 //! and the stream restarts from the held position when the copy is done (engine/run.rs).
 //!
+//! The two occasions: [`copy_before_streaming`] (the SNAPSHOT phase of an attempt) and
+//! [`CopiesWhileStreaming`] (resyncs and new tables, while the attempt streams).
+//!
 //! Resumable: chunk plans and finished chunks are stored in the source (`CopyStore`); a new
 //! run copies the unfinished chunks from a new snapshot (any snapshot at or after `P` will
 //! do), and loading a chunk twice is harmless (full row images of a Primary Key table).
@@ -22,11 +25,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 use tokio_stream::StreamExt as _;
 
 use crate::config::SnapshotConfig;
-use crate::postgres::catalog::SourceTable;
+use crate::pipeline::PipelineCommand;
+use crate::postgres::catalog::{
+    resolve_tables, table_schema, CatalogError, SourceTable, TablePattern,
+};
 use crate::postgres::conninfo::ConnInfo;
 use crate::postgres::replication::ReplicationError;
 use crate::postgres::snapshot::copy_text::{CopyRowParser, CopyTextError};
@@ -42,7 +48,7 @@ use crate::sink::starrocks::label::Label;
 use crate::sink::starrocks::mapping::target_table_name;
 use crate::sink::starrocks::setup::{TargetSetup, TargetSetupError};
 use crate::sink::{LoadBatch, LoadFailure, LoadReceipt, Sink};
-use crate::state::EngineHandle;
+use crate::state::{EngineHandle, Phase};
 
 /// Why a copy stopped.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +89,13 @@ pub enum SnapshotError {
     Store(#[from] CopyStoreError),
     #[error("a copy worker failed: {0}")]
     Worker(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Creating the target tables of copies asked for while streaming.
+    #[error(transparent)]
+    TargetTables(TargetSetupError),
+    #[error("the pipeline stopped before a copy of {table} began")]
+    PipelineGone { table: String },
 }
 
 impl SnapshotError {
@@ -103,8 +116,13 @@ impl SnapshotError {
             | SnapshotError::Truncated { .. }
             | SnapshotError::Encode { .. }
             | SnapshotError::Load { .. } => false,
-            SnapshotError::Target { source, .. } => source.is_transient(),
+            SnapshotError::Target { source, .. } | SnapshotError::TargetTables(source) => {
+                source.is_transient()
+            }
             SnapshotError::Store(_) | SnapshotError::Worker(_) => true,
+            // Tables that cannot be replicated, refused catalog queries: someone must act.
+            SnapshotError::Catalog(_) => false,
+            SnapshotError::PipelineGone { .. } => true,
         }
     }
 }
@@ -530,4 +548,134 @@ pub fn temporary_slot_name(slot: &str) -> String {
     let mut name = format!("{slot}_copy_{}_{n}", std::process::id());
     name.truncate(63);
     name
+}
+
+/// How the copies before streaming ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyOutcome {
+    /// Nothing needed copying, or every copy finished.
+    Complete,
+    /// A stop or drain came first; finished chunks are kept for the next start.
+    Stopped,
+}
+
+/// The SNAPSHOT phase: copies the tables that need it before the stream starts. Uses the new
+/// slot's exported snapshot when there is one, else a temporary slot's.
+pub async fn copy_before_streaming(
+    copier: &Copier,
+    client: &tokio_postgres::Client,
+    tables: &[(SourceTable, TableSchema)],
+    exported: Option<ExportedSnapshot>,
+    copy_new_tables: bool,
+) -> Result<CopyOutcome, SnapshotError> {
+    let jobs = jobs_for(&copier.store, client, tables, copy_new_tables).await?;
+    if jobs.is_empty() {
+        if let Some(exported) = exported {
+            exported.release().await;
+        }
+        return Ok(CopyOutcome::Complete);
+    }
+    let handle = &copier.handle;
+    handle.set_phase(Phase::Snapshot);
+    handle.set_health(true, format!("copying {} tables", jobs.len()));
+    for job in &jobs {
+        handle.copy_pending(&job.source.display_name());
+    }
+    let snapshot = match exported {
+        Some(exported) => exported,
+        None => ExportedSnapshot::temporary(&copier.conn, &temporary_slot_name(&copier.slot))
+            .await
+            .map_err(SnapshotError::Export)?,
+    };
+    let mut stops = handle.stop_requests();
+    tokio::select! {
+        result = copier.copy(snapshot, jobs) => {
+            result?;
+            Ok(CopyOutcome::Complete)
+        }
+        _ = stops.wait_for(Option::is_some) => {
+            tracing::info!("stop requested during the snapshot copy: finished chunks are kept, the next start copies the rest");
+            Ok(CopyOutcome::Stopped)
+        }
+    }
+}
+
+/// Copies made while the stream runs: resyncs asked through the control plane and tables that
+/// joined the publication. [`CopiesWhileStreaming::run`] waits for requests, has the pipeline
+/// drop each table's changes and hold the confirmed LSN, copies from a temporary slot's
+/// snapshot, and returns: the attempt then ends and the next one streams again from the held
+/// position, so the copied tables get every change from it on (see engine/snapshot.rs).
+#[derive(Debug)]
+pub struct CopiesWhileStreaming {
+    pub copier: Copier,
+    pub client: Arc<tokio_postgres::Client>,
+    pub tables: Vec<TablePattern>,
+    pub commands: mpsc::UnboundedSender<PipelineCommand>,
+    pub new_tables: mpsc::UnboundedReceiver<String>,
+}
+
+impl CopiesWhileStreaming {
+    pub async fn run(mut self) -> Result<(), SnapshotError> {
+        let handle = self.copier.handle.clone();
+        let mut requested = loop {
+            let mut requested = handle.take_resyncs();
+            while let Ok(table) = self.new_tables.try_recv() {
+                requested.push(table);
+            }
+            if !requested.is_empty() {
+                break requested;
+            }
+            tokio::select! {
+                _ = handle.resync_requested() => {}
+                Some(table) = self.new_tables.recv() => break vec![table],
+            }
+        };
+        requested.sort();
+        requested.dedup();
+        let sources = resolve_tables(&self.client, &self.tables).await?;
+        let mut jobs = Vec::with_capacity(requested.len());
+        for name in &requested {
+            let Some(source) = sources.iter().find(|t| t.display_name() == *name) else {
+                tracing::warn!(table = %name, "a table asked to be copied is no longer replicated: skipped");
+                continue;
+            };
+            // Recorded first: if anything below fails, the next start copies it before streaming.
+            let generation = self.copier.store.request(&self.client, name).await?;
+            handle.copy_pending(name);
+            let (ready, reached) = tokio::sync::oneshot::channel();
+            self.commands
+                .send(PipelineCommand::StartCopy {
+                    table: name.clone(),
+                    ready,
+                })
+                .map_err(|_| SnapshotError::PipelineGone {
+                    table: name.clone(),
+                })?;
+            let _ = reached.await;
+            let schema = table_schema(&self.client, source).await?;
+            jobs.push(CopyJob {
+                source: source.clone(),
+                schema,
+                record: CopyRecord::Pending { generation },
+            });
+        }
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        // A new table may not exist in StarRocks yet.
+        let schemas: Vec<TableSchema> = jobs.iter().map(|job| job.schema.clone()).collect();
+        self.copier
+            .ddl
+            .lock()
+            .await
+            .prepare(&schemas)
+            .await
+            .map_err(SnapshotError::TargetTables)?;
+        let snapshot =
+            ExportedSnapshot::temporary(&self.copier.conn, &temporary_slot_name(&self.copier.slot))
+                .await
+                .map_err(SnapshotError::Export)?;
+        tracing::info!(tables = ?requested, "copying while streaming");
+        self.copier.copy(snapshot, jobs).await
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
 
 use super::batch::SealedBatch;
-use super::PipelineError;
+use super::error::PipelineError;
 use crate::postgres::checkpoint::{CheckpointStore, InFlightLoad};
 use crate::postgres::ChangePosition;
 use crate::sink::starrocks::mapping::TargetColumn;

@@ -18,8 +18,10 @@ use crate::sink::starrocks::encoding::TableEncoder;
 use crate::sink::starrocks::mapping::{column_type, target_table, TargetColumn};
 use crate::sink::starrocks::setup::{TargetProblem, TargetSetupError};
 
+use super::error::PipelineError;
 use super::loader::Job;
-use super::{key_columns, Pipeline, PipelineError};
+use super::table::key_columns;
+use super::Pipeline;
 
 /// Whether `schema` already describes what `relation` sends.
 fn matches(schema: &TableSchema, relation: &Relation) -> bool {

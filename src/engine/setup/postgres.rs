@@ -5,6 +5,8 @@
 //! over an ordinary SQL connection, plus one replication connection when a slot has to be
 //! created.
 
+use std::time::Duration;
+
 use tokio_postgres::Client;
 
 use super::error::SetupError;
@@ -341,4 +343,28 @@ pub async fn prepare_source(
         publication_created,
         tables_added,
     })
+}
+
+/// While backpressure holds the stream, only the periodic status updates keep the walsender from
+/// timing out: the interval must be well below `wal_sender_timeout`.
+pub async fn warn_on_short_sender_timeout(client: &Client, status_interval: Duration) {
+    let timeout_ms = client
+        .query_opt(
+            "SELECT setting::int8 FROM pg_settings WHERE name = 'wal_sender_timeout'",
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|row| row.get::<_, i64>(0));
+    if let Some(ms) = timeout_ms.filter(|ms| *ms > 0) {
+        if status_interval.as_millis() * 2 > u128::from(ms.unsigned_abs()) {
+            tracing::warn!(
+                wal_sender_timeout_ms = ms,
+                status_interval_s = status_interval.as_secs(),
+                "STARWAL_STATUS_INTERVAL_S is not well below the server's wal_sender_timeout: \
+                 while StarRocks is slow the server may drop the replication connection"
+            );
+        }
+    }
 }

@@ -1,0 +1,65 @@
+//! [`PipelineError`]: why the pipeline stopped, and whether a new attempt may succeed unchanged
+//! (`is_transient`, one match). Variants name the table and the change positions involved.
+
+use crate::postgres::catalog::CatalogError;
+use crate::postgres::{ChangePosition, Lsn, Oid};
+use crate::sink::starrocks::encoding::EncodeError;
+use crate::sink::starrocks::setup::TargetSetupError;
+use crate::sink::LoadFailure;
+
+/// Why the pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("loading `{table}` (changes {first} to {last}): {source}")]
+    Load {
+        table: String,
+        first: ChangePosition,
+        last: ChangePosition,
+        #[source]
+        source: Box<LoadFailure>,
+    },
+    #[error("StarRocks table `{table}`: {source}")]
+    Target {
+        table: String,
+        #[source]
+        source: TargetSetupError,
+    },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::postgres::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("source table {table}: {source}")]
+    Source {
+        table: String,
+        #[source]
+        source: CatalogError,
+    },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("change at LSN {lsn} for relation {relation} arrived before its Relation message")]
+    UnknownRelation { lsn: Lsn, relation: Oid },
+    #[error("the loader of `{0}` stopped unexpectedly")]
+    LoaderGone(String),
+}
+
+impl PipelineError {
+    pub(crate) fn target(table: &str, source: TargetSetupError) -> PipelineError {
+        PipelineError::Target {
+            table: table.to_owned(),
+            source,
+        }
+    }
+
+    /// Whether starting over (reconnect, set up, resume from the checkpoint) may succeed without
+    /// anyone changing anything: connections lost, servers restarting.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Load { .. } | PipelineError::Encode(_) => false,
+            PipelineError::Target { source, .. } => source.is_transient(),
+            PipelineError::Checkpoint(_) | PipelineError::Source { .. } => true,
+            // Tables that cannot be replicated, refused catalog queries: someone must act.
+            PipelineError::Catalog(_) => false,
+            PipelineError::UnknownRelation { .. } | PipelineError::LoaderGone(_) => true,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! When the pipeline seals a table's batch and what happens to it: the flush interval and a full
+//! buffer (checked on every tick and when a loader becomes free), the queue of jobs per loader
+//! (one load in flight per table), the finished jobs coming back, and the confirmed LSN that
+//! follows from them — stored after loads committed and handed to the session (invariant 1).
+
+use super::loader::{Job, JobDone};
+use super::restart::Resume;
+use super::table::TableState;
+use super::{Pipeline, PipelineError};
+use crate::postgres::{ChangePosition, Lsn};
+
+impl Pipeline {
+    pub(super) async fn on_tick(&mut self) -> Result<(), PipelineError> {
+        let pressed = self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes;
+        for index in 0..self.tables.len() {
+            let table = &self.tables[index];
+            if table.batch.is_empty() || !table.loader_idle() {
+                continue;
+            }
+            if table.resume.is_some_and(Resume::is_reform) {
+                if !pressed {
+                    continue;
+                }
+                // The batch being re-formed no longer fits (the buffer cap was lowered since
+                // the crash): send what there is. Its label differs from the recorded one, so
+                // StarRocks may apply those rows a second time — harmless for a Primary Key
+                // table (same final state), and the only way forward.
+                tracing::warn!(table = %table.target, "the re-formed batch exceeds STARWAL_MAX_BUFFER_BYTES: sending it under a new label");
+                self.tables[index].resume = None;
+                self.flush(index).await?;
+                continue;
+            }
+            let due = table
+                .batch
+                .opened_at()
+                .is_some_and(|opened| opened.elapsed() >= self.settings.flush_interval);
+            if due || pressed {
+                self.flush(index).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the table's batch and queues it.
+    pub(super) async fn flush(&mut self, index: usize) -> Result<(), PipelineError> {
+        if self.tables[index].batch.is_empty() {
+            return Ok(());
+        }
+        self.fetch_moved_rows(index).await?;
+        let table = &mut self.tables[index];
+        let sealed = table.batch.seal(
+            &table.encoder,
+            &self.settings.slot,
+            &table.target,
+            self.settings.compression,
+        )?;
+        if let Some(mut sealed) = sealed {
+            // From here the batch's memory is its encoded bodies (the tuples are gone): count
+            // those instead, so the buffer cap bounds what is really held (invariant 8).
+            let body_bytes: u64 = sealed.loads.iter().map(|l| l.body.len() as u64).sum();
+            self.context.handle.add_buffered(body_bytes);
+            self.context.handle.release_buffered(sealed.buffered_bytes);
+            sealed.buffered_bytes = body_bytes;
+            let range = (sealed.first, sealed.last);
+            self.send(index, Job::Load(sealed), Some(range))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn send(
+        &mut self,
+        index: usize,
+        job: Job,
+        range: Option<(ChangePosition, ChangePosition)>,
+    ) -> Result<(), PipelineError> {
+        let table = &mut self.tables[index];
+        // Queued before sending: if the loader is gone the sealed batch is lost, and its range
+        // must keep holding the confirmed LSN back (the batch itself is already emptied).
+        if let Some(range) = range {
+            table.queued.push_back(range);
+        }
+        table
+            .jobs
+            .send(job)
+            .map_err(|_| PipelineError::LoaderGone(table.target.clone()))?;
+        table.jobs_open += 1;
+        Ok(())
+    }
+
+    pub(super) async fn job_done(&mut self, done: JobDone) -> Result<(), PipelineError> {
+        self.context.handle.release_buffered(done.released_bytes);
+        let Some(table) = self.tables.get_mut(done.table) else {
+            return Ok(());
+        };
+        table.jobs_open = table.jobs_open.saturating_sub(1);
+        done.result?;
+        if let Some(through) = done.through {
+            if table
+                .queued
+                .front()
+                .is_some_and(|(_, last)| *last == through)
+            {
+                table.queued.pop_front();
+            }
+            self.loads_since_store = true;
+        }
+        self.advance(false).await?;
+        // The loader is free: a batch that waited for it may go now.
+        let table = &self.tables[done.table];
+        if !self.winding_down
+            && table.loader_idle()
+            && !table.batch.is_empty()
+            && !table.resume.is_some_and(Resume::is_reform)
+            && (table
+                .batch
+                .opened_at()
+                .is_some_and(|opened| opened.elapsed() >= self.settings.flush_interval)
+                || self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes)
+        {
+            self.flush(done.table).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the confirmed LSN as far as the loads allow; stores it after loads committed (or
+    /// always when `final_store`), then hands it to the session.
+    pub(super) async fn advance(&mut self, final_store: bool) -> Result<(), PipelineError> {
+        let oldest = if self.copying.is_empty() {
+            self.tables
+                .iter()
+                .filter_map(TableState::oldest_pending)
+                .min()
+        } else {
+            // A copy runs while streaming: its table's dropped changes must stream again.
+            Some(Lsn::ZERO)
+        };
+        let released = self.commits.advance(oldest);
+        self.context.handle.release_buffered(released);
+        let confirmed = self.commits.confirmed();
+        self.context
+            .handle
+            .set_confirmed(confirmed, self.commits.oldest_waiting());
+        if confirmed > self.stored && (self.loads_since_store || final_store) {
+            // Stored only when loads moved it: storing writes a transaction to the source,
+            // which (on PG 14) comes back through the stream as an empty one.
+            self.context
+                .store
+                .confirm(&self.client, confirmed)
+                .await
+                .map_err(PipelineError::Checkpoint)?;
+            self.stored = confirmed;
+            self.loads_since_store = false;
+        }
+        self.confirmations.send_if_modified(|current| {
+            if confirmed > *current {
+                *current = confirmed;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! [`TableState`]: what the pipeline keeps per replicated table — its schema and encoder, the
+//! open batch, the channel to its loader and the ranges queued there, the numbering of its
+//! changes within a transaction, and its restart rule.
+
+use std::collections::VecDeque;
+
+use tokio::sync::mpsc;
+
+use super::batch::TableBatch;
+use super::loader::Job;
+use super::restart::Resume;
+use crate::postgres::catalog::SourceTable;
+use crate::postgres::{ChangePosition, Lsn};
+use crate::schema::TableSchema;
+use crate::sink::starrocks::encoding::TableEncoder;
+
+#[derive(Debug)]
+pub(super) struct TableState {
+    pub(super) source: SourceTable,
+    pub(super) source_name: String,
+    pub(super) target: String,
+    pub(super) schema: TableSchema,
+    pub(super) encoder: TableEncoder,
+    pub(super) key_columns: Vec<usize>,
+    pub(super) batch: TableBatch,
+    pub(super) jobs: mpsc::UnboundedSender<Job>,
+    pub(super) loader: tokio::task::JoinHandle<()>,
+    /// Ranges of queued jobs not yet done, oldest first.
+    pub(super) queued: VecDeque<(ChangePosition, ChangePosition)>,
+    /// Jobs sent to the loader and not yet reported done (loads, truncates, DDL).
+    pub(super) jobs_open: usize,
+    /// Numbering of this table's changes in the current transaction.
+    pub(super) txn_commit: Lsn,
+    pub(super) txn_seq: u32,
+    pub(super) resume: Option<Resume>,
+}
+
+impl TableState {
+    pub(super) fn next_position(&mut self, commit: Lsn) -> ChangePosition {
+        if self.txn_commit != commit {
+            self.txn_commit = commit;
+            self.txn_seq = 0;
+        }
+        self.txn_seq = self.txn_seq.saturating_add(1);
+        ChangePosition {
+            commit,
+            seq: self.txn_seq,
+        }
+    }
+
+    pub(super) fn oldest_pending(&self) -> Option<Lsn> {
+        let queued = self.queued.front().map(|(first, _)| first.commit);
+        let open = self.batch.first().map(|first| first.commit);
+        match (queued, open) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(super) fn loader_idle(&self) -> bool {
+        self.jobs_open == 0
+    }
+}
+
+/// Indices of the key columns, in column order.
+pub(super) fn key_columns(schema: &TableSchema) -> Vec<usize> {
+    schema
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_key())
+        .map(|(i, _)| i)
+        .collect()
+}
