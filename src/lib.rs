@@ -10,6 +10,7 @@ pub mod config;
 pub mod config_error;
 pub mod control;
 pub mod engine;
+pub mod lsn;
 pub mod pipeline;
 pub mod postgres;
 pub mod schema;

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::postgres::Oid;
+use crate::lsn::Oid;
 
 /// One column of a source table.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,6 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod conninfo;
 pub mod heartbeat;
-pub mod lsn;
 pub mod pgoutput;
 pub mod replication;
 pub mod row_codec;
@@ -16,7 +15,9 @@ pub mod state_table;
 pub mod tls;
 pub mod value;
 
-pub use lsn::{ChangePosition, Lsn, Oid, Xid};
+/// The protocol numbers, re-exported: Postgres is where they come from, and callers name them
+/// `postgres::Lsn`; they live in the leaf module `crate::lsn` so `schema.rs` needs nothing here.
+pub use crate::lsn::{ChangePosition, Lsn, Oid, Xid};
 
 /// Session settings every connection starwal opens pins at startup. Postgres formats values as
 /// text with the session's settings — pgoutput with the walsender's, COPY and `::text` with the
