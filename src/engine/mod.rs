@@ -1,4 +1,4 @@
-//! The engine: what runs the product end to end — the lifecycle of `starwal run` ([`run`], which
+//! The engine: what runs the product end to end — the lifecycle of `starwal run` ([`run()`], which
 //! returns when the engine stops and never ends the process: signals, the control plane and the
 //! shutdown timeout are the CLI's), the setup steps shared by `run`, `check` and `tail`
 //! ([`setup`]: prerequisites, publication, slot), the snapshot copies ([`snapshot`]), [`check`]

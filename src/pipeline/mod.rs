@@ -10,9 +10,10 @@
 //! Finished loads come back, and [`progress::CommitLog`] says how far the confirmed LSN may move:
 //! it is stored in the checkpoint table and handed to the session as `flush` (invariant 1).
 //!
-//! Memory: the session counts every message into the engine's buffered bytes before handing it
-//! over and stops reading at `STARWAL_MAX_BUFFER_BYTES`; the pipeline releases a message's bytes
-//! when it is dropped or, for changes, when the load holding them commits (invariant 8).
+//! Memory: the forwarder counts every message into the shared buffered bytes before handing it
+//! over, and the session stops reading at `STARWAL_MAX_BUFFER_BYTES`; the pipeline releases a
+//! message's bytes when it is dropped or, for changes, when the load holding them commits
+//! (invariant 8).
 //!
 //! Restart (invariant 5): for each table's recorded in-flight load the pipeline either skips what
 //! is known to be committed, or re-forms exactly that batch (same changes, same label) so

@@ -1,9 +1,11 @@
 //! Sinks: where committed changes go. Today one, StarRocks ([`starrocks`]).
 //!
 //! The [`Sink`] contract is what the checkpoint relies on (invariant 1): `Ok` from
-//! [`Sink::load`] means the batch is committed in the target, so the engine may report its last
-//! LSN as flushed. Transient failures are retried inside the sink without limit (invariant 7);
-//! only a permanent failure comes back, and it hands the batch back so nothing is lost.
+//! [`Sink::load`] means the batch is committed in the target, so the pipeline may count it toward
+//! the confirmed LSN it stores and reports as flushed. Transient failures are retried inside the
+//! sink without limit (invariant 7); only a permanent failure comes back, and it hands the batch
+//! back so nothing is lost. Callers: the pipeline's loaders (streamed changes) and the snapshot
+//! copier (copied rows).
 
 pub mod starrocks;
 

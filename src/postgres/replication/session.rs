@@ -1,5 +1,6 @@
-//! The receive loop shared by every consumer of the stream (`tail` today, the engine later):
-//! read events, decode pgoutput, hand messages to the consumer, and keep the feedback flowing.
+//! The receive loop shared by every consumer of the stream (`tail`'s JSON printer and the
+//! pipeline's forwarder): read events, decode pgoutput, hand messages to the consumer, and keep
+//! the feedback flowing.
 //!
 //! The loop owns the rules of invariants 1–3 so no consumer can get them wrong: it tells the
 //! [`FeedbackTracker`] where transactions begin and end, takes confirmations from the consumer

@@ -1,8 +1,10 @@
 //! The StarRocks sink: Stream Load over HTTP (libcurl), deterministic labels, outcome and error
-//! classification, and (with the engine) setup over the MySQL protocol and type mapping.
+//! classification, the JSON bodies, type mapping, and target setup over the MySQL protocol.
 //!
 //! Files have fixed roles: `config.rs` (settings), `stream_load.rs` (transport and retries),
-//! `response.rs` (answers), `error.rs` (retry decisions), `label.rs` (idempotency keys).
+//! `response.rs` (answers), `error.rs` (retry decisions), `label.rs` (idempotency keys),
+//! `encoding.rs` (rows → JSON bodies), `mapping.rs` (Postgres → StarRocks types, DDL),
+//! `setup.rs` (database, tables, added columns, TRUNCATE over MySQL).
 
 pub mod config;
 pub mod encoding;
