@@ -18,6 +18,7 @@ use crate::config::{self, Config, SnapshotMode};
 use crate::config_error::ConfigError;
 use crate::control::client::{self as control_client, ClientError, Lever};
 use crate::control::ControlServer;
+use crate::engine::RunEnd;
 use crate::secret::Secret;
 use crate::state::{CopyState, EngineHandle, StopRequest, TableStatus};
 use crate::tail::{self, TailOptions};
@@ -26,6 +27,9 @@ use crate::tail::{self, TailOptions};
 pub const EXIT_CONFIG: i32 = 2;
 /// Exit code for runtime failures.
 pub const EXIT_FAILURE: i32 = 1;
+/// `STARWAL_SNAPSHOT=only` stopped (a signal, a drain) before every table was copied: a Job
+/// must not count that as done. The next start resumes the copy.
+pub const EXIT_SNAPSHOT_INTERRUPTED: i32 = 3;
 
 /// starwal replicates PostgreSQL tables into StarRocks in real time, through logical replication
 /// (pgoutput) and Stream Load. It is configured with STARWAL_* environment variables (a .env file
@@ -183,8 +187,15 @@ fn run_engine() -> i32 {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
+    let snapshot_only = config.engine.snapshot.mode == SnapshotMode::Only;
     match runtime.block_on(run_agent(config)) {
-        Ok(()) => 0,
+        Ok(RunEnd::Stopped) if snapshot_only => {
+            eprintln!(
+                "error: STARWAL_SNAPSHOT=only stopped before every table was copied (exit {EXIT_SNAPSHOT_INTERRUPTED}); the next start resumes the copy"
+            );
+            EXIT_SNAPSHOT_INTERRUPTED
+        }
+        Ok(RunEnd::Stopped | RunEnd::Copied) => 0,
         Err(err) => {
             report(&err);
             EXIT_FAILURE
@@ -195,7 +206,7 @@ fn run_engine() -> i32 {
 /// `starwal run`: the control plane, the signal handler and the engine, with the shutdown timeout
 /// applied from the first stop request. A drain that overruns it ends in an error (exit 1):
 /// nothing is confirmed that was not loaded, so the next start resumes from the checkpoint.
-async fn run_agent(config: Config) -> anyhow::Result<()> {
+async fn run_agent(config: Config) -> anyhow::Result<RunEnd> {
     let handle = Arc::new(EngineHandle::new(&config));
     // Bound first: a busy port is a startup error naming its variable, and health and status
     // answer from the first second on (also while setup is retried).

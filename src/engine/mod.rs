@@ -12,4 +12,4 @@ pub mod setup;
 pub mod snapshot;
 pub mod teardown;
 
-pub use run::run;
+pub use run::{run, RunEnd};

@@ -51,26 +51,40 @@ enum AttemptEnd {
     Stopped {
         confirmed: Lsn,
     },
+    /// `STARWAL_SNAPSHOT=only`: every table is copied.
+    Copied,
     /// A copy made while streaming finished: stream again from the held position.
     Restart,
 }
 
-/// Runs the engine until a drain or stop completes (Ok) or, with `STARWAL_EXIT_ON_ERROR`, the
-/// first error. `handle` is shared with the control plane. Returns; never ends the process.
-pub async fn run(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<()> {
+/// How [`run`] ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// A drain or stop completed. With `STARWAL_SNAPSHOT=only` this means the copy was
+    /// interrupted before every table was copied (the next start resumes it).
+    Stopped,
+    /// `STARWAL_SNAPSHOT=only`: every table is copied.
+    Copied,
+}
+
+/// Runs the engine until a drain or stop completes, the `only` snapshot is done (Ok), or, with
+/// `STARWAL_EXIT_ON_ERROR`, the first error. `handle` is shared with the control plane. Returns;
+/// never ends the process.
+pub async fn run(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<RunEnd> {
     let mut stops = handle.stop_requests();
     let mut backoff = FIRST_BACKOFF;
     let mut permanent: Option<String> = None;
     let result = loop {
         if stops.borrow().is_some() {
-            break Ok(());
+            break Ok(RunEnd::Stopped);
         }
         handle.set_phase(Phase::Setup);
         match attempt(&config, &handle, permanent.as_deref()).await {
             Ok(AttemptEnd::Stopped { confirmed }) => {
                 tracing::info!(%confirmed, "stopped");
-                break Ok(());
+                break Ok(RunEnd::Stopped);
             }
+            Ok(AttemptEnd::Copied) => break Ok(RunEnd::Copied),
             Ok(AttemptEnd::Restart) => {
                 tracing::info!("restarting the stream from the held position after a copy");
                 backoff = FIRST_BACKOFF;
@@ -86,7 +100,7 @@ pub async fn run(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<()
                     break Err(failure.error);
                 }
                 if stops.borrow().is_some() {
-                    break Ok(());
+                    break Ok(RunEnd::Stopped);
                 }
                 tracing::error!(
                     retry_in_s = backoff.as_secs(),
@@ -207,15 +221,14 @@ async fn attempt(
         snapshot_mode != SnapshotMode::Never,
     )
     .await?;
-    if copied == CopyOutcome::Stopped || snapshot_mode == SnapshotMode::Only {
-        if snapshot_mode == SnapshotMode::Only && copied != CopyOutcome::Stopped {
-            tracing::info!(
-                "STARWAL_SNAPSHOT=only: every table is copied; exiting without streaming"
-            );
-        }
+    if copied == CopyOutcome::Stopped {
         return Ok(AttemptEnd::Stopped {
             confirmed: resume_from,
         });
+    }
+    if snapshot_mode == SnapshotMode::Only {
+        tracing::info!("STARWAL_SNAPSHOT=only: every table is copied; exiting without streaming");
+        return Ok(AttemptEnd::Copied);
     }
 
     let context = LoaderContext {

@@ -529,3 +529,62 @@ async fn a_recreated_slot_forgets_the_old_checkpoint_and_copies_again() {
     assert_exact(&client, &sim, &[("t", &["id", "v"], query)]).await;
     agent.stop_cleanly();
 }
+
+/// Issue 12 item 5: `STARWAL_SNAPSHOT=only` stopped by SIGTERM mid-copy must not look done to a
+/// Job: it exits 3, and the next start finishes the copy and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_only_interrupted_exits_3_and_the_next_start_finishes() {
+    let db = Cluster::shared().create_database("snap_only_sigterm").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE big (id bigint PRIMARY KEY, v text);
+             INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g;",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.big")
+        .var("STARWAL_SNAPSHOT", "only")
+        .var("STARWAL_SNAPSHOT_WORKERS", "1")
+        .var("STARWAL_SNAPSHOT_CHUNK_ROWS", "2000");
+    let slot = spec.slot().to_owned();
+    let mut agent = spec.start();
+    let mut done = 0;
+    for _ in 0..600 {
+        done = chunks_done(&client, &slot).await;
+        if done >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let planned = planned_chunks(&client, &slot).await;
+    assert!(
+        done >= 2 && done < planned,
+        "{done} of {planned} chunks done:\n{}",
+        agent.log()
+    );
+    let status = agent.signal_and_wait(libc::SIGTERM, Duration::from_secs(60));
+    let copied = chunks_done(&client, &slot).await;
+    assert!(copied < planned, "the copy finished before the signal");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(3),
+        "an interrupted `only` copy exits 3:\n{}",
+        agent.log()
+    );
+
+    let mut agent = spec.start();
+    let status = agent.wait(Duration::from_secs(300));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "the resumed copy exits 0:\n{}",
+        agent.log()
+    );
+    let count = sim
+        .catalog()
+        .read(|catalog| catalog.row_count(crate::harness::agent::TARGET_DB, "big"))
+        .unwrap_or(0);
+    assert_eq!(count, 200_000);
+}
