@@ -12,8 +12,8 @@ use starrocks_sim::{FaultKind, LoadFault, ServerFaults, ServerRole, Sim, TableCo
 use starwal::postgres::Lsn;
 
 use crate::harness::agent::{
-    diff, slot_confirmed_flush, source_rows, start_sim, target_rows, wait_for_rows,
-    wal_insert_position, AgentSpec, TARGET_DB,
+    diff, slot_confirmed_flush, source_rows, start_sim, target_rows, wait_for_rows, wait_until,
+    AgentSpec, TARGET_DB,
 };
 use crate::harness::{Cluster, ClusterOptions};
 
@@ -83,7 +83,20 @@ async fn inv4_one_load_in_flight_per_table_while_batches_queue_up() {
     }
     for table in ["a", "b"] {
         let source = source_rows(&client, &format!("SELECT id::text, v FROM {table}")).await;
-        let got = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, table, &["id", "v"])).await;
+        // Until the rows are in, or two loads of the table overlapped (then they may never be
+        // right: a later batch can commit before an earlier one).
+        wait_until(TIMEOUT, || {
+            sim.counters(TARGET_DB, table).max_loads_in_progress > 1
+                || target_rows(&sim, table, &["id", "v"]) == source
+        })
+        .await;
+        let counters = sim.counters(TARGET_DB, table);
+        assert_eq!(
+            counters.max_loads_in_progress, 1,
+            "{table}: the BE handled {} loads of the table at once",
+            counters.max_loads_in_progress
+        );
+        let got = target_rows(&sim, table, &["id", "v"]);
         assert!(
             got == source,
             "{table}: {}\n{}",
@@ -97,11 +110,6 @@ async fn inv4_one_load_in_flight_per_table_while_batches_queue_up() {
             counters.loads_committed,
             agent.log()
         );
-        assert_eq!(
-            counters.max_loads_in_progress, 1,
-            "{table}: the BE handled {} loads of the table at once",
-            counters.max_loads_in_progress
-        );
         assert_max_filter_ratio_0(table, &counters);
     }
     sim.faults().clear();
@@ -110,7 +118,7 @@ async fn inv4_one_load_in_flight_per_table_while_batches_queue_up() {
 
 /// One transaction of ~8 MB against a 512 KiB buffer goes out in many parts, each load slowed by
 /// the BE. Until the last part committed, neither the slot's `confirmed_flush_lsn` nor the stored
-/// checkpoint passes the commit before it; then the stored checkpoint reaches its commit.
+/// checkpoint reaches the transaction's commit (read exactly from a second slot); then both do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv1_a_transaction_larger_than_the_buffer_is_confirmed_only_at_its_commit() {
     // A cluster of its own: no other database's WAL blurs the positions compared below.
@@ -134,7 +142,6 @@ async fn inv1_a_transaction_larger_than_the_buffer_is_confirmed_only_at_its_comm
         .batch_execute("INSERT INTO t VALUES (0, 'before')")
         .await
         .unwrap();
-    let before_big = wal_insert_position(&client).await;
     let settled = wait_until_async(TIMEOUT, || async move {
         stored_checkpoint(pg, slot).await.is_some()
             && slot_confirmed_flush(pg, slot).await > Lsn::ZERO
@@ -143,6 +150,16 @@ async fn inv1_a_transaction_larger_than_the_buffer_is_confirmed_only_at_its_comm
     .await;
     assert!(settled, "the first row never settled\n{}", agent.log());
     let loads_before = sim.counters(TARGET_DB, "t").label_attempts.len();
+    // A second slot on the agent's publication, only peeked at: it tells the big transaction's
+    // commit LSN exactly as the agent's stream carries it (the commit record's end).
+    let probe = format!("{slot}_probe");
+    client
+        .execute(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&probe],
+        )
+        .await
+        .unwrap();
 
     // Each load is answered 300 ms late, so the parts take seconds to go out.
     sim.faults().set_server(
@@ -158,13 +175,14 @@ async fn inv1_a_transaction_larger_than_the_buffer_is_confirmed_only_at_its_comm
         ))
         .await
         .unwrap();
-    let after_big = wal_insert_position(&client).await;
+    let publication = spec.get("STARWAL_PUBLICATION").expect("publication");
+    let commit = commit_after_first_insert(&client, &probe, publication).await;
 
     let deadline = Instant::now() + TIMEOUT;
     let mut samples_mid_transaction = 0;
     loop {
         // Read the positions first: if the rows are all in afterwards, the positions were read
-        // while parts could still be loading, and must not have passed the earlier commit then.
+        // while parts could still be loading, and must not have reached the commit then.
         let confirmed = slot_confirmed_flush(pg, slot).await;
         let stored = stored_checkpoint(pg, slot).await;
         let parts_begun = sim.counters(TARGET_DB, "t").label_attempts.len() - loads_before;
@@ -176,14 +194,14 @@ async fn inv1_a_transaction_larger_than_the_buffer_is_confirmed_only_at_its_comm
             samples_mid_transaction += 1;
         }
         assert!(
-            confirmed <= before_big,
-            "the slot confirmed {confirmed} with {loaded} of {} rows loaded: past the previous commit ({before_big})\n{}",
+            confirmed < commit,
+            "the slot confirmed {confirmed} with {loaded} of {} rows loaded: the commit ({commit}) is not loaded yet\n{}",
             ROWS + 1,
             agent.log()
         );
         assert!(
-            stored.is_some_and(|stored| stored <= before_big),
-            "the stored checkpoint is {stored:?} with {loaded} of {} rows loaded: past the previous commit ({before_big})\n{}",
+            stored.is_some_and(|stored| stored < commit),
+            "the stored checkpoint is {stored:?} with {loaded} of {} rows loaded: the commit ({commit}) is not loaded yet\n{}",
             ROWS + 1,
             agent.log()
         );
@@ -197,6 +215,9 @@ async fn inv1_a_transaction_larger_than_the_buffer_is_confirmed_only_at_its_comm
     sim.faults()
         .set_server(ServerRole::Be, ServerFaults::default());
     let parts = sim.counters(TARGET_DB, "t").loads_committed - 1;
+    eprintln!(
+        "{parts} parts; {samples_mid_transaction} samples while they loaded; commit {commit}"
+    );
     assert!(
         parts >= 4,
         "the transaction went out in {parts} load(s): the buffer cap did not split it\n{}",
@@ -207,37 +228,54 @@ async fn inv1_a_transaction_larger_than_the_buffer_is_confirmed_only_at_its_comm
         "only {samples_mid_transaction} samples were taken while the parts loaded"
     );
 
-    // Landed: the stored checkpoint reaches the big transaction's commit.
+    // Landed: the stored checkpoint and the slot reach the commit.
     let reached = wait_until_async(TIMEOUT, || async move {
         stored_checkpoint(pg, slot)
             .await
-            .is_some_and(|stored| stored > before_big)
+            .is_some_and(|stored| stored >= commit)
+            && slot_confirmed_flush(pg, slot).await >= commit
     })
     .await;
     assert!(
         reached,
-        "the checkpoint stayed at {:?}, before the commit (after {before_big})\n{}",
-        stored_checkpoint(&client, spec.slot()).await,
+        "the checkpoint ({:?}) or the slot ({}) stayed before the commit {commit}\n{}",
+        stored_checkpoint(pg, slot).await,
+        slot_confirmed_flush(pg, slot).await,
         agent.log()
     );
-    let stored = stored_checkpoint(&client, spec.slot()).await.unwrap();
-    // PG 14 streams the agent's own checkpoint writes back as empty transactions, which are
-    // commits too: there the checkpoint may move past the big one.
-    if cluster.major() >= 15 {
-        assert!(
-            stored <= after_big,
-            "the checkpoint {stored} is past the big transaction's commit (before {after_big})"
-        );
-    }
-    let slot_reached = wait_until_async(TIMEOUT, || async move {
-        slot_confirmed_flush(pg, slot).await >= stored
-    })
-    .await;
-    assert!(
-        slot_reached,
-        "the slot never reached the checkpoint {stored}"
-    );
+    client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&probe])
+        .await
+        .unwrap();
     agent.stop_cleanly();
+}
+
+/// The commit LSN (end of the commit record, as pgoutput's Commit message carries it) of the
+/// first transaction with an insert that slot `probe` holds, read without consuming anything.
+async fn commit_after_first_insert(
+    client: &tokio_postgres::Client,
+    probe: &str,
+    publication: &str,
+) -> Lsn {
+    // pgoutput message types are the first byte: `I` insert, `C` commit.
+    let rows = client
+        .query(
+            "SELECT lsn::text, get_byte(data, 0) FROM pg_logical_slot_peek_binary_changes(
+                 $1, NULL, NULL, 'proto_version', '1', 'publication_names', $2)",
+            &[&probe, &publication],
+        )
+        .await
+        .unwrap();
+    let mut inserted = false;
+    for row in rows {
+        let kind = u8::try_from(row.get::<_, i32>(1)).unwrap_or(0);
+        if kind == b'I' {
+            inserted = true;
+        } else if kind == b'C' && inserted {
+            return row.get::<_, String>(0).parse().unwrap();
+        }
+    }
+    panic!("slot {probe} holds no committed insert");
 }
 
 /// Polls an async `condition` every 100 ms up to `timeout`.
