@@ -546,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_and_invalid_values_name_the_variable() {
+    fn inv9_missing_and_invalid_values_name_the_variable() {
         let err = Config::from_vars(vars(&[("STARWAL_TABLES", "public.t")])).unwrap_err();
         assert!(
             err.to_string().starts_with("STARWAL_PG_URL is not set"),
@@ -600,7 +600,7 @@ mod tests {
     }
 
     #[test]
-    fn password_never_appears_in_debug_or_errors() {
+    fn inv10_password_never_appears_in_debug_or_errors() {
         let config = Config::from_vars(vars(&[
             ("STARWAL_PG_URL", URL),
             ("STARWAL_TABLES", "public.t"),

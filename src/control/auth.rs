@@ -101,7 +101,7 @@ mod tests {
     }
 
     #[test]
-    fn token_configured_needs_the_bearer_token() {
+    fn inv10_token_configured_needs_the_bearer_token() {
         let token = Secret::new("s3cret-token");
         let token = Some(&token);
         let remote = peer("10.1.2.3:40000");
@@ -138,7 +138,7 @@ mod tests {
     }
 
     #[test]
-    fn no_token_means_loopback_only() {
+    fn inv10_no_token_means_loopback_only() {
         assert_eq!(authorize(None, None, peer("127.0.0.1:5000")), Ok(()));
         assert_eq!(authorize(None, None, peer("127.8.9.10:5000")), Ok(()));
         assert_eq!(authorize(None, None, peer("[::1]:5000")), Ok(()));
@@ -166,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn denials_name_the_variable_never_the_token() {
+    fn inv10_denials_name_the_variable_never_the_token() {
         let token = Secret::new("hunter2-very-secret");
         for denial in [
             authorize(Some(&token), None, None).unwrap_err(),

@@ -427,7 +427,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn streaming_resumes_after_the_stored_checkpoint_of_an_existing_slot() {
+    fn inv5_streaming_resumes_after_the_stored_checkpoint_of_an_existing_slot() {
         let slot = Lsn(0x26B_22D8);
         let stored = Lsn(0x26B_87B8);
         assert_eq!(resume_position(Some(slot), slot, stored), stored);

@@ -492,7 +492,7 @@ mod tests {
     const KEY: &[usize] = &[0];
 
     #[test]
-    fn changes_to_one_key_collapse_and_fill_unchanged_toast_from_the_earlier_image() {
+    fn inv4_changes_to_one_key_collapse_and_fill_unchanged_toast_from_the_earlier_image() {
         let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
         let mut batch = TableBatch::default();
         batch.insert(at(1), 10, KEY, row(&[Some("1"), Some("long"), Some("1")]));
@@ -529,7 +529,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_change_deletes_the_old_key_and_a_moved_row_missing_values_waits_for_a_fetch() {
+    fn inv4_a_key_change_deletes_the_old_key_and_a_moved_row_missing_values_waits_for_a_fetch() {
         let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
         let mut batch = TableBatch::default();
         // Moved with `big` unchanged and no earlier image: must be fetched, never partial.
@@ -585,7 +585,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_old_tuple_fills_what_the_new_row_lacks() {
+    fn inv4_a_full_old_tuple_fills_what_the_new_row_lacks() {
         let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
         let mut batch = TableBatch::default();
         batch.update(
@@ -609,7 +609,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unchanged_toasted_key_is_not_a_key_change() {
+    fn inv4_an_unchanged_toasted_key_is_not_a_key_change() {
         let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
         let mut batch = TableBatch::default();
         // The key column was stored out of line: the new tuple says `u`, the old key is logged.

@@ -84,7 +84,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn confirms_only_commits_older_than_the_oldest_pending_change() {
+    fn inv1_confirms_only_commits_older_than_the_oldest_pending_change() {
         let now = SystemTime::now();
         let mut log = CommitLog::new(Lsn(10));
         log.committed(Lsn(100), Lsn(108), now, 1);

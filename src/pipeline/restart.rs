@@ -96,12 +96,12 @@ mod tests {
     }
 
     #[test]
-    fn a_load_before_the_confirmed_lsn_needs_no_rule() {
+    fn inv5_a_load_before_the_confirmed_lsn_needs_no_rule() {
         assert_eq!(Resume::for_load(at(10, 1), at(20, 3), Lsn(30)), None);
     }
 
     #[test]
-    fn a_load_whose_start_is_confirmed_committed_and_is_skipped_through_its_end() {
+    fn inv5_a_load_whose_start_is_confirmed_committed_and_is_skipped_through_its_end() {
         let rule = Resume::for_load(at(10, 1), at(20, 3), Lsn(15)).unwrap();
         assert_eq!(rule, Resume::SkipThrough(at(20, 3)));
         assert_eq!(rule.change(at(20, 3)), Verdict::Skip);
@@ -115,7 +115,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unconfirmed_load_is_re_formed_exactly() {
+    fn inv5_an_unconfirmed_load_is_re_formed_exactly() {
         // Confirmed exactly at the load's first commit: that transaction is not confirmed yet.
         let rule = Resume::for_load(at(10, 2), at(20, 3), Lsn(10)).unwrap();
         assert_eq!(

@@ -378,7 +378,7 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_redacts_the_password() {
+    fn inv10_debug_output_redacts_the_password() {
         let info = ConnInfo::parse("postgres://u:topsecret@h/d").unwrap();
         assert!(!format!("{info:?}").contains("topsecret"));
         assert!(!info.to_string().contains("topsecret"));

@@ -240,7 +240,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2048))]
 
         #[test]
-        fn arbitrary_bytes_never_panic(
+        fn inv9_arbitrary_bytes_never_panic(
             bytes in proptest::collection::vec(any::<u8>(), 0..96),
             in_stream_block in any::<bool>(),
         ) {
@@ -248,7 +248,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_behind_a_known_type_never_panic(
+        fn inv9_arbitrary_bytes_behind_a_known_type_never_panic(
             type_byte in proptest::sample::select(b"BCORYIUDTMSEcAbPKrp".to_vec()),
             body in proptest::collection::vec(any::<u8>(), 0..96),
             in_stream_block in any::<bool>(),
@@ -259,7 +259,7 @@ mod tests {
         }
 
         #[test]
-        fn mutated_valid_messages_never_panic((in_stream_block, bytes) in mutated_messages()) {
+        fn inv9_mutated_valid_messages_never_panic((in_stream_block, bytes) in mutated_messages()) {
             let _ = decode_and_walk(bytes.clone(), in_stream_block);
             let _ = decode_and_walk(bytes, !in_stream_block);
         }

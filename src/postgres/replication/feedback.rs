@@ -174,7 +174,7 @@ mod tests {
     const INTERVAL: Duration = Duration::from_secs(10);
 
     #[test]
-    fn no_early_confirm_flush_waits_for_the_consumer() {
+    fn inv1_flush_waits_for_the_consumer() {
         let mut t = FeedbackTracker::new(INTERVAL, Lsn(100));
         t.transaction_began();
         t.data_received(Lsn(150));
@@ -193,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn open_transaction_blocks_the_idle_advance() {
+    fn inv1_open_transaction_blocks_the_idle_advance() {
         let mut t = FeedbackTracker::new(INTERVAL, Lsn(100));
         t.transaction_began();
         t.keepalive_received(Lsn(300));
@@ -205,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn pending_streamed_transactions_block_the_idle_advance() {
+    fn inv1_pending_streamed_transactions_block_the_idle_advance() {
         let mut t = FeedbackTracker::new(INTERVAL, Lsn(100));
         t.transaction_pending(Xid(7));
         t.keepalive_received(Lsn(300));
@@ -215,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn idle_slot_follows_keepalives() {
+    fn inv3_idle_slot_follows_keepalives() {
         let mut t = FeedbackTracker::new(INTERVAL, Lsn(100));
         t.keepalive_received(Lsn(900));
         assert!(t.is_idle());
@@ -223,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn updates_are_due_on_interval_and_soon_after_a_confirm() {
+    fn inv2_updates_are_due_on_interval_and_soon_after_a_confirm() {
         let mut t = FeedbackTracker::new(INTERVAL, Lsn(0));
         let start = Instant::now();
         assert!(t.is_due(start), "the first update is due at once");
@@ -241,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn a_keepalive_ahead_of_the_reported_write_needs_an_answer() {
+    fn inv2_a_keepalive_ahead_of_the_reported_write_needs_an_answer() {
         let mut t = FeedbackTracker::new(INTERVAL, Lsn(0));
         let now = Instant::now();
         t.keepalive_received(Lsn(10));

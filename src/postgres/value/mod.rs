@@ -236,7 +236,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn decode_never_panics_on_arbitrary_bytes(
+        fn inv9_decode_never_panics_on_arbitrary_bytes(
             bytes in proptest::collection::vec(any::<u8>(), 0..64),
             oid_index in 0..SUPPORTED_OIDS.len(),
         ) {
@@ -247,7 +247,7 @@ mod tests {
         }
 
         #[test]
-        fn decode_never_panics_on_value_like_text(
+        fn inv9_decode_never_panics_on_value_like_text(
             text in r#"[-+0-9a-fA-Z:.{}\[\]"\\, NULTx]{0,40}"#,
             oid_index in 0..SUPPORTED_OIDS.len(),
         ) {

@@ -279,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn the_password_is_redacted() {
+    fn inv10_the_password_is_redacted() {
         let config = RawStarRocksConfig {
             starrocks_password: Some("s3cr3t".into()),
             ..raw("http://fe:8030")

@@ -116,7 +116,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn starrocks_messages_are_classified() {
+    fn inv7_starrocks_messages_are_classified() {
         let transient = [
             "Failed to load data into tablet 10086, because of too many versions, current/limit: 1001/1000. You can reduce the loading job concurrency, or increase loading data batch size.",
             "Too many versions. tablet_id: 1, version_count: 1001, limit: 1000",

@@ -152,7 +152,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_are_deterministic_and_portable() {
+    fn inv5_labels_are_deterministic_and_portable() {
         let a = Label::for_batch("starwal", "orders", Lsn(0x16B3748), Lsn(0x16B37A0));
         let b = Label::for_batch("starwal", "orders", Lsn(0x16B3748), Lsn(0x16B37A0));
         assert_eq!(a, b);

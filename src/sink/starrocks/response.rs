@@ -186,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn label_already_exists_depends_on_the_existing_job() {
+    fn inv1_label_already_exists_depends_on_the_existing_job() {
         let body = |job: &str| {
             format!(
                 r#"{{"TxnId": -1, "Label": "l", "Status": "Label Already Exists", "ExistingJobStatus": "{job}", "Message": "Label [l] has already been used."}}"#
@@ -218,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_malformed_not_a_panic() {
+    fn inv9_garbage_is_malformed_not_a_panic() {
         for body in [
             &b""[..],
             b"<html>502</html>",
