@@ -177,6 +177,8 @@ async fn load(
         label: first_label,
         first: batch.first,
         last: batch.last,
+        synced_at: None,
+        moved: Vec::new(),
     };
     context
         .store

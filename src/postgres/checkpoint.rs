@@ -10,13 +10,25 @@
 //! already confirmed is skipped through its last position; otherwise exactly that batch is
 //! re-formed under the same label, so the target answers `Label Already Exists` instead of
 //! applying it twice (invariant 5). [`CheckpointStore::confirm`] forgets the loads it covers.
+//!
+//! A re-formed batch must be the same bytes, not only the same changes, so the record also keeps
+//! what the batch took from outside the stream: its `_starwal_synced_at`, and the values its moved
+//! rows (a key change leaving TOASTed columns unchanged, invariant 4) were completed with — each
+//! moved row's key and the source row read for it, or that there was none — one row per moved row
+//! in `moved_rows`, the values as the text the source gave. They are written under the load's
+//! label before the record names that label, and removed with the record (a later record of the
+//! table, or the confirmation that forgets it), so a crash at any step leaves the recorded label
+//! with its moved rows.
 //! Tables are created on first use; state is removed only by [`CheckpointStore::clear`]: at
 //! teardown, and when a slot is created anew (an earlier slot's higher LSN would make it skip
 //! transactions).
 
 use tokio_postgres::Client;
 
+use tokio_postgres::types::ToSql;
+
 use super::state_table::{StateError, StateStore, StateTables};
+use super::value::PgTimestamp;
 use super::{ChangePosition, Lsn};
 
 /// A load that was about to be sent when the state was saved.
@@ -27,6 +39,21 @@ pub struct InFlightLoad {
     pub label: String,
     pub first: ChangePosition,
     pub last: ChangePosition,
+    /// The `_starwal_synced_at` its rows carry; `None` in a record written before it was kept.
+    pub synced_at: Option<PgTimestamp>,
+    /// How its moved rows were completed, in the order the batch asked.
+    pub moved: Vec<MovedRow>,
+}
+
+/// A row of a batch whose key changed and whose unchanged TOAST values were read from the source:
+/// what that read returned, so a re-formed batch is completed with the same values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedRow {
+    /// The new key's values as text, in key column order.
+    pub key: Vec<Option<String>>,
+    /// Every column of the source row as text (`None` where NULL); `None` when the source had no
+    /// row with that key any more.
+    pub values: Option<Vec<Option<String>>>,
 }
 
 /// What a restart resumes from.
@@ -51,7 +78,11 @@ impl StateStore for CheckpointStore {
 }
 
 /// The store's tables in the state schema.
-const TABLES: [&str; 2] = ["checkpoints", "loads_in_flight"];
+const TABLES: [&str; 3] = ["checkpoints", "loads_in_flight", "moved_rows"];
+
+/// Text bytes of moved rows written per statement: a batch can move many rows with large values,
+/// and one statement's parameters are held whole by the client and the server.
+const MOVED_ROWS_CHUNK_BYTES: usize = 16 * 1024 * 1024;
 
 impl CheckpointStore {
     /// A store for `slot` in `schema`.
@@ -76,9 +107,19 @@ impl CheckpointStore {
                      last_lsn pg_lsn NOT NULL,
                      PRIMARY KEY (slot, target_table));
                  ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS first_seq bigint NOT NULL DEFAULT 0;
-                 ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS last_seq bigint NOT NULL DEFAULT 0;",
+                 ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS last_seq bigint NOT NULL DEFAULT 0;
+                 ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS synced_at_us bigint;
+                 CREATE TABLE IF NOT EXISTS {moved} (
+                     slot text NOT NULL,
+                     target_table text NOT NULL,
+                     label text NOT NULL,
+                     n bigint NOT NULL,
+                     key text[] NOT NULL,
+                     row_values text[],
+                     PRIMARY KEY (slot, target_table, label, n));",
             checkpoints = self.tables.table("checkpoints"),
             in_flight = self.tables.table("loads_in_flight"),
+            moved = self.tables.table("moved_rows"),
         );
         self.tables.ensure(client, &ddl).await
     }
@@ -100,31 +141,33 @@ impl CheckpointStore {
         let rows = client
             .query(
                 &format!(
-                    "SELECT target_table, label, first_lsn::text, last_lsn::text, first_seq, last_seq FROM {} \
-                     WHERE slot = $1 ORDER BY target_table",
+                    "SELECT target_table, label, first_lsn::text, last_lsn::text, first_seq, last_seq, \
+                     synced_at_us FROM {} WHERE slot = $1 ORDER BY target_table",
                     self.tables.table("loads_in_flight")
                 ),
                 &[&self.tables.slot()],
             )
             .await
             .map_err(self.tables.failed("reading the loads in flight"))?;
-        let in_flight = rows
+        let mut in_flight: Vec<InFlightLoad> = rows
             .iter()
             .filter_map(|row| {
                 let seq = |index| u32::try_from(row.get::<_, i64>(index)).ok();
                 let load = (|| {
-                Some(InFlightLoad {
-                    table: row.get(0),
-                    label: row.get(1),
-                    first: ChangePosition {
-                        commit: row.get::<_, String>(2).parse().ok()?,
-                        seq: seq(4)?,
-                    },
-                    last: ChangePosition {
-                        commit: row.get::<_, String>(3).parse().ok()?,
-                        seq: seq(5)?,
-                    },
-                })
+                    Some(InFlightLoad {
+                        table: row.get(0),
+                        label: row.get(1),
+                        first: ChangePosition {
+                            commit: row.get::<_, String>(2).parse().ok()?,
+                            seq: seq(4)?,
+                        },
+                        last: ChangePosition {
+                            commit: row.get::<_, String>(3).parse().ok()?,
+                            seq: seq(5)?,
+                        },
+                        synced_at: row.get::<_, Option<i64>>(6).map(PgTimestamp),
+                        moved: Vec::new(),
+                    })
                 })();
                 if load.is_none() {
                     tracing::warn!(schema = %self.tables.schema(), slot = %self.tables.slot(), "ignoring an unreadable loads_in_flight row: its batch is re-formed under a new label (applied again, which a Primary Key table absorbs)");
@@ -132,28 +175,79 @@ impl CheckpointStore {
                 load
             })
             .collect();
+        // Only the moved rows of the recorded labels: rows of a label never recorded (a crash
+        // between writing them and the record) are left for the table's next record to remove.
+        let moved = client
+            .query(
+                &format!(
+                    "SELECT m.target_table, m.key, m.row_values FROM {moved} m \
+                     JOIN {in_flight} f USING (slot, target_table, label) \
+                     WHERE m.slot = $1 ORDER BY m.target_table, m.n",
+                    moved = self.tables.table("moved_rows"),
+                    in_flight = self.tables.table("loads_in_flight"),
+                ),
+                &[&self.tables.slot()],
+            )
+            .await
+            .map_err(self.tables.failed("reading the moved rows of the loads in flight"))?;
+        for row in &moved {
+            let table: &str = row.get(0);
+            if let Some(load) = in_flight.iter_mut().find(|load| load.table == table) {
+                load.moved.push(MovedRow {
+                    key: row.get(1),
+                    values: row.get(2),
+                });
+            }
+        }
         Ok(Checkpoint {
             confirmed_lsn: confirmed,
             in_flight,
         })
     }
 
-    /// Records `load` as in flight for its table (replacing the table's previous one). Call it
-    /// before sending the load.
+    /// Records `load` as in flight for its table (replacing the table's previous one), with its
+    /// moved rows. Call it before sending the load.
+    ///
+    /// Not one transaction (the client is shared by the loaders, so a `BEGIN` would take in
+    /// their statements too), but ordered so that a crash between any two statements leaves the
+    /// recorded label with exactly its moved rows: the label's rows are written first (replacing
+    /// any an earlier attempt left under it), then the record names the label and, in the same
+    /// statement, the table's rows of other labels go.
     pub async fn begin_load(
         &self,
         client: &Client,
         load: &InFlightLoad,
     ) -> Result<(), CheckpointError> {
+        let moved_table = self.tables.table("moved_rows");
+        if !load.moved.is_empty() {
+            client
+                .execute(
+                    &format!(
+                        "DELETE FROM {moved_table} WHERE slot = $1 AND target_table = $2 AND label = $3"
+                    ),
+                    &[&self.tables.slot(), &load.table, &load.label],
+                )
+                .await
+                .map_err(self.tables.failed("replacing the moved rows of a load"))?;
+            let mut written = 0;
+            while written < load.moved.len() {
+                let chunk = moved_rows_chunk(&load.moved[written..]);
+                self.write_moved_rows(client, load, written, chunk).await?;
+                written += chunk.len();
+            }
+        }
         client
             .execute(
                 &format!(
-                    "INSERT INTO {} (slot, target_table, label, first_lsn, first_seq, last_lsn, last_seq) \
-                     VALUES ($1, $2, $3, $4::text::pg_lsn, $5, $6::text::pg_lsn, $7) \
+                    "WITH recorded AS (INSERT INTO {in_flight} \
+                       (slot, target_table, label, first_lsn, first_seq, last_lsn, last_seq, synced_at_us) \
+                     VALUES ($1, $2, $3, $4::text::pg_lsn, $5, $6::text::pg_lsn, $7, $8) \
                      ON CONFLICT (slot, target_table) DO UPDATE SET label = excluded.label, \
                      first_lsn = excluded.first_lsn, first_seq = excluded.first_seq, \
-                     last_lsn = excluded.last_lsn, last_seq = excluded.last_seq",
-                    self.tables.table("loads_in_flight")
+                     last_lsn = excluded.last_lsn, last_seq = excluded.last_seq, \
+                     synced_at_us = excluded.synced_at_us) \
+                     DELETE FROM {moved_table} WHERE slot = $1 AND target_table = $2 AND label <> $3",
+                    in_flight = self.tables.table("loads_in_flight"),
                 ),
                 &[
                     &self.tables.slot(),
@@ -163,6 +257,7 @@ impl CheckpointStore {
                     &i64::from(load.first.seq),
                     &load.last.commit.to_string(),
                     &i64::from(load.last.seq),
+                    &load.synced_at.map(|at| at.0),
                 ],
             )
             .await
@@ -170,20 +265,81 @@ impl CheckpointStore {
             .map_err(self.tables.failed("recording a load in flight"))
     }
 
+    /// Writes `rows`, the moved rows of `load` from number `offset` on, in one statement: the
+    /// keys and values flattened into two arrays, each row's slices given by its bounds.
+    async fn write_moved_rows(
+        &self,
+        client: &Client,
+        load: &InFlightLoad,
+        offset: usize,
+        rows: &[MovedRow],
+    ) -> Result<(), CheckpointError> {
+        let mut keys: Vec<Option<&str>> = Vec::new();
+        let mut values: Vec<Option<&str>> = Vec::new();
+        let (mut key_from, mut key_to) = (Vec::new(), Vec::new());
+        let (mut values_from, mut values_to) = (Vec::new(), Vec::new());
+        let mut present = Vec::with_capacity(rows.len());
+        // Array bounds are int4 on the server; a chunk is far below that.
+        let bound = |len: usize| i32::try_from(len).unwrap_or(i32::MAX);
+        for row in rows {
+            key_from.push(bound(keys.len() + 1));
+            keys.extend(row.key.iter().map(Option::as_deref));
+            key_to.push(bound(keys.len()));
+            values_from.push(bound(values.len() + 1));
+            if let Some(row_values) = &row.values {
+                values.extend(row_values.iter().map(Option::as_deref));
+            }
+            values_to.push(bound(values.len()));
+            present.push(row.values.is_some());
+        }
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let params: [&(dyn ToSql + Sync); 11] = [
+            &self.tables.slot(),
+            &load.table,
+            &load.label,
+            &offset,
+            &keys,
+            &values,
+            &key_from,
+            &key_to,
+            &values_from,
+            &values_to,
+            &present,
+        ];
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {} (slot, target_table, label, n, key, row_values) \
+                     SELECT $1, $2, $3, $4 + r.n, ($5::text[])[r.key_from:r.key_to], \
+                     CASE WHEN r.present THEN ($6::text[])[r.values_from:r.values_to] END \
+                     FROM unnest($7::int[], $8::int[], $9::int[], $10::int[], $11::bool[]) \
+                     WITH ORDINALITY AS r(key_from, key_to, values_from, values_to, present, n)",
+                    self.tables.table("moved_rows")
+                ),
+                &params,
+            )
+            .await
+            .map(drop)
+            .map_err(self.tables.failed("recording the moved rows of a load"))
+    }
+
     /// Stores `confirmed` and forgets the loads whose whole range it covers (a transaction is
-    /// confirmed when its commit LSN is below `confirmed`), in one statement. `confirmed` only ever
-    /// moves forward: a lower value is ignored.
+    /// confirmed when its commit LSN is below `confirmed`) with their moved rows, in one
+    /// statement. `confirmed` only ever moves forward: a lower value is ignored.
     pub async fn confirm(&self, client: &Client, confirmed: Lsn) -> Result<(), CheckpointError> {
         client
             .execute(
                 &format!(
                     "WITH forgotten AS (DELETE FROM {in_flight} \
-                       WHERE slot = $1 AND last_lsn < $2::text::pg_lsn) \
+                       WHERE slot = $1 AND last_lsn < $2::text::pg_lsn RETURNING target_table, label), \
+                     unmoved AS (DELETE FROM {moved} m USING forgotten f \
+                       WHERE m.slot = $1 AND m.target_table = f.target_table AND m.label = f.label) \
                      INSERT INTO {table} (slot, confirmed_lsn) VALUES ($1, $2::text::pg_lsn) \
                      ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = \
                      greatest({table}.confirmed_lsn, excluded.confirmed_lsn), updated_at = now()",
                     table = self.tables.table("checkpoints"),
                     in_flight = self.tables.table("loads_in_flight"),
+                    moved = self.tables.table("moved_rows"),
                 ),
                 &[&self.tables.slot(), &confirmed.to_string()],
             )
@@ -191,9 +347,57 @@ impl CheckpointStore {
             .map(drop)
             .map_err(self.tables.failed("storing the confirmed LSN"))
     }
-
     /// Removes this slot's checkpoint and loads in flight (teardown; a slot created anew).
     pub async fn clear(&self, client: &Client) -> Result<(), CheckpointError> {
         self.tables.clear(client, &TABLES).await
+    }
+}
+
+/// The longest prefix of `rows` (at least one row) whose text stays within
+/// [`MOVED_ROWS_CHUNK_BYTES`].
+fn moved_rows_chunk(rows: &[MovedRow]) -> &[MovedRow] {
+    let text = |values: &[Option<String>]| -> usize {
+        values.iter().map(|v| v.as_ref().map_or(0, String::len)).sum()
+    };
+    let mut bytes = 0;
+    let mut end = 0;
+    for row in rows {
+        bytes += text(&row.key) + row.values.as_deref().map_or(0, text);
+        if end > 0 && bytes > MOVED_ROWS_CHUNK_BYTES {
+            break;
+        }
+        end += 1;
+    }
+    &rows[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, value_bytes: usize) -> MovedRow {
+        MovedRow {
+            key: vec![Some(key.to_owned())],
+            values: Some(vec![Some(key.to_owned()), Some("x".repeat(value_bytes))]),
+        }
+    }
+
+    #[test]
+    fn moved_rows_are_written_in_chunks_of_bounded_text_and_never_none() {
+        let rows = vec![
+            row("1", MOVED_ROWS_CHUNK_BYTES / 2),
+            row("2", MOVED_ROWS_CHUNK_BYTES / 2),
+            row("3", 10),
+        ];
+        assert_eq!(moved_rows_chunk(&rows).len(), 1, "two halves and keys exceed the cap");
+        assert_eq!(moved_rows_chunk(&rows[1..]).len(), 2);
+        // A row larger than a chunk still goes, alone.
+        let huge = vec![row("4", MOVED_ROWS_CHUNK_BYTES * 2), row("5", 1)];
+        assert_eq!(moved_rows_chunk(&huge).len(), 1);
+        let absent = vec![MovedRow {
+            key: vec![Some("6".into())],
+            values: None,
+        }];
+        assert_eq!(moved_rows_chunk(&absent).len(), 1);
     }
 }

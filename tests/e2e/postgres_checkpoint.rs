@@ -31,6 +31,8 @@ async fn inv5_checkpoint_records_loads_and_moves_forward_only() {
             commit: Lsn(0x1F0),
             seq: 7,
         },
+        synced_at: None,
+        moved: Vec::new(),
     };
     let items = InFlightLoad {
         table: "items".into(),
@@ -43,6 +45,8 @@ async fn inv5_checkpoint_records_loads_and_moves_forward_only() {
             commit: Lsn(0x300),
             seq: 1,
         },
+        synced_at: None,
+        moved: Vec::new(),
     };
     store.begin_load(&client, &orders).await.unwrap();
     store.begin_load(&client, &items).await.unwrap();
