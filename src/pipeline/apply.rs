@@ -19,7 +19,9 @@ impl Pipeline {
             message,
             bytes,
         } = item;
-        let mut held = false;
+        // The item itself is gone once taken in; what a batch or the commit log keeps of it is
+        // counted by them (`sync_buffered`).
+        self.context.handle.release_buffered(bytes);
         match message {
             Message::Begin(begin) => {
                 self.transaction = Some((begin.final_lsn, begin.commit_ts.to_system_time()));
@@ -27,8 +29,8 @@ impl Pipeline {
             Message::Commit(commit) => {
                 let time = commit.commit_ts.to_system_time();
                 self.commits
-                    .committed(commit.commit_lsn, commit.end_lsn, time, bytes);
-                held = true;
+                    .committed(commit.commit_lsn, commit.end_lsn, time);
+                self.sync_commits_buffered();
                 self.context.handle.commit_waiting(time);
                 self.context.handle.set_received(commit.end_lsn, Lsn::ZERO);
                 self.transaction = None;
@@ -42,8 +44,8 @@ impl Pipeline {
                         let table = &mut self.tables[index];
                         table
                             .batch
-                            .insert(position, bytes, &table.key_columns, insert.new_tuple);
-                        held = true;
+                            .insert(position, &table.key_columns, insert.new_tuple);
+                        table.sync_buffered(&self.context.handle);
                         self.after_change(index).await?;
                     }
                 }
@@ -54,12 +56,11 @@ impl Pipeline {
                         let table = &mut self.tables[index];
                         table.batch.update(
                             position,
-                            bytes,
                             &table.key_columns,
                             update.old_tuple.as_ref(),
                             update.new_tuple,
                         );
-                        held = true;
+                        table.sync_buffered(&self.context.handle);
                         self.after_change(index).await?;
                     }
                 }
@@ -70,8 +71,8 @@ impl Pipeline {
                         let table = &mut self.tables[index];
                         table
                             .batch
-                            .delete(position, bytes, &table.key_columns, &delete.old_tuple);
-                        held = true;
+                            .delete(position, &table.key_columns, &delete.old_tuple);
+                        table.sync_buffered(&self.context.handle);
                         self.after_change(index).await?;
                     }
                 }
@@ -91,9 +92,6 @@ impl Pipeline {
             // Origins, types, logical messages (heartbeats) carry nothing to load; streamed
             // and two-phase messages are not requested.
             _ => {}
-        }
-        if !held {
-            self.context.handle.release_buffered(bytes);
         }
         Ok(())
     }

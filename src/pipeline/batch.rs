@@ -12,14 +12,21 @@
 //! Rows are kept in allocations of their own (see `TupleData::detached`) and encoded
 //! only when the batch is sealed, grouped by the exact set of columns they carry: one load per
 //! set.
+//!
+//! Memory (invariant 8): [`TableBatch::bytes`] is what the batch really holds — its rows' and
+//! keys' allocations, the entry vector's and key map's capacity — plus an estimate of the bodies
+//! sealing will write, because those exist next to the rows while the batch is sealed. Counting
+//! both up front keeps the seal's peak inside the buffer cap.
 
 use std::collections::HashMap;
+use std::mem::size_of;
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::postgres::pgoutput::{OldTuple, TupleData, TupleValueRef};
 use crate::postgres::{ChangePosition, Lsn};
+use crate::schema::TableSchema;
 use crate::sink::starrocks::config::Compression;
 use crate::sink::starrocks::encoding::{
     Audit, BodyWriter, ChangeRow, ColumnSet, EncodeError, SourceOp, SyncedAt, TableEncoder,
@@ -37,6 +44,12 @@ enum Image {
 }
 
 impl Image {
+    fn tuple(&self) -> &TupleData {
+        match self {
+            Image::New(tuple) | Image::DeletedKey(tuple) | Image::DeletedRow(tuple) => tuple,
+        }
+    }
+
     fn row(&self) -> ChangeRow<'_> {
         match self {
             Image::New(tuple) => ChangeRow::New(tuple),
@@ -66,8 +79,7 @@ pub struct SealedBatch {
     /// Changes received (before collapsing).
     pub changes: u64,
     pub ops: OpCounts,
-    /// Buffer bytes the batch holds until it commits: the stream bytes of its changes as
-    /// sealed; the pipeline then counts its encoded bodies instead.
+    /// Buffer bytes the loads hold until they commit: their encoded bodies.
     pub buffered_bytes: u64,
 }
 
@@ -88,10 +100,37 @@ pub struct TableBatch {
     first: Option<ChangePosition>,
     last: ChangePosition,
     changes: u64,
-    bytes: u64,
+    /// Allocations of the entries' rows and of the map's keys.
+    held: u64,
+    /// What the bodies of the entries will take when sealed (see [`TableBatch::bytes`]).
+    body_estimate: u64,
+    /// Per row, the body bytes beyond the row's values (see [`body_row_overhead`]).
+    row_overhead: u64,
     ops: OpCounts,
     opened_at: Option<Instant>,
     key_scratch: Vec<u8>,
+}
+
+/// Bytes the allocator takes for a request of `len` bytes: glibc's malloc rounds to 16-byte
+/// granules after an 8-byte header, 32 at least.
+pub(crate) fn allocation(len: usize) -> u64 {
+    if len == 0 {
+        return 0;
+    }
+    ((len + 8).next_multiple_of(16).max(32)) as u64
+}
+
+/// Bytes a row of `schema` takes in a JSON body beyond its values: `"name":` and a comma per
+/// column, the braces, and the audit columns and `__op` (about 125 bytes with soft-delete
+/// columns). A value's own wire bytes (4-byte length and a kind byte) cover its quotes.
+pub fn body_row_overhead(schema: &TableSchema) -> u64 {
+    const AUDIT_AND_OP: u64 = 128;
+    schema
+        .columns
+        .iter()
+        .map(|column| column.name.len() as u64 + 4)
+        .sum::<u64>()
+        + AUDIT_AND_OP
 }
 
 /// Appends the key columns' values of `tuple` (length-prefixed, NULL distinct from empty) to
@@ -166,9 +205,38 @@ impl TableBatch {
         self.changes
     }
 
-    /// Stream bytes the batch holds.
+    /// Sets the per-row body overhead of the table (see [`body_row_overhead`]); kept across
+    /// seals.
+    pub fn set_row_overhead(&mut self, row_overhead: u64) {
+        self.row_overhead = row_overhead;
+    }
+
+    /// Buffer bytes of the batch: the memory it holds (allocations and capacity, not payload)
+    /// plus the estimated size of the bodies sealing it will write.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        // hashbrown: a power-of-two number of buckets of which 7/8 are usable, each a
+        // `(key, index)` slot and a control byte.
+        let buckets = match self.by_key.capacity() {
+            0 => 0,
+            capacity => (capacity * 8 / 7).next_power_of_two(),
+        };
+        let map = buckets * (size_of::<(Box<[u8]>, usize)>() + 1);
+        let entries = self.entries.capacity() * size_of::<Entry>();
+        self.held + self.body_estimate + (map + entries + self.key_scratch.capacity()) as u64
+    }
+
+    fn count(&mut self, entry: &Entry) {
+        let len = entry.image.tuple().wire_bytes().len();
+        self.held += allocation(len);
+        self.body_estimate += len as u64 + self.row_overhead;
+    }
+
+    fn uncount(&mut self, entry: &Entry) {
+        let len = entry.image.tuple().wire_bytes().len();
+        self.held = self.held.saturating_sub(allocation(len));
+        self.body_estimate = self
+            .body_estimate
+            .saturating_sub(len as u64 + self.row_overhead);
     }
 
     pub fn first(&self) -> Option<ChangePosition> {
@@ -184,20 +252,24 @@ impl TableBatch {
         self.opened_at
     }
 
-    fn note(&mut self, position: ChangePosition, bytes: u64) {
+    fn note(&mut self, position: ChangePosition) {
         if self.first.is_none() {
             self.first = Some(position);
             self.opened_at = Some(Instant::now());
         }
         self.last = position;
         self.changes += 1;
-        self.bytes += bytes;
     }
 
     fn put(&mut self, key: &[u8], entry: Entry) {
+        self.count(&entry);
         match self.by_key.get(key) {
-            Some(&index) => self.entries[index] = entry,
+            Some(&index) => {
+                let old = std::mem::replace(&mut self.entries[index], entry);
+                self.uncount(&old);
+            }
             None => {
+                self.held += allocation(key.len());
                 self.by_key.insert(key.into(), self.entries.len());
                 self.entries.push(entry);
             }
@@ -212,14 +284,8 @@ impl TableBatch {
         }
     }
 
-    pub fn insert(
-        &mut self,
-        position: ChangePosition,
-        bytes: u64,
-        key_columns: &[usize],
-        row: TupleData,
-    ) {
-        self.note(position, bytes);
+    pub fn insert(&mut self, position: ChangePosition, key_columns: &[usize], row: TupleData) {
+        self.note(position);
         self.ops.inserted += 1;
         let mut key = std::mem::take(&mut self.key_scratch);
         key_bytes(&row, key_columns, &mut key);
@@ -238,12 +304,11 @@ impl TableBatch {
     pub fn update(
         &mut self,
         position: ChangePosition,
-        bytes: u64,
         key_columns: &[usize],
         old: Option<&OldTuple>,
         new: TupleData,
     ) {
-        self.note(position, bytes);
+        self.note(position);
         self.ops.updated += 1;
         // A key column stored out of line and not changed arrives as `u` (Postgres then logs the
         // old key): take it from the old tuple, or the row would look moved to a NULL key.
@@ -307,14 +372,8 @@ impl TableBatch {
         );
     }
 
-    pub fn delete(
-        &mut self,
-        position: ChangePosition,
-        bytes: u64,
-        key_columns: &[usize],
-        old: &OldTuple,
-    ) {
-        self.note(position, bytes);
+    pub fn delete(&mut self, position: ChangePosition, key_columns: &[usize], old: &OldTuple) {
+        self.note(position);
         self.ops.deleted += 1;
         let mut key = std::mem::take(&mut self.key_scratch);
         key_bytes(old.tuple(), key_columns, &mut key);
@@ -358,12 +417,22 @@ impl TableBatch {
     /// Completes entry `entry` with `source` (the current source row as text values, `None`
     /// where NULL); a row gone from the source keeps what it has.
     pub fn complete(&mut self, entry: usize, source: &TupleData) {
-        if let Some(entry) = self.entries.get_mut(entry) {
-            if let Image::New(row) = &entry.image {
-                entry.image = Image::New(fill_unchanged(row, source));
-            }
-            entry.needs_fetch = false;
-        }
+        let Some(current) = self.entries.get(entry) else {
+            return;
+        };
+        let completed = match &current.image {
+            Image::New(row) => Image::New(fill_unchanged(row, source)),
+            other => other.clone(),
+        };
+        let completed = Entry {
+            image: completed,
+            op: current.op,
+            commit: current.commit,
+            needs_fetch: false,
+        };
+        self.count(&completed);
+        let old = std::mem::replace(&mut self.entries[entry], completed);
+        self.uncount(&old);
     }
 
     /// Encodes the batch into its loads and resets it. `None` when empty.
@@ -425,18 +494,20 @@ impl TableBatch {
         let sealed = SealedBatch {
             first,
             last,
-            loads,
             changes: self.changes,
             ops: self.ops,
-            buffered_bytes: self.bytes,
+            buffered_bytes: loads.iter().map(|load| load.body.len() as u64).sum(),
+            loads,
         };
-        // The next batch of this table is likely as big: size for it up front (no rehashing
-        // while it fills), up to 4096 rows so an idle table keeps little.
-        let expected = self.entries.len().min(4096);
+        // The next batch of this table is likely as big: size for it up front (less rehashing
+        // while it fills), up to 1024 rows so an idle table keeps little (50 tables: ~6 MiB,
+        // counted in `bytes`).
+        let expected = self.entries.len().min(1024);
         *self = TableBatch {
             key_scratch: std::mem::take(&mut self.key_scratch),
             entries: Vec::with_capacity(expected),
             by_key: HashMap::with_capacity_and_hasher(expected, Default::default()),
+            row_overhead: self.row_overhead,
             ..TableBatch::default()
         };
         Ok(Some(sealed))
@@ -495,21 +566,10 @@ mod tests {
     fn inv4_changes_to_one_key_collapse_and_fill_unchanged_toast_from_the_earlier_image() {
         let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
         let mut batch = TableBatch::default();
-        batch.insert(at(1), 10, KEY, row(&[Some("1"), Some("long"), Some("1")]));
-        batch.update(
-            at(2),
-            10,
-            KEY,
-            None,
-            row(&[Some("1"), Some("<u>"), Some("2")]),
-        );
-        batch.insert(at(3), 10, KEY, row(&[Some("2"), Some("other"), Some("5")]));
-        batch.delete(
-            at(4),
-            10,
-            KEY,
-            &OldTuple::Key(row(&[Some("2"), None, None])),
-        );
+        batch.insert(at(1), KEY, row(&[Some("1"), Some("long"), Some("1")]));
+        batch.update(at(2), KEY, None, row(&[Some("1"), Some("<u>"), Some("2")]));
+        batch.insert(at(3), KEY, row(&[Some("2"), Some("other"), Some("5")]));
+        batch.delete(at(4), KEY, &OldTuple::Key(row(&[Some("2"), None, None])));
         assert_eq!(batch.changes(), 4);
         let sealed = batch
             .seal(&encoder, "slot", "docs", Compression::None)
@@ -535,19 +595,12 @@ mod tests {
         // Moved with `big` unchanged and no earlier image: must be fetched, never partial.
         batch.update(
             at(1),
-            10,
             KEY,
             Some(&OldTuple::Key(row(&[Some("1"), None, None]))),
             row(&[Some("10"), Some("<u>"), Some("1")]),
         );
         // A later update of the moved row keeps waiting for the value.
-        batch.update(
-            at(2),
-            10,
-            KEY,
-            None,
-            row(&[Some("10"), Some("<u>"), Some("3")]),
-        );
+        batch.update(at(2), KEY, None, row(&[Some("10"), Some("<u>"), Some("3")]));
         let fetch = batch.needing_fetch();
         assert_eq!(fetch.len(), 1);
         batch.complete(
@@ -556,13 +609,7 @@ mod tests {
         );
         assert!(batch.needing_fetch().is_empty());
         // A plain update of a row the target has stays a partial update, in its own load.
-        batch.update(
-            at(3),
-            10,
-            KEY,
-            None,
-            row(&[Some("20"), Some("<u>"), Some("4")]),
-        );
+        batch.update(at(3), KEY, None, row(&[Some("20"), Some("<u>"), Some("4")]));
         assert!(batch.needing_fetch().is_empty());
         let sealed = batch
             .seal(&encoder, "slot", "docs", Compression::None)
@@ -590,7 +637,6 @@ mod tests {
         let mut batch = TableBatch::default();
         batch.update(
             at(1),
-            10,
             KEY,
             Some(&OldTuple::Full(row(&[
                 Some("1"),
@@ -615,7 +661,6 @@ mod tests {
         // The key column was stored out of line: the new tuple says `u`, the old key is logged.
         batch.update(
             at(1),
-            10,
             KEY,
             Some(&OldTuple::Key(row(&[Some("7"), None, None]))),
             row(&[Some("<u>"), Some("b"), Some("1")]),
@@ -635,13 +680,8 @@ mod tests {
     fn a_soft_delete_keeps_the_values_the_batch_has_for_the_row() {
         let encoder = TableEncoder::new(&schema(), DeleteMode::Soft);
         let mut batch = TableBatch::default();
-        batch.insert(at(1), 10, KEY, row(&[Some("1"), Some("kept"), Some("5")]));
-        batch.delete(
-            at(2),
-            10,
-            KEY,
-            &OldTuple::Key(row(&[Some("1"), None, None])),
-        );
+        batch.insert(at(1), KEY, row(&[Some("1"), Some("kept"), Some("5")]));
+        batch.delete(at(2), KEY, &OldTuple::Key(row(&[Some("1"), None, None])));
         let sealed = batch
             .seal(&encoder, "slot", "docs", Compression::None)
             .unwrap()
@@ -653,5 +693,63 @@ mod tests {
         );
         assert!(text.contains(r#""big":"kept","small":5"#), "{text}");
         assert!(text.contains(r#""_starwal_deleted":true"#), "{text}");
+    }
+
+    #[test]
+    fn bytes_count_what_the_batch_holds_and_the_bodies_it_will_write() {
+        let schema = schema();
+        let encoder = TableEncoder::new(&schema, DeleteMode::Hard);
+        let mut batch = TableBatch::default();
+        batch.set_row_overhead(body_row_overhead(&schema));
+        let empty = batch.bytes();
+        let rows = 2_000u32;
+        let mut wire = 0;
+        for n in 0..rows {
+            let id = n.to_string();
+            let tuple = row(&[Some(&id), Some("some text of a row"), Some("7")]);
+            wire += tuple.wire_bytes().len() as u64;
+            batch.insert(at(n + 1), KEY, tuple);
+        }
+        let full = batch.bytes();
+        // Far more than the payload: per row an entry, a map slot, two allocations.
+        assert!(full - empty > 3 * wire, "{full} vs payload {wire}");
+        // The same key changed again and again holds one row.
+        for n in 0..rows {
+            let small = n.to_string();
+            batch.update(
+                at(rows + n + 1),
+                KEY,
+                None,
+                row(&[Some("1"), Some("some text of a row"), Some(&small)]),
+            );
+        }
+        let after_updates = batch.bytes();
+        assert!(
+            after_updates < full + full / 10,
+            "{after_updates} vs {full}: replaced rows are not counted twice"
+        );
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        let body: u64 = sealed.loads.iter().map(|l| l.body.len() as u64).sum();
+        assert_eq!(sealed.buffered_bytes, body);
+        // The estimate reserved for the bodies covers them (within a tenth).
+        assert!(
+            after_updates - empty >= body + body / 10,
+            "counted {after_updates}, body {body}"
+        );
+        // A sealed batch keeps only its pre-sized capacity, and counts it.
+        let fresh = batch.bytes();
+        assert!(fresh > 0 && fresh < full / 4, "{fresh} vs {full}");
+    }
+
+    #[test]
+    fn allocation_sizes_follow_the_allocator() {
+        assert_eq!(allocation(0), 0);
+        assert_eq!(allocation(1), 32);
+        assert_eq!(allocation(24), 32);
+        assert_eq!(allocation(25), 48);
+        assert_eq!(allocation(1000), 1008);
     }
 }

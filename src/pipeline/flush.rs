@@ -54,13 +54,13 @@ impl Pipeline {
             &table.target,
             self.settings.compression,
         )?;
-        if let Some(mut sealed) = sealed {
-            // From here the batch's memory is its encoded bodies (the tuples are gone): count
-            // those instead, so the buffer cap bounds what is really held (invariant 8).
-            let body_bytes: u64 = sealed.loads.iter().map(|l| l.body.len() as u64).sum();
-            self.context.handle.add_buffered(body_bytes);
-            self.context.handle.release_buffered(sealed.buffered_bytes);
-            sealed.buffered_bytes = body_bytes;
+        // From here the batch's memory is its encoded bodies (the rows are gone): count those
+        // instead (the loader releases them), and the emptied batch what it keeps (invariant 8).
+        if let Some(sealed) = &sealed {
+            self.context.handle.add_buffered(sealed.buffered_bytes);
+        }
+        table.sync_buffered(&self.context.handle);
+        if let Some(sealed) = sealed {
             let range = (sealed.first, sealed.last);
             self.send(index, Job::Load(sealed), Some(range))?;
         }
@@ -122,6 +122,12 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Brings the buffer total in line with the memory the commit log takes now.
+    pub(super) fn sync_commits_buffered(&mut self) {
+        self.commits_buffered
+            .set(&self.context.handle, self.commits.bytes());
+    }
+
     /// Moves the confirmed LSN as far as the loads allow; stores it after loads committed (or
     /// always when `final_store`), then hands it to the session.
     pub(super) async fn advance(&mut self, final_store: bool) -> Result<(), PipelineError> {
@@ -134,8 +140,8 @@ impl Pipeline {
             // A copy runs while streaming: its table's dropped changes must stream again.
             Some(Lsn::ZERO)
         };
-        let released = self.commits.advance(oldest);
-        self.context.handle.release_buffered(released);
+        self.commits.advance(oldest);
+        self.sync_commits_buffered();
         let confirmed = self.commits.confirmed();
         self.context
             .handle

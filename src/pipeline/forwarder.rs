@@ -3,6 +3,11 @@
 //! the pipeline task over a channel, in chunks; it tells the session to stop reading while the
 //! buffer is full, the operator paused, or the attempt is closing.
 //!
+//! What is counted is what the message really keeps allocated while it waits in the channel: its
+//! slot in the chunk (`size_of::<StreamItem>()`), its frame (an allocation of its own, see
+//! `replication::connection`) and the chunk's unused capacity. So the channel is bounded by bytes
+//! through the same cap: one-row transactions cost their real ~300 bytes each, not 64.
+//!
 //! Closing: once the engine closes the forwarder ([`Forwarder::new`]'s `closed` flag), nothing more
 //! is handed over, so what the pipeline takes in before it stops is exactly what was forwarded
 //! before the close: the engine sets the flag, then tells the pipeline to stop, with no wait in
@@ -10,6 +15,7 @@
 //! transaction not committed yet may still sit in the forwarder's chunk then: nothing could
 //! confirm them, and the next start streams them again.
 
+use std::mem::size_of;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +27,8 @@ use crate::postgres::replication::session::ChangeConsumer;
 use crate::postgres::Lsn;
 use crate::state::EngineHandle;
 
-/// One message from the session, with the bytes it holds in the buffer.
+/// One message from the session, with the bytes it holds in the buffer until the pipeline has
+/// taken it in (what the pipeline keeps of it is counted by the holder: batch, commit log).
 #[derive(Debug)]
 pub struct StreamItem {
     pub lsn: Lsn,
@@ -30,8 +37,10 @@ pub struct StreamItem {
 }
 
 /// Messages travel to the pipeline in chunks of up to this many (and at every commit): one
-/// cross-thread wake-up per chunk instead of per message.
+/// wake-up of the pipeline task per chunk instead of per message.
 const CHUNK: usize = 256;
+/// A chunk's share of the channel's slot blocks and the Vec header.
+const CHANNEL_SLOT: usize = 64;
 
 /// The session side: forwards every message to the pipeline task and applies backpressure.
 #[derive(Debug)]
@@ -56,18 +65,21 @@ impl Forwarder {
     ) -> Forwarder {
         Forwarder {
             tx,
-            chunk: Vec::with_capacity(CHUNK),
+            chunk: Vec::new(),
             handle,
             closed,
         }
     }
 }
 
-/// Approximate bytes a message keeps alive: its tuples' wire bytes plus a fixed overhead.
+/// The bytes a message keeps allocated while it travels: its chunk slot, its frame (the tuples'
+/// bytes plus the XLogData and pgoutput headers, rounded up by the allocator) and the frame's
+/// shared-ownership record (the message is cloned out of the session).
 fn message_bytes(message: &Message) -> u64 {
-    const OVERHEAD: u64 = 64;
+    const FRAME_OVERHEAD: u64 = 96;
     let tuple = |t: &TupleData| t.wire_bytes().len() as u64;
-    OVERHEAD
+    size_of::<StreamItem>() as u64
+        + FRAME_OVERHEAD
         + match message {
             Message::Insert(insert) => tuple(&insert.new_tuple),
             Message::Update(update) => {
@@ -99,7 +111,16 @@ impl ChangeConsumer for Forwarder {
         // chunks. What is still in `chunk` when the session ends is an unfinished transaction,
         // which nothing could have confirmed: the next start streams it again.
         if self.chunk.len() >= CHUNK || matches!(message, Message::Commit(_)) {
-            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+            // The chunk grows from empty (a one-row transaction takes 4 slots, not 256); its
+            // unused slots and its place in the channel are memory too, counted on its last
+            // item, which the pipeline takes in last.
+            let mut chunk = std::mem::take(&mut self.chunk);
+            let slack =
+                ((chunk.capacity() - chunk.len()) * size_of::<StreamItem>() + CHANNEL_SLOT) as u64;
+            self.handle.add_buffered(slack);
+            if let Some(last) = chunk.last_mut() {
+                last.bytes += slack;
+            }
             self.tx.send(chunk).map_err(|_| PipelineGone)?;
         }
         Ok(None)

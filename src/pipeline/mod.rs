@@ -10,10 +10,11 @@
 //! Finished loads come back, and [`progress::CommitLog`] says how far the confirmed LSN may move:
 //! it is stored in the checkpoint table and handed to the session as `flush` (invariant 1).
 //!
-//! Memory: the forwarder counts every message into the shared buffered bytes before handing it
-//! over, and the session stops reading at `STARWAL_MAX_BUFFER_BYTES`; the pipeline releases a
-//! message's bytes when it is dropped or, for changes, when the load holding them commits
-//! (invariant 8).
+//! Memory (invariant 8): the buffered bytes are what is really allocated, each holder counting
+//! its own share — the forwarder a message in the channel (its slot, its frame, the chunk's spare
+//! capacity), a batch its rows, keys, capacity and the bodies sealing it will write, a sealed
+//! batch its bodies until the load commits, the commit log its queue. The session stops reading
+//! at `STARWAL_MAX_BUFFER_BYTES`, so the channel is bounded by bytes, not by messages.
 //!
 //! Restart (invariant 5): for each table's recorded in-flight load the pipeline either skips what
 //! is known to be committed, or re-forms exactly that batch (same changes, same label) so
@@ -105,6 +106,8 @@ pub struct Pipeline {
     /// Relations in the publication that starwal does not replicate (not in STARWAL_TABLES).
     ignored: std::collections::HashSet<Oid>,
     commits: CommitLog,
+    /// What the commit log counts in the engine's buffer now.
+    commits_buffered: table::Buffered,
     /// The open transaction: its commit LSN and time.
     transaction: Option<(Lsn, std::time::SystemTime)>,
     done_tx: mpsc::UnboundedSender<JobDone>,
@@ -145,6 +148,7 @@ impl Pipeline {
             by_relation: HashMap::new(),
             ignored: std::collections::HashSet::new(),
             commits: CommitLog::new(start.confirmed),
+            commits_buffered: Default::default(),
             transaction: None,
             done_tx,
             done_rx,
@@ -191,6 +195,8 @@ impl Pipeline {
             rule
         });
         self.by_relation.insert(source.oid, index);
+        let mut batch = TableBatch::default();
+        batch.set_row_overhead(batch::body_row_overhead(&schema));
         self.tables.push(TableState {
             encoder: TableEncoder::new(&schema, self.settings.delete_mode),
             key_columns: key_columns(&schema),
@@ -198,7 +204,8 @@ impl Pipeline {
             source_name,
             target,
             schema,
-            batch: TableBatch::default(),
+            batch,
+            buffered: Default::default(),
             jobs,
             loader,
             queued: VecDeque::new(),

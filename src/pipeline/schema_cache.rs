@@ -214,6 +214,9 @@ impl Pipeline {
         let table = &mut self.tables[index];
         table.encoder = TableEncoder::new(&schema, delete_mode);
         table.key_columns = key_columns(&schema);
+        table
+            .batch
+            .set_row_overhead(super::batch::body_row_overhead(&schema));
         table.schema = schema;
         Ok(())
     }

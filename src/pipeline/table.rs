@@ -13,6 +13,7 @@ use crate::postgres::catalog::SourceTable;
 use crate::postgres::{ChangePosition, Lsn};
 use crate::schema::TableSchema;
 use crate::sink::starrocks::encoding::TableEncoder;
+use crate::state::EngineHandle;
 
 #[derive(Debug)]
 pub(super) struct TableState {
@@ -33,6 +34,24 @@ pub(super) struct TableState {
     pub(super) txn_commit: Lsn,
     pub(super) txn_seq: u32,
     pub(super) resume: Option<Resume>,
+    /// What the batch counts in the engine's buffer now.
+    pub(super) buffered: Buffered,
+}
+
+/// The share of the engine's buffer total one holder (a batch, the commit log) has reported:
+/// holders report what they hold after each change, and the total moves by the difference.
+#[derive(Debug, Default)]
+pub(super) struct Buffered(u64);
+
+impl Buffered {
+    pub(super) fn set(&mut self, handle: &EngineHandle, now: u64) {
+        if now > self.0 {
+            handle.add_buffered(now - self.0);
+        } else if now < self.0 {
+            handle.release_buffered(self.0 - now);
+        }
+        self.0 = now;
+    }
 }
 
 impl TableState {
@@ -55,6 +74,11 @@ impl TableState {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Brings the buffer total in line with what the batch holds now ([`TableBatch::bytes`]).
+    pub(super) fn sync_buffered(&mut self, handle: &EngineHandle) {
+        self.buffered.set(handle, self.batch.bytes());
     }
 
     pub(super) fn loader_idle(&self) -> bool {
