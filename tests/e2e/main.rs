@@ -8,6 +8,7 @@ mod engine_control;
 mod engine_crash;
 mod engine_idle;
 mod engine_loads;
+mod engine_memory;
 mod engine_outage;
 mod engine_run;
 mod engine_schema;
