@@ -2,13 +2,16 @@
 //! how many rows they carried, which labels were tried and which committed; and what a client
 //! cannot be trusted to report about itself: how many of its loads of one table the BE handled at
 //! once (invariant 4, one load in flight per table) and which `max_filter_ratio` each load asked
-//! for (invariant 6: StarRocks' default is also 0, so only the request shows the header was sent).
+//! for (invariant 6: StarRocks' default is also 0, so only the request shows the header was sent);
+//! and a digest of every body read under each label, so a test can tell whether a load sent again
+//! under its label carried the same bytes (invariant 5: a re-formed batch is the same batch).
 //!
 //! Owns counting only; the commit path updates it under the same lock that applies the data, so a
 //! reader never sees rows without their count or the reverse. Counters live for the process (they
 //! are not persisted with `--data-dir`).
 
 use std::collections::BTreeMap;
+use std::hash::Hasher;
 
 use serde::Serialize;
 
@@ -35,6 +38,19 @@ pub struct TableCounters {
     /// Plain Stream Loads that reached begin-txn, by the text of their `max_filter_ratio` header
     /// ([`MAX_FILTER_RATIO_ABSENT`] when the header was not sent).
     pub max_filter_ratio_headers: BTreeMap<String, u64>,
+    /// Plain Stream Load bodies the BE read in full, by label: the [`body_digest`] of each, in
+    /// arrival order. An attempt refused before its body was read (a label already committed
+    /// answers at begin, before `100 Continue`) has none.
+    pub body_digests: BTreeMap<String, Vec<String>>,
+}
+
+/// A digest of a body as received (before decompression): its length and a 64-bit hash, equal
+/// for equal bytes within one sim process (std's `DefaultHasher` with its fixed keys; cheap next
+/// to parsing the body).
+pub fn body_digest(body: &[u8]) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(body);
+    format!("{}:{:016x}", body.len(), hasher.finish())
 }
 
 /// The [`TableCounters::max_filter_ratio_headers`] key of loads sent without the header.
@@ -112,6 +128,15 @@ impl Counters {
         c.labels_committed.push(label.to_string());
     }
 
+    /// A plain Stream Load's body was read in full.
+    pub(crate) fn body_received(&mut self, db: &str, table: &str, label: &str, digest: String) {
+        self.entry(db, table)
+            .body_digests
+            .entry(label.to_string())
+            .or_default()
+            .push(digest);
+    }
+
     pub(crate) fn failed(&mut self, db: &str, table: &str) {
         self.entry(db, table).loads_failed += 1;
     }
@@ -144,5 +169,18 @@ mod tests {
                 (MAX_FILTER_RATIO_ABSENT.to_string(), 1)
             ])
         );
+    }
+
+    #[test]
+    fn bodies_are_digested_per_label_in_arrival_order() {
+        let mut counters = Counters::default();
+        counters.body_received("db", "t", "l1", body_digest(b"[1]"));
+        counters.body_received("db", "t", "l1", body_digest(b"[2]"));
+        counters.body_received("db", "t", "l2", body_digest(b"[1]"));
+        let digests = counters.table("db", "t").body_digests;
+        assert_eq!(digests["l1"].len(), 2);
+        assert_ne!(digests["l1"][0], digests["l1"][1], "different bytes");
+        assert_eq!(digests["l1"][0], digests["l2"][0], "same bytes");
+        assert!(digests["l1"][0].starts_with("3:"), "{}", digests["l1"][0]);
     }
 }

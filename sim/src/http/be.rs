@@ -369,6 +369,12 @@ async fn stream_load(ctx: &Ctx, req: Request<Incoming>, db: &str, table: &str) -
     }
     result.load_bytes = received.len() as u64;
     result.read_data_time_ms = ms(read_started.elapsed());
+    // Digested outside the lock: a body can be large.
+    let digest = crate::counters::body_digest(&received);
+    shared
+        .lock()
+        .counters
+        .body_received(db, table, &label, digest);
 
     let write_started = Instant::now();
     let plain = match plain_body(&received, &plan.options, limits.max_body_bytes) {
