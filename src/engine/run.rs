@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch, Mutex};
 use crate::config::{Config, SnapshotMode};
 use crate::engine::error::{AttemptError, StreamError};
 use crate::engine::monitor::{spawn_publication_watcher, spawn_retained_wal_monitor};
+use crate::engine::setup::target::prepare_target;
 use crate::engine::setup::postgres::{
     ensure_slot, ensure_slot_exporting, existing_slot, prepare_source, warn_on_short_sender_timeout,
 };
@@ -155,8 +156,9 @@ async fn attempt(
 
     // Target: database and tables.
     let mut target = TargetSetup::connect(&starrocks).await?;
-    let schemas: Vec<_> = tables.iter().map(|(_, schema)| schema.clone()).collect();
-    target.prepare(&schemas).await?;
+    // Columns the target lacks get what existing rows hold, or the table a copy.
+    let copies = CopyStore::new(&pg.state_schema, &pg.slot);
+    prepare_target(&mut target, &client, &tables, &copies).await?;
 
     // Checkpoint state.
     let store = CheckpointStore::new(&pg.state_schema, &pg.slot);

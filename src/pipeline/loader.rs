@@ -3,7 +3,10 @@
 //! order, at most one load in flight). Tables load in parallel, each on its own task.
 //!
 //! Before a batch is sent its label and range are written to the checkpoint store, so a restart
-//! can re-form the same batch and StarRocks recognises the label (invariant 5).
+//! can re-form the same batch and StarRocks recognises the label (invariant 5). DDL jobs run in
+//! the same order: a column is added after the loads formed without it and before the loads
+//! that carry it, with the `DEFAULT` that gives the rows already there their source value
+//! (decided by the schema cache; invariant 12).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +18,7 @@ use super::error::PipelineError;
 use crate::postgres::checkpoint::{CheckpointStore, InFlightLoad};
 use crate::postgres::ChangePosition;
 use crate::sink::starrocks::mapping::TargetColumn;
-use crate::sink::starrocks::setup::TargetSetup;
+use crate::sink::starrocks::setup::{NewColumn, TargetSetup};
 use crate::sink::Sink;
 use crate::state::{EngineHandle, OpCounts};
 
@@ -25,8 +28,8 @@ pub enum Job {
     Load(SealedBatch),
     /// The source truncated the table at this position.
     Truncate(ChangePosition),
-    /// New source columns: add them before the next load.
-    AddColumns(Vec<TargetColumn>),
+    /// New source columns: add them (with what existing rows hold) before the next load.
+    AddColumns(Vec<NewColumn>),
     /// Source column types widened: widen the target's before the next load.
     ModifyColumns(Vec<TargetColumn>),
     /// Reports when every job before it is done (a copy may then empty the target).
@@ -130,30 +133,44 @@ async fn run_job(
                 result: Ok(()),
             }
         }
-        Job::AddColumns(columns) => alter(context, table, target, columns, false).await,
-        Job::ModifyColumns(columns) => alter(context, table, target, columns, true).await,
+        Job::AddColumns(columns) => {
+            let result = context
+                .ddl
+                .lock()
+                .await
+                .add_columns(target, &columns)
+                .await;
+            let changed = columns
+                .iter()
+                .map(|c| format!("{} = {}", c.column.name, c.default.as_deref().unwrap_or("NULL")))
+                .collect();
+            altered(table, target, result, changed, "added columns to the target table (existing rows hold the value shown)")
+        }
+        Job::ModifyColumns(columns) => {
+            let refs: Vec<&TargetColumn> = columns.iter().collect();
+            let result = context
+                .ddl
+                .lock()
+                .await
+                .modify_columns(target, &refs)
+                .await;
+            let changed = columns.iter().map(|c| c.name.clone()).collect();
+            altered(table, target, result, changed, "widened target column types")
+        }
     }
 }
 
-/// `ADD COLUMN` (or, with `modify`, `MODIFY COLUMN`) on the target, in the table's job order.
-async fn alter(
-    context: &LoaderContext,
+/// The report of an `ALTER TABLE` job on the target, run in the table's job order.
+fn altered(
     table: usize,
     target: &str,
-    columns: Vec<TargetColumn>,
-    modify: bool,
+    result: Result<(), crate::sink::starrocks::setup::TargetSetupError>,
+    columns: Vec<String>,
+    what: &'static str,
 ) -> JobDone {
-    let refs: Vec<&TargetColumn> = columns.iter().collect();
-    let mut ddl = context.ddl.lock().await;
-    let result = if modify {
-        ddl.modify_columns(target, &refs).await
-    } else {
-        ddl.add_columns(target, &refs).await
-    }
-    .map_err(|err| PipelineError::target(target, err));
-    drop(ddl);
+    let result = result.map_err(|err| PipelineError::target(target, err));
     if result.is_ok() {
-        tracing::info!(table = %target, columns = ?columns.iter().map(|c| &c.name).collect::<Vec<_>>(), modify, "changed the target table's columns");
+        tracing::info!(table = %target, ?columns, "{what}");
     }
     JobDone {
         table,

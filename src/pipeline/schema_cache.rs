@@ -10,13 +10,22 @@
 //! job too), and otherwise a permanent error naming the table and column. A relation we
 //! have not seen is a table that joined the publication: when it matches `STARWAL_TABLES` its
 //! target table is created and it streams like the others.
+//!
+//! A new column's value in the rows the table already has is never in the stream (Postgres
+//! fills them without WAL), so the catalog is asked right after the Relation message
+//! ([`existing_values`]): NULL → the column is added as is; a constant default → added with
+//! that `DEFAULT`, which StarRocks gives the existing rows; anything else (a volatile default, a
+//! generated column, a value StarRocks cannot take as a default) → the table is copied again
+//! through the resync path, whose copy adds the column (invariant 12). The copy is asked for
+//! before the column exists in the target: a crash in between leaves the column missing there,
+//! and the next start's setup (`engine/setup/target.rs`) decides again from the catalog.
 
-use crate::postgres::catalog::{resolve_tables, table_schema, type_name};
+use crate::postgres::catalog::{existing_values, resolve_tables, table_schema, type_name};
 use crate::postgres::pgoutput::Relation;
 use crate::schema::{ColumnSchema, TableSchema};
 use crate::sink::starrocks::encoding::TableEncoder;
 use crate::sink::starrocks::mapping::{column_type, target_table, TargetColumn};
-use crate::sink::starrocks::setup::{TargetProblem, TargetSetupError};
+use crate::sink::starrocks::setup::{NewColumn, TargetProblem, TargetSetupError};
 
 use super::error::PipelineError;
 use super::loader::Job;
@@ -208,7 +217,10 @@ impl Pipeline {
             self.send(index, Job::ModifyColumns(widened), None)?;
         }
         if !missing.is_empty() {
-            self.send(index, Job::AddColumns(missing), None)?;
+            match self.new_columns(index, &schema, missing).await? {
+                Ok(columns) => self.send(index, Job::AddColumns(columns), None)?,
+                Err(unknown) => self.copy_again(index, &unknown),
+            }
         }
         let delete_mode = self.settings.delete_mode;
         let table = &mut self.tables[index];
@@ -219,6 +231,68 @@ impl Pipeline {
             .set_row_overhead(super::batch::body_row_overhead(&schema));
         table.schema = schema;
         Ok(())
+    }
+
+    /// The target columns `missing` with what the table's existing rows hold in each
+    /// (see the module docs); `Err` with the columns whose values only a copy can bring.
+    async fn new_columns(
+        &self,
+        index: usize,
+        schema: &TableSchema,
+        missing: Vec<TargetColumn>,
+    ) -> Result<Result<Vec<NewColumn>, Vec<String>>, PipelineError> {
+        let table = &self.tables[index];
+        // Audit columns (a target made by an older starwal) have no source column: NULL.
+        let sources: Vec<&ColumnSchema> = missing
+            .iter()
+            .filter_map(|c| schema.columns.iter().find(|s| s.name == c.name))
+            .collect();
+        let values = existing_values(&self.client, &table.source, &sources)
+            .await
+            .map_err(|source| PipelineError::Source {
+                table: table.source_name.clone(),
+                source,
+            })?;
+        let mut columns = Vec::with_capacity(missing.len());
+        let mut unknown = Vec::new();
+        for column in missing {
+            let source = sources
+                .iter()
+                .zip(&values)
+                .find(|(source, _)| source.name == column.name)
+                .map(|(source, values)| (*source, values));
+            let name = column.name.clone();
+            match NewColumn::for_existing_rows(column, source) {
+                Some(column) => columns.push(column),
+                None => unknown.push(name),
+            }
+        }
+        Ok(if unknown.is_empty() {
+            Ok(columns)
+        } else {
+            Err(unknown)
+        })
+    }
+
+    /// The table gained columns whose values in existing rows only a copy can bring: its
+    /// changes are dropped and the confirmed LSN holds from now on (as for any copy while
+    /// streaming, `PipelineCommand::StartCopy`), so nothing after this point is confirmed before
+    /// the copy is recorded; the resync it asks for copies the table, adding the columns first.
+    fn copy_again(&mut self, index: usize, columns: &[String]) {
+        let name = self.tables[index].source_name.clone();
+        tracing::warn!(
+            table = %name,
+            ?columns,
+            "the rows the table already has hold values in these new columns that the stream \
+             does not carry (a volatile default, a generated column, or a value StarRocks \
+             cannot take as a column default): copying the table again"
+        );
+        self.copying.insert(name.clone());
+        if let Err(err) = self.context.handle.request_resync(&name) {
+            // Already being copied: the copy running now reads the columns, or the restart
+            // after it streams this Relation message again (the confirmed LSN holds).
+            tracing::info!(table = %name, reason = %err, "no new copy asked for");
+        }
     }
 
     async fn new_relation(&mut self, relation: &Relation) -> Result<(), PipelineError> {

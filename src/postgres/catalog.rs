@@ -3,10 +3,14 @@
 //!
 //! [`TablePattern`]s (`STARWAL_TABLES`, parsed by `config.rs`) resolve to [`SourceTable`]s, each
 //! checked to be keyable (a table that is not is a [`TableProblem`], all reported at once);
-//! [`table_schema`] reads a table's columns, types and key in the order pgoutput sends them;
-//! [`RowLookup`] reads a table's current row by key (for rows whose key changed and whose
-//! unchanged TOAST values the stream does not carry). Everything here only reads: creating the
-//! publication and the slot is setup's (`engine/setup/postgres.rs`).
+//! [`table_schema`] reads a table's columns, types and key in the order pgoutput sends them —
+//! the columns the stream carries, so the snapshot copies and the target holds exactly those
+//! (generated columns only where pgoutput publishes them, see [`table_schema`]);
+//! [`existing_values`] says what the rows that existed before a column was added hold in it
+//! (Postgres fills them without WAL, invariant 12); [`RowLookup`] reads a table's current row by
+//! key (for rows whose key changed and whose unchanged TOAST values the stream does not carry).
+//! Everything here only reads: creating the publication and the slot is setup's
+//! (`engine/setup/postgres.rs`).
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -173,10 +177,19 @@ pub async fn resolve_tables(
     }
 }
 
+/// The first server version whose pgoutput can publish stored generated columns (the
+/// publication's `publish_generated_columns = stored`); older ones never send them.
+pub const PUBLISHES_GENERATED_COLUMNS: i32 = 180_000;
+
 /// The columns of `table` with their types and key positions (the replica identity index when
 /// the table uses one — that is the key the stream's old-key tuples carry — else the primary
 /// key), in `attnum` order — the order pgoutput sends tuple values in. (`indkey` is
 /// an int2vector, whose subscripts start at 0, so `array_position` is already the key position.)
+///
+/// Only the columns the stream carries: stored generated columns on PostgreSQL 18+ (setup makes
+/// the publication publish them, `engine/setup/postgres.rs`), no generated column before 18
+/// (pgoutput leaves them out, so a target copy of them could never be kept current) and no
+/// virtual generated column (18 never publishes those). Snapshot and stream then agree.
 pub async fn table_schema(
     client: &Client,
     table: &SourceTable,
@@ -192,8 +205,10 @@ pub async fn table_schema(
                                i.indisprimary DESC LIMIT 1) \
                FROM pg_attribute a \
               WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
+                AND (a.attgenerated = '' OR (a.attgenerated = 's' AND \
+                     current_setting('server_version_num')::int4 >= $2)) \
               ORDER BY a.attnum",
-            &[&table.oid.0],
+            &[&table.oid.0, &PUBLISHES_GENERATED_COLUMNS],
         )
         .await
         .map_err(CatalogError::query("reading table columns"))?;
@@ -215,6 +230,95 @@ pub async fn table_schema(
         name: table.name.clone(),
         columns,
     })
+}
+
+/// What the rows that existed before a column was added hold in it. Postgres fills them without
+/// writing WAL (a fast default is kept in `pg_attribute.attmissingval`; a volatile one rewrites
+/// the table), so the stream never says; the target must be told (invariant 12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExistingValues {
+    /// NULL: the column was added without a default. Also said of a column the catalog no
+    /// longer has (dropped since the Relation message): the source holds no value to match.
+    Null,
+    /// This value, as the type's output text: a default Postgres evaluated once
+    /// (`atthasmissing`), which every row older than the column reads.
+    Constant(String),
+    /// Not knowable without reading the rows: a generated column, a default written into a
+    /// rewritten table (volatile, such as `random()`), a constant default a later rewrite
+    /// materialised (`atthasmissing` cleared, the default still set: the two look alike), or a
+    /// column re-created with another type since.
+    Unknown,
+}
+
+/// What existing rows hold in each of `columns` of `table` (see [`ExistingValues`]), read from
+/// the catalog now: call it right after the Relation message that brought the columns. The
+/// catalog may be ahead of the stream by then; every later change that could matter (a rewrite
+/// clears `atthasmissing`, a drop removes the column) only turns an answer into `Unknown` or
+/// `Null`, never into a wrong constant.
+pub async fn existing_values(
+    client: &Client,
+    table: &SourceTable,
+    columns: &[&ColumnSchema],
+) -> Result<Vec<ExistingValues>, CatalogError> {
+    let mut values = Vec::with_capacity(columns.len());
+    for column in columns {
+        let row = client
+            .query_opt(
+                "SELECT a.attgenerated::text, a.atthasdef, a.atthasmissing, a.atttypid, a.atttypmod \
+                   FROM pg_attribute a \
+                  WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&table.oid.0, &column.name],
+            )
+            .await
+            .map_err(CatalogError::query("reading how a new column was added"))?;
+        let Some(row) = row else {
+            values.push(ExistingValues::Null);
+            continue;
+        };
+        let (generated, has_default, has_missing): (String, bool, bool) =
+            (row.get(0), row.get(1), row.get(2));
+        let same_type = Oid(row.get::<_, u32>(3)) == column.type_oid
+            && row.get::<_, i32>(4) == column.type_modifier;
+        values.push(if !generated.is_empty() || !same_type {
+            ExistingValues::Unknown
+        } else if has_missing {
+            missing_value(client, table, column).await?
+        } else if has_default {
+            ExistingValues::Unknown
+        } else {
+            ExistingValues::Null
+        });
+    }
+    Ok(values)
+}
+
+/// `attmissingval` (a one-element array of the column's type) as the element's output text,
+/// printed with the session's pinned settings like every value the stream sends.
+async fn missing_value(
+    client: &Client,
+    table: &SourceTable,
+    column: &ColumnSchema,
+) -> Result<ExistingValues, CatalogError> {
+    let sql = format!(
+        "SELECT (a.attmissingval::text::{}[])[1]::text FROM pg_attribute a \
+          WHERE a.attrelid = $1 AND a.attname = $2 AND a.atthasmissing",
+        column.type_name
+    );
+    match client.query_opt(&sql, &[&table.oid.0, &column.name]).await {
+        Ok(Some(row)) => Ok(match row.get::<_, Option<String>>(0) {
+            Some(text) => ExistingValues::Constant(text),
+            None => ExistingValues::Null,
+        }),
+        // Rewritten between the two reads: the value is in the rows now, not the catalog.
+        Ok(None) => Ok(ExistingValues::Unknown),
+        // A type whose array text does not read back as one element (an array column's own
+        // arrays): not a value a target default could hold anyway.
+        Err(err) if err.as_db_error().is_some() => Ok(ExistingValues::Unknown),
+        Err(source) => Err(CatalogError::Query {
+            what: "reading a new column's value in existing rows",
+            source,
+        }),
+    }
 }
 
 /// A prepared read of one table's current row by key: every column of the schema as text, so

@@ -34,6 +34,11 @@ pub enum SetupError {
         publication: String,
         missing: Vec<&'static str>,
     },
+    #[error("publication `{publication}` does not publish generated columns, so every change would write NULL over the values of the stored generated columns of {}: run ALTER PUBLICATION {publication} SET (publish_generated_columns = stored)", .tables.join(", "))]
+    PublicationGeneratedColumns {
+        publication: String,
+        tables: Vec<String>,
+    },
     #[error("publication `{publication}` publishes all tables (FOR ALL TABLES), not the configured ones; use another STARWAL_PUBLICATION or drop it")]
     PublicationAllTables { publication: String },
     #[error("cannot {action} publication `{publication}`: {source}; the role needs to own the tables (or create the publication as their owner with: {sql})")]
@@ -59,7 +64,9 @@ pub enum SetupError {
     #[error(transparent)]
     State(Box<crate::postgres::checkpoint::CheckpointError>),
     #[error(transparent)]
-    CopyState(Box<crate::postgres::snapshot::store::CopyStoreError>),
+    CopyState(#[from] Box<crate::postgres::snapshot::store::CopyStoreError>),
+    #[error(transparent)]
+    Target(#[from] crate::sink::starrocks::setup::TargetSetupError),
     #[error("creating replication slot `{slot}`: {source}")]
     CreateSlot {
         slot: String,
@@ -81,6 +88,7 @@ impl SetupError {
             SetupError::Connect(SqlConnectError::Connect { .. }) => true,
             SetupError::CreateSlot { source, .. } => source.is_transient(),
             SetupError::SlotActive { .. } => true,
+            SetupError::Target(err) => err.is_transient(),
             _ => false,
         }
     }

@@ -6,5 +6,6 @@
 
 pub mod error;
 pub mod postgres;
+pub mod target;
 
 pub use error::SetupError;

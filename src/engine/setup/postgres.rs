@@ -4,6 +4,12 @@
 //! missing, checked when found — an invalidated slot is reported with the way to recover). Runs
 //! over an ordinary SQL connection, plus one replication connection when a slot has to be
 //! created.
+//!
+//! Generated columns (invariant 12): pgoutput sends stored generated columns only on
+//! PostgreSQL 18+ with `publish_generated_columns = stored`, and never before 18. So on 18 the
+//! publication is created with that option, and an existing one without it is refused when a
+//! configured table has a stored generated column (the error gives the ALTER that fixes it);
+//! on 14–17 generated columns are left out of the target altogether (`catalog::table_schema`).
 
 use std::time::Duration;
 
@@ -11,7 +17,7 @@ use tokio_postgres::Client;
 
 use super::error::SetupError;
 use crate::config::PostgresConfig;
-use crate::postgres::catalog::{resolve_tables, SourceTable};
+use crate::postgres::catalog::{resolve_tables, SourceTable, PUBLISHES_GENERATED_COLUMNS};
 use crate::postgres::conninfo::ConnInfo;
 use crate::postgres::replication::{ReplicationConnection, SlotSnapshot};
 use crate::postgres::snapshot::ExportedSnapshot;
@@ -105,9 +111,11 @@ pub async fn publication_status(
 ) -> Result<PublicationStatus, SetupError> {
     let existing = client
         .query_opt(
-            "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate \
-             FROM pg_publication WHERE pubname = $1",
-            &[&publication],
+            "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate, \
+                    to_jsonb(p) ->> 'pubgencols', \
+                    current_setting('server_version_num')::int4 >= $2 \
+             FROM pg_publication p WHERE pubname = $1",
+            &[&publication, &PUBLISHES_GENERATED_COLUMNS],
         )
         .await
         .map_err(SetupError::query("looking up the publication"))?;
@@ -130,6 +138,18 @@ pub async fn publication_status(
             publication: publication.to_owned(),
             missing,
         });
+    }
+    // On 18 `table_schema` counts stored generated columns as replicated: the stream must carry
+    // them, or every change would write NULL over the copied values.
+    let generated_published = row.get::<_, Option<String>>(5).as_deref() == Some("s");
+    if row.get::<_, bool>(6) && !generated_published {
+        let generated = tables_with_generated_columns(client, tables).await?;
+        if !generated.is_empty() {
+            return Err(SetupError::PublicationGeneratedColumns {
+                publication: publication.to_owned(),
+                tables: generated,
+            });
+        }
     }
     let published = client
         .query(
@@ -154,6 +174,45 @@ pub async fn publication_status(
     })
 }
 
+/// The configured tables that have a stored generated column, as `schema.table`.
+async fn tables_with_generated_columns(
+    client: &Client,
+    tables: &[SourceTable],
+) -> Result<Vec<String>, SetupError> {
+    let oids: Vec<u32> = tables.iter().map(|t| t.oid.0).collect();
+    let rows = client
+        .query(
+            "SELECT DISTINCT attrelid FROM pg_attribute \
+              WHERE attrelid = ANY($1::oid[]) AND attgenerated = 's' AND NOT attisdropped",
+            &[&oids],
+        )
+        .await
+        .map_err(SetupError::query("looking for generated columns"))?;
+    Ok(tables
+        .iter()
+        .filter(|t| rows.iter().any(|row| row.get::<_, u32>(0) == t.oid.0))
+        .map(SourceTable::display_name)
+        .collect())
+}
+
+/// The `WITH` options of a publication starwal creates: through the root (one target table per
+/// partitioned table) and, where the server can, with stored generated columns (see the module
+/// docs).
+async fn publication_options(client: &Client) -> Result<&'static str, SetupError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int4 >= $1",
+            &[&PUBLISHES_GENERATED_COLUMNS],
+        )
+        .await
+        .map_err(SetupError::query("reading the server version"))?;
+    Ok(if row.get::<_, bool>(0) {
+        "publish_via_partition_root = true, publish_generated_columns = stored"
+    } else {
+        "publish_via_partition_root = true"
+    })
+}
+
 /// Creates the publication for `tables`, or adds the ones it lacks. Returns (created, added).
 pub async fn ensure_publication(
     client: &Client,
@@ -169,13 +228,13 @@ pub async fn ensure_publication(
     };
     let (action, sql, added) = match publication_status(client, publication, tables).await? {
         PublicationStatus::Complete => return Ok((false, Vec::new())),
-        // Publishing through the root keeps one target table per partitioned table.
         PublicationStatus::Missing => (
             "create",
             format!(
-                "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
+                "CREATE PUBLICATION {} FOR TABLE {} WITH ({})",
                 quote_ident(publication),
-                list(tables)
+                list(tables),
+                publication_options(client).await?
             ),
             Vec::new(),
         ),

@@ -2,8 +2,12 @@
 //! database (created when `STARWAL_CREATE_TABLES=true`), each target table created from the
 //! source schema or validated — primary key equal to the source key, types compatible, every
 //! mismatch reported at once — and missing source and audit columns added, waiting for the ALTER
-//! job to finish. Only the text protocol is used (no prepared statements), like StarRocks' own
-//! tools.
+//! job to finish. A column added to a table that has rows carries what those rows hold at the
+//! source as its `DEFAULT` ([`NewColumn`]): StarRocks fills existing rows with a new column's
+//! default, and [`default_literal`] writes it under the same value conventions as the loads
+//! (invariant 12); whoever knows the source (`engine/setup`, the pipeline's schema cache)
+//! decides which value that is. Only the text protocol is used (no prepared statements), like
+//! StarRocks' own tools.
 
 use std::time::{Duration, Instant};
 
@@ -11,8 +15,11 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 
 use super::config::StarRocksConfig;
+use super::encoding::write_value;
 use super::mapping::{quote, target_table, MappingError, TargetColumn, TargetTable, TargetType};
-use crate::schema::TableSchema;
+use crate::postgres::catalog::ExistingValues;
+use crate::postgres::value::decode;
+use crate::schema::{ColumnSchema, TableSchema};
 
 /// How long to wait for one `ALTER TABLE ... ADD COLUMN` job. With fast schema evolution it
 /// takes seconds; without, a large table may take minutes.
@@ -122,6 +129,97 @@ pub struct TargetReport {
     pub columns_added: Vec<(String, String)>,
     /// Tables without fast schema evolution (adding columns rewrites data there).
     pub slow_schema_change: Vec<String>,
+}
+
+/// A column to add to an existing target table, with the value its existing rows get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewColumn {
+    pub column: TargetColumn,
+    /// The `DEFAULT` text (StarRocks' form, from [`default_literal`]): StarRocks gives it to
+    /// every row the table already has. `None`: they hold NULL.
+    pub default: Option<String>,
+}
+
+impl NewColumn {
+    /// A column whose existing rows hold NULL.
+    pub fn null(column: TargetColumn) -> NewColumn {
+        NewColumn {
+            column,
+            default: None,
+        }
+    }
+}
+
+/// What a target column's `DEFAULT` must say so that StarRocks stores a source value exactly as
+/// a load of it would (see [`default_literal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultLiteral {
+    /// A load would store NULL (a NaN, say): no default.
+    Null,
+    /// The `DEFAULT` text.
+    Text(String),
+    /// A default cannot carry it: JSON and ARRAY columns (StarRocks has no defaults for them),
+    /// or text the source type does not decode.
+    Unrepresentable,
+}
+
+/// The default that makes StarRocks store `text` (a value of the source `column`, as its type's
+/// output text) in a `target` column exactly as a load would: the value the loads' encoder
+/// writes, read back from its JSON form into StarRocks' literal form.
+pub fn default_literal(column: &ColumnSchema, target: &TargetType, text: &str) -> DefaultLiteral {
+    if matches!(target, TargetType::Json | TargetType::Array(_)) {
+        return DefaultLiteral::Unrepresentable;
+    }
+    let Ok(value) = decode(column.type_oid, text.as_bytes()) else {
+        return DefaultLiteral::Unrepresentable;
+    };
+    let mut json = Vec::new();
+    write_value(&value, &mut json);
+    let Ok(json) = std::str::from_utf8(&json) else {
+        return DefaultLiteral::Unrepresentable;
+    };
+    match json {
+        "null" => DefaultLiteral::Null,
+        // BOOLEAN: StarRocks' own spelling of its values.
+        "true" => DefaultLiteral::Text("1".to_owned()),
+        "false" => DefaultLiteral::Text("0".to_owned()),
+        quoted if quoted.starts_with('"') => match serde_json::from_str::<String>(quoted) {
+            Ok(text) => DefaultLiteral::Text(text),
+            Err(_) => DefaultLiteral::Unrepresentable,
+        },
+        number if number.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+            DefaultLiteral::Text(number.to_owned())
+        }
+        _ => DefaultLiteral::Unrepresentable,
+    }
+}
+
+impl NewColumn {
+    /// `column` added to a table whose rows hold `existing` in it (the source column's values
+    /// per `postgres::catalog::existing_values`; `None` with no source column, as for audit
+    /// columns: NULL). `None` when no default gives those rows their value: only a copy can.
+    pub fn for_existing_rows(
+        column: TargetColumn,
+        source: Option<(&ColumnSchema, &ExistingValues)>,
+    ) -> Option<NewColumn> {
+        let default = match source {
+            None | Some((_, ExistingValues::Null)) => None,
+            Some((source, ExistingValues::Constant(text))) => {
+                match default_literal(source, &column.data_type, text) {
+                    DefaultLiteral::Null => None,
+                    DefaultLiteral::Text(text) => Some(text),
+                    DefaultLiteral::Unrepresentable => return None,
+                }
+            }
+            Some((_, ExistingValues::Unknown)) => return None,
+        };
+        Some(NewColumn { column, default })
+    }
+}
+
+/// `"text"` as a StarRocks string literal (backslash escapes, like MySQL).
+fn string_literal(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// What setup would do to one target table.
@@ -406,12 +504,23 @@ impl TargetSetup {
         })
     }
 
-    /// Makes the database and every target table ready; see the module docs.
+    /// Makes the database and every target table ready; see the module docs. Columns it adds
+    /// to existing tables get no default: for callers that fill the rows themselves (a copy).
     pub async fn prepare(
         &mut self,
         sources: &[TableSchema],
     ) -> Result<TargetReport, TargetSetupError> {
         let plan = self.plan(sources).await?;
+        self.apply(plan, |_, _| None).await
+    }
+
+    /// Carries out `plan` (from [`TargetSetup::plan`]); `defaults(table, column)` gives the
+    /// `DEFAULT` of each column added to an existing table (see [`NewColumn`]).
+    pub async fn apply(
+        &mut self,
+        plan: TargetPlan,
+        defaults: impl Fn(&str, &TargetColumn) -> Option<String>,
+    ) -> Result<TargetReport, TargetSetupError> {
         let database = self.config.database.clone();
         let mut report = TargetReport {
             version: plan.version,
@@ -438,12 +547,22 @@ impl TargetSetup {
                 continue;
             }
             if !table.missing_columns.is_empty() {
-                let missing: Vec<&TargetColumn> = table.missing_columns.iter().collect();
+                let missing: Vec<NewColumn> = table
+                    .missing_columns
+                    .iter()
+                    .map(|column| {
+                        let default = defaults(&target.name, column);
+                        NewColumn {
+                            column: column.clone(),
+                            default,
+                        }
+                    })
+                    .collect();
                 self.add_columns(&target.name, &missing).await?;
                 report.columns_added.extend(
                     missing
                         .iter()
-                        .map(|c| (target.name.clone(), c.name.clone())),
+                        .map(|c| (target.name.clone(), c.column.name.clone())),
                 );
             }
             if !self.has_fast_schema_evolution(&target.name).await? {
@@ -454,14 +573,28 @@ impl TargetSetup {
         Ok(report)
     }
 
-    /// `ALTER TABLE ADD COLUMN ...` and waits for the job.
+    /// `ALTER TABLE ADD COLUMN ... [DEFAULT ...]` and waits for the job.
     pub async fn add_columns(
         &mut self,
         table: &str,
-        columns: &[&TargetColumn],
+        columns: &[NewColumn],
     ) -> Result<(), TargetSetupError> {
-        self.alter_columns(table, "ADD", "adding columns to", columns)
-            .await
+        let clauses: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let default = c
+                    .default
+                    .as_deref()
+                    .map(|text| format!(" DEFAULT {}", string_literal(text)))
+                    .unwrap_or_default();
+                format!(
+                    "ADD COLUMN {} {} NULL{default}",
+                    quote(&c.column.name),
+                    c.column.data_type
+                )
+            })
+            .collect();
+        self.alter_table(table, "adding columns to", &clauses).await
     }
 
     /// `ALTER TABLE MODIFY COLUMN ...` (a widened source type) and waits for the job.
@@ -470,22 +603,21 @@ impl TargetSetup {
         table: &str,
         columns: &[&TargetColumn],
     ) -> Result<(), TargetSetupError> {
-        self.alter_columns(table, "MODIFY", "changing column types of", columns)
+        let clauses: Vec<String> = columns
+            .iter()
+            .map(|c| format!("MODIFY COLUMN {} {} NULL", quote(&c.name), c.data_type))
+            .collect();
+        self.alter_table(table, "changing column types of", &clauses)
             .await
     }
 
-    async fn alter_columns(
+    async fn alter_table(
         &mut self,
         table: &str,
-        verb: &str,
         what: &str,
-        columns: &[&TargetColumn],
+        clauses: &[String],
     ) -> Result<(), TargetSetupError> {
-        let clauses = columns
-            .iter()
-            .map(|c| format!("{verb} COLUMN {} {} NULL", quote(&c.name), c.data_type))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let clauses = clauses.join(", ");
         self.execute(
             &format!("{what} `{table}`"),
             &format!(
