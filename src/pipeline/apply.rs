@@ -2,13 +2,18 @@
 //! numbering of each table's changes, the restart rule's verdict on each change
 //! ([`super::restart`]), the changes into the table's batch with the size and buffer triggers,
 //! TRUNCATE in the table's loader order, and the moved rows whose unchanged TOAST values are read
-//! from the source before a batch is sealed.
+//! from the source before a batch is sealed — or, for a batch re-formed after a restart, taken
+//! from its in-flight record.
 
+use std::collections::HashMap;
+
+use super::batch::allocation;
 use super::forwarder::StreamItem;
 use super::loader::Job;
 use super::restart::{Resume, Verdict};
 use super::{Pipeline, PipelineError};
 use crate::postgres::catalog::RowLookup;
+use crate::postgres::checkpoint::MovedRow;
 use crate::postgres::pgoutput::{Message, TupleData, TupleValueRef};
 use crate::postgres::{ChangePosition, Lsn, Oid};
 
@@ -171,66 +176,117 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Completes moved rows that lack unchanged-TOAST values from the source's current row.
-    pub(super) async fn fetch_moved_rows(&mut self, index: usize) -> Result<(), PipelineError> {
+    /// Completes the batch's moved rows that lack unchanged-TOAST values, and returns how, for
+    /// the load's in-flight record. A row in `recorded` (the batch is the load in flight before a
+    /// restart, re-formed) is completed as recorded, so the label goes out with the same bytes
+    /// whatever the source holds now (invariant 5); the others from the source's current row. A
+    /// row the source no longer has is not written under its new key (the stream holds the later
+    /// change that deleted or moved it; the old key's delete stands).
+    pub(super) async fn fetch_moved_rows(
+        &mut self,
+        index: usize,
+        recorded: Vec<MovedRow>,
+    ) -> Result<Vec<MovedRow>, PipelineError> {
         let requests = self.tables[index].batch.needing_fetch();
         if requests.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut recorded: HashMap<Vec<Option<String>>, Option<Vec<Option<String>>>> = recorded
+            .into_iter()
+            .map(|row| (row.key, row.values))
+            .collect();
         let table = &self.tables[index];
         let source_error = |source| PipelineError::Source {
             table: table.source_name.clone(),
             source,
         };
-        let lookup = RowLookup::prepare(
-            &self.client,
-            &table.source,
-            &table.schema,
-            &table.key_columns,
-        )
-        .await
-        .map_err(source_error)?;
-        let Some(lookup) = lookup else {
-            // A column of the stream's schema is gone from the source already; the stream's
-            // Relation message for that drop follows. Retrying would fail the same way.
-            tracing::warn!(table = %table.source_name, "cannot read moved rows' unchanged TOAST values (a column was dropped since)");
-            return Ok(());
-        };
-        let mut completions = Vec::with_capacity(requests.len());
+        // Prepared at the first row not recorded: a re-formed batch reads nothing.
+        let mut lookup: Option<Option<RowLookup>> = None;
+        let mut resolved = Vec::with_capacity(requests.len());
         for request in requests {
-            let keys: Vec<Option<String>> = request
-                .row
-                .raw_values()
-                .enumerate()
-                .filter(|(column, _)| table.key_columns.contains(column))
-                .map(|(_, value)| match value {
-                    TupleValueRef::Text(text) => Some(String::from_utf8_lossy(text).into_owned()),
-                    _ => None,
-                })
-                .collect();
-            match lookup
-                .fetch(&self.client, &keys)
-                .await
-                .map_err(source_error)?
-            {
+            let key = key_text(&request.row, &table.key_columns);
+            let values = match recorded.remove(&key) {
+                Some(values) => values,
+                None => {
+                    if lookup.is_none() {
+                        let prepared = RowLookup::prepare(
+                            &self.client,
+                            &table.source,
+                            &table.schema,
+                            &table.key_columns,
+                        )
+                        .await
+                        .map_err(source_error)?;
+                        if prepared.is_none() {
+                            // A column of the stream's schema is gone from the source already;
+                            // the stream's Relation message for that drop follows. Retrying
+                            // would fail the same way.
+                            tracing::warn!(table = %table.source_name, "cannot read moved rows' unchanged TOAST values (a column was dropped since)");
+                        }
+                        lookup = Some(prepared);
+                    }
+                    let Some(Some(lookup)) = &lookup else {
+                        continue;
+                    };
+                    lookup
+                        .fetch(&self.client, &key)
+                        .await
+                        .map_err(source_error)?
+                }
+            };
+            if values.is_none() {
+                tracing::info!(table = %table.source_name, "a row whose key changed is gone from the source: not written under its new key (a later change in the stream deletes or moves it)");
+            }
+            resolved.push((request.entry, MovedRow { key, values }));
+        }
+        let batch = &mut self.tables[index].batch;
+        let mut moved = Vec::with_capacity(resolved.len());
+        for (entry, row) in resolved {
+            match &row.values {
                 Some(values) => {
                     let tuple = TupleData::from_values(values.iter().map(|v| match v {
                         Some(text) => TupleValueRef::Text(text.as_bytes()),
                         None => TupleValueRef::Null,
                     }));
-                    completions.push((request.entry, tuple));
+                    batch.complete(entry, &tuple);
                 }
-                None => {
-                    // Gone from the source: a later change in the stream deletes or moves it
-                    // again; until then the row keeps the columns it has.
-                    tracing::warn!(table = %table.source_name, "a row whose key changed is gone from the source; its unchanged TOAST columns stay unset until a later change");
-                }
+                None => batch.absent(entry),
             }
+            moved.push(row);
         }
-        let batch = &mut self.tables[index].batch;
-        for (entry, tuple) in completions {
-            batch.complete(entry, &tuple);
-        }
-        Ok(())
+        Ok(moved)
     }
+}
+
+/// The key columns' values of `row` as text, in key column order: how a moved row is named for
+/// the source read and in the in-flight record.
+fn key_text(row: &TupleData, key_columns: &[usize]) -> Vec<Option<String>> {
+    row.raw_values()
+        .enumerate()
+        .filter(|(column, _)| key_columns.contains(column))
+        .map(|(_, value)| match value {
+            TupleValueRef::Text(text) => Some(String::from_utf8_lossy(text).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Bytes the moved rows' values take while they wait for the in-flight record (invariant 8):
+/// each string's allocation and the vectors' slots.
+pub(super) fn moved_rows_bytes(moved: &[MovedRow]) -> u64 {
+    let slot = std::mem::size_of::<Option<String>>() as u64;
+    let strings = |values: &[Option<String>]| -> u64 {
+        values
+            .iter()
+            .map(|v| slot + v.as_ref().map_or(0, |text| allocation(text.len())))
+            .sum()
+    };
+    moved
+        .iter()
+        .map(|row| {
+            std::mem::size_of::<MovedRow>() as u64
+                + strings(&row.key)
+                + row.values.as_deref().map_or(0, strings)
+        })
+        .sum()
 }

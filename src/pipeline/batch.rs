@@ -7,7 +7,9 @@
 //! tuple. When neither has it the row stays a partial update (only the columns it carries are
 //! written, the stored row keeps the rest) — unless the key itself changed: the new key has no
 //! stored row to keep anything from, so the entry is flagged and the pipeline fetches the
-//! missing values from the source before sealing ([`TableBatch::needing_fetch`]).
+//! missing values from the source before sealing ([`TableBatch::needing_fetch`]). A moved row the
+//! source no longer has is not written at all ([`TableBatch::absent`]): its columns would create
+//! the row with NULLs, and the stream holds the later change that deleted or moved it.
 //!
 //! Rows are kept in allocations of their own (see `TupleData::detached`) and encoded
 //! only when the batch is sealed, grouped by the exact set of columns they carry: one load per
@@ -24,7 +26,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::postgres::checkpoint::MovedRow;
 use crate::postgres::pgoutput::{OldTuple, TupleData, TupleValueRef};
+use crate::postgres::value::PgTimestamp;
 use crate::postgres::{ChangePosition, Lsn};
 use crate::schema::TableSchema;
 use crate::sink::starrocks::config::Compression;
@@ -41,20 +45,28 @@ enum Image {
     New(TupleData),
     DeletedKey(TupleData),
     DeletedRow(TupleData),
+    /// A moved row the source no longer had when its values were fetched: nothing to write (the
+    /// row as received is kept only until the batch is sealed).
+    Absent(TupleData),
 }
 
 impl Image {
     fn tuple(&self) -> &TupleData {
         match self {
-            Image::New(tuple) | Image::DeletedKey(tuple) | Image::DeletedRow(tuple) => tuple,
+            Image::New(tuple)
+            | Image::DeletedKey(tuple)
+            | Image::DeletedRow(tuple)
+            | Image::Absent(tuple) => tuple,
         }
     }
 
-    fn row(&self) -> ChangeRow<'_> {
+    /// The row to write; `None` for an absent one.
+    fn row(&self) -> Option<ChangeRow<'_>> {
         match self {
-            Image::New(tuple) => ChangeRow::New(tuple),
-            Image::DeletedKey(tuple) => ChangeRow::DeletedKey(tuple),
-            Image::DeletedRow(tuple) => ChangeRow::DeletedRow(tuple),
+            Image::New(tuple) => Some(ChangeRow::New(tuple)),
+            Image::DeletedKey(tuple) => Some(ChangeRow::DeletedKey(tuple)),
+            Image::DeletedRow(tuple) => Some(ChangeRow::DeletedRow(tuple)),
+            Image::Absent(_) => None,
         }
     }
 }
@@ -81,6 +93,11 @@ pub struct SealedBatch {
     pub ops: OpCounts,
     /// Buffer bytes the loads hold until they commit: their encoded bodies.
     pub buffered_bytes: u64,
+    /// The `_starwal_synced_at` every row carries.
+    pub synced_at: PgTimestamp,
+    /// How the moved rows were completed (set by the pipeline, which fetched them): recorded
+    /// with the load in flight, so a re-formed batch is completed the same way.
+    pub moved: Vec<MovedRow>,
 }
 
 /// A row that must be completed from the source: the position of its entry and its key values.
@@ -109,6 +126,8 @@ pub struct TableBatch {
     ops: OpCounts,
     opened_at: Option<Instant>,
     key_scratch: Vec<u8>,
+    /// The `_starwal_synced_at` to seal with, when not the time of sealing.
+    synced_at: Option<PgTimestamp>,
 }
 
 /// Bytes the allocator takes for a request of `len` bytes: glibc's malloc rounds to 16-byte
@@ -214,14 +233,18 @@ impl TableBatch {
     /// Buffer bytes of the batch: the memory it holds (allocations and capacity, not payload)
     /// plus the estimated size of the bodies sealing it will write.
     pub fn bytes(&self) -> u64 {
+        // The entry vector and the key map double when full: counted as if already doubled once
+        // they are half full, so the count grows with the rows and a doubling never takes the
+        // buffer past its cap in one step (the cap is checked before each message).
+        let rows = self.entries.len() * 2;
         // hashbrown: a power-of-two number of buckets of which 7/8 are usable, each a
         // `(key, index)` slot and a control byte.
-        let buckets = match self.by_key.capacity() {
+        let buckets = match self.by_key.capacity().max(rows) {
             0 => 0,
             capacity => (capacity * 8 / 7).next_power_of_two(),
         };
         let map = buckets * (size_of::<(Box<[u8]>, usize)>() + 1);
-        let entries = self.entries.capacity() * size_of::<Entry>();
+        let entries = self.entries.capacity().max(rows) * size_of::<Entry>();
         self.held + self.body_estimate + (map + entries + self.key_scratch.capacity()) as u64
     }
 
@@ -280,7 +303,7 @@ impl TableBatch {
         let index = *self.by_key.get(key)?;
         match &self.entries[index].image {
             Image::New(tuple) | Image::DeletedRow(tuple) => Some(tuple),
-            Image::DeletedKey(_) => None,
+            Image::DeletedKey(_) | Image::Absent(_) => None,
         }
     }
 
@@ -414,14 +437,25 @@ impl TableBatch {
             .collect()
     }
 
-    /// Completes entry `entry` with `source` (the current source row as text values, `None`
-    /// where NULL); a row gone from the source keeps what it has.
+    /// Completes entry `entry` with `source` (the source row as text values, `None` where
+    /// NULL).
     pub fn complete(&mut self, entry: usize, source: &TupleData) {
+        self.resolve(entry, |row| Image::New(fill_unchanged(row, source)));
+    }
+
+    /// Entry `entry` is a moved row the source no longer has: it is not written (see the module
+    /// docs).
+    pub fn absent(&mut self, entry: usize) {
+        self.resolve(entry, |row| Image::Absent(row.clone()));
+    }
+
+    /// Replaces the new row of entry `entry`, waiting for its fetch, with `resolved(row)`.
+    fn resolve(&mut self, entry: usize, resolved: impl FnOnce(&TupleData) -> Image) {
         let Some(current) = self.entries.get(entry) else {
             return;
         };
         let completed = match &current.image {
-            Image::New(row) => Image::New(fill_unchanged(row, source)),
+            Image::New(row) => resolved(row),
             other => other.clone(),
         };
         let completed = Entry {
@@ -433,6 +467,12 @@ impl TableBatch {
         self.count(&completed);
         let old = std::mem::replace(&mut self.entries[entry], completed);
         self.uncount(&old);
+    }
+
+    /// Seals the batch with `at` as its rows' `_starwal_synced_at` instead of the time of
+    /// sealing: a re-formed batch carries the time it was first sealed with.
+    pub fn keep_synced_at(&mut self, at: PgTimestamp) {
+        self.synced_at = Some(at);
     }
 
     /// Encodes the batch into its loads and resets it. `None` when empty.
@@ -447,11 +487,14 @@ impl TableBatch {
             return Ok(None);
         };
         let last = self.last;
-        let synced_at = SyncedAt::now();
+        let synced_at_time = self.synced_at.unwrap_or_else(PgTimestamp::now);
+        let synced_at = SyncedAt::new(synced_at_time);
         let mut groups: Vec<(ColumnSet, BodyWriter)> = Vec::new();
         let mut present = ColumnSet::default();
         for entry in &self.entries {
-            let row = entry.image.row();
+            let Some(row) = entry.image.row() else {
+                continue;
+            };
             encoder.load_columns(row, &mut present);
             let group = match groups.iter().position(|(set, _)| *set == present) {
                 Some(group) => group,
@@ -498,6 +541,8 @@ impl TableBatch {
             ops: self.ops,
             buffered_bytes: loads.iter().map(|load| load.body.len() as u64).sum(),
             loads,
+            synced_at: synced_at_time,
+            moved: Vec::new(),
         };
         // The next batch of this table is likely as big: size for it up front (less rehashing
         // while it fills), up to 1024 rows so an idle table keeps little (50 tables: ~6 MiB,
@@ -629,6 +674,67 @@ mod tests {
         assert!(partial.label.as_str().ends_with("_p1"), "{}", partial.label);
         let columns = partial.partial_columns.as_ref().expect("partial update");
         assert!(columns.contains(&"small".to_string()) && !columns.contains(&"big".to_string()));
+    }
+
+    #[test]
+    fn inv4_a_moved_row_gone_from_the_source_is_not_written_but_its_old_key_is_deleted() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let mut batch = TableBatch::default();
+        batch.update(
+            at(1),
+            KEY,
+            Some(&OldTuple::Key(row(&[Some("1"), None, None]))),
+            row(&[Some("10"), Some("<u>"), Some("1")]),
+        );
+        let fetch = batch.needing_fetch();
+        assert_eq!(fetch.len(), 1);
+        batch.absent(fetch[0].entry);
+        assert!(batch.needing_fetch().is_empty());
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sealed.loads.len(), 1, "no partial load for the new key");
+        let text = body(&sealed.loads[0]);
+        assert_eq!(sealed.loads[0].rows, 1, "{text}");
+        assert!(text.contains(r#""id":1,"__op":1"#), "old key deleted: {text}");
+        assert!(!text.contains(r#""id":10"#), "new key not written: {text}");
+    }
+
+    #[test]
+    fn inv5_a_batch_sealed_with_a_kept_sync_time_is_the_same_bytes() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let fill = |batch: &mut TableBatch| {
+            batch.insert(at(1), KEY, row(&[Some("1"), Some("a"), Some("1")]));
+            batch.update(at(2), KEY, None, row(&[Some("2"), Some("<u>"), Some("2")]));
+        };
+        let mut first = TableBatch::default();
+        fill(&mut first);
+        let first = first
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut again = TableBatch::default();
+        fill(&mut again);
+        again.keep_synced_at(first.synced_at);
+        let again = again
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.synced_at, first.synced_at);
+        assert_eq!(first.loads.len(), again.loads.len());
+        for (a, b) in first.loads.iter().zip(&again.loads) {
+            assert_eq!((&a.label, &a.body), (&b.label, &b.body));
+        }
+        // The kept time goes with the sealed batch; the next one takes the time of sealing.
+        let mut next = TableBatch::default();
+        fill(&mut next);
+        let next = next
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        assert_ne!(next.synced_at, first.synced_at);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! (one load in flight per table), the finished jobs coming back, and the confirmed LSN that
 //! follows from them — stored after loads committed and handed to the session (invariant 1).
 
+use super::apply::moved_rows_bytes;
 use super::loader::{Job, JobDone};
 use super::restart::Resume;
 use super::table::TableState;
@@ -46,8 +47,16 @@ impl Pipeline {
         if self.tables[index].batch.is_empty() {
             return Ok(());
         }
-        self.fetch_moved_rows(index).await?;
+        // The table's first batch after a restart, when its load in flight is being re-formed:
+        // complete it as that load was (mod.rs keeps the record only for such a table).
+        let recorded = self.in_flight_at_start.remove(&self.tables[index].target);
+        let (synced_at, recorded_moves) =
+            recorded.map_or((None, Vec::new()), |load| (load.synced_at, load.moved));
+        let moved = self.fetch_moved_rows(index, recorded_moves).await?;
         let table = &mut self.tables[index];
+        if let Some(at) = synced_at {
+            table.batch.keep_synced_at(at);
+        }
         let sealed = table.batch.seal(
             &table.encoder,
             &self.settings.slot,
@@ -56,6 +65,12 @@ impl Pipeline {
         )?;
         // From here the batch's memory is its encoded bodies (the rows are gone): count those
         // instead (the loader releases them), and the emptied batch what it keeps (invariant 8).
+        let sealed = sealed.map(|mut sealed| {
+            // Held until the loader has recorded them; released with the bodies.
+            sealed.buffered_bytes += moved_rows_bytes(&moved);
+            sealed.moved = moved;
+            sealed
+        });
         if let Some(sealed) = &sealed {
             self.context.handle.add_buffered(sealed.buffered_bytes);
         }

@@ -184,7 +184,7 @@ async fn load(
     context: &LoaderContext,
     source: &str,
     target: &str,
-    batch: SealedBatch,
+    mut batch: SealedBatch,
 ) -> Result<(), PipelineError> {
     let Some(first_label) = batch.loads.first().map(|load| load.label.to_string()) else {
         return Ok(());
@@ -194,8 +194,8 @@ async fn load(
         label: first_label,
         first: batch.first,
         last: batch.last,
-        synced_at: None,
-        moved: Vec::new(),
+        synced_at: Some(batch.synced_at),
+        moved: std::mem::take(&mut batch.moved),
     };
     context
         .store

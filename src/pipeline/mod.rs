@@ -117,6 +117,8 @@ pub struct Pipeline {
     stored: Lsn,
     /// A load committed since then (only loads trigger a store; see `advance`).
     loads_since_store: bool,
+    /// The loads recorded in flight at start, by target table, until their table is added; a
+    /// load re-formed stays until its batch is sealed (see `add_table`).
     in_flight_at_start: HashMap<String, InFlightLoad>,
     /// Source tables being copied while streaming: their changes are dropped and the confirmed
     /// LSN holds (see [`PipelineCommand::StartCopy`]).
@@ -187,13 +189,18 @@ impl Pipeline {
             target.clone(),
             self.done_tx.clone(),
         );
-        let resume = self.in_flight_at_start.remove(&target).and_then(|load| {
+        let resume = self.in_flight_at_start.get(&target).and_then(|load| {
             let rule = Resume::for_load(load.first, load.last, self.commits.confirmed());
             if rule.is_some_and(Resume::is_reform) {
                 tracing::info!(table = %target, label = %load.label, first = %load.first, last = %load.last, "re-forming the batch that was in flight");
             }
             rule
         });
+        // A load being re-formed keeps its record until its batch is sealed, which completes the
+        // batch as recorded (`flush.rs`).
+        if !resume.is_some_and(Resume::is_reform) {
+            self.in_flight_at_start.remove(&target);
+        }
         self.by_relation.insert(source.oid, index);
         let mut batch = TableBatch::default();
         batch.set_row_overhead(batch::body_row_overhead(&schema));
