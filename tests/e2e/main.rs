@@ -15,6 +15,7 @@ mod engine_schema;
 mod engine_snapshot;
 mod engine_snapshot_chunks;
 mod engine_toast;
+mod engine_toast_reform;
 mod engine_types;
 mod engine_values;
 mod harness;
