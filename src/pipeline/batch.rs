@@ -697,7 +697,10 @@ mod tests {
         assert_eq!(sealed.loads.len(), 1, "no partial load for the new key");
         let text = body(&sealed.loads[0]);
         assert_eq!(sealed.loads[0].rows, 1, "{text}");
-        assert!(text.contains(r#""id":1,"__op":1"#), "old key deleted: {text}");
+        assert!(
+            text.contains(r#""id":1,"__op":1"#),
+            "old key deleted: {text}"
+        );
         assert!(!text.contains(r#""id":10"#), "new key not written: {text}");
     }
 

@@ -10,9 +10,21 @@ use super::table::TableState;
 use super::{Pipeline, PipelineError};
 use crate::postgres::{ChangePosition, Lsn};
 
+/// The buffer must have held this much since the last give-back for another to be worth it.
+const GIVE_BACK_AFTER: u64 = 8 * 1024 * 1024;
+/// ...and hold less than this now (the burst is over).
+const GIVE_BACK_BELOW: u64 = 1024 * 1024;
+
 impl Pipeline {
     pub(super) async fn on_tick(&mut self) -> Result<(), PipelineError> {
-        let pressed = self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes;
+        let buffered = self.context.handle.buffered_bytes();
+        self.buffered_peak = self.buffered_peak.max(buffered);
+        if buffered < GIVE_BACK_BELOW && self.buffered_peak >= GIVE_BACK_AFTER {
+            // Idle after a burst: the freed heap pages go back to the system (invariant 8).
+            super::allocator::give_back();
+            self.buffered_peak = buffered;
+        }
+        let pressed = buffered >= self.settings.max_buffer_bytes;
         for index in 0..self.tables.len() {
             let table = &self.tables[index];
             if table.batch.is_empty() || !table.loader_idle() {

@@ -25,6 +25,7 @@
 //! side of the channel; `apply.rs` what a message does; `flush.rs` the flush triggers, the
 //! loaders' queues and the confirmed LSN; `table.rs` the per-table state; `error.rs` its errors.
 
+mod allocator;
 mod apply;
 pub mod batch;
 mod error;
@@ -108,6 +109,8 @@ pub struct Pipeline {
     commits: CommitLog,
     /// What the commit log counts in the engine's buffer now.
     commits_buffered: table::Buffered,
+    /// The most the buffer held since memory was last given back (see `on_tick`).
+    buffered_peak: u64,
     /// The open transaction: its commit LSN and time.
     transaction: Option<(Lsn, std::time::SystemTime)>,
     done_tx: mpsc::UnboundedSender<JobDone>,
@@ -140,6 +143,7 @@ impl Pipeline {
         client: Arc<tokio_postgres::Client>,
         start: PipelineStart,
     ) -> (Pipeline, watch::Receiver<Lsn>) {
+        allocator::configure();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (confirmations, confirmations_rx) = watch::channel(start.confirmed);
         let mut pipeline = Pipeline {
@@ -151,6 +155,7 @@ impl Pipeline {
             ignored: std::collections::HashSet::new(),
             commits: CommitLog::new(start.confirmed),
             commits_buffered: Default::default(),
+            buffered_peak: 0,
             transaction: None,
             done_tx,
             done_rx,
