@@ -15,7 +15,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// JSON body cannot tell the two apart for a JSON column).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv12_json_string_values_stay_strings() {
-    let db = Cluster::shared().create_database("engine_values_json").await;
+    let db = Cluster::shared()
+        .create_database("engine_values_json")
+        .await;
     let client = db.owner_client().await;
     // (source literal, what the target must show); each used once as json and once as jsonb.
     let cases: [(&str, Option<&str>); 9] = [
