@@ -8,7 +8,10 @@
 //! table's changes through its last position. Otherwise skip the changes before its first
 //! position and re-form exactly `first..=last` — the same changes under the same label — so
 //! StarRocks answers `Label Already Exists` if it committed the load before the crash; flush
-//! thresholds are ignored until the re-formed batch is complete.
+//! thresholds are ignored until the re-formed batch is complete. The same changes make the same
+//! bytes only with the same inputs from outside the stream: the re-formed batch takes its sync
+//! time and its moved rows' values from the record, not from the clock and the source
+//! (`flush.rs`, `apply.rs`).
 
 use crate::postgres::{ChangePosition, Lsn};
 
