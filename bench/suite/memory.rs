@@ -91,12 +91,15 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
     let mut failures = Vec::new();
     for &shape in &settings.memory.shapes {
         eprintln!("bench: memory {}", shape.name());
-        let cap = settings
+        let cap = if settings
             .agent_vars
             .iter()
             .any(|(k, _)| k == "STARWAL_MAX_BUFFER_BYTES")
-            .then_some(settings.max_buffer_bytes)
-            .unwrap_or_else(|| shape.default_cap());
+        {
+            settings.max_buffer_bytes
+        } else {
+            shape.default_cap()
+        };
         match measure(&cluster, &sim, settings, shape, cap).await {
             Ok(m) => {
                 let met = m.peak <= m.cap + HEADROOM;
