@@ -189,7 +189,10 @@ impl CheckpointStore {
                 &[&self.tables.slot()],
             )
             .await
-            .map_err(self.tables.failed("reading the moved rows of the loads in flight"))?;
+            .map_err(
+                self.tables
+                    .failed("reading the moved rows of the loads in flight"),
+            )?;
         for row in &moved {
             let table: &str = row.get(0);
             if let Some(load) = in_flight.iter_mut().find(|load| load.table == table) {
@@ -357,7 +360,10 @@ impl CheckpointStore {
 /// [`MOVED_ROWS_CHUNK_BYTES`].
 fn moved_rows_chunk(rows: &[MovedRow]) -> &[MovedRow] {
     let text = |values: &[Option<String>]| -> usize {
-        values.iter().map(|v| v.as_ref().map_or(0, String::len)).sum()
+        values
+            .iter()
+            .map(|v| v.as_ref().map_or(0, String::len))
+            .sum()
     };
     let mut bytes = 0;
     let mut end = 0;
@@ -389,7 +395,11 @@ mod tests {
             row("2", MOVED_ROWS_CHUNK_BYTES / 2),
             row("3", 10),
         ];
-        assert_eq!(moved_rows_chunk(&rows).len(), 1, "two halves and keys exceed the cap");
+        assert_eq!(
+            moved_rows_chunk(&rows).len(),
+            1,
+            "two halves and keys exceed the cap"
+        );
         assert_eq!(moved_rows_chunk(&rows[1..]).len(), 2);
         // A row larger than a chunk still goes, alone.
         let huge = vec![row("4", MOVED_ROWS_CHUNK_BYTES * 2), row("5", 1)];

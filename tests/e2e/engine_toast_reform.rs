@@ -70,7 +70,11 @@ async fn inv5_issue12_a_re_sent_label_carries_the_same_body_after_a_crash() {
         in_flight.is_some()
     })
     .await;
-    assert!(attempted, "the move's load never reached the sim\n{}", agent.log());
+    assert!(
+        attempted,
+        "the move's load never reached the sim\n{}",
+        agent.log()
+    );
     let label = in_flight.expect("found above");
     // The source row changes after the batch was formed (another batch), then the agent dies.
     client
