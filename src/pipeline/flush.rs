@@ -60,8 +60,13 @@ impl Pipeline {
             return Ok(());
         }
         // The table's first batch after a restart, when its load in flight is being re-formed:
-        // complete it as that load was (mod.rs keeps the record only for such a table).
-        let recorded = self.in_flight_at_start.remove(&self.tables[index].target);
+        // complete it as that load was (mod.rs keeps the record only for such a table). Only
+        // that batch: it starts where the record does (a batch cut short by a full buffer too).
+        let first = self.tables[index].batch.first();
+        let recorded = self
+            .in_flight_at_start
+            .remove(&self.tables[index].target)
+            .filter(|load| Some(load.first) == first);
         let (synced_at, recorded_moves) =
             recorded.map_or((None, Vec::new()), |load| (load.synced_at, load.moved));
         let moved = self.fetch_moved_rows(index, recorded_moves).await?;
