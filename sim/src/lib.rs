@@ -42,7 +42,7 @@ mod persist;
 mod state;
 mod txn;
 
-pub use counters::{TableCounters, MAX_FILTER_RATIO_ABSENT};
+pub use counters::{body_digest, TableCounters, MAX_FILTER_RATIO_ABSENT};
 pub use faults::{FaultKind, FaultState, Faults, LoadFault, ServerFaults, ServerRole};
 pub use instance::{Sim, SimAddrs, SimError, SimOptions};
 pub use load::options::{SizeLimits, DEFAULT_JSON_MAX_BYTES, DEFAULT_STREAMING_LOAD_MAX_BYTES};
