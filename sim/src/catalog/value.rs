@@ -1048,9 +1048,23 @@ mod tests {
             json("json", "{\"a\":[1,2]}").unwrap(),
             Value::Json(serde_json::json!({"a":[1,2]}))
         );
+        // A JSON string field stays a JSON string, even when it holds JSON text (StarRocks
+        // loads JSON columns natively); SQL/CSV text is parsed as JSON text.
         assert_eq!(
             json("json", "\"{\\\"a\\\":1}\"").unwrap(),
-            Value::Json(serde_json::json!({"a":1}))
+            Value::Json(serde_json::json!("{\"a\":1}"))
+        );
+        assert_eq!(
+            json("json", "\"42\"").unwrap(),
+            Value::Json(serde_json::json!("42"))
+        );
+        assert_eq!(
+            text("json", "\"42\"").unwrap(),
+            Value::Json(serde_json::json!("42"))
+        );
+        assert_eq!(
+            text("json", "42").unwrap(),
+            Value::Json(serde_json::json!(42))
         );
         assert_eq!(
             kind(text("json", "{bad")),
