@@ -12,6 +12,7 @@ mod engine_memory;
 mod engine_outage;
 mod engine_run;
 mod engine_schema;
+mod engine_schema_values;
 mod engine_snapshot;
 mod engine_snapshot_chunks;
 mod engine_toast;
