@@ -134,28 +134,36 @@ async fn run_job(
             }
         }
         Job::AddColumns(columns) => {
-            let result = context
-                .ddl
-                .lock()
-                .await
-                .add_columns(target, &columns)
-                .await;
+            let result = context.ddl.lock().await.add_columns(target, &columns).await;
             let changed = columns
                 .iter()
-                .map(|c| format!("{} = {}", c.column.name, c.default.as_deref().unwrap_or("NULL")))
+                .map(|c| {
+                    format!(
+                        "{} = {}",
+                        c.column.name,
+                        c.default.as_deref().unwrap_or("NULL")
+                    )
+                })
                 .collect();
-            altered(table, target, result, changed, "added columns to the target table (existing rows hold the value shown)")
+            altered(
+                table,
+                target,
+                result,
+                changed,
+                "added columns to the target table (existing rows hold the value shown)",
+            )
         }
         Job::ModifyColumns(columns) => {
             let refs: Vec<&TargetColumn> = columns.iter().collect();
-            let result = context
-                .ddl
-                .lock()
-                .await
-                .modify_columns(target, &refs)
-                .await;
+            let result = context.ddl.lock().await.modify_columns(target, &refs).await;
             let changed = columns.iter().map(|c| c.name.clone()).collect();
-            altered(table, target, result, changed, "widened target column types")
+            altered(
+                table,
+                target,
+                result,
+                changed,
+                "widened target column types",
+            )
         }
     }
 }

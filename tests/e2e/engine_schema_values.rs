@@ -42,7 +42,10 @@ async fn generated_columns_match_the_source_after_snapshot_and_cdc() {
             &["id", "a", "doubled", "note"],
         )
     } else {
-        ("SELECT id::text, a::text, note FROM g", &["id", "a", "note"])
+        (
+            "SELECT id::text, a::text, note FROM g",
+            &["id", "a", "note"],
+        )
     };
     let source = source_rows(&client, query).await;
     let got = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, "g", columns)).await;
@@ -106,16 +109,17 @@ async fn an_existing_publication_must_publish_generated_columns_on_pg18() {
         ))
         .await
         .unwrap();
-    let streaming = crate::harness::agent::wait_until(TIMEOUT, || {
-        agent.log().contains("streaming changes")
-    })
-    .await;
+    let streaming =
+        crate::harness::agent::wait_until(TIMEOUT, || agent.log().contains("streaming changes"))
+            .await;
     assert!(streaming, "{}", agent.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_column_with_a_default_gives_existing_rows_the_default() {
-    let db = Cluster::shared().create_database("engine_add_default").await;
+    let db = Cluster::shared()
+        .create_database("engine_add_default")
+        .await;
     let client = db.owner_client().await;
     client
         .batch_execute(
@@ -162,7 +166,9 @@ async fn add_column_with_a_default_gives_existing_rows_the_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_column_with_a_volatile_default_copies_the_table_again() {
-    let db = Cluster::shared().create_database("engine_add_volatile").await;
+    let db = Cluster::shared()
+        .create_database("engine_add_volatile")
+        .await;
     let client = db.owner_client().await;
     client
         .batch_execute(
