@@ -6,6 +6,10 @@
 //! sink without limit (invariant 7); only a permanent failure comes back, and it hands the batch
 //! back so nothing is lost. Callers: the pipeline's loaders (streamed changes) and the snapshot
 //! copier (copied rows).
+//!
+//! Retries inside the sink are not hidden: a [`LoadObserver`] given to the sink hears about every
+//! failed attempt and every commit, so status and metrics show an outage while the sink rides it
+//! out (invariant 13). The sink does not know who listens (the engine's shared state does).
 
 pub mod starrocks;
 
@@ -15,6 +19,7 @@ use bytes::Bytes;
 
 use crate::postgres::Lsn;
 use starrocks::label::Label;
+use starrocks::error::LoadErrorKind;
 use starrocks::StreamLoadError;
 
 /// One encoded load for one target table.
@@ -68,4 +73,28 @@ pub trait Sink: Send + Sync {
     /// same label committed it). Transient failures are retried inside, with backoff and without
     /// limit; `Err` is permanent and returns the batch untouched.
     async fn load(&self, batch: LoadBatch) -> Result<LoadReceipt, LoadFailure>;
+}
+
+/// One failed load attempt, as a [`LoadObserver`] hears of it.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptFailed<'a> {
+    /// The target table.
+    pub table: &'a str,
+    pub kind: LoadErrorKind,
+    /// The attempt is retried (after `retry_in`); otherwise the batch goes back to the caller.
+    pub transient: bool,
+    /// Failed attempts of this batch so far, this one included.
+    pub failures: u32,
+    /// The wait before the next attempt; `None` when there is none (permanent).
+    pub retry_in: Option<Duration>,
+    pub error: &'a StreamLoadError,
+}
+
+/// Hears the outcome of every load attempt, from inside the sink's retry loop: called once per
+/// attempt, on the loading task, so it must be quick and must not block.
+pub trait LoadObserver: Send + Sync + std::fmt::Debug {
+    /// An attempt failed (transient ones are then retried, permanent ones returned).
+    fn attempt_failed(&self, failure: AttemptFailed<'_>);
+    /// A load of `table` committed (also when StarRocks had committed its label already).
+    fn load_committed(&self, table: &str);
 }

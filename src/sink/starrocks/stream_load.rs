@@ -8,7 +8,10 @@
 //! `Label Already Exists` + RUNNING → poll `get_load_state` and re-send with the same label when
 //! the earlier attempt aborted, `Fail` → transient or permanent per [`super::error`]. Transient
 //! failures are retried forever with exponential backoff and jitter, rotating FE URLs; filtered
-//! rows fetch the ErrorURL text for the error (invariant 6).
+//! rows fetch the ErrorURL text for the error (invariant 6). The backoff is capped low
+//! ([`DEFAULT_MAX_RETRY_DELAY`], `STARWAL_LOAD_RETRY_MAX_DELAY_S`) so loads resume within seconds
+//! of StarRocks coming back, and every attempt's outcome goes to the client's
+//! [`LoadObserver`], so the outage shows in status and metrics while it lasts (invariant 13).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,14 +24,21 @@ use super::config::StarRocksConfig;
 use super::error::StreamLoadError;
 use super::label::Label;
 use super::response::{excerpt, parse_label_state, LabelState, LoadOutcome, LoadResponse};
-use crate::sink::{LoadBatch, LoadFailure, LoadReceipt, Sink};
+use crate::sink::{AttemptFailed, LoadBatch, LoadFailure, LoadObserver, LoadReceipt, Sink};
+
+/// The longest wait between two attempts of a load by default. Short, because the wait is also
+/// how late loads resume once StarRocks is back (a 60 s cap meant up to a minute of lag after a
+/// 2-minute outage); cheap, because a retry is one request per table, and jitter spreads the
+/// tables' retries. StarRocks' own loaders retry within seconds too.
+pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// Backoff between attempts: starts here, doubles, and is capped at [`RetryPolicy::max_delay`].
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// First delay (StarRocks' own SDK waits seconds; one second clears most blips).
     pub initial_delay: Duration,
-    /// Longest delay: a minute keeps a long outage cheap and a recovery noticed quickly.
+    /// Longest delay (default [`DEFAULT_MAX_RETRY_DELAY`]): also the longest time loads take to
+    /// resume after StarRocks comes back.
     pub max_delay: Duration,
     /// How many times to ask `get_load_state` about a running label before counting the
     /// attempt as failed (and trying again later).
@@ -41,7 +51,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             initial_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
+            max_delay: DEFAULT_MAX_RETRY_DELAY,
             label_state_polls: 30,
             label_state_interval: Duration::from_secs(2),
         }
@@ -172,6 +182,8 @@ pub struct StreamLoadClient {
     handles: Mutex<Vec<Easy2<Exchange>>>,
     /// Index of the FE URL to try first; moves on after a connection failure.
     preferred_fe: AtomicUsize,
+    /// Told about every attempt's outcome (the engine's state); none in tests and tools.
+    observer: Option<Arc<dyn LoadObserver>>,
 }
 
 impl std::fmt::Debug for StreamLoadClient {
@@ -222,11 +234,29 @@ impl StreamLoadClient {
 
     /// A client with a custom retry policy (tests use short delays).
     pub fn with_retry(config: StarRocksConfig, retry: RetryPolicy) -> Arc<StreamLoadClient> {
+        Self::build(config, retry, None)
+    }
+
+    /// A client that tells `observer` about every attempt (what `starwal run` uses).
+    pub fn observed(
+        config: StarRocksConfig,
+        retry: RetryPolicy,
+        observer: Arc<dyn LoadObserver>,
+    ) -> Arc<StreamLoadClient> {
+        Self::build(config, retry, Some(observer))
+    }
+
+    fn build(
+        config: StarRocksConfig,
+        retry: RetryPolicy,
+        observer: Option<Arc<dyn LoadObserver>>,
+    ) -> Arc<StreamLoadClient> {
         Arc::new(StreamLoadClient {
             config,
             retry,
             handles: Mutex::new(Vec::new()),
             preferred_fe: AtomicUsize::new(0),
+            observer,
         })
     }
 
@@ -530,6 +560,9 @@ impl StreamLoadClient {
             batch = returned;
             match result {
                 Ok((response, already_committed)) => {
+                    if let Some(observer) = &self.observer {
+                        observer.load_committed(&batch.table);
+                    }
                     return Ok(LoadReceipt {
                         label: batch.label.clone(),
                         rows_loaded: if already_committed {
@@ -555,6 +588,16 @@ impl StreamLoadClient {
                         .map(|d| d.as_nanos() as u64)
                         .unwrap_or(u64::from(failures));
                     let delay = self.retry.delay(failures, seed);
+                    if let Some(observer) = &self.observer {
+                        observer.attempt_failed(AttemptFailed {
+                            table: &batch.table,
+                            kind: error.kind(),
+                            transient: true,
+                            failures,
+                            retry_in: Some(delay),
+                            error: &error,
+                        });
+                    }
                     tracing::warn!(
                         table = %batch.table,
                         label = %batch.label,
@@ -565,7 +608,19 @@ impl StreamLoadClient {
                     );
                     tokio::time::sleep(delay).await;
                 }
-                Err(error) => return Err(LoadFailure { batch, error }),
+                Err(error) => {
+                    if let Some(observer) = &self.observer {
+                        observer.attempt_failed(AttemptFailed {
+                            table: &batch.table,
+                            kind: error.kind(),
+                            transient: false,
+                            failures: failures + 1,
+                            retry_in: None,
+                            error: &error,
+                        });
+                    }
+                    return Err(LoadFailure { batch, error });
+                }
             }
         }
     }
@@ -602,8 +657,23 @@ mod tests {
             let delay = policy.delay(failures, failures as u64 * 7919);
             let full = Duration::from_secs(1)
                 .saturating_mul(1 << (failures - 1).min(16))
-                .min(Duration::from_secs(60));
+                .min(DEFAULT_MAX_RETRY_DELAY);
             assert!(delay >= full / 2 && delay <= full, "{failures}: {delay:?}");
+        }
+    }
+
+    #[test]
+    fn issue13_backoff_never_exceeds_the_cap() {
+        // Loads resume at most one delay after StarRocks is back: the default must stay short.
+        assert!(DEFAULT_MAX_RETRY_DELAY <= Duration::from_secs(10));
+        let policy = RetryPolicy {
+            max_delay: Duration::from_secs(3),
+            ..RetryPolicy::default()
+        };
+        for failures in 1..100 {
+            for seed in [1, 7919, u64::MAX] {
+                assert!(policy.delay(failures, seed) <= Duration::from_secs(3));
+            }
         }
     }
 
