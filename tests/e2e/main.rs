@@ -27,6 +27,7 @@ mod postgres_setup;
 mod postgres_stream;
 mod postgres_tail;
 mod postgres_teardown;
+mod postgres_tls;
 mod sink_setup;
 mod sink_starrocks;
 mod smoke;
