@@ -59,6 +59,7 @@ struct RawConfig {
     snapshot: Option<String>,
     snapshot_workers: Option<String>,
     snapshot_chunk_rows: Option<String>,
+    load_retry_max_delay_s: Option<String>,
 }
 
 /// The validated Postgres-side configuration.
@@ -103,6 +104,10 @@ pub struct EngineConfig {
     pub shutdown_timeout: Duration,
     /// `STARWAL_SNAPSHOT`, `_WORKERS`, `_CHUNK_ROWS`: the initial copy.
     pub snapshot: SnapshotConfig,
+    /// `STARWAL_LOAD_RETRY_MAX_DELAY_S` (default [`DEFAULT_LOAD_RETRY_MAX_DELAY_S`]): the longest
+    /// wait between two attempts of a failing Stream Load, so also how late loads resume after
+    /// StarRocks comes back.
+    pub load_retry_max_delay: Duration,
 }
 
 /// What `starwal run` does with rows that existed before the stream.
@@ -154,6 +159,14 @@ pub const DEFAULT_FLUSH_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1_000;
 pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 30;
+/// Loads resume within this many seconds of StarRocks coming back, at the cost of one request
+/// per failing table per wait during an outage (the reason is with
+/// [`DEFAULT_MAX_RETRY_DELAY`](crate::sink::starrocks::stream_load::DEFAULT_MAX_RETRY_DELAY)).
+pub const DEFAULT_LOAD_RETRY_MAX_DELAY_S: u64 =
+    crate::sink::starrocks::stream_load::DEFAULT_MAX_RETRY_DELAY.as_secs();
+/// Longest accepted `STARWAL_LOAD_RETRY_MAX_DELAY_S`: beyond 10 minutes an outage's end would go
+/// unnoticed for longer than any alert waits.
+const MAX_LOAD_RETRY_MAX_DELAY_S: u64 = 600;
 pub const DEFAULT_CONTROL_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9187";
 
@@ -365,7 +378,20 @@ impl EngineConfig {
             raw.snapshot_chunk_rows.take(),
             DEFAULT_SNAPSHOT_CHUNK_ROWS,
         )?;
+        let retry_max = positive(
+            "STARWAL_LOAD_RETRY_MAX_DELAY_S",
+            raw.load_retry_max_delay_s.take(),
+            DEFAULT_LOAD_RETRY_MAX_DELAY_S,
+        )?;
+        if retry_max > MAX_LOAD_RETRY_MAX_DELAY_S {
+            return Err(ConfigError::Invalid {
+                var: "STARWAL_LOAD_RETRY_MAX_DELAY_S",
+                value: retry_max.to_string(),
+                expected: "1 to 600 seconds",
+            });
+        }
         Ok(EngineConfig {
+            load_retry_max_delay: Duration::from_secs(retry_max),
             snapshot: SnapshotConfig {
                 mode,
                 workers: workers as usize,
@@ -597,6 +623,31 @@ mod tests {
             err.to_string().starts_with("STARWAL_SLOT is invalid"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn issue13_load_retry_cap_defaults_short_and_is_validated() {
+        let base = [("STARWAL_PG_URL", URL), ("STARWAL_TABLES", "public.t")];
+        let config = Config::from_vars(vars(&base)).unwrap();
+        assert_eq!(
+            config.engine.load_retry_max_delay,
+            Duration::from_secs(DEFAULT_LOAD_RETRY_MAX_DELAY_S)
+        );
+        assert!(DEFAULT_LOAD_RETRY_MAX_DELAY_S <= 10);
+        let mut with = base.to_vec();
+        with.push(("STARWAL_LOAD_RETRY_MAX_DELAY_S", "2"));
+        let config = Config::from_vars(vars(&with)).unwrap();
+        assert_eq!(config.engine.load_retry_max_delay, Duration::from_secs(2));
+        for bad in ["0", "601", "5s", "-1"] {
+            let mut with = base.to_vec();
+            with.push(("STARWAL_LOAD_RETRY_MAX_DELAY_S", bad));
+            let err = Config::from_vars(vars(&with)).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("STARWAL_LOAD_RETRY_MAX_DELAY_S is invalid"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! granularity (never per row), the gRPC and Prometheus servers read [`EngineHandle::status`]
 //! snapshots. Nothing in it is secret: the configuration summary is built from redacted values
 //! (invariant 10).
+//!
+//! Nothing is hidden while it lasts (invariant 13): the sink reports every failed load attempt
+//! here (as its [`LoadObserver`]), so a StarRocks outage the sink rides out shows per table (since
+//! when, how many attempts, the last error) and turns readiness NOT_SERVING until a load of every
+//! failing table commits; and while reading is stopped (paused, or the buffer full), WAL the agent
+//! has not read yet counts as lag.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +25,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::postgres::Lsn;
+use crate::sink::{AttemptFailed, LoadObserver};
 
 /// Where the engine is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,9 +116,31 @@ pub struct TableStatus {
     pub loads_deduplicated: u64,
     pub truncates: u64,
     pub load_duration: Histogram,
+    /// The last load error (transient or permanent), cleared by the next committed load.
     pub last_error: Option<String>,
     /// The table's snapshot copy (initial, later, or a resync), once one was planned.
     pub copy: Option<CopyProgress>,
+    /// Failed load attempts since start, by [`LoadErrorKind`](crate::sink::starrocks::error::LoadErrorKind) name.
+    pub load_failures: BTreeMap<&'static str, u64>,
+    /// Attempts re-sent after a transient failure, since start.
+    pub load_retries: u64,
+    /// Set while the table's loads fail: from the first failed attempt to the next commit.
+    pub failing: Option<LoadFailing>,
+    /// When a load of the table last committed (streamed or copied); `None` before the first.
+    pub last_load_at: Option<SystemTime>,
+}
+
+/// A table whose loads fail now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadFailing {
+    /// The first failed attempt since the last commit.
+    pub since: SystemTime,
+    /// Failed attempts since then.
+    pub attempts: u64,
+    /// The latest failure's kind.
+    pub kind: &'static str,
+    /// The latest failure is retried (`false`: it was permanent and the batch went back).
+    pub transient: bool,
 }
 
 /// Where a table's snapshot copy stands.
@@ -204,6 +233,8 @@ pub struct OpCounts {
 /// A point-in-time copy of everything the control plane shows.
 #[derive(Debug, Clone)]
 pub struct StatusSnapshot {
+    /// When it was taken: ages (of failures, of the last load) are counted to here.
+    pub at: SystemTime,
     pub phase: Phase,
     pub health: Health,
     pub paused: bool,
@@ -215,10 +246,14 @@ pub struct StatusSnapshot {
     pub confirmed_lsn: Lsn,
     /// The server's WAL end, from the latest keepalive or status query.
     pub server_wal_end: Lsn,
-    /// `server_wal_end - confirmed_lsn` in bytes while a received commit waits; 0 when caught up.
+    /// `server_wal_end - confirmed_lsn` in bytes while a received commit waits, or while reading
+    /// is stopped with WAL not read yet; 0 when caught up.
     pub lag_bytes: u64,
-    /// Age of the oldest received commit not yet confirmed (0 when none is waiting).
+    /// Age of the oldest received commit not yet confirmed, or, while reading is stopped, of the
+    /// oldest WAL not read yet (as first seen); 0 when neither waits.
     pub lag_seconds: f64,
+    /// WAL past what the stream has shown, while reading is stopped (paused or buffer full).
+    pub unread_wal_bytes: u64,
     /// WAL the slot holds back (`pg_current_wal_lsn() - restart_lsn`), when last measured.
     pub slot_retained_wal_bytes: Option<u64>,
     pub buffered_bytes: u64,
@@ -237,6 +272,10 @@ struct Inner {
     flushed_lsn: Lsn,
     confirmed_lsn: Lsn,
     server_wal_end: Lsn,
+    /// The highest WAL end the stream itself has shown (keepalives, data): what was read.
+    stream_wal_end: Lsn,
+    /// When WAL past `stream_wal_end` was first seen while reading was stopped.
+    unread_since: Option<SystemTime>,
     /// Commit time of the oldest received commit that is not confirmed yet.
     oldest_unconfirmed_commit: Option<SystemTime>,
     slot_retained_wal_bytes: Option<u64>,
@@ -275,6 +314,8 @@ impl EngineHandle {
                 flushed_lsn: Lsn::ZERO,
                 confirmed_lsn: Lsn::ZERO,
                 server_wal_end: Lsn::ZERO,
+                stream_wal_end: Lsn::ZERO,
+                unread_since: None,
                 oldest_unconfirmed_commit: None,
                 slot_retained_wal_bytes: None,
                 tables: BTreeMap::new(),
@@ -304,25 +345,44 @@ impl EngineHandle {
     /// A consistent copy of the current state.
     pub fn status(&self) -> StatusSnapshot {
         let inner = self.lock();
+        let now = SystemTime::now();
+        let age = |since: SystemTime| now.duration_since(since).map_or(0.0, |a| a.as_secs_f64());
+        // While reading is stopped, WAL past what the stream showed has not been read: it may
+        // hold changes of ours (it cannot be told without reading it), so it counts as lag.
+        let reading = self.may_read();
+        let unread_wal_bytes = if reading {
+            0
+        } else {
+            inner
+                .server_wal_end
+                .0
+                .saturating_sub(inner.stream_wal_end.0)
+        };
+        let unread_since = inner.unread_since.filter(|_| unread_wal_bytes > 0);
         let lag_seconds = inner
             .oldest_unconfirmed_commit
-            .and_then(|commit| SystemTime::now().duration_since(commit).ok())
-            .map_or(0.0, |age| age.as_secs_f64());
+            .into_iter()
+            .chain(unread_since)
+            .map(age)
+            .fold(0.0, f64::max);
         StatusSnapshot {
+            at: now,
             phase: inner.phase,
-            health: inner.health.clone(),
+            health: effective_health(&inner, Some(now)),
             paused: self.is_paused(),
             received_lsn: inner.received_lsn,
             flushed_lsn: inner.flushed_lsn,
             confirmed_lsn: inner.confirmed_lsn,
             server_wal_end: inner.server_wal_end,
-            // Caught up (every received commit confirmed), the slot follows the server's WAL
-            // end (invariant 3): no lag, whatever other databases write.
-            lag_bytes: match inner.oldest_unconfirmed_commit {
-                None => 0,
-                Some(_) => inner.server_wal_end.0.saturating_sub(inner.confirmed_lsn.0),
+            // Caught up (every received commit confirmed) and reading, the slot follows the
+            // server's WAL end (invariant 3): no lag, whatever other databases write.
+            lag_bytes: if inner.oldest_unconfirmed_commit.is_some() || unread_wal_bytes > 0 {
+                inner.server_wal_end.0.saturating_sub(inner.confirmed_lsn.0)
+            } else {
+                0
             },
             lag_seconds,
+            unread_wal_bytes,
             slot_retained_wal_bytes: inner.slot_retained_wal_bytes,
             buffered_bytes: self.buffered_bytes.load(Ordering::Relaxed),
             max_buffer_bytes: self.max_buffer_bytes,
@@ -354,6 +414,7 @@ impl EngineHandle {
 
     pub fn resume(&self) {
         self.paused.store(false, Ordering::SeqCst);
+        self.lock().unread_since = None;
         self.pause_changed.notify_waiters();
     }
 
@@ -431,7 +492,8 @@ impl EngineHandle {
 
     /// A load succeeded: in CDC, health is SERVING (again).
     pub fn load_succeeded(&self) {
-        let serving = self.health.borrow().serving;
+        // The engine's own health: a table still failing keeps the effective one NOT_SERVING.
+        let serving = self.lock().health.serving;
         if !serving && self.phase() == Phase::Cdc {
             self.set_health(true, "streaming");
         }
@@ -441,13 +503,22 @@ impl EngineHandle {
         self.lock().phase = phase;
     }
 
-    /// Sets health and its detail; watchers are told when it changes.
+    /// Sets health and its detail; watchers are told when it changes. While loads fail, the
+    /// health read back says so instead of a SERVING `health` (see [`effective_health`]).
     pub fn set_health(&self, serving: bool, detail: impl Into<String>) {
         let health = Health {
             serving,
             detail: detail.into(),
         };
-        self.lock().health = health.clone();
+        let mut inner = self.lock();
+        inner.health = health;
+        self.publish_health(&inner);
+    }
+
+    /// Sends the effective health to watchers when it changed. Called with the lock held, so
+    /// two changes cannot be published out of order.
+    fn publish_health(&self, inner: &Inner) {
+        let health = effective_health(inner, None);
         self.health.send_if_modified(|current| {
             if *current == health {
                 false
@@ -456,6 +527,11 @@ impl EngineHandle {
                 true
             }
         });
+    }
+
+    /// Loads committed since start, over every table (streamed and copied).
+    pub fn loads_committed(&self) -> u64 {
+        self.lock().tables.values().map(|t| t.loads).sum()
     }
 
     /// Adds `bytes` to the buffered total.
@@ -489,10 +565,31 @@ impl EngineHandle {
         !self.is_paused() && self.buffered_bytes() < self.max_buffer_bytes
     }
 
+    /// What the stream showed: a commit received, or the WAL end of a keepalive or data message.
     pub fn set_received(&self, received: Lsn, server_wal_end: Lsn) {
         let mut inner = self.lock();
         inner.received_lsn = inner.received_lsn.max(received);
-        inner.server_wal_end = inner.server_wal_end.max(server_wal_end).max(received);
+        inner.stream_wal_end = inner.stream_wal_end.max(server_wal_end).max(received);
+        inner.server_wal_end = inner.server_wal_end.max(inner.stream_wal_end);
+        self.note_unread(&mut inner);
+    }
+
+    /// The server's WAL end as a query on the source saw it (`pg_current_wal_lsn()`), which,
+    /// unlike the stream's, moves on while the stream is not read.
+    pub fn set_server_wal_end(&self, server_wal_end: Lsn) {
+        let mut inner = self.lock();
+        inner.server_wal_end = inner.server_wal_end.max(server_wal_end);
+        self.note_unread(&mut inner);
+    }
+
+    /// Starts the clock of unread WAL when reading is stopped and the server has WAL the stream
+    /// has not shown; stops it once reading goes on.
+    fn note_unread(&self, inner: &mut Inner) {
+        if self.may_read() {
+            inner.unread_since = None;
+        } else if inner.server_wal_end > inner.stream_wal_end && inner.unread_since.is_none() {
+            inner.unread_since = Some(SystemTime::now());
+        }
     }
 
     /// Records the stored checkpoint and the commit time of the oldest commit still waiting.
@@ -553,6 +650,51 @@ impl EngineHandle {
             table.loads_deduplicated += u64::from(deduplicated);
             table.load_duration.observe(duration.as_secs_f64());
             table.last_error = None;
+            table.last_load_at = Some(SystemTime::now());
+            if table.failing.take().is_some() {
+                self.publish_health(&inner);
+            }
+        }
+    }
+
+    /// A load attempt into StarRocks table `target` failed: counted, and the table is failing
+    /// (with `error` as its last error) until a load of it commits.
+    pub fn load_attempt_failed(
+        &self,
+        target: &str,
+        kind: &'static str,
+        transient: bool,
+        error: &str,
+    ) {
+        let mut inner = self.lock();
+        let Some(table) = inner.tables.values_mut().find(|t| t.target == target) else {
+            return;
+        };
+        *table.load_failures.entry(kind).or_insert(0) += 1;
+        table.load_retries += u64::from(transient);
+        table.last_error = Some(error.to_owned());
+        let failing = table.failing.get_or_insert(LoadFailing {
+            since: SystemTime::now(),
+            attempts: 0,
+            kind,
+            transient,
+        });
+        failing.attempts += 1;
+        failing.kind = kind;
+        failing.transient = transient;
+        self.publish_health(&inner);
+    }
+
+    /// A load into StarRocks table `target` committed: the table is no longer failing.
+    pub fn load_committed(&self, target: &str) {
+        let mut inner = self.lock();
+        let Some(table) = inner.tables.values_mut().find(|t| t.target == target) else {
+            return;
+        };
+        table.last_load_at = Some(SystemTime::now());
+        table.last_error = None;
+        if table.failing.take().is_some() {
+            self.publish_health(&inner);
         }
     }
 
@@ -626,6 +768,66 @@ impl EngineHandle {
     }
 }
 
+/// The sink reports here: see the module docs.
+impl LoadObserver for EngineHandle {
+    fn attempt_failed(&self, failure: AttemptFailed<'_>) {
+        self.load_attempt_failed(
+            failure.table,
+            failure.kind.as_str(),
+            failure.transient,
+            &failure.error.to_string(),
+        );
+    }
+
+    fn load_committed(&self, table: &str) {
+        EngineHandle::load_committed(self, table);
+    }
+}
+
+/// The health probes and status report. The engine's own (`inner.health`) while it is not
+/// serving; while it is, a table whose loads fail makes it NOT_SERVING, with the table that has
+/// failed longest, its attempts and its last error as the detail: readiness means "changes reach
+/// StarRocks now", and the liveness service stays SERVING (nothing a restart would fix).
+/// `now` adds how long loads have failed (status); watchers get it without, so the detail they
+/// hold changes only when the failure does.
+fn effective_health(inner: &Inner, now: Option<SystemTime>) -> Health {
+    if !inner.health.serving {
+        return inner.health.clone();
+    }
+    let mut failing: Vec<(&TableStatus, &LoadFailing)> = inner
+        .tables
+        .values()
+        .filter_map(|table| Some((table, table.failing.as_ref()?)))
+        .collect();
+    failing.sort_by_key(|(_, failing)| failing.since);
+    let Some((table, first)) = failing.first() else {
+        return inner.health.clone();
+    };
+    let duration = now
+        .and_then(|now| now.duration_since(first.since).ok())
+        .map(|age| format!(" for {:.0} s", age.as_secs_f64()))
+        .unwrap_or_default();
+    let retrying = if first.transient {
+        "retrying"
+    } else {
+        "not retried"
+    };
+    let mut detail = format!(
+        "StarRocks loads failing{duration}: `{}` ({} failed attempts, last {}, {retrying}): {}",
+        table.source,
+        first.attempts,
+        first.kind,
+        table.last_error.as_deref().unwrap_or("")
+    );
+    if failing.len() > 1 {
+        detail.push_str(&format!("; {} more table(s) failing", failing.len() - 1));
+    }
+    Health {
+        serving: false,
+        detail,
+    }
+}
+
 /// The settings worth showing, without secrets (the URL's password is redacted by `ConnInfo`'s
 /// `Display`; the StarRocks password and the control token are left out).
 fn config_summary(config: &Config) -> Vec<(String, String)> {
@@ -669,4 +871,126 @@ fn config_summary(config: &Config) -> Vec<(String, String)> {
         summary.push(("starrocks_user".to_owned(), sr.user.clone()));
     }
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle() -> EngineHandle {
+        let config = Config::from_vars(vec![
+            ("STARWAL_PG_URL".into(), "postgres://u@localhost/db".into()),
+            ("STARWAL_TABLES".into(), "public.t".into()),
+        ])
+        .unwrap();
+        let handle = EngineHandle::new(&config);
+        handle.add_table("public.a", "a");
+        handle.add_table("public.b", "b");
+        handle.set_phase(Phase::Cdc);
+        handle.set_health(true, "streaming");
+        handle
+    }
+
+    #[test]
+    fn issue13_failing_loads_turn_readiness_not_serving_until_they_commit() {
+        let handle = handle();
+        let health = handle.health();
+        handle.load_attempt_failed("a", "connection", true, "cannot reach StarRocks");
+        handle.load_attempt_failed("a", "http", true, "StarRocks answered HTTP 503");
+        let status = handle.status();
+        assert!(!status.health.serving);
+        assert!(
+            status.health.detail.starts_with("StarRocks loads failing for ")
+                && status.health.detail.contains(
+                    "`public.a` (2 failed attempts, last http, retrying): StarRocks answered HTTP 503"
+                ),
+            "{}",
+            status.health.detail
+        );
+        assert!(!health.borrow().serving, "watchers were not told");
+        let a = &status.tables[0];
+        assert_eq!(a.load_retries, 2);
+        assert_eq!(a.load_failures.get("connection"), Some(&1));
+        assert_eq!(a.load_failures.get("http"), Some(&1));
+        let failing = a.failing.as_ref().expect("failing");
+        assert_eq!((failing.attempts, failing.kind), (2, "http"));
+        assert_eq!(a.last_error.as_deref(), Some("StarRocks answered HTTP 503"));
+        assert!(status.tables[1].failing.is_none());
+
+        handle.load_attempt_failed("b", "too_many_versions", true, "too many versions");
+        assert!(handle
+            .status()
+            .health
+            .detail
+            .contains("1 more table(s) failing"));
+        handle.load_committed("a");
+        let status = handle.status();
+        assert!(!status.health.serving, "b still fails");
+        assert!(
+            status.health.detail.contains("`public.b`"),
+            "{}",
+            status.health.detail
+        );
+        assert!(status.tables[0].failing.is_none() && status.tables[0].last_error.is_none());
+        assert!(status.tables[0].last_load_at.is_some());
+        // Totals stay: they are counters.
+        assert_eq!(status.tables[0].load_retries, 2);
+        handle.load_committed("b");
+        let status = handle.status();
+        assert_eq!(
+            status.health,
+            Health {
+                serving: true,
+                detail: "streaming".into()
+            }
+        );
+        assert!(health.borrow().serving);
+    }
+
+    #[test]
+    fn issue13_the_engine_s_own_not_serving_wins_over_load_failures() {
+        let handle = handle();
+        handle.load_attempt_failed("a", "connection", true, "refused");
+        handle.set_health(false, "draining");
+        assert_eq!(handle.status().health.detail, "draining");
+        // A permanent failure is counted, not retried.
+        handle.set_health(true, "streaming");
+        handle.load_attempt_failed("b", "filtered_rows", false, "filtered 1 row");
+        let status = handle.status();
+        assert_eq!(status.tables[1].load_retries, 0);
+        assert_eq!(
+            status.tables[1].load_failures.get("filtered_rows"),
+            Some(&1)
+        );
+        assert!(!status.tables[1].failing.as_ref().unwrap().transient);
+    }
+
+    #[test]
+    fn issue13_unread_wal_counts_as_lag_while_reading_is_stopped() {
+        let handle = handle();
+        // Caught up and reading: other databases' WAL is no lag (invariant 3).
+        handle.set_received(Lsn(1000), Lsn(1000));
+        handle.set_confirmed(Lsn(1000), None);
+        handle.set_server_wal_end(Lsn(5000));
+        let status = handle.status();
+        assert_eq!((status.lag_bytes, status.lag_seconds), (0, 0.0));
+        assert_eq!(status.unread_wal_bytes, 0);
+
+        handle.pause();
+        handle.set_server_wal_end(Lsn(9000));
+        std::thread::sleep(Duration::from_millis(20));
+        let status = handle.status();
+        assert_eq!(status.lag_bytes, 8000, "server WAL end - confirmed");
+        assert_eq!(
+            status.unread_wal_bytes, 8000,
+            "server WAL end - what the stream showed (1000; 5000 came from a query)"
+        );
+        assert!(status.lag_seconds > 0.0, "{}", status.lag_seconds);
+
+        handle.resume();
+        handle.set_received(Lsn(9000), Lsn(9000));
+        handle.set_confirmed(Lsn(9000), None);
+        let status = handle.status();
+        assert_eq!((status.lag_bytes, status.lag_seconds), (0, 0.0));
+    }
 }

@@ -51,20 +51,20 @@ pub enum ClientError {
     InvalidAddr { addr: String, reason: &'static str },
     #[error("the token (--token or STARWAL_CONTROL_TOKEN) contains characters not allowed in gRPC metadata: use visible ASCII")]
     InvalidToken,
-    #[error("cannot reach the control server at {addr}")]
+    #[error("cannot reach the control server at {addr}: {}", crate::error_text::chain(.source))]
     Unreachable {
         addr: String,
         #[source]
         source: tonic::transport::Error,
     },
-    #[error("the control server at {addr} refused {rpc}; pass the agent's token with --token or STARWAL_CONTROL_TOKEN")]
+    #[error("the control server at {addr} refused {rpc} ({}); pass the agent's token with --token or STARWAL_CONTROL_TOKEN", .source.message())]
     Refused {
         addr: String,
         rpc: &'static str,
         #[source]
         source: tonic::Status,
     },
-    #[error("{rpc} on the control server at {addr} failed")]
+    #[error("{rpc} on the control server at {addr} failed: {}", crate::error_text::chain(.source))]
     Rpc {
         addr: String,
         rpc: &'static str,
@@ -278,6 +278,20 @@ pub fn status_json(status: &pb::GetStatusResponse) -> Value {
                 },
                 "last_error": table.last_error,
                 "copy": table.copy.as_ref().map(copy_json),
+                "load_failures": table
+                    .load_failures
+                    .iter()
+                    .map(|failures| (failures.kind.clone(), Value::from(failures.count)))
+                    .collect::<serde_json::Map<String, Value>>(),
+                "load_retries": table.load_retries,
+                "failing": table.failing.as_ref().map(|failing| json!({
+                    "since_unix_seconds": failing.since_unix_seconds,
+                    "failing_seconds": failing.failing_seconds,
+                    "attempts": failing.attempts,
+                    "kind": failing.kind,
+                    "retrying": failing.retrying,
+                })),
+                "last_load_age_seconds": table.last_load_age_seconds,
             })
         })
         .collect();
@@ -297,6 +311,7 @@ pub fn status_json(status: &pb::GetStatusResponse) -> Value {
         "server_wal_end": lsn_json(status.server_wal_end.as_ref()),
         "lag_bytes": status.lag_bytes,
         "lag_seconds": status.lag_seconds,
+        "unread_wal_bytes": status.unread_wal_bytes,
         "slot_retained_wal_bytes": status.slot_retained_wal_bytes,
         "buffered_bytes": status.buffered_bytes,
         "max_buffer_bytes": status.max_buffer_bytes,
@@ -384,14 +399,7 @@ pub fn status_text(status: &pb::GetStatusResponse) -> String {
             "server WAL end",
             lsn_text(status.server_wal_end.as_ref()).to_owned(),
         ),
-        (
-            "lag",
-            format!(
-                "{} behind, {} of WAL",
-                seconds_text(status.lag_seconds),
-                bytes_text(status.lag_bytes)
-            ),
-        ),
+        ("lag", lag_text(status)),
         ("slot retains", retained),
         (
             "buffered",
@@ -424,8 +432,9 @@ pub fn status_text(status: &pb::GetStatusResponse) -> String {
         "DEDUP",
         "TRUNCATES",
         "AVG LOAD",
+        "LAST LOAD",
     ];
-    let mut cells: Vec<[String; 11]> = vec![header.map(str::to_owned)];
+    let mut cells: Vec<[String; 12]> = vec![header.map(str::to_owned)];
     for table in &status.tables {
         let duration = table.load_duration.clone().unwrap_or_default();
         let average = if duration.count > 0 {
@@ -445,9 +454,13 @@ pub fn status_text(status: &pb::GetStatusResponse) -> String {
             table.loads_deduplicated.to_string(),
             table.truncates.to_string(),
             average,
+            table.last_load_age_seconds.map_or_else(
+                || "-".to_owned(),
+                |age| format!("{} ago", seconds_text(age)),
+            ),
         ]);
     }
-    let mut widths = [0usize; 11];
+    let mut widths = [0usize; 12];
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -471,11 +484,48 @@ pub fn status_text(status: &pb::GetStatusResponse) -> String {
         }
     }
     for table in &status.tables {
+        if let Some(failing) = &table.failing {
+            let _ = writeln!(
+                out,
+                "{}: loads failing for {} ({} failed attempts, last {}, {})",
+                table.source,
+                seconds_text(failing.failing_seconds),
+                failing.attempts,
+                failing.kind,
+                if failing.retrying {
+                    "retrying"
+                } else {
+                    "not retried"
+                }
+            );
+        }
         if let Some(error) = &table.last_error {
             let _ = writeln!(out, "{}: last error: {error}", table.source);
         }
     }
     out
+}
+
+/// `3.2 s behind, 1.5 MiB of WAL`, and, while reading is stopped, how much of it is not read.
+fn lag_text(status: &pb::GetStatusResponse) -> String {
+    let mut text = format!(
+        "{} behind, {} of WAL",
+        seconds_text(status.lag_seconds),
+        bytes_text(status.lag_bytes)
+    );
+    if status.unread_wal_bytes > 0 {
+        let why = if status.paused {
+            "paused"
+        } else {
+            "buffer full"
+        };
+        let _ = write!(
+            text,
+            " ({} not read yet: {why})",
+            bytes_text(status.unread_wal_bytes)
+        );
+    }
+    text
 }
 
 /// A lever's answer as one JSON object.
@@ -630,8 +680,25 @@ mod tests {
                     rows_per_second: 1250.4,
                     eta_seconds: Some(0.56),
                 }),
+                load_failures: vec![pb::LoadFailureCount {
+                    kind: "connection".into(),
+                    count: 7,
+                }],
+                load_retries: 7,
+                failing: Some(pb::LoadFailing {
+                    since_unix_seconds: 1_700_000_000.0,
+                    failing_seconds: 12.34,
+                    attempts: 7,
+                    kind: "connection".into(),
+                    retrying: true,
+                }),
+                last_load_age_seconds: Some(40.0),
                 ..pb::TableStatus::default()
             }],
+            paused: true,
+            lag_seconds: 3.0,
+            lag_bytes: 4096,
+            unread_wal_bytes: 2048,
             config: vec![pb::ConfigSetting {
                 name: "slot".into(),
                 value: "starwal".into(),
@@ -648,6 +715,19 @@ mod tests {
         assert!(text.contains("public.orders: last error: boom"), "{text}");
         assert!(
             text.contains(
+                "public.orders: loads failing for 12.3 s (7 failed attempts, last connection, retrying)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("40.0 s ago"), "{text}");
+        assert!(
+            text.contains(
+                "lag:            3.0 s behind, 4.0 KiB of WAL (2.0 KiB not read yet: paused)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
                 "public.orders: snapshot copy copying: 300 of 1000 rows (30.0%), 3/10 chunks, 1250 rows/s, ETA 560 ms\n"
             ),
             "{text}"
@@ -662,6 +742,11 @@ mod tests {
             "+Inf"
         );
         assert_eq!(value["config"]["slot"], "starwal");
+        assert_eq!(value["unread_wal_bytes"], 2048);
+        assert_eq!(value["tables"][0]["load_failures"]["connection"], 7);
+        assert_eq!(value["tables"][0]["failing"]["attempts"], 7);
+        assert_eq!(value["tables"][0]["failing"]["retrying"], true);
+        assert_eq!(value["tables"][0]["last_load_age_seconds"], 40.0);
         assert_eq!(value["slot_retained_wal_bytes"], Value::Null);
         let copy = &value["tables"][0]["copy"];
         assert_eq!(copy["state"], "copying");

@@ -74,9 +74,9 @@ pub enum ControlError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot build the gRPC reflection service from the embedded descriptors")]
+    #[error("cannot build the gRPC reflection service from the embedded descriptors: {0}")]
     Reflection(#[source] tonic_reflection::server::Error),
-    #[error("the gRPC control server on {addr} failed")]
+    #[error("the gRPC control server on {addr} failed: {}", crate::error_text::chain(.source))]
     Serve {
         addr: SocketAddr,
         #[source]

@@ -7,7 +7,10 @@
 //! are escaped per the format; labels are bounded (tables are configured, phases and ops fixed).
 //! The `starwal_snapshot_*` series exist only for tables with a snapshot copy (planned, under way
 //! or done in this process); they are gauges, not counters, because a resync starts a table's
-//! copy again from 0.
+//! copy again from 0 (so none of them is named `_total`). A StarRocks outage shows while it lasts
+//! (invariant 13): failed attempts by kind, retries, how long a table's loads have failed, and
+//! how long ago its last load committed. The output passes `promtool check metrics` (an e2e test
+//! runs it against a live agent).
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -18,12 +21,17 @@
 //! | `starwal_loads_deduplicated_total` | counter | `table` |
 //! | `starwal_truncates_total` | counter | `table` |
 //! | `starwal_load_duration_seconds` | histogram | `table` |
+//! | `starwal_load_failures_total` | counter (failed Stream Load attempts) | `table`, `kind` (see `LoadErrorKind`) |
+//! | `starwal_load_retries_total` | counter (attempts re-sent after a transient failure) | `table` |
+//! | `starwal_load_failing_seconds` | gauge (how long the table's loads have failed; 0 when the last one committed) | `table` |
+//! | `starwal_last_load_age_seconds` | gauge (since the table's last committed load; absent before the first) | `table` |
 //! | `starwal_snapshot_state` | gauge (1 for the copy's current state) | `table`, `state` (`pending`, `copying`, `done`) |
 //! | `starwal_snapshot_rows_copied`, `starwal_snapshot_rows_estimated` | gauge | `table` |
-//! | `starwal_snapshot_chunks_done`, `starwal_snapshot_chunks_total` | gauge | `table` |
+//! | `starwal_snapshot_chunks_done`, `starwal_snapshot_chunks_planned` | gauge | `table` |
 //! | `starwal_snapshot_rows_per_second` | gauge (this process's copy rate) | `table` |
 //! | `starwal_snapshot_eta_seconds` | gauge (absent while unknown and once done) | `table` |
-//! | `starwal_lag_seconds`, `starwal_lag_bytes` | gauge | |
+//! | `starwal_lag_seconds`, `starwal_lag_bytes` | gauge (also counting WAL not read yet while reading is stopped) | |
+//! | `starwal_unread_wal_bytes` | gauge (WAL not read yet while paused or the buffer is full) | |
 //! | `starwal_slot_retained_wal_bytes` | gauge (absent until measured) | |
 //! | `starwal_buffered_bytes`, `starwal_max_buffer_bytes` | gauge | |
 //! | `starwal_received_lsn`, `starwal_confirmed_lsn` | gauge (WAL byte position) | |
@@ -33,6 +41,7 @@
 //! | `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_start_time_seconds` | Linux only | |
 
 use std::fmt::Write as _;
+use std::time::SystemTime;
 
 use crate::control::process::ProcessStats;
 use crate::state::{
@@ -123,6 +132,7 @@ pub fn render(snapshot: &StatusSnapshot, process: &ProcessStats) -> String {
     for table in tables {
         histogram(&mut out, table);
     }
+    load_failures(&mut out, tables, snapshot.at);
 
     snapshot_copies(&mut out, tables);
 
@@ -135,8 +145,14 @@ pub fn render(snapshot: &StatusSnapshot, process: &ProcessStats) -> String {
     gauge(
         &mut out,
         "starwal_lag_bytes",
-        "WAL between the server's end and the confirmed checkpoint.",
+        "WAL between the server's end and the confirmed checkpoint (0 when caught up and reading).",
         Number::Int(snapshot.lag_bytes),
+    );
+    gauge(
+        &mut out,
+        "starwal_unread_wal_bytes",
+        "WAL the stream has not shown yet while reading is stopped (paused or buffer full).",
+        Number::Int(snapshot.unread_wal_bytes),
     );
     if let Some(retained) = snapshot.slot_retained_wal_bytes {
         gauge(
@@ -314,7 +330,7 @@ fn snapshot_copies(out: &mut String, tables: &[TableStatus]) {
     copy_gauge(
         out,
         &copies,
-        "starwal_snapshot_chunks_total",
+        "starwal_snapshot_chunks_planned",
         "Chunks the table's snapshot copy is split into (0 until planned).",
         |copy| int(copy.chunks_total),
     );
@@ -332,6 +348,68 @@ fn snapshot_copies(out: &mut String, tables: &[TableStatus]) {
         "Seconds the table's snapshot copy needs at its current rate.",
         |copy| copy.eta_seconds.map(Number::Float),
     );
+}
+
+/// The families that show a StarRocks outage while it lasts: failed attempts by kind, retries,
+/// how long loads have failed, how long ago a load last committed (ages counted to `at`).
+fn load_failures(out: &mut String, tables: &[TableStatus], at: SystemTime) {
+    let age = |since: SystemTime| at.duration_since(since).map_or(0.0, |d| d.as_secs_f64());
+    let name = "starwal_load_failures_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Failed Stream Load attempts, by kind (transient ones are retried).",
+    );
+    for table in tables {
+        for (kind, count) in &table.load_failures {
+            sample_labels(
+                out,
+                name,
+                &[("table", &table.source), ("kind", kind)],
+                *count,
+            );
+        }
+    }
+    per_table(
+        out,
+        tables,
+        "starwal_load_retries_total",
+        "Stream Load attempts re-sent after a transient failure.",
+        |t| t.load_retries,
+    );
+    let name = "starwal_load_failing_seconds";
+    header(
+        out,
+        name,
+        "gauge",
+        "How long the table's loads have been failing (0 when the last attempt committed).",
+    );
+    for table in tables {
+        let seconds = table.failing.as_ref().map_or(0.0, |f| age(f.since));
+        sample_number(
+            out,
+            name,
+            &[("table", &table.source)],
+            Number::Float(seconds),
+        );
+    }
+    let loaded: Vec<(&str, SystemTime)> = tables
+        .iter()
+        .filter_map(|t| Some((t.source.as_str(), t.last_load_at?)))
+        .collect();
+    if !loaded.is_empty() {
+        let name = "starwal_last_load_age_seconds";
+        header(
+            out,
+            name,
+            "gauge",
+            "Seconds since a load of the table last committed (absent before the first).",
+        );
+        for (table, at) in loaded {
+            sample_number(out, name, &[("table", table)], Number::Float(age(at)));
+        }
+    }
 }
 
 /// One per-table snapshot gauge family; `value` is `None` for tables without a sample.
@@ -503,6 +581,9 @@ mod tests {
             true,
         );
         handle.record_truncate("public.orders");
+        handle.load_attempt_failed("orders", "connection", true, "refused");
+        handle.load_attempt_failed("orders", "connection", true, "refused");
+        handle.load_attempt_failed("orders", "too_many_versions", true, "too many versions");
         let process = ProcessStats {
             resident_memory_bytes: Some(4096),
             cpu_time: Some(Duration::from_millis(1500)),
@@ -521,6 +602,12 @@ mod tests {
             "starwal_loads_total{table=\"public.orders\"} 2",
             "starwal_loads_deduplicated_total{table=\"public.orders\"} 1",
             "starwal_truncates_total{table=\"public.orders\"} 1",
+            "# TYPE starwal_load_failures_total counter",
+            "starwal_load_failures_total{table=\"public.orders\",kind=\"connection\"} 2",
+            "starwal_load_failures_total{table=\"public.orders\",kind=\"too_many_versions\"} 1",
+            "starwal_load_retries_total{table=\"public.orders\"} 3",
+            "# TYPE starwal_load_failing_seconds gauge",
+            "# TYPE starwal_last_load_age_seconds gauge",
             "# TYPE starwal_load_duration_seconds histogram",
             "starwal_load_duration_seconds_bucket{table=\"public.orders\",le=\"0.005\"} 0",
             "starwal_load_duration_seconds_bucket{table=\"public.orders\",le=\"0.025\"} 1",
@@ -535,7 +622,9 @@ mod tests {
             "starwal_confirmed_lsn 4294967296",
             "starwal_phase{phase=\"CDC\"} 1",
             "starwal_phase{phase=\"INIT\"} 0",
-            "starwal_up 1",
+            // Loads fail: readiness says so.
+            "starwal_up 0",
+            "starwal_unread_wal_bytes 0",
             "starwal_paused 0",
             "process_resident_memory_bytes 4096",
             "# TYPE process_cpu_seconds_total counter",
@@ -605,8 +694,8 @@ mod tests {
             "starwal_snapshot_rows_copied{table=\"public.b\"} 0",
             "starwal_snapshot_rows_estimated{table=\"public.a\"} 1000",
             "starwal_snapshot_chunks_done{table=\"public.a\"} 3",
-            "starwal_snapshot_chunks_total{table=\"public.a\"} 10",
-            "starwal_snapshot_chunks_total{table=\"public.b\"} 0",
+            "starwal_snapshot_chunks_planned{table=\"public.a\"} 10",
+            "starwal_snapshot_chunks_planned{table=\"public.b\"} 0",
             "starwal_snapshot_rows_per_second{table=\"public.b\"} 0",
             "# TYPE starwal_snapshot_eta_seconds gauge",
         ] {

@@ -10,7 +10,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -224,6 +224,7 @@ impl From<Lsn> for pb::Lsn {
 
 /// Everything in `snapshot`, as `GetStatus` answers it.
 pub(crate) fn status_response(snapshot: &StatusSnapshot) -> pb::GetStatusResponse {
+    let now = snapshot.at;
     pb::GetStatusResponse {
         phase: pb::Phase::from(snapshot.phase).into(),
         serving: snapshot.health.serving,
@@ -235,11 +236,16 @@ pub(crate) fn status_response(snapshot: &StatusSnapshot) -> pb::GetStatusRespons
         server_wal_end: Some(snapshot.server_wal_end.into()),
         lag_bytes: snapshot.lag_bytes,
         lag_seconds: snapshot.lag_seconds,
+        unread_wal_bytes: snapshot.unread_wal_bytes,
         slot_retained_wal_bytes: snapshot.slot_retained_wal_bytes,
         buffered_bytes: snapshot.buffered_bytes,
         max_buffer_bytes: snapshot.max_buffer_bytes,
         uptime_seconds: snapshot.uptime.as_secs_f64(),
-        tables: snapshot.tables.iter().map(table_status).collect(),
+        tables: snapshot
+            .tables
+            .iter()
+            .map(|table| table_status(table, now))
+            .collect(),
         config: snapshot
             .config
             .iter()
@@ -252,7 +258,8 @@ pub(crate) fn status_response(snapshot: &StatusSnapshot) -> pb::GetStatusRespons
     }
 }
 
-fn table_status(table: &TableStatus) -> pb::TableStatus {
+fn table_status(table: &TableStatus, now: SystemTime) -> pb::TableStatus {
+    let age = |at: SystemTime| now.duration_since(at).map_or(0.0, |d| d.as_secs_f64());
     let histogram = &table.load_duration;
     let mut cumulative = 0u64;
     let buckets = histogram
@@ -288,6 +295,26 @@ fn table_status(table: &TableStatus) -> pb::TableStatus {
         }),
         last_error: table.last_error.clone(),
         copy: table.copy.as_ref().map(pb::TableCopy::from),
+        load_failures: table
+            .load_failures
+            .iter()
+            .map(|(kind, count)| pb::LoadFailureCount {
+                kind: (*kind).to_owned(),
+                count: *count,
+            })
+            .collect(),
+        load_retries: table.load_retries,
+        failing: table.failing.as_ref().map(|failing| pb::LoadFailing {
+            since_unix_seconds: failing
+                .since
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            failing_seconds: age(failing.since),
+            attempts: failing.attempts,
+            kind: failing.kind.to_owned(),
+            retrying: failing.transient,
+        }),
+        last_load_age_seconds: table.last_load_at.map(age),
     }
 }
 

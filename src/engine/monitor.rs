@@ -36,9 +36,11 @@ pub fn spawn_retained_wal_monitor(
                 Ok(Some(row)) => {
                     let retained: Option<i64> = row.get(0);
                     handle.set_slot_retained_wal(retained.and_then(|b| u64::try_from(b).ok()));
-                    if let Some(end) = row.get::<_, Option<String>>(1).and_then(|s| s.parse().ok())
+                    if let Some(end) = row
+                        .get::<_, Option<String>>(1)
+                        .and_then(|s| s.parse::<Lsn>().ok())
                     {
-                        handle.set_received(Lsn::ZERO, end);
+                        handle.set_server_wal_end(end);
                     }
                 }
                 Ok(None) => handle.set_slot_retained_wal(None),

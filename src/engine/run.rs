@@ -5,7 +5,9 @@
 //! health goes NOT_SERVING with the error as its detail, and the engine starts a new attempt
 //! after a backoff (1 s doubling to 60 s), resuming from the slot — so an operator can fix a
 //! grant, a table or StarRocks without restarting the process, and a Postgres restart is
-//! survived. `STARWAL_EXIT_ON_ERROR=true` exits non-zero instead.
+//! survived. The backoff starts over at 1 s after an attempt that worked (a load committed, or
+//! it streamed longer than the longest backoff): it measures consecutive failures, not the
+//! failures of the process's life. `STARWAL_EXIT_ON_ERROR=true` exits non-zero instead.
 //!
 //! A drain (SIGTERM, SIGINT, the Drain RPC) stops reading the stream, flushes every batch, waits
 //! for the loads, stores and reports the confirmed LSN, ends the copy cleanly, and returns `Ok`.
@@ -13,17 +15,17 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::config::{Config, SnapshotMode};
 use crate::engine::error::{AttemptError, StreamError};
 use crate::engine::monitor::{spawn_publication_watcher, spawn_retained_wal_monitor};
-use crate::engine::setup::target::prepare_target;
 use crate::engine::setup::postgres::{
     ensure_slot, ensure_slot_exporting, existing_slot, prepare_source, warn_on_short_sender_timeout,
 };
+use crate::engine::setup::target::prepare_target;
 use crate::engine::setup::SetupError;
 use crate::engine::snapshot::{
     copy_before_streaming, copy_load_bytes, Copier, CopiesWhileStreaming, CopyOutcome,
@@ -39,7 +41,7 @@ use crate::postgres::snapshot::store::CopyStore;
 use crate::postgres::tls::connect_sql;
 use crate::postgres::Lsn;
 use crate::sink::starrocks::setup::TargetSetup;
-use crate::sink::starrocks::{StarRocksSink, StreamLoadClient};
+use crate::sink::starrocks::{RetryPolicy, StarRocksSink, StreamLoadClient};
 use crate::sink::Sink;
 use crate::state::{EngineHandle, Phase, StopRequest};
 
@@ -80,7 +82,17 @@ pub async fn run(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<Ru
             break Ok(RunEnd::Stopped);
         }
         handle.set_phase(Phase::Setup);
-        match attempt(&config, &handle, permanent.as_deref()).await {
+        let started = Instant::now();
+        let loads_before = handle.loads_committed();
+        let result = attempt(&config, &handle, permanent.as_deref()).await;
+        if attempt_worked(
+            handle.loads_committed() > loads_before,
+            handle.phase(),
+            started.elapsed(),
+        ) {
+            backoff = FIRST_BACKOFF;
+        }
+        match result {
             Ok(AttemptEnd::Stopped { confirmed }) => {
                 tracing::info!(%confirmed, "stopped");
                 break Ok(RunEnd::Stopped);
@@ -91,7 +103,7 @@ pub async fn run(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<Ru
                 backoff = FIRST_BACKOFF;
             }
             Err(failure) => {
-                let detail = format!("{:#}", failure.error);
+                let detail = crate::error_text::chain(&*failure.error).to_string();
                 handle.set_health(false, detail.clone());
                 // Only errors met while streaming: a setup that fails and is then fixed passes
                 // setup the next time, which is proof enough to serve.
@@ -189,8 +201,16 @@ async fn attempt(
     );
 
     let client = Arc::new(client);
-    let sink: Arc<dyn Sink> =
-        Arc::new(StarRocksSink::new(StreamLoadClient::new(starrocks.clone())));
+    // The sink tells the handle about every attempt, so an outage it rides out is visible.
+    let retry = RetryPolicy {
+        max_delay: config.engine.load_retry_max_delay,
+        ..RetryPolicy::default()
+    };
+    let sink: Arc<dyn Sink> = Arc::new(StarRocksSink::new(StreamLoadClient::observed(
+        starrocks.clone(),
+        retry,
+        handle.clone(),
+    )));
     let ddl = Arc::new(Mutex::new(target));
 
     // Snapshot copies: what was asked for (resyncs, copies a crash cut short) and, unless
@@ -412,6 +432,15 @@ async fn attempt(
 
 /// Where streaming resumes: after everything already loaded. The stored checkpoint is written
 /// when loads commit; the slot's `confirmed_flush` only when the server has processed the
+/// Whether an attempt that ended worked, so the next error is a first failure again: a load
+/// committed during it, or it streamed (ended in CDC or later) for longer than the longest
+/// backoff — a healthy but idle stream loads nothing. An attempt that failed in setup, or
+/// soon after streaming began, did not.
+fn attempt_worked(loaded: bool, phase_at_end: Phase, lasted: Duration) -> bool {
+    let streamed = matches!(phase_at_end, Phase::Cdc | Phase::Draining);
+    loaded || (streamed && lasted >= MAX_BACKOFF)
+}
+
 /// feedback carrying it, so a crash in between leaves the slot behind the checkpoint. Starting
 /// at the slot's position then would replay transactions whose loads committed and whose
 /// in-flight records are gone, and load them a second time under new labels. The server skips
@@ -430,6 +459,16 @@ mod tests {
 
     #[test]
     fn inv5_streaming_resumes_after_the_stored_checkpoint_of_an_existing_slot() {
+    #[test]
+    fn issue13_backoff_starts_over_after_an_attempt_that_worked() {
+        let short = Duration::from_secs(2);
+        assert!(attempt_worked(true, Phase::Cdc, short));
+        assert!(attempt_worked(true, Phase::Setup, short), "a copy loaded");
+        assert!(attempt_worked(false, Phase::Cdc, MAX_BACKOFF));
+        assert!(!attempt_worked(false, Phase::Cdc, short));
+        assert!(!attempt_worked(false, Phase::Setup, MAX_BACKOFF * 2));
+    }
+
         let slot = Lsn(0x26B_22D8);
         let stored = Lsn(0x26B_87B8);
         assert_eq!(resume_position(Some(slot), slot, stored), stored);

@@ -18,8 +18,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::postgres::Lsn;
-use starrocks::label::Label;
 use starrocks::error::LoadErrorKind;
+use starrocks::label::Label;
 use starrocks::StreamLoadError;
 
 /// One encoded load for one target table.

@@ -17,7 +17,10 @@ const TRANSIENT_MESSAGES: &[(&str, LoadErrorKind)] = &[
     ("too many versions", LoadErrorKind::TooManyVersions),
     ("no backend alive", LoadErrorKind::BackendDown),
     ("transaction status unknown", LoadErrorKind::CommitUnknown),
-    ("you can retry with same label", LoadErrorKind::CommitUnknown),
+    (
+        "you can retry with same label",
+        LoadErrorKind::CommitUnknown,
+    ),
     ("publish timeout", LoadErrorKind::Timeout),
     ("timeout by txn manager", LoadErrorKind::Timeout),
     ("current fe is not master", LoadErrorKind::Busy),
@@ -249,12 +252,27 @@ mod tests {
     #[test]
     fn kinds_name_the_cause_and_agree_with_transience() {
         for (message, kind) in [
-            ("Too many versions. tablet_id: 1, version_count: 1001, limit: 1000", "too_many_versions"),
-            ("class com.starrocks.common.DdlException: No backend alive.", "backend_down"),
-            ("Memory of process exceed limit. Used: 1, Limit: 1", "memory"),
-            ("Transaction status unknown, you can retry with same label.", "commit_unknown"),
+            (
+                "Too many versions. tablet_id: 1, version_count: 1001, limit: 1000",
+                "too_many_versions",
+            ),
+            (
+                "class com.starrocks.common.DdlException: No backend alive.",
+                "backend_down",
+            ),
+            (
+                "Memory of process exceed limit. Used: 1, Limit: 1",
+                "memory",
+            ),
+            (
+                "Transaction status unknown, you can retry with same label.",
+                "commit_unknown",
+            ),
             ("timeout by txn manager", "timeout"),
-            ("current running txns on db 10 is 1000, larger than limit 1000", "busy"),
+            (
+                "current running txns on db 10 is 1000, larger than limit 1000",
+                "busy",
+            ),
             ("cancelled", "cancelled"),
             ("unknown table \"db.t\"", "rejected"),
             ("body size 10 exceed limit: 5", "rejected"),
@@ -272,10 +290,16 @@ mod tests {
             status: 503,
             excerpt: String::new(),
         };
-        assert_eq!((http.kind(), http.is_transient()), (LoadErrorKind::Http, true));
+        assert_eq!(
+            (http.kind(), http.is_transient()),
+            (LoadErrorKind::Http, true)
+        );
         let auth = StreamLoadError::Auth {
             message: "denied".into(),
         };
-        assert_eq!((auth.kind(), auth.is_transient()), (LoadErrorKind::Auth, false));
+        assert_eq!(
+            (auth.kind(), auth.is_transient()),
+            (LoadErrorKind::Auth, false)
+        );
     }
 }

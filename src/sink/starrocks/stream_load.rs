@@ -574,7 +574,7 @@ impl StreamLoadClient {
                         already_committed,
                         attempts: failures + 1,
                         duration: started.elapsed(),
-                    })
+                    });
                 }
                 Err(error) if error.is_transient() => {
                     failures += 1;
