@@ -430,8 +430,6 @@ async fn attempt(
     }
 }
 
-/// Where streaming resumes: after everything already loaded. The stored checkpoint is written
-/// when loads commit; the slot's `confirmed_flush` only when the server has processed the
 /// Whether an attempt that ended worked, so the next error is a first failure again: a load
 /// committed during it, or it streamed (ended in CDC or later) for longer than the longest
 /// backoff — a healthy but idle stream loads nothing. An attempt that failed in setup, or
@@ -441,6 +439,8 @@ fn attempt_worked(loaded: bool, phase_at_end: Phase, lasted: Duration) -> bool {
     loaded || (streamed && lasted >= MAX_BACKOFF)
 }
 
+/// Where streaming resumes: after everything already loaded. The stored checkpoint is written
+/// when loads commit; the slot's `confirmed_flush` only when the server has processed the
 /// feedback carrying it, so a crash in between leaves the slot behind the checkpoint. Starting
 /// at the slot's position then would replay transactions whose loads committed and whose
 /// in-flight records are gone, and load them a second time under new labels. The server skips
@@ -458,8 +458,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inv5_streaming_resumes_after_the_stored_checkpoint_of_an_existing_slot() {
-    #[test]
     fn issue13_backoff_starts_over_after_an_attempt_that_worked() {
         let short = Duration::from_secs(2);
         assert!(attempt_worked(true, Phase::Cdc, short));
@@ -469,6 +467,8 @@ mod tests {
         assert!(!attempt_worked(false, Phase::Setup, MAX_BACKOFF * 2));
     }
 
+    #[test]
+    fn inv5_streaming_resumes_after_the_stored_checkpoint_of_an_existing_slot() {
         let slot = Lsn(0x26B_22D8);
         let stored = Lsn(0x26B_87B8);
         assert_eq!(resume_position(Some(slot), slot, stored), stored);
