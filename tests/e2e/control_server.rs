@@ -542,7 +542,7 @@ async fn control_server_shows_snapshot_copy_progress() {
         "starwal_snapshot_rows_copied{table=\"public.orders\"} 300",
         "starwal_snapshot_rows_estimated{table=\"public.orders\"} 1000",
         "starwal_snapshot_chunks_done{table=\"public.orders\"} 3",
-        "starwal_snapshot_chunks_total{table=\"public.orders\"} 10",
+        "starwal_snapshot_chunks_planned{table=\"public.orders\"} 10",
         "starwal_phase{phase=\"SNAPSHOT\"} 1",
     ] {
         assert!(
