@@ -6,6 +6,7 @@
 mod control_server;
 mod engine_control;
 mod engine_crash;
+mod engine_health;
 mod engine_idle;
 mod engine_loads;
 mod engine_memory;
