@@ -4,8 +4,8 @@
 //! ends the process; the engine and `tail` return.
 //!
 //! Exit codes: 0 success, 1 a runtime failure, 2 a configuration or usage error (so scripts and
-//! Kubernetes can tell "fix your settings" from "something broke"). Errors are printed with their
-//! whole cause chain; none contains a password (invariant 10).
+//! Kubernetes can tell "fix your settings" from "something broke"). Errors are printed with each
+//! cause once (`error_text`); none contains a password (invariant 10).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -437,8 +437,10 @@ fn init_tracing() {
         .init();
 }
 
+/// Prints a failure with each cause once (`error_text`): anyhow's `{:#}` would repeat the causes
+/// our errors already print.
 fn report(error: &anyhow::Error) {
-    eprintln!("error: {error:#}");
+    eprintln!("error: {}", crate::error_text::chain(&**error));
 }
 
 fn config_error(error: ConfigError) -> i32 {

@@ -21,6 +21,7 @@ pub mod config;
 pub mod config_error;
 pub mod control;
 pub mod engine;
+pub mod error_text;
 pub mod lsn;
 pub mod pipeline;
 pub mod postgres;

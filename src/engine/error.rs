@@ -71,9 +71,9 @@ attempt_error_always!(
 /// their own).
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StreamError {
-    #[error("opening the replication connection")]
+    #[error("opening the replication connection: {0}")]
     Connect(#[source] ReplicationError),
-    #[error("starting replication from slot `{slot}`")]
+    #[error("starting replication from slot `{slot}`: {source}")]
     Start {
         slot: String,
         #[source]
@@ -81,7 +81,7 @@ pub(super) enum StreamError {
     },
     #[error("the server ended the replication stream")]
     ServerEnded,
-    #[error("replication stream")]
+    #[error("replication stream: {0}")]
     Session(#[source] SessionError<PipelineGone>),
     #[error("the pipeline task failed: {0}")]
     PipelineTask(tokio::task::JoinError),

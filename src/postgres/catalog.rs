@@ -94,7 +94,7 @@ impl std::fmt::Display for TableProblem {
 /// A catalog read failed, or configured tables cannot be replicated.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", crate::error_text::chain(.source))]
     Query {
         what: &'static str,
         #[source]

@@ -23,7 +23,7 @@ pub trait StateStore {
 /// A state store could not read or write its tables. `S` tells the stores' errors apart as types
 /// (each has its alias: `CheckpointError`, `CopyStoreError`).
 #[derive(thiserror::Error)]
-#[error("{} state in schema `{schema}`: {what}: {source}", S::NAME)]
+#[error("{} state in schema `{schema}`: {what}: {}", S::NAME, crate::error_text::chain(.source))]
 pub struct StateError<S: StateStore> {
     schema: String,
     what: &'static str,

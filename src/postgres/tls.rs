@@ -490,7 +490,7 @@ pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, SqlC
 pub enum SqlConnectError {
     #[error(transparent)]
     Tls(TlsError),
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target}: {}", crate::error_text::chain(.source))]
     Connect {
         target: String,
         #[source]

@@ -11,7 +11,7 @@ use crate::postgres::tls::SqlConnectError;
 pub enum SetupError {
     #[error(transparent)]
     Connect(#[from] SqlConnectError),
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", crate::error_text::chain(.source))]
     Query {
         what: &'static str,
         #[source]
@@ -41,7 +41,7 @@ pub enum SetupError {
     },
     #[error("publication `{publication}` publishes all tables (FOR ALL TABLES), not the configured ones; use another STARWAL_PUBLICATION or drop it")]
     PublicationAllTables { publication: String },
-    #[error("cannot {action} publication `{publication}`: {source}; the role needs to own the tables (or create the publication as their owner with: {sql})")]
+    #[error("cannot {action} publication `{publication}`: {}; the role needs to own the tables (or create the publication as their owner with: {sql})", crate::error_text::chain(.source))]
     Publication {
         action: &'static str,
         publication: String,

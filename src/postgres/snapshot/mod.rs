@@ -138,7 +138,7 @@ impl ChunkRange<'_> {
 pub enum ReaderError {
     #[error(transparent)]
     Connect(#[from] SqlConnectError),
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", crate::error_text::chain(.source))]
     Query {
         what: String,
         #[source]

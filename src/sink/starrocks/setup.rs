@@ -82,14 +82,15 @@ impl std::fmt::Display for TargetProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum TargetSetupError {
     #[error(
-        "cannot connect to StarRocks' MySQL protocol at {addr} (STARWAL_STARROCKS_MYSQL): {source}"
+        "cannot connect to StarRocks' MySQL protocol at {addr} (STARWAL_STARROCKS_MYSQL): {}",
+        crate::error_text::chain(.source)
     )]
     Connect {
         addr: String,
         #[source]
         source: mysql_async::Error,
     },
-    #[error("StarRocks: {what}: {source}")]
+    #[error("StarRocks: {what}: {}", crate::error_text::chain(.source))]
     Query {
         what: String,
         #[source]
