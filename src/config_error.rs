@@ -8,15 +8,17 @@
 
 use crate::postgres::conninfo::ConnInfoError;
 
-/// A configuration problem: names the variable and the form it expects.
-#[derive(Debug, thiserror::Error)]
+/// A configuration problem: names the variable and the form it expects. A value quoted back
+/// has its user information redacted (`http://********@fe:8030`), and `Debug` prints the same
+/// text as `Display`, so a password put into a URL variable is in neither (invariant 10).
+#[derive(thiserror::Error)]
 pub enum ConfigError {
     #[error("{var} is not set: expected {expected}")]
     Missing {
         var: &'static str,
         expected: &'static str,
     },
-    #[error("{var} is invalid: `{value}`: expected {expected}")]
+    #[error("{var} is invalid: `{}`: expected {expected}", crate::secret::redact_userinfo(value))]
     Invalid {
         var: &'static str,
         value: String,
@@ -28,4 +30,28 @@ pub enum ConfigError {
     Environment(#[source] envy::Error),
     #[error("could not read the .env file: {0}")]
     DotEnv(#[source] dotenvy::Error),
+}
+
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inv10_a_quoted_value_shows_no_userinfo() {
+        let err = ConfigError::Invalid {
+            var: "STARWAL_STARROCKS_URL",
+            value: "http://root:hunter2@fe:8030".into(),
+            expected: "FE HTTP URLs",
+        };
+        for text in [err.to_string(), format!("{err:?}")] {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("`http://********@fe:8030`"), "{text}");
+        }
+    }
 }

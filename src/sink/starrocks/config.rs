@@ -102,7 +102,7 @@ impl RawStarRocksConfig {
     }
 
     pub(crate) fn validate(self) -> Result<StarRocksConfig, ConfigError> {
-        const URL_FORM: &str = "comma-separated FE HTTP URLs, e.g. http://fe1:8030,http://fe2:8030";
+        const URL_FORM: &str = "comma-separated FE HTTP URLs without credentials (they go in STARWAL_STARROCKS_USER and STARWAL_STARROCKS_PASSWORD), e.g. http://fe1:8030,http://fe2:8030";
         let urls = trimmed(&self.starrocks_url).ok_or(ConfigError::Missing {
             var: "STARWAL_STARROCKS_URL",
             expected: URL_FORM,
@@ -121,14 +121,16 @@ impl RawStarRocksConfig {
         }
         let mysql_addr = match trimmed(&self.starrocks_mysql) {
             Some(addr) => {
-                let valid = addr
-                    .rsplit_once(':')
-                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                // A `user:password@` prefix would otherwise pass as part of the host, and be
+                // echoed by `check` and in every connection error.
+                let valid = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && !host.contains(['@', '/']) && port.parse::<u16>().is_ok()
+                });
                 if !valid {
                     return Err(invalid(
                         "STARWAL_STARROCKS_MYSQL",
                         addr,
-                        "host:port of the FE MySQL protocol, e.g. fe1:9030",
+                        "host:port of the FE MySQL protocol, e.g. fe1:9030 (user and password go in STARWAL_STARROCKS_USER and STARWAL_STARROCKS_PASSWORD)",
                     ));
                 }
                 addr.to_owned()
@@ -275,6 +277,26 @@ mod tests {
         ] {
             let err = raw.validate().unwrap_err().to_string();
             assert!(err.starts_with(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn inv10_credentials_in_addresses_are_refused_without_echo() {
+        for raw in [
+            raw("http://root:s3cr3t@fe1:8030"),
+            raw("http://fe0:8030,https://root:s3cr3t@fe1:8030"),
+            RawStarRocksConfig {
+                starrocks_mysql: Some("root:s3cr3t@fe1:9030".into()),
+                ..raw("http://fe1:8030")
+            },
+        ] {
+            let err = raw.validate().unwrap_err();
+            for text in [err.to_string(), format!("{err:?}")] {
+                assert!(text.starts_with("STARWAL_STARROCKS_"), "{text}");
+                assert!(!text.contains("s3cr3t"), "{text}");
+                assert!(text.contains("********@fe1"), "{text}");
+                assert!(text.contains("STARWAL_STARROCKS_PASSWORD"), "{text}");
+            }
         }
     }
 
