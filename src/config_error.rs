@@ -18,7 +18,10 @@ pub enum ConfigError {
         var: &'static str,
         expected: &'static str,
     },
-    #[error("{var} is invalid: `{}`: expected {expected}", crate::secret::redact_userinfo(value))]
+    #[error(
+        "{var} is invalid: `{}`: expected {expected}",
+        crate::secret::redact_userinfo(value)
+    )]
     Invalid {
         var: &'static str,
         value: String,

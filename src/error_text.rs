@@ -67,11 +67,7 @@ fn own_text(error: &(dyn Error + 'static)) -> Option<String> {
         }
     }
     if let Some(db) = error.downcast_ref::<tokio_postgres::error::DbError>() {
-        return Some(server_error_text(
-            db.message(),
-            db.detail(),
-            db.hint(),
-        ));
+        return Some(server_error_text(db.message(), db.detail(), db.hint()));
     }
     // mysql_async labels each level ("Server error: `…'", "Input/output error: …") and then
     // prints its cause: the innermost error is the message.
@@ -128,7 +124,11 @@ mod tests {
         );
         // anyhow's `{:#}` repeats the cause: what the health detail used to show.
         let repeated = format!("{:#}", anyhow::Error::from(Outer { source: Inner }));
-        assert_eq!(repeated.matches("answered HTTP 503").count(), 2, "{repeated}");
+        assert_eq!(
+            repeated.matches("answered HTTP 503").count(),
+            2,
+            "{repeated}"
+        );
 
         let context = anyhow::Error::from(Context(Outer { source: Inner }));
         assert_eq!(

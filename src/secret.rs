@@ -59,7 +59,10 @@ mod tests {
         for (text, redacted) in [
             ("http://root:pw@fe:8030", "http://********@fe:8030"),
             ("root:pw@fe:9030", "********@fe:9030"),
-            ("https://u:p@ss/w,rd@fe:8443/x", "https://********@fe:8443/x"),
+            (
+                "https://u:p@ss/w,rd@fe:8443/x",
+                "https://********@fe:8443/x",
+            ),
             (
                 "http://a:one@fe1:8030,http://b:two@fe2:8030",
                 "http://********@fe2:8030",
