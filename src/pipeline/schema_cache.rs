@@ -24,7 +24,7 @@ use crate::postgres::catalog::{existing_values, resolve_tables, table_schema, ty
 use crate::postgres::pgoutput::Relation;
 use crate::schema::{ColumnSchema, TableSchema};
 use crate::sink::starrocks::encoding::TableEncoder;
-use crate::sink::starrocks::mapping::{column_type, target_table, TargetColumn};
+use crate::sink::starrocks::mapping::{column_type, target_table, TargetColumn, TypeMapping};
 use crate::sink::starrocks::setup::{NewColumn, TargetProblem, TargetSetupError};
 
 use super::error::PipelineError;
@@ -53,6 +53,7 @@ fn widenings(
     old: &TableSchema,
     new: &TableSchema,
     problems: &[TargetProblem],
+    mapping: TypeMapping,
 ) -> Option<Vec<TargetColumn>> {
     let mut widened = Vec::new();
     for problem in problems {
@@ -65,8 +66,8 @@ fn widenings(
             return None;
         }
         let (from, to) = (
-            column_type(old, before).ok()?,
-            column_type(new, after).ok()?,
+            column_type(old, before, mapping).ok()?,
+            column_type(new, after, mapping).ok()?,
         );
         if from == to || !from.widens_to(&to) {
             return None;
@@ -172,13 +173,14 @@ impl Pipeline {
                 // Columns too narrow for the new source types: widen them when that loses
                 // nothing; anything else stops the engine naming table and column.
                 let old = &self.tables[index].schema;
-                let Some(widened) = widenings(old, &schema, &problems) else {
+                let Some(widened) = widenings(old, &schema, &problems, self.settings.type_mapping)
+                else {
                     return Err(PipelineError::target(
                         &target,
                         TargetSetupError::Tables(problems),
                     ));
                 };
-                let added = target_table(&schema)
+                let added = target_table(&schema, self.settings.type_mapping)
                     .map(|table| {
                         table
                             .columns
@@ -224,7 +226,7 @@ impl Pipeline {
         }
         let delete_mode = self.settings.delete_mode;
         let table = &mut self.tables[index];
-        table.encoder = TableEncoder::new(&schema, delete_mode);
+        table.encoder = TableEncoder::new(&schema, delete_mode, self.settings.type_mapping);
         table.key_columns = key_columns(&schema);
         table
             .batch
@@ -253,6 +255,7 @@ impl Pipeline {
                 table: table.source_name.clone(),
                 source,
             })?;
+        tracing::info!(?values, ?sources, "H8DEBUG");
         let mut columns = Vec::with_capacity(missing.len());
         let mut unknown = Vec::new();
         for column in missing {

@@ -23,7 +23,8 @@ pub enum Value {
     Bool(bool),
     /// Any integer type (TINYINT … LARGEINT); the column type bounds it.
     Int(i128),
-    /// FLOAT (rounded to f32 precision) or DOUBLE; always finite.
+    /// FLOAT (rounded to f32 precision) or DOUBLE; NaN and ±infinity only from text (a JSON
+    /// number cannot spell them), as StarRocks' string parser reads them.
     Float(f64),
     /// DECIMAL(P,S).
     Decimal(Decimal),
@@ -72,9 +73,10 @@ impl Value {
             Value::Bool(b) => serde_json::Value::Bool(*b),
             Value::Int(i) if (-SAFE..=SAFE).contains(i) => serde_json::Value::from(*i as i64),
             Value::Int(i) => serde_json::Value::String(i.to_string()),
+            // JSON has no NaN or infinity: those are their text, as the MySQL protocol shows it.
             Value::Float(f) => serde_json::Number::from_f64(*f)
                 .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
+                .unwrap_or_else(|| serde_json::Value::String(format_float(*f))),
             Value::Decimal(d) => serde_json::Value::String(d.to_string()),
             Value::Date(d) => serde_json::Value::String(d.to_string()),
             Value::DateTime(d) => serde_json::Value::String(d.to_string()),
@@ -141,7 +143,7 @@ impl Value {
             (Value::Int(i), _) if int_bounds(ty).is_some() => {
                 int_bounds(ty).is_some_and(|(lo, hi)| (lo..=hi).contains(i))
             }
-            (Value::Float(f), ColumnType::Float | ColumnType::Double) => f.is_finite(),
+            (Value::Float(_), ColumnType::Float | ColumnType::Double) => true,
             (Value::Decimal(d), ColumnType::Decimal { precision, scale }) => {
                 d.scale == *scale && d.digits() <= u32::from(*precision)
             }
@@ -159,6 +161,14 @@ impl Value {
 }
 
 fn format_float(f: f64) -> String {
+    // StarRocks prints doubles with ryu's `d2s_buffered_n` (be/src/util/mysql_row_buffer.cpp
+    // `push_number`), whose special values are `NaN`, `Infinity` and `-Infinity`.
+    if f.is_nan() {
+        return "NaN".to_string();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity" } else { "-Infinity" }.to_string();
+    }
     if f.fract() == 0.0 && f.abs() < 1e15 {
         format!("{}", f as i64)
     } else {
@@ -438,6 +448,9 @@ impl ColumnType {
                 }
             }
             ColumnType::Float | ColumnType::Double => {
+                if let Some(special) = float_special(raw) {
+                    return special.ok_or_else(|| invalid(column, self, raw));
+                }
                 let looks_numeric = !raw.is_empty()
                     && raw.bytes().all(|b| {
                         b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E')
@@ -591,6 +604,31 @@ impl ColumnType {
             _ => self.convert_text(column, raw),
         }
     }
+}
+
+/// NaN and ±infinity as StarRocks reads them from text (`StringParser::string_to_float` in
+/// be/src/util/string_parser.hpp): surrounding whitespace and one sign are skipped, then the first
+/// `i`/`I` or `n`/`N` in the rest decides — `inf` there (any case, anything may follow, so
+/// `Infinity` and `-Infinity`) is ±infinity, `nan` is NaN, anything else fails. `None` when the
+/// text has neither letter: an ordinary number, parsed as before.
+fn float_special(raw: &str) -> Option<Option<Value>> {
+    let body = raw.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
+    let (negative, unsigned) = match body.as_bytes().first() {
+        Some(b'-') => (true, &body[1..]),
+        Some(b'+') => (false, &body[1..]),
+        _ => (false, body),
+    };
+    let at = unsigned.find(['i', 'I', 'n', 'N'])?;
+    let word = unsigned.get(at..at + 3).map(str::to_ascii_lowercase);
+    Some(match word.as_deref() {
+        Some("inf") => Some(Value::Float(if negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        })),
+        Some("nan") => Some(Value::Float(f64::NAN)),
+        _ => None,
+    })
 }
 
 /// Whether a number text has no non-zero fractional digits (`12.000`, `1.2e1`).
@@ -1098,14 +1136,33 @@ mod tests {
             Some(ConversionErrorKind::Invalid)
         );
         assert_eq!(json("double", "1.5").unwrap(), Value::Float(1.5));
+        // NaN and infinities are read from strings the way StarRocks' string_to_float does.
+        let float_of = |ty, raw| match json(ty, raw) {
+            Ok(Value::Float(f)) => Some(f),
+            _ => None,
+        };
+        assert!(float_of("double", "\"NaN\"").is_some_and(f64::is_nan));
+        assert!(float_of("float", "\" nan \"").is_some_and(f64::is_nan));
+        assert_eq!(float_of("double", "\"Infinity\""), Some(f64::INFINITY));
+        assert_eq!(float_of("float", "\"-Infinity\""), Some(f64::NEG_INFINITY));
+        assert_eq!(float_of("double", "\"+INF\""), Some(f64::INFINITY));
         assert_eq!(
-            kind(text("double", "NaN")),
-            Some(ConversionErrorKind::Invalid)
+            json("array<double>", "[1.5,\"-Infinity\",null]").unwrap(),
+            Value::Array(vec![Value::Float(1.5), Value::Float(f64::NEG_INFINITY), Value::Null])
         );
+        for bad in ["\"in\"", "\"nope\"", "\"na\"", "\"-\""] {
+            assert_eq!(
+                kind(json("double", bad)),
+                Some(ConversionErrorKind::Invalid),
+                "{bad}"
+            );
+        }
+        assert_eq!(Value::Float(f64::NAN).to_text().as_deref(), Some("NaN"));
         assert_eq!(
-            kind(text("double", "inf")),
-            Some(ConversionErrorKind::Invalid)
+            Value::Float(f64::NEG_INFINITY).to_text().as_deref(),
+            Some("-Infinity")
         );
+        assert!(Value::Float(f64::INFINITY).fits(&ColumnType::Double));
         assert_eq!(
             kind(text("float", "1e39")),
             Some(ConversionErrorKind::OutOfRange)
