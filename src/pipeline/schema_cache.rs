@@ -255,7 +255,6 @@ impl Pipeline {
                 table: table.source_name.clone(),
                 source,
             })?;
-        tracing::info!(?values, ?sources, "H8DEBUG");
         let mut columns = Vec::with_capacity(missing.len());
         let mut unknown = Vec::new();
         for column in missing {
