@@ -16,8 +16,9 @@ use starwal::postgres::{Lsn, Oid};
 use starwal::schema::{ColumnSchema, TableSchema};
 use starwal::secret::Secret;
 use starwal::sink::starrocks::encoding::{
-    Audit, BodyWriter, ChangeRow, ColumnSet, RowOp, SourceOp, SyncedAt, TableEncoder,
+    Audit, BodyWriter, ChangeRow, ColumnSet, RowOp, SourceOp, SyncedAt, TableEncoder, ValueTarget,
 };
+use starwal::sink::starrocks::mapping::TypeMapping;
 use starwal::sink::starrocks::{
     Compression, DeleteMode, Label, StarRocksConfig, StarRocksSink, StreamLoadClient,
 };
@@ -41,22 +42,42 @@ const ROW: [(u32, &str, &[u8]); 10] = [
     (23, "42", b"\"qty\":"),
 ];
 
-fn decoded_row() -> Vec<(Value<'static>, &'static [u8])> {
+/// The StarRocks column a value of type `oid` (no typmod) is written into.
+fn target_of(oid: u32) -> ValueTarget {
+    let column = ColumnSchema {
+        name: String::new(),
+        type_oid: Oid(oid),
+        type_modifier: -1,
+        type_name: String::new(),
+        nullable: true,
+        key_position: None,
+    };
+    ValueTarget::of_column(&column, TypeMapping::default())
+}
+
+fn decoded_row() -> Vec<(Value<'static>, &'static [u8], ValueTarget)> {
     ROW.iter()
         .map(|(oid, text, key)| {
             let value = ValueKind::from_type_oid(Oid(*oid))
                 .decode(text.as_bytes())
                 .expect("valid sample");
-            (value, *key)
+            (value, *key, target_of(*oid))
         })
         .collect()
 }
 
 fn encode(c: &mut Criterion) {
     let row = decoded_row();
-    let kinds: Vec<(ValueKind, &[u8], &[u8])> = ROW
+    let kinds: Vec<(ValueKind, &[u8], &[u8], ValueTarget)> = ROW
         .iter()
-        .map(|(oid, text, key)| (ValueKind::from_type_oid(Oid(*oid)), text.as_bytes(), *key))
+        .map(|(oid, text, key)| {
+            (
+                ValueKind::from_type_oid(Oid(*oid)),
+                text.as_bytes(),
+                *key,
+                target_of(*oid),
+            )
+        })
         .collect();
     const ROWS: u64 = 10_000;
     let mut group = c.benchmark_group("encode_10_columns");
@@ -66,8 +87,8 @@ fn encode(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..ROWS {
                 writer.begin_row();
-                for (value, key) in &row {
-                    writer.field(key, value);
+                for (value, key, target) in &row {
+                    writer.field(key, value, target).expect("fits");
                 }
                 writer.end_row(RowOp::Upsert);
             }
@@ -78,8 +99,9 @@ fn encode(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..ROWS {
                 writer.begin_row();
-                for (kind, text, key) in &kinds {
-                    writer.field(key, &kind.decode(text).expect("valid sample"));
+                for (kind, text, key, target) in &kinds {
+                    let value = kind.decode(text).expect("valid sample");
+                    writer.field(key, &value, target).expect("fits");
                 }
                 writer.end_row(RowOp::Upsert);
             }
@@ -110,7 +132,7 @@ fn table_encoder(c: &mut Criterion) {
             })
             .collect(),
     };
-    let encoder = TableEncoder::new(&schema, DeleteMode::Hard);
+    let encoder = TableEncoder::new(&schema, DeleteMode::Hard, TypeMapping::default());
     let tuple = TupleData::from_values(
         ROW.iter()
             .map(|(_, text, _)| TupleValueRef::Text(text.as_bytes())),
@@ -187,6 +209,7 @@ fn load(c: &mut Criterion) {
         delete_mode: DeleteMode::Hard,
         compression: Compression::None,
         create_tables: false,
+        type_mapping: TypeMapping::default(),
         connect_timeout: Duration::from_secs(5),
         load_timeout: Duration::from_secs(120),
     };
@@ -199,14 +222,12 @@ fn load(c: &mut Criterion) {
     for id in 0..ROWS {
         writer.begin_row();
         let id = id.to_string();
-        writer.field(
-            b"\"id\":",
-            &ValueKind::from_type_oid(Oid(20))
-                .decode(id.as_bytes())
-                .expect("id"),
-        );
-        for (value, key) in &row[1..] {
-            writer.field(key, value);
+        let id = ValueKind::from_type_oid(Oid(20))
+            .decode(id.as_bytes())
+            .expect("id");
+        writer.field(b"\"id\":", &id, &target_of(20)).expect("fits");
+        for (value, key, target) in &row[1..] {
+            writer.field(key, value, target).expect("fits");
         }
         writer.end_row(RowOp::Upsert);
     }

@@ -47,31 +47,31 @@ impl Lever {
 /// Why a control RPC failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("invalid control server address `{addr}`: {reason}")]
+    #[error("invalid control server address `{}`: {reason}", crate::secret::redact_userinfo(.addr))]
     InvalidAddr { addr: String, reason: &'static str },
     #[error("the token (--token or STARWAL_CONTROL_TOKEN) contains characters not allowed in gRPC metadata: use visible ASCII")]
     InvalidToken,
-    #[error("cannot reach the control server at {addr}: {}", crate::error_text::chain(.source))]
+    #[error("cannot reach the control server at {}: {}", crate::secret::redact_userinfo(.addr), crate::error_text::chain(.source))]
     Unreachable {
         addr: String,
         #[source]
         source: tonic::transport::Error,
     },
-    #[error("the control server at {addr} refused {rpc} ({}); pass the agent's token with --token or STARWAL_CONTROL_TOKEN", .source.message())]
+    #[error("the control server at {} refused {rpc} ({}); pass the agent's token with --token or STARWAL_CONTROL_TOKEN", crate::secret::redact_userinfo(.addr), .source.message())]
     Refused {
         addr: String,
         rpc: &'static str,
         #[source]
         source: tonic::Status,
     },
-    #[error("{rpc} on the control server at {addr} failed: {}", crate::error_text::chain(.source))]
+    #[error("{rpc} on the control server at {} failed: {}", crate::secret::redact_userinfo(.addr), crate::error_text::chain(.source))]
     Rpc {
         addr: String,
         rpc: &'static str,
         #[source]
         source: tonic::Status,
     },
-    #[error("the control server at {addr} answered {rpc} without the agent's state")]
+    #[error("the control server at {} answered {rpc} without the agent's state", crate::secret::redact_userinfo(.addr))]
     EmptyAnswer { addr: String, rpc: &'static str },
 }
 

@@ -45,7 +45,7 @@ use crate::sink::starrocks::encoding::{
     Audit, BodyWriter, ColumnSet, EncodeError, SourceOp, SyncedAt, TableEncoder,
 };
 use crate::sink::starrocks::label::Label;
-use crate::sink::starrocks::mapping::target_table_name;
+use crate::sink::starrocks::mapping::{target_table_name, TypeMapping};
 use crate::sink::starrocks::setup::{TargetSetup, TargetSetupError};
 use crate::sink::{LoadBatch, LoadFailure, LoadReceipt, Sink};
 use crate::state::{EngineHandle, Phase};
@@ -145,6 +145,8 @@ pub struct Copier {
     pub load_bytes: u64,
     pub compression: Compression,
     pub delete_mode: DeleteMode,
+    /// The target types setup used: the copy's encoders write into them.
+    pub type_mapping: TypeMapping,
     pub store: CopyStore,
     pub state_client: Arc<tokio_postgres::Client>,
     pub sink: Arc<dyn Sink>,
@@ -301,7 +303,7 @@ impl Copier {
             );
             tracing::info!(table = %source_name, rows_estimated, chunks = total, left = left.len(), generation, "copy planned");
             let plan = Arc::new(TablePlan {
-                encoder: TableEncoder::new(&job.schema, self.delete_mode),
+                encoder: TableEncoder::new(&job.schema, self.delete_mode, self.type_mapping),
                 source: job.source,
                 source_name,
                 schema: job.schema,

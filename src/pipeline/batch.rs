@@ -565,6 +565,7 @@ mod tests {
     use crate::postgres::Oid;
     use crate::schema::{ColumnSchema, TableSchema};
     use crate::sink::starrocks::config::DeleteMode;
+    use crate::sink::starrocks::mapping::TypeMapping;
 
     fn schema() -> TableSchema {
         let column = |name: &str, type_oid: u32, key: Option<u16>| ColumnSchema {
@@ -609,7 +610,7 @@ mod tests {
 
     #[test]
     fn inv4_changes_to_one_key_collapse_and_fill_unchanged_toast_from_the_earlier_image() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
         let mut batch = TableBatch::default();
         batch.insert(at(1), KEY, row(&[Some("1"), Some("long"), Some("1")]));
         batch.update(at(2), KEY, None, row(&[Some("1"), Some("<u>"), Some("2")]));
@@ -635,7 +636,7 @@ mod tests {
 
     #[test]
     fn inv4_a_key_change_deletes_the_old_key_and_a_moved_row_missing_values_waits_for_a_fetch() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
         let mut batch = TableBatch::default();
         // Moved with `big` unchanged and no earlier image: must be fetched, never partial.
         batch.update(
@@ -678,7 +679,7 @@ mod tests {
 
     #[test]
     fn inv4_a_moved_row_gone_from_the_source_is_not_written_but_its_old_key_is_deleted() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
         let mut batch = TableBatch::default();
         batch.update(
             at(1),
@@ -706,7 +707,7 @@ mod tests {
 
     #[test]
     fn inv5_a_batch_sealed_with_a_kept_sync_time_is_the_same_bytes() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
         let fill = |batch: &mut TableBatch| {
             batch.insert(at(1), KEY, row(&[Some("1"), Some("a"), Some("1")]));
             batch.update(at(2), KEY, None, row(&[Some("2"), Some("<u>"), Some("2")]));
@@ -742,7 +743,7 @@ mod tests {
 
     #[test]
     fn inv4_a_full_old_tuple_fills_what_the_new_row_lacks() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
         let mut batch = TableBatch::default();
         batch.update(
             at(1),
@@ -765,7 +766,7 @@ mod tests {
 
     #[test]
     fn inv4_an_unchanged_toasted_key_is_not_a_key_change() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
         let mut batch = TableBatch::default();
         // The key column was stored out of line: the new tuple says `u`, the old key is logged.
         batch.update(
@@ -787,7 +788,7 @@ mod tests {
 
     #[test]
     fn a_soft_delete_keeps_the_values_the_batch_has_for_the_row() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Soft);
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Soft, TypeMapping::default());
         let mut batch = TableBatch::default();
         batch.insert(at(1), KEY, row(&[Some("1"), Some("kept"), Some("5")]));
         batch.delete(at(2), KEY, &OldTuple::Key(row(&[Some("1"), None, None])));
@@ -807,7 +808,7 @@ mod tests {
     #[test]
     fn bytes_count_what_the_batch_holds_and_the_bodies_it_will_write() {
         let schema = schema();
-        let encoder = TableEncoder::new(&schema, DeleteMode::Hard);
+        let encoder = TableEncoder::new(&schema, DeleteMode::Hard, TypeMapping::default());
         let mut batch = TableBatch::default();
         batch.set_row_overhead(body_row_overhead(&schema));
         let empty = batch.bytes();

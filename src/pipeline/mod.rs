@@ -49,7 +49,7 @@ use crate::postgres::{Lsn, Oid};
 use crate::schema::TableSchema;
 use crate::sink::starrocks::config::{Compression, DeleteMode};
 use crate::sink::starrocks::encoding::TableEncoder;
-use crate::sink::starrocks::mapping::target_table_name;
+use crate::sink::starrocks::mapping::{target_table_name, TypeMapping};
 use batch::TableBatch;
 use loader::{Job, JobDone, LoaderContext};
 use progress::CommitLog;
@@ -82,6 +82,8 @@ pub struct PipelineSettings {
     pub max_buffer_bytes: u64,
     pub compression: Compression,
     pub delete_mode: DeleteMode,
+    /// The target types setup used (`STARWAL_NUMERIC_UNCONSTRAINED`): encoders write into them.
+    pub type_mapping: TypeMapping,
     pub tables: Vec<TablePattern>,
 }
 
@@ -210,7 +212,11 @@ impl Pipeline {
         let mut batch = TableBatch::default();
         batch.set_row_overhead(batch::body_row_overhead(&schema));
         self.tables.push(TableState {
-            encoder: TableEncoder::new(&schema, self.settings.delete_mode),
+            encoder: TableEncoder::new(
+                &schema,
+                self.settings.delete_mode,
+                self.settings.type_mapping,
+            ),
             key_columns: key_columns(&schema),
             source,
             source_name,

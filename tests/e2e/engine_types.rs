@@ -1,6 +1,7 @@
 //! The whole type mapping through `starwal run`: every mapped Postgres type, NULLs, and the
-//! documented lossy conventions (NaN/Infinity → NULL, infinite dates clamped, timestamptz in
-//! UTC), as StarRocks' MySQL text protocol would show the stored values (README "Type mapping").
+//! documented conventions (float NaN/±Infinity as themselves, ±infinity dates as the largest and
+//! smallest DATE/DATETIME, 1 BC as year 0000, timestamptz in UTC, array lower bounds dropped),
+//! as StarRocks' MySQL text protocol would show the stored values (README "Type mapping").
 
 use std::time::Duration;
 
@@ -39,8 +40,11 @@ async fn engine_loads_every_mapped_type() {
                 '2024-02-29', '2024-01-02 03:04:05.5', '2024-01-02 03:04:05+02', '12:34:56',
                 '1 day 2 hours', '{1,NULL,3}', '{"a","b c"}', 'sad');
                INSERT INTO every_type (id) VALUES (2);
-               INSERT INTO every_type (id, f4, f8, n, d, ts) VALUES
-               (3, 'Infinity', 'NaN', 'NaN', 'infinity', '-infinity');"#,
+               INSERT INTO every_type (id, f4, f8, d, ts, tz, arr) VALUES
+               (3, 'Infinity', 'NaN', 'infinity', '-infinity', '0001-01-01 00:30:00+01',
+                '[0:1]={5,6}');
+               INSERT INTO every_type (id, f4, f8, d, ts) VALUES
+               (4, '-Infinity', '-Infinity', '0001-02-29 BC', '0001-12-31 23:59:59.5 BC');"#,
         )
         .await
         .unwrap();
@@ -77,14 +81,25 @@ async fn engine_loads_every_mapped_type() {
     ];
     let mut special = vec![None; COLUMNS.len()];
     special[0] = some("3");
+    special[4] = some("Infinity");
+    special[5] = some("NaN");
     special[15] = some("9999-12-31");
     special[16] = some("0000-01-01 00:00:00");
+    special[17] = some("0000-12-31 23:30:00");
+    special[20] = some("[5,6]");
     expected.push(special);
+    let mut before_christ = vec![None; COLUMNS.len()];
+    before_christ[0] = some("4");
+    before_christ[4] = some("-Infinity");
+    before_christ[5] = some("-Infinity");
+    before_christ[15] = some("0000-02-29");
+    before_christ[16] = some("0000-12-31 23:59:59.500000");
+    expected.push(before_christ);
     let expected: std::collections::BTreeSet<_> = expected.into_iter().collect();
     let mut got = Default::default();
     let arrived = wait_until(TIMEOUT, || {
         got = target_rows(&sim, "every_type", &COLUMNS);
-        got.len() == 3
+        got.len() == 4
     })
     .await;
     assert!(arrived, "{got:?}\n{}", agent.log());

@@ -253,7 +253,9 @@ async fn postgres_setup_reads_table_schemas_with_key_order() {
             ("m".into(), "mood".into(), None),
         ]
     );
-    let ddl = target_table(&orders).unwrap().create_sql("analytics");
+    let ddl = target_table(&orders, Default::default())
+        .unwrap()
+        .create_sql("analytics");
     assert!(
         ddl.contains("(`region` VARCHAR(32) NOT NULL, `id` BIGINT NOT NULL, `note` VARCHAR(1048576) NULL, `amount` DECIMAL(10,2) NULL, `tags` ARRAY<INT> NULL, `m` VARCHAR(1048576) NULL"),
         "{ddl}"

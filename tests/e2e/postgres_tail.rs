@@ -180,6 +180,48 @@ async fn postgres_tail_prints_the_expected_json() {
     );
 }
 
+/// One line per change (issue 12 item 2): a `json` value keeps its source text, newlines
+/// included, and is printed compactly; dates and timestamps outside ISO 8601's four-digit years
+/// use its expanded, astronomical form (44 BC is `-0043`), as loads number them; `±infinity` is
+/// spelled out; a multi-dimensional array nests and a lower bound is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tail_prints_one_line_per_change_and_iso_years() {
+    let db = Cluster::shared().create_database("tail_values").await;
+    db.owner_client()
+        .await
+        .batch_execute(
+            "CREATE TABLE vals (id int PRIMARY KEY, j json, jb jsonb, d date, ts timestamp,
+                 tz timestamptz, grid text[], shifted int[]);",
+        )
+        .await
+        .unwrap();
+    let publication = unique_name("tailpub");
+    let tail = Tail::start(&db, "public.vals", &publication, &[]);
+    tail.wait_streaming(&db, "starwal_tail_%");
+    db.psql(
+        r#"INSERT INTO vals VALUES (1, E'{\n "a" : 1,\n "s": "x  y"\n}', E'{"k":\n [1, 2]}',
+             '0044-03-15 BC', '0001-12-31 23:59:59.5 BC', '0044-03-15 12:00:00+00 BC',
+             '{{a,b},{c,NULL}}', '[0:2]={1,2,3}');
+         INSERT INTO vals (id, d, ts, tz) VALUES (2, 'infinity', '-infinity', '10000-01-01 00:00:00+00');
+         INSERT INTO vals (id) VALUES (3);"#,
+    );
+    let changes: Vec<Value> = tail.take(3).iter().map(stable).collect();
+    assert_eq!(
+        changes[0]["new"],
+        json!({"id": 1, "j": {"a": 1, "s": "x  y"}, "jb": {"k": [1, 2]}, "d": "-0043-03-15",
+               "ts": "0000-12-31T23:59:59.5", "tz": "-0043-03-15T12:00:00Z",
+               "grid": [["a", "b"], ["c", null]], "shifted": [1, 2, 3]})
+    );
+    assert_eq!(
+        changes[1]["new"],
+        json!({"id": 2, "j": null, "jb": null, "d": "infinity", "ts": "-infinity",
+               "tz": "+10000-01-01T00:00:00Z", "grid": null, "shifted": null})
+    );
+    // The third line is the third change: nothing was split over lines in between.
+    assert_eq!(changes[2]["new"]["id"], json!(3));
+    assert_eq!(tail.terminate(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_tail_with_a_permanent_slot_resumes_after_what_it_printed() {
     let db = Cluster::shared().create_database("tailslot").await;

@@ -39,6 +39,7 @@ fn config(sim: &Sim, create_tables: bool) -> StarRocksConfig {
         delete_mode: DeleteMode::Hard,
         compression: Compression::None,
         create_tables,
+        type_mapping: Default::default(),
         connect_timeout: Duration::from_secs(5),
         load_timeout: Duration::from_secs(30),
     }

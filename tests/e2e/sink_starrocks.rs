@@ -12,7 +12,8 @@ use starrocks_sim::{FaultKind, LoadFault, Sim, SimOptions};
 use starwal::postgres::value::ValueKind;
 use starwal::postgres::{Lsn, Oid};
 use starwal::secret::Secret;
-use starwal::sink::starrocks::encoding::{BodyWriter, RowOp};
+use starwal::sink::starrocks::encoding::{BodyWriter, RowOp, ValueTarget};
+use starwal::sink::starrocks::mapping::TargetType;
 use starwal::sink::starrocks::{
     Compression, DeleteMode, Label, RetryPolicy, StarRocksConfig, StarRocksSink, StreamLoadClient,
     StreamLoadError,
@@ -52,6 +53,7 @@ fn config(fe_urls: Vec<String>, password: &str) -> StarRocksConfig {
         delete_mode: DeleteMode::Hard,
         compression: Compression::None,
         create_tables: true,
+        type_mapping: Default::default(),
         connect_timeout: Duration::from_secs(2),
         load_timeout: Duration::from_secs(30),
     }
@@ -77,19 +79,29 @@ fn batch(rows: &[Row<'_>], first: u64, last: u64, compression: Compression) -> L
     let int8 = ValueKind::from_type_oid(Oid(20));
     let text = ValueKind::from_type_oid(Oid(25));
     let int4 = ValueKind::from_type_oid(Oid(23));
+    let (bigint, varchar, int) = (
+        ValueTarget::checked(TargetType::BigInt),
+        ValueTarget::checked(TargetType::Varchar(64)),
+        ValueTarget::checked(TargetType::Int),
+    );
     for (op, id, name, score) in rows {
         writer.begin_row();
         let id = id.to_string();
-        writer.field(b"\"id\":", &int8.decode(id.as_bytes()).unwrap());
+        let id = int8.decode(id.as_bytes()).unwrap();
+        writer.field(b"\"id\":", &id, &bigint).unwrap();
         if *op == RowOp::Upsert {
             match name {
-                Some(name) => writer.field(b"\"name\":", &text.decode(name.as_bytes()).unwrap()),
+                Some(name) => {
+                    let name = text.decode(name.as_bytes()).unwrap();
+                    writer.field(b"\"name\":", &name, &varchar).unwrap()
+                }
                 None => writer.raw_field(b"\"name\":", b"null"),
             }
             match score {
                 Some(score) => {
                     let score = score.to_string();
-                    writer.field(b"\"score\":", &int4.decode(score.as_bytes()).unwrap())
+                    let score = int4.decode(score.as_bytes()).unwrap();
+                    writer.field(b"\"score\":", &score, &int).unwrap()
                 }
                 None => writer.raw_field(b"\"score\":", b"null"),
             }

@@ -72,7 +72,7 @@ impl CopyRowParser {
     pub fn values<'a>(
         &'a self,
         line: &'a [u8],
-    ) -> impl ExactSizeIterator<Item = Option<&'a [u8]>> + 'a {
+    ) -> impl ExactSizeIterator<Item = Option<&'a [u8]>> + Clone + 'a {
         self.fields.iter().map(move |field| match field {
             Field::Null => None,
             Field::Line(range) => line.get(range.clone()),

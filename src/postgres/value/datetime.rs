@@ -2,8 +2,10 @@
 //! [`PgTimestamp`] (the wire form, µs since 2000-01-01 UTC, used by pgoutput for commit times),
 //! and parsing of the ISO text Postgres prints with `DateStyle=ISO` for `date`, `time`, `timetz`,
 //! `timestamp` and `timestamptz`. A `timestamptz` in any offset (`+05:30`, `-08`, LMT's
-//! `+05:53:28`) is normalised to UTC; `infinity`, `-infinity` and BC values stay as text. It does
-//! not know time-zone names: Postgres prints numeric offsets only. Protects invariant #9: a
+//! `+05:53:28`) is normalised to UTC. BC dates become astronomical years, as ISO 8601 numbers
+//! them (1 BC is year 0, 44 BC is year -43), so every finite value is one [`CivilDate`] and
+//! writers need no second form; `infinity` and `-infinity` are their own variants. It does not
+//! know time-zone names: Postgres prints numeric offsets only. Protects invariant #9: a
 //! malformed or impossible date (`2026-02-30`) is a reason, never a panic or an overflow.
 
 use std::fmt;
@@ -24,7 +26,7 @@ const MAX_OFFSET_HOURS: u32 = 15;
 /// A calendar date in the proleptic Gregorian calendar (year 0 = 1 BC, as in ISO 8601).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CivilDate {
-    /// The year; only normalisation across 1 AD can make it 0.
+    /// The astronomical year: 1 BC is 0, 44 BC is -43.
     pub year: i32,
     /// 1–12.
     pub month: u8,
@@ -49,28 +51,24 @@ pub struct CivilDateTime {
 
 /// A decoded `date`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Date<'a> {
-    /// An AD date.
+pub enum Date {
+    /// A finite date, BC ones with their astronomical year (`0044-03-15 BC` is year -43).
     Civil(CivilDate),
     /// `infinity`.
     Infinity,
     /// `-infinity`.
     NegInfinity,
-    /// A BC date, kept as Postgres printed it (`0044-03-15 BC`).
-    BeforeCommonEra(&'a str),
 }
 
 /// A decoded `timestamp` or `timestamptz` (the latter already converted to UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timestamp<'a> {
-    /// An AD date and time; for `timestamptz`, in UTC.
+pub enum Timestamp {
+    /// A finite date and time, BC ones with their astronomical year; for `timestamptz`, in UTC.
     Civil(CivilDateTime),
     /// `infinity`.
     Infinity,
     /// `-infinity`.
     NegInfinity,
-    /// A BC timestamp, kept as Postgres printed it, offset included.
-    BeforeCommonEra(&'a str),
 }
 
 /// A Postgres timestamp on the wire: microseconds since 2000-01-01 00:00:00 UTC. `i64::MAX` and
@@ -205,10 +203,13 @@ impl CivilDate {
         )
     }
 
-    /// Appends `YYYY-MM-DD` (years beyond 9999 with more digits, negative years with `-`).
+    /// Appends `YYYY-MM-DD`; a year outside 0000..=9999 takes ISO 8601's expanded form, a sign
+    /// and as many digits as it needs (`-0043-03-15` is 44 BC, `+10000-01-01`).
     pub fn write_iso8601(self, out: &mut Vec<u8>) {
         if self.year < 0 {
             out.push(b'-');
+        } else if self.year > 9999 {
+            out.push(b'+');
         }
         write_zero_padded(out, u64::from(self.year.unsigned_abs()), 4);
         out.push(b'-');
@@ -399,8 +400,8 @@ fn scan_utc_offset(scanner: &mut Scanner<'_>) -> Result<i64, &'static str> {
     Ok(sign * i64::from(hours * 3600 + minutes * 60 + seconds))
 }
 
-/// `Y{4,7}-MM-DD` with a day that exists in that month. `before_common_era` selects the
-/// astronomical year for the leap-year check (1 BC is a leap year).
+/// `Y{4,7}-MM-DD` with a day that exists in that month. `before_common_era` makes the year BC:
+/// the result holds its astronomical number (1 BC is 0, and a leap year).
 #[inline]
 fn scan_date(
     scanner: &mut Scanner<'_>,
@@ -428,7 +429,7 @@ fn scan_date(
     }
     Ok(CivilDate {
         // At most 7 digits: fits in i32.
-        year: i32::try_from(year).unwrap_or(i32::MAX),
+        year: i32::try_from(astronomical_year).unwrap_or(i32::MAX),
         month: u8::try_from(month).unwrap_or(1),
         day: u8::try_from(day).unwrap_or(1),
     })
@@ -445,7 +446,7 @@ fn strip_before_common_era(text: &str) -> (&str, bool) {
 
 /// Parses a `date`: `YYYY-MM-DD`, `… BC`, `infinity`, `-infinity`.
 #[inline]
-pub(crate) fn parse_date(text: &str) -> Result<Date<'_>, &'static str> {
+pub(crate) fn parse_date(text: &str) -> Result<Date, &'static str> {
     match text {
         "infinity" => return Ok(Date::Infinity),
         "-infinity" => return Ok(Date::NegInfinity),
@@ -457,11 +458,7 @@ pub(crate) fn parse_date(text: &str) -> Result<Date<'_>, &'static str> {
     if !scanner.is_done() {
         return Err("unexpected text after the date");
     }
-    Ok(if before_common_era {
-        Date::BeforeCommonEra(text)
-    } else {
-        Date::Civil(date)
-    })
+    Ok(Date::Civil(date))
 }
 
 /// Checks a `time`: `HH:MM:SS[.ffffff]`, `24:00:00` allowed.
@@ -490,7 +487,7 @@ pub(crate) fn parse_time_with_zone(text: &str) -> Result<(), &'static str> {
 /// Parses a `timestamp` (`with_zone == false`) or `timestamptz`: `YYYY-MM-DD HH:MM:SS[.f]`, then
 /// for timestamptz a UTC offset (the result is converted to UTC), then an optional ` BC`.
 #[inline]
-pub(crate) fn parse_timestamp(text: &str, with_zone: bool) -> Result<Timestamp<'_>, &'static str> {
+pub(crate) fn parse_timestamp(text: &str, with_zone: bool) -> Result<Timestamp, &'static str> {
     match text {
         "infinity" => return Ok(Timestamp::Infinity),
         "-infinity" => return Ok(Timestamp::NegInfinity),
@@ -513,9 +510,6 @@ pub(crate) fn parse_timestamp(text: &str, with_zone: bool) -> Result<Timestamp<'
     };
     if !scanner.is_done() {
         return Err("unexpected text after the time");
-    }
-    if before_common_era {
-        return Ok(Timestamp::BeforeCommonEra(text));
     }
     let local = CivilDateTime {
         date,
@@ -541,7 +535,7 @@ pub(crate) fn parse_timestamp(text: &str, with_zone: bool) -> Result<Timestamp<'
 mod tests {
     use super::*;
 
-    fn iso(timestamp: Timestamp<'_>) -> String {
+    fn iso(timestamp: Timestamp) -> String {
         match timestamp {
             Timestamp::Civil(civil) => {
                 let mut out = Vec::new();
@@ -614,10 +608,22 @@ mod tests {
         assert!(parse_date("0000-01-01").is_err());
         assert_eq!(
             parse_date("0044-03-15 BC"),
-            Ok(Date::BeforeCommonEra("0044-03-15 BC"))
+            Ok(Date::Civil(CivilDate {
+                year: -43,
+                month: 3,
+                day: 15
+            }))
         );
-        // 1 BC is a leap year.
-        assert!(parse_date("0001-02-29 BC").is_ok());
+        // 1 BC is year 0, a leap year.
+        assert_eq!(
+            parse_date("0001-02-29 BC"),
+            Ok(Date::Civil(CivilDate {
+                year: 0,
+                month: 2,
+                day: 29
+            }))
+        );
+        assert!(parse_date("0002-02-29 BC").is_err());
         assert_eq!(parse_date("infinity"), Ok(Date::Infinity));
         assert_eq!(parse_date("-infinity"), Ok(Date::NegInfinity));
         assert_eq!(
@@ -705,8 +711,17 @@ mod tests {
             Ok(Timestamp::NegInfinity)
         );
         assert_eq!(
-            parse_timestamp("0044-03-15 12:00:00+00 BC", true),
-            Ok(Timestamp::BeforeCommonEra("0044-03-15 12:00:00+00 BC"))
+            iso(parse_timestamp("0044-03-15 12:00:00+00 BC", true).unwrap()),
+            "-0043-03-15T12:00:00"
+        );
+        // The offset applies across years: 1 BC-01-01 00:30 at +01 is 2 BC (year -1) in UTC.
+        assert_eq!(
+            iso(parse_timestamp("0001-01-01 00:30:00+01 BC", true).unwrap()),
+            "-0001-12-31T23:30:00"
+        );
+        assert_eq!(
+            iso(parse_timestamp("0001-12-31 23:00:00 BC", false).unwrap()),
+            "0000-12-31T23:00:00"
         );
         assert!(parse_timestamp("2026-11-22 10:00:00", true).is_err());
         assert!(parse_timestamp("2026-11-22 10:00:00+00 AD", true).is_err());
@@ -737,7 +752,7 @@ mod tests {
         .write_iso8601(&mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "0000-12-31 294276-01-01 -0005-01-01"
+            "0000-12-31 +294276-01-01 -0005-01-01"
         );
         let first_ad = parse_timestamp("0001-01-01 00:30:00+05:30", true).unwrap();
         assert_eq!(iso(first_ad), "0000-12-31T19:00:00");

@@ -3,16 +3,20 @@
 //! Both append to a caller's buffer and allocate nothing per value. Numbers stay exact: integers
 //! and finite floats are JSON numbers (the float's original text when it is valid JSON), numerics
 //! are strings of their exact digits, NaN/Infinity are strings; dates and times are ISO 8601
-//! strings (timestamptz with `Z`); json/jsonb are embedded raw; arrays nest. It does not write
-//! StarRocks Stream Load bodies (the sink owns that format). Protects invariant #9: any value,
-//! however odd its text, yields well-formed JSON.
+//! strings (timestamptz with `Z`; BC and years past 9999 in ISO 8601's expanded, astronomical
+//! form: 44 BC is `-0043`; `infinity`/`-infinity` as those words); json/jsonb are embedded
+//! compactly ([`write_compact_json`]: a `json` value keeps its source text, newlines included,
+//! and a line of `tail` must stay one line); arrays nest, whatever their dimensions, and lose
+//! their lower bounds (`[0:2]={1,2,3}` is `[1,2,3]`). It does not write StarRocks Stream Load
+//! bodies (the sink owns that format). Protects invariant #9: any value, however odd its text,
+//! yields well-formed JSON.
 
 use std::io::Write as _;
 
 use super::array::{Array, ArrayElement};
 use super::digits::write_i64;
 use super::number::is_json_number;
-use super::text::TextChunks;
+use super::text::{TextChunks, TextValue};
 use super::{Date, Float, Numeric, Timestamp, Value};
 
 /// What each byte becomes inside a JSON string: 0 = itself, `u` = `\u00XX`, else `\` + that byte.
@@ -53,7 +57,7 @@ pub fn write_json(value: &Value<'_>, out: &mut Vec<u8>) {
             out,
         ),
         Value::Text(text) | Value::Bytea(text) => write_json_string_chunks(text.chunks(), out),
-        Value::Json(json) => json.write_to(out),
+        Value::Json(json) => write_compact_json(json, out),
         Value::Uuid(text) | Value::Time(text) | Value::TimeTz(text) | Value::Interval(text) => {
             write_json_string(text, out)
         }
@@ -65,7 +69,6 @@ pub fn write_json(value: &Value<'_>, out: &mut Vec<u8>) {
             }
             Date::Infinity => out.extend_from_slice(b"\"infinity\""),
             Date::NegInfinity => out.extend_from_slice(b"\"-infinity\""),
-            Date::BeforeCommonEra(text) => write_json_string(text, out),
         },
         Value::Timestamp(timestamp) => write_timestamp(timestamp, "", out),
         Value::TimestampTz(timestamp) => write_timestamp(timestamp, "Z", out),
@@ -151,7 +154,7 @@ fn write_float(float: &Float<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn write_timestamp(timestamp: &Timestamp<'_>, zone_designator: &str, out: &mut Vec<u8>) {
+fn write_timestamp(timestamp: &Timestamp, zone_designator: &str, out: &mut Vec<u8>) {
     match timestamp {
         Timestamp::Civil(civil) => {
             out.push(b'"');
@@ -161,7 +164,40 @@ fn write_timestamp(timestamp: &Timestamp<'_>, zone_designator: &str, out: &mut V
         }
         Timestamp::Infinity => out.extend_from_slice(b"\"infinity\""),
         Timestamp::NegInfinity => out.extend_from_slice(b"\"-infinity\""),
-        Timestamp::BeforeCommonEra(text) => write_json_string(text, out),
+    }
+}
+
+/// Appends the JSON text `json` without its insignificant whitespace (space, tab, newline,
+/// carriage return outside strings). Strings are copied byte for byte: JSON forbids raw control
+/// characters inside them, so no line break survives. Runs between whitespace are copied whole;
+/// the state (inside a string, after a backslash) carries across the chunks of an array element.
+pub fn write_compact_json(json: &TextValue<'_>, out: &mut Vec<u8>) {
+    let mut in_string = false;
+    let mut after_backslash = false;
+    for chunk in json.chunks() {
+        let bytes = chunk.as_bytes();
+        let mut run_start = 0;
+        for (index, &byte) in bytes.iter().enumerate() {
+            if in_string {
+                if after_backslash {
+                    after_backslash = false;
+                } else if byte == b'\\' {
+                    after_backslash = true;
+                } else if byte == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match byte {
+                b'"' => in_string = true,
+                b' ' | b'\t' | b'\n' | b'\r' => {
+                    out.extend_from_slice(bytes.get(run_start..index).unwrap_or_default());
+                    run_start = index + 1;
+                }
+                _ => {}
+            }
+        }
+        out.extend_from_slice(bytes.get(run_start..).unwrap_or_default());
     }
 }
 
@@ -211,11 +247,15 @@ mod tests {
                 "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
                 "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"",
             ),
-            (3802, r#"{"a": [1, null]}"#, r#"{"a": [1, null]}"#),
+            (3802, r#"{"a": [1, null]}"#, r#"{"a":[1,null]}"#),
             (114, "[1,2]", "[1,2]"),
+            (114, "{\n \"a\" : 1 }", r#"{"a":1}"#),
             (1082, "2026-11-22", "\"2026-11-22\""),
             (1082, "infinity", "\"infinity\""),
-            (1082, "0044-03-15 BC", "\"0044-03-15 BC\""),
+            (1082, "0044-03-15 BC", "\"-0043-03-15\""),
+            (1082, "0001-01-01 BC", "\"0000-01-01\""),
+            (1082, "10000-01-01", "\"+10000-01-01\""),
+            (1114, "0044-03-15 12:00:00 BC", "\"-0043-03-15T12:00:00\""),
             (1083, "10:00:00", "\"10:00:00\""),
             (1266, "10:00:00+05:30", "\"10:00:00+05:30\""),
             (
@@ -243,6 +283,32 @@ mod tests {
     }
 
     #[test]
+    fn json_loses_only_insignificant_whitespace() {
+        let cases = [
+            (
+                "{\n \"a\" : 1 ,\r\n\t\"b\": [ 1 , 2 ] }",
+                r#"{"a":1,"b":[1,2]}"#,
+            ),
+            (
+                r#"{"k e y": " v \" a\\ l ", "n": null}"#,
+                r#"{"k e y":" v \" a\\ l ","n":null}"#,
+            ),
+            ("  \"a b\"  ", r#""a b""#),
+            ("[]", "[]"),
+        ];
+        for (text, expected) in cases {
+            let mut out = Vec::new();
+            write_compact_json(&TextValue::plain(text), &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{text:?}");
+        }
+        // An array element carrying escapes: the state holds across its chunks.
+        let value = decode(Oid(199), r#"{"{\"a b\": \"c\\\" d\"}"}"#.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        write_json(&value, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"[{"a b":"c\" d"}]"#);
+    }
+
+    #[test]
     fn null_is_null() {
         let mut out = Vec::new();
         write_json(&Value::Null, &mut out);
@@ -260,7 +326,7 @@ mod tests {
                 r#"{a,"b \"c\"","d\\e",NULL,""}"#,
                 r#"["a","b \"c\"","d\\e",null,""]"#,
             ),
-            (3807, r#"{"{\"k\": \"v\"}","null"}"#, r#"[{"k": "v"},null]"#),
+            (3807, r#"{"{\"k\": \"v\"}","null"}"#, r#"[{"k":"v"},null]"#),
             (1001, r#"{"\\x01",NULL}"#, r#"["\\x01",null]"#),
             (
                 1185,

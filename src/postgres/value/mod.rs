@@ -27,8 +27,9 @@ mod text;
 pub use array::{Array, ArrayElement, ArrayElements};
 pub use datetime::{CivilDate, CivilDateTime, Date, Fraction, PgTimestamp, Timestamp};
 pub use digits::{write_i64, write_u64, write_zero_padded};
+pub(crate) use error::quote_for_error;
 pub use error::ValueError;
-pub use json::{write_json, write_json_array, write_json_string};
+pub use json::{write_compact_json, write_json, write_json_array, write_json_string};
 pub use kind::{ScalarKind, ValueKind};
 pub use number::{Float, Numeric};
 pub use text::{TextChunks, TextValue};
@@ -54,18 +55,19 @@ pub enum Value<'a> {
     Bytea(TextValue<'a>),
     /// `uuid`, canonical hyphenated text.
     Uuid(&'a str),
-    /// `json` / `jsonb` text, not re-validated (Postgres guarantees it is JSON).
+    /// `json` / `jsonb` text as the source holds it (`json` keeps the input's whitespace), not
+    /// re-validated (Postgres guarantees it is JSON).
     Json(TextValue<'a>),
     /// `date`.
-    Date(Date<'a>),
+    Date(Date),
     /// `time`, validated `HH:MM:SS[.ffffff]` text.
     Time(&'a str),
     /// `timetz`, validated text with its UTC offset.
     TimeTz(&'a str),
     /// `timestamp` (no zone).
-    Timestamp(Timestamp<'a>),
+    Timestamp(Timestamp),
     /// `timestamptz`, converted to UTC.
-    TimestampTz(Timestamp<'a>),
+    TimestampTz(Timestamp),
     /// `interval`, as printed.
     Interval(&'a str),
     /// An array literal with its element kind.

@@ -1,10 +1,12 @@
-//! StarRocks settings (`STARWAL_STARROCKS_*`, `STARWAL_DELETE_MODE`, `STARWAL_CREATE_TABLES`):
-//! read raw, validated once into [`StarRocksConfig`]. Errors name the variable and the form.
+//! StarRocks settings (`STARWAL_STARROCKS_*`, `STARWAL_DELETE_MODE`, `STARWAL_CREATE_TABLES`,
+//! `STARWAL_NUMERIC_UNCONSTRAINED`): read raw, validated once into [`StarRocksConfig`]. Errors
+//! name the variable and the form.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::mapping::{TypeMapping, UnconstrainedNumeric};
 use crate::config_error::ConfigError;
 use crate::secret::Secret;
 
@@ -17,6 +19,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// StarRocks' own default load timeout (`stream_load_default_timeout_second`); the HTTP timeout
 /// adds a margin so StarRocks, not curl, decides when a load has taken too long.
 pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// Unconstrained `numeric` becomes DECIMAL(38,9) unless `STARWAL_NUMERIC_UNCONSTRAINED` says
+/// otherwise: a number StarRocks computes with, holding money and measurements exactly; a value
+/// it cannot hold stops the table loudly, and the user can then choose `varchar`.
+pub const DEFAULT_NUMERIC_UNCONSTRAINED: UnconstrainedNumeric = UnconstrainedNumeric::Decimal;
 
 /// What a source DELETE does to the target row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +72,9 @@ pub struct StarRocksConfig {
     pub compression: Compression,
     /// `STARWAL_CREATE_TABLES` (default true): create the database and missing tables.
     pub create_tables: bool,
+    /// `STARWAL_NUMERIC_UNCONSTRAINED` (default [`DEFAULT_NUMERIC_UNCONSTRAINED`]): the target
+    /// types the user chooses; setup and every encoder take them from here, so the two agree.
+    pub type_mapping: TypeMapping,
     pub connect_timeout: Duration,
     pub load_timeout: Duration,
 }
@@ -81,6 +90,7 @@ pub(crate) struct RawStarRocksConfig {
     starrocks_compression: Option<String>,
     create_tables: Option<String>,
     starrocks_load_timeout_s: Option<String>,
+    numeric_unconstrained: Option<String>,
 }
 
 fn invalid(var: &'static str, value: &str, expected: &'static str) -> ConfigError {
@@ -185,6 +195,18 @@ impl RawStarRocksConfig {
             "false" => false,
             other => return Err(invalid("STARWAL_CREATE_TABLES", other, "true or false")),
         };
+        let unconstrained_numeric = match trimmed(&self.numeric_unconstrained) {
+            None => DEFAULT_NUMERIC_UNCONSTRAINED,
+            Some("decimal") => UnconstrainedNumeric::Decimal,
+            Some("varchar") => UnconstrainedNumeric::Varchar,
+            Some(other) => {
+                return Err(invalid(
+                    "STARWAL_NUMERIC_UNCONSTRAINED",
+                    other,
+                    "decimal (DECIMAL(38,9), values that do not fit stop the table) or varchar (exact digits as text)",
+                ))
+            }
+        };
         let load_timeout = match trimmed(&self.starrocks_load_timeout_s) {
             None => DEFAULT_LOAD_TIMEOUT,
             Some(value) => match value.parse::<u64>() {
@@ -209,6 +231,9 @@ impl RawStarRocksConfig {
             delete_mode,
             compression,
             create_tables,
+            type_mapping: TypeMapping {
+                unconstrained_numeric,
+            },
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             load_timeout,
         })
@@ -238,6 +263,22 @@ mod tests {
         assert_eq!(config.delete_mode, DeleteMode::Hard);
         assert_eq!(config.compression, Compression::None);
         assert!(config.create_tables);
+        assert_eq!(
+            config.type_mapping.unconstrained_numeric,
+            UnconstrainedNumeric::Decimal
+        );
+        let varchar = RawStarRocksConfig {
+            numeric_unconstrained: Some(" varchar ".into()),
+            ..raw("http://fe1:8030")
+        };
+        assert_eq!(
+            varchar
+                .validate()
+                .unwrap()
+                .type_mapping
+                .unconstrained_numeric,
+            UnconstrainedNumeric::Varchar
+        );
     }
 
     #[test]
@@ -273,6 +314,13 @@ mod tests {
                     ..raw("http://fe:8030")
                 },
                 "STARWAL_STARROCKS_MYSQL",
+            ),
+            (
+                RawStarRocksConfig {
+                    numeric_unconstrained: Some("double".into()),
+                    ..raw("http://fe:8030")
+                },
+                "STARWAL_NUMERIC_UNCONSTRAINED",
             ),
         ] {
             let err = raw.validate().unwrap_err().to_string();

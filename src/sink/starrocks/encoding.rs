@@ -9,34 +9,48 @@
 //! A value that does not decode is an [`EncodeError`] naming table, column and LSN, and the half
 //! row is rolled back (invariant 6: nothing dropped silently).
 //!
-//! Values follow the type mapping in README ("Type mapping"): what StarRocks can hold is written
-//! straight from the decoded [`Value`] (text slices, exact numeric digits, raw JSON), and the few
-//! lossy conventions live here and nowhere else — NaN/±Infinity become NULL, dates and
-//! timestamps outside StarRocks' 0000-01-01..9999-12-31 range are clamped to its ends,
-//! timestamptz is written as its UTC wall time. Does not own which changes a batch holds or how
-//! they collapse (`pipeline::batch`), nor the transport (`stream_load`).
+//! Values follow the type mapping in README ("Type mapping"), exactly or not at all (invariant
+//! 12): each column's StarRocks type is known ([`ValueTarget`]), and a value that type cannot
+//! hold as the source holds it is an [`Unstorable`], which stops the table with an error naming
+//! table, column, key and LSN — a numeric with more digits than its DECIMAL keeps (StarRocks
+//! would round it, even in strict mode), NaN or ±Infinity into a DECIMAL, a multi-dimensional
+//! array into an ARRAY, a date or timestamp outside 0000-01-01..9999-12-31. The documented
+//! conventions live here and nowhere else: float NaN/±Infinity are the strings `"NaN"`,
+//! `"Infinity"`, `"-Infinity"`, which StarRocks parses into FLOAT/DOUBLE as those values
+//! (be/src/formats/json/numeric_column.cpp reads a JSON string with
+//! `StringParser::string_to_float`, which accepts `nan` and an `inf` prefix in any case);
+//! `infinity`/`-infinity` dates and timestamps become the largest/smallest DATE or DATETIME;
+//! BC dates are astronomical years (1 BC is 0000, StarRocks' smallest year); timestamptz is its
+//! UTC wall time; array lower bounds are dropped. JSON values are written as the source text:
+//! StarRocks parses them into its binary JSON, where whitespace and newlines leave no trace.
+//! Does not own which changes a batch holds or how they collapse (`pipeline::batch`), nor the
+//! transport (`stream_load`).
 
 use std::io::Write as _;
 
 use bytes::Bytes;
 
 use super::config::{Compression, DeleteMode};
-use super::mapping::AUDIT_COLUMNS;
+use super::mapping::{
+    bounded_numeric, kind_type, value_type, TargetType, TypeMapping, AUDIT_COLUMNS,
+};
 use crate::postgres::pgoutput::{TupleData, TupleValueRef};
 use crate::postgres::row_codec::{json_key, ColumnCodec, Field, Image, RowCodec, RowError};
 use crate::postgres::value::{
-    write_json, write_json_array, write_u64, CivilDate, CivilDateTime, Date, Float, Fraction,
-    Numeric, PgTimestamp, Timestamp, Value, ValueError,
+    quote_for_error, write_json, write_u64, ArrayElement, CivilDate, CivilDateTime, Date, Fraction,
+    Numeric, PgTimestamp, Timestamp, Value, ValueError, ValueKind,
 };
 use crate::postgres::Lsn;
-use crate::schema::TableSchema;
+use crate::schema::{ColumnSchema, TableSchema};
 
-/// The latest DATETIME StarRocks stores; `infinity` and years past 9999 become this.
+/// The latest DATETIME StarRocks stores; `infinity` becomes this.
 const MAX_DATETIME: &str = "9999-12-31 23:59:59.999999";
-/// The earliest DATETIME; `-infinity` and BC timestamps become this.
+/// The earliest DATETIME; `-infinity` becomes this.
 const MIN_DATETIME: &str = "0000-01-01 00:00:00";
 const MAX_DATE: &str = "9999-12-31";
 const MIN_DATE: &str = "0000-01-01";
+/// StarRocks' DATE and DATETIME years (reference §7 "Types").
+const STARROCKS_YEARS: std::ops::RangeInclusive<i32> = 0..=9999;
 
 /// What a row does to its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,48 +59,238 @@ pub enum RowOp {
     Delete,
 }
 
-/// Appends `value` as StarRocks expects it in a JSON load.
-pub fn write_value(value: &Value<'_>, out: &mut Vec<u8>) {
-    match value {
-        Value::Float(Float::NaN | Float::Infinity | Float::NegInfinity)
-        | Value::Numeric(Numeric::NaN | Numeric::Infinity | Numeric::NegInfinity) => {
-            out.extend_from_slice(b"null")
+/// A value its StarRocks column cannot hold as the source holds it; the table stops rather
+/// than store something else (invariant 12). Each names the value as the source printed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unstorable {
+    #[error("numeric `{value}` does not fit {target} exactly ({integer_digits} integer and {fraction_digits} fractional digits; StarRocks would round it): set STARWAL_NUMERIC_UNCONSTRAINED=varchar to keep every digit as text")]
+    DecimalDigits {
+        value: String,
+        target: String,
+        integer_digits: usize,
+        fraction_digits: usize,
+    },
+    #[error("numeric `{value}` has no {target} value (StarRocks DECIMAL has no NaN or infinity): set STARWAL_NUMERIC_UNCONSTRAINED=varchar to keep it as text")]
+    DecimalSpecial { value: &'static str, target: String },
+    #[error("`{value}` is a multi-dimensional array, which {target} cannot hold (the column's dimensions are fixed when the table is created)")]
+    MultiDimensionalArray { value: String, target: String },
+    #[error("{what} `{value}` is outside {target}'s years 0000..9999 (astronomical numbering: 1 BC is 0000)")]
+    DateRange {
+        what: &'static str,
+        value: String,
+        target: &'static str,
+    },
+    #[error("`{value}` does not fit {target}")]
+    Mismatch { value: String, target: String },
+}
+
+/// How one column's values are written: the StarRocks type the column has, and whether a
+/// numeric must be checked against its DECIMAL (only when the source type does not bound it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueTarget {
+    data_type: TargetType,
+    check_decimal_fit: bool,
+}
+
+impl ValueTarget {
+    /// The target of a source column under `mapping`. Key restrictions do not matter here: a
+    /// key that becomes VARCHAR holds numbers' and floats' text exactly.
+    pub fn of_column(column: &ColumnSchema, mapping: TypeMapping) -> ValueTarget {
+        let data_type = value_type(column, mapping);
+        let data_type = if column.is_key() {
+            match data_type {
+                TargetType::Decimal { .. } | TargetType::Float | TargetType::Double => {
+                    TargetType::Varchar(64)
+                }
+                other => other,
+            }
+        } else {
+            data_type
+        };
+        ValueTarget {
+            data_type,
+            // numeric(p,s) with s ≤ p ≤ 38 cannot fail the check (see `bounded_numeric`).
+            check_decimal_fit: bounded_numeric(column).is_none(),
         }
-        Value::Date(date) => {
+    }
+
+    /// A column of type `kind` without a type modifier, every value checked.
+    pub fn of_kind(kind: ValueKind, mapping: TypeMapping) -> ValueTarget {
+        ValueTarget::checked(kind_type(kind, mapping))
+    }
+
+    /// A column of `data_type` whose values are all checked (a default for an added column).
+    pub fn checked(data_type: TargetType) -> ValueTarget {
+        ValueTarget {
+            data_type,
+            check_decimal_fit: true,
+        }
+    }
+
+    /// The StarRocks type.
+    pub fn data_type(&self) -> &TargetType {
+        &self.data_type
+    }
+}
+
+/// Appends `value` as StarRocks expects it in a JSON load into a column of `target`, or says why
+/// that column cannot hold it. On an error, `out` may hold part of the value: callers roll back.
+pub fn write_value(
+    value: &Value<'_>,
+    target: &ValueTarget,
+    out: &mut Vec<u8>,
+) -> Result<(), Unstorable> {
+    write_typed(value, &target.data_type, target.check_decimal_fit, out)
+}
+
+fn write_typed(
+    value: &Value<'_>,
+    target: &TargetType,
+    check_decimal_fit: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), Unstorable> {
+    match (value, target) {
+        (Value::Numeric(numeric), TargetType::Decimal { precision, scale }) => {
+            let digits = match numeric {
+                Numeric::Finite(digits) => digits,
+                Numeric::NaN | Numeric::Infinity | Numeric::NegInfinity => {
+                    return Err(Unstorable::DecimalSpecial {
+                        value: special_name(numeric),
+                        target: target.to_string(),
+                    })
+                }
+            };
+            if check_decimal_fit {
+                check_decimal(digits, *precision, *scale, target)?;
+            }
+            write_json(value, out);
+            Ok(())
+        }
+        (Value::Date(date), _) => {
             out.push(b'"');
             match date {
-                Date::Civil(civil) if civil.year > 9999 => {
-                    out.extend_from_slice(MAX_DATE.as_bytes())
+                Date::Civil(civil) if STARROCKS_YEARS.contains(&civil.year) => {
+                    civil.write_iso8601(out)
                 }
-                Date::Civil(civil) if civil.year < 0 => out.extend_from_slice(MIN_DATE.as_bytes()),
-                Date::Civil(civil) => civil.write_iso8601(out),
+                Date::Civil(civil) => return Err(date_range("date", civil, target)),
                 Date::Infinity => out.extend_from_slice(MAX_DATE.as_bytes()),
-                Date::NegInfinity | Date::BeforeCommonEra(_) => {
-                    out.extend_from_slice(MIN_DATE.as_bytes())
-                }
+                Date::NegInfinity => out.extend_from_slice(MIN_DATE.as_bytes()),
             }
             out.push(b'"');
+            Ok(())
         }
-        Value::Timestamp(timestamp) | Value::TimestampTz(timestamp) => {
+        (Value::Timestamp(timestamp) | Value::TimestampTz(timestamp), _) => {
             out.push(b'"');
             match timestamp {
-                Timestamp::Civil(civil) if civil.date.year > 9999 => {
-                    out.extend_from_slice(MAX_DATETIME.as_bytes())
+                Timestamp::Civil(civil) if STARROCKS_YEARS.contains(&civil.date.year) => {
+                    write_datetime(civil, out)
                 }
-                Timestamp::Civil(civil) if civil.date.year < 0 => {
-                    out.extend_from_slice(MIN_DATETIME.as_bytes())
+                Timestamp::Civil(civil) => {
+                    return Err(date_range("timestamp", &civil.date, target))
                 }
-                Timestamp::Civil(civil) => write_datetime(civil, out),
                 Timestamp::Infinity => out.extend_from_slice(MAX_DATETIME.as_bytes()),
-                Timestamp::NegInfinity | Timestamp::BeforeCommonEra(_) => {
-                    out.extend_from_slice(MIN_DATETIME.as_bytes())
-                }
+                Timestamp::NegInfinity => out.extend_from_slice(MIN_DATETIME.as_bytes()),
             }
             out.push(b'"');
+            Ok(())
         }
-        Value::Array(array) => write_json_array(array, out, write_value),
-        // Everything else has one JSON form, shared with `tail`.
-        _ => write_json(value, out),
+        (Value::Array(array), TargetType::Array(element_type)) => {
+            out.push(b'[');
+            for (index, element) in array.elements().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                match element {
+                    Ok(ArrayElement::Null) => out.extend_from_slice(b"null"),
+                    Ok(ArrayElement::Value(element)) => {
+                        write_typed(&element, element_type, check_decimal_fit, out)?
+                    }
+                    // Postgres' type says nothing of dimensions, the target's ARRAY<T> fixed
+                    // them at setup: a nested array has no exact place in it.
+                    Ok(ArrayElement::Nested(_)) => {
+                        return Err(Unstorable::MultiDimensionalArray {
+                            value: quote_for_error(array.literal().as_bytes()),
+                            target: target.to_string(),
+                        })
+                    }
+                    // The literal was validated when decoded and iteration repeats that walk;
+                    // should it ever differ, stop rather than guess.
+                    Err(_) => {
+                        return Err(Unstorable::Mismatch {
+                            value: quote_for_error(array.literal().as_bytes()),
+                            target: target.to_string(),
+                        })
+                    }
+                }
+            }
+            out.push(b']');
+            Ok(())
+        }
+        // An array into a non-array column (an array type the mapping does not know is text,
+        // so this needs a target that disagrees with the source): never written as something else.
+        (Value::Array(array), _) => Err(Unstorable::Mismatch {
+            value: quote_for_error(array.literal().as_bytes()),
+            target: target.to_string(),
+        }),
+        // JSON is written as the source text: StarRocks parses it into binary JSON, so
+        // whitespace (newlines too, valid inside a JSON body) leaves no trace in the stored value.
+        (Value::Json(json), _) => {
+            json.write_to(out);
+            Ok(())
+        }
+        // Everything else has one JSON form, shared with `tail`: exact numeric digits into a
+        // VARCHAR, `"NaN"`/`"Infinity"`/`"-Infinity"` for floats and for numerics kept as text.
+        _ => {
+            write_json(value, out);
+            Ok(())
+        }
+    }
+}
+
+fn special_name(numeric: &Numeric<'_>) -> &'static str {
+    match numeric {
+        Numeric::NaN => "NaN",
+        Numeric::Infinity => "Infinity",
+        Numeric::NegInfinity => "-Infinity",
+        Numeric::Finite(_) => "",
+    }
+}
+
+/// Whether `digits` (`-?[0-9]+(.[0-9]+)?`, as Postgres prints a numeric) is exactly a value of
+/// DECIMAL(precision, scale): at most `precision - scale` integer digits after leading zeros, and
+/// no non-zero digit past `scale` fractional ones (trailing zeros are the same value).
+fn check_decimal(
+    digits: &str,
+    precision: u32,
+    scale: u32,
+    target: &TargetType,
+) -> Result<(), Unstorable> {
+    let unsigned = digits.strip_prefix('-').unwrap_or(digits);
+    let (integer, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let integer_digits = integer.trim_start_matches('0').len();
+    let fraction_digits = fraction.trim_end_matches('0').len();
+    let integer_room = precision.saturating_sub(scale) as usize;
+    if integer_digits <= integer_room && fraction_digits <= scale as usize {
+        return Ok(());
+    }
+    Err(Unstorable::DecimalDigits {
+        value: quote_for_error(digits.as_bytes()),
+        target: target.to_string(),
+        integer_digits,
+        fraction_digits,
+    })
+}
+
+fn date_range(what: &'static str, date: &CivilDate, target: &TargetType) -> Unstorable {
+    let mut text = Vec::new();
+    date.write_iso8601(&mut text);
+    Unstorable::DateRange {
+        what,
+        value: String::from_utf8_lossy(&text).into_owned(),
+        target: match target {
+            TargetType::DateTime => "DATETIME",
+            _ => "DATE",
+        },
     }
 }
 
@@ -164,11 +368,17 @@ impl BodyWriter {
         self.buf.extend_from_slice(json_key);
     }
 
-    /// Writes one field; `json_key` is the quoted name with its colon (`"id":`), rendered once
-    /// per column by the caller.
-    pub fn field(&mut self, json_key: &[u8], value: &Value<'_>) {
+    /// Writes one field into a column of `target`; `json_key` is the quoted name with its colon
+    /// (`"id":`), rendered once per column by the caller. A value the column cannot hold leaves
+    /// the row unfinished: roll back to a [`BodyWriter::mark`].
+    pub fn field(
+        &mut self,
+        json_key: &[u8],
+        value: &Value<'_>,
+        target: &ValueTarget,
+    ) -> Result<(), Unstorable> {
         self.key(json_key);
-        write_value(value, &mut self.buf);
+        write_value(value, target, &mut self.buf)
     }
 
     /// Writes one field whose JSON is already rendered (audit columns).
@@ -392,6 +602,17 @@ pub enum EncodeError {
         column: String,
         lsn: Lsn,
     },
+    /// A value its StarRocks column cannot hold exactly: the table stops (invariant 12).
+    #[error("column `{column}` of `{table}`, key {key}, at LSN {lsn}: {source}")]
+    Unstorable {
+        table: String,
+        column: String,
+        /// The row's key as Postgres prints it, `(id)=(7)`.
+        key: String,
+        lsn: Lsn,
+        #[source]
+        source: Box<Unstorable>,
+    },
 }
 
 /// Encodes one table's changes into Stream Load rows: source columns by name, the audit columns,
@@ -400,14 +621,21 @@ pub enum EncodeError {
 pub struct TableEncoder {
     table: String,
     codec: RowCodec,
+    /// Each column's StarRocks type, in codec order.
+    targets: Vec<ValueTarget>,
     /// The audit columns' JSON keys, in [`AUDIT_COLUMNS`] order.
     audit_keys: [Vec<u8>; 4],
     delete_mode: DeleteMode,
 }
 
 impl TableEncoder {
-    /// An encoder for `schema` (columns in `attnum` order, as tuples arrive).
-    pub fn new(schema: &TableSchema, delete_mode: DeleteMode) -> TableEncoder {
+    /// An encoder for `schema` (columns in `attnum` order, as tuples arrive) into the table
+    /// `mapping` defines (the one setup creates or validates with the same mapping).
+    pub fn new(
+        schema: &TableSchema,
+        delete_mode: DeleteMode,
+        mapping: TypeMapping,
+    ) -> TableEncoder {
         TableEncoder {
             table: schema.to_string(),
             codec: RowCodec::new(
@@ -417,6 +645,11 @@ impl TableEncoder {
                     .map(|column| ColumnCodec::new(&column.name, column.type_oid, column.is_key()))
                     .collect(),
             ),
+            targets: schema
+                .columns
+                .iter()
+                .map(|column| ValueTarget::of_column(column, mapping))
+                .collect(),
             audit_keys: AUDIT_COLUMNS.map(json_key),
             delete_mode,
         }
@@ -444,7 +677,8 @@ impl TableEncoder {
         let mark = writer.mark();
         writer.begin_row();
         let image = if key_only { Image::KeyOnly } else { Image::All };
-        if let Err(err) = self.write_values(writer, tuple.raw_values(), image, audit.lsn, present) {
+        let written = self.write_values(writer, tuple.raw_values(), image, audit.lsn, present);
+        if let Err(err) = written {
             // Leave the body as it was: a batch never carries half a row.
             writer.rollback(mark);
             return Err(err);
@@ -454,11 +688,12 @@ impl TableEncoder {
     }
 
     /// Writes one row of a snapshot copy: `values` are the columns' texts in `attnum` order
-    /// (`None` = NULL), decoded exactly as the stream's tuples are.
+    /// (`None` = NULL), decoded exactly as the stream's tuples are (walked again only to name
+    /// the key of a row that cannot be written).
     pub fn write_snapshot_row<'v>(
         &self,
         writer: &mut BodyWriter,
-        values: impl ExactSizeIterator<Item = Option<&'v [u8]>>,
+        values: impl ExactSizeIterator<Item = Option<&'v [u8]>> + Clone,
         audit: &Audit,
         present: &mut ColumnSet,
     ) -> Result<(), EncodeError> {
@@ -497,20 +732,62 @@ impl TableEncoder {
     fn write_values<'v>(
         &self,
         writer: &mut BodyWriter,
-        values: impl ExactSizeIterator<Item = TupleValueRef<'v>>,
+        values: impl ExactSizeIterator<Item = TupleValueRef<'v>> + Clone,
         image: Image,
         lsn: Lsn,
         present: &mut ColumnSet,
     ) -> Result<(), EncodeError> {
+        let mut refused = None;
         self.codec
-            .decode_row(values, image, |index, column, field| {
+            .decode_row(values.clone(), image, |index, column, field| {
                 // An unchanged TOAST column is left out: the row becomes a partial update.
                 if let Field::Value(value) = field {
                     present.insert(index);
-                    writer.field(column.json_key(), &value);
+                    let Some(target) = self.targets.get(index) else {
+                        return;
+                    };
+                    // After a refusal the walk only goes on to report decode errors first.
+                    if refused.is_none() {
+                        if let Err(why) = writer.field(column.json_key(), &value, target) {
+                            refused = Some((index, why));
+                        }
+                    }
                 }
             })
-            .map_err(|err| self.row_error(err, lsn))
+            .map_err(|err| self.row_error(err, lsn))?;
+        match refused {
+            None => Ok(()),
+            Some((index, source)) => Err(EncodeError::Unstorable {
+                table: self.table.clone(),
+                column: self
+                    .codec
+                    .column(index)
+                    .map_or_else(String::new, |column| column.name().to_owned()),
+                key: self.key_text(values),
+                lsn,
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// The row's key as Postgres names one in its messages: `(id, region)=(7, eu)`, each value
+    /// as the source printed it (truncated). Only for errors: it allocates.
+    fn key_text<'v>(&self, values: impl Iterator<Item = TupleValueRef<'v>>) -> String {
+        let mut names = Vec::new();
+        let mut texts = Vec::new();
+        for (column, value) in self.codec.columns().iter().zip(values) {
+            if !column.is_key() {
+                continue;
+            }
+            names.push(column.name());
+            texts.push(match value {
+                TupleValueRef::Text(text) => quote_for_error(text),
+                TupleValueRef::Null => "NULL".to_owned(),
+                TupleValueRef::UnchangedToast => "(unchanged)".to_owned(),
+                TupleValueRef::Binary(_) => "(binary)".to_owned(),
+            });
+        }
+        format!("({})=({})", names.join(", "), texts.join(", "))
     }
 
     /// `err` with the table, column name and LSN a reader needs.
@@ -594,14 +871,46 @@ mod tests {
     use crate::postgres::Oid;
     use crate::sink::starrocks::mapping::{AUDIT_DELETED, AUDIT_LSN, AUDIT_OP, AUDIT_SYNCED_AT};
 
-    fn encoded(type_oid: u32, text: &str) -> String {
+    fn column_of(type_oid: u32, type_modifier: i32) -> ColumnSchema {
+        ColumnSchema {
+            name: "c".into(),
+            type_oid: Oid(type_oid),
+            type_modifier,
+            type_name: String::new(),
+            nullable: true,
+            key_position: None,
+        }
+    }
+
+    /// `text` of a column of type `type_oid` (typmod `type_modifier`) as a load writes it.
+    fn written(
+        type_oid: u32,
+        type_modifier: i32,
+        mapping: TypeMapping,
+        text: &str,
+    ) -> Result<String, Unstorable> {
         let value = ValueKind::from_type_oid(Oid(type_oid))
             .decode(text.as_bytes())
             .unwrap();
+        let target = ValueTarget::of_column(&column_of(type_oid, type_modifier), mapping);
         let mut out = Vec::new();
-        write_value(&value, &mut out);
-        String::from_utf8(out).unwrap()
+        write_value(&value, &target, &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
     }
+
+    fn encoded(type_oid: u32, text: &str) -> String {
+        written(type_oid, -1, TypeMapping::default(), text).unwrap()
+    }
+
+    fn refused(type_oid: u32, text: &str) -> String {
+        written(type_oid, -1, TypeMapping::default(), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    const VARCHAR_NUMERIC: TypeMapping = TypeMapping {
+        unconstrained_numeric: crate::sink::starrocks::mapping::UnconstrainedNumeric::Varchar,
+    };
 
     #[test]
     fn datetimes_are_written_zero_padded() {
@@ -630,14 +939,16 @@ mod tests {
     fn values_follow_the_type_mapping_conventions() {
         assert_eq!(encoded(20, "9007199254740993"), "9007199254740993");
         assert_eq!(encoded(1700, "12.50"), "\"12.50\"");
-        assert_eq!(encoded(1700, "NaN"), "null");
-        assert_eq!(encoded(701, "Infinity"), "null");
+        assert_eq!(encoded(701, "Infinity"), "\"Infinity\"");
+        assert_eq!(encoded(700, "-Infinity"), "\"-Infinity\"");
+        assert_eq!(encoded(701, "NaN"), "\"NaN\"");
         assert_eq!(encoded(701, "1e+100"), "1e+100");
         assert_eq!(encoded(16, "t"), "true");
         assert_eq!(encoded(25, "a\"b\n"), "\"a\\\"b\\n\"");
         assert_eq!(encoded(1082, "2026-11-22"), "\"2026-11-22\"");
         assert_eq!(encoded(1082, "infinity"), "\"9999-12-31\"");
-        assert_eq!(encoded(1082, "0044-03-15 BC"), "\"0000-01-01\"");
+        assert_eq!(encoded(1082, "-infinity"), "\"0000-01-01\"");
+        assert_eq!(encoded(1082, "0001-03-15 BC"), "\"0000-03-15\"");
         assert_eq!(
             encoded(1114, "2026-11-22 10:00:00"),
             "\"2026-11-22 10:00:00\""
@@ -647,9 +958,15 @@ mod tests {
             "\"2026-11-22 08:00:00.123456\""
         );
         assert_eq!(encoded(1184, "-infinity"), "\"0000-01-01 00:00:00\"");
+        assert_eq!(encoded(1184, "infinity"), "\"9999-12-31 23:59:59.999999\"");
         assert_eq!(encoded(3802, "{\"k\": [1, 2]}"), "{\"k\": [1, 2]}");
+        assert_eq!(encoded(114, "{\n \"a\" : 1 }"), "{\n \"a\" : 1 }");
         assert_eq!(encoded(1007, "{1,NULL,3}"), "[1,null,3]");
-        assert_eq!(encoded(1022, "{1.5,NaN}"), "[1.5,null]");
+        assert_eq!(encoded(1007, "[0:2]={1,2,3}"), "[1,2,3]");
+        assert_eq!(
+            encoded(1022, "{1.5,NaN,-Infinity}"),
+            "[1.5,\"NaN\",\"-Infinity\"]"
+        );
         assert_eq!(
             encoded(1185, "{\"2026-01-01 00:00:00+00\"}"),
             "[\"2026-01-01 00:00:00\"]"
@@ -662,14 +979,122 @@ mod tests {
     }
 
     #[test]
+    fn inv12_numerics_are_exact_or_refused() {
+        let numeric_10_2 = (10 << 16 | 2) + 4;
+        // Unconstrained numeric into DECIMAL(38,9): fits, trailing zeros are the same value.
+        assert_eq!(encoded(1700, "-0.000000001"), "\"-0.000000001\"");
+        assert_eq!(encoded(1700, "1.50000000000000"), "\"1.50000000000000\"");
+        assert_eq!(
+            encoded(1700, "00012345678901234567890123456789.5"),
+            "\"00012345678901234567890123456789.5\""
+        );
+        // What StarRocks would round or cut: refused, naming the value and the target.
+        for value in [
+            "3.14159265358979",
+            "0.0000000005",
+            "0.000000000000000000000000000000000000000001",
+            "123456789012345678901234567890",
+        ] {
+            let error = refused(1700, value);
+            assert!(
+                error.starts_with(&format!(
+                    "numeric `{value}` does not fit DECIMAL(38,9) exactly"
+                )),
+                "{error}"
+            );
+            // The exact mapping keeps every digit as text.
+            assert_eq!(
+                written(1700, -1, VARCHAR_NUMERIC, value).unwrap(),
+                format!("\"{value}\"")
+            );
+        }
+        assert!(refused(1231, "{1,2.0000000001}").contains("DECIMAL(38,9)"));
+        // NaN and ±Infinity have no DECIMAL value, constrained or not; as text they are exact.
+        for special in ["NaN", "Infinity", "-Infinity"] {
+            assert!(
+                refused(1700, special)
+                    .starts_with(&format!("numeric `{special}` has no DECIMAL(38,9) value")),
+                "{special}"
+            );
+            assert!(written(1700, numeric_10_2, TypeMapping::default(), special).is_err());
+            assert_eq!(
+                written(1700, -1, VARCHAR_NUMERIC, special).unwrap(),
+                format!("\"{special}\"")
+            );
+        }
+        // numeric(10,2) bounds its values to DECIMAL(10,2): written as printed.
+        assert_eq!(
+            written(1700, numeric_10_2, TypeMapping::default(), "-12345678.90").unwrap(),
+            "\"-12345678.90\""
+        );
+        // A key becomes VARCHAR: the text is the value.
+        let key = ColumnSchema {
+            key_position: Some(0),
+            ..column_of(1700, -1)
+        };
+        let target = ValueTarget::of_column(&key, TypeMapping::default());
+        let mut out = Vec::new();
+        write_value(&Value::Numeric(Numeric::NaN), &target, &mut out).unwrap();
+        assert_eq!(out, b"\"NaN\"");
+    }
+
+    #[test]
+    fn inv12_multi_dimensional_arrays_are_refused_for_every_element_type() {
+        let cases = [
+            (1007, "{{1,2},{3,4}}"),
+            (1009, "{{a,b},{c,NULL}}"),
+            (
+                2951,
+                "{{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11},{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12}}",
+            ),
+            (1022, "[0:1][1:1]={{1.5},{2}}"),
+            (199, "{{\"{}\"},{\"[]\"}}"),
+            (1182, "{{2024-01-01}}"),
+        ];
+        for (oid, literal) in cases {
+            let error = refused(oid, literal);
+            assert!(
+                error.contains("is a multi-dimensional array, which ARRAY<"),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            encoded(2951, "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}"),
+            "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]"
+        );
+        assert_eq!(encoded(1009, "{}"), "[]");
+    }
+
+    #[test]
+    fn inv12_dates_outside_starrocks_years_are_refused() {
+        assert_eq!(
+            refused(1082, "0044-03-15 BC"),
+            "date `-0043-03-15` is outside DATE's years 0000..9999 (astronomical numbering: 1 BC is 0000)"
+        );
+        assert!(refused(1082, "10000-01-01").starts_with("date `+10000-01-01` is outside DATE's"));
+        assert!(refused(1114, "0002-12-31 23:00:00 BC")
+            .starts_with("timestamp `-0001-12-31` is outside DATETIME's"));
+        // UTC can leave the range a local time is in.
+        assert!(refused(1184, "9999-12-31 23:00:00-05").starts_with("timestamp `+10000-01-01`"));
+        assert!(
+            refused(1185, "{\"0044-03-15 12:00:00+00 BC\"}").starts_with("timestamp `-0043-03-15`")
+        );
+        assert_eq!(
+            encoded(1184, "0001-01-01 00:30:00+01"),
+            "\"0000-12-31 23:30:00\""
+        );
+    }
+
+    #[test]
     fn bodies_are_arrays_of_rows_with_op() {
         let mut writer = BodyWriter::new();
         writer.begin_row();
-        writer.field(b"\"id\":", &Value::Int(1));
+        let int = ValueTarget::checked(TargetType::Int);
+        writer.field(b"\"id\":", &Value::Int(1), &int).unwrap();
         writer.raw_field(b"\"_starwal_deleted\":", b"false");
         writer.end_row(RowOp::Upsert);
         writer.begin_row();
-        writer.field(b"\"id\":", &Value::Int(2));
+        writer.field(b"\"id\":", &Value::Int(2), &int).unwrap();
         writer.end_row(RowOp::Delete);
         assert_eq!(writer.rows(), 2);
         let body = writer.finish(Compression::None).unwrap();
@@ -684,17 +1109,18 @@ mod tests {
     #[test]
     fn compressed_bodies_round_trip() {
         use std::io::Read as _;
+        let int = ValueTarget::checked(TargetType::BigInt);
         let mut writer = BodyWriter::new();
         for id in 0..100 {
             writer.begin_row();
-            writer.field(b"\"id\":", &Value::Int(id));
+            writer.field(b"\"id\":", &Value::Int(id), &int).unwrap();
             writer.end_row(RowOp::Upsert);
         }
         let plain = {
             let mut copy = BodyWriter::new();
             for id in 0..100 {
                 copy.begin_row();
-                copy.field(b"\"id\":", &Value::Int(id));
+                copy.field(b"\"id\":", &Value::Int(id), &int).unwrap();
                 copy.end_row(RowOp::Upsert);
             }
             copy.finish(Compression::None).unwrap()
@@ -707,7 +1133,7 @@ mod tests {
         assert_eq!(out, plain);
         for id in 0..100 {
             writer.begin_row();
-            writer.field(b"\"id\":", &Value::Int(id));
+            writer.field(b"\"id\":", &Value::Int(id), &int).unwrap();
             writer.end_row(RowOp::Upsert);
         }
         let lz4 = writer.finish(Compression::Lz4).unwrap();
@@ -775,7 +1201,7 @@ mod tests {
     }
 
     fn encode(mode: DeleteMode, row: ChangeRow<'_>, audit: Audit) -> (String, ColumnSet) {
-        let encoder = TableEncoder::new(&schema(), mode);
+        let encoder = TableEncoder::new(&schema(), mode, TypeMapping::default());
         let mut writer = BodyWriter::new();
         let mut present = ColumnSet::default();
         encoder
@@ -805,7 +1231,7 @@ mod tests {
             "{body}"
         );
         assert!(!present.is_full());
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
         assert_eq!(
             encoder.partial_columns(&present),
             [
@@ -853,7 +1279,7 @@ mod tests {
     #[test]
     fn bad_values_name_table_column_and_lsn() {
         let new = tuple(&[Some("x1"), Some("a"), None], usize::MAX);
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard);
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
         let mut writer = BodyWriter::new();
         let err = encoder
             .write_change(
@@ -892,5 +1318,79 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn inv12_unstorable_values_name_table_column_key_and_lsn() {
+        let mut schema = schema();
+        schema.columns[2].type_oid = Oid(1700);
+        let encoder = TableEncoder::new(&schema, DeleteMode::Hard, TypeMapping::default());
+        let mut writer = BodyWriter::new();
+        let fits = tuple(&[Some("1"), Some("a"), Some("2.5")], usize::MAX);
+        encoder
+            .write_change(
+                &mut writer,
+                ChangeRow::New(&fits),
+                &audit(),
+                &mut ColumnSet::default(),
+            )
+            .unwrap();
+        let before = writer.byte_len();
+        let pi = tuple(
+            &[Some("7"), Some("a"), Some("3.14159265358979")],
+            usize::MAX,
+        );
+        let err = encoder
+            .write_change(
+                &mut writer,
+                ChangeRow::New(&pi),
+                &audit(),
+                &mut ColumnSet::default(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, EncodeError::Unstorable { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with(
+                "column `big` of `public.t`, key (id)=(7), at LSN 0/16B3748: numeric `3.14159265358979` does not fit DECIMAL(38,9)"
+            ),
+            "{err}"
+        );
+        assert_eq!(writer.byte_len(), before, "the half row was rolled back");
+        assert_eq!(writer.rows(), 1);
+        // A snapshot row says the same.
+        let values: [Option<&[u8]>; 3] = [Some(b"8"), None, Some(b"NaN")];
+        let err = encoder
+            .write_snapshot_row(
+                &mut writer,
+                values.into_iter(),
+                &audit(),
+                &mut ColumnSet::default(),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("column `big` of `public.t`, key (id)=(8), at LSN 0/16B3748: numeric `NaN` has no DECIMAL(38,9) value"),
+            "{err}"
+        );
+        // A hard delete carries the key only: the value does not matter.
+        let (body, _) = {
+            let mut writer = BodyWriter::new();
+            let audit = Audit {
+                op: SourceOp::Delete,
+                ..audit()
+            };
+            encoder
+                .write_change(
+                    &mut writer,
+                    ChangeRow::DeletedRow(&pi),
+                    &audit,
+                    &mut ColumnSet::default(),
+                )
+                .unwrap();
+            (
+                String::from_utf8(writer.finish(Compression::None).unwrap().to_vec()).unwrap(),
+                (),
+            )
+        };
+        assert_eq!(body, r#"[{"id":7,"__op":1}]"#);
     }
 }

@@ -5,21 +5,47 @@
 //! table starwal creates: key columns first in key order (StarRocks requires it), then the other
 //! columns, then the audit columns. Keys are restricted to the types StarRocks can key on; a key
 //! column of another type becomes VARCHAR, and a key that cannot be keyed at all (json, arrays)
-//! is an error naming the table and column.
+//! is an error naming the table and column. The one mapping a user chooses, for `numeric`
+//! without a precision, is a [`TypeMapping`] (`STARWAL_NUMERIC_UNCONSTRAINED`); the encoder
+//! checks the values of the columns whose target cannot hold every source value (invariant 12).
 
 use std::fmt;
 
-use crate::postgres::value::ScalarKind;
+use crate::postgres::value::{ScalarKind, ValueKind};
+use crate::postgres::Oid;
 use crate::schema::{character_length, numeric_precision_scale, ColumnSchema, TableSchema};
 
 /// StarRocks' longest VARCHAR (bytes, 2.1+).
 pub const MAX_VARCHAR: u32 = 1_048_576;
 /// StarRocks limits an encoded primary key to 128 bytes; an unbounded text key gets this length.
 pub const MAX_KEY_VARCHAR: u32 = 128;
-/// Unconstrained `numeric` becomes DECIMAL(38, 9): the widest precision StarRocks 3.x has, with a
-/// scale that keeps money and measurements exact. Values that do not fit are rejected by
-/// StarRocks and surface as a load error — never rounded silently.
+/// Unconstrained `numeric` becomes DECIMAL(38, 9) by default: the widest precision StarRocks 3.x
+/// has, with a scale that keeps money and measurements exact. The source type bounds nothing, so
+/// the encoder checks every value and stops the table on one that does not fit exactly
+/// (StarRocks itself would round extra fractional digits).
 pub const UNCONSTRAINED_NUMERIC: (u32, u32) = (38, 9);
+/// The VARCHAR of a numeric kept as text: the longest value Postgres prints (131 072 digits
+/// before the point, 16 383 after, a sign and the point).
+pub const NUMERIC_TEXT_LENGTH: u32 = 131_072 + 16_383 + 2;
+
+/// What `numeric` without a precision becomes (`STARWAL_NUMERIC_UNCONSTRAINED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnconstrainedNumeric {
+    /// DECIMAL(38,9), a number StarRocks computes with; a value with more than 29 integer or 9
+    /// fractional digits, NaN or ±Infinity stops the table naming table, column and key.
+    #[default]
+    Decimal,
+    /// VARCHAR holding the exact digits as Postgres prints them (`NaN` and `±Infinity` too):
+    /// every value fits, but StarRocks sees text.
+    Varchar,
+}
+
+/// The mapping choices a user makes; everything else in the type table is fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TypeMapping {
+    /// `STARWAL_NUMERIC_UNCONSTRAINED` (default `decimal`).
+    pub unconstrained_numeric: UnconstrainedNumeric,
+}
 
 /// Audit column: the source operation (`insert`, `update`, `delete`).
 pub const AUDIT_OP: &str = "_starwal_op";
@@ -127,7 +153,36 @@ fn varchar_for_characters(characters: Option<u32>) -> TargetType {
     )
 }
 
-fn scalar_type(kind: ScalarKind, column: &ColumnSchema) -> TargetType {
+/// The declared precision and scale of a numeric column, when they bound its values to what
+/// DECIMAL(p,s) holds: Postgres rounds input to `s` fractional digits and refuses more than
+/// `p - s` integer digits, so with 0 ≤ s ≤ p every value fits DECIMAL(p,s) exactly. PG 15+
+/// also allows s > p and negative scales (`numeric(2,-3)`, whose packed scale reads as a large
+/// number here); those, like no typmod at all, count as unconstrained.
+pub fn bounded_numeric(column: &ColumnSchema) -> Option<(u32, u32)> {
+    bounded_numeric_typmod(column.type_modifier)
+}
+
+fn bounded_numeric_typmod(type_modifier: i32) -> Option<(u32, u32)> {
+    numeric_precision_scale(type_modifier).filter(|(precision, scale)| scale <= precision)
+}
+
+/// The StarRocks type of a value of `kind` in a column without a type modifier (no length, no
+/// precision), e.g. to write a value whose column is not at hand.
+pub fn kind_type(kind: ValueKind, mapping: TypeMapping) -> TargetType {
+    match kind {
+        ValueKind::Scalar(scalar) => scalar_type(scalar, Oid(0), -1, mapping),
+        ValueKind::Array(element) => {
+            TargetType::Array(Box::new(scalar_type(element, Oid(0), -1, mapping)))
+        }
+    }
+}
+
+fn scalar_type(
+    kind: ScalarKind,
+    type_oid: Oid,
+    type_modifier: i32,
+    mapping: TypeMapping,
+) -> TargetType {
     match kind {
         ScalarKind::Bool => TargetType::Boolean,
         ScalarKind::Int2 => TargetType::SmallInt,
@@ -135,18 +190,21 @@ fn scalar_type(kind: ScalarKind, column: &ColumnSchema) -> TargetType {
         ScalarKind::Int8 | ScalarKind::Oid => TargetType::BigInt,
         ScalarKind::Float4 => TargetType::Float,
         ScalarKind::Float8 => TargetType::Double,
-        ScalarKind::Numeric => match numeric_precision_scale(column.type_modifier) {
+        ScalarKind::Numeric => match bounded_numeric_typmod(type_modifier) {
             Some((precision, scale)) if precision <= 38 => TargetType::Decimal { precision, scale },
             // Wider than StarRocks 3.x can hold: keep the exact digits as text.
             Some(_) => TargetType::Varchar(1024),
-            None => TargetType::Decimal {
-                precision: UNCONSTRAINED_NUMERIC.0,
-                scale: UNCONSTRAINED_NUMERIC.1,
+            None => match mapping.unconstrained_numeric {
+                UnconstrainedNumeric::Decimal => TargetType::Decimal {
+                    precision: UNCONSTRAINED_NUMERIC.0,
+                    scale: UNCONSTRAINED_NUMERIC.1,
+                },
+                UnconstrainedNumeric::Varchar => TargetType::Varchar(NUMERIC_TEXT_LENGTH),
             },
         },
-        ScalarKind::Text => match column.type_oid.0 {
+        ScalarKind::Text => match type_oid.0 {
             // char(n), varchar(n)
-            1042 | 1043 => varchar_for_characters(character_length(column.type_modifier)),
+            1042 | 1043 => varchar_for_characters(character_length(type_modifier)),
             // name: 63 bytes
             19 => TargetType::Varchar(64),
             // "char": one byte
@@ -163,15 +221,25 @@ fn scalar_type(kind: ScalarKind, column: &ColumnSchema) -> TargetType {
     }
 }
 
-/// The StarRocks type of a source column (key or not).
-pub fn column_type(table: &TableSchema, column: &ColumnSchema) -> Result<TargetType, MappingError> {
-    let value_type = if let Some(element) = ScalarKind::from_array_type_oid(column.type_oid) {
-        TargetType::Array(Box::new(scalar_type(element, column)))
+/// The StarRocks type of a source column's values, before any key restriction.
+pub fn value_type(column: &ColumnSchema, mapping: TypeMapping) -> TargetType {
+    let (oid, typmod) = (column.type_oid, column.type_modifier);
+    if let Some(element) = ScalarKind::from_array_type_oid(oid) {
+        TargetType::Array(Box::new(scalar_type(element, oid, typmod, mapping)))
     } else {
         // Unknown OIDs (enums, domains, inet, ranges, ...) arrive as text.
-        let kind = ScalarKind::from_type_oid(column.type_oid).unwrap_or(ScalarKind::Text);
-        scalar_type(kind, column)
-    };
+        let kind = ScalarKind::from_type_oid(oid).unwrap_or(ScalarKind::Text);
+        scalar_type(kind, oid, typmod, mapping)
+    }
+}
+
+/// The StarRocks type of a source column (key or not).
+pub fn column_type(
+    table: &TableSchema,
+    column: &ColumnSchema,
+    mapping: TypeMapping,
+) -> Result<TargetType, MappingError> {
+    let value_type = value_type(column, mapping);
     if !column.is_key() {
         return Ok(value_type);
     }
@@ -239,7 +307,10 @@ pub fn audit_columns() -> [TargetColumn; 4] {
 }
 
 /// Maps a source table; reports the first key column that cannot be keyed.
-pub fn target_table(table: &TableSchema) -> Result<TargetTable, MappingError> {
+pub fn target_table(
+    table: &TableSchema,
+    mapping: TypeMapping,
+) -> Result<TargetTable, MappingError> {
     let keys = table.key_columns();
     if keys.is_empty() {
         return Err(MappingError::NoKey {
@@ -250,7 +321,7 @@ pub fn target_table(table: &TableSchema) -> Result<TargetTable, MappingError> {
     for column in keys {
         columns.push(TargetColumn {
             name: column.name.clone(),
-            data_type: column_type(table, column)?,
+            data_type: column_type(table, column, mapping)?,
             nullable: false,
             is_key: true,
         });
@@ -258,7 +329,7 @@ pub fn target_table(table: &TableSchema) -> Result<TargetTable, MappingError> {
     for column in table.columns.iter().filter(|c| !c.is_key()) {
         columns.push(TargetColumn {
             name: column.name.clone(),
-            data_type: column_type(table, column)?,
+            data_type: column_type(table, column, mapping)?,
             // Value columns are always nullable: a delete row carries only the key, and a
             // NOT NULL value column would make StarRocks filter it.
             nullable: true,
@@ -349,6 +420,9 @@ mod tests {
             (1700, (10 << 16 | 2) + 4, "DECIMAL(10,2)"),
             (1700, -1, "DECIMAL(38,9)"),
             (1700, (50 << 16) + 4, "VARCHAR(1024)"),
+            // numeric(3,5) and numeric(2,-3) (PG 15+) are not bounded like DECIMAL(p,s).
+            (1700, (3 << 16 | 5) + 4, "DECIMAL(38,9)"),
+            (1700, (2 << 16 | 0x7fd) + 4, "DECIMAL(38,9)"),
             (1043, 64 + 4, "VARCHAR(256)"),
             (1042, 3 + 4, "VARCHAR(12)"),
             (25, -1, "VARCHAR(1048576)"),
@@ -368,7 +442,9 @@ mod tests {
         for (oid, typmod, expected) in cases {
             let c = column("c", *oid, *typmod, false);
             assert_eq!(
-                column_type(&t, &c).unwrap().to_string(),
+                column_type(&t, &c, TypeMapping::default())
+                    .unwrap()
+                    .to_string(),
                 *expected,
                 "oid {oid}"
             );
@@ -376,27 +452,58 @@ mod tests {
     }
 
     #[test]
+    fn unconstrained_numeric_follows_the_chosen_mapping() {
+        let t = table(vec![]);
+        let varchar = TypeMapping {
+            unconstrained_numeric: UnconstrainedNumeric::Varchar,
+        };
+        let type_of = |oid, typmod, mapping| {
+            column_type(&t, &column("n", oid, typmod, false), mapping)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(type_of(1700, -1, varchar), "VARCHAR(147457)");
+        assert_eq!(type_of(1231, -1, varchar), "ARRAY<VARCHAR(147457)>");
+        assert_eq!(
+            type_of(1231, -1, TypeMapping::default()),
+            "ARRAY<DECIMAL(38,9)>"
+        );
+        // A declared precision and scale bound the values: the choice does not apply.
+        assert_eq!(type_of(1700, (10 << 16 | 2) + 4, varchar), "DECIMAL(10,2)");
+    }
+
+    #[test]
     fn keys_use_keyable_types() {
         let t = table(vec![]);
         assert_eq!(
-            column_type(&t, &column("k", 25, -1, true)).unwrap(),
+            column_type(&t, &column("k", 25, -1, true), TypeMapping::default()).unwrap(),
             TargetType::Varchar(128)
         );
         assert_eq!(
-            column_type(&t, &column("k", 1700, (10 << 16) + 4, true)).unwrap(),
+            column_type(
+                &t,
+                &column("k", 1700, (10 << 16) + 4, true),
+                TypeMapping::default()
+            )
+            .unwrap(),
             TargetType::Varchar(64)
         );
         assert_eq!(
-            column_type(&t, &column("k", 2950, -1, true)).unwrap(),
+            column_type(&t, &column("k", 2950, -1, true), TypeMapping::default()).unwrap(),
             TargetType::Varchar(36)
         );
-        let err = column_type(&t, &column("k", 3802, -1, true)).unwrap_err();
+        let err =
+            column_type(&t, &column("k", 3802, -1, true), TypeMapping::default()).unwrap_err();
         assert!(err.to_string().contains("`k` of `public.t`"), "{err}");
     }
 
     #[test]
     fn a_table_without_key_columns_is_refused() {
-        let err = target_table(&table(vec![column("v", 25, -1, false)])).unwrap_err();
+        let err = target_table(
+            &table(vec![column("v", 25, -1, false)]),
+            TypeMapping::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, MappingError::NoKey { .. }), "{err}");
     }
 
@@ -411,7 +518,7 @@ mod tests {
                 keyed("id", 20, -1, Some(0)),
             ],
         };
-        let target = target_table(&source).unwrap();
+        let target = target_table(&source, TypeMapping::default()).unwrap();
         assert_eq!(target.name, "sales_orders");
         let names: Vec<&str> = target.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
