@@ -6,6 +6,10 @@
 //! settings in `sink/starrocks/config.rs` share it without importing this file). Secrets are held
 //! in [`Secret`] (`secret.rs`), whose `Debug`/`Display` redact, so a password can never reach a
 //! log line, an error or a status answer (DESIGN invariant 10).
+//!
+//! A `STARWAL_*` variable that no setting reads is named in a warning at start, with the known
+//! variable it likely misspells ([`unknown_variables`]); the known ones are the fields of the
+//! raw structs themselves, so the list cannot drift from what is read.
 
 use std::time::Duration;
 
@@ -191,7 +195,13 @@ impl Config {
     /// Reads `.env` when present (variables already set win), then the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         load_dotenv()?;
-        Self::from_vars(std::env::vars())
+        let vars = environment()?;
+        // A misspelled name would be ignored silently: say so, in the log (it is not an error:
+        // a variable meant for another version or tool must not stop the agent).
+        for unknown in unknown_variables(vars.iter().map(|(name, _)| name.as_str())) {
+            tracing::warn!("{unknown}");
+        }
+        Self::from_vars(vars)
     }
 
     /// Validates the given `(name, value)` pairs; only `STARWAL_`-prefixed names are read.
@@ -239,6 +249,156 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
         Err(err) if err.not_found() => Ok(()),
         Err(err) => Err(ConfigError::DotEnv(err)),
     }
+}
+
+/// `STARWAL_*` variables read outside [`RawConfig`] and the StarRocks settings: the log filter
+/// (`cli.rs`) and the control client's `--addr`. Everything else is a field of those raw
+/// structs, so a variable added there is known here at once (see [`known_variables`]).
+pub const OTHER_VARIABLES: &[&str] = &["STARWAL_LOG", "STARWAL_CONTROL_URL"];
+
+/// Every `STARWAL_*` variable starwal reads: the fields of the raw structs, as serde reads them,
+/// and [`OTHER_VARIABLES`].
+pub fn known_variables() -> Vec<String> {
+    struct_fields::<RawConfig>()
+        .iter()
+        .chain(struct_fields::<RawStarRocksConfig>())
+        .map(|field| format!("STARWAL_{}", field.to_ascii_uppercase()))
+        .chain(OTHER_VARIABLES.iter().map(|name| (*name).to_owned()))
+        .collect()
+}
+
+/// A `STARWAL_*` variable that starwal does not read (it would be ignored silently otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVariable {
+    pub name: String,
+    /// The known variable it most likely misspells, if one is close.
+    pub did_you_mean: Option<String>,
+}
+
+impl std::fmt::Display for UnknownVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is not a starwal variable and is ignored", self.name)?;
+        match &self.did_you_mean {
+            Some(known) => write!(f, "; did you mean {known}?"),
+            None => f.write_str(" (see .env.example for the variables)"),
+        }
+    }
+}
+
+/// The `STARWAL_*` names among `names` that no setting reads, each with the known name it is
+/// closest to when that one is a likely misspelling. Names compare as envy reads them, ignoring
+/// case after the prefix.
+pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<UnknownVariable> {
+    let known = known_variables();
+    let mut unknown: Vec<UnknownVariable> = names
+        .into_iter()
+        .filter(|name| name.starts_with("STARWAL_"))
+        .filter(|name| !known.iter().any(|k| k.eq_ignore_ascii_case(name)))
+        .map(|name| {
+            let upper = name.to_ascii_uppercase();
+            // Close: at most two edits, or a quarter of the name for long ones.
+            let limit = 2.max(upper.len().saturating_sub("STARWAL_".len()) / 4);
+            let did_you_mean = known
+                .iter()
+                .map(|k| (edit_distance(&upper, k), k))
+                .filter(|(distance, _)| *distance <= limit)
+                .min()
+                .map(|(_, k)| k.clone());
+            UnknownVariable {
+                name: name.to_owned(),
+                did_you_mean,
+            }
+        })
+        .collect();
+    unknown.sort_by(|a, b| a.name.cmp(&b.name));
+    unknown.dedup();
+    unknown
+}
+
+/// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`: optimal string
+/// alignment distance, so the common `TABELS` for `TABLES` is one edit, not two.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        rows[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+/// The field names of a struct as its derived `Deserialize` declares them, read by asking it to
+/// deserialize from a deserializer that only records them: the raw structs stay the one list
+/// of variables.
+fn struct_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> de::Deserializer<'de> for Fields<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields recorded"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    // Always an error: the deserializer stops once it has the names.
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
+}
+
+/// The process environment as `(name, value)` pairs. A `STARWAL_*` variable that is not valid
+/// UTF-8 is an error naming it (`std::env::vars` would panic on it, invariant 9); other
+/// variables are not ours to judge and are left out.
+fn environment() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => vars.push((name.to_owned(), value)),
+            Err(_) if name.starts_with("STARWAL_") => {
+                return Err(ConfigError::Environment(envy::Error::Custom(format!(
+                    "{name} is not valid UTF-8"
+                ))))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(vars)
 }
 
 impl PostgresConfig {
@@ -648,6 +808,50 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn issue13_unknown_variables_are_named_with_a_near_miss() {
+        let known = known_variables();
+        for name in [
+            "STARWAL_PG_URL",
+            "STARWAL_TABLES",
+            "STARWAL_STARROCKS_URL",
+            "STARWAL_STARROCKS_PASSWORD",
+            "STARWAL_LOG",
+            "STARWAL_CONTROL_URL",
+        ] {
+            assert!(known.iter().any(|k| k == name), "{name} in {known:?}");
+        }
+        let unknown = unknown_variables([
+            "STARWAL_TABELS",
+            "STARWAL_STARROCKS_PASWORD",
+            "STARWAL_PG_URL",
+            "STARWAL_tables",
+            "PATH",
+            "STARWAL_COMPLETELY_DIFFERENT",
+        ]);
+        assert_eq!(
+            unknown,
+            vec![
+                UnknownVariable {
+                    name: "STARWAL_COMPLETELY_DIFFERENT".into(),
+                    did_you_mean: None,
+                },
+                UnknownVariable {
+                    name: "STARWAL_STARROCKS_PASWORD".into(),
+                    did_you_mean: Some("STARWAL_STARROCKS_PASSWORD".into()),
+                },
+                UnknownVariable {
+                    name: "STARWAL_TABELS".into(),
+                    did_you_mean: Some("STARWAL_TABLES".into()),
+                },
+            ]
+        );
+        assert_eq!(
+            unknown[2].to_string(),
+            "STARWAL_TABELS is not a starwal variable and is ignored; did you mean STARWAL_TABLES?"
+        );
     }
 
     #[test]
