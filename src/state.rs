@@ -892,7 +892,7 @@ mod tests {
     }
 
     #[test]
-    fn issue13_failing_loads_turn_readiness_not_serving_until_they_commit() {
+    fn inv13_failing_loads_turn_readiness_not_serving_until_they_commit() {
         let handle = handle();
         let health = handle.health();
         handle.load_attempt_failed("a", "connection", true, "cannot reach StarRocks");

@@ -157,7 +157,7 @@ fn load_retry_delays_ms(agent: &Agent) -> Vec<u64> {
 /// A stand-in for an operator watching a StarRocks outage: FE and BE refuse connections for
 /// 20 s, long enough for the old backoff (doubling to 60 s) to wait 8–16 s between attempts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue13_a_starrocks_outage_shows_in_status_health_and_metrics_and_loads_resume_soon() {
+async fn inv13_a_starrocks_outage_shows_in_status_health_and_metrics_and_loads_resume_soon() {
     let db = Cluster::shared().create_database("engine_health").await;
     let client = db.owner_client().await;
     client
