@@ -1,7 +1,8 @@
 //! `starwal run`: INIT → SETUP → (SNAPSHOT) → CDC → DRAINING → STOPPED.
 //!
-//! One *attempt* sets up both sides (publication, slot — created, never dropped —, target tables,
-//! checkpoint state) and streams until a stop, a drain, or an error. Any error ends the attempt:
+//! One *attempt* sets up both sides — first every check, read-only (`setup::inspect`, the ones
+//! `check` prints), then, only if all passed, target tables, checkpoint state, publication and
+//! the slot last (created, never dropped) — and streams until a stop, a drain, or an error. Any error ends the attempt:
 //! health goes NOT_SERVING with the error as its detail, and the engine starts a new attempt
 //! after a backoff (1 s doubling to 60 s), resuming from the slot — so an operator can fix a
 //! grant, a table or StarRocks without restarting the process, and a Postgres restart is
@@ -22,25 +23,23 @@ use tokio::sync::{mpsc, watch, Mutex};
 use crate::config::{Config, SnapshotMode};
 use crate::engine::error::{AttemptError, StreamError};
 use crate::engine::monitor::{spawn_publication_watcher, spawn_retained_wal_monitor};
+use crate::engine::setup::inspect::{inspect_source, inspect_target, ready, Inspected};
 use crate::engine::setup::postgres::{
-    ensure_slot, ensure_slot_exporting, existing_slot, prepare_source, warn_on_short_sender_timeout,
+    ensure_publication, ensure_slot, ensure_slot_exporting, warn_on_short_sender_timeout,
 };
 use crate::engine::setup::target::prepare_target;
-use crate::engine::setup::SetupError;
 use crate::engine::snapshot::{
     copy_before_streaming, copy_load_bytes, Copier, CopiesWhileStreaming, CopyOutcome,
 };
 use crate::pipeline::loader::LoaderContext;
 use crate::pipeline::{Forwarder, Pipeline, PipelineSettings, PipelineStart};
-use crate::postgres::catalog::table_schema;
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
 use crate::postgres::heartbeat::spawn_heartbeat;
 use crate::postgres::replication::session::{Session, SessionEnd, SessionError};
 use crate::postgres::replication::{ReplicationConnection, ReplicationStream, StartOptions};
 use crate::postgres::snapshot::store::CopyStore;
-use crate::postgres::tls::connect_sql;
 use crate::postgres::Lsn;
-use crate::sink::starrocks::setup::TargetSetup;
+use crate::schema::TableSchema;
 use crate::sink::starrocks::{RetryPolicy, StarRocksSink, StreamLoadClient};
 use crate::sink::Sink;
 use crate::state::{EngineHandle, Phase, StopRequest};
@@ -146,33 +145,28 @@ async fn attempt(
 ) -> Result<AttemptEnd, AttemptError> {
     let pg = &config.postgres;
     let starrocks = config.require_starrocks()?.clone();
-
-    // Source: prerequisites, tables, publication, slot (never dropped).
-    let client = connect_sql(&pg.conn).await.map_err(SetupError::from)?;
-    warn_on_short_sender_timeout(&client, pg.status_interval).await;
-    let existing = existing_slot(&client, &pg.slot, &pg.conn.dbname).await?;
-    let source = prepare_source(&client, pg, existing.is_none()).await?;
     let snapshot_mode = config.engine.snapshot.mode;
-    // A slot created now exports its snapshot for the first copy (held until the readers took
-    // it); with `never` there is nothing to copy.
-    let (slot, exported) = if snapshot_mode == SnapshotMode::Never {
-        (ensure_slot(&client, &pg.conn, &pg.slot).await?, None)
-    } else {
-        ensure_slot_exporting(&client, &pg.conn, &pg.slot).await?
-    };
-    let mut tables = Vec::with_capacity(source.tables.len());
-    for table in source.tables {
-        let schema = table_schema(&client, &table).await?;
-        tables.push((table, schema));
-    }
 
-    // Target: database and tables.
-    let mut target = TargetSetup::connect(&starrocks).await?;
-    // Columns the target lacks get what existing rows hold, or the table a copy.
+    // Read-only first: every check of both sides, the ones `starwal check` prints. Nothing is
+    // created unless all of them pass, so a start that fails here leaves no publication and no
+    // slot holding WAL (invariant 13).
+    let source = inspect_source(pg, snapshot_mode).await;
+    let schemas: Vec<TableSchema> = source.tables.iter().map(|(_, s)| s.clone()).collect();
+    let target = inspect_target(&starrocks, &schemas, &source.emptied_targets).await;
+    let Inspected {
+        client,
+        existing_slot: existing,
+        tables,
+        mut target,
+        plan,
+    } = ready(source, target)?;
+    warn_on_short_sender_timeout(&client, pg.status_interval).await;
+
+    // Then what is created, WAL-holding last: the target's database, tables and columns
+    // (columns the target lacks get what existing rows hold, or the table a copy), the state
+    // tables, the publication, the slot (never dropped).
     let copies = CopyStore::new(&pg.state_schema, &pg.slot);
-    prepare_target(&mut target, &client, &tables, &copies).await?;
-
-    // Checkpoint state.
+    prepare_target(&mut target, plan, &client, &tables, &copies).await?;
     let store = CheckpointStore::new(&pg.state_schema, &pg.slot);
     store.ensure(&client).await?;
     let mut checkpoint = store.load(&client).await?;
@@ -189,6 +183,37 @@ async fn attempt(
         store.clear(&client).await?;
         checkpoint = Checkpoint::default();
     }
+    copies.ensure(&client).await?;
+    if existing.is_none() {
+        // A new slot's stream starts now: tables an earlier slot of this name copied missed
+        // whatever changed while no slot held the WAL, so they are copied again.
+        copies.clear(&client).await?;
+    }
+    let sources: Vec<_> = tables.iter().map(|(source, _)| source.clone()).collect();
+    ensure_publication(&client, &pg.publication, &sources).await?;
+    // A slot created now exports its snapshot for the first copy (held until the readers took
+    // it); with `never` there is nothing to copy.
+    let (slot, exported) = if snapshot_mode == SnapshotMode::Never {
+        (ensure_slot(&client, &pg.conn, &pg.slot).await?, None)
+    } else {
+        ensure_slot_exporting(&client, &pg.conn, &pg.slot).await?
+    };
+    let client = Arc::new(client);
+    // From here the slot holds WAL, during the copy as while streaming: status shows how much.
+    let _retained = TaskGuard(spawn_retained_wal_monitor(
+        client.clone(),
+        pg.slot.clone(),
+        handle.clone(),
+        pg.status_interval,
+    ));
+    if slot.created && exported.is_some() {
+        tracing::info!(
+            slot = %pg.slot,
+            from = %slot.confirmed_flush,
+            "the new slot holds the WAL written from now on until the first copy is done and \
+             streaming confirms it; status shows how much (slot retains)"
+        );
+    }
     let resume_from = resume_position(existing, slot.confirmed_flush, checkpoint.confirmed_lsn);
     tracing::info!(
         slot = %pg.slot,
@@ -200,7 +225,6 @@ async fn attempt(
         "setup done; starting replication"
     );
 
-    let client = Arc::new(client);
     // The sink tells the handle about every attempt, so an outage it rides out is visible.
     let retry = RetryPolicy {
         max_delay: config.engine.load_retry_max_delay,
@@ -224,18 +248,12 @@ async fn attempt(
         compression: starrocks.compression,
         delete_mode: starrocks.delete_mode,
         type_mapping: starrocks.type_mapping,
-        store: CopyStore::new(&pg.state_schema, &pg.slot),
+        store: copies,
         state_client: client.clone(),
         sink: sink.clone(),
         ddl: ddl.clone(),
         handle: handle.clone(),
     };
-    copier.store.ensure(&client).await?;
-    if existing.is_none() {
-        // A new slot's stream starts now: tables an earlier slot of this name copied missed
-        // whatever changed while no slot held the WAL, so they are copied again.
-        copier.store.clear(&client).await?;
-    }
     let copied = copy_before_streaming(
         &copier,
         &client,
@@ -260,6 +278,7 @@ async fn attempt(
         state_client: client.clone(),
         ddl,
         handle: handle.clone(),
+        load_slots: crate::pipeline::loader::LoadSlots::new(config.engine.max_concurrent_loads),
     };
     let settings = PipelineSettings {
         slot: pg.slot.clone(),
@@ -306,12 +325,6 @@ async fn attempt(
     let heartbeat = pg
         .heartbeat_interval
         .map(|interval| spawn_heartbeat(pg.conn.clone(), interval));
-    let retained = spawn_retained_wal_monitor(
-        client.clone(),
-        pg.slot.clone(),
-        handle.clone(),
-        pg.status_interval,
-    );
     let (new_tables_tx, new_tables) = mpsc::unbounded_channel();
     let watcher = spawn_publication_watcher(
         client.clone(),
@@ -405,7 +418,6 @@ async fn attempt(
         coordinator.abort();
         None
     };
-    retained.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -439,6 +451,15 @@ async fn attempt(
 fn attempt_worked(loaded: bool, phase_at_end: Phase, lasted: Duration) -> bool {
     let streamed = matches!(phase_at_end, Phase::Cdc | Phase::Draining);
     loaded || (streamed && lasted >= MAX_BACKOFF)
+}
+
+/// Aborts a task when dropped, so every way out of an attempt ends it.
+struct TaskGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Where streaming resumes: after everything already loaded. The stored checkpoint is written

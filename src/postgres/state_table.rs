@@ -88,17 +88,32 @@ impl StateTables {
     }
 
     /// Creates the schema when missing, then runs `ddl` (the store's idempotent
-    /// `CREATE TABLE IF NOT EXISTS …` statements) in the same batch.
+    /// `CREATE TABLE IF NOT EXISTS …` statements). `CREATE SCHEMA IF NOT EXISTS` needs CREATE
+    /// on the database even when the schema exists, so it runs only when the schema is missing:
+    /// a role needs that privilege for the first start only.
     pub async fn ensure<S: StateStore>(
         &self,
         client: &Client,
         ddl: &str,
     ) -> Result<(), StateError<S>> {
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {};\n{ddl}",
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                &[&self.schema],
+            )
+            .await
+            .map_err(self.failed("looking up the state schema"))?
+            .is_some();
+        let create_schema = if exists {
+            String::new()
+        } else {
+            format!(
+                "CREATE SCHEMA IF NOT EXISTS {};\n",
                 quote_ident(&self.schema)
-            ))
+            )
+        };
+        client
+            .batch_execute(&format!("{create_schema}{ddl}"))
             .await
             .map_err(self.failed("creating the state tables"))
     }

@@ -25,6 +25,7 @@ mod postgres_check;
 mod postgres_checkpoint;
 mod postgres_connect;
 mod postgres_setup;
+mod postgres_setup_order;
 mod postgres_stream;
 mod postgres_tail;
 mod postgres_teardown;

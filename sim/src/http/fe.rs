@@ -5,6 +5,8 @@
 //! the `Expect: 100-continue` requirement for HTTP/1.1 (HTTP/1.0 exempt), then the "No backend
 //! alive." fault, then `307 Temporary Redirect` to the BE with `Connection: close`. It never reads
 //! a load body and does not check that the database or table exist (the BE's begin-txn does).
+//! `get_load_state` checks the password, then the label, then the database (`unknown database,
+//! database=<db>` in a `FAILED` body, HTTP 200), in StarRocks' order.
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, LOCATION};
@@ -65,6 +67,18 @@ fn fe_plain_failure(text: &str) -> Resp {
     with_body(StatusCode::OK, "text/html", body)
 }
 
+/// A REST action's failure as the FE sends it (`RestBaseResult`, HTTP 200): a `DdlException`
+/// thrown after the password check.
+fn fe_rest_failure(text: &str) -> Resp {
+    let body = compact(&[
+        ("status", "FAILED".into()),
+        ("code", "1".into()),
+        ("msg", text.into()),
+        ("message", text.into()),
+    ]);
+    with_body(StatusCode::OK, "application/json", body)
+}
+
 /// `307 Temporary Redirect` to the same path and query on the BE, `Connection: close`.
 pub(crate) fn redirect_to_be(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     let mut location = format!("http://{}{}", ctx.shared.be_authority(), req.uri().path());
@@ -87,16 +101,16 @@ fn get_load_state(ctx: &Ctx, req: &Request<Incoming>, db: &str) -> Resp {
         return reply;
     }
     let Some(label) = query_param(req.uri().query(), "label").filter(|l| !l.is_empty()) else {
-        let body = compact(&[
-            ("status", "FAILED".into()),
-            ("code", "1".into()),
-            ("msg", "No label selected".into()),
-            ("message", "No label selected".into()),
-        ]);
-        return with_body(StatusCode::OK, "application/json", body);
+        return fe_rest_failure("No label selected.");
     };
     let (state, reason) = {
         let mut guard = shared.lock();
+        // After the password and the label, as StarRocks' `GetStreamLoadState` checks: so a
+        // client can prove its credentials before the database exists.
+        if guard.catalog.database(db).is_none() {
+            drop(guard);
+            return fe_rest_failure(&format!("unknown database, database={db}"));
+        }
         let status = guard.txns.status_of(db, &label);
         let reason = guard
             .txns

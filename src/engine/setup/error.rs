@@ -41,13 +41,28 @@ pub enum SetupError {
     },
     #[error("publication `{publication}` publishes all tables (FOR ALL TABLES), not the configured ones; use another STARWAL_PUBLICATION or drop it")]
     PublicationAllTables { publication: String },
-    #[error("cannot {action} publication `{publication}`: {}; the role needs to own the tables (or create the publication as their owner with: {sql})", crate::error_text::chain(.source))]
+    #[error("cannot {action} publication `{publication}`: {}; a role that can may run instead: {sql}", crate::error_text::chain(.source))]
     Publication {
         action: &'static str,
         publication: String,
         sql: String,
         #[source]
         source: tokio_postgres::Error,
+    },
+    #[error("role `{user}` lacks what run needs:\n  - {}", .missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  - "))]
+    Privileges {
+        user: String,
+        missing: Vec<MissingPrivilege>,
+    },
+    #[error("replication connection: {source} (pg_hba.conf: a replication=database connection matches the database column, not `replication`)")]
+    ReplicationConnection {
+        #[source]
+        source: Box<ReplicationError>,
+    },
+    #[error("StarRocks FE HTTP (STARWAL_STARROCKS_URL): {source}")]
+    StreamLoad {
+        #[source]
+        source: Box<crate::sink::starrocks::StreamLoadError>,
     },
     #[error("replication slot `{slot}` was invalidated (wal_status = lost{reason}): Postgres removed WAL it still needed, so changes were lost. Recover with: starwal teardown, or SELECT pg_drop_replication_slot('{slot}'), then start again to re-copy the tables")]
     SlotInvalidated { slot: String, reason: String },
@@ -71,7 +86,7 @@ pub enum SetupError {
     CreateSlot {
         slot: String,
         #[source]
-        source: ReplicationError,
+        source: Box<ReplicationError>,
     },
 }
 
@@ -89,7 +104,26 @@ impl SetupError {
             SetupError::CreateSlot { source, .. } => source.is_transient(),
             SetupError::SlotActive { .. } => true,
             SetupError::Target(err) => err.is_transient(),
+            SetupError::ReplicationConnection { source } => source.is_transient(),
+            SetupError::StreamLoad { source } => source.is_transient(),
             _ => false,
         }
+    }
+}
+
+/// A privilege the role lacks for something `run` would do, with the statement that grants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingPrivilege {
+    /// What is lacking: "CREATE on database `app`".
+    pub privilege: String,
+    /// What run needs it for: "to create publication `starwal`".
+    pub needed_for: String,
+    /// The statement that fixes it (run by an owner or a superuser).
+    pub fix: String,
+}
+
+impl std::fmt::Display for MissingPrivilege {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.privilege, self.needed_for, self.fix)
     }
 }

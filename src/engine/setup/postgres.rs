@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::error::SetupError;
+use super::error::{MissingPrivilege, SetupError};
 use crate::config::PostgresConfig;
 use crate::postgres::catalog::{resolve_tables, SourceTable, PUBLISHES_GENERATED_COLUMNS};
 use crate::postgres::conninfo::ConnInfo;
@@ -213,29 +213,40 @@ async fn publication_options(client: &Client) -> Result<&'static str, SetupError
     })
 }
 
+/// The `CREATE PUBLICATION` setup runs for `tables` (also the fix a privilege error offers, to
+/// be run by the tables' owner).
+pub async fn create_publication_sql(
+    client: &Client,
+    publication: &str,
+    tables: &[SourceTable],
+) -> Result<String, SetupError> {
+    Ok(format!(
+        "CREATE PUBLICATION {} FOR TABLE {} WITH ({})",
+        quote_ident(publication),
+        quoted_list(tables),
+        publication_options(client).await?
+    ))
+}
+
+fn quoted_list(tables: &[SourceTable]) -> String {
+    tables
+        .iter()
+        .map(|t| t.quoted())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Creates the publication for `tables`, or adds the ones it lacks. Returns (created, added).
 pub async fn ensure_publication(
     client: &Client,
     publication: &str,
     tables: &[SourceTable],
 ) -> Result<(bool, Vec<String>), SetupError> {
-    let list = |tables: &[SourceTable]| {
-        tables
-            .iter()
-            .map(|t| t.quoted())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let (action, sql, added) = match publication_status(client, publication, tables).await? {
         PublicationStatus::Complete => return Ok((false, Vec::new())),
         PublicationStatus::Missing => (
             "create",
-            format!(
-                "CREATE PUBLICATION {} FOR TABLE {} WITH ({})",
-                quote_ident(publication),
-                list(tables),
-                publication_options(client).await?
-            ),
+            create_publication_sql(client, publication, tables).await?,
             Vec::new(),
         ),
         PublicationStatus::MissingTables(missing) => (
@@ -243,7 +254,7 @@ pub async fn ensure_publication(
             format!(
                 "ALTER PUBLICATION {} ADD TABLE {}",
                 quote_ident(publication),
-                list(&missing)
+                quoted_list(&missing)
             ),
             missing
                 .iter()
@@ -263,6 +274,159 @@ pub async fn ensure_publication(
     tracing::info!(publication, action, ?added, "publication changed");
     // Only two changes reach here: a new publication (nothing "added") or added tables.
     Ok((added.is_empty(), added))
+}
+
+/// Checks that the role may do what setup would do, read-only, so that a missing grant stops
+/// setup before it creates anything (invariant 13): CREATE on the database for a publication or
+/// a state schema it creates, CREATE and USAGE on an existing state schema (its tables are
+/// created `IF NOT EXISTS` on every start, which needs CREATE), ownership of the tables a
+/// publication gets (and of a publication it adds tables to), and SELECT on every table (copies
+/// and moved-row reads). Every missing privilege at once, each with its GRANT; returns the
+/// role's name.
+pub async fn check_privileges(
+    client: &Client,
+    config: &PostgresConfig,
+    tables: &[SourceTable],
+    publication: &PublicationStatus,
+) -> Result<String, SetupError> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, current_database()::text, \
+                    has_database_privilege(current_database(), 'CREATE'), \
+                    n.oid IS NOT NULL, \
+                    n.oid IS NOT NULL AND has_schema_privilege(n.oid, 'CREATE'), \
+                    n.oid IS NOT NULL AND has_schema_privilege(n.oid, 'USAGE') \
+               FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1",
+            &[&config.state_schema],
+        )
+        .await
+        .map_err(SetupError::query("reading the role's privileges"))?;
+    let user: String = row.get(0);
+    let database: String = row.get(1);
+    let (create_on_database, schema_exists) = (row.get::<_, bool>(2), row.get::<_, bool>(3));
+    let (create_on_schema, usage_on_schema) = (row.get::<_, bool>(4), row.get::<_, bool>(5));
+    let oids: Vec<u32> = tables.iter().map(|t| t.oid.0).collect();
+    let rows = client
+        .query(
+            "SELECT c.oid, pg_has_role(c.relowner, 'USAGE'), has_table_privilege(c.oid, 'SELECT') \
+               FROM pg_class c WHERE c.oid = ANY($1::oid[])",
+            &[&oids],
+        )
+        .await
+        .map_err(SetupError::query("reading the tables' owners and grants"))?;
+    let granted = |table: &SourceTable, column: usize| {
+        rows.iter()
+            .find(|row| row.get::<_, u32>(0) == table.oid.0)
+            .is_some_and(|row| row.get::<_, bool>(column))
+    };
+    let names = |tables: &[&SourceTable]| {
+        tables
+            .iter()
+            .map(|t| t.quoted())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let role = quote_ident(&user);
+    let mut missing = Vec::new();
+
+    let mut database_create_for = Vec::new();
+    if *publication == PublicationStatus::Missing {
+        database_create_for.push(format!("to create publication `{}`", config.publication));
+    }
+    if !schema_exists {
+        database_create_for.push(format!(
+            "to create the state schema `{}`",
+            config.state_schema
+        ));
+    }
+    if !create_on_database && !database_create_for.is_empty() {
+        missing.push(MissingPrivilege {
+            privilege: format!("CREATE on database `{database}`"),
+            needed_for: database_create_for.join(" and "),
+            fix: format!(
+                "GRANT CREATE ON DATABASE {} TO {role}",
+                quote_ident(&database)
+            ),
+        });
+    }
+    if schema_exists && !(create_on_schema && usage_on_schema) {
+        missing.push(MissingPrivilege {
+            privilege: format!("USAGE and CREATE on schema `{}`", config.state_schema),
+            needed_for: "to keep the checkpoint and copy progress there".to_owned(),
+            fix: format!(
+                "GRANT USAGE, CREATE ON SCHEMA {} TO {role}",
+                quote_ident(&config.state_schema)
+            ),
+        });
+    }
+    let to_publish: Vec<SourceTable> = match publication {
+        PublicationStatus::Missing => tables.to_vec(),
+        PublicationStatus::MissingTables(missing) => missing.clone(),
+        PublicationStatus::Complete => Vec::new(),
+    };
+    let not_owned: Vec<&SourceTable> = to_publish.iter().filter(|t| !granted(t, 1)).collect();
+    if !not_owned.is_empty() {
+        let (needed_for, owner_sql) = if *publication == PublicationStatus::Missing {
+            (
+                format!("to create publication `{}` for them", config.publication),
+                create_publication_sql(client, &config.publication, tables).await?,
+            )
+        } else {
+            (
+                format!("to add them to publication `{}`", config.publication),
+                format!(
+                    "ALTER PUBLICATION {} ADD TABLE {}",
+                    quote_ident(&config.publication),
+                    quoted_list(&to_publish)
+                ),
+            )
+        };
+        missing.push(MissingPrivilege {
+            privilege: format!("ownership of {}", names(&not_owned)),
+            needed_for,
+            fix: format!(
+                "{}; or have their owner run: {owner_sql}",
+                not_owned
+                    .iter()
+                    .map(|t| format!("ALTER TABLE {} OWNER TO {role}", t.quoted()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        });
+    }
+    if let PublicationStatus::MissingTables(_) = publication {
+        let owns = client
+            .query_opt(
+                "SELECT pg_has_role(pubowner, 'USAGE') FROM pg_publication WHERE pubname = $1",
+                &[&config.publication],
+            )
+            .await
+            .map_err(SetupError::query("reading the publication's owner"))?
+            .is_some_and(|row| row.get::<_, bool>(0));
+        if !owns {
+            missing.push(MissingPrivilege {
+                privilege: format!("ownership of publication `{}`", config.publication),
+                needed_for: "to add the tables it lacks".to_owned(),
+                fix: format!(
+                    "ALTER PUBLICATION {} OWNER TO {role}",
+                    quote_ident(&config.publication)
+                ),
+            });
+        }
+    }
+    let unreadable: Vec<&SourceTable> = tables.iter().filter(|t| !granted(t, 2)).collect();
+    if !unreadable.is_empty() {
+        missing.push(MissingPrivilege {
+            privilege: format!("SELECT on {}", names(&unreadable)),
+            needed_for: "to copy them and read rows the stream does not carry".to_owned(),
+            fix: format!("GRANT SELECT ON {} TO {role}", names(&unreadable)),
+        });
+    }
+    if missing.is_empty() {
+        Ok(user)
+    } else {
+        Err(SetupError::Privileges { user, missing })
+    }
 }
 
 /// Whether the slot exists: `Some(confirmed_flush)` after checking it is usable.
@@ -356,7 +520,7 @@ async fn create_slot_if_missing(
     }
     let create_error = |source| SetupError::CreateSlot {
         slot: slot.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let mut replication = ReplicationConnection::connect(conn)
         .await

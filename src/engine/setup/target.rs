@@ -16,18 +16,18 @@ use crate::postgres::catalog::{existing_values, SourceTable};
 use crate::postgres::snapshot::store::CopyStore;
 use crate::schema::{ColumnSchema, TableSchema};
 use crate::sink::starrocks::mapping::target_table_name;
-use crate::sink::starrocks::setup::{NewColumn, TargetReport, TargetSetup};
+use crate::sink::starrocks::setup::{NewColumn, TargetPlan, TargetReport, TargetSetup};
 
-/// Makes every target table ready for `tables` (see the module docs); copies it records are
-/// in `copies`, for the SNAPSHOT phase.
+/// Makes every target table ready for `tables` by carrying out `plan` (from
+/// [`TargetSetup::plan`], which the inspection made); copies it records are in `copies`, for the
+/// SNAPSHOT phase.
 pub async fn prepare_target(
     target: &mut TargetSetup,
+    plan: TargetPlan,
     client: &Client,
     tables: &[(SourceTable, TableSchema)],
     copies: &CopyStore,
 ) -> Result<TargetReport, SetupError> {
-    let schemas: Vec<TableSchema> = tables.iter().map(|(_, schema)| schema.clone()).collect();
-    let plan = target.plan(&schemas).await?;
     let mut defaults: HashMap<(String, String), String> = HashMap::new();
     for table in plan.tables.iter().filter(|t| t.exists) {
         if table.missing_columns.is_empty() {

@@ -18,4 +18,4 @@ pub mod stream_load;
 pub use config::{Compression, DeleteMode, StarRocksConfig};
 pub use error::StreamLoadError;
 pub use label::Label;
-pub use stream_load::{RetryPolicy, StarRocksSink, StreamLoadClient};
+pub use stream_load::{ProbeFound, RetryPolicy, StarRocksSink, StreamLoadClient};

@@ -395,6 +395,25 @@ impl TargetSetup {
             .unwrap_or_default())
     }
 
+    /// How many rows target `table` holds (`SELECT COUNT(*)`): `check` says when a copy would
+    /// empty a table that has some.
+    pub async fn row_count(&mut self, table: &str) -> Result<u64, TargetSetupError> {
+        let rows = self
+            .rows(
+                &format!("counting the rows of `{table}`"),
+                &format!(
+                    "SELECT COUNT(*) FROM {}.{}",
+                    quote(&self.config.database),
+                    quote(table)
+                ),
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|row| row.get::<Option<u64>, _>(0).flatten())
+            .unwrap_or(0))
+    }
+
     async fn existing_columns(
         &mut self,
         table: &str,

@@ -226,6 +226,26 @@ fn path_segment(name: &str) -> String {
     out
 }
 
+/// What [`StreamLoadClient::probe`] found, besides an FE that accepts the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeFound {
+    /// The database exists.
+    Database,
+    /// The FE does not know the database (setup creates it).
+    NoDatabase,
+}
+
+/// Whether an FE answer is its `unknown database, database=<db>` failure.
+fn is_unknown_database(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|json| {
+            let message = json.get("msg").or_else(|| json.get("message"))?;
+            Some(message.as_str()?.starts_with("unknown database"))
+        })
+        .unwrap_or(false)
+}
+
 impl StreamLoadClient {
     /// A client for `config` with the default retry policy.
     pub fn new(config: StarRocksConfig) -> Arc<StreamLoadClient> {
@@ -509,8 +529,11 @@ impl StreamLoadClient {
     }
 
     /// One `get_load_state` call for a label that does not exist: proves the FE answers and
-    /// accepts the credentials, without loading anything (`starwal check`).
-    pub async fn probe(self: &Arc<Self>) -> Result<(), StreamLoadError> {
+    /// accepts the credentials, without loading anything (`starwal check`, and `run` before it
+    /// creates anything). The FE checks the password before it looks for the database and
+    /// answers `unknown database, database=<db>` (a `FAILED` body, HTTP 200) when there is none,
+    /// so the probe works before setup creates the database.
+    pub async fn probe(self: &Arc<Self>) -> Result<ProbeFound, StreamLoadError> {
         let client = Arc::clone(self);
         let result = tokio::task::spawn_blocking(move || {
             let mut handle = client.take_handle();
@@ -524,7 +547,13 @@ impl StreamLoadClient {
         })
         .await;
         match result {
-            Ok(state) => state.map(drop),
+            Ok(Ok(_)) => Ok(ProbeFound::Database),
+            Ok(Err(StreamLoadError::Malformed { source, .. }))
+                if is_unknown_database(&source.excerpt) =>
+            {
+                Ok(ProbeFound::NoDatabase)
+            }
+            Ok(Err(err)) => Err(err),
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
     }

@@ -1,0 +1,382 @@
+//! The first phase of setup, shared by `starwal check` and every attempt of `starwal run`: every
+//! check that can fail, on both sides, run read-only before anything is created (invariant 13).
+//! Source: the connection, server prerequisites, the slot, the tables and their schemas, the
+//! publication, the role's privileges for what setup would create, a replication connection.
+//! Target: the MySQL protocol (credentials, version, database, tables) and the FE's HTTP
+//! endpoint with the credentials loads use, whether the database exists yet or not.
+//!
+//! Each check is a [`Finding`]: `check` prints them all; `run` stops at the first failure and
+//! creates nothing, so a start that fails leaves no publication and no slot holding WAL. Because
+//! both run exactly these checks, `check` fails whenever `run`'s setup would. Findings also say
+//! what `run` would do (create a publication, a slot, tables; empty a target table that has rows
+//! before its first copy).
+
+use std::collections::HashSet;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+use super::error::SetupError;
+use super::postgres::{
+    check_prerequisites, check_privileges, existing_slot, publication_status, PublicationStatus,
+};
+use crate::config::{PostgresConfig, SnapshotMode};
+use crate::postgres::catalog::{resolve_tables, table_schema, SourceTable};
+use crate::postgres::replication::ReplicationConnection;
+use crate::postgres::snapshot::store::{CopyRecord, CopyStore};
+use crate::postgres::tls::connect_sql;
+use crate::postgres::Lsn;
+use crate::schema::TableSchema;
+use crate::sink::starrocks::mapping::target_table_name;
+use crate::sink::starrocks::setup::{TargetPlan, TargetSetup};
+use crate::sink::starrocks::{ProbeFound, StarRocksConfig, StreamLoadClient};
+
+/// One check: what was checked, and what was found or why it fails.
+#[derive(Debug)]
+pub struct Finding {
+    pub subject: String,
+    pub outcome: Result<String, SetupError>,
+}
+
+impl Finding {
+    fn passed(subject: impl Into<String>, detail: impl Into<String>) -> Finding {
+        Finding {
+            subject: subject.into(),
+            outcome: Ok(detail.into()),
+        }
+    }
+
+    fn failed(subject: impl Into<String>, error: impl Into<SetupError>) -> Finding {
+        Finding {
+            subject: subject.into(),
+            outcome: Err(error.into()),
+        }
+    }
+}
+
+/// What the source checks found.
+#[derive(Debug, Default)]
+pub struct SourceInspection {
+    pub findings: Vec<Finding>,
+    /// The SQL connection, when it opened.
+    pub client: Option<Client>,
+    /// `Some(confirmed_flush)` when the slot exists (and is usable).
+    pub existing_slot: Option<Lsn>,
+    /// The configured tables with their schemas (those whose schema could be read).
+    pub tables: Vec<(SourceTable, TableSchema)>,
+    /// Target table names the first copy empties before copying (see [`tables_emptied`]).
+    pub emptied_targets: HashSet<String>,
+}
+
+/// What the target checks found.
+#[derive(Debug, Default)]
+pub struct TargetInspection {
+    pub findings: Vec<Finding>,
+    /// The MySQL-protocol connection and what setup would do there, when both worked.
+    pub setup: Option<(TargetSetup, TargetPlan)>,
+}
+
+/// Both sides, ready for the phase that creates: only when every finding passed.
+#[derive(Debug)]
+pub struct Inspected {
+    pub client: Client,
+    pub existing_slot: Option<Lsn>,
+    pub tables: Vec<(SourceTable, TableSchema)>,
+    pub target: TargetSetup,
+    pub plan: TargetPlan,
+}
+
+/// Source and target checks together, as `run` uses them: the first failure as the error
+/// (every failure is logged), or everything the creating phase needs.
+pub fn ready(source: SourceInspection, target: TargetInspection) -> Result<Inspected, SetupError> {
+    let mut first = None;
+    for finding in source.findings.into_iter().chain(target.findings) {
+        if let Err(error) = finding.outcome {
+            match first {
+                None => first = Some(error),
+                Some(_) => tracing::error!(check = %finding.subject, "{error}"),
+            }
+        }
+    }
+    if let Some(error) = first {
+        return Err(error);
+    }
+    match (source.client, target.setup) {
+        (Some(client), Some((target, plan))) => Ok(Inspected {
+            client,
+            existing_slot: source.existing_slot,
+            tables: source.tables,
+            target,
+            plan,
+        }),
+        // Every finding passed, so both connections opened: a finding is pushed for each.
+        _ => unreachable!("every check passed without both connections"),
+    }
+}
+
+/// Whether a state store's read failed because its schema or table does not exist.
+fn never_created(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        if let Some(code) = current
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code)
+        {
+            return *code == SqlState::UNDEFINED_TABLE || *code == SqlState::INVALID_SCHEMA_NAME;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// The source checks (see the module docs). Stops after the connection when it fails; otherwise
+/// runs every check, so all problems are found at once.
+pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> SourceInspection {
+    let mut inspection = SourceInspection::default();
+    let findings = &mut inspection.findings;
+    let client = match connect_sql(&config.conn).await {
+        Ok(client) => client,
+        Err(err) => {
+            findings.push(Finding::failed("Postgres connection", err));
+            return inspection;
+        }
+    };
+    findings.push(Finding::passed(
+        "Postgres connection",
+        config.conn.to_string(),
+    ));
+
+    let slot = existing_slot(&client, &config.slot, &config.conn.dbname).await;
+    let slot_exists = matches!(slot, Ok(Some(_)));
+    findings.push(match check_prerequisites(&client, !slot_exists).await {
+        Ok(version) => Finding::passed(
+            "Postgres prerequisites",
+            format!(
+                "server_version_num {version}, wal_level logical, REPLICATION granted, free sender{}",
+                if slot_exists { "" } else { " and slot" }
+            ),
+        ),
+        Err(err) => Finding::failed("Postgres prerequisites", err),
+    });
+    let slot_subject = format!("slot `{}`", config.slot);
+    findings.push(match slot {
+        Ok(Some(lsn)) => {
+            inspection.existing_slot = Some(lsn);
+            Finding::passed(slot_subject, format!("exists, resumes at {lsn}"))
+        }
+        Ok(None) => Finding::passed(
+            slot_subject,
+            "missing; run creates it last, after every other step of setup worked",
+        ),
+        Err(err) => Finding::failed(slot_subject, err),
+    });
+
+    match resolve_tables(&client, &config.tables).await {
+        Err(err) => findings.push(Finding::failed("tables", err)),
+        Ok(tables) => {
+            let names: Vec<String> = tables.iter().map(SourceTable::display_name).collect();
+            findings.push(Finding::passed("tables", names.join(", ")));
+            let publication_subject = format!("publication `{}`", config.publication);
+            match publication_status(&client, &config.publication, &tables).await {
+                Ok(status) => {
+                    findings.push(Finding::passed(
+                        publication_subject,
+                        match &status {
+                            PublicationStatus::Complete => "publishes every table".to_owned(),
+                            PublicationStatus::Missing => "missing; run creates it".to_owned(),
+                            PublicationStatus::MissingTables(missing) => format!(
+                                "run adds {}",
+                                missing
+                                    .iter()
+                                    .map(SourceTable::display_name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        },
+                    ));
+                    findings.push(
+                        match check_privileges(&client, config, &tables, &status).await {
+                            Ok(user) => Finding::passed(
+                                "Postgres privileges",
+                                format!("role `{user}` may do what run does"),
+                            ),
+                            Err(err) => Finding::failed("Postgres privileges", err),
+                        },
+                    );
+                }
+                Err(err) => findings.push(Finding::failed(publication_subject, err)),
+            }
+            for table in &tables {
+                match table_schema(&client, table).await {
+                    Ok(schema) => inspection.tables.push((table.clone(), schema)),
+                    Err(err) => findings.push(Finding::failed(
+                        format!("table `{}`", table.display_name()),
+                        err,
+                    )),
+                }
+            }
+            match tables_emptied(&client, config, slot_exists, snapshot, &tables).await {
+                Ok(emptied) => inspection.emptied_targets = emptied,
+                Err(err) => findings.push(Finding::failed("copy progress", err)),
+            }
+        }
+    }
+
+    findings.push(match ReplicationConnection::connect(&config.conn).await {
+        Ok(mut conn) => {
+            let identity = conn.identify_system().await;
+            conn.close().await;
+            match identity {
+                Ok(identity) => Finding::passed(
+                    "replication connection",
+                    format!(
+                        "system {}, timeline {}",
+                        identity.system_id, identity.timeline
+                    ),
+                ),
+                Err(source) => Finding::failed(
+                    "replication connection",
+                    SetupError::ReplicationConnection {
+                        source: Box::new(source),
+                    },
+                ),
+            }
+        }
+        Err(source) => Finding::failed(
+            "replication connection",
+            SetupError::ReplicationConnection {
+                source: Box::new(source),
+            },
+        ),
+    });
+    inspection.client = Some(client);
+    inspection
+}
+
+/// The target tables (StarRocks names) the first copy empties before copying: with a copy to
+/// make (`STARWAL_SNAPSHOT` other than `never`), every table when the slot is new (its stream
+/// starts now, so earlier copies do not count), else the tables with no copy record or a copy
+/// asked for and not started (a copy cut short resumes without emptying). Read-only: a state
+/// table that does not exist yet means no table was copied.
+async fn tables_emptied(
+    client: &Client,
+    config: &PostgresConfig,
+    slot_exists: bool,
+    snapshot: SnapshotMode,
+    tables: &[SourceTable],
+) -> Result<HashSet<String>, SetupError> {
+    let target = |t: &SourceTable| target_table_name(&t.schema, &t.name);
+    let copy_unrecorded = snapshot != SnapshotMode::Never;
+    if !slot_exists {
+        return Ok(if copy_unrecorded {
+            tables.iter().map(target).collect()
+        } else {
+            HashSet::new()
+        });
+    }
+    let store = CopyStore::new(&config.state_schema, &config.slot);
+    let records = match store.load(client).await {
+        Ok(records) => records,
+        // The state schema or its tables do not exist yet: nothing was copied.
+        Err(err) if never_created(&err) => Default::default(),
+        Err(err) => return Err(Box::new(err).into()),
+    };
+    Ok(tables
+        .iter()
+        .filter(|t| match records.get(&t.display_name()) {
+            None => copy_unrecorded,
+            Some(CopyRecord::Pending { .. }) => true,
+            Some(_) => false,
+        })
+        .map(target)
+        .collect())
+}
+
+/// The target checks (see the module docs); `sources` are the source schemas found,
+/// `emptied` the target tables the first copy empties.
+pub async fn inspect_target(
+    config: &StarRocksConfig,
+    sources: &[TableSchema],
+    emptied: &HashSet<String>,
+) -> TargetInspection {
+    let mut inspection = TargetInspection::default();
+    let findings = &mut inspection.findings;
+    match TargetSetup::connect(config).await {
+        Err(err) => findings.push(Finding::failed("StarRocks MySQL protocol", err)),
+        Ok(mut setup) => match setup.plan(sources).await {
+            Err(err) => {
+                findings.push(Finding::failed("StarRocks tables", err));
+                setup.close().await;
+            }
+            Ok(plan) => {
+                findings.push(Finding::passed(
+                    "StarRocks MySQL protocol",
+                    format!("{} (version {})", config.mysql_addr, plan.version),
+                ));
+                findings.push(Finding::passed(
+                    format!("database `{}`", config.database),
+                    if plan.create_database {
+                        "missing; run creates it"
+                    } else {
+                        "exists"
+                    },
+                ));
+                for table in &plan.tables {
+                    let subject = format!("target `{}`", table.target.name);
+                    let mut detail = if !table.exists {
+                        "missing; run creates it".to_owned()
+                    } else if table.missing_columns.is_empty() {
+                        "matches the source".to_owned()
+                    } else {
+                        format!(
+                            "run adds {}",
+                            table
+                                .missing_columns
+                                .iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
+                    if table.exists && emptied.contains(&table.target.name) {
+                        match setup.row_count(&table.target.name).await {
+                            Ok(0) => {}
+                            Ok(rows) => detail.push_str(&format!(
+                                "; it has {rows} rows, which run deletes before the first copy \
+                                 (STARWAL_SNAPSHOT=never keeps them)"
+                            )),
+                            Err(err) => {
+                                findings.push(Finding::failed(subject, err));
+                                continue;
+                            }
+                        }
+                    }
+                    findings.push(Finding::passed(subject, detail));
+                }
+                inspection.setup = Some((setup, plan));
+            }
+        },
+    }
+
+    let client = StreamLoadClient::new(config.clone());
+    findings.push(match client.probe().await {
+        Ok(found) => Finding::passed(
+            "Stream Load",
+            format!(
+                "{} answers and accepts the credentials{}",
+                config.fe_urls.join(", "),
+                match found {
+                    ProbeFound::Database => "",
+                    ProbeFound::NoDatabase => " (the database does not exist yet)",
+                }
+            ),
+        ),
+        Err(source) => Finding::failed(
+            "Stream Load",
+            SetupError::StreamLoad {
+                source: Box::new(source),
+            },
+        ),
+    });
+    inspection
+}
