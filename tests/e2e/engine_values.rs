@@ -91,7 +91,13 @@ async fn stops_naming(agent: &Agent, needle: &str) {
 }
 
 /// Waits for `rows` rows in `table` and returns them.
-async fn rows_arrived(sim: &starrocks_sim::Sim, agent: &Agent, table: &str, columns: &[&str], rows: usize) -> Rows {
+async fn rows_arrived(
+    sim: &starrocks_sim::Sim,
+    agent: &Agent,
+    table: &str,
+    columns: &[&str],
+    rows: usize,
+) -> Rows {
     let mut got = Rows::new();
     let arrived = wait_until(TIMEOUT, || {
         got = target_rows(sim, table, columns);
@@ -107,7 +113,9 @@ async fn rows_arrived(sim: &starrocks_sim::Sim, agent: &Agent, table: &str, colu
 /// table naming table, column and key, and is not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv12_unconstrained_numeric_is_exact_or_stops_the_table() {
-    let db = Cluster::shared().create_database("engine_values_numeric").await;
+    let db = Cluster::shared()
+        .create_database("engine_values_numeric")
+        .await;
     let client = db.owner_client().await;
     client
         .batch_execute(
@@ -128,7 +136,11 @@ async fn inv12_unconstrained_numeric_is_exact_or_stops_the_table() {
         .await
         .unwrap();
     let expected: Rows = [
-        [some("1"), some("12.500000000"), some("[\"1.500000000\",null]")],
+        [
+            some("1"),
+            some("12.500000000"),
+            some("[\"1.500000000\",null]"),
+        ],
         [some("2"), some("-0.000000001"), some("[]")],
         [
             some("3"),
@@ -149,7 +161,9 @@ async fn inv12_unconstrained_numeric_is_exact_or_stops_the_table() {
         .unwrap();
     stops_naming(&agent, "column `n` of `public.nums`, key (id)=(5)").await;
     assert!(
-        agent.log().contains("numeric `3.14159265358979` does not fit DECIMAL(38,9) exactly"),
+        agent
+            .log()
+            .contains("numeric `3.14159265358979` does not fit DECIMAL(38,9) exactly"),
         "{}",
         agent.log()
     );
@@ -166,7 +180,9 @@ async fn inv12_unconstrained_numeric_is_exact_or_stops_the_table() {
 /// included, arrives as the exact digits Postgres prints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv12_unconstrained_numeric_as_varchar_keeps_every_digit() {
-    let db = Cluster::shared().create_database("engine_values_numeric_text").await;
+    let db = Cluster::shared()
+        .create_database("engine_values_numeric_text")
+        .await;
     let client = db.owner_client().await;
     let cases = [
         "3.14159265358979",
@@ -185,7 +201,9 @@ async fn inv12_unconstrained_numeric_as_varchar_keeps_every_digit() {
         cases
             .iter()
             .enumerate()
-            .map(|(index, value)| format!("INSERT INTO nums VALUES ({}, '{value}');", offset + index))
+            .map(|(index, value)| {
+                format!("INSERT INTO nums VALUES ({}, '{value}');", offset + index)
+            })
             .collect::<String>()
     };
     client.batch_execute(&insert(0)).await.unwrap();
@@ -219,7 +237,9 @@ async fn inv12_unconstrained_numeric_as_varchar_keeps_every_digit() {
 /// naming table, column and key, whatever its element type.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv12_float_specials_arrive_and_multi_dimensional_arrays_stop_the_table() {
-    let db = Cluster::shared().create_database("engine_values_floats").await;
+    let db = Cluster::shared()
+        .create_database("engine_values_floats")
+        .await;
     let client = db.owner_client().await;
     client
         .batch_execute(
@@ -271,7 +291,9 @@ async fn inv12_float_specials_arrive_and_multi_dimensional_arrays_stop_the_table
         .unwrap();
     stops_naming(&agent, "column `texts` of `public.vals`, key (id)=(3)").await;
     assert!(
-        agent.log().contains("is a multi-dimensional array, which ARRAY<VARCHAR(1048576)> cannot hold"),
+        agent
+            .log()
+            .contains("is a multi-dimensional array, which ARRAY<VARCHAR(1048576)> cannot hold"),
         "{}",
         agent.log()
     );
@@ -284,7 +306,9 @@ async fn inv12_float_specials_arrive_and_multi_dimensional_arrays_stop_the_table
 /// `infinity` is the largest DATE, as documented.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv12_bc_dates_stop_the_copy_naming_the_row() {
-    let db = Cluster::shared().create_database("engine_values_dates").await;
+    let db = Cluster::shared()
+        .create_database("engine_values_dates")
+        .await;
     let client = db.owner_client().await;
     client
         .batch_execute(
@@ -299,7 +323,9 @@ async fn inv12_bc_dates_stop_the_copy_naming_the_row() {
         .start();
     stops_naming(&agent, "column `d` of `public.days`, key (id)=(3)").await;
     assert!(
-        agent.log().contains("date `-0043-03-15` is outside DATE's years 0000..9999"),
+        agent
+            .log()
+            .contains("date `-0043-03-15` is outside DATE's years 0000..9999"),
         "{}",
         agent.log()
     );

@@ -1148,7 +1148,11 @@ mod tests {
         assert_eq!(float_of("double", "\"+INF\""), Some(f64::INFINITY));
         assert_eq!(
             json("array<double>", "[1.5,\"-Infinity\",null]").unwrap(),
-            Value::Array(vec![Value::Float(1.5), Value::Float(f64::NEG_INFINITY), Value::Null])
+            Value::Array(vec![
+                Value::Float(1.5),
+                Value::Float(f64::NEG_INFINITY),
+                Value::Null
+            ])
         );
         for bad in ["\"in\"", "\"nope\"", "\"na\"", "\"-\""] {
             assert_eq!(
