@@ -185,8 +185,7 @@ pub struct Config {
     pub starrocks: Option<StarRocksConfig>,
 }
 
-const TABLES_FORM: &str =
-    "a comma-separated list of schema-qualified tables, e.g. `public.orders,sales.*`";
+const TABLES_FORM: &str = "a comma-separated list of schema-qualified tables, e.g. `public.orders,sales.*` (unquoted names fold to lower case; quote others: `public.\"Orders\"`)";
 const IDENT_FORM: &str =
     "a Postgres identifier of lower-case letters, digits and underscores, at most 63 bytes";
 const SECONDS_FORM: &str = "a whole number of seconds, e.g. 10";
@@ -623,37 +622,10 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-/// Parses `STARWAL_TABLES`. Names are taken as written (unquoted Postgres identifiers are
-/// lower-case; quoting is not supported here, so `Public.Orders` is rejected rather than guessed).
+/// Parses `STARWAL_TABLES` with Postgres' identifier rules ([`TablePattern::parse_list`]):
+/// unquoted names fold to lower case, quoted ones (`public."Orders"`) are taken as written.
 pub fn parse_tables(value: &str) -> Result<Vec<TablePattern>, ConfigError> {
-    let invalid = || ConfigError::Invalid {
-        var: "STARWAL_TABLES",
-        value: value.to_owned(),
-        expected: TABLES_FORM,
-    };
-    let mut tables = Vec::new();
-    for item in value.split(',').map(str::trim) {
-        let (schema, name) = item.split_once('.').ok_or_else(invalid)?;
-        if !is_identifier(schema) {
-            return Err(invalid());
-        }
-        let pattern = if name == "*" {
-            TablePattern::AllInSchema {
-                schema: schema.to_owned(),
-            }
-        } else if is_identifier(name) {
-            TablePattern::Table {
-                schema: schema.to_owned(),
-                name: name.to_owned(),
-            }
-        } else {
-            return Err(invalid());
-        };
-        if !tables.contains(&pattern) {
-            tables.push(pattern);
-        }
-    }
-    Ok(tables)
+    TablePattern::parse_list(value).map_err(ConfigError::Tables)
 }
 
 /// An unquoted Postgres identifier as users write it in env vars: lower-case letters, digits,
@@ -748,7 +720,7 @@ mod tests {
         for bad in [
             "orders",
             "public.",
-            "public.Orders",
+            "public.\"Orders",
             "a.b.c",
             ",",
             "public.t;drop",
@@ -808,6 +780,28 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn issue13_tables_take_quoted_identifiers() {
+        let config = Config::from_vars(vars(&[
+            ("STARWAL_PG_URL", URL),
+            ("STARWAL_TABLES", "public.\"Orders\", Sales.Items"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.postgres.tables,
+            vec![
+                TablePattern::Table {
+                    schema: "public".into(),
+                    name: "Orders".into()
+                },
+                TablePattern::Table {
+                    schema: "sales".into(),
+                    name: "items".into()
+                },
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! names the variable and the form it expects; none carries a secret (invariant 10). The CLI
 //! exits with code 2 on any of them.
 
+use crate::postgres::catalog::TablePatternError;
 use crate::postgres::conninfo::ConnInfoError;
 
 /// A configuration problem: names the variable and the form it expects. A value quoted back
@@ -27,6 +28,8 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
+    #[error("STARWAL_TABLES is invalid: {0}")]
+    Tables(#[source] TablePatternError),
     #[error("STARWAL_PG_URL is invalid: {0}")]
     PgUrl(#[source] ConnInfoError),
     #[error("could not read the environment: {0}")]

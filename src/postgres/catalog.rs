@@ -21,6 +21,7 @@ use crate::postgres::Oid;
 use crate::schema::{ColumnSchema, TableSchema};
 
 /// A table selector from `STARWAL_TABLES`: one table, or every table of a schema (`schema.*`).
+/// Names are held as Postgres stores them (case kept), parsed by [`TablePattern::parse_list`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TablePattern {
     /// `schema.table`
@@ -30,11 +31,148 @@ pub enum TablePattern {
 }
 
 impl std::fmt::Display for TablePattern {
+    /// As the user would write it: names that are not plain lower-case identifiers are quoted
+    /// (`public."Orders"`), so the text parses back to the same pattern.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TablePattern::Table { schema, name } => write!(f, "{schema}.{name}"),
-            TablePattern::AllInSchema { schema } => write!(f, "{schema}.*"),
+            TablePattern::Table { schema, name } => {
+                write!(f, "{}.{}", display_ident(schema), display_ident(name))
+            }
+            TablePattern::AllInSchema { schema } => write!(f, "{}.*", display_ident(schema)),
         }
+    }
+}
+
+/// Postgres' limit on identifier length (NAMEDATALEN - 1 bytes); Postgres truncates longer names
+/// with a notice, starwal refuses them so a table is never silently another.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Why a `STARWAL_TABLES` entry is not a table pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TablePatternError {
+    #[error("an entry is empty")]
+    Empty,
+    #[error("`{0}` is not schema-qualified: write schema.table or schema.*")]
+    Unqualified(String),
+    #[error("`{0}` has more than two parts: write schema.table or schema.*")]
+    TooManyParts(String),
+    #[error("`{0}` has an empty name")]
+    EmptyName(String),
+    #[error("`{0}` has a quoted name without its closing `\"`")]
+    Unterminated(String),
+    #[error("`{entry}`: `{name}` is not an identifier (unquoted names are letters, digits, `_` and `$`, not starting with a digit; quote others: \"{name}\")")]
+    Invalid { entry: String, name: String },
+    #[error("`{0}`: a name is longer than 63 bytes")]
+    TooLong(String),
+}
+
+impl TablePattern {
+    /// Parses a comma-separated `STARWAL_TABLES` list with Postgres' rules for identifiers: an
+    /// unquoted name folds to lower case (`Public.Orders` is `public.orders`), a quoted one is
+    /// taken as written, with `""` for a quote (`public."Orders"`, `"My Schema"."T"`); an
+    /// unquoted `*` as the table means every table of the schema. Duplicates are dropped.
+    pub fn parse_list(value: &str) -> Result<Vec<TablePattern>, TablePatternError> {
+        let mut patterns = Vec::new();
+        for entry in split_outside_quotes(value, ',') {
+            let pattern = TablePattern::parse(entry.trim())?;
+            if !patterns.contains(&pattern) {
+                patterns.push(pattern);
+            }
+        }
+        Ok(patterns)
+    }
+
+    /// Parses one `schema.table` or `schema.*` (see [`TablePattern::parse_list`]).
+    pub fn parse(entry: &str) -> Result<TablePattern, TablePatternError> {
+        if entry.is_empty() {
+            return Err(TablePatternError::Empty);
+        }
+        let parts = split_outside_quotes(entry, '.');
+        let (schema, table) = match parts.as_slice() {
+            [_] => return Err(TablePatternError::Unqualified(entry.to_owned())),
+            [schema, table] => (*schema, *table),
+            _ => return Err(TablePatternError::TooManyParts(entry.to_owned())),
+        };
+        let schema = identifier(entry, schema)?;
+        if table == "*" {
+            return Ok(TablePattern::AllInSchema { schema });
+        }
+        Ok(TablePattern::Table {
+            schema,
+            name: identifier(entry, table)?,
+        })
+    }
+}
+
+/// `text` split at `separator` where it is outside double quotes (a `""` inside quotes is an
+/// escaped quote, which leaves the quoting state as it was).
+fn split_outside_quotes(text: &str, separator: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    for (at, c) in text.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if c == separator && !quoted {
+            parts.push(&text[start..at]);
+            start = at + c.len_utf8();
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// One identifier of `entry` with Postgres' rules: quoted as written (`""` is `"`), unquoted
+/// folded to lower case (ASCII only, as Postgres does for UTF-8).
+fn identifier(entry: &str, text: &str) -> Result<String, TablePatternError> {
+    let name = if let Some(inner) = text.strip_prefix('"') {
+        let inner = inner
+            .strip_suffix('"')
+            .ok_or_else(|| TablePatternError::Unterminated(entry.to_owned()))?;
+        // Inside, every quote must be doubled: a lone one ends the name early.
+        let unescaped = inner.replace("\"\"", "\"");
+        if unescaped.matches('"').count() * 2 != inner.matches('"').count() {
+            return Err(TablePatternError::Unterminated(entry.to_owned()));
+        }
+        unescaped
+    } else {
+        let mut chars = text.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || !c.is_ascii())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$' || !c.is_ascii());
+        if !valid {
+            return Err(if text.is_empty() {
+                TablePatternError::EmptyName(entry.to_owned())
+            } else {
+                TablePatternError::Invalid {
+                    entry: entry.to_owned(),
+                    name: text.to_owned(),
+                }
+            });
+        }
+        text.to_ascii_lowercase()
+    };
+    if name.is_empty() {
+        return Err(TablePatternError::EmptyName(entry.to_owned()));
+    }
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        return Err(TablePatternError::TooLong(entry.to_owned()));
+    }
+    Ok(name)
+}
+
+/// `name` as it would be written unquoted when that reads back the same, quoted otherwise.
+fn display_ident(name: &str) -> std::borrow::Cow<'_, str> {
+    let mut chars = name.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(quote_ident(name))
     }
 }
 
@@ -397,4 +535,105 @@ pub async fn type_name(client: &Client, oid: Oid, modifier: i32) -> Result<Strin
         .await
         .map_err(CatalogError::query("naming a column type"))?;
     Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(schema: &str, name: &str) -> TablePattern {
+        TablePattern::Table {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn issue13_quoted_identifiers_follow_postgres_rules() {
+        for (text, expected) in [
+            ("public.orders", vec![table("public", "orders")]),
+            // Unquoted names fold to lower case, as Postgres does.
+            ("Public.Orders", vec![table("public", "orders")]),
+            ("public.\"Orders\"", vec![table("public", "Orders")]),
+            ("\"My Schema\".\"T\"", vec![table("My Schema", "T")]),
+            ("\"a.b\".\"c,d\"", vec![table("a.b", "c,d")]),
+            (
+                "public.\"say \"\"hi\"\"\"",
+                vec![table("public", "say \"hi\"")],
+            ),
+            ("public.\"*\"", vec![table("public", "*")]),
+            ("_s.t$1", vec![table("_s", "t$1")]),
+            ("public.café", vec![table("public", "café")]),
+            (
+                " sales.* , public.\"Orders\",public.\"Orders\"",
+                vec![
+                    TablePattern::AllInSchema {
+                        schema: "sales".into(),
+                    },
+                    table("public", "Orders"),
+                ],
+            ),
+        ] {
+            assert_eq!(TablePattern::parse_list(text), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn inv9_bad_patterns_say_why() {
+        for (text, error) in [
+            ("orders", TablePatternError::Unqualified("orders".into())),
+            ("a.b.c", TablePatternError::TooManyParts("a.b.c".into())),
+            ("public.", TablePatternError::EmptyName("public.".into())),
+            (
+                "public.\"\"",
+                TablePatternError::EmptyName("public.\"\"".into()),
+            ),
+            (",", TablePatternError::Empty),
+            (
+                "public.\"Orders",
+                TablePatternError::Unterminated("public.\"Orders".into()),
+            ),
+            (
+                "public.\"a\"b\"",
+                TablePatternError::Unterminated("public.\"a\"b\"".into()),
+            ),
+            (
+                "public.t;drop",
+                TablePatternError::Invalid {
+                    entry: "public.t;drop".into(),
+                    name: "t;drop".into(),
+                },
+            ),
+            (
+                "public.1t",
+                TablePatternError::Invalid {
+                    entry: "public.1t".into(),
+                    name: "1t".into(),
+                },
+            ),
+        ] {
+            assert_eq!(TablePattern::parse_list(text), Err(error), "{text}");
+        }
+        let long = format!("public.{}", "t".repeat(64));
+        assert_eq!(
+            TablePattern::parse_list(&long),
+            Err(TablePatternError::TooLong(long.clone()))
+        );
+        assert!(TablePattern::parse_list(&format!("public.{}", "t".repeat(63))).is_ok());
+    }
+
+    #[test]
+    fn patterns_display_as_they_parse() {
+        for text in [
+            "public.orders",
+            "public.\"Orders\"",
+            "\"My Schema\".\"T\"",
+            "public.\"say \"\"hi\"\"\"",
+            "public.\"*\"",
+            "sales.*",
+        ] {
+            let patterns = TablePattern::parse_list(text).unwrap();
+            assert_eq!(patterns[0].to_string(), text);
+        }
+    }
 }
