@@ -1,6 +1,7 @@
 //! One loader task per table: the only place a table's loads are sent, one at a time, in the
 //! order the pipeline queued them (invariant 4: per table, changes reach StarRocks in commit
-//! order, at most one load in flight). Tables load in parallel, each on its own task.
+//! order, at most one load in flight). Tables load in parallel, each on its own task, but at
+//! most `STARWAL_MAX_CONCURRENT_LOADS` Stream Loads run at once across tables ([`LoadSlots`]).
 //!
 //! Before a batch is sent its label and range are written to the checkpoint store, so a restart
 //! can re-form the same batch and StarRocks recognises the label (invariant 5). DDL jobs run in
@@ -11,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::batch::SealedBatch;
 use super::error::PipelineError;
@@ -55,6 +56,34 @@ pub struct LoaderContext {
     pub state_client: Arc<tokio_postgres::Client>,
     pub ddl: Arc<Mutex<TargetSetup>>,
     pub handle: Arc<EngineHandle>,
+    /// Shared by every table's loader: bounds the Stream Loads running at once.
+    pub load_slots: LoadSlots,
+}
+
+/// The bound on Stream Loads running at once across tables (`STARWAL_MAX_CONCURRENT_LOADS`).
+///
+/// Each load in flight costs memory outside the buffer: a blocking thread running curl (its
+/// stack, its buffers) and a pooled curl handle kept for reuse afterwards. With one load per
+/// table and no bound, 50 tables cost ~15 MiB on top of the buffer (invariant 8); the bound
+/// makes that cost a constant. Waiters are served in arrival order (tokio's semaphore is
+/// fair), so a busy table cannot starve a quiet one: a table waits for at most the loads queued
+/// before it. The bound is per request, so a table's loads stay in order (invariant 4: one
+/// loader per table sends them one at a time).
+#[derive(Debug, Clone)]
+pub struct LoadSlots(Arc<Semaphore>);
+
+impl LoadSlots {
+    /// At most `max` loads at once (at least one).
+    pub fn new(max: usize) -> LoadSlots {
+        LoadSlots(Arc::new(Semaphore::new(max.max(1))))
+    }
+
+    /// Waits for a slot; the load runs while the permit is held. `None` cannot happen:
+    /// `acquire` fails only on a closed semaphore, and nothing closes this one (the type does
+    /// not expose it).
+    async fn take(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.0.acquire().await.ok()
+    }
 }
 
 impl std::fmt::Debug for dyn Sink {
@@ -215,7 +244,12 @@ async fn load(
     let mut duration = Duration::ZERO;
     let mut deduplicated = false;
     for load in batch.loads {
-        match context.sink.load(load).await {
+        // Held across the sink's retries: a failing load waits out its backoff in its slot
+        // (capped at STARWAL_LOAD_RETRY_MAX_DELAY_S), which keeps the bound simple and exact.
+        let slot = context.load_slots.take().await;
+        let outcome = context.sink.load(load).await;
+        drop(slot);
+        match outcome {
             Ok(receipt) => {
                 rows_loaded += receipt.rows_loaded;
                 bytes += receipt.bytes;
@@ -243,4 +277,64 @@ async fn load(
         .record_load(source, ops, rows_loaded, bytes, duration, deduplicated);
     context.handle.load_succeeded();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn inv8_loads_in_flight_are_bounded_and_served_in_arrival_order() {
+        const MAX: usize = 3;
+        const LOADS: usize = 12;
+        let slots = LoadSlots::new(MAX);
+        // Every slot taken: the loads below queue in the order they arrive.
+        let held: Vec<_> = {
+            let mut held = Vec::new();
+            for _ in 0..MAX {
+                held.push(Arc::clone(&slots.0).acquire_owned().await.unwrap());
+            }
+            held
+        };
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for n in 0..LOADS {
+            let (slots, running, most, order) = (
+                slots.clone(),
+                Arc::clone(&running),
+                Arc::clone(&most),
+                Arc::clone(&order),
+            );
+            tasks.push(tokio::spawn(async move {
+                let slot = slots.take().await;
+                assert!(slot.is_some(), "the semaphore is never closed");
+                order.lock().unwrap().push(n);
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+            }));
+            // One thread: the task runs up to its wait in the queue before the next arrives.
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert!(most.load(Ordering::SeqCst) <= MAX, "{most:?} loads at once");
+        assert_eq!(
+            *order.lock().unwrap(),
+            (0..LOADS).collect::<Vec<_>>(),
+            "a load that waited longer went later"
+        );
+    }
+
+    #[test]
+    fn a_bound_of_zero_still_lets_loads_through() {
+        assert_eq!(LoadSlots::new(0).0.available_permits(), 1);
+    }
 }

@@ -243,9 +243,6 @@ async fn memory_wide_toasted_rows_stay_under_the_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open (issue 12 item 1): 50 loads at once run curl on 50 blocking threads, ~15 MiB \
-            beyond the buffer; peak 38.4-40.8 MiB against the 40 MiB bound with the debug binary. \
-            Needs a cap on concurrent loads (pipeline/loader.rs)"]
 async fn memory_fifty_tables_at_once_stay_under_the_cap() {
     let db = Cluster::shared().create_database("memory_tables").await;
     let client = db.owner_client().await;
