@@ -55,6 +55,7 @@ struct RawConfig {
     flush_bytes: Option<String>,
     flush_interval_ms: Option<String>,
     max_buffer_bytes: Option<String>,
+    max_concurrent_loads: Option<String>,
     exit_on_error: Option<String>,
     shutdown_timeout_s: Option<String>,
     control_addr: Option<String>,
@@ -100,6 +101,9 @@ pub struct EngineConfig {
     /// `STARWAL_MAX_BUFFER_BYTES` (default [`DEFAULT_MAX_BUFFER_BYTES`]): above this many buffered
     /// bytes the stream is no longer read (feedback keeps flowing) until loads complete.
     pub max_buffer_bytes: u64,
+    /// `STARWAL_MAX_CONCURRENT_LOADS` (default [`DEFAULT_MAX_CONCURRENT_LOADS`]): Stream Loads
+    /// of streamed changes running at once across tables (each table still has at most one).
+    pub max_concurrent_loads: usize,
     /// `STARWAL_EXIT_ON_ERROR` (default false): exit non-zero on a setup or permanent error
     /// instead of reporting NOT_SERVING and retrying.
     pub exit_on_error: bool,
@@ -162,6 +166,15 @@ pub const DEFAULT_FLUSH_ROWS: u64 = 100_000;
 pub const DEFAULT_FLUSH_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1_000;
 pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 256 * 1024 * 1024;
+/// Each load in flight holds a blocking thread and a curl handle outside the buffer (measured
+/// ~0.15 MiB each: 50 tables loading at once peaked 5-6 MiB above 16 at once), so 16 cost ~2.5
+/// MiB of the 32 MiB slack invariant 8 allows; and 16 tables load at once, so a table waits
+/// at most for the loads queued before it (in arrival order) when many tables flush together.
+pub const DEFAULT_MAX_CONCURRENT_LOADS: u64 = 16;
+/// Most accepted `STARWAL_MAX_CONCURRENT_LOADS`: 64 loads cost ~10 MiB outside the buffer,
+/// more would crowd the 32 MiB slack, and StarRocks' BE serves 48 HTTP requests at once by
+/// default (`webserver_num_workers`).
+const MAX_CONCURRENT_LOADS: u64 = 64;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 30;
 /// Loads resume within this many seconds of StarRocks coming back, at the cost of one request
 /// per failing table per wait during an outage (the reason is with
@@ -478,6 +491,18 @@ impl EngineConfig {
             raw.max_buffer_bytes.take(),
             DEFAULT_MAX_BUFFER_BYTES,
         )?;
+        let max_concurrent_loads = positive(
+            "STARWAL_MAX_CONCURRENT_LOADS",
+            raw.max_concurrent_loads.take(),
+            DEFAULT_MAX_CONCURRENT_LOADS,
+        )?;
+        if max_concurrent_loads > MAX_CONCURRENT_LOADS {
+            return Err(ConfigError::Invalid {
+                var: "STARWAL_MAX_CONCURRENT_LOADS",
+                value: max_concurrent_loads.to_string(),
+                expected: "1 to 64 loads",
+            });
+        }
         if flush_interval_ms > 3_600_000 {
             return Err(ConfigError::Invalid {
                 var: "STARWAL_FLUSH_INTERVAL_MS",
@@ -560,6 +585,7 @@ impl EngineConfig {
             flush_bytes,
             flush_interval: Duration::from_millis(flush_interval_ms),
             max_buffer_bytes,
+            max_concurrent_loads: max_concurrent_loads as usize,
             exit_on_error,
             shutdown_timeout: Duration::from_secs(shutdown),
         })
@@ -701,6 +727,35 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn inv8_concurrent_loads_default_to_a_bound_and_are_validated() {
+        let base = [("STARWAL_PG_URL", URL), ("STARWAL_TABLES", "public.t")];
+        let config = Config::from_vars(vars(&base)).unwrap();
+        assert_eq!(
+            config.engine.max_concurrent_loads,
+            DEFAULT_MAX_CONCURRENT_LOADS as usize
+        );
+        let mut with = base.to_vec();
+        with.push(("STARWAL_MAX_CONCURRENT_LOADS", "4"));
+        assert_eq!(
+            Config::from_vars(vars(&with))
+                .unwrap()
+                .engine
+                .max_concurrent_loads,
+            4
+        );
+        for bad in ["0", "65", "8 loads", "-1"] {
+            let mut with = base.to_vec();
+            with.push(("STARWAL_MAX_CONCURRENT_LOADS", bad));
+            let err = Config::from_vars(vars(&with)).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("STARWAL_MAX_CONCURRENT_LOADS is invalid"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
