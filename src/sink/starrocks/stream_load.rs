@@ -713,6 +713,18 @@ mod tests {
     }
 
     #[test]
+    fn inv13_the_fe_unknown_database_answer_is_recognised() {
+        // StarRocks' `RestBaseResult` for a DdlException after the password check.
+        assert!(is_unknown_database(
+            r#"{"status":"FAILED","code":"1","msg":"unknown database, database=analytics","message":"unknown database, database=analytics"}"#
+        ));
+        assert!(!is_unknown_database(
+            r#"{"status":"OK","code":"0","msg":"Success","message":"OK","state":"UNKNOWN","reason":""}"#
+        ));
+        assert!(!is_unknown_database("<html>unknown database</html>"));
+    }
+
+    #[test]
     fn path_segments_are_encoded() {
         assert_eq!(path_segment("orders_2026"), "orders_2026");
         assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
