@@ -801,6 +801,113 @@ mod tests {
         }
     }
 
+    fn source(type_oid: u32) -> ColumnSchema {
+        ColumnSchema {
+            name: "c".into(),
+            type_oid: crate::postgres::Oid(type_oid),
+            type_modifier: -1,
+            type_name: String::new(),
+            nullable: true,
+            key_position: None,
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_load_conventions() {
+        let text = |s: &str| DefaultLiteral::Text(s.to_owned());
+        let cases: &[(u32, TargetType, &str, DefaultLiteral)] = &[
+            (23, TargetType::Int, "5", text("5")),
+            (16, TargetType::Boolean, "t", text("1")),
+            (16, TargetType::Boolean, "f", text("0")),
+            (
+                25,
+                TargetType::Varchar(100),
+                "it's \"q\" \\",
+                text("it's \"q\" \\"),
+            ),
+            (
+                1184,
+                TargetType::DateTime,
+                "2024-01-02 03:04:05+02",
+                text("2024-01-02 01:04:05"),
+            ),
+            (1082, TargetType::Date, "infinity", text("9999-12-31")),
+            (701, TargetType::Double, "NaN", text("NaN")),
+            (
+                1700,
+                TargetType::Decimal {
+                    precision: 38,
+                    scale: 9,
+                },
+                "NaN",
+                DefaultLiteral::Unrepresentable,
+            ),
+            (
+                1082,
+                TargetType::Date,
+                "0044-03-15 BC",
+                DefaultLiteral::Unrepresentable,
+            ),
+            (
+                3802,
+                TargetType::Json,
+                "{}",
+                DefaultLiteral::Unrepresentable,
+            ),
+            (
+                1007,
+                TargetType::Array(Box::new(TargetType::Int)),
+                "{1}",
+                DefaultLiteral::Unrepresentable,
+            ),
+            (
+                23,
+                TargetType::Int,
+                "not a number",
+                DefaultLiteral::Unrepresentable,
+            ),
+        ];
+        for (oid, target, value, expected) in cases {
+            assert_eq!(
+                &default_literal(&source(*oid), target, value),
+                expected,
+                "{oid} {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn new_columns_take_a_default_only_for_values_it_can_carry() {
+        let column = TargetColumn {
+            name: "c".into(),
+            data_type: TargetType::Int,
+            nullable: true,
+            is_key: false,
+        };
+        let int = source(23);
+        let with = |values: ExistingValues| {
+            NewColumn::for_existing_rows(column.clone(), Some((&int, &values)))
+        };
+        assert_eq!(
+            with(ExistingValues::Null),
+            Some(NewColumn::null(column.clone()))
+        );
+        assert_eq!(
+            with(ExistingValues::Constant("5".into())).and_then(|c| c.default),
+            Some("5".to_owned())
+        );
+        assert_eq!(with(ExistingValues::Unknown), None);
+        assert_eq!(
+            NewColumn::for_existing_rows(column.clone(), None),
+            Some(NewColumn::null(column))
+        );
+    }
+
+    #[test]
+    fn string_literals_escape_quotes_and_backslashes() {
+        assert_eq!(string_literal(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+
     #[test]
     fn a_matching_table_has_no_problems() {
         let found = [
