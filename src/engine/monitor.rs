@@ -44,7 +44,9 @@ pub fn spawn_retained_wal_monitor(
                     }
                 }
                 Ok(None) => handle.set_slot_retained_wal(None),
-                Err(err) => tracing::debug!(error = %err, "cannot read the slot's retained WAL"),
+                Err(err) => {
+                    tracing::debug!(error = %crate::error_text::chain(&err), "cannot read the slot's retained WAL")
+                }
             }
         }
     })

@@ -41,7 +41,7 @@ pub fn spawn_heartbeat(conn: ConnInfo, interval: Duration) -> JoinHandle<()> {
                 )
                 .await;
             if let Err(err) = result {
-                tracing::warn!(error = %err, "heartbeat failed; reconnecting next interval");
+                tracing::warn!(error = %crate::error_text::chain(&err), "heartbeat failed; reconnecting next interval");
                 client = None;
             }
         }

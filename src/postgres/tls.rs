@@ -479,7 +479,7 @@ pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, SqlC
         })?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
-            tracing::debug!(error = %err, "SQL connection closed");
+            tracing::debug!(error = %crate::error_text::chain(&err), "SQL connection closed");
         }
     });
     Ok(client)
