@@ -181,6 +181,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 30;
 /// [`DEFAULT_MAX_RETRY_DELAY`](crate::sink::starrocks::stream_load::DEFAULT_MAX_RETRY_DELAY)).
 pub const DEFAULT_LOAD_RETRY_MAX_DELAY_S: u64 =
     crate::sink::starrocks::stream_load::DEFAULT_MAX_RETRY_DELAY.as_secs();
+// Within the accepted range, and short: loads resume at most this long after an outage ends.
+const _: () = assert!(DEFAULT_LOAD_RETRY_MAX_DELAY_S >= 1 && DEFAULT_LOAD_RETRY_MAX_DELAY_S <= 10);
 /// Longest accepted `STARWAL_LOAD_RETRY_MAX_DELAY_S`: beyond 10 minutes an outage's end would go
 /// unnoticed for longer than any alert waits.
 const MAX_LOAD_RETRY_MAX_DELAY_S: u64 = 600;
@@ -818,7 +820,6 @@ mod tests {
             config.engine.load_retry_max_delay,
             Duration::from_secs(DEFAULT_LOAD_RETRY_MAX_DELAY_S)
         );
-        assert!(DEFAULT_LOAD_RETRY_MAX_DELAY_S <= 10);
         let mut with = base.to_vec();
         with.push(("STARWAL_LOAD_RETRY_MAX_DELAY_S", "2"));
         let config = Config::from_vars(vars(&with)).unwrap();
