@@ -146,7 +146,9 @@ pub fn main() -> i32 {
     // file is reported by the commands that read the configuration.
     let _ = crate::config::load_dotenv();
     let cli = Cli::parse();
-    init_tracing();
+    if let Err(err) = init_tracing() {
+        return config_error(err);
+    }
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run_engine(),
         Command::Tail(args) => run_tail(args),
@@ -425,16 +427,56 @@ fn run_teardown(args: TeardownArgs) -> i32 {
     }
 }
 
-fn init_tracing() {
+/// How log lines are written (`STARWAL_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    /// One human-readable line per event (the default).
+    Text,
+    /// One JSON object per line, for log pipelines: `timestamp`, `level`, `target`, `fields`
+    /// (the message and the event's own fields: `table`, `lsn`, `label`, …) and the spans.
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `STARWAL_LOG_FORMAT` (after `.env`). Unset or empty is text; anything but `text`
+    /// or `json` is a configuration error naming the variable: a log pipeline expecting JSON
+    /// must not get text because of a typo.
+    fn from_env() -> Result<LogFormat, ConfigError> {
+        let value = match std::env::var_os("STARWAL_LOG_FORMAT") {
+            None => return Ok(LogFormat::Text),
+            Some(value) => value.to_string_lossy().trim().to_ascii_lowercase(),
+        };
+        match value.as_str() {
+            "" | "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(ConfigError::Invalid {
+                var: "STARWAL_LOG_FORMAT",
+                value,
+                expected: "text or json",
+            }),
+        }
+    }
+}
+
+/// Installs the log subscriber for every subcommand, in the format `STARWAL_LOG_FORMAT` names.
+/// Called before any configuration is read, so its own error (a bad format) is printed plainly.
+fn init_tracing() -> Result<(), ConfigError> {
     use tracing_subscriber::EnvFilter;
+    let format = LogFormat::from_env()?;
     // Logs go to stderr: stdout belongs to the data (tail's JSON lines).
     let filter = EnvFilter::try_from_env("STARWAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .init(),
+        // No colour codes inside JSON strings, and the target kept: a pipeline filters on it.
+        LogFormat::Json => builder.json().with_ansi(false).with_target(true).init(),
+    }
+    Ok(())
 }
 
 /// Prints a failure with each cause once (`error_text`): anyhow's `{:#}` would repeat the causes
