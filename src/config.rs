@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::config_error::ConfigError;
 use crate::postgres::catalog::TablePattern;
 use crate::postgres::conninfo::ConnInfo;
-use crate::secret::Secret;
+use crate::secret::{read_secret_file, secret_var, Secret, SecretSourceError};
 use crate::sink::starrocks::config::{RawStarRocksConfig, StarRocksConfig};
 
 /// The slot name used when `STARWAL_SLOT` is not set. One agent per slot, so a fixed, recognisable
@@ -45,6 +45,7 @@ pub const MAX_HEARTBEAT_INTERVAL_S: u64 = 86_400;
 #[derive(Debug, Default, Deserialize)]
 struct RawConfig {
     pg_url: Option<String>,
+    pg_password_file: Option<String>,
     tables: Option<String>,
     slot: Option<String>,
     publication: Option<String>,
@@ -60,6 +61,7 @@ struct RawConfig {
     shutdown_timeout_s: Option<String>,
     control_addr: Option<String>,
     control_token: Option<String>,
+    control_token_file: Option<String>,
     metrics_addr: Option<String>,
     snapshot: Option<String>,
     snapshot_workers: Option<String>,
@@ -70,7 +72,8 @@ struct RawConfig {
 /// The validated Postgres-side configuration.
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
-    /// `STARWAL_PG_URL`: where to connect, with TLS settings and the (redacted) password.
+    /// `STARWAL_PG_URL`: where to connect, with TLS settings and the (redacted) password, which
+    /// may come from `STARWAL_PG_PASSWORD_FILE` instead.
     pub conn: ConnInfo,
     /// `STARWAL_TABLES`: what to replicate.
     pub tables: Vec<TablePattern>,
@@ -154,7 +157,8 @@ pub const DEFAULT_SNAPSHOT_CHUNK_ROWS: u64 = 100_000;
 pub struct ControlConfig {
     /// `STARWAL_CONTROL_ADDR` (default [`DEFAULT_CONTROL_ADDR`]): the gRPC server.
     pub addr: std::net::SocketAddr,
-    /// `STARWAL_CONTROL_TOKEN`: when set, mutating RPCs need `authorization: Bearer <token>`;
+    /// `STARWAL_CONTROL_TOKEN` or the file `STARWAL_CONTROL_TOKEN_FILE` names: when set, mutating
+    /// RPCs need `authorization: Bearer <token>`;
     /// when unset they are accepted from loopback only.
     pub token: Option<Secret>,
     /// `STARWAL_METRICS_ADDR` (default [`DEFAULT_METRICS_ADDR`], `off` disables): Prometheus
@@ -266,9 +270,9 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
 }
 
 /// `STARWAL_*` variables read outside [`RawConfig`] and the StarRocks settings: the log filter
-/// (`cli.rs`) and the control client's `--addr`. Everything else is a field of those raw
+/// and format (`cli.rs`, before any configuration is read) and the control client's `--addr`. Everything else is a field of those raw
 /// structs, so a variable added there is known here at once (see [`known_variables`]).
-pub const OTHER_VARIABLES: &[&str] = &["STARWAL_LOG", "STARWAL_CONTROL_URL"];
+pub const OTHER_VARIABLES: &[&str] = &["STARWAL_LOG", "STARWAL_LOG_FORMAT", "STARWAL_CONTROL_URL"];
 
 /// Every `STARWAL_*` variable starwal reads: the fields of the raw structs, as serde reads them,
 /// and [`OTHER_VARIABLES`].
@@ -420,7 +424,21 @@ impl PostgresConfig {
             expected:
                 "a postgres URL, e.g. postgres://user:password@host:5432/db?sslmode=verify-full",
         })?;
-        let conn = ConnInfo::parse(&url).map_err(ConfigError::PgUrl)?;
+        let mut conn = ConnInfo::parse(&url).map_err(ConfigError::PgUrl)?;
+        // The password from a mounted secret file; a second one in the URL would leave which
+        // is meant to a guess.
+        if let Some(path) = non_empty(raw.pg_password_file) {
+            if conn.password.is_some() {
+                return Err(ConfigError::Secret(SecretSourceError::InUrl {
+                    url_var: "STARWAL_PG_URL",
+                    file_var: "STARWAL_PG_PASSWORD_FILE",
+                }));
+            }
+            conn.password = Some(
+                read_secret_file("STARWAL_PG_PASSWORD_FILE", std::path::Path::new(&path))
+                    .map_err(ConfigError::Secret)?,
+            );
+        }
         let tables = non_empty(raw.tables).ok_or(ConfigError::Missing {
             var: "STARWAL_TABLES",
             expected: TABLES_FORM,
@@ -613,9 +631,29 @@ impl ControlConfig {
             Some(v) => Some(socket("STARWAL_METRICS_ADDR", v)?),
             None => Some(socket("STARWAL_METRICS_ADDR", DEFAULT_METRICS_ADDR.into())?),
         };
+        let token_file = non_empty(raw.control_token_file.take());
+        let token = secret_var(
+            "STARWAL_CONTROL_TOKEN",
+            // The variable is trimmed, as it always was; a file is taken as written.
+            non_empty(raw.control_token.take()),
+            "STARWAL_CONTROL_TOKEN_FILE",
+            token_file.clone(),
+        )
+        .map_err(ConfigError::Secret)?;
+        if let (Some(path), Some(token)) = (token_file, &token) {
+            // An empty token would mean "no token" (mutating RPCs from loopback only): not what
+            // a mounted token file asks for, so say so rather than run without it.
+            if token.expose().trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    var: "STARWAL_CONTROL_TOKEN_FILE",
+                    value: path,
+                    expected: "a file holding the token (this one is empty)",
+                });
+            }
+        }
         Ok(ControlConfig {
             addr,
-            token: non_empty(raw.control_token.take()).map(Secret::new),
+            token,
             metrics_addr,
         })
     }
@@ -923,5 +961,130 @@ mod tests {
         .unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(err.to_string().contains("sslmode"), "{err}");
+    }
+
+    /// Writes `content` to a new file under the system temp directory; removed by the caller.
+    fn secret_file(name: &str, content: &str) -> std::path::PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("starwal-config-test-{}-{name}", std::process::id()));
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    #[test]
+    fn inv10_secrets_come_from_files_and_not_twice() {
+        const NO_PASSWORD: &str = "postgres://repl@db.example:5432/app";
+        let pg = secret_file("pg", "pg-secret\n");
+        let sr = secret_file("sr", "sr secret \n");
+        let token = secret_file("token", "tok\n");
+        let empty = secret_file("empty", "\n");
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        let base = vec![
+            ("STARWAL_PG_URL".to_owned(), NO_PASSWORD.to_owned()),
+            ("STARWAL_TABLES".to_owned(), "public.t".to_owned()),
+            (
+                "STARWAL_STARROCKS_URL".to_owned(),
+                "http://fe:8030".to_owned(),
+            ),
+            (
+                "STARWAL_STARROCKS_DATABASE".to_owned(),
+                "analytics".to_owned(),
+            ),
+        ];
+        let with = |extra: &[(&str, String)]| {
+            let mut all = base.clone();
+            all.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+            Config::from_vars(all)
+        };
+
+        let config = with(&[
+            ("STARWAL_PG_PASSWORD_FILE", path(&pg)),
+            ("STARWAL_STARROCKS_PASSWORD_FILE", path(&sr)),
+            ("STARWAL_CONTROL_TOKEN_FILE", path(&token)),
+        ])
+        .unwrap();
+        let password = config.postgres.conn.password.as_ref().unwrap();
+        assert_eq!(password.expose(), "pg-secret");
+        let starrocks = config.starrocks.as_ref().unwrap();
+        assert_eq!(starrocks.password.expose(), "sr secret ");
+        assert_eq!(config.control.token.as_ref().unwrap().expose(), "tok");
+        let debug = format!("{config:?}");
+        for secret in ["pg-secret", "sr secret", "tok\""] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+
+        // Both the variable and the file: an error naming both, showing neither value.
+        for (extra, named) in [
+            (
+                vec![
+                    ("STARWAL_STARROCKS_PASSWORD", "sr-env".to_owned()),
+                    ("STARWAL_STARROCKS_PASSWORD_FILE", path(&sr)),
+                ],
+                "STARWAL_STARROCKS_PASSWORD and STARWAL_STARROCKS_PASSWORD_FILE are both set",
+            ),
+            (
+                vec![
+                    ("STARWAL_CONTROL_TOKEN", "tok-env".to_owned()),
+                    ("STARWAL_CONTROL_TOKEN_FILE", path(&token)),
+                ],
+                "STARWAL_CONTROL_TOKEN and STARWAL_CONTROL_TOKEN_FILE are both set",
+            ),
+        ] {
+            let err = with(&extra).unwrap_err().to_string();
+            assert!(err.contains(named), "{err}");
+            assert!(!err.contains("-env") && !err.contains("secret"), "{err}");
+        }
+        let mut in_url = base.clone();
+        in_url[0].1 = URL.to_owned();
+        in_url.push(("STARWAL_PG_PASSWORD_FILE".to_owned(), path(&pg)));
+        let err = Config::from_vars(in_url).unwrap_err().to_string();
+        assert!(
+            err.starts_with("STARWAL_PG_URL holds a password and STARWAL_PG_PASSWORD_FILE is set"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("hunter2") && !err.contains("pg-secret"),
+            "{err}"
+        );
+
+        // An empty variable next to a file is no conflict (a `.env` copied from the example).
+        let config = with(&[
+            ("STARWAL_STARROCKS_PASSWORD", String::new()),
+            ("STARWAL_STARROCKS_PASSWORD_FILE", path(&sr)),
+        ])
+        .unwrap();
+        assert_eq!(config.starrocks.unwrap().password.expose(), "sr secret ");
+
+        // A missing file names its variable and path; an empty token file is refused.
+        let missing = std::env::temp_dir().join("starwal-config-test-no-such-file");
+        let err = with(&[("STARWAL_PG_PASSWORD_FILE", path(&missing))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "STARWAL_PG_PASSWORD_FILE: cannot read `{}`",
+                missing.display()
+            )),
+            "{err}"
+        );
+        let err = with(&[("STARWAL_CONTROL_TOKEN_FILE", path(&empty))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("STARWAL_CONTROL_TOKEN_FILE is invalid"),
+            "{err}"
+        );
+
+        // The new names are known variables, not misspellings.
+        assert!(unknown_variables([
+            "STARWAL_PG_PASSWORD_FILE",
+            "STARWAL_STARROCKS_PASSWORD_FILE",
+            "STARWAL_CONTROL_TOKEN_FILE",
+            "STARWAL_LOG_FORMAT",
+        ])
+        .is_empty());
+        for file in [pg, sr, token, empty] {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::postgres::catalog::TablePatternError;
 use crate::postgres::conninfo::ConnInfoError;
+use crate::secret::SecretSourceError;
 
 /// A configuration problem: names the variable and the form it expects. A value quoted back
 /// has its user information redacted (`http://********@fe:8030`), and `Debug` prints the same
@@ -32,6 +33,9 @@ pub enum ConfigError {
     Tables(#[source] TablePatternError),
     #[error("STARWAL_PG_URL is invalid: {0}")]
     PgUrl(#[source] ConnInfoError),
+    /// A secret given twice (`X` and `X_FILE`) or in a file that cannot be read.
+    #[error("{0}")]
+    Secret(#[source] SecretSourceError),
     #[error("could not read the environment: {0}")]
     Environment(#[source] envy::Error),
     #[error("could not read the .env file: {0}")]

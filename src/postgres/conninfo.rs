@@ -4,7 +4,9 @@
 //! client) and ordinary SQL through tokio-postgres. It keeps what libpq users expect — `sslmode`,
 //! `sslrootcert`, `application_name`, `connect_timeout`, percent-encoded user and password — and
 //! rejects any parameter it does not understand instead of ignoring it. The password is a
-//! [`Secret`]; errors quote the URL only with the password removed (invariant 10).
+//! [`Secret`]; errors quote the URL only with the password removed (invariant 10). It may also
+//! come from a file (`STARWAL_PG_PASSWORD_FILE`, read in `config.rs`), in which case the URL
+//! must hold none: [`ConnInfo::password`] is then set from the file.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -68,6 +70,7 @@ pub struct ConnInfo {
     pub host: String,
     pub port: u16,
     pub user: String,
+    /// The URL's password, or the content of `STARWAL_PG_PASSWORD_FILE` (never both).
     pub password: Option<Secret>,
     pub dbname: String,
     pub sslmode: SslMode,

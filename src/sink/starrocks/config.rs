@@ -1,6 +1,7 @@
 //! StarRocks settings (`STARWAL_STARROCKS_*`, `STARWAL_DELETE_MODE`, `STARWAL_CREATE_TABLES`,
 //! `STARWAL_NUMERIC_UNCONSTRAINED`): read raw, validated once into [`StarRocksConfig`]. Errors
-//! name the variable and the form.
+//! name the variable and the form. The password comes from `STARWAL_STARROCKS_PASSWORD` or a
+//! mounted secret file named by `STARWAL_STARROCKS_PASSWORD_FILE` (not both; `secret.rs`).
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use serde::Deserialize;
 
 use super::mapping::{TypeMapping, UnconstrainedNumeric};
 use crate::config_error::ConfigError;
-use crate::secret::Secret;
+use crate::secret::{secret_var, Secret};
 
 /// The user when `STARWAL_STARROCKS_USER` is unset: StarRocks' built-in administrator.
 pub const DEFAULT_USER: &str = "root";
@@ -62,7 +63,8 @@ pub struct StarRocksConfig {
     pub mysql_addr: String,
     /// `STARWAL_STARROCKS_USER` (default [`DEFAULT_USER`]).
     pub user: String,
-    /// `STARWAL_STARROCKS_PASSWORD` (default empty).
+    /// `STARWAL_STARROCKS_PASSWORD` or the file `STARWAL_STARROCKS_PASSWORD_FILE` names
+    /// (default empty).
     pub password: Secret,
     /// `STARWAL_STARROCKS_DATABASE`: where the target tables live.
     pub database: String,
@@ -85,6 +87,7 @@ pub(crate) struct RawStarRocksConfig {
     starrocks_mysql: Option<String>,
     starrocks_user: Option<String>,
     starrocks_password: Option<String>,
+    starrocks_password_file: Option<String>,
     starrocks_database: Option<String>,
     delete_mode: Option<String>,
     starrocks_compression: Option<String>,
@@ -220,13 +223,21 @@ impl RawStarRocksConfig {
                 }
             },
         };
+        let password = secret_var(
+            "STARWAL_STARROCKS_PASSWORD",
+            self.starrocks_password,
+            "STARWAL_STARROCKS_PASSWORD_FILE",
+            self.starrocks_password_file,
+        )
+        .map_err(ConfigError::Secret)?
+        .unwrap_or_default();
         Ok(StarRocksConfig {
             fe_urls,
             mysql_addr,
             user: trimmed(&self.starrocks_user)
                 .unwrap_or(DEFAULT_USER)
                 .to_owned(),
-            password: Secret::new(self.starrocks_password.unwrap_or_default()),
+            password,
             database,
             delete_mode,
             compression,
