@@ -111,8 +111,9 @@ pub struct ControlClientArgs {
 pub struct ControlLeverArgs {
     #[command(flatten)]
     pub client: ControlClientArgs,
-    /// The agent's STARWAL_CONTROL_TOKEN, sent as a bearer token. Prefer the environment variable:
-    /// a command-line value is visible to other users in the process list.
+    /// The agent's STARWAL_CONTROL_TOKEN, sent as a bearer token; when unset, the content of the
+    /// file STARWAL_CONTROL_TOKEN_FILE names. Prefer either variable: a command-line value is
+    /// visible to other users in the process list.
     #[arg(
         long,
         env = "STARWAL_CONTROL_TOKEN",
@@ -545,12 +546,22 @@ fn run_status(args: ControlClientArgs) -> i32 {
     }
 }
 
-/// `--token`, unless empty (an empty STARWAL_CONTROL_TOKEN means none, as on the agent).
-fn lever_token(args: &ControlLeverArgs) -> Option<Secret> {
-    args.token
-        .as_deref()
-        .filter(|token| !token.is_empty())
-        .map(Secret::new)
+/// `--token`, unless empty (an empty STARWAL_CONTROL_TOKEN means none, as on the agent); else
+/// the file STARWAL_CONTROL_TOKEN_FILE names, so `kubectl exec … starwal drain` in the agent's
+/// pod finds the token the agent reads from its mounted Secret.
+fn lever_token(args: &ControlLeverArgs) -> Result<Option<Secret>, ConfigError> {
+    if let Some(token) = args.token.as_deref().filter(|token| !token.is_empty()) {
+        return Ok(Some(Secret::new(token)));
+    }
+    match std::env::var_os("STARWAL_CONTROL_TOKEN_FILE").filter(|path| !path.is_empty()) {
+        None => Ok(None),
+        Some(path) => crate::secret::read_secret_file(
+            "STARWAL_CONTROL_TOKEN_FILE",
+            std::path::Path::new(&path),
+        )
+        .map(Some)
+        .map_err(ConfigError::Secret),
+    }
 }
 
 fn run_lever(args: ControlLeverArgs, lever: Lever) -> i32 {
@@ -558,7 +569,10 @@ fn run_lever(args: ControlLeverArgs, lever: Lever) -> i32 {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let token = lever_token(&args);
+    let token = match lever_token(&args) {
+        Ok(token) => token,
+        Err(err) => return config_error(err),
+    };
     match runtime.block_on(control_client::pull(
         &args.client.addr,
         token.as_ref(),
@@ -581,7 +595,10 @@ fn run_resync(args: ResyncArgs) -> i32 {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let token = lever_token(&args.lever);
+    let token = match lever_token(&args.lever) {
+        Ok(token) => token,
+        Err(err) => return config_error(err),
+    };
     let client = &args.lever.client;
     match runtime.block_on(control_client::resync(
         &client.addr,
