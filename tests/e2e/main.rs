@@ -9,6 +9,7 @@ mod engine_crash;
 mod engine_health;
 mod engine_idle;
 mod engine_loads;
+mod engine_logs;
 mod engine_memory;
 mod engine_outage;
 mod engine_run;
