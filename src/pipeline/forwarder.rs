@@ -109,8 +109,14 @@ impl ChangeConsumer for Forwarder {
         });
         // A commit goes at once (it is what can be confirmed); a transaction's changes go in
         // chunks. What is still in `chunk` when the session ends is an unfinished transaction,
-        // which nothing could have confirmed: the next start streams it again.
-        if self.chunk.len() >= CHUNK || matches!(message, Message::Commit(_)) {
+        // which nothing could have confirmed: the next start streams it again. A full buffer
+        // also sends the chunk: the session stops reading until bytes are released, and only
+        // the pipeline can release them, by loading what it holds — a transaction whose first
+        // few large rows fill the buffer would otherwise wait here forever.
+        if self.chunk.len() >= CHUNK
+            || matches!(message, Message::Commit(_))
+            || !self.handle.may_read()
+        {
             // The chunk grows from empty (a one-row transaction takes 4 slots, not 256); its
             // unused slots and its place in the channel are memory too, counted on its last
             // item, which the pipeline takes in last.

@@ -325,3 +325,45 @@ async fn inv6_every_load_asks_for_max_filter_ratio_0() {
     assert_max_filter_ratio_0("t", &sim.counters(TARGET_DB, "t"));
     agent.stop_cleanly();
 }
+
+/// A transaction whose first few rows alone fill `STARWAL_MAX_BUFFER_BYTES` (12 rows of 1 MiB
+/// against a 4 MiB cap, far fewer than a forwarder chunk holds) is loaded in parts instead of
+/// waiting forever: the session stops reading at the cap, so the rows it read must reach the
+/// pipeline, which alone can release bytes by loading them (invariant 8, found in review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv8_a_transaction_whose_first_rows_fill_the_buffer_is_loaded() {
+    let db = Cluster::shared().create_database("loads_big_rows").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE wide (id int PRIMARY KEY, body text)")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let agent = AgentSpec::new(&db, &sim, "public.wide")
+        .var("STARWAL_MAX_BUFFER_BYTES", &(4 << 20).to_string())
+        .start_streaming()
+        .await;
+    client
+        .batch_execute(
+            "INSERT INTO wide SELECT g, repeat(chr(97 + g), 1048576) FROM generate_series(1, 12) g",
+        )
+        .await
+        .unwrap();
+    // Each body as its length and letter (the rows are 1 MiB each).
+    let query = "SELECT id::text, length(body)::text || ':' || left(body, 1) FROM wide";
+    let source = source_rows(&client, query).await;
+    let got = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "wide", &["id", "body"])
+            .into_iter()
+            .map(|row| {
+                let shape = row[1]
+                    .as_deref()
+                    .map(|body| format!("{}:{}", body.len(), body.get(..1).unwrap_or("")));
+                vec![row[0].clone(), shape]
+            })
+            .collect()
+    })
+    .await;
+    assert!(got == source, "{}\n{}", diff(&source, &got), agent.log());
+    agent.stop_cleanly();
+}
