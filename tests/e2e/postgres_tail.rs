@@ -43,12 +43,13 @@ impl Tail {
         Tail { child, lines }
     }
 
-    /// Waits until the tail process has an active walsender on `db`.
+    /// Waits until the tail process has an active walsender on `db` (slots are cluster-wide:
+    /// other tests' tails run beside it in other databases).
     fn wait_streaming(&self, db: &TestDatabase, slot_like: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let active = db.psql(&format!(
-                "select count(*) from pg_replication_slots where active and slot_name like '{slot_like}'"
+                "select count(*) from pg_replication_slots where active and slot_name like '{slot_like}' and database = current_database()"
             ));
             if active == "1" {
                 return;
