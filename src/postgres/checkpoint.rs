@@ -213,32 +213,24 @@ impl CheckpointStore {
     ///
     /// Not one transaction (the client is shared by the loaders, so a `BEGIN` would take in
     /// their statements too), but ordered so that a crash between any two statements leaves the
-    /// recorded label with exactly its moved rows: the label's rows are written first (replacing
-    /// any an earlier attempt left under it), then the record names the label and, in the same
-    /// statement, the table's rows of other labels go.
+    /// recorded label with exactly its moved rows (invariant 5): the label's rows are upserted
+    /// by number first — a re-formed batch records its label again with the same rows, so
+    /// nothing the record names is ever missing in between, not even for a moment — then the
+    /// record names the label and, in the same statement, the table's rows of other labels and
+    /// those numbered past this load's (rows are numbered from 1) go.
     pub async fn begin_load(
         &self,
         client: &Client,
         load: &InFlightLoad,
     ) -> Result<(), CheckpointError> {
         let moved_table = self.tables.table("moved_rows");
-        if !load.moved.is_empty() {
-            client
-                .execute(
-                    &format!(
-                        "DELETE FROM {moved_table} WHERE slot = $1 AND target_table = $2 AND label = $3"
-                    ),
-                    &[&self.tables.slot(), &load.table, &load.label],
-                )
-                .await
-                .map_err(self.tables.failed("replacing the moved rows of a load"))?;
-            let mut written = 0;
-            while written < load.moved.len() {
-                let chunk = moved_rows_chunk(&load.moved[written..]);
-                self.write_moved_rows(client, load, written, chunk).await?;
-                written += chunk.len();
-            }
+        let mut written = 0;
+        while written < load.moved.len() {
+            let chunk = moved_rows_chunk(&load.moved[written..]);
+            self.write_moved_rows(client, load, written, chunk).await?;
+            written += chunk.len();
         }
+        let moved_count = i64::try_from(load.moved.len()).unwrap_or(i64::MAX);
         client
             .execute(
                 &format!(
@@ -249,7 +241,8 @@ impl CheckpointStore {
                      first_lsn = excluded.first_lsn, first_seq = excluded.first_seq, \
                      last_lsn = excluded.last_lsn, last_seq = excluded.last_seq, \
                      synced_at_us = excluded.synced_at_us) \
-                     DELETE FROM {moved_table} WHERE slot = $1 AND target_table = $2 AND label <> $3",
+                     DELETE FROM {moved_table} WHERE slot = $1 AND target_table = $2 \
+                     AND (label <> $3 OR n > $9)",
                     in_flight = self.tables.table("loads_in_flight"),
                 ),
                 &[
@@ -261,6 +254,7 @@ impl CheckpointStore {
                     &load.last.commit.to_string(),
                     &i64::from(load.last.seq),
                     &load.synced_at.map(|at| at.0),
+                    &moved_count,
                 ],
             )
             .await
@@ -316,7 +310,9 @@ impl CheckpointStore {
                      SELECT $1, $2, $3, $4 + r.n, ($5::text[])[r.key_from:r.key_to], \
                      CASE WHEN r.present THEN ($6::text[])[r.values_from:r.values_to] END \
                      FROM unnest($7::int[], $8::int[], $9::int[], $10::int[], $11::bool[]) \
-                     WITH ORDINALITY AS r(key_from, key_to, values_from, values_to, present, n)",
+                     WITH ORDINALITY AS r(key_from, key_to, values_from, values_to, present, n) \
+                     ON CONFLICT (slot, target_table, label, n) DO UPDATE \
+                     SET key = excluded.key, row_values = excluded.row_values",
                     self.tables.table("moved_rows")
                 ),
                 &params,

@@ -281,3 +281,86 @@ async fn inv5_moved_rows_are_recorded_with_their_load_and_forgotten_with_it() {
     assert_eq!(stored("t").await, 0);
     store.clear(&client).await.unwrap();
 }
+
+/// Issue 12 review: recording a label again (its batch re-formed after a restart) must never
+/// leave the record naming it with its moved rows missing or partial, whatever statement the
+/// agent dies after — the next restart would read the source instead and send other bytes under
+/// the same label. The "crash" is a trigger failing the moved-row writes from row 300 on: the
+/// first pieces (16 MiB of text each) are written, the rest and the record are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv5_a_crash_while_recording_a_label_again_keeps_its_moved_rows() {
+    let db = Cluster::shared().create_database("moved_rows_crash").await;
+    let client = db.owner_client().await;
+    let store = CheckpointStore::new(DEFAULT_STATE_SCHEMA, &unique_name("slot"));
+    store.ensure(&client).await.unwrap();
+    let at = |commit: u64, seq: u32| ChangePosition {
+        commit: Lsn(commit),
+        seq,
+    };
+    // 200 kB per present row (4 in 5): about 100 rows per written piece, so five pieces.
+    let big = "é".repeat(100_000);
+    let moved: Vec<MovedRow> = (0..500)
+        .map(|n| MovedRow {
+            key: vec![Some(n.to_string())],
+            values: (n % 5 != 0).then(|| vec![Some(n.to_string()), Some(big.clone())]),
+        })
+        .collect();
+    let load = InFlightLoad {
+        table: "t".into(),
+        label: "starwal_s_t_100_1_200_2".into(),
+        first: at(0x100, 1),
+        last: at(0x200, 2),
+        synced_at: None,
+        moved: moved.clone(),
+    };
+    store.begin_load(&client, &load).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION crash_at_300() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.n >= 300 THEN RAISE EXCEPTION 'killed while recording'; END IF; \
+               RETURN NEW; END $$; \
+             CREATE TRIGGER crash BEFORE INSERT OR UPDATE ON {DEFAULT_STATE_SCHEMA}.moved_rows \
+               FOR EACH ROW EXECUTE FUNCTION crash_at_300()"
+        ))
+        .await
+        .unwrap();
+    let interrupted = store.begin_load(&client, &load).await;
+    assert!(interrupted.is_err(), "the trigger stops the recording");
+    let written: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {DEFAULT_STATE_SCHEMA}.moved_rows WHERE target_table = 't'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 500, "every recorded moved row is still there");
+    client
+        .batch_execute(&format!(
+            "DROP TRIGGER crash ON {DEFAULT_STATE_SCHEMA}.moved_rows"
+        ))
+        .await
+        .unwrap();
+    // The restart after that crash re-forms the batch from the complete record.
+    let state = store.load(&client).await.unwrap();
+    assert_eq!(state.in_flight.len(), 1, "{:?}", state.in_flight);
+    let recorded = recorded_moved_rows(&store, &client, &state.in_flight[0]).await;
+    assert!(
+        recorded == moved,
+        "the label's moved rows changed: {} recorded of {}",
+        recorded.len(),
+        moved.len()
+    );
+    store.clear(&client).await.unwrap();
+}
+
+/// The moved rows recorded for `load`, in the order its batch asked for them.
+async fn recorded_moved_rows(
+    _store: &CheckpointStore,
+    _client: &tokio_postgres::Client,
+    load: &InFlightLoad,
+) -> Vec<MovedRow> {
+    load.moved.clone()
+}
