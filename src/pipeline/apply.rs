@@ -2,12 +2,10 @@
 //! numbering of each table's changes, the restart rule's verdict on each change
 //! ([`super::restart`]), the changes into the table's batch with the size and buffer triggers,
 //! TRUNCATE in the table's loader order, and the moved rows whose unchanged TOAST values are read
-//! from the source before a batch is sealed — or, for a batch re-formed after a restart, taken
-//! from its in-flight record.
+//! from the source as their change is taken in (counted in the batch at once, invariant 8) — or,
+//! for a batch re-formed after a restart, taken from its in-flight record.
 
-use std::collections::HashMap;
-
-use super::batch::allocation;
+use super::batch::FetchRequest;
 use super::forwarder::StreamItem;
 use super::loader::Job;
 use super::restart::{Resume, Verdict};
@@ -58,6 +56,14 @@ impl Pipeline {
             Message::Update(update) => {
                 if let Some((index, position)) = self.position(lsn, update.relation_id)? {
                     if self.admit(index, position).await? {
+                        let unchanged = update
+                            .new_tuple
+                            .raw_values()
+                            .any(|value| matches!(value, TupleValueRef::UnchangedToast));
+                        if unchanged {
+                            // It may be a moved row whose values are read next.
+                            self.wait_for_room().await?;
+                        }
                         let table = &mut self.tables[index];
                         table.batch.update(
                             position,
@@ -65,6 +71,8 @@ impl Pipeline {
                             update.old_tuple.as_ref(),
                             update.new_tuple,
                         );
+                        self.fetch_moved_rows(index).await?;
+                        let table = &mut self.tables[index];
                         table.sync_buffered(&self.context.handle);
                         self.after_change(index).await?;
                     }
@@ -176,39 +184,100 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Completes the batch's moved rows that lack unchanged-TOAST values, and returns how, for
-    /// the load's in-flight record. A row in `recorded` (the batch is the load in flight before a
-    /// restart, re-formed) is completed as recorded, so the label goes out with the same bytes
-    /// whatever the source holds now (invariant 5); the others from the source's current row. A
-    /// row the source no longer has is not written under its new key (the stream holds the later
-    /// change that deleted or moved it; the old key's delete stands).
-    pub(super) async fn fetch_moved_rows(
+    /// Before a change that may read a moved row's values from the source: while the buffer is
+    /// full, sends what can go (idle loaders' batches) and takes in finished loads, so the values
+    /// read next have room (invariant 8). The change costs a few bytes in the stream, the read
+    /// its whole unchanged values: the forwarder's backpressure, which counts the stream's
+    /// bytes, cannot see it coming, and one chunk from it may hold thousands of such changes.
+    /// Blocks the pipeline like a stop does (until loads finish); feedback flows meanwhile.
+    async fn wait_for_room(&mut self) -> Result<(), PipelineError> {
+        while self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes {
+            for index in 0..self.tables.len() {
+                let table = &self.tables[index];
+                // A batch being re-formed goes out only whole (it was within the cap when
+                // first formed).
+                if table.loader_idle()
+                    && !table.batch.is_empty()
+                    && !table.resume.is_some_and(Resume::is_reform)
+                {
+                    self.flush(index).await?;
+                }
+            }
+            if self.tables.iter().all(|table| table.loader_idle()) {
+                // No load will free anything: what is held is the open batches and the commit
+                // log, which the forwarder's backpressure bounds.
+                return Ok(());
+            }
+            match self.done_rx.recv().await {
+                Some(done) => self.job_done(done).await?,
+                None => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes the moved rows that came to lack unchanged-TOAST values with the change just
+    /// taken in, and records how (the load's in-flight record takes it). Run after each change,
+    /// so what is fetched is counted in the batch at once and the size trigger and a full buffer
+    /// see it (invariant 8). In a batch being re-formed after a restart, row number `n` is
+    /// completed as the record's row `n` (the same changes ask in the same order), so the label
+    /// goes out with the same bytes whatever the source holds now (invariant 5); the others from
+    /// the source's current row. A row the source no longer has is not written under its new
+    /// key (the stream holds the later change that deleted or moved it; the old key's delete
+    /// stands).
+    pub(super) async fn fetch_moved_rows(&mut self, index: usize) -> Result<(), PipelineError> {
+        let requests = self.tables[index].batch.needing_fetch();
+        for request in requests {
+            self.fetch_moved_row(index, request).await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_moved_row(
         &mut self,
         index: usize,
-        recorded: Vec<MovedRow>,
-    ) -> Result<Vec<MovedRow>, PipelineError> {
-        let requests = self.tables[index].batch.needing_fetch();
-        if requests.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut recorded: HashMap<Vec<Option<String>>, Option<Vec<Option<String>>>> = recorded
-            .into_iter()
-            .map(|row| (row.key, row.values))
-            .collect();
+        request: FetchRequest,
+    ) -> Result<(), PipelineError> {
         let table = &self.tables[index];
-        let source_error = |source| PipelineError::Source {
-            table: table.source_name.clone(),
-            source,
+        let key = key_text(&request.row, &table.key_columns);
+        // The record applies to the table's first batch after the restart only (flush.rs).
+        let record = self
+            .in_flight_at_start
+            .get(&table.target)
+            .filter(|load| Some(load.first) == table.batch.first());
+        let recorded = match record {
+            Some(load) => {
+                let store = &self.context.store;
+                let number = table.batch.moved_rows();
+                let row = match store
+                    .recorded_moved_row(&self.client, load, number)
+                    .await
+                    .map_err(PipelineError::Checkpoint)?
+                {
+                    Some(row) if row.key == key => Some(row),
+                    // Recorded in another order (by an earlier version, which fetched when
+                    // sealing): found by its key.
+                    _ => store
+                        .recorded_moved_row_by_key(&self.client, load, &key)
+                        .await
+                        .map_err(PipelineError::Checkpoint)?,
+                };
+                row.map(|row| row.values)
+            }
+            None => None,
         };
-        // Prepared at the first row not recorded: a re-formed batch reads nothing.
-        let mut lookup: Option<Option<RowLookup>> = None;
-        let mut resolved = Vec::with_capacity(requests.len());
-        for request in requests {
-            let key = key_text(&request.row, &table.key_columns);
-            let values = match recorded.remove(&key) {
-                Some(values) => values,
-                None => {
-                    if lookup.is_none() {
+        let values = match recorded {
+            Some(values) => values,
+            None => {
+                let lookup = self.tables[index].batch.take_lookup();
+                let table = &self.tables[index];
+                let source_error = |source| PipelineError::Source {
+                    table: table.source_name.clone(),
+                    source,
+                };
+                let lookup = match lookup {
+                    Some(lookup) => lookup,
+                    None => {
                         let prepared = RowLookup::prepare(
                             &self.client,
                             &table.source,
@@ -219,42 +288,43 @@ impl Pipeline {
                         .map_err(source_error)?;
                         if prepared.is_none() {
                             // A column of the stream's schema is gone from the source already;
-                            // the stream's Relation message for that drop follows. Retrying
-                            // would fail the same way.
+                            // the stream's Relation message for that drop follows (and seals
+                            // the batch). Retrying would fail the same way.
                             tracing::warn!(table = %table.source_name, "cannot read moved rows' unchanged TOAST values (a column was dropped since)");
                         }
-                        lookup = Some(prepared);
+                        prepared
                     }
-                    let Some(Some(lookup)) = &lookup else {
-                        continue;
-                    };
-                    lookup
-                        .fetch(&self.client, &key)
-                        .await
-                        .map_err(source_error)?
+                };
+                let fetched = match &lookup {
+                    Some(lookup) => lookup.fetch(&self.client, &key).await.map(Some),
+                    None => Ok(None),
+                };
+                let fetched = fetched.map_err(source_error);
+                self.tables[index].batch.keep_lookup(lookup);
+                match fetched? {
+                    Some(values) => values,
+                    // Left waiting, as a partial update (see the warning above).
+                    None => return Ok(()),
                 }
-            };
-            if values.is_none() {
+            }
+        };
+        let table = &mut self.tables[index];
+        match &values {
+            Some(values) => {
+                let tuple = TupleData::from_values(values.iter().map(|v| match v {
+                    Some(text) => TupleValueRef::Text(text.as_bytes()),
+                    None => TupleValueRef::Null,
+                }));
+                table.batch.complete(request.entry, &tuple);
+            }
+            None => {
                 tracing::info!(table = %table.source_name, "a row whose key changed is gone from the source: not written under its new key (a later change in the stream deletes or moves it)");
+                table.batch.absent(request.entry);
             }
-            resolved.push((request.entry, MovedRow { key, values }));
         }
-        let batch = &mut self.tables[index].batch;
-        let mut moved = Vec::with_capacity(resolved.len());
-        for (entry, row) in resolved {
-            match &row.values {
-                Some(values) => {
-                    let tuple = TupleData::from_values(values.iter().map(|v| match v {
-                        Some(text) => TupleValueRef::Text(text.as_bytes()),
-                        None => TupleValueRef::Null,
-                    }));
-                    batch.complete(entry, &tuple);
-                }
-                None => batch.absent(entry),
-            }
-            moved.push(row);
-        }
-        Ok(moved)
+        // The values move into the record: the completed row holds its own copy in wire form.
+        table.batch.record_moved(MovedRow { key, values });
+        Ok(())
     }
 }
 
@@ -269,24 +339,4 @@ fn key_text(row: &TupleData, key_columns: &[usize]) -> Vec<Option<String>> {
             _ => None,
         })
         .collect()
-}
-
-/// Bytes the moved rows' values take while they wait for the in-flight record (invariant 8):
-/// each string's allocation and the vectors' slots.
-pub(super) fn moved_rows_bytes(moved: &[MovedRow]) -> u64 {
-    let slot = std::mem::size_of::<Option<String>>() as u64;
-    let strings = |values: &[Option<String>]| -> u64 {
-        values
-            .iter()
-            .map(|v| slot + v.as_ref().map_or(0, |text| allocation(text.len())))
-            .sum()
-    };
-    moved
-        .iter()
-        .map(|row| {
-            std::mem::size_of::<MovedRow>() as u64
-                + strings(&row.key)
-                + row.values.as_deref().map_or(0, strings)
-        })
-        .sum()
 }

@@ -7,9 +7,10 @@
 //! tuple. When neither has it the row stays a partial update (only the columns it carries are
 //! written, the stored row keeps the rest) — unless the key itself changed: the new key has no
 //! stored row to keep anything from, so the entry is flagged and the pipeline fetches the
-//! missing values from the source before sealing ([`TableBatch::needing_fetch`]). A moved row the
-//! source no longer has is not written at all ([`TableBatch::absent`]): its columns would create
-//! the row with NULLs, and the stream holds the later change that deleted or moved it.
+//! missing values from the source as the change is taken in ([`TableBatch::needing_fetch`]). A
+//! moved row the source no longer has is not written at all ([`TableBatch::absent`]): its columns
+//! would create the row with NULLs, and the stream holds the later change that deleted or moved
+//! it (a later update of such a row is fetched again, never written as a partial update).
 //!
 //! Rows are kept in allocations of their own (see `TupleData::detached`) and encoded
 //! only when the batch is sealed, grouped by the exact set of columns they carry: one load per
@@ -18,7 +19,10 @@
 //! Memory (invariant 8): [`TableBatch::bytes`] is what the batch really holds — its rows' and
 //! keys' allocations, the entry vector's and key map's capacity — plus an estimate of the bodies
 //! sealing will write, because those exist next to the rows while the batch is sealed. Counting
-//! both up front keeps the seal's peak inside the buffer cap.
+//! both up front keeps the seal's peak inside the buffer cap. A moved row's fetched values count
+//! the moment they arrive — in its completed row, its body estimate and the record of what was
+//! fetched ([`TableBatch::record_moved`]) — so the size trigger and a full buffer see them: a
+//! key change of many rows with large unchanged values is never read all at once.
 
 use std::collections::HashMap;
 use std::mem::size_of;
@@ -26,6 +30,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::postgres::catalog::RowLookup;
 use crate::postgres::checkpoint::MovedRow;
 use crate::postgres::pgoutput::{OldTuple, TupleData, TupleValueRef};
 use crate::postgres::value::PgTimestamp;
@@ -128,6 +133,27 @@ pub struct TableBatch {
     key_scratch: Vec<u8>,
     /// The `_starwal_synced_at` to seal with, when not the time of sealing.
     synced_at: Option<PgTimestamp>,
+    /// Entries flagged `needs_fetch` since [`TableBatch::needing_fetch`] last ran.
+    pending_fetch: Vec<usize>,
+    /// How the moved rows were completed, in the order they were fetched (counted in `held`):
+    /// recorded with the load in flight, so a re-formed batch is completed the same way.
+    moved: Vec<MovedRow>,
+    /// The source read for moved rows, prepared at the batch's first one (`Some(None)`: it
+    /// cannot be prepared, a column is gone). Per batch: a schema change seals the batch first.
+    lookup: Option<Option<RowLookup>>,
+}
+
+/// Bytes a moved row's record takes (invariant 8): each string's allocation and the vectors'
+/// slots.
+pub(crate) fn moved_row_bytes(row: &MovedRow) -> u64 {
+    let slot = size_of::<Option<String>>() as u64;
+    let strings = |values: &[Option<String>]| -> u64 {
+        values
+            .iter()
+            .map(|v| slot + v.as_ref().map_or(0, |text| allocation(text.len())))
+            .sum()
+    };
+    size_of::<MovedRow>() as u64 + strings(&row.key) + row.values.as_deref().map_or(0, strings)
 }
 
 /// Bytes the allocator takes for a request of `len` bytes: glibc's malloc rounds to 16-byte
@@ -352,10 +378,12 @@ impl TableBatch {
         let mut row = new;
         // The row's previous state in this batch: its image under the (old) key.
         let earlier_key = old_key.as_deref().filter(|_| moved).unwrap_or(&new_key);
-        let earlier_needs_fetch = self
-            .by_key
-            .get(earlier_key)
-            .is_some_and(|&index| self.entries[index].needs_fetch);
+        // An earlier image the source did not have any more counts as still missing: a later
+        // update of that row is fetched again, never sent as a partial update.
+        let earlier_needs_fetch = self.by_key.get(earlier_key).is_some_and(|&index| {
+            let entry = &self.entries[index];
+            entry.needs_fetch || matches!(entry.image, Image::Absent(_))
+        });
         if has_unchanged_toast(&row) {
             // Fill from the batch's own image, else from a FULL old tuple.
             if let Some(earlier) = self.earlier_image(earlier_key) {
@@ -393,6 +421,9 @@ impl TableBatch {
                 needs_fetch,
             },
         );
+        if let Some(&index) = self.by_key.get(new_key.as_slice()).filter(|_| needs_fetch) {
+            self.pending_fetch.push(index);
+        }
     }
 
     pub fn delete(&mut self, position: ChangePosition, key_columns: &[usize], old: &OldTuple) {
@@ -421,20 +452,62 @@ impl TableBatch {
         self.key_scratch = key;
     }
 
-    /// Moved rows that still miss unchanged-TOAST values (see the module docs).
-    pub fn needing_fetch(&self) -> Vec<FetchRequest> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, entry)| entry.needs_fetch)
-            .filter_map(|(index, entry)| match &entry.image {
-                Image::New(row) => Some(FetchRequest {
-                    entry: index,
-                    row: row.clone(),
-                }),
-                _ => None,
+    /// Moved rows that came to miss unchanged-TOAST values since the last call, in the order
+    /// they did (see the module docs). A row asked for once and not completed (its source read
+    /// could not be prepared) is not asked for again.
+    pub fn needing_fetch(&mut self) -> Vec<FetchRequest> {
+        let mut pending = std::mem::take(&mut self.pending_fetch);
+        // Updated twice before a fetch (only when no fetch could be made): asked once.
+        let mut seen = std::collections::HashSet::new();
+        pending.retain(|index| seen.insert(*index));
+        pending
+            .into_iter()
+            .filter_map(|index| {
+                let entry = self.entries.get(index).filter(|entry| entry.needs_fetch)?;
+                match &entry.image {
+                    Image::New(row) => Some(FetchRequest {
+                        entry: index,
+                        row: row.clone(),
+                    }),
+                    _ => None,
+                }
             })
             .collect()
+    }
+
+    /// Keeps `row`, how a moved row was completed, for the load's in-flight record, and counts
+    /// it.
+    pub fn record_moved(&mut self, row: MovedRow) {
+        self.held += moved_row_bytes(&row);
+        if self.moved.len() == self.moved.capacity() {
+            // The vector doubles next: its new slots are counted as they come (as rows).
+            self.held += (self.moved.capacity().max(4) * size_of::<MovedRow>()) as u64;
+        }
+        self.moved.push(row);
+    }
+
+    /// Moved rows recorded so far: the number the next one gets.
+    pub fn moved_rows(&self) -> usize {
+        self.moved.len()
+    }
+
+    /// Takes the moved rows' record, to go with the sealed batch (which counts it from then).
+    pub fn take_moved(&mut self) -> Vec<MovedRow> {
+        let moved = std::mem::take(&mut self.moved);
+        let bytes: u64 = moved.iter().map(moved_row_bytes).sum();
+        let slots = (moved.capacity() * size_of::<MovedRow>()) as u64;
+        self.held = self.held.saturating_sub(bytes + slots);
+        moved
+    }
+
+    /// The batch's prepared source read for moved rows, taken out (`None`: not prepared yet);
+    /// give it back with [`TableBatch::keep_lookup`].
+    pub fn take_lookup(&mut self) -> Option<Option<RowLookup>> {
+        self.lookup.take()
+    }
+
+    pub fn keep_lookup(&mut self, lookup: Option<RowLookup>) {
+        self.lookup = Some(lookup);
     }
 
     /// Completes entry `entry` with `source` (the source row as text values, `None` where

@@ -3,11 +3,12 @@
 //! (one load in flight per table), the finished jobs coming back, and the confirmed LSN that
 //! follows from them — stored after loads committed and handed to the session (invariant 1).
 
-use super::apply::moved_rows_bytes;
+use super::batch::moved_row_bytes;
 use super::loader::{Job, JobDone};
 use super::restart::Resume;
 use super::table::TableState;
 use super::{Pipeline, PipelineError};
+use crate::postgres::checkpoint::MovedRow;
 use crate::postgres::{ChangePosition, Lsn};
 
 /// The buffer must have held this much since the last give-back for another to be worth it.
@@ -59,18 +60,21 @@ impl Pipeline {
         if self.tables[index].batch.is_empty() {
             return Ok(());
         }
+        // Moved rows are completed as their changes come in (apply.rs); this only catches one
+        // some other path left waiting, so none is sealed incomplete.
+        self.fetch_moved_rows(index).await?;
         // The table's first batch after a restart, when its load in flight is being re-formed:
-        // complete it as that load was (mod.rs keeps the record only for such a table). Only
-        // that batch: it starts where the record does (a batch cut short by a full buffer too).
+        // it carries that load's `_starwal_synced_at` (mod.rs keeps the record only for such a
+        // table), and its moved rows were completed from the record (apply.rs). Only that batch:
+        // it starts where the record does (a batch cut short by a full buffer too).
         let first = self.tables[index].batch.first();
-        let recorded = self
+        let synced_at = self
             .in_flight_at_start
             .remove(&self.tables[index].target)
-            .filter(|load| Some(load.first) == first);
-        let (synced_at, recorded_moves) =
-            recorded.map_or((None, Vec::new()), |load| (load.synced_at, load.moved));
-        let moved = self.fetch_moved_rows(index, recorded_moves).await?;
+            .filter(|load| Some(load.first) == first)
+            .and_then(|load| load.synced_at);
         let table = &mut self.tables[index];
+        let moved = table.batch.take_moved();
         if let Some(at) = synced_at {
             table.batch.keep_synced_at(at);
         }
@@ -84,7 +88,8 @@ impl Pipeline {
         // instead (the loader releases them), and the emptied batch what it keeps (invariant 8).
         let sealed = sealed.map(|mut sealed| {
             // Held until the loader has recorded them; released with the bodies.
-            sealed.buffered_bytes += moved_rows_bytes(&moved);
+            sealed.buffered_bytes += moved.iter().map(moved_row_bytes).sum::<u64>()
+                + (moved.capacity() * std::mem::size_of::<MovedRow>()) as u64;
             sealed.moved = moved;
             sealed
         });

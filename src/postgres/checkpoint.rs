@@ -15,10 +15,12 @@
 //! what the batch took from outside the stream: its `_starwal_synced_at`, and the values its moved
 //! rows (a key change leaving TOASTed columns unchanged, invariant 4) were completed with — each
 //! moved row's key and the source row read for it, or that there was none — one row per moved row
-//! in `moved_rows`, the values as the text the source gave. They are written under the load's
-//! label before the record names that label, and removed with the record (a later record of the
-//! table, or the confirmation that forgets it), so a crash at any step leaves the recorded label
-//! with its moved rows.
+//! in `moved_rows`, the values as the text the source gave. They are written (upserted by number)
+//! under the load's label before the record names that label, never deleted first, and removed
+//! with the record (a later record of the table, or the confirmation that forgets it), so a crash
+//! at any step leaves the recorded label with its moved rows — also when a re-formed batch records
+//! its label again. A restart reads them one at a time as the re-formed batch asks, not all
+//! tables' at once (invariant 8).
 //! Tables are created on first use; state is removed only by [`CheckpointStore::clear`]: at
 //! teardown, and when a slot is created anew (an earlier slot's higher LSN would make it skip
 //! transactions).
@@ -41,7 +43,10 @@ pub struct InFlightLoad {
     pub last: ChangePosition,
     /// The `_starwal_synced_at` its rows carry; `None` in a record written before it was kept.
     pub synced_at: Option<PgTimestamp>,
-    /// How its moved rows were completed, in the order the batch asked.
+    /// How its moved rows were completed, in the order the batch asked: written by
+    /// [`CheckpointStore::begin_load`]; empty as [`CheckpointStore::load`] returns it (a re-formed
+    /// batch reads them one at a time, [`CheckpointStore::recorded_moved_row`], so a restart
+    /// does not hold every table's at once).
     pub moved: Vec<MovedRow>,
 }
 
@@ -81,8 +86,11 @@ impl StateStore for CheckpointStore {
 const TABLES: [&str; 3] = ["checkpoints", "loads_in_flight", "moved_rows"];
 
 /// Text bytes of moved rows written per statement: a batch can move many rows with large values,
-/// and one statement's parameters are held whole by the client and the server.
-const MOVED_ROWS_CHUNK_BYTES: usize = 16 * 1024 * 1024;
+/// and one statement's parameters are held whole by the client (a second copy, in a buffer that
+/// doubles as it grows, outside the buffer count) and the server. 1 MiB keeps that copy small
+/// next to the 32 MiB invariant 8 allows above the cap; at 16 MiB a key change of 1 000 rows of
+/// 100 kB under a 16 MiB cap peaked 12 MiB over the bound.
+const MOVED_ROWS_CHUNK_BYTES: usize = 1024 * 1024;
 
 impl CheckpointStore {
     /// A store for `slot` in `schema`.
@@ -124,7 +132,8 @@ impl CheckpointStore {
         self.tables.ensure(client, &ddl).await
     }
 
-    /// The stored checkpoint, or the default (`0/0`, nothing in flight) for a new slot.
+    /// The stored checkpoint, or the default (`0/0`, nothing in flight) for a new slot. The
+    /// loads' moved rows are not read here (see [`InFlightLoad::moved`]).
     pub async fn load(&self, client: &Client) -> Result<Checkpoint, CheckpointError> {
         let confirmed = client
             .query_opt(
@@ -149,7 +158,7 @@ impl CheckpointStore {
             )
             .await
             .map_err(self.tables.failed("reading the loads in flight"))?;
-        let mut in_flight: Vec<InFlightLoad> = rows
+        let in_flight: Vec<InFlightLoad> = rows
             .iter()
             .filter_map(|row| {
                 let seq = |index| u32::try_from(row.get::<_, i64>(index)).ok();
@@ -175,33 +184,6 @@ impl CheckpointStore {
                 load
             })
             .collect();
-        // Only the moved rows of the recorded labels: rows of a label never recorded (a crash
-        // between writing them and the record) are left for the table's next record to remove.
-        let moved = client
-            .query(
-                &format!(
-                    "SELECT m.target_table, m.key, m.row_values FROM {moved} m \
-                     JOIN {in_flight} f USING (slot, target_table, label) \
-                     WHERE m.slot = $1 ORDER BY m.target_table, m.n",
-                    moved = self.tables.table("moved_rows"),
-                    in_flight = self.tables.table("loads_in_flight"),
-                ),
-                &[&self.tables.slot()],
-            )
-            .await
-            .map_err(
-                self.tables
-                    .failed("reading the moved rows of the loads in flight"),
-            )?;
-        for row in &moved {
-            let table: &str = row.get(0);
-            if let Some(load) = in_flight.iter_mut().find(|load| load.table == table) {
-                load.moved.push(MovedRow {
-                    key: row.get(1),
-                    values: row.get(2),
-                });
-            }
-        }
         Ok(Checkpoint {
             confirmed_lsn: confirmed,
             in_flight,
@@ -260,6 +242,63 @@ impl CheckpointStore {
             .await
             .map(drop)
             .map_err(self.tables.failed("recording a load in flight"))
+    }
+
+    /// Moved row number `number` (from 0, in the order the batch asked) of the recorded `load`;
+    /// `None` when it has fewer.
+    pub async fn recorded_moved_row(
+        &self,
+        client: &Client,
+        load: &InFlightLoad,
+        number: usize,
+    ) -> Result<Option<MovedRow>, CheckpointError> {
+        // Stored from 1 (`write_moved_rows`).
+        let n = i64::try_from(number).unwrap_or(i64::MAX).saturating_add(1);
+        self.read_moved_row(client, load, "n = $4", &n).await
+    }
+
+    /// The recorded `load`'s moved row with key `key` (the first, when it has several); `None`
+    /// when it has none. For a record whose rows are in another order than the batch asks now.
+    pub async fn recorded_moved_row_by_key(
+        &self,
+        client: &Client,
+        load: &InFlightLoad,
+        key: &[Option<String>],
+    ) -> Result<Option<MovedRow>, CheckpointError> {
+        self.read_moved_row(client, load, "key = $4::text[]", &key)
+            .await
+    }
+
+    /// The first moved row of the recorded `load` (only while the record names its label)
+    /// meeting `condition` on `$4`.
+    async fn read_moved_row(
+        &self,
+        client: &Client,
+        load: &InFlightLoad,
+        condition: &str,
+        value: &(dyn ToSql + Sync),
+    ) -> Result<Option<MovedRow>, CheckpointError> {
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT m.key, m.row_values FROM {moved} m \
+                     JOIN {in_flight} f USING (slot, target_table, label) \
+                     WHERE m.slot = $1 AND m.target_table = $2 AND m.label = $3 AND m.{condition} \
+                     ORDER BY m.n LIMIT 1",
+                    moved = self.tables.table("moved_rows"),
+                    in_flight = self.tables.table("loads_in_flight"),
+                ),
+                &[&self.tables.slot(), &load.table, &load.label, value],
+            )
+            .await
+            .map_err(
+                self.tables
+                    .failed("reading a moved row of a load in flight"),
+            )?;
+        Ok(row.map(|row| MovedRow {
+            key: row.get(0),
+            values: row.get(1),
+        }))
     }
 
     /// Writes `rows`, the moved rows of `load` from number `offset` on, in one statement: the

@@ -244,7 +244,17 @@ async fn inv5_moved_rows_are_recorded_with_their_load_and_forgotten_with_it() {
     // Recording the same label again (a re-formed batch) leaves one copy.
     store.begin_load(&client, &load).await.unwrap();
     let state = store.load(&client).await.unwrap();
-    assert_eq!(state.in_flight, vec![load.clone(), other.clone()]);
+    assert_eq!(state.in_flight, vec![as_read(&load), as_read(&other)]);
+    assert!(recorded_moved_rows(&store, &client, &state.in_flight[0]).await == moved);
+    assert!(recorded_moved_rows(&store, &client, &state.in_flight[1])
+        .await
+        .is_empty());
+    // A row is found by its key too (a record written in another order).
+    let by_key = store
+        .recorded_moved_row_by_key(&client, &load, &moved[301].key)
+        .await
+        .unwrap();
+    assert_eq!(by_key.as_ref(), Some(&moved[301]));
 
     // The table's next load replaces the record and its moved rows.
     let next = InFlightLoad {
@@ -256,7 +266,16 @@ async fn inv5_moved_rows_are_recorded_with_their_load_and_forgotten_with_it() {
     };
     store.begin_load(&client, &next).await.unwrap();
     let state = store.load(&client).await.unwrap();
-    assert_eq!(state.in_flight, vec![next.clone(), other.clone()]);
+    assert_eq!(state.in_flight, vec![as_read(&next), as_read(&other)]);
+    assert_eq!(
+        recorded_moved_rows(&store, &client, &state.in_flight[0]).await,
+        next.moved
+    );
+    assert_eq!(
+        store.recorded_moved_row(&client, &load, 0).await.unwrap(),
+        None,
+        "the earlier label is no longer recorded"
+    );
     let stored = |table: &'static str| {
         let client = &client;
         async move {
@@ -286,7 +305,7 @@ async fn inv5_moved_rows_are_recorded_with_their_load_and_forgotten_with_it() {
 /// leave the record naming it with its moved rows missing or partial, whatever statement the
 /// agent dies after — the next restart would read the source instead and send other bytes under
 /// the same label. The "crash" is a trigger failing the moved-row writes from row 300 on: the
-/// first pieces (16 MiB of text each) are written, the rest and the record are not.
+/// first pieces (1 MiB of text each) are written, the rest and the record are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv5_a_crash_while_recording_a_label_again_keeps_its_moved_rows() {
     let db = Cluster::shared().create_database("moved_rows_crash").await;
@@ -297,7 +316,8 @@ async fn inv5_a_crash_while_recording_a_label_again_keeps_its_moved_rows() {
         commit: Lsn(commit),
         seq,
     };
-    // 200 kB per present row (4 in 5): about 100 rows per written piece, so five pieces.
+    // 200 kB per present row (4 in 5): a few rows per written piece, so row 300 is in a
+    // piece well after the first.
     let big = "é".repeat(100_000);
     let moved: Vec<MovedRow> = (0..500)
         .map(|n| MovedRow {
@@ -358,9 +378,115 @@ async fn inv5_a_crash_while_recording_a_label_again_keeps_its_moved_rows() {
 
 /// The moved rows recorded for `load`, in the order its batch asked for them.
 async fn recorded_moved_rows(
-    _store: &CheckpointStore,
-    _client: &tokio_postgres::Client,
+    store: &CheckpointStore,
+    client: &tokio_postgres::Client,
     load: &InFlightLoad,
 ) -> Vec<MovedRow> {
-    load.moved.clone()
+    let mut rows = Vec::new();
+    while let Some(row) = store
+        .recorded_moved_row(client, load, rows.len())
+        .await
+        .unwrap()
+    {
+        rows.push(row);
+    }
+    rows
+}
+
+/// `load` as [`CheckpointStore::load`] returns it (moved rows are read one at a time).
+fn as_read(load: &InFlightLoad) -> InFlightLoad {
+    InFlightLoad {
+        moved: Vec::new(),
+        ..load.clone()
+    }
+}
+
+/// Issue 12 review, invariant 8: a moved row costs only its key while it waits in the batch, so
+/// when many rows change key at once their fetched values must still be counted as they arrive
+/// — not read all together when the batch is sealed (1 000 rows of 100 kB under a 16 MiB cap
+/// peaked at 316 MiB). Peak RSS stays under the cap + 32 MiB, and the target equals the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv8_many_moved_rows_stay_under_the_memory_cap() {
+    const MIB: u64 = 1024 * 1024;
+    const CAP: u64 = 16 * MIB;
+    const ROWS: usize = 1_000;
+    let db = Cluster::shared()
+        .create_database("toast_moves_memory")
+        .await;
+    let client = db.owner_client().await;
+    // EXTERNAL: out of line and uncompressed, so each 100 kB value is TOASTed and the key
+    // change sends `u` for it.
+    client
+        .batch_execute(
+            "CREATE TABLE w (id int8 PRIMARY KEY, big text); \
+             ALTER TABLE w ALTER COLUMN big SET STORAGE EXTERNAL",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.w")
+        .var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string())
+        .var("STARWAL_FLUSH_ROWS", "100000");
+    let agent = spec.start_streaming().await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO w SELECT g, repeat(md5(g::text), 3200) FROM generate_series(1, {ROWS}) g"
+        ))
+        .await
+        .unwrap();
+    let ids = |sim: &starrocks_sim::Sim| target_rows(sim, "w", &["id"]);
+    let inserted = wait_until(TIMEOUT, || ids(&sim).len() == ROWS).await;
+    assert!(inserted, "the inserts never arrived\n{}", agent.log());
+    // The key change is read by a fresh agent, so its peak is the key change's alone.
+    agent.stop_cleanly();
+    client
+        .batch_execute("UPDATE w SET id = id + 1000000")
+        .await
+        .unwrap();
+    let mut agent = spec.start();
+    let moved = wait_until(TIMEOUT, || {
+        let ids = ids(&sim);
+        ids.len() == ROWS
+            && ids
+                .iter()
+                .all(|id| id[0].as_deref().is_some_and(|id| id.len() == 7))
+    })
+    .await;
+    assert!(moved, "the key change never arrived\n{}", agent.log());
+    let source = source_rows(&client, "SELECT id::text, big FROM w").await;
+    let got = target_rows(&sim, "w", &["id", "big"]);
+    assert!(
+        got == source,
+        "target differs from source: {} rows vs {}, {} equal\n{}",
+        got.len(),
+        source.len(),
+        got.intersection(&source).count(),
+        agent.log()
+    );
+    let peak = peak_rss(agent.pid());
+    eprintln!(
+        "moved rows: peak RSS {:.1} MiB, cap {} MiB",
+        peak as f64 / MIB as f64,
+        CAP / MIB
+    );
+    assert!(peak > 0, "no VmHWM for pid {}", agent.pid());
+    assert!(
+        peak <= CAP + 32 * MIB,
+        "peak RSS {peak} B exceeds STARWAL_MAX_BUFFER_BYTES {CAP} B + 32 MiB\n{}",
+        agent.log()
+    );
+    let status = agent
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(30))
+        .expect("exit");
+    assert!(status.success(), "{}", agent.log());
+}
+
+/// Peak resident memory of process `pid` since it started (VmHWM; 0 when unreadable).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
