@@ -617,14 +617,13 @@ impl TableBatch {
             synced_at: synced_at_time,
             moved: Vec::new(),
         };
-        // The next batch of this table is likely as big: size for it up front (less rehashing
-        // while it fills), up to 1024 rows so an idle table keeps little (50 tables: ~6 MiB,
-        // counted in `bytes`).
-        let expected = self.entries.len().min(1024);
+        // The emptied batch keeps no capacity: it grows again from empty (a few doublings,
+        // amortised over the batch). Capacity kept for a next batch that may never come was
+        // counted in the buffer by every table that went idle after a burst (50 tables: ~6 MiB),
+        // which kept the buffer above the level where memory is given back (`flush.rs`) and, with
+        // enough tables, at the cap itself.
         *self = TableBatch {
             key_scratch: std::mem::take(&mut self.key_scratch),
-            entries: Vec::with_capacity(expected),
-            by_key: HashMap::with_capacity_and_hasher(expected, Default::default()),
             row_overhead: self.row_overhead,
             ..TableBatch::default()
         };
@@ -922,9 +921,11 @@ mod tests {
             after_updates - empty >= body + body / 10,
             "counted {after_updates}, body {body}"
         );
-        // A sealed batch keeps only its pre-sized capacity, and counts it.
+        // A sealed batch keeps no capacity but its key scratch (one key): an idle table holds
+        // next to nothing in the buffer, so the buffer can empty after a burst.
         let fresh = batch.bytes();
-        assert!(fresh > 0 && fresh < full / 4, "{fresh} vs {full}");
+        assert_eq!(fresh, batch.key_scratch.capacity() as u64, "vs {full}");
+        assert!(fresh < 64, "{fresh}");
     }
 
     #[test]
