@@ -80,6 +80,27 @@ pub enum Command {
     /// Exits 1 when the table is not replicated or is already being copied. Same access rules as
     /// pause.
     Resync(ResyncArgs),
+    /// Print a shell completion script (bash, zsh, fish, …) on stdout, generated from this
+    /// command line so it always matches --help. The .deb installs bash, zsh and fish scripts.
+    Completions(CompletionsArgs),
+    /// Print a man page (roff, section 1) on stdout, generated from this command line: starwal(1)
+    /// (`starwal man | man -l -`), or with a command the page it links to, starwal-COMMAND(1).
+    Man(ManArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// The command whose page to print (e.g. `run` prints starwal-run(1)); the main page when
+    /// omitted.
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +168,13 @@ pub fn main() -> i32 {
     // file is reported by the commands that read the configuration.
     let _ = crate::config::load_dotenv();
     let cli = Cli::parse();
+    // Before the logging set-up: generating files reads no configuration, so a packaging build
+    // with an odd environment still gets them.
+    match &cli.command {
+        Some(Command::Completions(args)) => return print_completions(args.shell),
+        Some(Command::Man(args)) => return print_man_page(args.command.as_deref()),
+        _ => {}
+    }
     if let Err(err) = init_tracing() {
         return config_error(err);
     }
@@ -160,6 +188,69 @@ pub fn main() -> i32 {
         Command::Resume(args) => run_lever(args, Lever::Resume),
         Command::Drain(args) => run_lever(args, Lever::Drain),
         Command::Resync(args) => run_resync(args),
+        Command::Completions(args) => print_completions(args.shell),
+        Command::Man(args) => print_man_page(args.command.as_deref()),
+    }
+}
+
+/// `starwal completions SHELL`: the script for `shell`, from the same clap definitions as --help.
+fn print_completions(shell: clap_complete::Shell) -> i32 {
+    let mut script = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "starwal",
+        &mut script,
+    );
+    write_stdout(&script)
+}
+
+/// `starwal man [COMMAND]`: starwal(1), or starwal-COMMAND(1), which the main page's SUBCOMMANDS
+/// section names (the .deb ships them all). Rendered into memory first, so a failed write is
+/// reported once instead of leaving half a page.
+fn print_man_page(command: Option<&str>) -> i32 {
+    let mut cli = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    // Building sets each subcommand's display name (`starwal-run`) and bin name (`starwal run`),
+    // which the page's title and synopsis use.
+    cli.build();
+    let cmd = match command {
+        None => cli,
+        Some(name) => match cli.find_subcommand(name) {
+            Some(sub) => sub.clone(),
+            None => {
+                let names: Vec<&str> = cli.get_subcommands().map(|sub| sub.get_name()).collect();
+                eprintln!(
+                    "error: no command `{name}`; man pages exist for: {}",
+                    names.join(", ")
+                );
+                return EXIT_CONFIG;
+            }
+        },
+    };
+    let mut page = Vec::new();
+    let rendered = clap_mangen::Man::new(cmd).render(&mut page);
+    match rendered {
+        Ok(()) => write_stdout(&page),
+        Err(err) => {
+            eprintln!("error: cannot render the man page: {err}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Writes a generated file to stdout. A closed pipe (`starwal man | head`) is the reader's
+/// choice, not a failure: exit 0 as other Unix tools do; any other write error exits 1.
+/// (The generators write into a `Vec` because clap_complete panics on a failed write.)
+fn write_stdout(bytes: &[u8]) -> i32 {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => 0,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(err) => {
+            eprintln!("error: cannot write to stdout: {err}");
+            EXIT_FAILURE
+        }
     }
 }
 
