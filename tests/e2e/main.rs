@@ -3,6 +3,7 @@
 //! this one in `tests/e2e/` (Cargo does not turn those into test binaries of their own).
 //! Postgres-facing modules are named `postgres_*` (CI runs them against PG 14–18).
 
+mod cli_artifacts;
 mod control_server;
 mod engine_control;
 mod engine_crash;
