@@ -13,6 +13,10 @@
 //! A drain (SIGTERM, SIGINT, the Drain RPC) stops reading the stream, flushes every batch, waits
 //! for the loads, stores and reports the confirmed LSN, ends the copy cleanly, and returns `Ok`.
 //! The CLI bounds it by `STARWAL_SHUTDOWN_TIMEOUT_S` and turns the result into the exit code.
+//!
+//! A table parked by a permanent error (pipeline/park.rs) does not end the attempt; a retry of it
+//! (`starwal retry --table`) ends the attempt like the end of a copy made while streaming: the
+//! next one streams from the held position. With `STARWAL_EXIT_ON_ERROR` nothing is parked.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -98,7 +102,7 @@ pub async fn run(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<Ru
             }
             Ok(AttemptEnd::Copied) => break Ok(RunEnd::Copied),
             Ok(AttemptEnd::Restart) => {
-                tracing::info!("restarting the stream from the held position after a copy");
+                tracing::info!("restarting the stream from the held position (after a copy or a retry)");
                 backoff = FIRST_BACKOFF;
             }
             Err(failure) => {
@@ -290,6 +294,7 @@ async fn attempt(
         delete_mode: starrocks.delete_mode,
         type_mapping: starrocks.type_mapping,
         tables: pg.tables.clone(),
+        park_failing_tables: !config.engine.exit_on_error,
     };
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (pipeline, confirmations) = Pipeline::new(
@@ -374,6 +379,8 @@ async fn attempt(
 
     let mut stops = handle.stop_requests();
     let stopper_handle = handle.clone();
+    let retried = Arc::new(AtomicBool::new(false));
+    let retried_by_stopper = retried.clone();
     let stopper = tokio::spawn(async move {
         // Wait for a stop request (or the end of a copy made while streaming), then close the
         // stream side and tell the pipeline.
@@ -387,6 +394,13 @@ async fn attempt(
             }
             _ = copies_done.wait_for(|done| *done) => {
                 tracing::info!("copy while streaming ended: flushing, then streaming again");
+                true
+            }
+            // A parked table's cause was fixed: like the end of a copy, the next attempt
+            // streams from the held position (pipeline/park.rs).
+            _ = stopper_handle.retry_requested() => {
+                tracing::info!("retry of a parked table: flushing, then streaming again from the held position");
+                retried_by_stopper.store(true, Ordering::SeqCst);
                 true
             }
         };
@@ -431,6 +445,9 @@ async fn attempt(
             return Ok(AttemptEnd::Restart);
         }
         _ => {}
+    }
+    if retried.load(Ordering::SeqCst) && handle.stop_requests().borrow().is_none() {
+        return Ok(AttemptEnd::Restart);
     }
     match session {
         Ok(summary) if summary.end == SessionEnd::Shutdown => {
