@@ -80,6 +80,11 @@ pub enum Command {
     /// Exits 1 when the table is not replicated or is already being copied. Same access rules as
     /// pause.
     Resync(ResyncArgs),
+    /// Load a parked table again on a running agent (one a permanent error stopped while the
+    /// others streamed), once its cause is fixed: the stream restarts from the table's held
+    /// position. Exits 1 when the table is not replicated or not parked. Same access rules as
+    /// pause.
+    Retry(ResyncArgs),
     /// Print a shell completion script (bash, zsh, fish, …) on stdout, generated from this
     /// command line so it always matches --help. The .deb installs bash, zsh and fish scripts.
     Completions(CompletionsArgs),
@@ -144,7 +149,7 @@ pub struct ControlLeverArgs {
     pub token: Option<String>,
 }
 
-/// `resync`: the lever arguments plus the table.
+/// `resync` and `retry`: the lever arguments plus the table.
 #[derive(Debug, clap::Args)]
 pub struct ResyncArgs {
     #[command(flatten)]
@@ -188,6 +193,7 @@ pub fn main() -> i32 {
         Command::Resume(args) => run_lever(args, Lever::Resume),
         Command::Drain(args) => run_lever(args, Lever::Drain),
         Command::Resync(args) => run_resync(args),
+        Command::Retry(args) => run_retry(args),
         Command::Completions(args) => print_completions(args.shell),
         Command::Man(args) => print_man_page(args.command.as_deref()),
     }
@@ -702,6 +708,33 @@ fn run_resync(args: ResyncArgs) -> i32 {
         }
         Ok(table) => {
             println!("{}", control_client::resync_text(&table));
+            0
+        }
+        Err(err) => control_client_error(err),
+    }
+}
+
+fn run_retry(args: ResyncArgs) -> i32 {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let token = match lever_token(&args.lever) {
+        Ok(token) => token,
+        Err(err) => return config_error(err),
+    };
+    let client = &args.lever.client;
+    match runtime.block_on(control_client::retry(
+        &client.addr,
+        token.as_ref(),
+        &args.table,
+    )) {
+        Ok(table) if client.json => {
+            println!("{}", control_client::retry_json(&table));
+            0
+        }
+        Ok(table) => {
+            println!("{}", control_client::retry_text(&table));
             0
         }
         Err(err) => control_client_error(err),
