@@ -14,7 +14,8 @@
 //! here (as its [`LoadObserver`]), so a StarRocks outage the sink rides out shows per table (since
 //! when, how many attempts, the last error) and turns readiness NOT_SERVING until a load of every
 //! failing table commits; and while reading is stopped (paused, or the buffer full), WAL the agent
-//! has not read yet counts as lag.
+//! has not read yet counts as lag. A table parked by a permanent error (pipeline/park.rs) shows
+//! with its error and held position, and keeps readiness NOT_SERVING until a retry or resync.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -128,6 +129,17 @@ pub struct TableStatus {
     pub failing: Option<LoadFailing>,
     /// When a load of the table last committed (streamed or copied); `None` before the first.
     pub last_load_at: Option<SystemTime>,
+    /// Set while a permanent error keeps the table parked (the others stream).
+    pub parked: Option<TableParked>,
+}
+
+/// A table stopped by a permanent error of its load or encoding, while the others stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableParked {
+    pub since: SystemTime,
+    /// Its first change not in StarRocks (`commit LSN/seq`): the confirmed LSN stays before it.
+    pub held_from: String,
+    pub error: String,
 }
 
 /// A table whose loads fail now.
@@ -220,6 +232,8 @@ pub enum ResyncError {
     UnknownTable(String),
     #[error("table `{0}` is already being copied")]
     AlreadyCopying(String),
+    #[error("table `{0}` is not parked: nothing to retry")]
+    NotParked(String),
 }
 
 /// Rows of one source operation, as a table's batch counted them.
@@ -282,6 +296,8 @@ struct Inner {
     tables: BTreeMap<String, TableStatus>,
     /// Source tables (`schema.table`) an operator asked to copy again, oldest first.
     resyncs: Vec<String>,
+    /// A parked table's retry was asked for: the engine restarts the stream from the held position.
+    retry: bool,
 }
 
 /// The shared state; see the module docs.
@@ -297,6 +313,7 @@ pub struct EngineHandle {
     buffered_bytes: AtomicU64,
     max_buffer_bytes: u64,
     copy_requested: Notify,
+    retry_requested: Notify,
 }
 
 impl EngineHandle {
@@ -320,7 +337,9 @@ impl EngineHandle {
                 slot_retained_wal_bytes: None,
                 tables: BTreeMap::new(),
                 resyncs: Vec::new(),
+                retry: false,
             }),
+            retry_requested: Notify::new(),
             copy_requested: Notify::new(),
             started: Instant::now(),
             config: config_summary(config),
@@ -465,6 +484,37 @@ impl EngineHandle {
         drop(inner);
         self.copy_requested.notify_one();
         Ok(source)
+    }
+
+    /// Asks for parked `table` (`schema.table`, or its StarRocks name) to be loaded again: the
+    /// engine restarts the stream from the held position, after its cause was fixed. Returns the
+    /// source name; refused for a table that is not parked.
+    pub fn request_retry(&self, table: &str) -> Result<String, ResyncError> {
+        let mut inner = self.lock();
+        let status = inner
+            .tables
+            .values()
+            .find(|t| t.source == table || t.target == table)
+            .ok_or_else(|| ResyncError::UnknownTable(table.to_owned()))?;
+        let source = status.source.clone();
+        if status.parked.is_none() {
+            return Err(ResyncError::NotParked(source));
+        }
+        inner.retry = true;
+        drop(inner);
+        self.retry_requested.notify_one();
+        Ok(source)
+    }
+
+    /// Completes when a retry is requested and takes the request (engine side; a request made
+    /// before the call is not missed).
+    pub async fn retry_requested(&self) {
+        loop {
+            if std::mem::take(&mut self.lock().retry) {
+                return;
+            }
+            self.retry_requested.notified().await;
+        }
     }
 
     /// Takes the resync requests made since the last call (engine side).
@@ -761,6 +811,30 @@ impl EngineHandle {
         }
     }
 
+    /// Table `source` is parked from `held_from` for `error` (pipeline/park.rs).
+    pub fn table_parked(&self, source: &str, held_from: &str, error: &str) {
+        let mut inner = self.lock();
+        if let Some(table) = inner.tables.get_mut(source) {
+            table.last_error = Some(error.to_owned());
+            table.parked = Some(TableParked {
+                since: SystemTime::now(),
+                held_from: held_from.to_owned(),
+                error: error.to_owned(),
+            });
+            self.publish_health(&inner);
+        }
+    }
+
+    /// A new stream replays what parked tables held: none is parked until it fails again.
+    pub fn clear_parked(&self) {
+        let mut inner = self.lock();
+        for table in inner.tables.values_mut() {
+            table.parked = None;
+        }
+        inner.retry = false;
+        self.publish_health(&inner);
+    }
+
     pub fn record_table_error(&self, source: &str, error: &str) {
         if let Some(table) = self.lock().tables.get_mut(source) {
             table.last_error = Some(error.to_owned());
@@ -793,6 +867,27 @@ impl LoadObserver for EngineHandle {
 fn effective_health(inner: &Inner, now: Option<SystemTime>) -> Health {
     if !inner.health.serving {
         return inner.health.clone();
+    }
+    let mut parked: Vec<(&TableStatus, &TableParked)> = inner
+        .tables
+        .values()
+        .filter_map(|table| Some((table, table.parked.as_ref()?)))
+        .collect();
+    parked.sort_by_key(|(_, parked)| parked.since);
+    if let Some((table, first)) = parked.first() {
+        let mut detail = format!(
+            "table `{}` parked, other tables stream: {}; its changes from {} are held and the \
+             confirmed LSN stays before them (the slot retains that WAL): fix the cause, then \
+             `starwal retry --table {}` or `starwal resync --table {}`",
+            table.source, first.error, first.held_from, table.source, table.source
+        );
+        if parked.len() > 1 {
+            detail.push_str(&format!("; {} more table(s) parked", parked.len() - 1));
+        }
+        return Health {
+            serving: false,
+            detail,
+        };
     }
     let mut failing: Vec<(&TableStatus, &LoadFailing)> = inner
         .tables

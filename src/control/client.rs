@@ -222,6 +222,39 @@ pub async fn resync(
         .map_err(|status| rpc_error(addr, RESYNC_RPC, status))
 }
 
+/// The RPC [`retry`] calls, as errors name it.
+pub const RETRY_RPC: &str = "Control.Retry";
+
+/// Asks the agent at `addr` to load parked `table` again (its cause fixed), with `token` as
+/// bearer token when given; returns the source table (`schema.table`). An unknown table or one
+/// that is not parked is an [`ClientError::Rpc`] whose status says so.
+pub async fn retry(addr: &str, token: Option<&Secret>, table: &str) -> Result<String, ClientError> {
+    let mut client = pb::control_client::ControlClient::new(connect(addr).await?);
+    let request = authorized(
+        pb::RetryRequest {
+            table: table.to_owned(),
+        },
+        token,
+    )?;
+    client
+        .retry(request)
+        .await
+        .map(|response| response.into_inner().table)
+        .map_err(|status| rpc_error(addr, RETRY_RPC, status))
+}
+
+/// `Control.Retry`'s answer as one JSON object.
+pub fn retry_json(table: &str) -> Value {
+    json!({ "rpc": RETRY_RPC, "table": table })
+}
+
+/// `Control.Retry`'s answer for people.
+pub fn retry_text(table: &str) -> String {
+    format!(
+        "retry requested: the stream restarts from where `{table}` was parked; if the cause is still there it parks again (see `starwal status`)"
+    )
+}
+
 /// `CDC`, `SETUP`, ... as the engine and metrics spell phases.
 fn phase_name(phase: i32) -> String {
     match pb::Phase::try_from(phase) {
@@ -292,6 +325,11 @@ pub fn status_json(status: &pb::GetStatusResponse) -> Value {
                     "retrying": failing.retrying,
                 })),
                 "last_load_age_seconds": table.last_load_age_seconds,
+                "parked": table.parked.as_ref().map(|parked| json!({
+                    "held_from": parked.held_from,
+                    "parked_seconds": parked.parked_seconds,
+                    "error": parked.error,
+                })),
             })
         })
         .collect();
@@ -484,6 +522,18 @@ pub fn status_text(status: &pb::GetStatusResponse) -> String {
         }
     }
     for table in &status.tables {
+        if let Some(parked) = &table.parked {
+            let _ = writeln!(
+                out,
+                "{}: parked for {}: changes from {} held (the slot retains the WAL); fix the cause, then `starwal retry --table {}` or `starwal resync --table {}`: {}",
+                table.source,
+                seconds_text(parked.parked_seconds),
+                parked.held_from,
+                table.source,
+                table.source,
+                parked.error
+            );
+        }
         if let Some(failing) = &table.failing {
             let _ = writeln!(
                 out,

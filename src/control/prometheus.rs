@@ -24,6 +24,7 @@
 //! | `starwal_load_failures_total` | counter (failed Stream Load attempts) | `table`, `kind` (see `LoadErrorKind`) |
 //! | `starwal_load_retries_total` | counter (attempts re-sent after a transient failure) | `table` |
 //! | `starwal_load_failing_seconds` | gauge (how long the table's loads have failed; 0 when the last one committed) | `table` |
+//! | `starwal_table_parked` | gauge (1 while a permanent error keeps the table parked, its changes held) | `table` |
 //! | `starwal_last_load_age_seconds` | gauge (since the table's last committed load; absent before the first) | `table` |
 //! | `starwal_snapshot_state` | gauge (1 for the copy's current state) | `table`, `state` (`pending`, `copying`, `done`) |
 //! | `starwal_snapshot_rows_copied`, `starwal_snapshot_rows_estimated` | gauge | `table` |
@@ -394,6 +395,21 @@ fn load_failures(out: &mut String, tables: &[TableStatus], at: SystemTime) {
             Number::Float(seconds),
         );
     }
+    let name = "starwal_table_parked";
+    header(
+        out,
+        name,
+        "gauge",
+        "1 while a permanent error keeps the table parked: its changes are held, the others stream.",
+    );
+    for table in tables {
+        sample_number(
+            out,
+            name,
+            &[("table", &table.source)],
+            Number::Int(u64::from(table.parked.is_some())),
+        );
+    }
     let loaded: Vec<(&str, SystemTime)> = tables
         .iter()
         .filter_map(|t| Some((t.source.as_str(), t.last_load_at?)))
@@ -607,6 +623,8 @@ mod tests {
             "starwal_load_failures_total{table=\"public.orders\",kind=\"too_many_versions\"} 1",
             "starwal_load_retries_total{table=\"public.orders\"} 3",
             "# TYPE starwal_load_failing_seconds gauge",
+            "# TYPE starwal_table_parked gauge",
+            "starwal_table_parked{table=\"public.orders\"} 0",
             "# TYPE starwal_last_load_age_seconds gauge",
             "# TYPE starwal_load_duration_seconds histogram",
             "starwal_load_duration_seconds_bucket{table=\"public.orders\",le=\"0.005\"} 0",

@@ -119,14 +119,32 @@ impl pb::control_server::Control for ControlService {
             Err(err) => Err(resync_refusal(&err)),
         }
     }
+
+    async fn retry(
+        &self,
+        request: Request<pb::RetryRequest>,
+    ) -> Result<Response<pb::RetryResponse>, tonic::Status> {
+        self.authorize(&request)?;
+        let peer = request.remote_addr();
+        let table = request.into_inner().table;
+        match self.handle.request_retry(&table) {
+            Ok(source) => {
+                tracing::info!(?peer, table = %source, "retry of a parked table requested by Control.Retry");
+                Ok(Response::new(pb::RetryResponse { table: source }))
+            }
+            Err(err) => Err(resync_refusal(&err)),
+        }
+    }
 }
 
-/// A refused resync as gRPC answers it: the table's name is the caller's to fix (NOT_FOUND), a
+/// A refused resync or retry as gRPC answers it: the table's name is the caller's to fix (NOT_FOUND), a
 /// copy under way is the agent's state (FAILED_PRECONDITION: ask again once it is done).
 fn resync_refusal(error: &ResyncError) -> tonic::Status {
     match error {
         ResyncError::UnknownTable(_) => tonic::Status::not_found(error.to_string()),
-        ResyncError::AlreadyCopying(_) => tonic::Status::failed_precondition(error.to_string()),
+        ResyncError::AlreadyCopying(_) | ResyncError::NotParked(_) => {
+            tonic::Status::failed_precondition(error.to_string())
+        }
     }
 }
 
@@ -315,6 +333,11 @@ fn table_status(table: &TableStatus, now: SystemTime) -> pb::TableStatus {
             retrying: failing.transient,
         }),
         last_load_age_seconds: table.last_load_at.map(age),
+        parked: table.parked.as_ref().map(|parked| pb::TableParked {
+            held_from: parked.held_from.clone(),
+            parked_seconds: age(parked.since),
+            error: parked.error.clone(),
+        }),
     }
 }
 

@@ -136,6 +136,10 @@ impl Pipeline {
         if !self.copying.is_empty() && self.copying.contains(&self.tables[index].source_name) {
             return Ok(false);
         }
+        if self.tables[index].parked.is_some() {
+            // Held: the stream brings it again after a retry or resync (park.rs).
+            return Ok(false);
+        }
         let Some(rule) = self.tables[index].resume else {
             return Ok(true);
         };

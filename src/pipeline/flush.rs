@@ -57,7 +57,7 @@ impl Pipeline {
 
     /// Seals the table's batch and queues it.
     pub(super) async fn flush(&mut self, index: usize) -> Result<(), PipelineError> {
-        if self.tables[index].batch.is_empty() {
+        if self.tables[index].batch.is_empty() || self.tables[index].parked.is_some() {
             return Ok(());
         }
         // Moved rows are completed as their changes come in (apply.rs); this only catches one
@@ -78,12 +78,25 @@ impl Pipeline {
         if let Some(at) = synced_at {
             table.batch.keep_synced_at(at);
         }
-        let sealed = table.batch.seal(
+        let sealed = match table.batch.seal(
             &table.encoder,
             &self.settings.slot,
             &table.target,
             self.settings.compression,
-        )?;
+        ) {
+            Ok(sealed) => sealed,
+            Err(err) => {
+                let err = PipelineError::Encode(err);
+                return match first {
+                    // A value the target cannot take: this table stops, the others go on.
+                    Some(first) if self.settings.park_failing_tables => {
+                        self.park(index, first, &err, false);
+                        Ok(())
+                    }
+                    _ => Err(err),
+                };
+            }
+        };
         // From here the batch's memory is its encoded bodies (the rows are gone): count those
         // instead (the loader releases them), and the emptied batch what it keeps (invariant 8).
         let sealed = sealed.map(|mut sealed| {
@@ -111,6 +124,14 @@ impl Pipeline {
         range: Option<(ChangePosition, ChangePosition)>,
     ) -> Result<(), PipelineError> {
         let table = &mut self.tables[index];
+        if table.parked.is_some() {
+            // Its loader may be gone (it stops at its failed load), and nothing of the table is
+            // loaded while parked: a copy waiting for its loads may begin at once.
+            if let Job::Barrier(ready) = job {
+                let _ = ready.send(());
+            }
+            return Ok(());
+        }
         // Queued before sending: if the loader is gone the sealed batch is lost, and its range
         // must keep holding the confirmed LSN back (the batch itself is already emptied).
         if let Some(range) = range {
@@ -130,7 +151,19 @@ impl Pipeline {
             return Ok(());
         };
         table.jobs_open = table.jobs_open.saturating_sub(1);
-        done.result?;
+        if let Err(err) = done.result {
+            match &err {
+                // A load StarRocks refused for good (the sink retries transient failures
+                // itself): this table stops, the others go on. Its loader stopped at the
+                // failed job; the jobs queued after it are dropped and stream again.
+                PipelineError::Load { first, .. } if self.settings.park_failing_tables => {
+                    let held = table.queued.front().map_or(*first, |(q, _)| (*q).min(*first));
+                    self.park(done.table, held, &err, true);
+                    return self.advance(false).await;
+                }
+                _ => return Err(err),
+            }
+        }
         if let Some(through) = done.through {
             if table
                 .queued

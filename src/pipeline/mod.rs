@@ -23,7 +23,8 @@
 //!
 //! Files: this one holds the task (start, run, stop, commands); `forwarder.rs` the session's
 //! side of the channel; `apply.rs` what a message does; `flush.rs` the flush triggers, the
-//! loaders' queues and the confirmed LSN; `table.rs` the per-table state; `error.rs` its errors.
+//! loaders' queues and the confirmed LSN; `park.rs` a table stopped by a permanent error while
+//! the others stream; `table.rs` the per-table state; `error.rs` its errors.
 
 mod allocator;
 mod apply;
@@ -31,6 +32,7 @@ pub mod batch;
 mod error;
 mod flush;
 mod forwarder;
+mod park;
 pub mod loader;
 pub mod progress;
 mod restart;
@@ -85,6 +87,9 @@ pub struct PipelineSettings {
     /// The target types setup used (`STARWAL_NUMERIC_UNCONSTRAINED`): encoders write into them.
     pub type_mapping: TypeMapping,
     pub tables: Vec<TablePattern>,
+    /// A permanent error of one table's load or encoding parks that table (the others keep
+    /// streaming) instead of stopping the pipeline; `false` with `STARWAL_EXIT_ON_ERROR`.
+    pub park_failing_tables: bool,
 }
 
 /// What the pipeline starts from.
@@ -174,6 +179,8 @@ impl Pipeline {
             winding_down: false,
         };
         pipeline.context.handle.set_confirmed(start.confirmed, None);
+        // A new pipeline replays what a parked table held: nothing is parked until it fails again.
+        pipeline.context.handle.clear_parked();
         pipeline
             .context
             .handle
@@ -231,6 +238,7 @@ impl Pipeline {
             txn_commit: Lsn::ZERO,
             txn_seq: 0,
             resume,
+            parked: None,
         });
         index
     }

@@ -36,6 +36,10 @@ pub(super) struct TableState {
     pub(super) resume: Option<Resume>,
     /// What the batch counts in the engine's buffer now.
     pub(super) buffered: Buffered,
+    /// Set when a permanent error of this table's load or encoding parked it: its first change
+    /// not in StarRocks. Its changes from there are dropped, and the confirmed LSN stays before
+    /// it, so the stream brings them again when the stream restarts (a retry or a resync).
+    pub(super) parked: Option<ChangePosition>,
 }
 
 /// The share of the engine's buffer total one holder (a batch, the commit log) has reported:
@@ -68,6 +72,9 @@ impl TableState {
     }
 
     pub(super) fn oldest_pending(&self) -> Option<Lsn> {
+        if let Some(parked) = self.parked {
+            return Some(parked.commit);
+        }
         let queued = self.queued.front().map(|(first, _)| first.commit);
         let open = self.batch.first().map(|first| first.commit);
         match (queued, open) {
