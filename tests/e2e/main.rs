@@ -5,6 +5,7 @@
 
 mod cli_artifacts;
 mod control_server;
+mod deploy_artifacts;
 mod engine_control;
 mod engine_crash;
 mod engine_health;
