@@ -14,6 +14,7 @@ mod engine_loads;
 mod engine_logs;
 mod engine_memory;
 mod engine_outage;
+mod engine_park;
 mod engine_run;
 mod engine_schema;
 mod engine_schema_values;
