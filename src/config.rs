@@ -52,6 +52,8 @@ struct RawConfig {
     heartbeat_interval_s: Option<String>,
     status_interval_s: Option<String>,
     state_schema: Option<String>,
+    on_slot_loss: Option<String>,
+    slot_failover: Option<String>,
     flush_rows: Option<String>,
     flush_bytes: Option<String>,
     flush_interval_ms: Option<String>,
@@ -89,6 +91,22 @@ pub struct PostgresConfig {
     /// `STARWAL_STATE_SCHEMA` (default [`DEFAULT_STATE_SCHEMA`]): the
     /// source schema holding checkpoints.
     pub state_schema: String,
+    /// `STARWAL_ON_SLOT_LOSS` (default `stop`): what a start does when the slot is missing but
+    /// the state schema shows starwal had streamed from it.
+    pub on_slot_loss: OnSlotLoss,
+    /// `STARWAL_SLOT_FAILOVER` (default: on where the server has failover slots, PG 17+):
+    /// `None` when unset, so the default follows the server's version.
+    pub slot_failover: Option<bool>,
+}
+
+/// What a start does when the slot is gone but starwal had confirmed changes from it (dropped,
+/// invalidated and removed, or missing on a standby promoted after a failover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSlotLoss {
+    /// Refuse to start (health NOT_SERVING) and say what was lost and how to recover.
+    Stop,
+    /// Create the slot again and copy every table again (what an operator chooses knowingly).
+    Resync,
 }
 
 /// How the engine batches, buffers and stops (`starwal run`).
@@ -475,6 +493,28 @@ impl PostgresConfig {
                 expected: "0 (off) to 86400 seconds",
             });
         }
+        let on_slot_loss = match non_empty(raw.on_slot_loss).as_deref() {
+            None => OnSlotLoss::Stop,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "stop" => OnSlotLoss::Stop,
+                "resync" => OnSlotLoss::Resync,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "STARWAL_ON_SLOT_LOSS",
+                        value: v.to_owned(),
+                        expected: "stop or resync",
+                    })
+                }
+            },
+        };
+        let slot_failover = match non_empty(raw.slot_failover).as_deref() {
+            None => None,
+            Some(v) => Some(parse_bool(v).ok_or_else(|| ConfigError::Invalid {
+                var: "STARWAL_SLOT_FAILOVER",
+                value: v.to_owned(),
+                expected: "true or false",
+            })?),
+        };
         Ok(PostgresConfig {
             conn,
             tables,
@@ -483,6 +523,8 @@ impl PostgresConfig {
             heartbeat_interval: (heartbeat > 0).then(|| Duration::from_secs(heartbeat)),
             status_interval: Duration::from_secs(status),
             state_schema,
+            on_slot_loss,
+            slot_failover,
         })
     }
 }
@@ -765,6 +807,29 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn slot_loss_stops_by_default_and_failover_follows_the_server_unless_set() {
+        let base = [("STARWAL_PG_URL", URL), ("STARWAL_TABLES", "public.t")];
+        let pg = Config::from_vars(vars(&base)).unwrap().postgres;
+        assert_eq!(pg.on_slot_loss, OnSlotLoss::Stop);
+        assert_eq!(pg.slot_failover, None);
+        let mut set = base.to_vec();
+        set.push(("STARWAL_ON_SLOT_LOSS", "Resync"));
+        set.push(("STARWAL_SLOT_FAILOVER", "false"));
+        let pg = Config::from_vars(vars(&set)).unwrap().postgres;
+        assert_eq!(pg.on_slot_loss, OnSlotLoss::Resync);
+        assert_eq!(pg.slot_failover, Some(false));
+        for (var, bad) in [
+            ("STARWAL_ON_SLOT_LOSS", "restart"),
+            ("STARWAL_SLOT_FAILOVER", "maybe"),
+        ] {
+            let mut set = base.to_vec();
+            set.push((var, bad));
+            let err = Config::from_vars(vars(&set)).unwrap_err().to_string();
+            assert!(err.contains(var) && err.contains(bad), "{err}");
+        }
     }
 
     #[test]

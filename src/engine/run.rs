@@ -29,7 +29,7 @@ use crate::engine::error::{AttemptError, StreamError};
 use crate::engine::monitor::{spawn_publication_watcher, spawn_retained_wal_monitor};
 use crate::engine::setup::inspect::{inspect_source, inspect_target, ready, Inspected};
 use crate::engine::setup::postgres::{
-    ensure_publication, ensure_slot, ensure_slot_exporting, warn_on_short_sender_timeout,
+    ensure_configured_slot, ensure_publication, warn_on_short_sender_timeout,
 };
 use crate::engine::setup::target::prepare_target;
 use crate::engine::snapshot::{
@@ -40,8 +40,10 @@ use crate::pipeline::{Forwarder, Pipeline, PipelineSettings, PipelineStart};
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
 use crate::postgres::heartbeat::spawn_heartbeat;
 use crate::postgres::replication::session::{Session, SessionEnd, SessionError};
-use crate::postgres::replication::{ReplicationConnection, ReplicationStream, StartOptions};
-use crate::postgres::snapshot::store::CopyStore;
+use crate::postgres::replication::{
+    ReplicationConnection, ReplicationStream, SlotSnapshot, StartOptions,
+};
+use crate::postgres::snapshot::store::{CopyRecord, CopyStore};
 use crate::postgres::Lsn;
 use crate::schema::TableSchema;
 use crate::sink::starrocks::{RetryPolicy, StarRocksSink, StreamLoadClient};
@@ -178,11 +180,14 @@ async fn attempt(
         // Left by an earlier slot of this name (dropped, or the database restored elsewhere):
         // its positions mean nothing to the new slot, and a stale high LSN would make a later
         // attempt skip transactions (see `resume_position`).
-        tracing::warn!(
+        // Only reached with STARWAL_ON_SLOT_LOSS=resync: with `stop` the inspection refused.
+        tracing::error!(
             slot = %pg.slot,
             stored = %checkpoint.confirmed_lsn,
             in_flight = checkpoint.in_flight.len(),
-            "the slot was created now: forgetting the checkpoint an earlier slot of this name left"
+            "STARWAL_ON_SLOT_LOSS=resync: the slot is missing though starwal had confirmed up to \
+             the stored LSN; changes since it was lost are gone, so the slot is created again, \
+             the checkpoint forgotten and every table copied again"
         );
         store.clear(&client).await?;
         checkpoint = Checkpoint::default();
@@ -190,18 +195,38 @@ async fn attempt(
     copies.ensure(&client).await?;
     if existing.is_none() {
         // A new slot's stream starts now: tables an earlier slot of this name copied missed
-        // whatever changed while no slot held the WAL, so they are copied again.
+        // whatever changed while no slot held the WAL, so they are copied again (a lost slot
+        // gets here only with STARWAL_ON_SLOT_LOSS=resync).
+        let recorded = copies
+            .load(&client)
+            .await?
+            .values()
+            .filter(|record| !matches!(record, CopyRecord::Pending { .. }))
+            .count();
+        if recorded > 0 {
+            tracing::warn!(
+                slot = %pg.slot,
+                tables = recorded,
+                "the slot is missing: forgetting the copies made for an earlier slot of this \
+                 name; every table is copied again"
+            );
+        }
         copies.clear(&client).await?;
     }
     let sources: Vec<_> = tables.iter().map(|(source, _)| source.clone()).collect();
     ensure_publication(&client, &pg.publication, &sources).await?;
     // A slot created now exports its snapshot for the first copy (held until the readers took
     // it); with `never` there is nothing to copy.
-    let (slot, exported) = if snapshot_mode == SnapshotMode::Never {
-        (ensure_slot(&client, &pg.conn, &pg.slot).await?, None)
-    } else {
-        ensure_slot_exporting(&client, &pg.conn, &pg.slot).await?
-    };
+    let (slot, exported) = ensure_configured_slot(
+        &client,
+        pg,
+        if snapshot_mode == SnapshotMode::Never {
+            SlotSnapshot::Nothing
+        } else {
+            SlotSnapshot::Export
+        },
+    )
+    .await?;
     let client = Arc::new(client);
     // From here the slot holds WAL, during the copy as while streaming: status shows how much.
     let _retained = TaskGuard(spawn_retained_wal_monitor(

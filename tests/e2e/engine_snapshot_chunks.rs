@@ -80,8 +80,27 @@ const TABLES: &[(&str, &str)] = &[
 async fn copies_each_row_once(database: &str, chunk_rows: u64) {
     let db = Cluster::shared().create_database(database).await;
     let client = db.owner_client().await;
+    // Servers built without ICU (the PG 14/16/17/18 builds CI installs) lack `en-x-icu`: take the
+    // first linguistic collation the server has, else the default one.
+    let collation: Option<String> = client
+        .query_opt(
+            "SELECT collname FROM pg_collation
+              WHERE collname IN ('en-x-icu', 'und-x-icu', 'en_US.utf8', 'en_US.UTF-8')
+                AND collencoding IN (-1, pg_char_to_encoding('UTF8'))
+              ORDER BY collname = 'en-x-icu' DESC, collname LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .map(|row| row.get(0));
+    let collate = match &collation {
+        Some(name) => format!("COLLATE \"{name}\""),
+        None => String::new(),
+    };
+    eprintln!("k_text collation: {collation:?}");
     for (_, sql) in TABLES {
-        client.batch_execute(sql).await.unwrap();
+        let sql = sql.replace("COLLATE \"en-x-icu\"", &collate);
+        client.batch_execute(&sql).await.unwrap();
     }
     let sim = start_sim();
     let tables = TABLES

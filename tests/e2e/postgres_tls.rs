@@ -142,8 +142,19 @@ fn chain(err: &dyn std::error::Error) -> String {
 
 /// psql, i.e. libpq with OpenSSL, on `url`: `Err(stderr)` when it cannot connect.
 fn psql(cluster: &Cluster, url: &str) -> Result<(), String> {
-    let bin = cluster.pgbin().join("psql");
-    let bin = if bin.is_file() { bin } else { "psql".into() };
+    // The newest libpq at hand: the system's psql (PG 15 on Debian 12) before the cluster's own,
+    // since libpq before 15 does not match IP addresses against subjectAltName.
+    let system = Path::new("/usr/bin/psql");
+    let bin = if system.is_file() {
+        system.to_path_buf()
+    } else {
+        let own = cluster.pgbin().join("psql");
+        if own.is_file() {
+            own
+        } else {
+            "psql".into()
+        }
+    };
     let mut cmd = Command::new(bin);
     cmd.args(["-X", "-A", "-t", "-c", "SELECT 1", url])
         .stdin(Stdio::null())

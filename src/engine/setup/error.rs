@@ -66,6 +66,17 @@ pub enum SetupError {
     },
     #[error("replication slot `{slot}` was invalidated (wal_status = lost{reason}): Postgres removed WAL it still needed, so changes were lost. Recover with: starwal teardown, or SELECT pg_drop_replication_slot('{slot}'), then start again to re-copy the tables")]
     SlotInvalidated { slot: String, reason: String },
+    #[error("replication slot `{slot}` is missing but starwal had {what} from it (state schema `{state_schema}`): \
+             the slot was dropped, invalidated or lost in a failover, so the changes made since it was lost are gone \
+             and the target may miss them. starwal does not start over on its own. Recover with \
+             STARWAL_ON_SLOT_LOSS=resync (re-creates the slot and copies every table again), or with \
+             `starwal teardown --yes` and a fresh start")]
+    SlotLost {
+        slot: String,
+        state_schema: String,
+        /// What the state schema recorded: "confirmed up to LSN 0/16B3748 (2 loads in flight)".
+        what: String,
+    },
     #[error("replication slot `{slot}` uses plugin `{plugin}`, not pgoutput; choose another STARWAL_SLOT")]
     SlotWrongPlugin { slot: String, plugin: String },
     #[error("replication slot `{slot}` belongs to database `{database}`, not `{expected}`; choose another STARWAL_SLOT")]

@@ -1,6 +1,8 @@
 //! The first phase of setup, shared by `starwal check` and every attempt of `starwal run`: every
 //! check that can fail, on both sides, run read-only before anything is created (invariant 13).
-//! Source: the connection, server prerequisites, the slot, the tables and their schemas, the
+//! Source: the connection, server prerequisites, the slot (a missing one that the state schema
+//! shows starwal had streamed from is a lost slot: refused unless `STARWAL_ON_SLOT_LOSS=resync`),
+//! whether the slot would survive a failover (a warning only), the tables and their schemas, the
 //! publication, the role's privileges for what setup would create, a replication connection.
 //! Target: the MySQL protocol (credentials, version, database, tables) and the FE's HTTP
 //! endpoint with the credentials loads use, whether the database exists yet or not.
@@ -18,10 +20,12 @@ use tokio_postgres::Client;
 
 use super::error::SetupError;
 use super::postgres::{
-    check_prerequisites, check_privileges, existing_slot, publication_status, PublicationStatus,
+    check_prerequisites, check_privileges, existing_slot, failover_readiness, publication_status,
+    slot_failover, PublicationStatus,
 };
-use crate::config::{PostgresConfig, SnapshotMode};
+use crate::config::{OnSlotLoss, PostgresConfig, SnapshotMode};
 use crate::postgres::catalog::{resolve_tables, table_schema, SourceTable};
+use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
 use crate::postgres::replication::ReplicationConnection;
 use crate::postgres::snapshot::store::{CopyRecord, CopyStore};
 use crate::postgres::tls::connect_sql;
@@ -148,7 +152,9 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
 
     let slot = existing_slot(&client, &config.slot, &config.conn.dbname).await;
     let slot_exists = matches!(slot, Ok(Some(_)));
-    findings.push(match check_prerequisites(&client, !slot_exists).await {
+    let prerequisites = check_prerequisites(&client, !slot_exists).await;
+    let server_version = prerequisites.as_ref().ok().copied();
+    findings.push(match prerequisites {
         Ok(version) => Finding::passed(
             "Postgres prerequisites",
             format!(
@@ -164,12 +170,58 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
             inspection.existing_slot = Some(lsn);
             Finding::passed(slot_subject, format!("exists, resumes at {lsn}"))
         }
-        Ok(None) => Finding::passed(
-            slot_subject,
-            "missing; run creates it last, after every other step of setup worked",
-        ),
+        Ok(None) => match slot_loss(&client, config).await {
+            Ok(None) => Finding::passed(
+                slot_subject,
+                "missing; run creates it last, after every other step of setup worked",
+            ),
+            Ok(Some(what)) => match config.on_slot_loss {
+                OnSlotLoss::Stop => Finding::failed(
+                    slot_subject,
+                    SetupError::SlotLost {
+                        slot: config.slot.clone(),
+                        state_schema: config.state_schema.clone(),
+                        what,
+                    },
+                ),
+                OnSlotLoss::Resync => Finding::passed(
+                    slot_subject,
+                    format!(
+                        "missing though starwal had {what}; STARWAL_ON_SLOT_LOSS=resync: run \
+                         re-creates it and copies every table again"
+                    ),
+                ),
+            },
+            Err(err) => Finding::failed(slot_subject, err),
+        },
         Err(err) => Finding::failed(slot_subject, err),
     });
+    if let Some(version) = server_version {
+        let has_failover = match inspection.existing_slot {
+            Some(_) => slot_failover(&client, &config.slot).await.ok().flatten(),
+            None => None,
+        };
+        // A warning, never a failure: a source without a standby is a valid setup.
+        match failover_readiness(
+            &client,
+            version,
+            config.slot_failover,
+            &config.slot,
+            has_failover,
+        )
+        .await
+        {
+            Ok(Ok(detail)) => findings.push(Finding::passed("slot failover", detail)),
+            Ok(Err(missing)) => findings.push(Finding::passed(
+                "slot failover",
+                format!("warning: {missing}"),
+            )),
+            Err(err) => findings.push(Finding::passed(
+                "slot failover",
+                format!("warning: could not tell: {err}"),
+            )),
+        }
+    }
 
     match resolve_tables(&client, &config.tables).await {
         Err(err) => findings.push(Finding::failed("tables", err)),
@@ -251,6 +303,44 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
     });
     inspection.client = Some(client);
     inspection
+}
+
+/// What the state schema recorded for a slot that is missing: `Some` (\"confirmed up to LSN …\")
+/// when starwal had streamed or copied from a slot of this name, which means the slot was
+/// lost; `None` for a fresh start. Read-only: state tables that do not exist yet mean a fresh
+/// start. A copy only asked for (`Pending`, recorded before the slot is created) does not count.
+async fn slot_loss(client: &Client, config: &PostgresConfig) -> Result<Option<String>, SetupError> {
+    let checkpoint = match CheckpointStore::new(&config.state_schema, &config.slot)
+        .load(client)
+        .await
+    {
+        Ok(checkpoint) => checkpoint,
+        Err(err) if never_created(&err) => Checkpoint::default(),
+        Err(err) => return Err(SetupError::State(Box::new(err))),
+    };
+    let copies = match CopyStore::new(&config.state_schema, &config.slot)
+        .load(client)
+        .await
+    {
+        Ok(records) => records,
+        Err(err) if never_created(&err) => Default::default(),
+        Err(err) => return Err(Box::new(err).into()),
+    };
+    let copied = copies
+        .values()
+        .filter(|record| !matches!(record, CopyRecord::Pending { .. }))
+        .count();
+    let mut what = Vec::new();
+    if checkpoint.confirmed_lsn != Lsn::ZERO {
+        what.push(format!("confirmed up to LSN {}", checkpoint.confirmed_lsn));
+    }
+    if !checkpoint.in_flight.is_empty() {
+        what.push(format!("{} load(s) in flight", checkpoint.in_flight.len()));
+    }
+    if copied > 0 {
+        what.push(format!("copied {copied} table(s)"));
+    }
+    Ok((!what.is_empty()).then(|| what.join(", ")))
 }
 
 /// The target tables (StarRocks names) the first copy empties before copying: with a copy to

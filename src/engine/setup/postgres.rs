@@ -19,6 +19,7 @@ use super::error::{MissingPrivilege, SetupError};
 use crate::config::PostgresConfig;
 use crate::postgres::catalog::{resolve_tables, SourceTable, PUBLISHES_GENERATED_COLUMNS};
 use crate::postgres::conninfo::ConnInfo;
+use crate::postgres::replication::commands::FAILOVER_SLOTS_VERSION;
 use crate::postgres::replication::{ReplicationConnection, SlotSnapshot};
 use crate::postgres::snapshot::ExportedSnapshot;
 use crate::postgres::sql::quote_ident;
@@ -489,7 +490,7 @@ pub async fn ensure_slot(
     slot: &str,
 ) -> Result<SlotState, SetupError> {
     let (state, snapshot) =
-        create_slot_if_missing(client, conn, slot, SlotSnapshot::Nothing).await?;
+        create_slot_if_missing(client, conn, slot, SlotSnapshot::Nothing, None).await?;
     debug_assert!(snapshot.is_none());
     Ok(state)
 }
@@ -502,16 +503,164 @@ pub async fn ensure_slot_exporting(
     conn: &ConnInfo,
     slot: &str,
 ) -> Result<(SlotState, Option<ExportedSnapshot>), SetupError> {
-    create_slot_if_missing(client, conn, slot, SlotSnapshot::Export).await
+    create_slot_if_missing(client, conn, slot, SlotSnapshot::Export, None).await
 }
 
+/// The slot as `run` wants it, per the configuration: created when missing (exporting its
+/// snapshot unless `snapshot` is `Nothing`) with failover as `STARWAL_SLOT_FAILOVER` says; an
+/// existing slot that should fail over and does not gets a warning with the fix.
+pub async fn ensure_configured_slot(
+    client: &Client,
+    config: &PostgresConfig,
+    snapshot: SlotSnapshot,
+) -> Result<(SlotState, Option<ExportedSnapshot>), SetupError> {
+    create_slot_if_missing(
+        client,
+        &config.conn,
+        &config.slot,
+        snapshot,
+        Some(config.slot_failover),
+    )
+    .await
+}
+
+/// Whether a slot should be created with failover: as configured, else wherever the server
+/// has failover slots (PG 17+).
+pub fn wants_failover(configured: Option<bool>, server_version_num: u32) -> bool {
+    configured.unwrap_or(server_version_num >= FAILOVER_SLOTS_VERSION)
+}
+
+/// `pg_replication_slots.failover` of `slot` (PG 17+); `None` before 17 or when missing.
+pub async fn slot_failover(client: &Client, slot: &str) -> Result<Option<bool>, SetupError> {
+    let row = client
+        .query_opt(
+            "SELECT (to_jsonb(s) ->> 'failover')::bool FROM pg_replication_slots s \
+             WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(SetupError::query("reading the slot's failover flag"))?;
+    Ok(row.and_then(|row| row.get::<_, Option<bool>>(0)))
+}
+
+/// The warning for an existing slot that does not fail over while `STARWAL_SLOT_FAILOVER`
+/// (or the PG 17+ default) asks for it, with the statement that fixes it.
+pub fn no_failover_warning(slot: &str) -> String {
+    format!(
+        "replication slot `{slot}` was created without failover, so a standby does not keep a \
+         copy of it and it is lost if the primary fails over; with starwal stopped, run \
+         `ALTER_REPLICATION_SLOT {} (FAILOVER true)` on a replication connection \
+         (psql \"dbname=<db> replication=database\"; there is no SQL function for it), or set \
+         STARWAL_SLOT_FAILOVER=false to accept that",
+        quote_ident(slot)
+    )
+}
+
+/// Whether the cluster is set up so the slot survives a failover, as far as the primary can
+/// tell: `Ok` says what was found, `Err` what is missing (a warning for `check`, never a
+/// failure: many sources have no standby at all). `slot_failover`: the existing slot's flag.
+pub async fn failover_readiness(
+    client: &Client,
+    server_version_num: u32,
+    configured: Option<bool>,
+    slot: &str,
+    slot_failover: Option<bool>,
+) -> Result<Result<String, String>, SetupError> {
+    if server_version_num < FAILOVER_SLOTS_VERSION {
+        return Ok(Err(format!(
+            "PostgreSQL {} has no failover slots (17+): after a failover the slot is missing on \
+             the new primary and starwal stops (STARWAL_ON_SLOT_LOSS)",
+            server_version_num / 10000
+        )));
+    }
+    if !wants_failover(configured, server_version_num) {
+        return Ok(Err(
+            "STARWAL_SLOT_FAILOVER=false: the slot is not kept on standbys and is lost if the \
+             primary fails over"
+                .to_owned(),
+        ));
+    }
+    let mut missing = Vec::new();
+    if slot_failover == Some(false) {
+        missing.push(no_failover_warning(slot));
+    }
+    let row = client
+        .query_one(
+            "SELECT coalesce(current_setting('synchronized_standby_slots', true), ''), \
+             coalesce((SELECT array_agg(slot_name::text ORDER BY slot_name) \
+                       FROM pg_replication_slots WHERE slot_type = 'physical' AND active), '{}')",
+            &[],
+        )
+        .await
+        .map_err(SetupError::query("reading the failover settings"))?;
+    let synchronized: String = row.get(0);
+    let active_physical: Vec<String> = row.get(1);
+    let listed: Vec<&str> = synchronized
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .collect();
+    if active_physical.is_empty() {
+        missing.push(
+            "no standby streams through a physical slot: a standby needs primary_slot_name \
+             (with a physical slot here), hot_standby_feedback = on, sync_replication_slots = on \
+             and dbname in primary_conninfo to keep a copy of the slot"
+                .to_owned(),
+        );
+    }
+    if listed.is_empty() {
+        missing.push(format!(
+            "synchronized_standby_slots is not set: starwal may confirm changes the standby has \
+             not received, which are then missing after a failover; run ALTER SYSTEM SET \
+             synchronized_standby_slots = '{}' and SELECT pg_reload_conf()",
+            active_physical
+                .first()
+                .map(String::as_str)
+                .unwrap_or("<standby's physical slot>")
+        ));
+    } else {
+        let inactive: Vec<&str> = listed
+            .iter()
+            .copied()
+            .filter(|name| !active_physical.iter().any(|active| active == name))
+            .collect();
+        if !inactive.is_empty() {
+            missing.push(format!(
+                "synchronized_standby_slots names {} with no standby streaming through it: \
+                 logical decoding waits for it",
+                inactive.join(", ")
+            ));
+        }
+    }
+    Ok(if missing.is_empty() {
+        Ok(format!(
+            "standby slot(s) {} active and in synchronized_standby_slots; the standby must also \
+             have sync_replication_slots = on and hot_standby_feedback = on (not visible from \
+             the primary)",
+            listed.join(", ")
+        ))
+    } else {
+        Err(missing.join("; "))
+    })
+}
+
+/// `failover`: `None` keeps the old behaviour (no failover, no warning: `tail` and tests);
+/// `Some(configured)` applies [`wants_failover`].
 async fn create_slot_if_missing(
     client: &Client,
     conn: &ConnInfo,
     slot: &str,
     snapshot: SlotSnapshot,
+    failover: Option<Option<bool>>,
 ) -> Result<(SlotState, Option<ExportedSnapshot>), SetupError> {
     if let Some(confirmed_flush) = existing_slot(client, slot, &conn.dbname).await? {
+        if let Some(configured) = failover {
+            let has = slot_failover(client, slot).await?;
+            // `None`: the server has no failover slots; a warning there would ask the impossible.
+            if has == Some(false) && wants_failover(configured, FAILOVER_SLOTS_VERSION) {
+                tracing::warn!(slot, "{}", no_failover_warning(slot));
+            }
+        }
         let state = SlotState {
             created: false,
             confirmed_flush,
@@ -525,11 +674,29 @@ async fn create_slot_if_missing(
     let mut replication = ReplicationConnection::connect(conn)
         .await
         .map_err(create_error)?;
+    let version = replication.server_version_num();
+    let with_failover = failover.is_some_and(|configured| {
+        let wanted = wants_failover(configured, version);
+        if wanted && version < FAILOVER_SLOTS_VERSION {
+            tracing::warn!(
+                slot,
+                server_version_num = version,
+                "STARWAL_SLOT_FAILOVER=true, but failover slots need PostgreSQL 17+: the slot is \
+                 created without it and is lost if the primary fails over"
+            );
+        }
+        wanted && version >= FAILOVER_SLOTS_VERSION
+    });
     let created = replication
-        .create_logical_slot(slot, false, snapshot)
+        .create_logical_slot_with(slot, false, snapshot, with_failover)
         .await
         .map_err(create_error)?;
-    tracing::info!(slot, consistent_point = %created.consistent_point, "created replication slot");
+    tracing::info!(
+        slot,
+        consistent_point = %created.consistent_point,
+        failover = with_failover,
+        "created replication slot"
+    );
     let state = SlotState {
         created: true,
         confirmed_flush: created.consistent_point,

@@ -1,5 +1,6 @@
 //! Replication commands sent as simple queries: `IDENTIFY_SYSTEM`, `CREATE_REPLICATION_SLOT` (in
-//! the syntax each server version accepts), `DROP_REPLICATION_SLOT`, and the option list of
+//! the syntax each server version accepts, with `FAILOVER` on 17+), `ALTER_REPLICATION_SLOT`,
+//! `DROP_REPLICATION_SLOT`, and the option list of
 //! `START_REPLICATION` for pgoutput. Names are always quoted; option values are SQL literals.
 
 use super::connection::ReplicationConnection;
@@ -126,29 +127,34 @@ impl ReplicationConnection {
     }
 
     /// `CREATE_REPLICATION_SLOT name [TEMPORARY] LOGICAL pgoutput`, in the old keyword syntax on
-    /// PG14 and the parenthesised option syntax on 15+.
+    /// PG14 and the parenthesised option syntax on 15+; without failover.
     pub async fn create_logical_slot(
         &mut self,
         name: &str,
         temporary: bool,
         snapshot: SlotSnapshot,
     ) -> Result<CreatedSlot, ReplicationError> {
+        self.create_logical_slot_with(name, temporary, snapshot, false)
+            .await
+    }
+
+    /// Like [`create_logical_slot`](Self::create_logical_slot); `failover` adds `FAILOVER true`
+    /// (PG 17+, which a standby with `sync_replication_slots = on` keeps a copy of). Ignored on
+    /// older servers, which have no such option.
+    pub async fn create_logical_slot_with(
+        &mut self,
+        name: &str,
+        temporary: bool,
+        snapshot: SlotSnapshot,
+        failover: bool,
+    ) -> Result<CreatedSlot, ReplicationError> {
         const CMD: &str = "CREATE_REPLICATION_SLOT";
-        let temporary = if temporary { " TEMPORARY" } else { "" };
-        let snapshot = if self.server_version_num() < 150000 {
-            match snapshot {
-                SlotSnapshot::Nothing => " NOEXPORT_SNAPSHOT",
-                SlotSnapshot::Export => " EXPORT_SNAPSHOT",
-            }
-        } else {
-            match snapshot {
-                SlotSnapshot::Nothing => " (SNAPSHOT 'nothing')",
-                SlotSnapshot::Export => " (SNAPSHOT 'export')",
-            }
-        };
-        let sql = format!(
-            "{CMD} {}{temporary} LOGICAL pgoutput{snapshot}",
-            quote_ident(name)
+        let sql = create_slot_sql(
+            self.server_version_num(),
+            name,
+            temporary,
+            snapshot,
+            failover,
         );
         let result = self.simple_query(&sql).await?;
         Ok(CreatedSlot {
@@ -164,6 +170,17 @@ impl ReplicationConnection {
             )?,
             snapshot_name: result.first("snapshot_name").map(str::to_owned),
         })
+    }
+
+    /// `ALTER_REPLICATION_SLOT name (FAILOVER true|false)` (PG 17+; the slot must not be in use).
+    pub async fn alter_slot_failover(
+        &mut self,
+        name: &str,
+        failover: bool,
+    ) -> Result<(), ReplicationError> {
+        self.simple_query(&alter_slot_failover_sql(name, failover))
+            .await
+            .map(drop)
     }
 
     /// `DROP_REPLICATION_SLOT name WAIT`.
@@ -183,9 +200,79 @@ impl ReplicationConnection {
     }
 }
 
+/// The first server version with failover slots.
+pub const FAILOVER_SLOTS_VERSION: u32 = 170000;
+
+/// The `CREATE_REPLICATION_SLOT` text for `server_version_num`: keyword options before 15, the
+/// parenthesised list from 15, `FAILOVER` from 17 (temporary slots cannot fail over).
+fn create_slot_sql(
+    server_version_num: u32,
+    name: &str,
+    temporary: bool,
+    snapshot: SlotSnapshot,
+    failover: bool,
+) -> String {
+    let options = if server_version_num < 150000 {
+        match snapshot {
+            SlotSnapshot::Nothing => " NOEXPORT_SNAPSHOT".to_owned(),
+            SlotSnapshot::Export => " EXPORT_SNAPSHOT".to_owned(),
+        }
+    } else {
+        let snapshot = match snapshot {
+            SlotSnapshot::Nothing => "SNAPSHOT 'nothing'",
+            SlotSnapshot::Export => "SNAPSHOT 'export'",
+        };
+        if failover && !temporary && server_version_num >= FAILOVER_SLOTS_VERSION {
+            format!(" ({snapshot}, FAILOVER true)")
+        } else {
+            format!(" ({snapshot})")
+        }
+    };
+    let temporary = if temporary { " TEMPORARY" } else { "" };
+    format!(
+        "CREATE_REPLICATION_SLOT {}{temporary} LOGICAL pgoutput{options}",
+        quote_ident(name)
+    )
+}
+
+fn alter_slot_failover_sql(name: &str, failover: bool) -> String {
+    format!(
+        "ALTER_REPLICATION_SLOT {} (FAILOVER {failover})",
+        quote_ident(name)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_slot_asks_for_failover_only_where_the_server_has_it() {
+        assert_eq!(
+            create_slot_sql(140000, "s", false, SlotSnapshot::Export, true),
+            "CREATE_REPLICATION_SLOT \"s\" LOGICAL pgoutput EXPORT_SNAPSHOT"
+        );
+        assert_eq!(
+            create_slot_sql(160000, "s", false, SlotSnapshot::Nothing, true),
+            "CREATE_REPLICATION_SLOT \"s\" LOGICAL pgoutput (SNAPSHOT 'nothing')"
+        );
+        assert_eq!(
+            create_slot_sql(170000, "s", false, SlotSnapshot::Export, true),
+            "CREATE_REPLICATION_SLOT \"s\" LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER true)"
+        );
+        assert_eq!(
+            create_slot_sql(180000, "s", false, SlotSnapshot::Export, false),
+            "CREATE_REPLICATION_SLOT \"s\" LOGICAL pgoutput (SNAPSHOT 'export')"
+        );
+        assert_eq!(
+            create_slot_sql(170000, "s", true, SlotSnapshot::Export, true),
+            "CREATE_REPLICATION_SLOT \"s\" TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')"
+        );
+        assert_eq!(
+            alter_slot_failover_sql("s\"1", true),
+            "ALTER_REPLICATION_SLOT \"s\"\"1\" (FAILOVER true)"
+        );
+    }
 
     #[test]
     fn start_replication_quotes_names_and_values() {
