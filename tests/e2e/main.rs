@@ -28,6 +28,7 @@ mod harness;
 mod postgres_check;
 mod postgres_checkpoint;
 mod postgres_connect;
+mod postgres_failover;
 mod postgres_setup;
 mod postgres_setup_order;
 mod postgres_stream;
