@@ -176,7 +176,10 @@ async fn postgres_tail_prints_the_expected_json() {
     assert_eq!(tail.terminate(), 0, "tail exits 0 on SIGTERM");
     // The temporary slot went away with tail.
     assert_eq!(
-        db.psql("select count(*) from pg_replication_slots where slot_name like 'starwal_tail_%'"),
+        db.psql(
+            "select count(*) from pg_replication_slots \
+              where slot_name like 'starwal_tail_%' and database = current_database()"
+        ),
         "0"
     );
 }
