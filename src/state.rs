@@ -987,6 +987,46 @@ mod tests {
     }
 
     #[test]
+    fn inv13_a_parked_table_keeps_readiness_not_serving_until_a_new_stream_and_retry_needs_one() {
+        let handle = handle();
+        assert_eq!(
+            handle.request_retry("public.a"),
+            Err(ResyncError::NotParked("public.a".into()))
+        );
+        assert_eq!(
+            handle.request_retry("nope"),
+            Err(ResyncError::UnknownTable("nope".into()))
+        );
+        handle.table_parked("public.a", "0/16B3748/1", "StarRocks rejected the load: bad");
+        // Loads of the other table commit: the agent is still not ready.
+        handle.load_succeeded();
+        handle.load_committed("b");
+        let status = handle.status();
+        assert!(!status.health.serving);
+        assert!(
+            status.health.detail.starts_with(
+                "table `public.a` parked, other tables stream: StarRocks rejected the load: bad; \
+                 its changes from 0/16B3748/1 are held"
+            ) && status
+                .health
+                .detail
+                .contains("starwal retry --table public.a"),
+            "{}",
+            status.health.detail
+        );
+        assert!(!handle.health().borrow().serving, "watchers are told");
+        let parked = status.tables[0].parked.as_ref().expect("parked");
+        assert_eq!(parked.held_from, "0/16B3748/1");
+        assert!(status.tables[1].parked.is_none());
+        assert_eq!(handle.request_retry("a"), Ok("public.a".into()));
+        // The next stream replays what it held: nothing parked until it fails again.
+        handle.clear_parked();
+        let status = handle.status();
+        assert!(status.health.serving, "{}", status.health.detail);
+        assert!(status.tables[0].parked.is_none());
+    }
+
+    #[test]
     fn inv13_failing_loads_turn_readiness_not_serving_until_they_commit() {
         let handle = handle();
         let health = handle.health();
