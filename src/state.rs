@@ -997,7 +997,11 @@ mod tests {
             handle.request_retry("nope"),
             Err(ResyncError::UnknownTable("nope".into()))
         );
-        handle.table_parked("public.a", "0/16B3748/1", "StarRocks rejected the load: bad");
+        handle.table_parked(
+            "public.a",
+            "0/16B3748/1",
+            "StarRocks rejected the load: bad",
+        );
         // Loads of the other table commit: the agent is still not ready.
         handle.load_succeeded();
         handle.load_committed("b");
