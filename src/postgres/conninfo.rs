@@ -7,6 +7,12 @@
 //! [`Secret`]; errors quote the URL only with the password removed (invariant 10). It may also
 //! come from a file (`STARWAL_PG_PASSWORD_FILE`, read in `config.rs`), in which case the URL
 //! must hold none: [`ConnInfo::password`] is then set from the file.
+//!
+//! Several hosts (`postgres://a:5432,b:5433/db`) and `target_session_attrs` follow libpq: a
+//! connection tries the hosts in order ([`ConnInfo::candidates`]) and keeps the first that
+//! answers and qualifies ([`TargetSessionAttrs::accepts`]), so after a failover a reconnect
+//! finds the new primary. Both connections walk the list the same way (`tls::connect_sql`,
+//! `ReplicationConnection::connect`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -55,6 +61,103 @@ impl SslMode {
     }
 }
 
+/// libpq's `target_session_attrs`: which server of the host list a connection keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSessionAttrs {
+    /// The first server that answers (libpq's default).
+    Any,
+    /// A server whose sessions are read-write (`transaction_read_only` off).
+    ReadWrite,
+    /// A server whose sessions are read-only.
+    ReadOnly,
+    /// A server not in recovery.
+    Primary,
+    /// A server in recovery (a standby).
+    Standby,
+    /// A standby if one answers, else any server.
+    PreferStandby,
+}
+
+impl TargetSessionAttrs {
+    fn parse(value: &str) -> Option<TargetSessionAttrs> {
+        Some(match value {
+            "any" => TargetSessionAttrs::Any,
+            "read-write" => TargetSessionAttrs::ReadWrite,
+            "read-only" => TargetSessionAttrs::ReadOnly,
+            "primary" => TargetSessionAttrs::Primary,
+            "standby" => TargetSessionAttrs::Standby,
+            "prefer-standby" => TargetSessionAttrs::PreferStandby,
+            _ => return None,
+        })
+    }
+
+    /// Whether the server must be asked about its state after connecting.
+    pub fn needs_state(self) -> bool {
+        self != TargetSessionAttrs::Any
+    }
+
+    /// Whether a server in `state` qualifies in pass `pass` of the host list (libpq walks it
+    /// twice for `prefer-standby`: standbys first, then any server).
+    pub fn accepts(self, pass: usize, state: ServerState) -> bool {
+        match self {
+            TargetSessionAttrs::Any => true,
+            TargetSessionAttrs::ReadWrite => !state.read_only,
+            TargetSessionAttrs::ReadOnly => state.read_only,
+            TargetSessionAttrs::Primary => !state.in_recovery,
+            TargetSessionAttrs::Standby => state.in_recovery,
+            TargetSessionAttrs::PreferStandby => pass > 0 || state.in_recovery,
+        }
+    }
+
+    /// How many passes over the host list (two for `prefer-standby`).
+    pub fn passes(self) -> usize {
+        if self == TargetSessionAttrs::PreferStandby {
+            2
+        } else {
+            1
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+            TargetSessionAttrs::ReadOnly => "read-only",
+            TargetSessionAttrs::Primary => "primary",
+            TargetSessionAttrs::Standby => "standby",
+            TargetSessionAttrs::PreferStandby => "prefer-standby",
+        }
+    }
+}
+
+/// What a server says about itself, for `target_session_attrs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerState {
+    /// `SHOW transaction_read_only`.
+    pub read_only: bool,
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: bool,
+}
+
+impl ServerState {
+    /// The query both connections ask (libpq asks the same two things): read-only, in recovery.
+    pub const QUERY: &'static str =
+        "SELECT current_setting('transaction_read_only') = 'on', pg_is_in_recovery()";
+
+    /// Why a server in this state does not qualify for `attrs`.
+    pub fn mismatch(self, attrs: TargetSessionAttrs) -> String {
+        format!(
+            "{} (target_session_attrs={})",
+            match (self.in_recovery, self.read_only) {
+                (true, _) => "the server is in recovery (a standby)",
+                (false, true) => "the server is read-only",
+                (false, false) => "the server is a read-write primary",
+            },
+            attrs.as_str()
+        )
+    }
+}
+
 /// Where the trusted CA certificates come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootCerts {
@@ -67,8 +170,14 @@ pub enum RootCerts {
 /// Parsed connection parameters.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnInfo {
+    /// The host this connection goes to: the first of [`hosts`](Self::hosts), or the one a
+    /// [`candidates`](Self::candidates) entry stands for.
     pub host: String,
     pub port: u16,
+    /// Every host of the URL, in order (one for a single-host URL).
+    pub hosts: Vec<(String, u16)>,
+    /// `target_session_attrs` (default `any`).
+    pub target_session_attrs: TargetSessionAttrs,
     pub user: String,
     /// The URL's password, or the content of `STARWAL_PG_PASSWORD_FILE` (never both).
     pub password: Option<Secret>,
@@ -85,6 +194,8 @@ impl fmt::Debug for ConnInfo {
         f.debug_struct("ConnInfo")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("hosts", &self.hosts)
+            .field("target_session_attrs", &self.target_session_attrs)
             .field("user", &self.user)
             .field("password", &self.password)
             .field("dbname", &self.dbname)
@@ -98,11 +209,24 @@ impl fmt::Debug for ConnInfo {
 impl fmt::Display for ConnInfo {
     /// The URL without its password: safe to log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "postgres://{}@{}:{}/{}",
-            self.user, self.host, self.port, self.dbname
-        )
+        write!(f, "postgres://{}@", self.user)?;
+        for (i, (host, port)) in self.hosts.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            if host.contains(':') {
+                write!(f, "{sep}[{host}]:{port}")?;
+            } else {
+                write!(f, "{sep}{host}:{port}")?;
+            }
+        }
+        write!(f, "/{}", self.dbname)?;
+        if self.target_session_attrs != TargetSessionAttrs::Any {
+            write!(
+                f,
+                "?target_session_attrs={}",
+                self.target_session_attrs.as_str()
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -117,21 +241,21 @@ pub enum ConnInfoError {
     Host,
     #[error("no user: expected postgres://user:password@host:port/dbname")]
     User,
-    #[error("several hosts are not supported (`{0}`): give one host")]
-    MultipleHosts(String),
+    #[error("invalid target_session_attrs `{0}`: expected any, read-write, read-only, primary, standby or prefer-standby")]
+    TargetSessionAttrs(String),
     #[error("invalid percent-encoding in the {0}")]
     PercentEncoding(&'static str),
     #[error("invalid sslmode `{0}`: expected disable, prefer, require, verify-ca or verify-full")]
     SslMode(String),
     #[error("invalid connect_timeout `{0}`: expected whole seconds")]
     ConnectTimeout(String),
-    #[error("unsupported parameter `{0}`: supported are sslmode, sslrootcert, application_name, connect_timeout, dbname, user")]
+    #[error("unsupported parameter `{0}`: supported are sslmode, sslrootcert, application_name, connect_timeout, target_session_attrs, dbname, user")]
     UnknownParameter(String),
 }
 
 impl ConnInfo {
-    /// Parses `postgres[ql]://[user[:password]@]host[:port][/dbname][?param=value&...]`.
-    /// `dbname` defaults to the user name, like libpq.
+    /// Parses `postgres[ql]://[user[:password]@]host[:port][,host[:port]...][/dbname][?param=value&...]`.
+    /// `dbname` defaults to the user name, like libpq; a host without a port gets 5432.
     pub fn parse(url: &str) -> Result<ConnInfo, ConnInfoError> {
         let rest = url
             .strip_prefix("postgres://")
@@ -162,13 +286,21 @@ impl ConnInfo {
                 None => (percent_decode(info, "user name")?, None),
             },
         };
-        if hostport.contains(',') {
-            return Err(ConnInfoError::MultipleHosts(hostport.to_owned()));
+        let mut hosts = Vec::new();
+        for entry in hostport.split(',') {
+            let (host, port) = split_host_port(entry)?;
+            let host = percent_decode(host, "host")?;
+            if host.is_empty() {
+                return Err(ConnInfoError::Host);
+            }
+            hosts.push((host, port));
         }
-        let (host, port) = split_host_port(hostport)?;
+        let (host, port) = hosts[0].clone();
         let mut info = ConnInfo {
-            host: percent_decode(host, "host")?,
+            host,
             port,
+            hosts,
+            target_session_attrs: TargetSessionAttrs::Any,
             user: String::new(),
             password,
             dbname: percent_decode(path, "database name")?,
@@ -198,6 +330,10 @@ impl ConnInfo {
                         .map_err(|_| ConnInfoError::ConnectTimeout(value.clone()))?;
                     info.connect_timeout = Duration::from_secs(seconds.max(1));
                 }
+                "target_session_attrs" => {
+                    info.target_session_attrs = TargetSessionAttrs::parse(&value)
+                        .ok_or(ConnInfoError::TargetSessionAttrs(value))?
+                }
                 "dbname" => info.dbname = value,
                 "user" => user = value,
                 "host" | "port" | "password" => {
@@ -221,7 +357,23 @@ impl ConnInfo {
         Ok(info)
     }
 
-    /// The same parameters for tokio-postgres (ordinary SQL). TLS is decided by the connector
+    /// One `ConnInfo` per host, in the URL's order: what a connection tries, each for its host
+    /// alone (`host`/`port` set, `hosts` that one), with `target_session_attrs` kept for the
+    /// check after connecting.
+    pub fn candidates(&self) -> Vec<ConnInfo> {
+        self.hosts
+            .iter()
+            .map(|(host, port)| ConnInfo {
+                host: host.clone(),
+                port: *port,
+                hosts: vec![(host.clone(), *port)],
+                ..self.clone()
+            })
+            .collect()
+    }
+
+    /// The same parameters for tokio-postgres (ordinary SQL), for [`host`](Self::host) alone
+    /// (the host walk is `tls::connect_sql`'s). TLS is decided by the connector
     /// from [`crate::postgres::tls`]; verify modes map to `Require` there.
     pub fn to_tokio_postgres(&self) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
@@ -341,17 +493,15 @@ mod tests {
             ("postgres://a@b:x/c", ConnInfoError::Port("x".into())),
             ("postgres://a@/c", ConnInfoError::Host),
             ("postgres://b/c", ConnInfoError::User),
-            (
-                "postgres://a@h1,h2/c",
-                ConnInfoError::MultipleHosts("h1,h2".into()),
-            ),
+            ("postgres://a@h1,/c", ConnInfoError::Host),
+            ("postgres://a@h1,h2:x/c", ConnInfoError::Port("x".into())),
             (
                 "postgres://a@b/c?sslmode=on",
                 ConnInfoError::SslMode("on".into()),
             ),
             (
-                "postgres://a@b/c?target_session_attrs=any",
-                ConnInfoError::UnknownParameter("target_session_attrs".into()),
+                "postgres://a@b/c?target_session_attrs=master",
+                ConnInfoError::TargetSessionAttrs("master".into()),
             ),
             (
                 "postgres://a:%zz@b/c",
@@ -361,6 +511,80 @@ mod tests {
         for (url, expected) in cases {
             assert_eq!(ConnInfo::parse(url).unwrap_err(), expected, "{url}");
         }
+    }
+
+    #[test]
+    fn parses_several_hosts_in_order_with_their_ports() {
+        let info = ConnInfo::parse(
+            "postgres://u:pw@db1:5433,db2,[::1]:7000/app?target_session_attrs=read-write",
+        )
+        .unwrap();
+        assert_eq!(
+            info.hosts,
+            vec![
+                ("db1".to_owned(), 5433),
+                ("db2".to_owned(), DEFAULT_PORT),
+                ("::1".to_owned(), 7000)
+            ]
+        );
+        assert_eq!((info.host.as_str(), info.port), ("db1", 5433));
+        assert_eq!(info.target_session_attrs, TargetSessionAttrs::ReadWrite);
+        assert_eq!(
+            info.to_string(),
+            "postgres://u@db1:5433,db2:5432,[::1]:7000/app?target_session_attrs=read-write"
+        );
+        let candidates = info.candidates();
+        assert_eq!(candidates.len(), 3);
+        assert_eq!(
+            (candidates[1].host.as_str(), candidates[1].port),
+            ("db2", 5432)
+        );
+        assert_eq!(candidates[1].hosts, vec![("db2".to_owned(), 5432)]);
+        assert_eq!(
+            candidates[2].to_string(),
+            "postgres://u@[::1]:7000/app?target_session_attrs=read-write"
+        );
+        assert_eq!(candidates[2].password.as_ref().unwrap().expose(), "pw");
+        // One host: as before.
+        let one = ConnInfo::parse("postgres://u@h/d").unwrap();
+        assert_eq!(one.hosts, vec![("h".to_owned(), DEFAULT_PORT)]);
+        assert_eq!(one.target_session_attrs, TargetSessionAttrs::Any);
+        assert_eq!(one.to_string(), "postgres://u@h:5432/d");
+    }
+
+    #[test]
+    fn target_session_attrs_follow_libpq() {
+        use TargetSessionAttrs::*;
+        let primary = ServerState {
+            read_only: false,
+            in_recovery: false,
+        };
+        let read_only_primary = ServerState {
+            read_only: true,
+            in_recovery: false,
+        };
+        let standby = ServerState {
+            read_only: true,
+            in_recovery: true,
+        };
+        let cases = [
+            (Any, [true, true, true]),
+            (ReadWrite, [true, false, false]),
+            (ReadOnly, [false, true, true]),
+            (Primary, [true, true, false]),
+            (Standby, [false, false, true]),
+            (PreferStandby, [false, false, true]),
+        ];
+        for (attrs, expected) in cases {
+            let got = [primary, read_only_primary, standby].map(|state| attrs.accepts(0, state));
+            assert_eq!(got, expected, "{attrs:?}");
+            assert_eq!(TargetSessionAttrs::parse(attrs.as_str()), Some(attrs));
+        }
+        // The second pass of prefer-standby takes any server.
+        assert_eq!(PreferStandby.passes(), 2);
+        assert!(PreferStandby.accepts(1, primary));
+        assert_eq!(ReadWrite.passes(), 1);
+        assert!(standby.mismatch(ReadWrite).contains("in recovery"));
     }
 
     #[test]

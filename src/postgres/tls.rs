@@ -12,6 +12,8 @@
 //! and `verify-full` matches the host name by libpq's rule, the subject CN standing in when the
 //! certificate has no subjectAltName of the host's kind. Handshake signatures are always checked
 //! with the presented certificate's key.
+//!
+//! `connect_sql` opens ordinary SQL connections, walking a multi-host URL as libpq does.
 
 use std::future::Future;
 use std::io;
@@ -30,7 +32,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::conninfo::{ConnInfo, RootCerts, SslMode};
+use super::conninfo::{ConnInfo, RootCerts, ServerState, SslMode};
 
 /// TLS could not be set up from the connection parameters.
 #[derive(Debug, thiserror::Error)]
@@ -467,7 +469,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
 
 /// Opens an ordinary SQL connection (tokio-postgres) with the TLS rules of `info` and spawns its
 /// connection task. The task ends when the client is dropped.
+///
+/// Several hosts and `target_session_attrs` as libpq: the hosts are tried in order, and the
+/// first that answers and qualifies (asked with [`ServerState::QUERY`]) is kept; when none does
+/// the error says what each one answered. One host with `any` is exactly one attempt.
 pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, SqlConnectError> {
+    let attrs = info.target_session_attrs;
+    let candidates = info.candidates();
+    if candidates.len() == 1 && !attrs.needs_state() {
+        return connect_sql_host(info).await;
+    }
+    let mut failures = Vec::new();
+    for pass in 0..attrs.passes() {
+        for candidate in &candidates {
+            let client = match connect_sql_host(candidate).await {
+                Ok(client) => client,
+                Err(err) => {
+                    // A later pass meets the same unreachable hosts: report each once.
+                    if pass == 0 {
+                        failures.push(err.to_string());
+                    }
+                    continue;
+                }
+            };
+            if !attrs.needs_state() {
+                return Ok(client);
+            }
+            match client.query_one(ServerState::QUERY, &[]).await {
+                Ok(row) => {
+                    let state = ServerState {
+                        read_only: row.get(0),
+                        in_recovery: row.get(1),
+                    };
+                    if attrs.accepts(pass, state) {
+                        return Ok(client);
+                    }
+                    if pass == 0 {
+                        failures.push(format!("{}: {}", candidate, state.mismatch(attrs)));
+                    }
+                }
+                Err(err) => failures.push(format!(
+                    "{}: asking its state: {}",
+                    candidate,
+                    crate::error_text::chain(&err)
+                )),
+            }
+        }
+    }
+    Err(SqlConnectError::NoHost {
+        target: info.to_string(),
+        failures,
+    })
+}
+
+/// One connection attempt to `info.host` alone.
+async fn connect_sql_host(info: &ConnInfo) -> Result<tokio_postgres::Client, SqlConnectError> {
     let tls = MakeTls::for_conninfo(info).map_err(SqlConnectError::Tls)?;
     let (client, connection) = info
         .to_tokio_postgres()
@@ -495,6 +551,12 @@ pub enum SqlConnectError {
         target: String,
         #[source]
         source: tokio_postgres::Error,
+    },
+    /// Several hosts (or `target_session_attrs`): none answered and qualified.
+    #[error("no server of {target} could be used: {}", .failures.join("; "))]
+    NoHost {
+        target: String,
+        failures: Vec<String>,
     },
 }
 

@@ -5,18 +5,24 @@
 //!   `check`, and creates no slot; `STARWAL_ON_SLOT_LOSS=resync` re-creates it and copies again;
 //! - on PG 17+ the slot is created with failover (unless `STARWAL_SLOT_FAILOVER=false`), an
 //!   existing one without it is reported with the fix (which works), and `check` warns that no
-//!   standby keeps a copy; before 17 nothing changes.
+//!   standby keeps a copy; before 17 nothing changes;
+//! - a multi-host `STARWAL_PG_URL` skips a host that is down (SQL, replication, a whole run), and
+//!   `target_session_attrs` skips a server that does not qualify (a read-only one stands in
+//!   for a standby) on both connections, with libpq's meaning of each value.
 
 use std::process::Command;
 use std::time::Duration;
 
 use starwal::config::Config;
 use starwal::engine::setup::postgres::{ensure_configured_slot, failover_readiness};
+use starwal::postgres::conninfo::ConnInfo;
 use starwal::postgres::replication::{ReplicationConnection, SlotSnapshot};
 use starwal::postgres::tls::connect_sql;
 
-use crate::harness::agent::{diff, source_rows, start_sim, target_rows, wait_for_rows, AgentSpec};
-use crate::harness::{unique_name, Cluster, Role, TestDatabase};
+use crate::harness::agent::{
+    diff, free_port, source_rows, start_sim, target_rows, wait_for_rows, AgentSpec,
+};
+use crate::harness::{unique_name, Cluster, ClusterOptions, Role, TestDatabase};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -263,4 +269,111 @@ async fn postgres_failover_slot_fails_over_on_17_and_check_names_what_is_missing
             .await
             .unwrap();
     }
+}
+
+/// The port of the server `conn_info` reaches, over SQL and over replication.
+async fn ports_reached(url: &str) -> (String, String) {
+    let info = ConnInfo::parse(url).unwrap();
+    let client = connect_sql(&info)
+        .await
+        .unwrap_or_else(|err| panic!("SQL to {url}: {err}"));
+    let sql: String = client.query_one("SHOW port", &[]).await.unwrap().get(0);
+    let mut replication = ReplicationConnection::connect(&info)
+        .await
+        .unwrap_or_else(|err| panic!("replication to {url}: {err}"));
+    let port = replication.simple_query("SHOW port").await.unwrap();
+    let replication_port = port.rows[0][0].clone().unwrap();
+    replication.close().await;
+    (sql, replication_port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failover_multi_host_url_skips_a_down_host_and_one_that_does_not_qualify() {
+    let db = Cluster::shared().create_database("multi_host").await;
+    let up = db.port();
+    let down = free_port();
+    let url = db.url(Role::Scram, "disable").replace(
+        &format!("127.0.0.1:{up}/"),
+        &format!("127.0.0.1:{down},127.0.0.1:{up}/"),
+    );
+    assert_eq!(ports_reached(&url).await, (up.to_string(), up.to_string()));
+
+    // A whole run through the list: copies and streams from the host that answers.
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT g, 'a' || g FROM generate_series(1, 10) g;",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_PG_URL", &url);
+    let agent = spec.start_streaming().await;
+    client
+        .batch_execute("INSERT INTO t SELECT g, 'b' || g FROM generate_series(11, 20) g")
+        .await
+        .unwrap();
+    let expected = source_rows(&client, "SELECT id::text, v FROM t").await;
+    let got = wait_for_rows(&expected, TIMEOUT, || target_rows(&sim, "t", &["id", "v"])).await;
+    assert!(
+        got == expected,
+        "{}\n{}",
+        diff(&expected, &got),
+        agent.log()
+    );
+    agent.stop_cleanly();
+
+    // A server whose sessions are read-only (what a standby is to `read-write`) listed first:
+    // `read-write` skips it, `any`, `read-only` and `primary` (it is not in recovery) keep it.
+    let read_only = Cluster::start(ClusterOptions::default());
+    let admin = read_only.database("postgres").superuser_client().await;
+    for statement in [
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    let ro = read_only.port();
+    let both = |attrs: &str| {
+        format!(
+            "postgres://repl:repl-secret@127.0.0.1:{ro},127.0.0.1:{up}/postgres\
+             ?sslmode=disable&target_session_attrs={attrs}"
+        )
+    };
+    let (ro, up) = (ro.to_string(), up.to_string());
+    assert_eq!(
+        ports_reached(&both("read-write")).await,
+        (up.clone(), up.clone())
+    );
+    for attrs in ["any", "read-only", "primary"] {
+        assert_eq!(
+            ports_reached(&both(attrs)).await,
+            (ro.clone(), ro.clone()),
+            "{attrs}"
+        );
+    }
+    // Neither is a standby: `standby` fails naming what each server is, `prefer-standby`
+    // falls back to the first that answers.
+    let info = ConnInfo::parse(&both("standby")).unwrap();
+    let err = connect_sql(&info).await.unwrap_err().to_string();
+    assert!(
+        err.matches("is a read-write primary").count() + err.matches("is read-only").count() == 2
+            && err.contains("target_session_attrs=standby"),
+        "{err}"
+    );
+    let err = ReplicationConnection::connect(&info)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no server of") && err.contains("is read-only"),
+        "{err}"
+    );
+    assert_eq!(
+        ports_reached(&both("prefer-standby")).await,
+        (ro.clone(), ro)
+    );
 }

@@ -112,6 +112,8 @@ impl SetupError {
     pub fn is_transient(&self) -> bool {
         match self {
             SetupError::Connect(SqlConnectError::Connect { .. }) => true,
+            // A failover in progress: the new primary may answer on the next attempt.
+            SetupError::Connect(SqlConnectError::NoHost { .. }) => true,
             SetupError::CreateSlot { source, .. } => source.is_transient(),
             SetupError::SlotActive { .. } => true,
             SetupError::Target(err) => err.is_transient(),

@@ -1,6 +1,7 @@
 //! The replication connection: TCP (+ TLS), startup with `replication=database`, authentication,
 //! simple queries and message framing. Upstream tokio-postgres cannot open a replication
 //! connection, so this is a small client of our own over `postgres-protocol`'s message codecs.
+//! A multi-host URL is walked as libpq does (`target_session_attrs`), like `tls::connect_sql`.
 //!
 //! It speaks only the simple query protocol (the walsender refuses Parse). Session settings are
 //! fixed at startup — `DateStyle=ISO`, `TimeZone=UTC`, `IntervalStyle=iso_8601`,
@@ -20,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::error::{PgError, ReplicationError};
-use crate::postgres::conninfo::{ConnInfo, SslMode};
+use crate::postgres::conninfo::{ConnInfo, ServerState, SslMode};
 use crate::postgres::tls::TlsConnector;
 
 /// Read buffer growth step: big enough that a busy stream needs few reads, small enough for an
@@ -135,7 +136,79 @@ impl std::fmt::Debug for ReplicationConnection {
 impl ReplicationConnection {
     /// Connects, negotiates TLS per `sslmode`, authenticates (SCRAM-SHA-256, MD5, cleartext or
     /// trust) and waits for ReadyForQuery.
+    ///
+    /// Several hosts and `target_session_attrs` as libpq (and as `tls::connect_sql`): the hosts
+    /// are tried in order and the first that answers and qualifies (asked with
+    /// [`ServerState::QUERY`], which a `replication=database` connection accepts) is kept, so a
+    /// reconnect after a failover finds the new primary. One host with `any` is one attempt.
     pub async fn connect(info: &ConnInfo) -> Result<ReplicationConnection, ReplicationError> {
+        let attrs = info.target_session_attrs;
+        let candidates = info.candidates();
+        if candidates.len() == 1 && !attrs.needs_state() {
+            return Self::connect_host(info).await;
+        }
+        let mut failures = Vec::new();
+        for pass in 0..attrs.passes() {
+            for candidate in &candidates {
+                let mut conn = match Self::connect_host(candidate).await {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        // A later pass meets the same unreachable hosts: report each once.
+                        if pass == 0 {
+                            // Connect errors name their target already; server errors do not.
+                            let (err, target) = (err.to_string(), candidate.to_string());
+                            failures.push(if err.contains(&target) {
+                                err
+                            } else {
+                                format!("{target}: {err}")
+                            });
+                        }
+                        continue;
+                    }
+                };
+                if !attrs.needs_state() {
+                    return Ok(conn);
+                }
+                match conn.server_state().await {
+                    Ok(state) if attrs.accepts(pass, state) => return Ok(conn),
+                    Ok(state) => {
+                        if pass == 0 {
+                            failures.push(format!("{candidate}: {}", state.mismatch(attrs)));
+                        }
+                    }
+                    Err(err) => failures.push(format!("{candidate}: asking its state: {err}")),
+                }
+                conn.close().await;
+            }
+        }
+        Err(ReplicationError::NoHost {
+            target: info.to_string(),
+            failures,
+        })
+    }
+
+    /// Whether the server is read-only and whether it is in recovery.
+    async fn server_state(&mut self) -> Result<ServerState, ReplicationError> {
+        let result = self.simple_query(ServerState::QUERY).await?;
+        let flag = |index: usize| {
+            result
+                .rows
+                .first()
+                .and_then(|row| row.get(index))
+                .and_then(|value| value.as_deref())
+                .map(|value| value == "t")
+                .ok_or_else(|| {
+                    ReplicationError::Protocol("the server state query returned no row".into())
+                })
+        };
+        Ok(ServerState {
+            read_only: flag(0)?,
+            in_recovery: flag(1)?,
+        })
+    }
+
+    /// One connection attempt to `info.host` alone.
+    async fn connect_host(info: &ConnInfo) -> Result<ReplicationConnection, ReplicationError> {
         let target = info.to_string();
         let tcp = tokio::time::timeout(
             info.connect_timeout,

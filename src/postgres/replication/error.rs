@@ -90,6 +90,12 @@ pub enum ReplicationError {
     Protocol(String),
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),
+    /// Several hosts (or `target_session_attrs`): none answered and qualified.
+    #[error("no server of {target} could be used: {}", .failures.join("; "))]
+    NoHost {
+        target: String,
+        failures: Vec<String>,
+    },
 }
 
 impl ReplicationError {
@@ -108,7 +114,9 @@ impl ReplicationError {
             ReplicationError::Connect { .. }
             | ReplicationError::ConnectTimeout { .. }
             | ReplicationError::ConnectionLost { .. }
-            | ReplicationError::Io(_) => true,
+            | ReplicationError::Io(_)
+            // A failover in progress: the new primary may answer on the next attempt.
+            | ReplicationError::NoHost { .. } => true,
             ReplicationError::Server(err) => matches!(
                 err.code.as_str(),
                 // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections,
