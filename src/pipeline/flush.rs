@@ -157,7 +157,10 @@ impl Pipeline {
                 // itself): this table stops, the others go on. Its loader stopped at the
                 // failed job; the jobs queued after it are dropped and stream again.
                 PipelineError::Load { first, .. } if self.settings.park_failing_tables => {
-                    let held = table.queued.front().map_or(*first, |(q, _)| (*q).min(*first));
+                    let held = table
+                        .queued
+                        .front()
+                        .map_or(*first, |(q, _)| (*q).min(*first));
                     self.park(done.table, held, &err, true);
                     return self.advance(false).await;
                 }

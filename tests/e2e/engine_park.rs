@@ -188,12 +188,13 @@ async fn inv13_a_refused_table_is_parked_the_other_streams_and_retry_resumes_it(
     // `b` keeps loading: rows written after the refused change arrive.
     let source_b = source_rows(&client, "SELECT id::text, v FROM b").await;
     let got = wait_for_rows(&source_b, TIMEOUT, || target_rows(&sim, "b", &["id", "v"])).await;
-    assert!(got == source_b, "{}\n{}", diff(&source_b, &got), agent.log());
     assert!(
-        agent.is_running(),
-        "the agent exited:\n{}",
+        got == source_b,
+        "{}\n{}",
+        diff(&source_b, &got),
         agent.log()
     );
+    assert!(agent.is_running(), "the agent exited:\n{}", agent.log());
 
     // Status, health and metrics name the parked table and its error.
     let now = status(&spec).unwrap();
@@ -239,7 +240,13 @@ async fn inv13_a_refused_table_is_parked_the_other_streams_and_retry_resumes_it(
     assert_eq!(got_a.len(), 10, "nothing of `a` after the refused change");
 
     // A table that is not parked has nothing to retry.
-    let refused = starwal(&["retry", "--table", "public.b", "--addr", &spec.control_url()]);
+    let refused = starwal(&[
+        "retry",
+        "--table",
+        "public.b",
+        "--addr",
+        &spec.control_url(),
+    ]);
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
 
     // The cause is fixed; a retry resumes `a` without a restart.
@@ -248,12 +255,23 @@ async fn inv13_a_refused_table_is_parked_the_other_streams_and_retry_resumes_it(
         .batch_execute("INSERT INTO b VALUES (21, 'after the fix')")
         .await
         .unwrap();
-    let retried = starwal(&["retry", "--table", "public.a", "--addr", &spec.control_url()]);
+    let retried = starwal(&[
+        "retry",
+        "--table",
+        "public.a",
+        "--addr",
+        &spec.control_url(),
+    ]);
     assert!(retried.status.success(), "{retried:?}");
     for name in ["a", "b"] {
         let source = source_rows(&client, &format!("SELECT id::text, v FROM {name}")).await;
         let got = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, name, &["id", "v"])).await;
-        assert!(got == source, "{name}: {}\n{}", diff(&source, &got), agent.log());
+        assert!(
+            got == source,
+            "{name}: {}\n{}",
+            diff(&source, &got),
+            agent.log()
+        );
     }
     let healthy = wait_until(TIMEOUT, || {
         status(&spec).is_some_and(|s| s["serving"] == true)
@@ -309,7 +327,12 @@ async fn inv13_a_value_that_does_not_fit_parks_its_table_or_exits_1_when_asked()
         .unwrap();
     let source_b = source_rows(&client, "SELECT id::text, v FROM b").await;
     let got = wait_for_rows(&source_b, TIMEOUT, || target_rows(&sim, "b", &["id", "v"])).await;
-    assert!(got == source_b, "{}\n{}", diff(&source_b, &got), agent.log());
+    assert!(
+        got == source_b,
+        "{}\n{}",
+        diff(&source_b, &got),
+        agent.log()
+    );
     let parked = wait_until(TIMEOUT, || {
         status(&spec).is_some_and(|s| {
             table(&s, "public.nums")["parked"]["error"]
@@ -345,4 +368,69 @@ async fn inv13_a_value_that_does_not_fit_parks_its_table_or_exits_1_when_asked()
         "{}",
         exiting.log()
     );
+}
+
+/// `starwal resync --table` un-parks a table too: its copy ends like a retry, and the stream
+/// from the held position brings the changes it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_a_resync_of_a_parked_table_resumes_it() {
+    let db = Cluster::shared()
+        .create_database("engine_park_resync")
+        .await;
+    let client = db.owner_client().await;
+    create_tables(&client).await;
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b").var("STARWAL_SNAPSHOT", "initial");
+    let mut agent = spec.start_streaming().await;
+    sim.faults().inject(
+        LoadFault::new(FaultKind::Fail {
+            message: "something nobody has seen before".into(),
+        })
+        .times(u32::MAX)
+        .on_table(TARGET_DB, "a"),
+    );
+    client
+        .batch_execute(
+            "INSERT INTO a SELECT g, 'refused' FROM generate_series(1, 10) g;
+             INSERT INTO b SELECT g, 'streamed' FROM generate_series(1, 10) g;",
+        )
+        .await
+        .unwrap();
+    let parked = wait_until(TIMEOUT, || {
+        status(&spec).is_some_and(|s| !table(&s, "public.a")["parked"].is_null())
+    })
+    .await;
+    assert!(parked, "{:?}\n{}", status(&spec), agent.log());
+
+    // The target table is fixed; the resync copies `a` and streams what it held.
+    sim.faults().clear();
+    let resync = starwal(&[
+        "resync",
+        "--table",
+        "public.a",
+        "--addr",
+        &spec.control_url(),
+    ]);
+    assert!(resync.status.success(), "{resync:?}");
+    client
+        .batch_execute("UPDATE a SET v = 'after' WHERE id <= 3; INSERT INTO b VALUES (11, 'x')")
+        .await
+        .unwrap();
+    for name in ["a", "b"] {
+        let source = source_rows(&client, &format!("SELECT id::text, v FROM {name}")).await;
+        let got = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, name, &["id", "v"])).await;
+        assert!(
+            got == source,
+            "{name}: {}\n{}",
+            diff(&source, &got),
+            agent.log()
+        );
+    }
+    let healthy = wait_until(TIMEOUT, || {
+        status(&spec).is_some_and(|s| s["serving"] == true)
+    })
+    .await;
+    assert!(healthy, "{:?}\n{}", status(&spec), agent.log());
+    assert!(agent.is_running());
+    agent.stop_cleanly();
 }
