@@ -186,8 +186,8 @@ async fn attempt(
             stored = %checkpoint.confirmed_lsn,
             in_flight = checkpoint.in_flight.len(),
             "STARWAL_ON_SLOT_LOSS=resync: the slot is missing though starwal had confirmed up to \
-             the stored LSN; changes since it was lost are gone, so the slot is created again, \
-             the checkpoint forgotten and every table copied again"
+             the stored LSN; changes since it was lost are gone: creating the slot again, \
+             forgetting the checkpoint, copying every table again"
         );
         store.clear(&client).await?;
         checkpoint = Checkpoint::default();
