@@ -104,7 +104,9 @@ pub async fn run(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<Ru
             }
             Ok(AttemptEnd::Copied) => break Ok(RunEnd::Copied),
             Ok(AttemptEnd::Restart) => {
-                tracing::info!("restarting the stream from the held position (after a copy or a retry)");
+                tracing::info!(
+                    "restarting the stream from the held position (after a copy or a retry)"
+                );
                 backoff = FIRST_BACKOFF;
             }
             Err(failure) => {
