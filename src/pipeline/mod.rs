@@ -337,7 +337,10 @@ impl Pipeline {
                 // Before the stream: under steady input the stream is always ready, and the
                 // flush interval must still be honoured.
                 _ = ticker.tick() => self.on_tick().await?,
-                chunk = stream.recv() => match chunk {
+                // Not while the buffer is full and a load will free some (invariant 8): a
+                // message costs more in a batch (index, body estimate) than in the channel, so
+                // taking in what the channel holds would carry the buffer past the cap.
+                chunk = stream.recv(), if !self.full_until_a_load_finishes() => match chunk {
                     Some(chunk) => {
                         for item in chunk {
                             self.message(item).await?;
@@ -381,6 +384,13 @@ impl Pipeline {
         }
         self.advance(true).await?;
         Ok(self.commits.confirmed())
+    }
+
+    /// The buffer is at the cap and a job in flight will release bytes when it finishes (if
+    /// none is, only taking in more, which lets the pressed flush send batches, makes progress).
+    fn full_until_a_load_finishes(&self) -> bool {
+        self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes
+            && self.tables.iter().any(|t| !t.loader_idle())
     }
 
     async fn command(&mut self, command: PipelineCommand) -> Result<(), PipelineError> {
