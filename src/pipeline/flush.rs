@@ -10,6 +10,7 @@ use super::table::TableState;
 use super::{Pipeline, PipelineError};
 use crate::postgres::checkpoint::MovedRow;
 use crate::postgres::{ChangePosition, Lsn};
+use tokio::sync::mpsc;
 
 /// The buffer must have held this much since the last give-back for another to be worth it.
 const GIVE_BACK_AFTER: u64 = 8 * 1024 * 1024;
@@ -125,10 +126,22 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         let table = &mut self.tables[index];
         if table.parked.is_some() {
-            // Its loader may be gone (it stops at its failed load), and nothing of the table is
-            // loaded while parked: a copy waiting for its loads may begin at once.
+            // Nothing of the table is loaded while parked. A copy waiting for its loads may
+            // begin once the loads sent before it parked are done: at once when none is open
+            // or its loader is gone (it stops at its failed load), else after them.
             if let Job::Barrier(ready) = job {
-                let _ = ready.send(());
+                if table.jobs_open == 0 {
+                    let _ = ready.send(());
+                } else {
+                    match table.jobs.send(Job::Barrier(ready)) {
+                        Ok(()) => table.jobs_open += 1,
+                        // The loader stopped at a failed load not reported yet: none is left.
+                        Err(mpsc::error::SendError(Job::Barrier(ready))) => {
+                            let _ = ready.send(());
+                        }
+                        Err(_) => {}
+                    }
+                }
             }
             return Ok(());
         }

@@ -152,6 +152,11 @@ impl Pipeline {
         index: usize,
         relation: &Relation,
     ) -> Result<(), PipelineError> {
+        if self.tables[index].parked.is_some() {
+            // Its changes are dropped while parked, and the stream after a retry or resync
+            // plans it from setup again: a plan error here would stop every table.
+            return Ok(());
+        }
         // Everything received so far was encoded for the old columns.
         self.flush(index).await?;
         let schema = self.stream_schema(index, relation).await?;

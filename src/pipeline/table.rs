@@ -72,15 +72,13 @@ impl TableState {
     }
 
     pub(super) fn oldest_pending(&self) -> Option<Lsn> {
-        if let Some(parked) = self.parked {
-            return Some(parked.commit);
-        }
+        // A parked table may still have loads queued from before it parked (an encode error
+        // parks it while its loader still retries an earlier load): they hold the confirmed
+        // LSN too, or their commits would be confirmed before StarRocks has them (invariant 1).
+        let parked = self.parked.map(|held| held.commit);
         let queued = self.queued.front().map(|(first, _)| first.commit);
         let open = self.batch.first().map(|first| first.commit);
-        match (queued, open) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [parked, queued, open].into_iter().flatten().min()
     }
 
     /// Brings the buffer total in line with what the batch holds now ([`TableBatch::bytes`]).
