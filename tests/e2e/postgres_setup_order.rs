@@ -3,7 +3,8 @@
 //! publication, no slot holding WAL, no StarRocks database. Cases: a wrong StarRocks password,
 //! the FE's HTTP port refused before the target database exists, a role without CREATE on the
 //! database (and without ownership of a table), Postgres connection errors (each must keep its
-//! cause), and a populated target table that the first copy would empty (said, not failed).
+//! cause), a read-only source (`default_transaction_read_only`), and a populated target table
+//! that the first copy would empty (said, not failed).
 
 use std::process::Command;
 use std::time::Duration;
@@ -319,4 +320,57 @@ async fn inv13_check_says_the_first_copy_empties_a_populated_target_table() {
     let (code, out) = check(&first.clone().var("STARWAL_SNAPSHOT", "initial"));
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("deletes"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_a_read_only_source_fails_check_and_run_before_anything_is_created() {
+    let db = database_with_orders("order_ro").await;
+    let superuser = db.superuser_client().await;
+    // New sessions (the agent's) are read-only; this one, opened before, is not.
+    superuser
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET default_transaction_read_only = on",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.orders");
+    let cause = "the source is read-only (transaction_read_only = on)";
+
+    let (code, out) = check(&spec);
+    assert_eq!(code, 1, "{out}");
+    let writable = line(&out, "Postgres writable");
+    assert!(
+        writable.starts_with("FAIL")
+            && writable.contains(cause)
+            && writable.contains("needs a writable primary")
+            && writable.contains("target_session_attrs=read-write"),
+        "{out}"
+    );
+
+    let (code, log) = run_until_exit(&spec);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains(cause), "{log}");
+    assert!(!log.contains("cannot execute"), "{log}");
+    assert_nothing_created(&db, &spec, &log).await;
+    assert!(
+        !database_exists(&sim, TARGET_DB),
+        "run created the StarRocks database on a read-only source:\n{log}"
+    );
+
+    // The fix the message gives is enough.
+    superuser
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET default_transaction_read_only = off",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let (code, out) = check(&spec);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        line(&out, "Postgres writable").contains("read-write primary"),
+        "{out}"
+    );
 }

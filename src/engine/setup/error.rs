@@ -64,7 +64,7 @@ pub enum SetupError {
         #[source]
         source: Box<crate::sink::starrocks::StreamLoadError>,
     },
-    #[error("replication slot `{slot}` was invalidated (wal_status = lost{reason}): Postgres removed WAL it still needed, so changes were lost. Recover with: starwal teardown, or SELECT pg_drop_replication_slot('{slot}'), then start again to re-copy the tables")]
+    #[error("replication slot `{slot}` was invalidated (wal_status = lost{reason}): Postgres removed WAL it still needed, so changes were lost. Recover with STARWAL_ON_SLOT_LOSS=resync after SELECT pg_drop_replication_slot('{slot}') (the next start re-creates the slot and copies every table again), or with `starwal teardown --yes` and a fresh start")]
     SlotInvalidated { slot: String, reason: String },
     #[error("replication slot `{slot}` is missing but starwal had {what} from it (state schema `{state_schema}`): \
              the slot was dropped, invalidated or lost in a failover, so the changes made since it was lost are gone \
@@ -76,6 +76,15 @@ pub enum SetupError {
         state_schema: String,
         /// What the state schema recorded: "confirmed up to LSN 0/16B3748 (2 loads in flight)".
         what: String,
+    },
+    /// The source does not accept writes, and run creates a publication, state tables and a
+    /// slot there (found read-only, before anything is created: invariant 13).
+    #[error("the source {state}: run creates a publication, state tables and a replication slot there, so it needs a writable primary; point STARWAL_PG_URL at the primary (with several hosts, target_session_attrs=read-write picks it){fix}")]
+    SourceNotWritable {
+        /// "is in recovery (a standby)" or "is read-only (transaction_read_only = on)".
+        state: &'static str,
+        /// How to make it writable when it is a primary set read-only ("" for a standby).
+        fix: String,
     },
     #[error("replication slot `{slot}` uses plugin `{plugin}`, not pgoutput; choose another STARWAL_SLOT")]
     SlotWrongPlugin { slot: String, plugin: String },

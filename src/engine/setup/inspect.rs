@@ -1,7 +1,8 @@
 //! The first phase of setup, shared by `starwal check` and every attempt of `starwal run`: every
 //! check that can fail, on both sides, run read-only before anything is created (invariant 13).
-//! Source: the connection, server prerequisites, the slot (a missing one that the state schema
-//! shows starwal had streamed from is a lost slot: refused unless `STARWAL_ON_SLOT_LOSS=resync`),
+//! Source: the connection, whether it accepts writes (a primary, not read-only), server
+//! prerequisites, the slot (a missing one that the state schema shows starwal had streamed from
+//! is a lost slot: refused unless `STARWAL_ON_SLOT_LOSS=resync`),
 //! whether the slot would survive a failover (a warning only), the tables and their schemas, the
 //! publication, the role's privileges for what setup would create, a replication connection.
 //! Target: the MySQL protocol (credentials, version, database, tables) and the FE's HTTP
@@ -26,6 +27,7 @@ use super::postgres::{
 use crate::config::{OnSlotLoss, PostgresConfig, SnapshotMode};
 use crate::postgres::catalog::{resolve_tables, table_schema, SourceTable};
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
+use crate::postgres::conninfo::ServerState;
 use crate::postgres::replication::ReplicationConnection;
 use crate::postgres::snapshot::store::{CopyRecord, CopyStore};
 use crate::postgres::tls::connect_sql;
@@ -149,6 +151,10 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
         "Postgres connection",
         config.conn.to_string(),
     ));
+    findings.push(match source_writable(&client, &config.conn.dbname).await {
+        Ok(()) => Finding::passed("Postgres writable", "a read-write primary"),
+        Err(err) => Finding::failed("Postgres writable", err),
+    });
 
     let slot = existing_slot(&client, &config.slot, &config.conn.dbname).await;
     let slot_exists = matches!(slot, Ok(Some(_)));
@@ -303,6 +309,37 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
     });
     inspection.client = Some(client);
     inspection
+}
+
+/// Whether the source accepts what run writes there (publication, state tables, slot): a
+/// standby or a read-only session (`default_transaction_read_only` set for the database or the
+/// role) would pass every other check and then fail at the first CREATE, after the target was
+/// created. Asks what `target_session_attrs` asks ([`ServerState::QUERY`]).
+async fn source_writable(client: &Client, dbname: &str) -> Result<(), SetupError> {
+    let row = client
+        .query_one(ServerState::QUERY, &[])
+        .await
+        .map_err(SetupError::query(
+            "asking whether the source accepts writes",
+        ))?;
+    let state = ServerState {
+        read_only: row.get(0),
+        in_recovery: row.get(1),
+    };
+    match (state.in_recovery, state.read_only) {
+        (true, _) => Err(SetupError::SourceNotWritable {
+            state: "is in recovery (a standby)",
+            fix: String::new(),
+        }),
+        (false, true) => Err(SetupError::SourceNotWritable {
+            state: "is read-only (transaction_read_only = on)",
+            fix: format!(
+                ", or make this one writable: ALTER DATABASE \"{dbname}\" (or ALTER ROLE, where \
+                 it was set) SET default_transaction_read_only = off"
+            ),
+        }),
+        (false, false) => Ok(()),
+    }
 }
 
 /// What the state schema recorded for a slot that is missing: `Some` (\"confirmed up to LSN …\")
