@@ -19,6 +19,7 @@ use crate::harness::agent::{
     wal_insert_position, AgentSpec, TARGET_DB,
 };
 use crate::harness::Cluster;
+use starwal::postgres::Lsn;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -432,5 +433,109 @@ async fn inv13_a_resync_of_a_parked_table_resumes_it() {
     .await;
     assert!(healthy, "{:?}\n{}", status(&spec), agent.log());
     assert!(agent.is_running());
+    agent.stop_cleanly();
+}
+
+/// The checkpoint row's confirmed LSN (`None` before the first store).
+async fn stored_checkpoint(client: &tokio_postgres::Client, slot: &str) -> Option<Lsn> {
+    client
+        .query_opt(
+            "SELECT confirmed_lsn::text FROM starwal.checkpoints WHERE slot = $1",
+            &[&slot],
+        )
+        .await
+        .ok()
+        .flatten()
+        .and_then(|row| row.get::<_, String>(0).parse().ok())
+}
+
+/// A table parked by a value that does not fit, while an earlier load of it still retries a
+/// transient failure: that load holds the confirmed LSN (slot and checkpoint) before its commit
+/// while the other table keeps loading, and its row reaches StarRocks once the failure ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv1_a_parked_table_s_load_still_retrying_holds_the_confirmed_lsn() {
+    let db = Cluster::shared()
+        .create_database("engine_park_in_flight")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY, n numeric);
+             CREATE TABLE b (id int PRIMARY KEY, v text);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b").var("STARWAL_FLUSH_ROWS", "2");
+    let mut agent = spec.start_streaming().await;
+    // Every load into `a` fails transiently: the sink keeps retrying its first load.
+    sim.faults().inject(
+        LoadFault::new(FaultKind::MemoryExceeded)
+            .times(100_000)
+            .on_table(TARGET_DB, "a"),
+    );
+    let before_row_1 = wal_insert_position(&client).await;
+    client
+        .batch_execute("INSERT INTO a VALUES (1, 1.5)")
+        .await
+        .unwrap();
+    // Sealed by the flush interval; its load is retried from here on.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    client
+        .batch_execute("INSERT INTO a VALUES (2, 3.14159265358979), (3, 1)")
+        .await
+        .unwrap();
+    let parked = wait_until(TIMEOUT, || {
+        status(&spec).is_some_and(|s| !table(&s, "public.a")["parked"].is_null())
+    })
+    .await;
+    assert!(parked, "{:?}\n{}", status(&spec), agent.log());
+    client
+        .batch_execute("INSERT INTO b SELECT g, 'after' FROM generate_series(1, 10) g")
+        .await
+        .unwrap();
+    let source_b = source_rows(&client, "SELECT id::text, v FROM b").await;
+    let got = wait_for_rows(&source_b, TIMEOUT, || target_rows(&sim, "b", &["id", "v"])).await;
+    assert!(
+        got == source_b,
+        "{}\n{}",
+        diff(&source_b, &got),
+        agent.log()
+    );
+
+    // Row 1 is not in StarRocks: neither the slot nor the checkpoint passes its commit.
+    for _ in 0..20 {
+        let confirmed = slot_confirmed_flush(&client, spec.slot()).await;
+        assert!(
+            confirmed <= before_row_1,
+            "slot confirmed {confirmed} passed row 1 (written after {before_row_1})\n{}",
+            agent.log()
+        );
+        let stored = stored_checkpoint(&client, spec.slot()).await;
+        assert!(
+            stored.is_none_or(|stored| stored <= before_row_1),
+            "checkpoint {stored:?} passed row 1 (written after {before_row_1})\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(target_rows(&sim, "a", &["id"]).is_empty());
+
+    // StarRocks accepts again; a retry resumes `a` and row 1 arrives (row 2 parks it again).
+    sim.faults().clear();
+    let retried = starwal(&[
+        "retry",
+        "--table",
+        "public.a",
+        "--addr",
+        &spec.control_url(),
+    ]);
+    assert!(retried.status.success(), "{retried:?}");
+    let row_1 = wait_until(TIMEOUT, || {
+        target_rows(&sim, "a", &["id"]).contains(&vec![Some("1".to_string())])
+    })
+    .await;
+    assert!(row_1, "{}", agent.log());
+    assert!(agent.is_running(), "{}", agent.log());
     agent.stop_cleanly();
 }
