@@ -105,7 +105,8 @@ pub struct PostgresConfig {
 pub enum OnSlotLoss {
     /// Refuse to start (health NOT_SERVING) and say what was lost and how to recover.
     Stop,
-    /// Create the slot again and copy every table again (what an operator chooses knowingly).
+    /// Create the slot again and copy every table again (what an operator chooses knowingly);
+    /// refused with `STARWAL_SNAPSHOT=never`, which would copy nothing.
     Resync,
 }
 
@@ -261,8 +262,24 @@ impl Config {
         } else {
             None
         };
+        let postgres = PostgresConfig::from_raw(raw)?;
+        // A resync re-creates the slot and forgets the checkpoint, so only the copy brings back
+        // what changed while the slot was lost: without one those rows would stay missing
+        // while the log says every table is copied again.
+        if postgres.on_slot_loss == OnSlotLoss::Resync
+            && engine.snapshot.mode == SnapshotMode::Never
+        {
+            return Err(ConfigError::Invalid {
+                var: "STARWAL_ON_SLOT_LOSS",
+                value: "resync".to_owned(),
+                expected: "stop while STARWAL_SNAPSHOT=never: a resync re-creates the slot and \
+                           copies every table again, and `never` copies nothing, so what changed \
+                           while the slot was lost would stay missing; set STARWAL_SNAPSHOT=initial \
+                           to resync",
+            });
+        }
         Ok(Config {
-            postgres: PostgresConfig::from_raw(raw)?,
+            postgres,
             engine,
             control,
             starrocks,
@@ -807,6 +824,43 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_resync_without_a_copy_is_refused_naming_both_variables() {
+        let set = [
+            ("STARWAL_PG_URL", URL),
+            ("STARWAL_TABLES", "public.t"),
+            ("STARWAL_ON_SLOT_LOSS", "resync"),
+            ("STARWAL_SNAPSHOT", "never"),
+        ];
+        let err = Config::from_vars(vars(&set)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    var: "STARWAL_ON_SLOT_LOSS",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("STARWAL_ON_SLOT_LOSS") && text.contains("STARWAL_SNAPSHOT=never"),
+            "{text}"
+        );
+        // Every mode that copies resyncs; `never` with the default `stop` is accepted.
+        for (loss, snapshot) in [("resync", "initial"), ("resync", "only"), ("stop", "never")] {
+            let mut set = set.to_vec();
+            set.truncate(2);
+            set.push(("STARWAL_ON_SLOT_LOSS", loss));
+            set.push(("STARWAL_SNAPSHOT", snapshot));
+            assert!(
+                Config::from_vars(vars(&set)).is_ok(),
+                "{loss} with {snapshot}"
+            );
+        }
     }
 
     #[test]

@@ -159,6 +159,14 @@ async fn postgres_failover_lost_slot_stops_loudly_and_resyncs_only_when_asked() 
     // `resync`: the operator's explicit choice re-creates the slot, copies every table again
     // (the lost changes with it) and streams.
     let resync = spec.clone().var("STARWAL_ON_SLOT_LOSS", "resync");
+    // ...which needs a copy: with `never` it would say so and copy nothing, so it is refused
+    // as a configuration error naming both variables.
+    let (code, out) = check(&resync.clone().var("STARWAL_SNAPSHOT", "never"));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("STARWAL_ON_SLOT_LOSS") && out.contains("STARWAL_SNAPSHOT=never"),
+        "{out}"
+    );
     let (code, out) = check(&resync);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("copies every table again"), "{out}");
