@@ -90,6 +90,19 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
+/// A socket bound to `addr` that does not listen: connections to it are refused, and the port
+/// stays taken. `None` when the port cannot be held (the refusal then still holds).
+fn hold_port(addr: SocketAddr) -> Option<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4().ok()?
+    } else {
+        TcpSocket::new_v6().ok()?
+    };
+    socket.set_reuseaddr(true).ok()?;
+    socket.bind(addr).ok()?;
+    Some(socket)
+}
+
 /// Runs one server until `shutdown` turns true.
 pub(crate) async fn serve(
     endpoint: Endpoint,
@@ -111,8 +124,11 @@ pub(crate) async fn serve(
             .map(|r| shared.faults.server(r))
             .unwrap_or_default();
         if faults.refuse_connections {
-            // Closing the listener makes new connections fail with ECONNREFUSED.
+            // Closing the listener makes new connections fail with ECONNREFUSED. A socket bound
+            // to the port without listening keeps it ours: another server started meanwhile
+            // (tests run many sims at once) must not be handed the port and answer in our place.
             listener = None;
+            let _held = hold_port(addr);
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = fault_changes.changed() => continue,
