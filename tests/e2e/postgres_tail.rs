@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{unique_name, Cluster, Role, TestDatabase};
+use crate::harness::{unique_name, Cluster, ClusterOptions, Role, TestDatabase};
 
 struct Tail {
     child: Child,
@@ -107,7 +107,10 @@ fn stable(change: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_tail_prints_the_expected_json() {
-    let db = Cluster::shared().create_database("tail").await;
+    // A cluster of its own: a walsender decodes the whole cluster's WAL, and beside the other
+    // tests' agents on two cores the shared one's WAL kept tail from its rows for over 60 s.
+    let cluster = Cluster::start(ClusterOptions::default());
+    let db = cluster.create_database("tail").await;
     db.owner_client()
         .await
         .batch_execute(
@@ -191,7 +194,10 @@ async fn postgres_tail_prints_the_expected_json() {
 /// spelled out; a multi-dimensional array nests and a lower bound is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_tail_prints_one_line_per_change_and_iso_years() {
-    let db = Cluster::shared().create_database("tail_values").await;
+    // A cluster of its own: a walsender decodes the whole cluster's WAL, and beside the other
+    // tests' agents on two cores the shared one's WAL kept tail from its rows for over 60 s.
+    let cluster = Cluster::start(ClusterOptions::default());
+    let db = cluster.create_database("tail_values").await;
     db.owner_client()
         .await
         .batch_execute(
@@ -229,7 +235,10 @@ async fn postgres_tail_prints_one_line_per_change_and_iso_years() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_tail_with_a_permanent_slot_resumes_after_what_it_printed() {
-    let db = Cluster::shared().create_database("tailslot").await;
+    // A cluster of its own: a walsender decodes the whole cluster's WAL, and beside the other
+    // tests' agents on two cores the shared one's WAL kept tail from its rows for over 60 s.
+    let cluster = Cluster::start(ClusterOptions::default());
+    let db = cluster.create_database("tailslot").await;
     db.owner_client()
         .await
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
