@@ -12,8 +12,6 @@
 //!   with a message when promtool is absent, except under CI=true, like `engine_health`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -21,7 +19,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::agent::{
-    diff, source_rows, start_sim, target_rows, wait_for_rows, wait_until, AgentSpec,
+    diff, metrics_text, source_rows, start_sim, target_rows, wait_for_rows, wait_until, AgentSpec,
 };
 use crate::harness::Cluster;
 
@@ -120,25 +118,6 @@ fn unknown_names(names: &BTreeSet<String>, exported: &BTreeMap<String, String>) 
         })
         .cloned()
         .collect()
-}
-
-/// The body of `GET /metrics`.
-fn metrics(spec: &AgentSpec) -> String {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", spec.metrics_port)) else {
-        return String::new();
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
 }
 
 #[test]
@@ -241,7 +220,7 @@ async fn issue17_every_metric_the_dashboard_and_rules_query_is_exported_by_a_liv
     assert!(got == source, "{}\n{}", diff(&source, &got), agent.log());
     // Measured once per status interval (1 s here), absent before.
     let measured = wait_until(TIMEOUT, || {
-        let text = metrics(&spec);
+        let text = metrics_text(&spec);
         let exported = families(&text);
         [
             "starwal_slot_retained_wal_bytes",
@@ -251,7 +230,7 @@ async fn issue17_every_metric_the_dashboard_and_rules_query_is_exported_by_a_liv
         .all(|name| exported.contains_key(*name))
     })
     .await;
-    let exposition = metrics(&spec);
+    let exposition = metrics_text(&spec);
     assert!(measured, "{exposition}\n{}", agent.log());
     let exported = families(&exposition);
 

@@ -8,8 +8,7 @@
 //! - a paused agent with unread rows shows lag;
 //! - the setup retry backoff starts over after an attempt that worked.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,26 +19,12 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::harness::agent::{
-    diff, source_rows, start_sim, target_rows, wait_for_rows, wait_until, Agent, AgentSpec,
+    diff, metric_sample, metrics_text, source_rows, start_sim, status_json, target_rows,
+    wait_for_rows, wait_until, Agent, AgentSpec,
 };
 use crate::harness::Cluster;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `starwal status --json` of the agent, when it answers.
-fn status(spec: &AgentSpec) -> Option<Value> {
-    let output = Command::new(env!("CARGO_BIN_EXE_starwal"))
-        .args(["status", "--json", "--addr", &spec.control_url()])
-        .env_clear()
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| serde_json::from_slice(&output.stdout).ok())
-        .flatten()
-}
 
 /// Runs a lever (`pause`, `resume`) of the CLI against the agent (loopback: no token needed).
 fn lever(spec: &AgentSpec, lever: &str) {
@@ -50,30 +35,6 @@ fn lever(spec: &AgentSpec, lever: &str) {
         .output()
         .expect("run starwal");
     assert!(output.status.success(), "{lever}: {output:?}");
-}
-
-/// The body of `GET /metrics`.
-fn metrics(spec: &AgentSpec) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", spec.metrics_port)).expect("metrics port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
-}
-
-/// The value of the sample `series` (name and labels exactly as printed), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.parse().ok())
 }
 
 async fn health(spec: &AgentSpec, service: &str) -> ServingStatus {
@@ -178,7 +139,7 @@ async fn inv13_a_starrocks_outage_shows_in_status_health_and_metrics_and_loads_r
     let source = source_rows(&client, "SELECT id::text, v FROM t").await;
     let got = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, "t", &["id", "v"])).await;
     assert!(got == source, "{}\n{}", diff(&source, &got), agent.log());
-    assert_promtool_clean(&metrics(&spec));
+    assert_promtool_clean(&metrics_text(&spec));
 
     let down = ServerFaults {
         refuse_connections: true,
@@ -194,13 +155,13 @@ async fn inv13_a_starrocks_outage_shows_in_status_health_and_metrics_and_loads_r
 
     // Readiness goes NOT_SERVING naming the table; liveness stays SERVING.
     let seen = wait_until(TIMEOUT, || {
-        status(&spec).is_some_and(|s| {
+        status_json(&spec).is_some_and(|s| {
             s["serving"] == false && s["tables"][0]["failing"]["attempts"].as_u64() >= Some(2)
         })
     })
     .await;
-    assert!(seen, "{:?}\n{}", status(&spec), agent.log());
-    let now = status(&spec).unwrap();
+    assert!(seen, "{:?}\n{}", status_json(&spec), agent.log());
+    let now = status_json(&spec).unwrap();
     let detail = now["health_detail"].as_str().unwrap();
     assert!(
         detail.starts_with("StarRocks loads failing for ")
@@ -235,25 +196,25 @@ async fn inv13_a_starrocks_outage_shows_in_status_health_and_metrics_and_loads_r
     );
 
     // Metrics: failed attempts by kind, retries, how long loads have failed.
-    let text = metrics(&spec);
-    let failures = sample(
+    let text = metrics_text(&spec);
+    let failures = metric_sample(
         &text,
         "starwal_load_failures_total{table=\"public.t\",kind=\"connection\"}",
     );
     assert!(failures >= Some(2.0), "{text}");
     assert!(
-        sample(&text, "starwal_load_retries_total{table=\"public.t\"}") >= Some(2.0),
+        metric_sample(&text, "starwal_load_retries_total{table=\"public.t\"}") >= Some(2.0),
         "{text}"
     );
     assert!(
-        sample(&text, "starwal_load_failing_seconds{table=\"public.t\"}") > Some(0.0),
+        metric_sample(&text, "starwal_load_failing_seconds{table=\"public.t\"}") > Some(0.0),
         "{text}"
     );
     assert!(
-        sample(&text, "starwal_last_load_age_seconds{table=\"public.t\"}") > Some(0.0),
+        metric_sample(&text, "starwal_last_load_age_seconds{table=\"public.t\"}") > Some(0.0),
         "{text}"
     );
-    assert_eq!(sample(&text, "starwal_up"), Some(0.0), "{text}");
+    assert_eq!(metric_sample(&text, "starwal_up"), Some(0.0), "{text}");
     assert_promtool_clean(&text);
 
     while outage.elapsed() < Duration::from_secs(20) {
@@ -289,11 +250,11 @@ async fn inv13_a_starrocks_outage_shows_in_status_health_and_metrics_and_loads_r
 
     // Healthy again: nothing failing, the error cleared, readiness back.
     let healthy = wait_until(TIMEOUT, || {
-        status(&spec).is_some_and(|s| s["serving"] == true)
+        status_json(&spec).is_some_and(|s| s["serving"] == true)
     })
     .await;
-    assert!(healthy, "{:?}", status(&spec));
-    let now = status(&spec).unwrap();
+    assert!(healthy, "{:?}", status_json(&spec));
+    let now = status_json(&spec).unwrap();
     assert_eq!(now["health_detail"], "streaming", "{now}");
     assert_eq!(now["tables"][0]["failing"], Value::Null, "{now}");
     assert_eq!(now["tables"][0]["last_error"], Value::Null, "{now}");
@@ -302,9 +263,9 @@ async fn inv13_a_starrocks_outage_shows_in_status_health_and_metrics_and_loads_r
         "{now}"
     );
     assert_eq!(health(&spec, "").await, ServingStatus::Serving);
-    let text = metrics(&spec);
+    let text = metrics_text(&spec);
     assert_eq!(
-        sample(&text, "starwal_load_failing_seconds{table=\"public.t\"}"),
+        metric_sample(&text, "starwal_load_failing_seconds{table=\"public.t\"}"),
         Some(0.0),
         "{text}"
     );
@@ -330,20 +291,23 @@ async fn issue13_a_paused_agent_with_unread_rows_shows_lag() {
         .unwrap();
     // The WAL end is looked at every status interval (1 s here).
     let lagging = wait_until(Duration::from_secs(20), || {
-        status(&spec).is_some_and(|s| {
+        status_json(&spec).is_some_and(|s| {
             s["lag_bytes"].as_u64() > Some(100_000)
                 && s["unread_wal_bytes"].as_u64() > Some(100_000)
                 && s["lag_seconds"].as_f64() > Some(1.0)
         })
     })
     .await;
-    assert!(lagging, "{:?}\n{}", status(&spec), agent.log());
-    let text = metrics(&spec);
+    assert!(lagging, "{:?}\n{}", status_json(&spec), agent.log());
+    let text = metrics_text(&spec);
     assert!(
-        sample(&text, "starwal_lag_bytes") > Some(100_000.0),
+        metric_sample(&text, "starwal_lag_bytes") > Some(100_000.0),
         "{text}"
     );
-    assert!(sample(&text, "starwal_lag_seconds") > Some(1.0), "{text}");
+    assert!(
+        metric_sample(&text, "starwal_lag_seconds") > Some(1.0),
+        "{text}"
+    );
     assert!(
         target_rows(&sim, "t", &["id"]).is_empty(),
         "loaded while paused"
@@ -354,10 +318,10 @@ async fn issue13_a_paused_agent_with_unread_rows_shows_lag() {
     let got = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, "t", &["id"])).await;
     assert!(got == source, "{}", diff(&source, &got));
     let caught_up = wait_until(Duration::from_secs(20), || {
-        status(&spec).is_some_and(|s| s["lag_bytes"] == 0 && s["unread_wal_bytes"] == 0)
+        status_json(&spec).is_some_and(|s| s["lag_bytes"] == 0 && s["unread_wal_bytes"] == 0)
     })
     .await;
-    assert!(caught_up, "{:?}", status(&spec));
+    assert!(caught_up, "{:?}", status_json(&spec));
     agent.stop_cleanly();
 }
 

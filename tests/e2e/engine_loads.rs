@@ -12,25 +12,12 @@ use starrocks_sim::{FaultKind, LoadFault, ServerFaults, ServerRole, Sim, TableCo
 use starwal::postgres::Lsn;
 
 use crate::harness::agent::{
-    diff, slot_confirmed_flush, source_rows, start_sim, target_rows, wait_for_rows, wait_until,
-    AgentSpec, TARGET_DB,
+    diff, slot_confirmed_flush, source_rows, start_sim, stored_checkpoint, target_rows,
+    wait_for_rows, wait_until, AgentSpec, TARGET_DB,
 };
 use crate::harness::{Cluster, ClusterOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The checkpoint row's confirmed LSN (`None` before the first store).
-async fn stored_checkpoint(client: &tokio_postgres::Client, slot: &str) -> Option<Lsn> {
-    client
-        .query_opt(
-            "SELECT confirmed_lsn::text FROM starwal.checkpoints WHERE slot = $1",
-            &[&slot],
-        )
-        .await
-        .ok()
-        .flatten()
-        .and_then(|row| row.get::<_, String>(0).parse().ok())
-}
 
 /// Every load that began asked for `max_filter_ratio: 0`, and there was at least one.
 fn assert_max_filter_ratio_0(table: &str, counters: &TableCounters) {

@@ -3,8 +3,7 @@
 //! slot's `confirmed_flush_lsn`, and `starwal retry --table` resuming the table without a
 //! restart. With `STARWAL_EXIT_ON_ERROR=true` the same error still ends the run with exit 1.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -15,11 +14,11 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::harness::agent::{
-    diff, slot_confirmed_flush, source_rows, start_sim, target_rows, wait_for_rows, wait_until,
-    wal_insert_position, AgentSpec, TARGET_DB,
+    diff, metric_sample, metrics_text, slot_confirmed_flush, source_rows, start_sim, status_json,
+    stored_checkpoint, target_rows, wait_for_rows, wait_until, wal_insert_position, AgentSpec,
+    TARGET_DB,
 };
 use crate::harness::Cluster;
-use starwal::postgres::Lsn;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -32,45 +31,12 @@ fn starwal(args: &[&str]) -> Output {
         .expect("run starwal")
 }
 
-/// `starwal status --json` of the agent, when it answers.
-fn status(spec: &AgentSpec) -> Option<Value> {
-    let output = starwal(&["status", "--json", "--addr", &spec.control_url()]);
-    output
-        .status
-        .success()
-        .then(|| serde_json::from_slice(&output.stdout).ok())
-        .flatten()
-}
-
 /// The status entry of source table `source`.
 fn table<'a>(status: &'a Value, source: &str) -> &'a Value {
     status["tables"]
         .as_array()
         .and_then(|tables| tables.iter().find(|t| t["source"] == source))
         .unwrap_or(&Value::Null)
-}
-
-/// The body of `GET /metrics`.
-fn metrics(spec: &AgentSpec) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", spec.metrics_port)).expect("metrics port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
-}
-
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.parse().ok())
 }
 
 /// `promtool check metrics` on `text`, when promtool is installed (CI installs it).
@@ -173,10 +139,10 @@ async fn inv13_a_refused_table_is_parked_the_other_streams_and_retry_resumes_it(
         .await
         .unwrap();
     let parked = wait_until(TIMEOUT, || {
-        status(&spec).is_some_and(|s| !table(&s, "public.a")["parked"].is_null())
+        status_json(&spec).is_some_and(|s| !table(&s, "public.a")["parked"].is_null())
     })
     .await;
-    assert!(parked, "{:?}\n{}", status(&spec), agent.log());
+    assert!(parked, "{:?}\n{}", status_json(&spec), agent.log());
     client
         .batch_execute(
             "INSERT INTO a VALUES (12, 'held');
@@ -198,7 +164,7 @@ async fn inv13_a_refused_table_is_parked_the_other_streams_and_retry_resumes_it(
     assert!(agent.is_running(), "the agent exited:\n{}", agent.log());
 
     // Status, health and metrics name the parked table and its error.
-    let now = status(&spec).unwrap();
+    let now = status_json(&spec).unwrap();
     let a = table(&now, "public.a");
     assert!(
         a["parked"]["error"]
@@ -217,14 +183,14 @@ async fn inv13_a_refused_table_is_parked_the_other_streams_and_retry_resumes_it(
         "{now}"
     );
     assert_eq!(readiness(&spec).await, ServingStatus::NotServing);
-    let text = metrics(&spec);
+    let text = metrics_text(&spec);
     assert_eq!(
-        sample(&text, "starwal_table_parked{table=\"public.a\"}"),
+        metric_sample(&text, "starwal_table_parked{table=\"public.a\"}"),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        sample(&text, "starwal_table_parked{table=\"public.b\"}"),
+        metric_sample(&text, "starwal_table_parked{table=\"public.b\"}"),
         Some(0.0),
         "{text}"
     );
@@ -275,14 +241,17 @@ async fn inv13_a_refused_table_is_parked_the_other_streams_and_retry_resumes_it(
         );
     }
     let healthy = wait_until(TIMEOUT, || {
-        status(&spec).is_some_and(|s| s["serving"] == true)
+        status_json(&spec).is_some_and(|s| s["serving"] == true)
     })
     .await;
-    assert!(healthy, "{:?}\n{}", status(&spec), agent.log());
-    let now = status(&spec).unwrap();
+    assert!(healthy, "{:?}\n{}", status_json(&spec), agent.log());
+    let now = status_json(&spec).unwrap();
     assert!(table(&now, "public.a")["parked"].is_null(), "{now}");
     assert_eq!(
-        sample(&metrics(&spec), "starwal_table_parked{table=\"public.a\"}"),
+        metric_sample(
+            &metrics_text(&spec),
+            "starwal_table_parked{table=\"public.a\"}"
+        ),
         Some(0.0)
     );
     // Confirmation moves past the change once it is loaded.
@@ -335,14 +304,14 @@ async fn inv13_a_value_that_does_not_fit_parks_its_table_or_exits_1_when_asked()
         agent.log()
     );
     let parked = wait_until(TIMEOUT, || {
-        status(&spec).is_some_and(|s| {
+        status_json(&spec).is_some_and(|s| {
             table(&s, "public.nums")["parked"]["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("column `n` of `public.nums`, key (id)=(1)"))
         })
     })
     .await;
-    assert!(parked, "{:?}\n{}", status(&spec), agent.log());
+    assert!(parked, "{:?}\n{}", status_json(&spec), agent.log());
     assert!(agent.is_running(), "{}", agent.log());
     assert!(target_rows(&sim, "nums", &["id", "n"]).is_empty());
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -398,10 +367,10 @@ async fn inv13_a_resync_of_a_parked_table_resumes_it() {
         .await
         .unwrap();
     let parked = wait_until(TIMEOUT, || {
-        status(&spec).is_some_and(|s| !table(&s, "public.a")["parked"].is_null())
+        status_json(&spec).is_some_and(|s| !table(&s, "public.a")["parked"].is_null())
     })
     .await;
-    assert!(parked, "{:?}\n{}", status(&spec), agent.log());
+    assert!(parked, "{:?}\n{}", status_json(&spec), agent.log());
 
     // The target table is fixed; the resync copies `a` and streams what it held.
     sim.faults().clear();
@@ -428,25 +397,12 @@ async fn inv13_a_resync_of_a_parked_table_resumes_it() {
         );
     }
     let healthy = wait_until(TIMEOUT, || {
-        status(&spec).is_some_and(|s| s["serving"] == true)
+        status_json(&spec).is_some_and(|s| s["serving"] == true)
     })
     .await;
-    assert!(healthy, "{:?}\n{}", status(&spec), agent.log());
+    assert!(healthy, "{:?}\n{}", status_json(&spec), agent.log());
     assert!(agent.is_running());
     agent.stop_cleanly();
-}
-
-/// The checkpoint row's confirmed LSN (`None` before the first store).
-async fn stored_checkpoint(client: &tokio_postgres::Client, slot: &str) -> Option<Lsn> {
-    client
-        .query_opt(
-            "SELECT confirmed_lsn::text FROM starwal.checkpoints WHERE slot = $1",
-            &[&slot],
-        )
-        .await
-        .ok()
-        .flatten()
-        .and_then(|row| row.get::<_, String>(0).parse().ok())
 }
 
 /// A table parked by a value that does not fit, while an earlier load of it still retries a
@@ -486,10 +442,10 @@ async fn inv1_a_parked_table_s_load_still_retrying_holds_the_confirmed_lsn() {
         .await
         .unwrap();
     let parked = wait_until(TIMEOUT, || {
-        status(&spec).is_some_and(|s| !table(&s, "public.a")["parked"].is_null())
+        status_json(&spec).is_some_and(|s| !table(&s, "public.a")["parked"].is_null())
     })
     .await;
-    assert!(parked, "{:?}\n{}", status(&spec), agent.log());
+    assert!(parked, "{:?}\n{}", status_json(&spec), agent.log());
     client
         .batch_execute("INSERT INTO b SELECT g, 'after' FROM generate_series(1, 10) g")
         .await

@@ -318,3 +318,57 @@ pub fn diff(source: &Rows, target: &Rows) -> String {
         target.len()
     )
 }
+
+/// `starwal status --json` of the agent at `spec`, when it answers.
+pub fn status_json(spec: &AgentSpec) -> Option<serde_json::Value> {
+    let output = Command::new(env!("CARGO_BIN_EXE_starwal"))
+        .args(["status", "--json", "--addr", &spec.control_url()])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| serde_json::from_slice(&output.stdout).ok())
+        .flatten()
+}
+
+/// The body of the agent's `GET /metrics`.
+pub fn metrics_text(spec: &AgentSpec) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", spec.metrics_port)).expect("metrics port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// The value of the sample `series` (name and labels exactly as printed) in `text`, if present.
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
+
+/// The stored checkpoint's confirmed LSN of `slot` (`None` before the first store).
+pub async fn stored_checkpoint(client: &tokio_postgres::Client, slot: &str) -> Option<Lsn> {
+    client
+        .query_opt(
+            "SELECT confirmed_lsn::text FROM starwal.checkpoints WHERE slot = $1",
+            &[&slot],
+        )
+        .await
+        .ok()
+        .flatten()
+        .and_then(|row| row.get::<_, String>(0).parse().ok())
+}
