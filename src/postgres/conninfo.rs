@@ -1,4 +1,5 @@
-//! Connection parameters parsed from a `postgres://` URL (`STARWAL_PG_URL`).
+//! Connection parameters parsed from `STARWAL_PG_URL`: a `postgres://` URL or libpq's
+//! keyword/value form (`host=a,b port=5432,5433 dbname=app user=repl`).
 //!
 //! One parser serves both connections starwal opens: the replication connection (our own wire
 //! client) and ordinary SQL through tokio-postgres. It keeps what libpq users expect — `sslmode`,
@@ -13,6 +14,12 @@
 //! answers and qualifies ([`TargetSessionAttrs::accepts`]), so after a failover a reconnect
 //! finds the new primary. Both connections walk the list the same way (`tls::connect_sql`,
 //! `ReplicationConnection::connect`).
+//!
+//! The keyword/value form follows libpq's rules: pairs separated by whitespace, spaces allowed
+//! around `=`, a value in single quotes may hold spaces, and a backslash takes the next
+//! character literally (`\'`, `\\`), quoted or not. `host` and `port` take comma-separated
+//! lists (one port for every host, or one per host; an empty entry is 5432). Both forms give the
+//! same [`ConnInfo`]; it always prints as a URL without the password.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -233,7 +240,7 @@ impl fmt::Display for ConnInfo {
 /// A `STARWAL_PG_URL` that cannot be used. Never carries the password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnInfoError {
-    #[error("expected a URL starting with postgres:// or postgresql://")]
+    #[error("expected a URL starting with postgres:// or postgresql://, or libpq keyword=value pairs (host=... dbname=...)")]
     Scheme,
     #[error("invalid port `{0}`: expected a number from 1 to 65535")]
     Port(String),
@@ -251,16 +258,33 @@ pub enum ConnInfoError {
     ConnectTimeout(String),
     #[error("unsupported parameter `{0}`: supported are sslmode, sslrootcert, application_name, connect_timeout, target_session_attrs, dbname, user")]
     UnknownParameter(String),
+    /// Keyword/value form: a keyword starwal does not know. Never the text right after a
+    /// password (an unquoted password with a space would otherwise show its second half).
+    #[error("unsupported keyword {0}: supported are host, port, user, password, dbname, sslmode, sslrootcert, application_name, connect_timeout, target_session_attrs")]
+    UnknownKeyword(String),
+    /// Keyword/value form that cannot be split into pairs; names no text of it.
+    #[error("invalid keyword=value string: {0}")]
+    Syntax(&'static str),
+    /// Keyword/value form: `port` lists neither one port nor one per host.
+    #[error("{ports} ports for {hosts} hosts: give one port for every host, or one per host")]
+    PortCount { ports: usize, hosts: usize },
 }
 
 impl ConnInfo {
     /// Parses `postgres[ql]://[user[:password]@]host[:port][,host[:port]...][/dbname][?param=value&...]`.
     /// `dbname` defaults to the user name, like libpq; a host without a port gets 5432.
+    /// Or libpq's keyword/value form ([`ConnInfo::parse_keywords`]).
     pub fn parse(url: &str) -> Result<ConnInfo, ConnInfoError> {
-        let rest = url
+        let Some(rest) = url
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
-            .ok_or(ConnInfoError::Scheme)?;
+        else {
+            return if url.contains('=') {
+                ConnInfo::parse_keywords(url)
+            } else {
+                Err(ConnInfoError::Scheme)
+            };
+        };
         // User info ends at the last `@`. Split it off before anything else: a password with an
         // unencoded `/` or `?` must not be cut apart, and since every text an error may quote
         // comes after this `@`, no part of the password can ever reach an error message.
@@ -295,66 +319,163 @@ impl ConnInfo {
             }
             hosts.push((host, port));
         }
-        let (host, port) = hosts[0].clone();
-        let mut info = ConnInfo {
-            host,
-            port,
-            hosts,
-            target_session_attrs: TargetSessionAttrs::Any,
-            user: String::new(),
-            password,
-            dbname: percent_decode(path, "database name")?,
-            sslmode: SslMode::Prefer,
-            sslrootcert: None,
-            application_name: DEFAULT_APPLICATION_NAME.to_owned(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-        };
+        let mut info = ConnInfo::with_hosts(hosts, password);
+        info.dbname = percent_decode(path, "database name")?;
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = percent_decode(value, "query parameters")?;
             match key {
-                "sslmode" => {
-                    info.sslmode = SslMode::parse(&value).ok_or(ConnInfoError::SslMode(value))?
-                }
-                "sslrootcert" => {
-                    info.sslrootcert = Some(if value == "system" {
-                        RootCerts::System
-                    } else {
-                        RootCerts::File(PathBuf::from(value))
-                    })
-                }
-                "application_name" => info.application_name = value,
-                "connect_timeout" => {
-                    let seconds = value
-                        .parse::<u64>()
-                        .map_err(|_| ConnInfoError::ConnectTimeout(value.clone()))?;
-                    info.connect_timeout = Duration::from_secs(seconds.max(1));
-                }
-                "target_session_attrs" => {
-                    info.target_session_attrs = TargetSessionAttrs::parse(&value)
-                        .ok_or(ConnInfoError::TargetSessionAttrs(value))?
-                }
-                "dbname" => info.dbname = value,
                 "user" => user = value,
                 "host" | "port" | "password" => {
                     // Accepting these in the query would create two sources of truth for the
                     // same setting; the URL's authority part is the one place for them.
                     return Err(ConnInfoError::UnknownParameter(key.to_owned()));
                 }
-                other => return Err(ConnInfoError::UnknownParameter(other.to_owned())),
+                _ => {
+                    if !info.set_option(key, value)? {
+                        return Err(ConnInfoError::UnknownParameter(key.to_owned()));
+                    }
+                }
             }
         }
-        if info.host.is_empty() {
+        info.finish(user)
+    }
+
+    /// Parses libpq's keyword/value form: `host=a,b port=5432,5433 dbname=app user=repl
+    /// password='it\'s' target_session_attrs=read-write` (see the module docs for quoting).
+    /// The same keywords as the URL's parameters, plus `host`, `port` and `password`; the same
+    /// defaults (`dbname` = the user name, port 5432).
+    pub fn parse_keywords(text: &str) -> Result<ConnInfo, ConnInfoError> {
+        let pairs = split_keywords(text)?;
+        let mut hosts_text: Option<String> = None;
+        let mut ports_text: Option<String> = None;
+        let mut user = String::new();
+        let mut password = None;
+        // Options are applied after the hosts are known; `ConnInfo::with_hosts` needs them.
+        let mut options = Vec::new();
+        let mut after_password = false;
+        for (key, value) in pairs {
+            let is_password = key == "password";
+            match key.as_str() {
+                "host" => hosts_text = Some(value),
+                "port" => ports_text = Some(value),
+                "user" => user = value,
+                "password" => password = Some(Secret::new(value)),
+                _ => options.push((key, value, after_password)),
+            }
+            after_password = is_password;
+        }
+        let hosts_text = hosts_text.ok_or(ConnInfoError::Host)?;
+        let host_names: Vec<&str> = hosts_text.split(',').map(str::trim).collect();
+        if host_names.iter().any(|host| host.is_empty()) {
+            return Err(ConnInfoError::Host);
+        }
+        let ports = match &ports_text {
+            None => vec![DEFAULT_PORT],
+            Some(text) => text
+                .split(',')
+                .map(|port| match port.trim() {
+                    "" => Ok(DEFAULT_PORT),
+                    port => match port.parse::<u16>() {
+                        Ok(number) if number > 0 => Ok(number),
+                        _ => Err(ConnInfoError::Port(port.to_owned())),
+                    },
+                })
+                .collect::<Result<Vec<u16>, _>>()?,
+        };
+        if ports.len() != 1 && ports.len() != host_names.len() {
+            return Err(ConnInfoError::PortCount {
+                ports: ports.len(),
+                hosts: host_names.len(),
+            });
+        }
+        let hosts = host_names
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                (
+                    (*host).to_owned(),
+                    ports[if ports.len() == 1 { 0 } else { i }],
+                )
+            })
+            .collect();
+        let mut info = ConnInfo::with_hosts(hosts, password);
+        for (key, value, after_password) in options {
+            if !info.set_option(&key, value)? {
+                return Err(ConnInfoError::UnknownKeyword(if after_password {
+                    "right after password= (a password with spaces must be quoted: \
+                     password='...')"
+                        .to_owned()
+                } else {
+                    format!("`{key}`")
+                }));
+            }
+        }
+        info.finish(user)
+    }
+
+    /// Defaults for `hosts` (at least one); the first is [`host`](Self::host).
+    fn with_hosts(hosts: Vec<(String, u16)>, password: Option<Secret>) -> ConnInfo {
+        let (host, port) = hosts[0].clone();
+        ConnInfo {
+            host,
+            port,
+            hosts,
+            target_session_attrs: TargetSessionAttrs::Any,
+            user: String::new(),
+            password,
+            dbname: String::new(),
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
+            application_name: DEFAULT_APPLICATION_NAME.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
+    /// A parameter both forms take; `Ok(false)` when `key` is none of them.
+    fn set_option(&mut self, key: &str, value: String) -> Result<bool, ConnInfoError> {
+        match key {
+            "sslmode" => {
+                self.sslmode = SslMode::parse(&value).ok_or(ConnInfoError::SslMode(value))?
+            }
+            "sslrootcert" => {
+                self.sslrootcert = Some(if value == "system" {
+                    RootCerts::System
+                } else {
+                    RootCerts::File(PathBuf::from(value))
+                })
+            }
+            "application_name" => self.application_name = value,
+            "connect_timeout" => {
+                let seconds = value
+                    .parse::<u64>()
+                    .map_err(|_| ConnInfoError::ConnectTimeout(value.clone()))?;
+                self.connect_timeout = Duration::from_secs(seconds.max(1));
+            }
+            "target_session_attrs" => {
+                self.target_session_attrs = TargetSessionAttrs::parse(&value)
+                    .ok_or(ConnInfoError::TargetSessionAttrs(value))?
+            }
+            "dbname" => self.dbname = value,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The checks and defaults both forms end with: a host and a user; `dbname` defaults to
+    /// the user name, like libpq.
+    fn finish(mut self, user: String) -> Result<ConnInfo, ConnInfoError> {
+        if self.host.is_empty() {
             return Err(ConnInfoError::Host);
         }
         if user.is_empty() {
             return Err(ConnInfoError::User);
         }
-        if info.dbname.is_empty() {
-            info.dbname = user.clone();
+        if self.dbname.is_empty() {
+            self.dbname = user.clone();
         }
-        info.user = user;
-        Ok(info)
+        self.user = user;
+        Ok(self)
     }
 
     /// One `ConnInfo` per host, in the URL's order: what a connection tries, each for its host
@@ -400,6 +521,64 @@ impl ConnInfo {
             .collect();
         config.options(options.join(" "));
         config
+    }
+}
+
+/// libpq's `conninfo_parse`: `keyword = value` pairs separated by whitespace; a value is
+/// single-quoted (may hold whitespace) or runs to the next whitespace; in both a backslash takes
+/// the next character literally. Errors quote nothing of the text (it may hold a password).
+fn split_keywords(text: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
+    let mut pairs = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(ConnInfoError::Syntax(
+                "a keyword without `= value` (write keyword=value pairs separated by spaces)",
+            ));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    None => {
+                        return Err(ConnInfoError::Syntax(
+                            "a quoted value without its closing `'`",
+                        ))
+                    }
+                    Some('\'') => break,
+                    Some('\\') => match chars.next() {
+                        Some(c) => value.push(c),
+                        None => {
+                            return Err(ConnInfoError::Syntax(
+                                "a quoted value without its closing `'`",
+                            ))
+                        }
+                    },
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    if let Some(next) = chars.next() {
+                        value.push(next);
+                    }
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
     }
 }
 
@@ -602,6 +781,95 @@ mod tests {
             let err = ConnInfo::parse(url).unwrap_err().to_string();
             assert!(!err.contains("pa/ss") && !err.contains("p?q"), "{err}");
         }
+    }
+
+    #[test]
+    fn keyword_value_form_gives_what_the_url_gives() {
+        let url = ConnInfo::parse(
+            "postgres://repl:pw@db1:5432,db2:5433/app?target_session_attrs=read-write&sslmode=disable",
+        )
+        .unwrap();
+        let keywords = ConnInfo::parse(
+            "host=db1,db2 port=5432,5433 dbname=app user=repl password=pw \
+             target_session_attrs=read-write sslmode=disable",
+        )
+        .unwrap();
+        assert_eq!(keywords, url);
+        assert_eq!(keywords.to_string(), url.to_string());
+        // Spaces around `=`, one port for every host, libpq's defaults.
+        let info = ConnInfo::parse("  host = a,b   port=6000 user = u  ").unwrap();
+        assert_eq!(
+            info.hosts,
+            vec![("a".to_owned(), 6000), ("b".to_owned(), 6000)]
+        );
+        assert_eq!(info.dbname, "u");
+        assert_eq!(info.sslmode, SslMode::Prefer);
+        let info = ConnInfo::parse("host=a,b,c port=,7000, user=u").unwrap();
+        assert_eq!(
+            info.hosts,
+            vec![
+                ("a".to_owned(), DEFAULT_PORT),
+                ("b".to_owned(), 7000),
+                ("c".to_owned(), DEFAULT_PORT)
+            ]
+        );
+        let info = ConnInfo::parse("host=::1 user=u").unwrap();
+        assert_eq!((info.host.as_str(), info.port), ("::1", DEFAULT_PORT));
+    }
+
+    #[test]
+    fn keyword_values_are_quoted_and_escaped_like_libpq() {
+        let info = ConnInfo::parse(
+            r"host=h user=u password='it\'s a \\ secret' application_name=a\ b dbname='my db'",
+        )
+        .unwrap();
+        assert_eq!(info.password.as_ref().unwrap().expose(), r"it's a \ secret");
+        assert_eq!(info.application_name, "a b");
+        assert_eq!(info.dbname, "my db");
+        let info = ConnInfo::parse("host=h user=u password='' dbname=d").unwrap();
+        assert_eq!(info.password.as_ref().unwrap().expose(), "");
+    }
+
+    #[test]
+    fn keyword_value_errors_name_the_cause_and_never_the_password() {
+        let cases = [
+            ("user=u dbname=d", ConnInfoError::Host),
+            ("host=a,,b user=u", ConnInfoError::Host),
+            ("host=h dbname=d", ConnInfoError::User),
+            ("host=h port=x user=u", ConnInfoError::Port("x".into())),
+            (
+                "host=a,b,c port=1,2 user=u",
+                ConnInfoError::PortCount { ports: 2, hosts: 3 },
+            ),
+            (
+                "host=h user=u sslmode=on",
+                ConnInfoError::SslMode("on".into()),
+            ),
+            (
+                "host=h user=u hostaddr=1.2.3.4",
+                ConnInfoError::UnknownKeyword("`hostaddr`".into()),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(ConnInfo::parse(text).unwrap_err(), expected, "{text}");
+        }
+        for text in [
+            "host=h user=u password='top secret",
+            "host=h user=u password=top secret",
+            "host=h user=u password=top secret=x",
+            "host=h user=u password='top\\",
+        ] {
+            let err = ConnInfo::parse(text).unwrap_err().to_string();
+            assert!(
+                !err.contains("top") && !err.contains("secret"),
+                "{text}: {err}"
+            );
+        }
+        // Neither a URL nor keyword pairs.
+        assert_eq!(
+            ConnInfo::parse("db.internal:5432").unwrap_err(),
+            ConnInfoError::Scheme
+        );
     }
 
     #[test]
