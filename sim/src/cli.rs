@@ -49,6 +49,14 @@ struct Args {
     /// Answer `StreamLoadPutTimeMs` like StarRocks before 2.5.
     #[arg(long)]
     legacy_put_time_field: bool,
+    /// StarRocks version to emulate (`select current_version()`); below 4.0 there are no
+    /// multi-table transactions (`transaction_type: multi` is ignored, as 3.x does).
+    #[arg(long, default_value = starrocks_sim::DEFAULT_STARROCKS_VERSION, value_parser = version)]
+    starrocks_version: String,
+}
+
+fn version(v: &str) -> Result<String, String> {
+    starrocks_sim::parse_starrocks_version(v).map(|_| v.to_string())
 }
 
 /// Runs the binary.
@@ -68,6 +76,7 @@ pub(crate) fn main() -> ExitCode {
         },
         require_100_continue: !args.no_require_100_continue,
         legacy_put_time_field: args.legacy_put_time_field,
+        starrocks_version: args.starrocks_version,
         ..SimOptions::default()
     };
     let sim = match Sim::start(options) {

@@ -56,10 +56,47 @@ pub fn body_digest(body: &[u8]) -> String {
 /// The [`TableCounters::max_filter_ratio_headers`] key of loads sent without the header.
 pub const MAX_FILTER_RATIO_ABSENT: &str = "(absent)";
 
+/// Counters of one label's transaction commits, across all the tables it touched — what a test
+/// needs to prove no transaction was committed twice.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct LabelCounters {
+    /// How many times a commit under this label was applied (1 for a committed label; StarRocks
+    /// refuses a second, so more than 1 can only follow a label eviction).
+    pub commits: u64,
+    /// Tables the commit(s) wrote, in name order (several for a multi-table transaction).
+    pub tables: Vec<String>,
+    /// Rows the commit(s) carried over all tables (`NumberLoadedRows`).
+    pub rows: u64,
+    /// Whether it was a multi-table transaction (`transaction_type: multi`).
+    pub multi_table: bool,
+}
+
+/// One transaction-interface step that took effect, in order (see [`Counters::txn_event`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TxnEvent {
+    /// Sequence number, from 1, over the sim's life.
+    pub seq: u64,
+    /// Database.
+    pub db: String,
+    /// Label.
+    pub label: String,
+    /// `begin`, `load`, `prepare`, `commit`, `rollback`, or `abort` (the sim rolled the
+    /// transaction back: an error, a timeout, a BE restart).
+    pub op: String,
+    /// The table(s) concerned (comma-separated; empty for a multi-table begin).
+    pub tables: String,
+}
+
+/// How many [`TxnEvent`]s are kept (oldest dropped first).
+pub const MAX_TXN_EVENTS: usize = 100_000;
+
 /// Counters of all tables, keyed by (database, table).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Counters {
     tables: BTreeMap<(String, String), TableCounters>,
+    labels: BTreeMap<(String, String), LabelCounters>,
+    events: std::collections::VecDeque<TxnEvent>,
+    next_event: u64,
 }
 
 impl Counters {
@@ -140,6 +177,63 @@ impl Counters {
     pub(crate) fn failed(&mut self, db: &str, table: &str) {
         self.entry(db, table).loads_failed += 1;
     }
+
+    /// A txn's commit was applied (once per label, whatever the number of tables).
+    pub(crate) fn label_committed(
+        &mut self,
+        db: &str,
+        label: &str,
+        tables: &[String],
+        rows: u64,
+        multi_table: bool,
+    ) {
+        let c = self
+            .labels
+            .entry((db.to_string(), label.to_string()))
+            .or_default();
+        c.commits += 1;
+        c.rows += rows;
+        c.multi_table |= multi_table;
+        for t in tables {
+            if !c.tables.contains(t) {
+                c.tables.push(t.clone());
+            }
+        }
+        c.tables.sort();
+    }
+
+    /// Commit counters of every label of a database that committed.
+    pub(crate) fn labels(&self, db: &str) -> BTreeMap<String, LabelCounters> {
+        self.labels
+            .iter()
+            .filter(|((d, _), _)| d == db)
+            .map(|((_, l), c)| (l.clone(), c.clone()))
+            .collect()
+    }
+
+    /// Records a transaction-interface step that took effect.
+    pub(crate) fn txn_event(&mut self, db: &str, label: &str, op: &str, tables: &str) {
+        self.next_event += 1;
+        self.events.push_back(TxnEvent {
+            seq: self.next_event,
+            db: db.to_string(),
+            label: label.to_string(),
+            op: op.to_string(),
+            tables: tables.to_string(),
+        });
+        while self.events.len() > MAX_TXN_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    /// Transaction-interface events with `seq` greater than `after`.
+    pub(crate) fn txn_events(&self, after: u64) -> Vec<TxnEvent> {
+        self.events
+            .iter()
+            .filter(|e| e.seq > after)
+            .cloned()
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +263,25 @@ mod tests {
                 (MAX_FILTER_RATIO_ABSENT.to_string(), 1)
             ])
         );
+    }
+
+    #[test]
+    fn labels_count_commits_across_tables_and_events_are_numbered() {
+        let mut counters = Counters::default();
+        let tables = ["b".to_string(), "a".to_string()];
+        counters.label_committed("db", "l1", &tables, 5, true);
+        counters.label_committed("db", "l2", &tables[..1], 1, false);
+        counters.label_committed("other", "l1", &tables[..1], 1, false);
+        let labels = counters.labels("db");
+        assert_eq!(labels.len(), 2);
+        assert_eq!(labels["l1"].commits, 1);
+        assert_eq!(labels["l1"].tables, ["a", "b"]);
+        assert!(labels["l1"].multi_table);
+        counters.txn_event("db", "l1", "begin", "");
+        counters.txn_event("db", "l1", "commit", "a,b");
+        let events = counters.txn_events(1);
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].seq, events[0].op.as_str()), (2, "commit"));
     }
 
     #[test]

@@ -64,6 +64,67 @@ pub enum FaultKind {
     RunningTxnLimit,
     /// `current fe is not master`, at begin (an FE leader change).
     NotMaster,
+    /// A transaction-interface step (`begin`, `load`, `prepare`, `commit`, `rollback`; single- or
+    /// multi-table) fails, or is cut off before or after it takes effect — so a test can stop a
+    /// client at every step of a two-phase commit.
+    TxnStep {
+        /// Which operation.
+        op: TxnOp,
+        /// What happens to it.
+        #[serde(default)]
+        effect: TxnEffect,
+        /// With `stall_after`: how long the answer is held back.
+        #[serde(default)]
+        stall_ms: u64,
+    },
+}
+
+/// A transaction-interface operation, for [`FaultKind::TxnStep`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnOp {
+    /// `/api/transaction/begin`.
+    Begin,
+    /// `/api/transaction/load`.
+    Load,
+    /// `/api/transaction/prepare`.
+    Prepare,
+    /// `/api/transaction/commit`.
+    Commit,
+    /// `/api/transaction/rollback`.
+    Rollback,
+}
+
+impl TxnOp {
+    /// The operation's name in the URL.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TxnOp::Begin => "begin",
+            TxnOp::Load => "load",
+            TxnOp::Prepare => "prepare",
+            TxnOp::Commit => "commit",
+            TxnOp::Rollback => "rollback",
+        }
+    }
+}
+
+/// What a [`FaultKind::TxnStep`] does to its operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnEffect {
+    /// The operation is refused with an error and has no effect; like any error after begin,
+    /// it rolls the transaction back (begin: no transaction is created).
+    #[default]
+    Fail,
+    /// The connection is closed before the operation takes effect (a `load` body is not read
+    /// and, as a broken load does, rolls the transaction back).
+    DropBefore,
+    /// The operation takes effect, then the connection is closed without an answer (the
+    /// client cannot know it happened: "outcome unknown").
+    DropAfter,
+    /// The operation takes effect, then the answer is held back `stall_ms` — a window to kill
+    /// the client in.
+    StallAfter,
 }
 
 fn default_visible_after_ms() -> u64 {
@@ -83,6 +144,8 @@ pub(crate) enum FaultPoint {
     Write,
     /// At commit.
     Commit,
+    /// A transaction-interface operation ([`FaultKind::TxnStep`]).
+    Txn(TxnOp),
 }
 
 impl FaultKind {
@@ -101,6 +164,7 @@ impl FaultKind {
             | FaultKind::CommitUnknown
             | FaultKind::CommitThenDropConnection
             | FaultKind::CommitThenStall { .. } => FaultPoint::Commit,
+            FaultKind::TxnStep { op, .. } => FaultPoint::Txn(*op),
         }
     }
 
@@ -133,6 +197,9 @@ impl FaultKind {
                 format!("current running txns on db {db} is 1000, larger than limit 1000")
             }
             FaultKind::NotMaster => "current fe is not master".to_string(),
+            FaultKind::TxnStep { op, .. } => {
+                format!("starrocks-sim injected failure at transaction {}", op.as_str())
+            }
         }
     }
 }
@@ -297,6 +364,33 @@ impl Faults {
                 .iter_mut()
                 .find(|f| f.kind.point() == point && f.matches(db, table))
             {
+                fault.count -= 1;
+                taken = Some(fault.kind.clone());
+            }
+            s.loads.retain(|f| f.count > 0);
+        });
+        taken
+    }
+
+    /// Consumes one matching fault for this point in an operation touching several tables (a
+    /// multi-table transaction): a fault filtered on a table matches when that table is one of
+    /// them.
+    pub(crate) fn take_any(
+        &self,
+        point: FaultPoint,
+        db: &str,
+        tables: &[String],
+    ) -> Option<FaultKind> {
+        let mut taken = None;
+        self.update(|s| {
+            if let Some(fault) = s.loads.iter_mut().find(|f| {
+                f.kind.point() == point
+                    && f.count > 0
+                    && f.db.as_deref().is_none_or(|d| d == db)
+                    && f.table
+                        .as_deref()
+                        .is_none_or(|t| tables.iter().any(|have| have == t))
+            }) {
                 fault.count -= 1;
                 taken = Some(fault.kind.clone());
             }

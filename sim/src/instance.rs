@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
-use crate::counters::TableCounters;
+use std::collections::BTreeMap;
+
+use crate::catalog::{CatalogError, Value};
+use crate::counters::{LabelCounters, TableCounters, TxnEvent};
 use crate::faults::Faults;
 use crate::http::{bind, serve, Endpoint};
 use crate::load::options::SizeLimits;
@@ -55,6 +58,27 @@ pub struct SimOptions {
     pub label_keep: Duration,
     /// `max_running_txn_num_per_db`.
     pub max_running_txn_per_db: usize,
+    /// The StarRocks version emulated, `MAJOR.MINOR[.PATCH]` (default [`DEFAULT_STARROCKS_VERSION`]).
+    /// `select current_version()` answers it with a `-sim` suffix. Below 4.0 the FE does not know
+    /// `transaction_type: multi` (multi-table transactions arrived in 4.0) and ignores the header,
+    /// as StarRocks 3.x does.
+    pub starrocks_version: String,
+}
+
+/// The StarRocks version a sim emulates by default.
+pub const DEFAULT_STARROCKS_VERSION: &str = "4.0.2";
+
+/// `(major, minor)` of a `MAJOR.MINOR[.PATCH][-suffix]` version, or why it is not one.
+pub fn parse_starrocks_version(version: &str) -> Result<(u32, u32), String> {
+    let core = version.split('-').next().unwrap_or_default();
+    let mut parts = core.split('.');
+    let number = |p: Option<&str>| p.and_then(|p| p.parse::<u32>().ok());
+    match (number(parts.next()), number(parts.next())) {
+        (Some(major), Some(minor)) if parts.all(|p| p.parse::<u32>().is_ok()) => Ok((major, minor)),
+        _ => Err(format!(
+            "StarRocks version {version:?} is not MAJOR.MINOR[.PATCH] (e.g. 3.3 or 4.0.2)"
+        )),
+    }
 }
 
 impl Default for SimOptions {
@@ -73,6 +97,7 @@ impl Default for SimOptions {
             legacy_put_time_field: false,
             label_keep: DEFAULT_LABEL_KEEP,
             max_running_txn_per_db: DEFAULT_MAX_RUNNING_TXN_PER_DB,
+            starrocks_version: DEFAULT_STARROCKS_VERSION.to_string(),
         }
     }
 }
@@ -104,6 +129,9 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
+    /// `starrocks_version` is not a version.
+    #[error("{0}")]
+    Version(String),
     /// The runtime could not be built.
     #[error("cannot start the sim's runtime")]
     Runtime(#[source] std::io::Error),
@@ -130,6 +158,8 @@ pub struct Sim {
 impl Sim {
     /// Binds the listeners, restores the snapshot (if `data_dir` has one) and starts serving.
     pub fn start(options: SimOptions) -> Result<Sim, SimError> {
+        let (major, _) =
+            parse_starrocks_version(&options.starrocks_version).map_err(SimError::Version)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("starrocks-sim")
@@ -165,6 +195,8 @@ impl Sim {
             require_100_continue: options.require_100_continue,
             legacy_put_time_field: options.legacy_put_time_field,
             data_dir: options.data_dir.clone(),
+            version: options.starrocks_version.clone(),
+            multi_table_txn: major >= 4,
         };
         let shared = Arc::new(Shared::new(config, SimState::new(catalog, txns)));
 
@@ -238,15 +270,19 @@ impl Sim {
                         )));
                     }
                     if let Some(mysql) = mysql {
-                        tasks.push(tokio::spawn(crate::mysql::serve(
+                        let mysql_options = crate::mysql::MysqlOptions {
+                            version: format!("{}-sim", task_shared.config.version),
+                            ..crate::mysql::MysqlOptions::new(
+                                task_shared.config.user.clone(),
+                                task_shared.config.password.clone(),
+                            )
+                        };
+                        tasks.push(tokio::spawn(crate::mysql::serve_with(
                             mysql,
                             CatalogHandle {
                                 shared: task_shared.clone(),
                             },
-                            (
-                                task_shared.config.user.clone(),
-                                task_shared.config.password.clone(),
-                            ),
+                            mysql_options,
                             stop_rx.clone(),
                         )));
                     }
@@ -313,6 +349,47 @@ impl Sim {
         self.shared.lock().counters.all()
     }
 
+    /// Commit counters of every label of a database that committed: how many times each was
+    /// applied (never more than 1 unless a label was evicted and reused), its tables and rows.
+    pub fn label_counters(&self, db: &str) -> BTreeMap<String, LabelCounters> {
+        self.shared.lock().counters.labels(db)
+    }
+
+    /// Transaction-interface steps that took effect, after sequence number `after` (0: all
+    /// kept), oldest first. A test waits here for "prepare of label X applied" to kill a client
+    /// at that point.
+    pub fn txn_events(&self, after: u64) -> Vec<TxnEvent> {
+        self.shared.lock().counters.txn_events(after)
+    }
+
+    /// Open multi-table transactions: (label, txn id, database, tables, age).
+    pub fn open_multi_txns(&self) -> Vec<(String, i64, String, Vec<String>, Duration)> {
+        self.shared.lock().multi.list(Instant::now())
+    }
+
+    /// Rows of several tables of a database read at one committed version (under the state
+    /// lock, so no commit — single- or multi-table — is seen half-applied), with that version
+    /// ([`crate::CatalogHandle::read_versioned`]). Fails if a table does not exist.
+    pub fn snapshot(
+        &self,
+        db: &str,
+        tables: &[&str],
+    ) -> Result<(u64, Vec<Vec<Vec<Value>>>), CatalogError> {
+        self.catalog()
+            .read_versioned(|c| {
+                tables
+                    .iter()
+                    .map(|t| Ok(c.table(db, t)?.rows().collect()))
+                    .collect::<Result<Vec<_>, CatalogError>>()
+            })
+            .map_or_else(|(_, e)| Err(e), Ok)
+    }
+
+    /// The StarRocks version emulated.
+    pub fn starrocks_version(&self) -> &str {
+        &self.shared.config.version
+    }
+
     /// The state of a label, as `get_load_state` reports it.
     pub fn label_state(&self, db: &str, label: &str) -> TxnStatus {
         self.shared.lock().txns.status_of(db, label)
@@ -368,6 +445,16 @@ pub(crate) fn restart_be(shared: &Shared) -> usize {
                 }
             }
         }
+        // Open multi-table txns lose their loads' BE side too (StarRocks fails their
+        // coordinators; the commit would fail), so they abort the same way.
+        for task in state.multi.take_open() {
+            if state.txns.abort(task.txn_id, "coordinate BE is down") {
+                n += 1;
+                for table in task.tables.keys() {
+                    state.counters.failed(&task.db, table);
+                }
+            }
+        }
         shared.persist(&state);
         n
     };
@@ -390,6 +477,15 @@ async fn ticker(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             for (_, context) in state.contexts.take_expired(Instant::now()) {
                 if state.txns.abort(context.txn_id, "timeout by txn manager") {
                     state.counters.failed(&context.db, &context.table);
+                    changed = true;
+                }
+            }
+            for task in state.multi.take_expired(Instant::now()) {
+                let reason = format!("transaction timeout after {}ms", task.timeout.as_millis());
+                if state.txns.abort(task.txn_id, &reason) {
+                    for table in task.tables.keys() {
+                        state.counters.failed(&task.db, table);
+                    }
                     changed = true;
                 }
             }

@@ -42,9 +42,15 @@ mod persist;
 mod state;
 mod txn;
 
-pub use counters::{body_digest, TableCounters, MAX_FILTER_RATIO_ABSENT};
-pub use faults::{FaultKind, FaultState, Faults, LoadFault, ServerFaults, ServerRole};
-pub use instance::{Sim, SimAddrs, SimError, SimOptions};
+pub use counters::{
+    body_digest, LabelCounters, TableCounters, TxnEvent, MAX_FILTER_RATIO_ABSENT, MAX_TXN_EVENTS,
+};
+pub use faults::{
+    FaultKind, FaultState, Faults, LoadFault, ServerFaults, ServerRole, TxnEffect, TxnOp,
+};
+pub use instance::{
+    parse_starrocks_version, Sim, SimAddrs, SimError, SimOptions, DEFAULT_STARROCKS_VERSION,
+};
 pub use load::options::{SizeLimits, DEFAULT_JSON_MAX_BYTES, DEFAULT_STREAMING_LOAD_MAX_BYTES};
 pub use state::CatalogHandle;
 pub use txn::TxnStatus;

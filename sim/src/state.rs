@@ -26,7 +26,8 @@ use crate::faults::Faults;
 use crate::http::BodyBuffers;
 use crate::load::options::SizeLimits;
 use crate::persist;
-use crate::txn::stream_context::StreamContexts;
+use crate::txn::multi::MultiTasks;
+use crate::txn::stream_context::{StreamContext, StreamContexts};
 use crate::txn::{TxnBook, TxnCounts, TxnStatus};
 
 /// Validated settings the servers consult.
@@ -44,6 +45,10 @@ pub(crate) struct SimConfig {
     pub(crate) legacy_put_time_field: bool,
     /// Snapshot directory.
     pub(crate) data_dir: Option<PathBuf>,
+    /// The StarRocks version emulated (`SimOptions::starrocks_version`).
+    pub(crate) version: String,
+    /// Multi-table transactions (`transaction_type: multi`) exist: StarRocks 4.0+.
+    pub(crate) multi_table_txn: bool,
 }
 
 /// A committed version whose publish is pending.
@@ -52,6 +57,15 @@ pub(crate) struct PendingVersion {
     pub(crate) txn_id: i64,
     pub(crate) batch: ChangeBatch,
     pub(crate) visible_at: Instant,
+}
+
+/// One table's share of a commit.
+#[derive(Debug)]
+pub(crate) struct CommitPart {
+    pub(crate) table: String,
+    pub(crate) batch: ChangeBatch,
+    pub(crate) counts: TxnCounts,
+    pub(crate) prepared: Option<PreparedBatch>,
 }
 
 /// What a commit achieved.
@@ -73,6 +87,11 @@ pub(crate) struct SimState {
     /// Labels the FE routed a transaction-interface `begin` for (its coordinator cache).
     pub(crate) fe_coordinators: std::collections::HashSet<String>,
     pub(crate) pending: BTreeMap<(String, String), VecDeque<PendingVersion>>,
+    /// Open multi-table txns (FE tasks).
+    pub(crate) multi: MultiTasks,
+    /// Bumped each time committed data becomes visible (a commit applied, or a publish), so a
+    /// reader can tell which version a consistent read saw.
+    pub(crate) visible_version: u64,
 }
 
 impl SimState {
@@ -84,6 +103,8 @@ impl SimState {
             contexts: StreamContexts::default(),
             fe_coordinators: std::collections::HashSet::new(),
             pending: BTreeMap::new(),
+            multi: MultiTasks::default(),
+            visible_version: 0,
         }
     }
 
@@ -104,65 +125,122 @@ impl SimState {
         let Some(record) = self.txns.get(txn_id) else {
             return Err(format!("transaction {txn_id} not found"));
         };
+        let mut parts = vec![CommitPart {
+            table: record.table.clone(),
+            batch: std::mem::take(batch),
+            counts,
+            prepared,
+        }];
+        let outcome = self.commit_parts(txn_id, &mut parts, publish_delay);
+        if let Some(part) = parts.pop() {
+            *batch = part.batch;
+        }
+        outcome
+    }
+
+    /// Commits a running txn that wrote one or more tables of its database, atomically: every
+    /// table's batch is validated before any is applied (a failure aborts the txn and nothing is
+    /// applied), and all are applied — or, with `publish_delay` or an earlier unpublished version
+    /// of one of the tables, queued to become visible in one publish — under this one `&mut self`,
+    /// i.e. the sim's state lock. So any reader that holds the lock (a SQL statement,
+    /// [`CatalogHandle::read`], `GET /snapshot`) sees all of the txn's tables or none.
+    pub(crate) fn commit_parts(
+        &mut self,
+        txn_id: i64,
+        parts: &mut [CommitPart],
+        publish_delay: Option<Duration>,
+    ) -> Result<CommitOutcome, String> {
+        let Some(record) = self.txns.get(txn_id) else {
+            return Err(format!("transaction {txn_id} not found"));
+        };
         if !record.status.is_running() {
             return Err(format!(
                 "transaction {txn_id} is {}, can not commit",
                 record.status
             ));
         }
-        let (db, table, label) = (
-            record.db.clone(),
-            record.table.clone(),
-            record.label.clone(),
-        );
-        let validated = match self
-            .catalog
-            .table(&db, &table)
-            .and_then(|t| t.validate_prepared(batch, prepared))
-        {
-            Ok(validated) => validated,
-            Err(e) => {
-                let message = e.to_string();
-                self.txns.abort(txn_id, &message);
-                self.counters.failed(&db, &table);
-                return Err(message);
-            }
-        };
-        let key = (db.clone(), table.clone());
-        let queue_busy = self.pending.get(&key).is_some_and(|q| !q.is_empty());
-        let outcome = if publish_delay.is_none() && !queue_busy {
-            // Validated just above under the same `&mut self`: nothing changed the table since.
-            let applied = self
+        let (db, label) = (record.db.clone(), record.label.clone());
+        let multi_table = record.kind == crate::txn::TxnKind::MultiTable;
+        let tables: Vec<String> = parts.iter().map(|p| p.table.clone()).collect();
+        let mut validated = Vec::with_capacity(parts.len());
+        for part in parts.iter_mut() {
+            let checked = self
                 .catalog
-                .table_mut(&db, &table)
-                .map(|t| t.apply_validated(batch, validated));
-            if let Err(e) = applied {
-                let message = e.to_string();
-                self.txns.abort(txn_id, &message);
-                self.counters.failed(&db, &table);
-                return Err(message);
+                .table(&db, &part.table)
+                .and_then(|t| t.validate_prepared(&part.batch, part.prepared.take()));
+            match checked {
+                Ok(v) => validated.push(v),
+                Err(e) => {
+                    let message = e.to_string();
+                    self.txns.abort(txn_id, &message);
+                    for table in &tables {
+                        self.counters.failed(&db, table);
+                    }
+                    return Err(message);
+                }
             }
-            self.txns.mark_committed(txn_id, true, counts);
+        }
+        let queue_busy = tables.iter().any(|table| {
+            self.pending
+                .get(&(db.clone(), table.clone()))
+                .is_some_and(|q| !q.is_empty())
+        });
+        let mut total = TxnCounts::default();
+        for part in parts.iter() {
+            total.total_rows += part.counts.total_rows;
+            total.loaded_rows += part.counts.loaded_rows;
+            total.filtered_rows += part.counts.filtered_rows;
+            total.unselected_rows += part.counts.unselected_rows;
+            total.load_bytes += part.counts.load_bytes;
+        }
+        let outcome = if publish_delay.is_none() && !queue_busy {
+            for (part, v) in parts.iter().zip(validated) {
+                // Validated just above under the same `&mut self`: nothing changed the tables
+                // since, and a table that exists stays so; this cannot fail half-way.
+                if let Ok(t) = self.catalog.table_mut(&db, &part.table) {
+                    t.apply_validated(&part.batch, v);
+                }
+            }
+            self.visible_version += 1;
+            self.txns.mark_committed(txn_id, true, total);
             CommitOutcome::Visible
         } else {
-            self.pending
-                .entry(key)
-                .or_default()
-                .push_back(PendingVersion {
-                    txn_id,
-                    batch: std::mem::take(batch),
-                    visible_at: Instant::now() + publish_delay.unwrap_or_default(),
-                });
-            self.txns.mark_committed(txn_id, false, counts);
+            // One visibility time for every table of the txn, no earlier than anything queued
+            // ahead of it in any of them: one `publish_due` call then publishes all its tables.
+            let mut visible_at = Instant::now() + publish_delay.unwrap_or_default();
+            for table in &tables {
+                if let Some(last) = self
+                    .pending
+                    .get(&(db.clone(), table.clone()))
+                    .and_then(|q| q.back())
+                {
+                    visible_at = visible_at.max(last.visible_at);
+                }
+            }
+            for part in parts.iter_mut() {
+                self.pending
+                    .entry((db.clone(), part.table.clone()))
+                    .or_default()
+                    .push_back(PendingVersion {
+                        txn_id,
+                        batch: std::mem::take(&mut part.batch),
+                        visible_at,
+                    });
+            }
+            self.txns.mark_committed(txn_id, false, total);
             CommitOutcome::Committed
         };
-        self.counters.committed(
-            &db,
-            &table,
-            &label,
-            counts.loaded_rows,
-            counts.filtered_rows,
-        );
+        for part in parts.iter() {
+            self.counters.committed(
+                &db,
+                &part.table,
+                &label,
+                part.counts.loaded_rows,
+                part.counts.filtered_rows,
+            );
+        }
+        self.counters
+            .label_committed(&db, &label, &tables, total.loaded_rows, multi_table);
         Ok(outcome)
     }
 
@@ -182,6 +260,9 @@ impl SimState {
         }
         self.pending.retain(|_, q| !q.is_empty());
         let any = !published.is_empty();
+        if any {
+            self.visible_version += 1;
+        }
         for (db, table, version) in published {
             // The batch was validated at commit; a table dropped since simply loses it.
             let _ = self.apply(&db, &table, &version.batch);
@@ -194,6 +275,38 @@ impl SimState {
     pub(crate) fn publish_all(&mut self) {
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         self.publish_due(far);
+    }
+
+    /// The open transaction-interface context a `load` appends to: the table's context of an open
+    /// multi-table txn when `multi`, else the single-table context of the label.
+    pub(crate) fn context_mut(
+        &mut self,
+        label: &str,
+        table: &str,
+        multi: bool,
+    ) -> Option<&mut StreamContext> {
+        if multi {
+            self.multi.get_mut(label)?.tables.get_mut(table)
+        } else {
+            self.contexts.get_mut(label)
+        }
+    }
+
+    /// Aborts an open multi-table txn (removing its task), counting a failure on each table it
+    /// loaded, and records `event` (`abort` or `rollback`). Returns whether it changed state.
+    pub(crate) fn abort_multi(&mut self, label: &str, reason: &str, event: &str) -> bool {
+        let Some(task) = self.multi.remove(label) else {
+            return false;
+        };
+        let aborted = self.txns.abort(task.txn_id, reason);
+        if aborted {
+            for table in task.tables.keys() {
+                self.counters.failed(&task.db, table);
+            }
+            self.counters
+                .txn_event(&task.db, label, event, &task.table_list());
+        }
+        aborted
     }
 
     /// Status of a txn by id.
@@ -328,6 +441,20 @@ impl CatalogHandle {
     pub fn read<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R {
         let state = self.shared.lock();
         f(&state.catalog)
+    }
+
+    /// Runs `f` with the catalog locked for reading and returns the visible version it saw: a
+    /// counter bumped each time committed data becomes visible. Everything `f` reads — any
+    /// number of tables — is that one version; a multi-table commit is seen whole or not at all.
+    pub fn read_versioned<R, E>(
+        &self,
+        f: impl FnOnce(&Catalog) -> Result<R, E>,
+    ) -> Result<(u64, R), (u64, E)> {
+        let state = self.shared.lock();
+        let version = state.visible_version;
+        f(&state.catalog)
+            .map(|r| (version, r))
+            .map_err(|e| (version, e))
     }
 
     /// Runs `f` with the catalog locked for writing, then persists the snapshot.

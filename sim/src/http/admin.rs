@@ -145,6 +145,46 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
                 Err(e) => bad(StatusCode::NOT_FOUND, e.to_string()),
             }
         }
+        (Method::GET, ["label_counters", db]) => ok(json!(shared.lock().counters.labels(db))),
+        (Method::GET, ["txn_events"]) => {
+            let after = query_param(query.as_deref(), "after")
+                .and_then(|a| a.parse::<u64>().ok())
+                .unwrap_or(0);
+            ok(json!(shared.lock().counters.txn_events(after)))
+        }
+        (Method::GET, ["multi_txns"]) => {
+            let open: Vec<Json> = shared
+                .lock()
+                .multi
+                .list(std::time::Instant::now())
+                .into_iter()
+                .map(|(label, txn_id, db, tables, age)| {
+                    json!({"label": label, "txn_id": txn_id, "db": db, "tables": tables,
+                           "age_ms": u64::try_from(age.as_millis()).unwrap_or(u64::MAX)})
+                })
+                .collect();
+            ok(Json::Array(open))
+        }
+        (Method::GET, ["snapshot", db]) => {
+            let wanted = query_param(query.as_deref(), "tables").unwrap_or_default();
+            let state = shared.lock();
+            let mut tables = serde_json::Map::new();
+            for name in wanted.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                match state.catalog.table(db, name) {
+                    Ok(t) => {
+                        let rows: Vec<Json> = t
+                            .rows()
+                            .map(|r| {
+                                Json::Array(r.iter().map(crate::catalog::Value::to_json).collect())
+                            })
+                            .collect();
+                        tables.insert(name.to_string(), Json::Array(rows));
+                    }
+                    Err(e) => return bad(StatusCode::NOT_FOUND, e.to_string()),
+                }
+            }
+            ok(json!({"version": state.visible_version, "tables": tables}))
+        }
         _ => bad(StatusCode::NOT_FOUND, "unknown admin endpoint"),
     }
 }

@@ -15,6 +15,7 @@ mod be;
 mod fe;
 pub(crate) mod response;
 mod txn_api;
+mod txn_multi;
 
 use std::fmt;
 use std::net::SocketAddr;

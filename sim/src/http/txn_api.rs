@@ -25,7 +25,7 @@ use super::be::{
 use super::fe::redirect_to_be;
 use super::response::{be_json, fe_failed, fe_txn_result, txn_reply, Fields};
 use super::{auth, header, read_body, Ctx, DropConnection, Handled, Resp};
-use crate::faults::{FaultKind, FaultPoint};
+use crate::faults::{FaultKind, FaultPoint, TxnEffect, TxnOp};
 use crate::load::options::{HeaderOptions, PlanOptions, DEFAULT_LOAD_TIMEOUT_SECS};
 use crate::load::{LoadPlan, LoadProgress};
 use crate::state::{CommitOutcome, Shared, SimState};
@@ -43,6 +43,49 @@ enum Op {
     Prepare,
     Commit,
     Rollback,
+}
+
+impl Op {
+    fn txn_op(self) -> TxnOp {
+        match self {
+            Op::Begin => TxnOp::Begin,
+            Op::Load => TxnOp::Load,
+            Op::Prepare => TxnOp::Prepare,
+            Op::Commit => TxnOp::Commit,
+            Op::Rollback => TxnOp::Rollback,
+        }
+    }
+}
+
+/// A `TxnStep` fault for this op, if one is armed.
+fn step_fault(shared: &Shared, op: TxnOp, db: &str, table: &str) -> Option<(TxnEffect, u64)> {
+    match shared.faults.take(FaultPoint::Txn(op), db, table) {
+        Some(FaultKind::TxnStep {
+            effect, stall_ms, ..
+        }) => Some((effect, stall_ms)),
+        _ => None,
+    }
+}
+
+/// After the op took effect: drop the connection or hold the answer, as the fault says.
+async fn after_effect(fault: Option<(TxnEffect, u64)>) -> Result<(), DropConnection> {
+    match fault {
+        Some((TxnEffect::DropAfter, _)) => Err(DropConnection),
+        Some((TxnEffect::StallAfter, ms)) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn step_message(op: TxnOp) -> String {
+    FaultKind::TxnStep {
+        op,
+        effect: TxnEffect::Fail,
+        stall_ms: 0,
+    }
+    .message("", 0, "", -1)
 }
 
 fn parse_op(op: &str) -> Option<Op> {
@@ -86,6 +129,11 @@ pub(crate) async fn fe(ctx: &Ctx, req: Request<Incoming>, op: &str) -> Handled {
         ));
     };
     let (db, label) = (db.to_string(), label.to_string());
+    if super::txn_multi::wants_multi(ctx, headers)
+        || super::txn_multi::is_multi_label(ctx, &db, &label)
+    {
+        return super::txn_multi::fe(ctx, req, op.txn_op(), &db, &label).await;
+    }
     match op {
         Op::Begin => {
             shared.lock().fe_coordinators.insert(label);
@@ -160,15 +208,27 @@ async fn fe_finish(ctx: &Ctx, req: &Request<Incoming>, op: Op, db: &str, label: 
             },
             (_, Some(r)) => match r.status {
                 TxnStatus::Prepared => {
+                    let step = step_fault(shared, TxnOp::Rollback, db, &r.table);
+                    match step {
+                        Some((TxnEffect::Fail, _)) => {
+                            return Ok(fe_failed(FE_EXCEPTION, &step_message(TxnOp::Rollback)))
+                        }
+                        Some((TxnEffect::DropBefore, _)) => return Err(DropConnection),
+                        _ => {}
+                    }
                     if state.txns.abort(r.id, "User Aborted") {
                         state.counters.failed(&r.db, &r.table);
+                        state.counters.txn_event(db, label, "rollback", &r.table);
                     }
                     shared.persist(&state);
-                    FeDecision::Reply(fe_txn_result(
-                        "OK",
-                        "",
-                        vec![("TxnId", r.id.into()), ("Label", label.into())],
-                    ))
+                    FeDecision::ReplyAfter(
+                        fe_txn_result(
+                            "OK",
+                            "",
+                            vec![("TxnId", r.id.into()), ("Label", label.into())],
+                        ),
+                        step,
+                    )
                 }
                 TxnStatus::Aborted => FeDecision::Reply(fe_txn_result(
                     "OK",
@@ -189,6 +249,10 @@ async fn fe_finish(ctx: &Ctx, req: &Request<Incoming>, op: Op, db: &str, label: 
     shared.notify_changed();
     match decision {
         FeDecision::Reply(reply) => Ok(reply),
+        FeDecision::ReplyAfter(reply, step) => {
+            after_effect(step).await?;
+            Ok(reply)
+        }
         FeDecision::Redirect => Ok(redirect_to_be(ctx, req)),
         FeDecision::CommitPrepared(txn_id) => {
             commit_prepared_on_fe(shared, txn_id, db, label).await
@@ -198,6 +262,7 @@ async fn fe_finish(ctx: &Ctx, req: &Request<Incoming>, op: Op, db: &str, label: 
 
 enum FeDecision {
     Reply(Resp),
+    ReplyAfter(Resp, Option<(TxnEffect, u64)>),
     Redirect,
     CommitPrepared(i64),
 }
@@ -215,6 +280,15 @@ async fn commit_prepared_on_fe(
         .get(txn_id)
         .map(|r| r.table.clone())
         .unwrap_or_default();
+    // A PREPARED txn survives a failed commit (it stays PREPARED until `prepared_timeout`).
+    let step = step_fault(shared, TxnOp::Commit, db, &table);
+    match step {
+        Some((TxnEffect::Fail, _)) => {
+            return Ok(fe_failed(FE_EXCEPTION, &step_message(TxnOp::Commit)))
+        }
+        Some((TxnEffect::DropBefore, _)) => return Err(DropConnection),
+        _ => {}
+    }
     let fault = shared.faults.take(FaultPoint::Commit, db, &table);
     let delay = match &fault {
         Some(FaultKind::PublishTimeout { visible_after_ms }) => {
@@ -225,12 +299,18 @@ async fn commit_prepared_on_fe(
     let committed = {
         let mut state = shared.lock();
         let outcome = commit_prepared(&mut state, txn_id, delay);
+        if outcome.is_ok() {
+            state.counters.txn_event(db, label, "commit", &table);
+        }
         shared.persist(&state);
         outcome
     };
     shared.notify_changed();
     if matches!(fault, Some(FaultKind::CommitThenDropConnection)) && committed.is_ok() {
         return Err(DropConnection);
+    }
+    if committed.is_ok() {
+        after_effect(step).await?;
     }
     if let (Some(FaultKind::CommitThenStall { stall_ms }), true) = (&fault, committed.is_ok()) {
         tokio::time::sleep(Duration::from_millis(*stall_ms)).await;
@@ -280,14 +360,21 @@ pub(crate) async fn be(ctx: &Ctx, req: Request<Incoming>, op: &str) -> Handled {
     if parsed == Some(Op::Load) {
         return be_load(ctx, req, &label).await;
     }
+    if super::txn_multi::wants_multi(ctx, req.headers()) {
+        return Ok(reply(
+            "INVALID_ARGUMENT",
+            &label,
+            "Multi-statement transaction requests can only be sent to FE nodes, not BE nodes",
+        ));
+    }
     if label.is_empty() {
         return Ok(reply("INVALID_ARGUMENT", &label, "empty label"));
     }
     match parsed {
-        Some(Op::Begin) => Ok(be_begin(ctx, req.headers(), &label)),
+        Some(Op::Begin) => be_begin(ctx, req.headers(), &label).await,
         Some(Op::Prepare) => be_commit(ctx, req.headers(), &label, true).await,
         Some(Op::Commit) => be_commit(ctx, req.headers(), &label, false).await,
-        Some(Op::Rollback) => Ok(be_rollback(ctx, req.headers(), &label)),
+        Some(Op::Rollback) => be_rollback(ctx, req.headers(), &label).await,
         Some(Op::Load) | None => Ok(reply(
             "INVALID_ARGUMENT",
             &label,
@@ -304,10 +391,23 @@ fn ok_reply(label: &str, extra: Fields, error_url: Option<String>) -> Resp {
     be_json(txn_reply("OK", label, None, "", extra, error_url))
 }
 
-/// Removes the context and aborts its txn (any error after begin).
-fn rollback_context(shared: &Shared, label: &str, reason: &str) {
+/// Removes the context and aborts its txn (any error after begin); for a multi-table txn, the
+/// whole txn (every table) is rolled back, as StarRocks cancels the task on a load error.
+fn rollback_context(shared: &Shared, label: &str, reason: &str, multi: bool) {
+    if multi {
+        let mut state = shared.lock();
+        state.abort_multi(label, reason, "abort");
+        shared.persist(&state);
+        drop(state);
+        shared.notify_changed();
+        return;
+    }
     let removed = shared.lock().contexts.remove(label);
     if let Some(context) = removed {
+        shared
+            .lock()
+            .counters
+            .txn_event(&context.db, label, "abort", &context.table);
         abort_txn(shared, context.txn_id, &context.db, &context.table, reason);
     }
 }
@@ -319,67 +419,93 @@ fn parse_seconds(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ()> {
     }
 }
 
-fn be_begin(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Resp {
+async fn be_begin(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Handled {
+    let (reply, step) = be_begin_locked(ctx, headers, label)?;
+    after_effect(step).await?;
+    Ok(reply)
+}
+
+type Stepped = Result<(Resp, Option<(TxnEffect, u64)>), DropConnection>;
+
+fn be_begin_locked(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Stepped {
+    let done = |r: Resp| Ok((r, None));
     let shared = &ctx.shared;
     let started = Instant::now();
     let mut state = shared.lock();
     if state.contexts.get(label).is_some() {
-        return be_json(txn_reply(
+        return done(be_json(txn_reply(
             "LABEL_ALREADY_EXISTS",
             label,
             Some(""),
             "",
             Vec::new(),
             None,
-        ));
+        )));
     }
     let (Ok(timeout), Ok(idle)) = (
         parse_seconds(headers, "timeout"),
         parse_seconds(headers, "idle_transaction_timeout"),
     ) else {
-        return reply("INVALID_ARGUMENT", label, "Invalid timeout format");
+        return done(reply("INVALID_ARGUMENT", label, "Invalid timeout format"));
     };
     let Some(credentials) = auth::basic(headers) else {
-        return reply("INTERNAL_ERROR", label, "no valid Basic authorization");
+        return done(reply(
+            "INTERNAL_ERROR",
+            label,
+            "no valid Basic authorization",
+        ));
     };
     let db = header(headers, "db").unwrap_or_default().to_string();
     let table = header(headers, "table").unwrap_or_default().to_string();
     if !credentials.valid(&shared.config) {
         let message = format!("Access denied for {}@{}", credentials.user, ctx.peer.ip());
-        return reply("NOT_AUTHORIZED", label, &message);
+        return done(reply("NOT_AUTHORIZED", label, &message));
     }
     if let Some(t) = timeout {
         if !valid_timeout(t) {
-            return reply(
+            return done(reply(
                 "ANALYSIS_ERROR",
                 label,
                 "Invalid timeout. Timeout should between 1 and 259200 seconds",
-            );
+            ));
         }
     }
     if let Err(e) = state.catalog.table(&db, &table) {
-        return reply("ANALYSIS_ERROR", label, &e.to_string());
+        return done(reply("ANALYSIS_ERROR", label, &e.to_string()));
+    }
+    let step = step_fault(shared, TxnOp::Begin, &db, &table);
+    match step {
+        Some((TxnEffect::Fail, _)) => {
+            return done(reply("INTERNAL_ERROR", label, &step_message(TxnOp::Begin)))
+        }
+        Some((TxnEffect::DropBefore, _)) => return Err(DropConnection),
+        _ => {}
     }
     if let Some(fault) = shared.faults.take(FaultPoint::Begin, &db, &table) {
-        return reply("ANALYSIS_ERROR", label, &fault.message(&db, 0, "", -1));
+        return done(reply(
+            "ANALYSIS_ERROR",
+            label,
+            &fault.message(&db, 0, "", -1),
+        ));
     }
     let txn_id = match state.txns.begin(&db, &table, label, TxnKind::Transaction) {
         Ok(id) => id,
         Err(BeginError::LabelExists { existing }) => {
-            return be_json(txn_reply(
+            return done(be_json(txn_reply(
                 "LABEL_ALREADY_EXISTS",
                 label,
                 Some(existing),
                 &format!("Label [{label}] has already been used."),
                 Vec::new(),
                 None,
-            ))
+            )))
         }
         Err(BeginError::InvalidLabel(m) | BeginError::TooManyRunning(m)) => {
-            return reply("ANALYSIS_ERROR", label, &m)
+            return done(reply("ANALYSIS_ERROR", label, &m))
         }
     };
     state.counters.attempted(&db, &table, label);
+    state.counters.txn_event(&db, label, "begin", &table);
     let now = Instant::now();
     state.contexts.insert(
         label.to_string(),
@@ -397,14 +523,15 @@ fn be_begin(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Resp {
         },
     );
     drop(state);
-    ok_reply(
+    let ok = ok_reply(
         label,
         vec![
             ("TxnId", txn_id.into()),
             ("BeginTxnTimeMs", ms(started.elapsed()).into()),
         ],
         None,
-    )
+    );
+    Ok((ok, step))
 }
 
 /// Holds a context "in processing" while a `load` reads its body; releases it (and returns the
@@ -412,6 +539,8 @@ fn be_begin(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Resp {
 struct BusyGuard {
     shared: Arc<Shared>,
     label: String,
+    table: String,
+    multi: bool,
     progress: Option<LoadProgress>,
 }
 
@@ -424,7 +553,7 @@ impl BusyGuard {
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
-        if let Some(context) = state.contexts.get_mut(&self.label) {
+        if let Some(context) = state.context_mut(&self.label, &self.table, self.multi) {
             context.busy = false;
             context.last_active = Instant::now();
             if let Some(progress) = self.progress.take() {
@@ -440,18 +569,30 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
     if label.is_empty() {
         return Ok(reply("INVALID_ARGUMENT", label, "Invalid label "));
     }
+    let multi = super::txn_multi::wants_multi(ctx, req.headers());
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
     let h = |name: &str| header(&headers, name);
     let limits = shared.config.limits;
+    let req_table = h("table").unwrap_or_default().to_string();
 
     // Claim the context and fix the plan (first load) under the lock.
     let claimed = {
         let mut state = shared.lock();
         let SimState {
-            contexts, catalog, ..
+            contexts,
+            catalog,
+            multi: tasks,
+            ..
         } = &mut *state;
-        let Some(context) = contexts.get_mut(label) else {
+        let found = if multi {
+            tasks
+                .get_mut(label)
+                .and_then(|t| t.tables.get_mut(&req_table))
+        } else {
+            contexts.get_mut(label)
+        };
+        let Some(context) = found else {
             return Ok(reply(
                 "TXN_NOT_EXISTS",
                 label,
@@ -466,7 +607,6 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
             );
             return Ok(reply("INVALID_ARGUMENT", label, &message));
         }
-        let req_table = h("table").unwrap_or_default();
         if context.table != req_table {
             let message = format!(
                 "Request table {req_table} not equal transaction table {}",
@@ -519,15 +659,33 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
     let (plan, mut progress, txn_id, content_length, deadline) = match claimed {
         Ok(v) => v,
         Err((code, message)) => {
-            rollback_context(&shared, label, &message);
+            rollback_context(&shared, label, &message, multi);
             return Ok(reply(code, label, &message));
         }
     };
     let guard = BusyGuard {
         shared: shared.clone(),
         label: label.to_string(),
+        table: req_table.clone(),
+        multi,
         progress: None,
     };
+    let db = h("db").unwrap_or_default().to_string();
+    let step = step_fault(&shared, TxnOp::Load, &db, &req_table);
+    match step {
+        Some((TxnEffect::Fail, _)) => {
+            let message = step_message(TxnOp::Load);
+            drop(guard);
+            rollback_context(&shared, label, &message, multi);
+            return Ok(reply("INTERNAL_ERROR", label, &message));
+        }
+        Some((TxnEffect::DropBefore, _)) => {
+            drop(guard);
+            rollback_context(&shared, label, "connection reset by peer", multi);
+            return Err(DropConnection);
+        }
+        _ => {}
+    }
 
     let read_started = Instant::now();
     let received = match read_body(
@@ -543,14 +701,14 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
         Err(e) => {
             let message = body_error_message(&e, limits.max_body_bytes);
             drop(guard);
-            rollback_context(&shared, label, &message);
+            rollback_context(&shared, label, &message, multi);
             return Ok(reply("INTERNAL_ERROR", label, &message));
         }
     };
     if content_length.is_some_and(|n| n != received.len() as u64) {
         let message = "receive body don't equal with body bytes";
         drop(guard);
-        rollback_context(&shared, label, message);
+        rollback_context(&shared, label, message, multi);
         return Ok(reply("INTERNAL_ERROR", label, message));
     }
     let received_ms = ms(read_started.elapsed());
@@ -558,13 +716,18 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
         .and_then(|plain| plan.feed(&plain, &mut progress, false));
     if let Err(message) = parsed {
         drop(guard);
-        rollback_context(&shared, label, &message);
+        rollback_context(&shared, label, &message, multi);
         return Ok(reply("ANALYSIS_ERROR", label, &message));
     }
     let received_bytes = received.len() as u64;
     progress.received_bytes += received_bytes;
     shared.body_buffers.give_back(received);
     guard.release(progress);
+    shared
+        .lock()
+        .counters
+        .txn_event(&db, label, "load", &req_table);
+    after_effect(step).await?;
     Ok(ok_reply(
         label,
         vec![
@@ -602,6 +765,7 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
     };
 
     // Take the context out; from here on it is settled one way or the other.
+    let step;
     let context = {
         let mut state = shared.lock();
         let Some(context) = state.contexts.get(label) else {
@@ -626,6 +790,18 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
                 &format!("Transaction in processing, label: {label}"),
             ));
         }
+        let (db, table) = (context.db.clone(), context.table.clone());
+        let op = if prepare {
+            TxnOp::Prepare
+        } else {
+            TxnOp::Commit
+        };
+        step = step_fault(&shared, op, &db, &table);
+        match step {
+            Some((TxnEffect::Fail, _)) => {}
+            Some((TxnEffect::DropBefore, _)) => return Err(DropConnection),
+            _ => {}
+        }
         state.contexts.remove(label)
     };
     let Some(mut context) = context else {
@@ -647,6 +823,18 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
             error_url,
         ))
     };
+    if let Some((TxnEffect::Fail, _)) = step {
+        let op = if prepare {
+            TxnOp::Prepare
+        } else {
+            TxnOp::Commit
+        };
+        shared
+            .lock()
+            .counters
+            .txn_event(&db, label, "abort", &table);
+        return Ok(fail("INTERNAL_ERROR", step_message(op), None));
+    }
     let Some(plan) = context.plan.take() else {
         let message = format!(
             "transaction id={txn_id}, job_id=-1, txn_id: {txn_id}, label={label}, db={db} hasn't send any data yet"
@@ -711,6 +899,10 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
         } else {
             state.commit(txn_id, &mut progress.batch, counts, publish_delay, None)
         };
+        if outcome.is_ok() {
+            let op = if prepare { "prepare" } else { "commit" };
+            state.counters.txn_event(&db, label, op, &table);
+        }
         shared.persist(&state);
         outcome
     };
@@ -737,6 +929,7 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
         }
         _ => {}
     }
+    after_effect(step).await?;
     if !prepare && outcome == CommitOutcome::Committed {
         let visible = publish_delay.is_none()
             && wait_visible(&shared, txn_id, context.begun_at + context.timeout).await;
@@ -777,16 +970,17 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
     Ok(ok_reply(label, fields, error_url))
 }
 
-fn be_rollback(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Resp {
+async fn be_rollback(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Handled {
     let shared = &ctx.shared;
+    let step;
     let context = {
         let mut state = shared.lock();
         let Some(context) = state.contexts.get(label) else {
-            return reply(
+            return Ok(reply(
                 "TXN_NOT_EXISTS",
                 label,
                 &format!("transaction with label {label} not exists"),
-            );
+            ));
         };
         let req_db = header(headers, "db").unwrap_or_default();
         if context.db != req_db {
@@ -794,11 +988,27 @@ fn be_rollback(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Resp {
                 "request db {req_db} transaction db {} not match",
                 context.db
             );
-            return reply("INVALID_ARGUMENT", label, &message);
+            return Ok(reply("INVALID_ARGUMENT", label, &message));
+        }
+        step = step_fault(shared, TxnOp::Rollback, &context.db, &context.table);
+        match step {
+            Some((TxnEffect::Fail, _)) => {
+                return Ok(reply(
+                    "INTERNAL_ERROR",
+                    label,
+                    &step_message(TxnOp::Rollback),
+                ))
+            }
+            Some((TxnEffect::DropBefore, _)) => return Err(DropConnection),
+            _ => {}
         }
         state.contexts.remove(label)
     };
     if let Some(context) = context {
+        shared
+            .lock()
+            .counters
+            .txn_event(&context.db, label, "rollback", &context.table);
         abort_txn(
             shared,
             context.txn_id,
@@ -807,5 +1017,6 @@ fn be_rollback(ctx: &Ctx, headers: &HeaderMap, label: &str) -> Resp {
             "transaction is aborted by user.",
         );
     }
-    ok_reply(label, Vec::new(), None)
+    after_effect(step).await?;
+    Ok(ok_reply(label, Vec::new(), None))
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::ChangeBatch;
 
+pub(crate) mod multi;
 pub(crate) mod stream_context;
 
 /// FE `label_keep_max_second`: how long a finished label is remembered.
@@ -78,6 +79,9 @@ pub enum TxnKind {
     StreamLoad,
     /// The transaction interface (`/api/transaction/...`).
     Transaction,
+    /// A multi-table transaction of the transaction interface (`transaction_type: multi`,
+    /// StarRocks 4.0+): one label over several tables of one database, run by the FE.
+    MultiTable,
 }
 
 /// Row counters reported by prepare/commit responses.
@@ -274,6 +278,14 @@ impl TxnBook {
                 Some(now_ms().saturating_add(
                     u64::try_from(prepared_timeout.as_millis()).unwrap_or(u64::MAX),
                 ));
+        }
+    }
+
+    /// Records the tables a multi-table txn loads so far (comma-separated, as StarRocks shows
+    /// them).
+    pub fn set_table(&mut self, id: i64, table: &str) {
+        if let Some(record) = self.records.get_mut(&id) {
+            record.table = table.to_string();
         }
     }
 
