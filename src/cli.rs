@@ -92,6 +92,13 @@ pub enum Command {
     /// rows compared, missing, extra and different rows (the first keys, and the columns that
     /// differ). Exits 0 when equal, 1 when differences remain, 2 on configuration errors.
     Verify(VerifyArgs),
+    /// A live terminal view of a running agent through its control server: phase, health,
+    /// paused, lag, rates (rows/s, loads/s, bytes/s), buffer, RSS and CPU, then per table its
+    /// state, rows/s, totals, failed loads, last load and last error, a progress bar per snapshot
+    /// copy, and the selected table's details. Keys: q or Ctrl-C quit, p pause, r resume (same
+    /// access rules as pause), t / T select the next / previous table. A lost connection is shown
+    /// and retried every second. Needs a terminal (exit 2 otherwise: use `status --json`).
+    Top(TopArgs),
     /// Print a shell completion script (bash, zsh, fish, …) on stdout, generated from this
     /// command line so it always matches --help. The .deb installs bash, zsh and fish scripts.
     Completions(CompletionsArgs),
@@ -156,6 +163,38 @@ pub struct ControlLeverArgs {
     pub token: Option<String>,
 }
 
+/// `top`: where the agent is, the token for its levers and how often to sample.
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// The agent's control server (what it listens on with STARWAL_CONTROL_ADDR), as
+    /// http://host:port.
+    #[arg(
+        long,
+        env = "STARWAL_CONTROL_URL",
+        value_name = "URL",
+        default_value = crate::control::client::DEFAULT_CONTROL_URL
+    )]
+    pub addr: String,
+    /// The agent's STARWAL_CONTROL_TOKEN, sent with pause and resume (the p and r keys); when
+    /// unset, the content of the file STARWAL_CONTROL_TOKEN_FILE names. Prefer either variable:
+    /// a command-line value is visible to other users in the process list.
+    #[arg(
+        long,
+        env = "STARWAL_CONTROL_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Milliseconds between samples (the agent's Metrics.StreamMetrics interval), 100 to 60000.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u32).range(100..=60_000)
+    )]
+    pub interval_ms: u32,
+}
+
 /// `resync` and `retry`: the lever arguments plus the table.
 #[derive(Debug, clap::Args)]
 pub struct ResyncArgs {
@@ -214,8 +253,11 @@ pub fn main() -> i32 {
         Some(Command::Man(args)) => return print_man_page(args.command.as_deref()),
         _ => {}
     }
-    if let Err(err) = init_tracing() {
-        return config_error(err);
+    // `top` owns the terminal that stderr shares: a log line would tear its screen.
+    if !matches!(cli.command, Some(Command::Top(_))) {
+        if let Err(err) = init_tracing() {
+            return config_error(err);
+        }
     }
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run_engine(),
@@ -229,6 +271,7 @@ pub fn main() -> i32 {
         Command::Resync(args) => run_resync(args),
         Command::Retry(args) => run_retry(args),
         Command::Verify(args) => run_verify(args),
+        Command::Top(args) => run_top(args),
         Command::Completions(args) => print_completions(args.shell),
         Command::Man(args) => print_man_page(args.command.as_deref()),
     }
@@ -682,7 +725,12 @@ fn run_status(args: ControlClientArgs) -> i32 {
 /// the file STARWAL_CONTROL_TOKEN_FILE names, so `kubectl exec … starwal drain` in the agent's
 /// pod finds the token the agent reads from its mounted Secret.
 fn lever_token(args: &ControlLeverArgs) -> Result<Option<Secret>, ConfigError> {
-    if let Some(token) = args.token.as_deref().filter(|token| !token.is_empty()) {
+    token_or_file(args.token.as_deref())
+}
+
+/// [`lever_token`]'s rule for any `--token` value (`top` has its own arguments).
+fn token_or_file(token: Option<&str>) -> Result<Option<Secret>, ConfigError> {
+    if let Some(token) = token.filter(|token| !token.is_empty()) {
         return Ok(Some(Secret::new(token)));
     }
     match std::env::var_os("STARWAL_CONTROL_TOKEN_FILE").filter(|path| !path.is_empty()) {
@@ -773,6 +821,39 @@ fn run_retry(args: ResyncArgs) -> i32 {
             0
         }
         Err(err) => control_client_error(err),
+    }
+}
+
+fn run_top(args: TopArgs) -> i32 {
+    let token = match token_or_file(args.token.as_deref()) {
+        Ok(token) => token,
+        Err(err) => return config_error(err),
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let options = crate::top::TopOptions {
+        addr: args.addr,
+        token,
+        interval_ms: args.interval_ms,
+    };
+    let top = async {
+        // SIGINT/SIGTERM from elsewhere (Ctrl-C itself is a key on top's raw-mode terminal).
+        let mut signals = Signals::listen();
+        crate::top::run(options, async move { signals.next().await }).await
+    };
+    // The terminal is restored before `run` returns, so errors print on a normal screen.
+    match runtime.block_on(top) {
+        Ok(()) => 0,
+        Err(err) if err.is_usage() => {
+            eprintln!("usage error: {}", crate::error_text::chain(&err));
+            EXIT_CONFIG
+        }
+        Err(err) => {
+            report(&err.into());
+            EXIT_FAILURE
+        }
     }
 }
 

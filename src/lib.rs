@@ -3,8 +3,9 @@
 //! The binary (`main.rs`, `cli.rs`) is glue: the CLI parses the command line and owns the process
 //! (runtime, signals, control-plane start, exit codes). Below it, every import points down:
 //! - [`engine`] runs `starwal run` (setup, the snapshot copies, attempts with backoff), `check`
-//!   and `teardown`; [`tail`] prints decoded changes as JSON lines; [`control`] serves gRPC and
-//!   Prometheus from the shared state;
+//!   and `teardown`; [`tail`] prints decoded changes as JSON lines; [`top`] is the live terminal
+//!   view over a running agent's control server; [`control`] serves gRPC and Prometheus from the
+//!   shared state;
 //! - [`pipeline`] turns decoded stream messages into StarRocks loads and back into the confirmed
 //!   LSN;
 //! - [`sink`] writes to StarRocks (Stream Load, MySQL-protocol setup, encoding); [`postgres`]
@@ -30,3 +31,4 @@ pub mod secret;
 pub mod sink;
 pub mod state;
 pub mod tail;
+pub mod top;

@@ -155,12 +155,64 @@ fn rpc_error(addr: &str, rpc: &'static str, status: tonic::Status) -> ClientErro
 
 /// Calls `Status.GetStatus` on the agent at `addr`.
 pub async fn status(addr: &str) -> Result<pb::GetStatusResponse, ClientError> {
-    let mut client = pb::status_client::StatusClient::new(connect(addr).await?);
-    client
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|status| rpc_error(addr, "Status.GetStatus", status))
+    Connection::open(addr).await?.status().await
+}
+
+/// Checks `addr` and `token` as every call would, without connecting: `starwal top` refuses a
+/// malformed one (a usage error) before it takes over the terminal.
+pub fn check_args(addr: &str, token: Option<&Secret>) -> Result<(), ClientError> {
+    endpoint(addr)?;
+    authorized((), token).map(drop)
+}
+
+/// The RPC [`Connection::metrics`] calls, as errors name it.
+pub const METRICS_RPC: &str = "Metrics.StreamMetrics";
+
+/// One agent's control server, connected once for many calls (`starwal top` reads a status per
+/// sample). The channel reconnects by itself after the agent restarts; a call made while it
+/// cannot fails with [`ClientError::Rpc`] (`UNAVAILABLE`).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    addr: String,
+    channel: Channel,
+}
+
+impl Connection {
+    /// Connects to the agent at `addr`.
+    pub async fn open(addr: &str) -> Result<Connection, ClientError> {
+        Ok(Connection {
+            addr: addr.to_owned(),
+            channel: connect(addr).await?,
+        })
+    }
+
+    /// `Status.GetStatus`.
+    pub async fn status(&self) -> Result<pb::GetStatusResponse, ClientError> {
+        pb::status_client::StatusClient::new(self.channel.clone())
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| rpc_error(&self.addr, "Status.GetStatus", status))
+    }
+
+    /// Opens `Metrics.StreamMetrics`: one sample per `interval_ms` (clamped by the agent) until
+    /// the stream is dropped. [`REQUEST_TIMEOUT`] bounds the wait for the stream to open, not
+    /// its samples.
+    pub async fn metrics(
+        &self,
+        interval_ms: u32,
+    ) -> Result<tonic::Streaming<pb::StreamMetricsResponse>, ClientError> {
+        pb::metrics_client::MetricsClient::new(self.channel.clone())
+            .stream_metrics(pb::StreamMetricsRequest { interval_ms })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| rpc_error(&self.addr, METRICS_RPC, status))
+    }
+
+    /// A stream error as the other calls' errors read (naming the agent and the RPC).
+    pub fn stream_error(&self, status: tonic::Status) -> ClientError {
+        rpc_error(&self.addr, METRICS_RPC, status)
+    }
 }
 
 /// Pulls `lever` on the agent at `addr`, with `token` as bearer token when given, and returns the
@@ -256,7 +308,7 @@ pub fn retry_text(table: &str) -> String {
 }
 
 /// `CDC`, `SETUP`, ... as the engine and metrics spell phases.
-fn phase_name(phase: i32) -> String {
+pub(crate) fn phase_name(phase: i32) -> String {
     match pb::Phase::try_from(phase) {
         Ok(phase) => phase.as_str_name().trim_start_matches("PHASE_").to_owned(),
         Err(_) => format!("UNKNOWN({phase})"),
@@ -620,7 +672,7 @@ pub fn resync_text(table: &str) -> String {
 }
 
 /// `1.5 MiB`, `512 B`.
-fn bytes_text(bytes: u64) -> String {
+pub(crate) fn bytes_text(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -636,7 +688,7 @@ fn bytes_text(bytes: u64) -> String {
 }
 
 /// `850 ms`, `12.3 s`, `1h 02m 03s`.
-fn seconds_text(seconds: f64) -> String {
+pub(crate) fn seconds_text(seconds: f64) -> String {
     if !seconds.is_finite() || seconds < 0.0 {
         return "-".to_owned();
     }
