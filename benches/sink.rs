@@ -1,7 +1,8 @@
 //! Sink benchmarks: encoding a 10-column row into a Stream Load JSON body (target ≥ 2 M rows/s
 //! per core), the same row through `TableEncoder` (decoded, audit columns added) as a streamed
-//! change and as a copied row, and loading 100k-row batches into `starrocks-sim` through the real
-//! sink (curl, 307, 100-continue).
+//! change and as a copied row, each into a JSON and a CSV body (the body sizes are printed), and
+//! loading 100k-row batches of either format into `starrocks-sim` through the real sink (curl,
+//! 307, 100-continue).
 //! Run: `cargo bench --bench sink -- --warm-up-time 1 --measurement-time 5`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +17,8 @@ use starwal::postgres::{Lsn, Oid};
 use starwal::schema::{ColumnSchema, TableSchema};
 use starwal::secret::Secret;
 use starwal::sink::starrocks::encoding::{
-    Audit, BodyWriter, ChangeRow, ColumnSet, RowOp, SourceOp, SyncedAt, TableEncoder, ValueTarget,
+    Audit, BodyFormat, BodyWriter, ChangeRow, ColumnSet, RowOp, SourceOp, SyncedAt, TableEncoder,
+    ValueTarget, Written,
 };
 use starwal::sink::starrocks::mapping::TypeMapping;
 use starwal::sink::starrocks::{
@@ -113,8 +115,8 @@ fn encode(c: &mut Criterion) {
 
 /// The whole per-row path of the agent: a table's columns decoded from their text and written
 /// with the audit columns and `__op`, as a streamed change (a pgoutput tuple) and as a copied row.
-fn table_encoder(c: &mut Criterion) {
-    let schema = TableSchema {
+fn schema() -> TableSchema {
+    TableSchema {
         schema: "public".into(),
         name: "t".into(),
         columns: ROW
@@ -131,8 +133,14 @@ fn table_encoder(c: &mut Criterion) {
                 key_position: (index == 0).then_some(0),
             })
             .collect(),
-    };
-    let encoder = TableEncoder::new(&schema, DeleteMode::Hard, TypeMapping::default());
+    }
+}
+
+fn table_encoder(c: &mut Criterion) {
+    let csv = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
+    assert_eq!(csv.format(), BodyFormat::Csv);
+    let json = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+        .with_format(BodyFormat::Json);
     let tuple = TupleData::from_values(
         ROW.iter()
             .map(|(_, text, _)| TupleValueRef::Text(text.as_bytes())),
@@ -145,29 +153,43 @@ fn table_encoder(c: &mut Criterion) {
     const ROWS: u64 = 10_000;
     let mut group = c.benchmark_group("table_encoder_10_columns");
     group.throughput(Throughput::Elements(ROWS));
-    let mut writer = BodyWriter::new();
     let mut present = ColumnSet::default();
-    group.bench_function("streamed_change", |b| {
-        b.iter(|| {
-            for _ in 0..ROWS {
-                encoder
-                    .write_change(&mut writer, ChangeRow::New(&tuple), &audit, &mut present)
-                    .expect("valid sample");
-            }
-            writer.finish(Compression::None).expect("in-memory")
-        })
-    });
-    group.bench_function("copied_row", |b| {
-        b.iter(|| {
-            for _ in 0..ROWS {
-                let values = ROW.iter().map(|(_, text, _)| Some(text.as_bytes()));
-                encoder
-                    .write_snapshot_row(&mut writer, values, &audit, &mut present)
-                    .expect("valid sample");
-            }
-            writer.finish(Compression::None).expect("in-memory")
-        })
-    });
+    for (name, encoder) in [("json", &json), ("csv", &csv)] {
+        let mut writer = encoder.body_writer();
+        for _ in 0..ROWS {
+            let written = encoder
+                .write_change(&mut writer, ChangeRow::New(&tuple), &audit, &mut present)
+                .expect("valid sample");
+            assert_eq!(written, Written::Row);
+        }
+        let body = writer.finish(Compression::None).expect("in-memory");
+        println!(
+            "{name} body: {} bytes for {ROWS} rows ({:.1} bytes/row)",
+            body.len(),
+            body.len() as f64 / ROWS as f64
+        );
+        group.bench_function(format!("streamed_change/{name}"), |b| {
+            b.iter(|| {
+                for _ in 0..ROWS {
+                    let _ = encoder
+                        .write_change(&mut writer, ChangeRow::New(&tuple), &audit, &mut present)
+                        .expect("valid sample");
+                }
+                writer.finish(Compression::None).expect("in-memory")
+            })
+        });
+        group.bench_function(format!("copied_row/{name}"), |b| {
+            b.iter(|| {
+                for _ in 0..ROWS {
+                    let values = ROW.iter().map(|(_, text, _)| Some(text.as_bytes()));
+                    let _ = encoder
+                        .write_snapshot_row(&mut writer, values, &audit, &mut present)
+                        .expect("valid sample");
+                }
+                writer.finish(Compression::None).expect("in-memory")
+            })
+        });
+    }
     group.finish();
 }
 
@@ -197,6 +219,15 @@ fn load(c: &mut Criterion) {
             column
         })
     });
+    // The audit columns the encoder writes (a CSV load names every column it carries).
+    let table = table
+        .column(ColumnDef::new(
+            "_starwal_op",
+            ColumnType::Varchar { length: 16 },
+        ))
+        .column(ColumnDef::new("_starwal_deleted", ColumnType::Boolean))
+        .column(ColumnDef::new("_starwal_synced_at", ColumnType::DateTime))
+        .column(ColumnDef::new("_starwal_lsn", ColumnType::BigInt));
     sim.catalog()
         .create_table("bench", table.primary_key(&["id"]))
         .expect("table");
@@ -217,41 +248,51 @@ fn load(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
 
     const ROWS: u64 = 100_000;
-    let row = decoded_row();
-    let mut writer = BodyWriter::new();
-    for id in 0..ROWS {
-        writer.begin_row();
-        let id = id.to_string();
-        let id = ValueKind::from_type_oid(Oid(20))
-            .decode(id.as_bytes())
-            .expect("id");
-        writer.field(b"\"id\":", &id, &target_of(20)).expect("fits");
-        for (value, key, target) in &row[1..] {
-            writer.field(key, value, target).expect("fits");
-        }
-        writer.end_row(RowOp::Upsert);
-    }
-    let body = writer.finish(Compression::None).expect("in-memory");
+    let audit = Audit {
+        op: SourceOp::Snapshot,
+        lsn: Lsn(0x16B_3748),
+        synced_at: SyncedAt::now(),
+    };
+    let csv = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
+    let json = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+        .with_format(BodyFormat::Json);
     let next_lsn = AtomicU64::new(1);
-
     let mut group = c.benchmark_group("sink_to_sim");
     group.sample_size(10);
     group.throughput(Throughput::Elements(ROWS));
-    group.bench_function("load_100k_rows", |b| {
-        b.iter(|| {
-            let lsn = next_lsn.fetch_add(1, Ordering::Relaxed);
-            let batch = LoadBatch {
-                table: "t".into(),
-                label: Label::for_batch("bench", "public.t", Lsn(lsn), Lsn(lsn)),
-                first_lsn: Lsn(lsn),
-                last_lsn: Lsn(lsn),
-                rows: ROWS,
-                partial_columns: None,
-                body: body.clone(),
-            };
-            runtime.block_on(sink.load(batch)).expect("load")
-        })
-    });
+    for (name, encoder) in [("json", &json), ("csv", &csv)] {
+        let mut writer = encoder.body_writer();
+        let mut present = ColumnSet::default();
+        for id in 0..ROWS {
+            let id = id.to_string();
+            let mut values: Vec<Option<&[u8]>> = Vec::with_capacity(ROW.len());
+            values.push(Some(id.as_bytes()));
+            values.extend(ROW[1..].iter().map(|(_, text, _)| Some(text.as_bytes())));
+            let values = values.into_iter();
+            let written = encoder
+                .write_snapshot_row(&mut writer, values, &audit, &mut present)
+                .expect("valid sample");
+            assert_eq!(written, Written::Row);
+        }
+        let csv_columns = (writer.format() == BodyFormat::Csv).then(|| encoder.full_columns());
+        let body = writer.finish(Compression::None).expect("in-memory");
+        group.bench_function(format!("load_100k_rows/{name}"), |b| {
+            b.iter(|| {
+                let lsn = next_lsn.fetch_add(1, Ordering::Relaxed);
+                let batch = LoadBatch {
+                    table: "t".into(),
+                    label: Label::for_batch("bench", "public.t", Lsn(lsn), Lsn(lsn)),
+                    first_lsn: Lsn(lsn),
+                    last_lsn: Lsn(lsn),
+                    rows: ROWS,
+                    partial_columns: None,
+                    csv_columns: csv_columns.clone(),
+                    body: body.clone(),
+                };
+                runtime.block_on(sink.load(batch)).expect("load")
+            })
+        });
+    }
     group.finish();
 }
 

@@ -42,7 +42,8 @@ use crate::postgres::Lsn;
 use crate::schema::TableSchema;
 use crate::sink::starrocks::config::{Compression, DeleteMode};
 use crate::sink::starrocks::encoding::{
-    Audit, BodyWriter, ColumnSet, EncodeError, SourceOp, SyncedAt, TableEncoder,
+    Audit, BodyFormat, BodyWriter, ColumnSet, EncodeError, SourceOp, SyncedAt, TableEncoder,
+    Written,
 };
 use crate::sink::starrocks::label::Label;
 use crate::sink::starrocks::mapping::{target_table_name, TypeMapping};
@@ -408,12 +409,17 @@ impl Copier {
             synced_at: SyncedAt::now(),
         };
         let columns = plan.schema.columns.len();
-        let mut writer = BodyWriter::new();
+        let mut writer = plan.encoder.body_writer();
+        // Rows the table's CSV cannot carry (see `encoding::Written`), loaded as JSON parts.
+        let mut json = BodyWriter::new();
         let mut carry: Vec<u8> = Vec::new();
         let mut part = 0u32;
         let mut rows = 0u64;
         let mut in_flight: Option<(LoadTask, u64)> = None;
-        let mut encode = |line: &[u8], writer: &mut BodyWriter| -> Result<(), SnapshotError> {
+        let mut encode = |line: &[u8],
+                          writer: &mut BodyWriter,
+                          json: &mut BodyWriter|
+         -> Result<(), SnapshotError> {
             parser
                 .parse(line, columns)
                 .map_err(|source| SnapshotError::Format {
@@ -421,12 +427,21 @@ impl Copier {
                     chunk,
                     source,
                 })?;
-            plan.encoder
+            let encode_error = |source| SnapshotError::Encode {
+                table: plan.source_name.clone(),
+                source: Box::new(source),
+            };
+            let written = plan
+                .encoder
                 .write_snapshot_row(writer, parser.values(line), &audit, present)
-                .map_err(|source| SnapshotError::Encode {
-                    table: plan.source_name.clone(),
-                    source: Box::new(source),
-                })
+                .map_err(encode_error)?;
+            if written == Written::NeedsJson {
+                let _ = plan
+                    .encoder
+                    .write_snapshot_row(json, parser.values(line), &audit, present)
+                    .map_err(encode_error)?;
+            }
+            Ok(())
         };
         while let Some(data) = stream.next().await {
             let data = data.map_err(|source| ReaderError::Query {
@@ -437,20 +452,22 @@ impl Copier {
             let mut rest = &data[..];
             while let Some(end) = memchr::memchr(b'\n', rest) {
                 if carry.is_empty() {
-                    encode(&rest[..end], &mut writer)?;
+                    encode(&rest[..end], &mut writer, &mut json)?;
                 } else {
                     carry.extend_from_slice(&rest[..end]);
-                    encode(&carry, &mut writer)?;
+                    encode(&carry, &mut writer, &mut json)?;
                     carry.clear();
                 }
                 rest = &rest[end + 1..];
             }
             carry.extend_from_slice(rest);
-            if writer.byte_len() as u64 >= self.load_bytes {
-                rows += self
-                    .send_part(plan, chunk, run, part, &mut writer, &mut in_flight)
-                    .await?;
-                part += 1;
+            for body in [&mut writer, &mut json] {
+                if body.byte_len() as u64 >= self.load_bytes {
+                    rows += self
+                        .send_part(plan, chunk, run, part, body, &mut in_flight)
+                        .await?;
+                    part += 1;
+                }
             }
         }
         if !carry.is_empty() {
@@ -459,10 +476,13 @@ impl Copier {
                 chunk,
             });
         }
-        if !writer.is_empty() {
-            rows += self
-                .send_part(plan, chunk, run, part, &mut writer, &mut in_flight)
-                .await?;
+        for body in [&mut writer, &mut json] {
+            if !body.is_empty() {
+                rows += self
+                    .send_part(plan, chunk, run, part, body, &mut in_flight)
+                    .await?;
+                part += 1;
+            }
         }
         if let Some((load, part_rows)) = in_flight.take() {
             self.finish_load(plan, chunk, load, part_rows).await?;
@@ -483,6 +503,7 @@ impl Copier {
         in_flight: &mut Option<(LoadTask, u64)>,
     ) -> Result<u64, SnapshotError> {
         let part_rows = writer.rows();
+        let csv_columns = (writer.format() == BodyFormat::Csv).then(|| plan.encoder.full_columns());
         let body = writer
             .take_body(self.compression)
             .map_err(|err| SnapshotError::Encode {
@@ -504,6 +525,7 @@ impl Copier {
             last_lsn: plan.consistent_point,
             rows: part_rows,
             partial_columns: None,
+            csv_columns,
             body,
         };
         let sink = self.sink.clone();

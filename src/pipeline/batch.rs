@@ -38,7 +38,8 @@ use crate::postgres::{ChangePosition, Lsn};
 use crate::schema::TableSchema;
 use crate::sink::starrocks::config::Compression;
 use crate::sink::starrocks::encoding::{
-    Audit, BodyWriter, ChangeRow, ColumnSet, EncodeError, SourceOp, SyncedAt, TableEncoder,
+    Audit, BodyFormat, BodyWriter, ChangeRow, ColumnSet, EncodeError, SourceOp, SyncedAt,
+    TableEncoder, Written,
 };
 use crate::sink::starrocks::label::Label;
 use crate::sink::LoadBatch;
@@ -562,6 +563,8 @@ impl TableBatch {
         let last = self.last;
         let synced_at_time = self.synced_at.unwrap_or_else(PgTimestamp::now);
         let synced_at = SyncedAt::new(synced_at_time);
+        // One load per column set and body format: a row the table's CSV cannot carry goes to
+        // a JSON body of its set (one entry per key, so the split keeps each key's order).
         let mut groups: Vec<(ColumnSet, BodyWriter)> = Vec::new();
         let mut present = ColumnSet::default();
         for entry in &self.entries {
@@ -569,26 +572,44 @@ impl TableBatch {
                 continue;
             };
             encoder.load_columns(row, &mut present);
-            let group = match groups.iter().position(|(set, _)| *set == present) {
-                Some(group) => group,
-                None => {
-                    groups.push((present.clone(), BodyWriter::new()));
-                    groups.len() - 1
-                }
-            };
             let audit = Audit {
                 op: entry.op,
                 lsn: entry.commit,
                 synced_at,
             };
-            let (_, writer) = &mut groups[group];
-            encoder.write_change(writer, row, &audit, &mut present)?;
+            let mut format = encoder.format();
+            loop {
+                let group = match groups
+                    .iter()
+                    .position(|(set, writer)| *set == present && writer.format() == format)
+                {
+                    Some(group) => group,
+                    None => {
+                        groups.push((present.clone(), BodyWriter::with_format(format)));
+                        groups.len() - 1
+                    }
+                };
+                let (_, writer) = &mut groups[group];
+                match encoder.write_change(writer, row, &audit, &mut present)? {
+                    Written::Row => break,
+                    Written::NeedsJson => format = BodyFormat::Json,
+                }
+            }
         }
-        // Part numbers follow the column sets, not the order rows arrived in: full rows first,
-        // then partial sets in a fixed order, so a re-formed batch numbers its parts the same.
-        groups.sort_by(|(a, _), (b, _)| b.is_full().cmp(&a.is_full()).then_with(|| a.cmp(b)));
+        // Empty once a row moved on to JSON.
+        groups.retain(|(_, writer)| !writer.is_empty());
+        // Part numbers follow the column sets and formats, not the order rows arrived in: full
+        // rows first, then partial sets in a fixed order, so a re-formed batch numbers its parts
+        // the same.
+        groups.sort_by(|(a, wa), (b, wb)| {
+            b.is_full()
+                .cmp(&a.is_full())
+                .then_with(|| a.cmp(b))
+                .then_with(|| wa.format().cmp(&wb.format()))
+        });
         let mut loads = Vec::with_capacity(groups.len());
         for (part, (set, mut writer)) in groups.into_iter().enumerate() {
+            let csv = writer.format() == BodyFormat::Csv;
             let rows = writer.rows();
             // The writer is dropped next: hand its buffer over rather than copy it.
             let body: Bytes = writer
@@ -604,6 +625,7 @@ impl TableBatch {
                 last_lsn: last.commit,
                 rows,
                 partial_columns: (!set.is_full()).then(|| encoder.partial_columns(&set)),
+                csv_columns: csv.then(|| encoder.partial_columns(&set)),
                 body,
             });
         }
@@ -681,8 +703,65 @@ mod tests {
     const KEY: &[usize] = &[0];
 
     #[test]
-    fn inv4_changes_to_one_key_collapse_and_fill_unchanged_toast_from_the_earlier_image() {
+    fn csv_loads_name_their_fields_and_rows_csv_cannot_carry_load_as_json() {
         let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
+        let mut batch = TableBatch::default();
+        batch.insert(at(1), KEY, row(&[Some("1"), Some("a,\"b\"\n"), Some("1")]));
+        batch.insert(at(2), KEY, row(&[Some("2"), Some("\\N"), Some("2")]));
+        batch.delete(at(3), KEY, &OldTuple::Key(row(&[Some("3"), None, None])));
+        batch.update(at(4), KEY, None, row(&[Some("4"), Some("<u>"), Some("4")]));
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        let parts: Vec<_> = sealed
+            .loads
+            .iter()
+            .map(|load| {
+                (
+                    load.csv_columns.clone(),
+                    load.partial_columns.is_some(),
+                    load.rows,
+                )
+            })
+            .collect();
+        let full = encoder.full_columns();
+        assert_eq!(
+            parts,
+            [
+                (None, false, 1),
+                (Some(full), false, 2),
+                (
+                    Some(vec![
+                        "id".into(),
+                        "small".into(),
+                        "_starwal_op".into(),
+                        "_starwal_deleted".into(),
+                        "_starwal_synced_at".into(),
+                        "_starwal_lsn".into(),
+                        "__op".into()
+                    ]),
+                    true,
+                    1
+                )
+            ]
+        );
+        // The text `\N` is NULL to StarRocks' CSV reader: its row is a JSON load.
+        assert!(body(&sealed.loads[0]).contains(r#""big":"\\N""#));
+        let csv = body(&sealed.loads[1]).replace('\u{1f}', "|");
+        assert!(csv.starts_with("1|a,\"b\"\n|1|insert|"), "{csv}");
+        assert!(
+            csv.contains("\u{1e}3|\\N|\\N|\\N|\\N|\\N|\\N|1\u{1e}"),
+            "{csv}"
+        );
+        let labels: Vec<_> = sealed.loads.iter().map(|l| l.label.to_string()).collect();
+        assert!(labels[2].ends_with("_p2"), "{labels:?}");
+    }
+
+    #[test]
+    fn inv4_changes_to_one_key_collapse_and_fill_unchanged_toast_from_the_earlier_image() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+            .with_format(BodyFormat::Json);
         let mut batch = TableBatch::default();
         batch.insert(at(1), KEY, row(&[Some("1"), Some("long"), Some("1")]));
         batch.update(at(2), KEY, None, row(&[Some("1"), Some("<u>"), Some("2")]));
@@ -708,7 +787,8 @@ mod tests {
 
     #[test]
     fn inv4_a_key_change_deletes_the_old_key_and_a_moved_row_missing_values_waits_for_a_fetch() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+            .with_format(BodyFormat::Json);
         let mut batch = TableBatch::default();
         // Moved with `big` unchanged and no earlier image: must be fetched, never partial.
         batch.update(
@@ -751,7 +831,8 @@ mod tests {
 
     #[test]
     fn inv4_a_moved_row_gone_from_the_source_is_not_written_but_its_old_key_is_deleted() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+            .with_format(BodyFormat::Json);
         let mut batch = TableBatch::default();
         batch.update(
             at(1),
@@ -779,7 +860,8 @@ mod tests {
 
     #[test]
     fn inv5_a_batch_sealed_with_a_kept_sync_time_is_the_same_bytes() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+            .with_format(BodyFormat::Json);
         let fill = |batch: &mut TableBatch| {
             batch.insert(at(1), KEY, row(&[Some("1"), Some("a"), Some("1")]));
             batch.update(at(2), KEY, None, row(&[Some("2"), Some("<u>"), Some("2")]));
@@ -815,7 +897,8 @@ mod tests {
 
     #[test]
     fn inv4_a_full_old_tuple_fills_what_the_new_row_lacks() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+            .with_format(BodyFormat::Json);
         let mut batch = TableBatch::default();
         batch.update(
             at(1),
@@ -838,7 +921,8 @@ mod tests {
 
     #[test]
     fn inv4_an_unchanged_toasted_key_is_not_a_key_change() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+            .with_format(BodyFormat::Json);
         let mut batch = TableBatch::default();
         // The key column was stored out of line: the new tuple says `u`, the old key is logged.
         batch.update(
@@ -860,7 +944,8 @@ mod tests {
 
     #[test]
     fn a_soft_delete_keeps_the_values_the_batch_has_for_the_row() {
-        let encoder = TableEncoder::new(&schema(), DeleteMode::Soft, TypeMapping::default());
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Soft, TypeMapping::default())
+            .with_format(BodyFormat::Json);
         let mut batch = TableBatch::default();
         batch.insert(at(1), KEY, row(&[Some("1"), Some("kept"), Some("5")]));
         batch.delete(at(2), KEY, &OldTuple::Key(row(&[Some("1"), None, None])));
@@ -880,7 +965,8 @@ mod tests {
     #[test]
     fn bytes_count_what_the_batch_holds_and_the_bodies_it_will_write() {
         let schema = schema();
-        let encoder = TableEncoder::new(&schema, DeleteMode::Hard, TypeMapping::default());
+        let encoder = TableEncoder::new(&schema, DeleteMode::Hard, TypeMapping::default())
+            .with_format(BodyFormat::Json);
         let mut batch = TableBatch::default();
         batch.set_row_overhead(body_row_overhead(&schema));
         let empty = batch.bytes();

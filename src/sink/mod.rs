@@ -36,6 +36,9 @@ pub struct LoadBatch {
     /// `Some(columns)` for a partial update: the key plus exactly these columns are written,
     /// the others keep their stored values.
     pub partial_columns: Option<Vec<String>>,
+    /// `Some(columns)` when the body is CSV (`encoding::BodyFormat::Csv`): its fields, in
+    /// order, are these columns (a partial update's are its `partial_columns`); `None` for JSON.
+    pub csv_columns: Option<Vec<String>>,
     /// The request body, already encoded (and compressed when configured); shared, so retries
     /// re-send it without copying.
     pub body: Bytes,

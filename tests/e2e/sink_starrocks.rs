@@ -116,6 +116,7 @@ fn batch(rows: &[Row<'_>], first: u64, last: u64, compression: Compression) -> L
         last_lsn: Lsn(last),
         rows,
         partial_columns: None,
+        csv_columns: None,
         body: writer.finish(compression).unwrap(),
     }
 }
@@ -183,6 +184,7 @@ async fn sink_upserts_deletes_and_partial_updates() {
         last_lsn: Lsn(40),
         rows: 1,
         partial_columns: Some(vec!["id".into(), "score".into(), "__op".into()]),
+        csv_columns: None,
         body: partial.finish(Compression::None).unwrap(),
     };
     sink.load(partial).await.unwrap();

@@ -143,6 +143,56 @@ pub fn write_value(
     write_typed(value, &target.data_type, target.check_decimal_fit, out)
 }
 
+/// Appends `value` as a CSV field for a column of `target`: the JSON form without its quotes
+/// for everything but text and JSON, which are written as they are (no enclose, no escape).
+/// `Ok(false)` when the field cannot be carried exactly (what was appended is then meaningless;
+/// the row goes to a JSON body): text holding a separator byte, or exactly `\N`, which StarRocks'
+/// CSV reader turns into NULL (`NullableConverter::read_string`, after enclose and escape are
+/// undone, so no quoting can carry it), or an array (ARRAY tables load JSON: StarRocks' CSV
+/// array reader has no escape for a quote inside a string element).
+pub fn write_csv_value(
+    value: &Value<'_>,
+    target: &ValueTarget,
+    out: &mut Vec<u8>,
+) -> Result<bool, Unstorable> {
+    let start = out.len();
+    match value {
+        Value::Null => out.extend_from_slice(b"\\N"),
+        Value::Text(text) | Value::Bytea(text) => {
+            text.write_to(out);
+            return Ok(csv_safe(out.get(start..).unwrap_or_default()));
+        }
+        Value::Json(json) => {
+            json.write_to(out);
+            let written = out.get(start..).unwrap_or_default();
+            // A top-level JSON `null` is SQL NULL in a JSON body, where the two look alike; CSV
+            // would store a JSON null, so write what the JSON body stores.
+            if written.trim_ascii() == b"null" {
+                out.truncate(start);
+                out.extend_from_slice(b"\\N");
+                return Ok(true);
+            }
+            return Ok(csv_safe(written));
+        }
+        Value::Array(_) => return Ok(false),
+        _ => {
+            write_typed(value, &target.data_type, target.check_decimal_fit, out)?;
+            // Numbers, dates, times, uuids and special floats: ASCII without escapes, so the
+            // JSON string's content is the text.
+            if out.get(start) == Some(&b'"') && out.last() == Some(&b'"') && out.len() > start + 1 {
+                out.pop();
+                out.remove(start);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Whether CSV carries `text` exactly: no separator byte, and not the NULL marker.
+fn csv_safe(text: &[u8]) -> bool {
+    text != b"\\N" && memchr::memchr2(CSV_COLUMN_SEPARATOR, CSV_ROW_DELIMITER, text).is_none()
+}
+
 fn write_typed(
     value: &Value<'_>,
     target: &TargetType,
@@ -308,6 +358,40 @@ fn write_datetime(civil: &CivilDateTime, out: &mut Vec<u8>) {
     held.write_text(out, b' ', Fraction::Micros);
 }
 
+/// A body's format. CSV is StarRocks' plain CSV with non-printing separators and no enclose or
+/// escape ([`CSV_COLUMN_SEPARATOR`], [`CSV_ROW_DELIMITER`], `\N` for NULL), which StarRocks
+/// splits without a state machine; a value it cannot carry exactly sends its row to a JSON body
+/// (see [`Written::NeedsJson`]). ARCHITECTURE.md "Decisions" has the measurements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BodyFormat {
+    /// A JSON array of row objects (`strip_outer_array`).
+    #[default]
+    Json,
+    /// One CSV line per row, fields in the order of the load's `columns` header.
+    Csv,
+}
+
+/// CSV `column_separator` (ASCII unit separator): never in a number, date or JSON text; a text
+/// value holding it goes to a JSON body.
+pub const CSV_COLUMN_SEPARATOR: u8 = 0x1f;
+/// CSV `row_delimiter` (ASCII record separator), likewise.
+pub const CSV_ROW_DELIMITER: u8 = 0x1e;
+/// The separators as Stream Load headers spell them.
+pub const CSV_COLUMN_SEPARATOR_HEADER: &str = "\\x1f";
+pub const CSV_ROW_DELIMITER_HEADER: &str = "\\x1e";
+
+/// Whether a row went into the writer it was given.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The row is in the body.
+    Row,
+    /// A CSV writer met a value CSV cannot carry exactly (text holding a separator byte, or the
+    /// text `\N`, which StarRocks reads as NULL whether enclosed or not): nothing was written;
+    /// write the row into a JSON body instead.
+    NeedsJson,
+}
+
 /// Builds one Stream Load body. Reuse it: [`BodyWriter::finish`] hands out the bytes and keeps
 /// the buffer's capacity for the next batch.
 #[derive(Debug, Default)]
@@ -316,12 +400,28 @@ pub struct BodyWriter {
     rows: u64,
     in_row: bool,
     fields_in_row: usize,
+    format: BodyFormat,
+    /// A CSV field of the current row could not be written exactly.
+    not_csv: bool,
 }
 
 impl BodyWriter {
-    /// An empty writer.
+    /// An empty JSON writer.
     pub fn new() -> BodyWriter {
         BodyWriter::default()
+    }
+
+    /// An empty writer of `format`.
+    pub fn with_format(format: BodyFormat) -> BodyWriter {
+        BodyWriter {
+            format,
+            ..BodyWriter::default()
+        }
+    }
+
+    /// The format this writer writes.
+    pub fn format(&self) -> BodyFormat {
+        self.format
     }
 
     /// Rows written since the last [`BodyWriter::finish`].
@@ -349,28 +449,49 @@ impl BodyWriter {
         self.buf.truncate(mark.0);
         self.rows = mark.1;
         self.in_row = false;
+        self.not_csv = false;
+    }
+
+    /// Whether a CSV field of the row being written could not be written exactly (the caller
+    /// rolls the row back and writes it as JSON).
+    pub fn row_needs_json(&self) -> bool {
+        self.not_csv
     }
 
     /// Starts a row.
     pub fn begin_row(&mut self) {
         debug_assert!(!self.in_row, "begin_row inside a row");
-        self.buf.push(if self.rows == 0 { b'[' } else { b',' });
-        self.buf.push(b'{');
+        if self.format == BodyFormat::Json {
+            self.buf.push(if self.rows == 0 { b'[' } else { b',' });
+            self.buf.push(b'{');
+        }
         self.in_row = true;
+        self.not_csv = false;
         self.fields_in_row = 0;
     }
 
+    /// The separator before a field and, in JSON, its key.
     fn key(&mut self, json_key: &[u8]) {
-        if self.fields_in_row > 0 {
-            self.buf.push(b',');
+        match self.format {
+            BodyFormat::Json => {
+                if self.fields_in_row > 0 {
+                    self.buf.push(b',');
+                }
+                self.buf.extend_from_slice(json_key);
+            }
+            BodyFormat::Csv => {
+                if self.fields_in_row > 0 {
+                    self.buf.push(CSV_COLUMN_SEPARATOR);
+                }
+            }
         }
         self.fields_in_row += 1;
-        self.buf.extend_from_slice(json_key);
     }
 
     /// Writes one field into a column of `target`; `json_key` is the quoted name with its colon
-    /// (`"id":`), rendered once per column by the caller. A value the column cannot hold leaves
-    /// the row unfinished: roll back to a [`BodyWriter::mark`].
+    /// (`"id":`), rendered once per column by the caller (a CSV writer ignores it: fields follow
+    /// the load's `columns` order). A value the column cannot hold leaves the row unfinished:
+    /// roll back to a [`BodyWriter::mark`].
     pub fn field(
         &mut self,
         json_key: &[u8],
@@ -378,16 +499,40 @@ impl BodyWriter {
         target: &ValueTarget,
     ) -> Result<(), Unstorable> {
         self.key(json_key);
-        write_value(value, target, &mut self.buf)
+        match self.format {
+            BodyFormat::Json => write_value(value, target, &mut self.buf),
+            BodyFormat::Csv => {
+                if !write_csv_value(value, target, &mut self.buf)? {
+                    self.not_csv = true;
+                }
+                Ok(())
+            }
+        }
     }
 
-    /// Writes one field whose JSON is already rendered (audit columns).
+    /// Writes a NULL field (a CSV hard delete's columns other than the key).
+    pub fn null_field(&mut self, json_key: &[u8]) {
+        self.key(json_key);
+        self.buf.extend_from_slice(match self.format {
+            BodyFormat::Json => b"null",
+            BodyFormat::Csv => b"\\N",
+        });
+    }
+
+    /// Writes one field whose JSON is already rendered (audit columns). A CSV writer writes
+    /// `json` without its quotes, so it must be a string without escapes, a number or a literal.
     pub fn raw_field(&mut self, json_key: &[u8], json: &[u8]) {
         self.key(json_key);
-        self.buf.extend_from_slice(json);
+        let text = match (self.format, json) {
+            (BodyFormat::Csv, [b'"', inner @ .., b'"']) => inner,
+            (BodyFormat::Csv, b"null") => b"\\N",
+            _ => json,
+        };
+        self.buf.extend_from_slice(text);
     }
 
-    /// Writes one field whose JSON `write` renders straight into the body.
+    /// Writes one field whose text `write` renders straight into the body (the same in JSON and
+    /// CSV: a number).
     pub fn field_with(&mut self, json_key: &[u8], write: impl FnOnce(&mut Vec<u8>)) {
         self.key(json_key);
         write(&mut self.buf);
@@ -400,9 +545,22 @@ impl BodyWriter {
             RowOp::Upsert => b'0',
             RowOp::Delete => b'1',
         });
-        self.buf.push(b'}');
+        self.buf.push(match self.format {
+            BodyFormat::Json => b'}',
+            BodyFormat::Csv => CSV_ROW_DELIMITER,
+        });
         self.in_row = false;
         self.rows += 1;
+    }
+
+    /// Closes a JSON body's array (a CSV body needs nothing).
+    fn close(&mut self) {
+        if self.format == BodyFormat::Json {
+            if self.rows == 0 {
+                self.buf.push(b'[');
+            }
+            self.buf.push(b']');
+        }
     }
 
     /// Like [`BodyWriter::finish`], but an uncompressed body takes the buffer itself instead of
@@ -412,21 +570,15 @@ impl BodyWriter {
         if compression != Compression::None {
             return self.finish(compression);
         }
-        if self.rows == 0 {
-            self.buf.push(b'[');
-        }
-        self.buf.push(b']');
+        self.close();
         self.rows = 0;
         Ok(Bytes::from(std::mem::take(&mut self.buf)))
     }
 
     /// Closes the array and returns the body, compressed as configured; the writer is empty
-    /// afterwards. An empty batch gives `[]`.
+    /// afterwards. An empty JSON batch gives `[]`, an empty CSV one no bytes.
     pub fn finish(&mut self, compression: Compression) -> std::io::Result<Bytes> {
-        if self.rows == 0 {
-            self.buf.push(b'[');
-        }
-        self.buf.push(b']');
+        self.close();
         let body = match compression {
             Compression::None => Bytes::copy_from_slice(&self.buf),
             Compression::Gzip => {
@@ -626,6 +778,8 @@ pub struct TableEncoder {
     /// The audit columns' JSON keys, in [`AUDIT_COLUMNS`] order.
     audit_keys: [Vec<u8>; 4],
     delete_mode: DeleteMode,
+    /// The table's body format: CSV unless a column is an ARRAY.
+    format: BodyFormat,
 }
 
 impl TableEncoder {
@@ -636,6 +790,21 @@ impl TableEncoder {
         delete_mode: DeleteMode,
         mapping: TypeMapping,
     ) -> TableEncoder {
+        let targets: Vec<ValueTarget> = schema
+            .columns
+            .iter()
+            .map(|column| ValueTarget::of_column(column, mapping))
+            .collect();
+        // StarRocks' CSV array reader cannot carry a quote inside a string element
+        // (`DefaultArrayReader::split_array_elements` has no escape), so ARRAY tables stay JSON.
+        let format = if targets
+            .iter()
+            .any(|target| matches!(target.data_type, TargetType::Array(_)))
+        {
+            BodyFormat::Json
+        } else {
+            BodyFormat::Csv
+        };
         TableEncoder {
             table: schema.to_string(),
             codec: RowCodec::new(
@@ -645,14 +814,29 @@ impl TableEncoder {
                     .map(|column| ColumnCodec::new(&column.name, column.type_oid, column.is_key()))
                     .collect(),
             ),
-            targets: schema
-                .columns
-                .iter()
-                .map(|column| ValueTarget::of_column(column, mapping))
-                .collect(),
+            targets,
             audit_keys: AUDIT_COLUMNS.map(json_key),
             delete_mode,
+            format,
         }
+    }
+
+    /// The same encoder writing `format` bodies (JSON for every table, to compare the two).
+    pub fn with_format(mut self, format: BodyFormat) -> TableEncoder {
+        if format == BodyFormat::Json {
+            self.format = format;
+        }
+        self
+    }
+
+    /// The format of this table's bodies; a row CSV cannot carry still goes to a JSON body.
+    pub fn format(&self) -> BodyFormat {
+        self.format
+    }
+
+    /// An empty writer of this table's format.
+    pub fn body_writer(&self) -> BodyWriter {
+        BodyWriter::with_format(self.format)
     }
 
     /// Writes one change as one row and records in `present` which source columns it carries.
@@ -660,14 +844,16 @@ impl TableEncoder {
     /// A hard delete writes the key with `__op` 1. A soft delete writes an upsert with
     /// `_starwal_deleted = true`: the whole old row when the stream has it (FULL), else the key
     /// only, as a partial update. Unchanged-TOAST columns are left out (partial update); filling
-    /// them from an earlier image is the pipeline's job.
+    /// them from an earlier image is the pipeline's job. Into a CSV writer a hard delete carries
+    /// NULL (`\N`) in every other column, as a JSON one leaves them out; a row CSV cannot carry
+    /// is not written ([`Written::NeedsJson`]).
     pub fn write_change(
         &self,
         writer: &mut BodyWriter,
         row: ChangeRow<'_>,
         audit: &Audit,
         present: &mut ColumnSet,
-    ) -> Result<(), EncodeError> {
+    ) -> Result<Written, EncodeError> {
         let (tuple, key_only, deleted) = match row {
             ChangeRow::New(tuple) => (tuple, false, false),
             ChangeRow::DeletedKey(tuple) => (tuple, true, true),
@@ -677,14 +863,33 @@ impl TableEncoder {
         let mark = writer.mark();
         writer.begin_row();
         let image = if key_only { Image::KeyOnly } else { Image::All };
-        let written = self.write_values(writer, tuple.raw_values(), image, audit.lsn, present);
+        let hard_delete = deleted && self.delete_mode == DeleteMode::Hard;
+        let fill_nulls = hard_delete && writer.format() == BodyFormat::Csv;
+        let written = self.write_values(
+            writer,
+            tuple.raw_values(),
+            image,
+            fill_nulls,
+            audit.lsn,
+            present,
+        );
         if let Err(err) = written {
             // Leave the body as it was: a batch never carries half a row.
             writer.rollback(mark);
             return Err(err);
         }
         self.end_row(writer, audit, deleted);
-        Ok(())
+        Ok(Self::settle(writer, mark))
+    }
+
+    /// A finished row stays unless a CSV field could not carry its value.
+    fn settle(writer: &mut BodyWriter, mark: (usize, u64)) -> Written {
+        if writer.row_needs_json() {
+            writer.rollback(mark);
+            Written::NeedsJson
+        } else {
+            Written::Row
+        }
     }
 
     /// Writes one row of a snapshot copy: `values` are the columns' texts in `attnum` order
@@ -696,7 +901,7 @@ impl TableEncoder {
         values: impl ExactSizeIterator<Item = Option<&'v [u8]>> + Clone,
         audit: &Audit,
         present: &mut ColumnSet,
-    ) -> Result<(), EncodeError> {
+    ) -> Result<Written, EncodeError> {
         present.reset(self.codec.columns().len());
         let mark = writer.mark();
         writer.begin_row();
@@ -704,23 +909,28 @@ impl TableEncoder {
             Some(text) => TupleValueRef::Text(text),
             None => TupleValueRef::Null,
         });
-        if let Err(err) = self.write_values(writer, values, Image::All, audit.lsn, present) {
+        if let Err(err) = self.write_values(writer, values, Image::All, false, audit.lsn, present) {
             writer.rollback(mark);
             return Err(err);
         }
         self.end_row(writer, audit, false);
-        Ok(())
+        Ok(Self::settle(writer, mark))
     }
 
     /// The audit columns and `__op` of a row whose source columns are written.
     fn end_row(&self, writer: &mut BodyWriter, audit: &Audit, deleted: bool) {
         let hard_delete = deleted && self.delete_mode == DeleteMode::Hard;
+        let [op, deleted_key, synced_at, lsn] = &self.audit_keys;
         if !hard_delete {
-            let [op, deleted_key, synced_at, lsn] = &self.audit_keys;
             writer.raw_field(op, audit.op.json());
             writer.raw_field(deleted_key, if deleted { b"true" } else { b"false" });
             writer.raw_field(synced_at, audit.synced_at.json());
             writer.field_with(lsn, |out| write_u64(out, audit.lsn.0));
+        } else if writer.format() == BodyFormat::Csv {
+            // A CSV line has every column of the load; StarRocks reads only a delete's key.
+            for key in [op, deleted_key, synced_at, lsn] {
+                writer.null_field(key);
+            }
         }
         writer.end_row(if hard_delete {
             RowOp::Delete
@@ -734,12 +944,20 @@ impl TableEncoder {
         writer: &mut BodyWriter,
         values: impl ExactSizeIterator<Item = TupleValueRef<'v>> + Clone,
         image: Image,
+        fill_nulls: bool,
         lsn: Lsn,
         present: &mut ColumnSet,
     ) -> Result<(), EncodeError> {
         let mut refused = None;
+        // With `fill_nulls` (a CSV hard delete), the columns the image skips are NULL fields.
+        let mut next = 0;
+        let columns = self.codec.columns().len();
         self.codec
             .decode_row(values.clone(), image, |index, column, field| {
+                if fill_nulls {
+                    (next..index).for_each(|_| writer.null_field(b""));
+                    next = index + 1;
+                }
                 // An unchanged TOAST column is left out: the row becomes a partial update.
                 if let Field::Value(value) = field {
                     present.insert(index);
@@ -755,6 +973,9 @@ impl TableEncoder {
                 }
             })
             .map_err(|err| self.row_error(err, lsn))?;
+        if fill_nulls {
+            (next..columns).for_each(|_| writer.null_field(b""));
+        }
         match refused {
             None => Ok(()),
             Some((index, source)) => Err(EncodeError::Unstorable {
@@ -847,8 +1068,22 @@ impl TableEncoder {
         }
     }
 
-    /// The `columns` header of a partial update carrying `present`: those source columns, the
+    /// A full row's columns in the order a CSV body writes them: every source column, the
     /// audit columns and `__op`.
+    pub fn full_columns(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .codec
+            .columns()
+            .iter()
+            .map(|column| column.name().to_owned())
+            .collect();
+        names.extend(AUDIT_COLUMNS.map(String::from));
+        names.push("__op".into());
+        names
+    }
+
+    /// The `columns` header of a partial update carrying `present`: those source columns, the
+    /// audit columns and `__op` (also a CSV body's field order for rows carrying `present`).
     pub fn partial_columns(&self, present: &ColumnSet) -> Vec<String> {
         let mut names: Vec<String> = self
             .codec
@@ -1204,9 +1439,10 @@ mod tests {
         let encoder = TableEncoder::new(&schema(), mode, TypeMapping::default());
         let mut writer = BodyWriter::new();
         let mut present = ColumnSet::default();
-        encoder
+        let written = encoder
             .write_change(&mut writer, row, &audit, &mut present)
             .unwrap();
+        assert_eq!(written, Written::Row);
         let body = writer.finish(Compression::None).unwrap();
         (String::from_utf8(body.to_vec()).unwrap(), present)
     }
@@ -1327,7 +1563,7 @@ mod tests {
         let encoder = TableEncoder::new(&schema, DeleteMode::Hard, TypeMapping::default());
         let mut writer = BodyWriter::new();
         let fits = tuple(&[Some("1"), Some("a"), Some("2.5")], usize::MAX);
-        encoder
+        let _ = encoder
             .write_change(
                 &mut writer,
                 ChangeRow::New(&fits),
@@ -1378,7 +1614,7 @@ mod tests {
                 op: SourceOp::Delete,
                 ..audit()
             };
-            encoder
+            let _ = encoder
                 .write_change(
                     &mut writer,
                     ChangeRow::DeletedRow(&pi),
@@ -1392,5 +1628,185 @@ mod tests {
             )
         };
         assert_eq!(body, r#"[{"id":7,"__op":1}]"#);
+    }
+
+    /// `text` of a column of type `type_oid` as a CSV field, `None` when CSV cannot carry it.
+    fn csv(type_oid: u32, text: Option<&str>) -> Option<String> {
+        let value = match text {
+            Some(text) => ValueKind::from_type_oid(Oid(type_oid))
+                .decode(text.as_bytes())
+                .unwrap(),
+            None => Value::Null,
+        };
+        let target = ValueTarget::of_column(&column_of(type_oid, -1), TypeMapping::default());
+        let mut out = Vec::new();
+        write_csv_value(&value, &target, &mut out)
+            .unwrap()
+            .then(|| String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn csv_fields_are_the_json_values_unquoted_and_text_as_it_is() {
+        let cases: &[(u32, Option<&str>, &str)] = &[
+            (20, Some("9007199254740993"), "9007199254740993"),
+            (1700, Some("12.50"), "12.50"),
+            (701, Some("NaN"), "NaN"),
+            (700, Some("-Infinity"), "-Infinity"),
+            (701, Some("1e+100"), "1e+100"),
+            (16, Some("f"), "false"),
+            (25, Some("a\"b\n,\t\\x"), "a\"b\n,\t\\x"),
+            (25, Some(""), ""),
+            (25, Some("\\\\N"), "\\\\N"),
+            (25, Some("N"), "N"),
+            (25, None, "\\N"),
+            (1082, Some("infinity"), "9999-12-31"),
+            (1082, Some("0001-03-15 BC"), "0000-03-15"),
+            (
+                1184,
+                Some("2026-11-22 10:00:00.123456+02"),
+                "2026-11-22 08:00:00.123456",
+            ),
+            (
+                3802,
+                Some("{\"k\": [\"a\\u001f\", 2]}"),
+                "{\"k\": [\"a\\u001f\", 2]}",
+            ),
+            (114, Some("{\n \"a\" : \"x\" }"), "{\n \"a\" : \"x\" }"),
+            (3802, Some("\"42\""), "\"42\""),
+            // A top-level JSON null is SQL NULL, as in a JSON body.
+            (3802, Some("null"), "\\N"),
+            (114, Some(" null\n"), "\\N"),
+            (
+                2950,
+                Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            ),
+            (17, Some("\\x0102"), "\\x0102"),
+            (1186, Some("P1Y2M3DT4H5M6S"), "P1Y2M3DT4H5M6S"),
+        ];
+        for (oid, text, field) in cases {
+            assert_eq!(csv(*oid, *text).as_deref(), Some(*field), "{oid} {text:?}");
+        }
+        // What StarRocks' CSV reader cannot give back: the NULL marker as text, a separator
+        // byte inside a value, an array.
+        for (oid, text) in [
+            (25, "\\N"),
+            (25, "a\u{1f}b"),
+            (1043, "\u{1e}"),
+            (1007, "{1,2}"),
+            (1009, "{a}"),
+        ] {
+            assert_eq!(csv(oid, Some(text)), None, "{oid} {text:?}");
+        }
+        // Refusals stay refusals.
+        let target = ValueTarget::of_column(&column_of(1700, -1), TypeMapping::default());
+        let nan = Value::Numeric(Numeric::NaN);
+        assert!(write_csv_value(&nan, &target, &mut Vec::new()).is_err());
+    }
+
+    fn csv_encode(
+        mode: DeleteMode,
+        row: ChangeRow<'_>,
+        audit: Audit,
+    ) -> (Written, String, ColumnSet) {
+        let encoder = TableEncoder::new(&schema(), mode, TypeMapping::default());
+        assert_eq!(encoder.format(), BodyFormat::Csv);
+        let mut writer = encoder.body_writer();
+        let mut present = ColumnSet::default();
+        let written = encoder
+            .write_change(&mut writer, row, &audit, &mut present)
+            .unwrap();
+        let body = writer.finish(Compression::None).unwrap();
+        let text = String::from_utf8(body.to_vec())
+            .unwrap()
+            .replace('\u{1f}', "|")
+            .replace('\u{1e}', "$");
+        (written, text, present)
+    }
+
+    #[test]
+    fn csv_rows_follow_the_columns_header_and_hard_deletes_carry_nulls() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
+        assert_eq!(
+            encoder.full_columns(),
+            [
+                "id",
+                "v",
+                "big",
+                AUDIT_OP,
+                AUDIT_DELETED,
+                AUDIT_SYNCED_AT,
+                AUDIT_LSN,
+                "__op"
+            ]
+        );
+        let new = tuple(&[Some("1"), Some("a"), None], usize::MAX);
+        let (written, body, present) = csv_encode(DeleteMode::Hard, ChangeRow::New(&new), audit());
+        assert_eq!(written, Written::Row);
+        assert_eq!(body, "1|a|\\N|update|false|2026-11-22 10:00:00|23803720|0$");
+        assert!(present.is_full());
+        // A hard delete has every field of the full set: NULL but for the key.
+        let key = tuple(&[Some("7"), None, None], usize::MAX);
+        let delete = Audit {
+            op: SourceOp::Delete,
+            ..audit()
+        };
+        let (_, hard, _) = csv_encode(DeleteMode::Hard, ChangeRow::DeletedKey(&key), delete);
+        assert_eq!(hard, "7|\\N|\\N|\\N|\\N|\\N|\\N|1$");
+        let full = tuple(&[Some("7"), Some("x"), Some("y")], usize::MAX);
+        let (_, hard, _) = csv_encode(DeleteMode::Hard, ChangeRow::DeletedRow(&full), delete);
+        assert_eq!(hard, "7|\\N|\\N|\\N|\\N|\\N|\\N|1$");
+        // A soft key-only delete is a partial update of the key and the audit columns.
+        let (_, soft, present) = csv_encode(DeleteMode::Soft, ChangeRow::DeletedKey(&key), delete);
+        assert_eq!(soft, "7|delete|true|2026-11-22 10:00:00|23803720|0$");
+        assert_eq!(
+            encoder.partial_columns(&present),
+            [
+                "id",
+                AUDIT_OP,
+                AUDIT_DELETED,
+                AUDIT_SYNCED_AT,
+                AUDIT_LSN,
+                "__op"
+            ]
+        );
+        // Unchanged TOAST: the partial row's fields are its columns.
+        let partial = tuple(&[Some("1"), Some("a"), None], 2);
+        let (_, body, present) = csv_encode(DeleteMode::Hard, ChangeRow::New(&partial), audit());
+        assert_eq!(body, "1|a|update|false|2026-11-22 10:00:00|23803720|0$");
+        assert_eq!(encoder.partial_columns(&present).len(), 7);
+    }
+
+    #[test]
+    fn csv_rows_it_cannot_carry_are_left_for_a_json_body() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default());
+        let mut writer = encoder.body_writer();
+        let mut present = ColumnSet::default();
+        let plain = tuple(&[Some("1"), Some("a"), None], usize::MAX);
+        let marker = tuple(&[Some("2"), Some("x"), Some("\\N")], usize::MAX);
+        let separator = tuple(&[Some("3"), Some("a\u{1e}b"), None], usize::MAX);
+        let write = |writer: &mut BodyWriter, row: &TupleData, present: &mut ColumnSet| {
+            encoder
+                .write_change(writer, ChangeRow::New(row), &audit(), present)
+                .unwrap()
+        };
+        assert_eq!(write(&mut writer, &plain, &mut present), Written::Row);
+        let before = writer.byte_len();
+        for row in [&marker, &separator] {
+            assert_eq!(write(&mut writer, row, &mut present), Written::NeedsJson);
+            assert_eq!((writer.byte_len(), writer.rows()), (before, 1));
+        }
+        // The same rows go into a JSON writer.
+        let mut json = BodyWriter::new();
+        assert_eq!(write(&mut json, &marker, &mut present), Written::Row);
+        assert_eq!(write(&mut json, &separator, &mut present), Written::Row);
+        let json = String::from_utf8(json.finish(Compression::None).unwrap().to_vec()).unwrap();
+        assert!(json.contains(r#""big":"\\N""#), "{json}");
+        assert!(json.contains(r#""v":"a\u001eb""#), "{json}");
+        // A table with an ARRAY column loads JSON.
+        let mut with_array = schema();
+        with_array.columns[2].type_oid = Oid(1007);
+        let encoder = TableEncoder::new(&with_array, DeleteMode::Hard, TypeMapping::default());
+        assert_eq!(encoder.format(), BodyFormat::Json);
     }
 }

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use curl::easy::{Auth, Easy2, Handler, List, ReadError, SeekResult, WriteError};
 
 use super::config::StarRocksConfig;
+use super::encoding::{CSV_COLUMN_SEPARATOR_HEADER, CSV_ROW_DELIMITER_HEADER};
 use super::error::StreamLoadError;
 use super::label::Label;
 use super::response::{excerpt, parse_label_state, LabelState, LoadOutcome, LoadResponse};
@@ -363,9 +364,21 @@ impl StreamLoadClient {
         let mut add = |header: &str| headers.append(header).map_err(transport);
         add("Expect: 100-continue")?;
         add(&format!("label: {}", batch.label))?;
-        add("format: json")?;
-        add("strip_outer_array: true")?;
-        add("ignore_json_size: true")?;
+        match &batch.csv_columns {
+            // Plain CSV (no enclose or escape): StarRocks splits it on the two bytes; `columns`
+            // names the fields in order (see `encoding::BodyFormat`).
+            Some(columns) => {
+                add("format: csv")?;
+                add(&format!("column_separator: {CSV_COLUMN_SEPARATOR_HEADER}"))?;
+                add(&format!("row_delimiter: {CSV_ROW_DELIMITER_HEADER}"))?;
+                add(&format!("columns: {}", columns_header(columns)))?;
+            }
+            None => {
+                add("format: json")?;
+                add("strip_outer_array: true")?;
+                add("ignore_json_size: true")?;
+            }
+        }
         add("max_filter_ratio: 0")?;
         // Without strict mode StarRocks stores NULL for a value it cannot convert (an overflowing
         // decimal, say) and reports success; with it the row is filtered and surfaces as an error.
@@ -373,7 +386,9 @@ impl StreamLoadClient {
         add(&format!("timeout: {load_seconds}"))?;
         if let Some(columns) = &batch.partial_columns {
             add("partial_update: true")?;
-            add(&format!("columns: {}", columns_header(columns)))?;
+            if batch.csv_columns.is_none() {
+                add(&format!("columns: {}", columns_header(columns)))?;
+            }
         }
         if let Some(compression) = self.config.compression.header_value() {
             add(&format!("compression: {compression}"))?;
