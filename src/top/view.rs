@@ -45,7 +45,7 @@ pub fn render(frame: &mut Frame, model: &Model) {
         Constraint::Min(4),
         Constraint::Length(copy_height),
         Constraint::Length(7),
-        Constraint::Length(1),
+        Constraint::Length(2),
         Constraint::Length(1),
     ])
     .areas(frame.area());
@@ -199,10 +199,12 @@ fn table_state(table: &pb::TableStatus) -> (&'static str, Style) {
 fn render_tables(frame: &mut Frame, area: Rect, model: &Model) {
     let block = Block::bordered().title(" tables (t: select) ");
     let Some(status) = model.status.as_ref().filter(|s| !s.tables.is_empty()) else {
-        frame.render_widget(
-            Paragraph::new("no tables registered yet").block(block),
-            area,
-        );
+        let text = if model.status.is_some() {
+            "no tables registered yet"
+        } else {
+            ""
+        };
+        frame.render_widget(Paragraph::new(text).block(block), area);
         return;
     };
     let selected = model.selected_table();
@@ -431,25 +433,39 @@ fn render_detail(frame: &mut Frame, area: Rect, model: &Model) {
     );
 }
 
+/// The connection, when it is not live, then the last lever's answer.
 fn render_notice(frame: &mut Frame, area: Rect, model: &Model) {
-    // A lost connection matters more than the last lever's answer.
-    let line = match (&model.link, &model.notice) {
-        (Link::Lost { error, attempts }, _) => Line::styled(
-            format!(
-                "connection lost ({attempts} failed attempt{}; retrying every second, the numbers above are stale): {error}",
-                if *attempts == 1 { "" } else { "s" }
-            ),
-            BAD.add_modifier(Modifier::BOLD),
-        ),
-        (Link::Connecting, _) => Line::from("connecting…"),
-        (Link::Live, Some(Notice::Pending(lever))) => {
-            Line::styled(format!("{}…", lever.rpc()), WARN)
+    let mut lines = Vec::new();
+    match &model.link {
+        Link::Lost { error, attempts } => {
+            let plural = if *attempts == 1 { "" } else { "s" };
+            let what = if model.status.is_some() {
+                "connection lost"
+            } else {
+                "cannot reach the agent"
+            };
+            let stale = if model.status.is_some() {
+                ", the numbers above are stale"
+            } else {
+                ""
+            };
+            lines.push(Line::styled(
+                format!("{what} ({attempts} failed attempt{plural}; retrying every second{stale}): {error}"),
+                BAD.add_modifier(Modifier::BOLD),
+            ));
         }
-        (Link::Live, Some(Notice::Done(text))) => Line::styled(text.clone(), GOOD),
-        (Link::Live, Some(Notice::Failed(error))) => Line::styled(error.clone(), BAD),
-        (Link::Live, None) => Line::default(),
-    };
-    frame.render_widget(Paragraph::new(line), area);
+        Link::Connecting => lines.push(Line::from("connecting…")),
+        Link::Live => {}
+    }
+    match &model.notice {
+        Some(Notice::Pending(lever)) => {
+            lines.push(Line::styled(format!("{}…", lever.rpc()), WARN));
+        }
+        Some(Notice::Done(text)) => lines.push(Line::styled(text.clone(), GOOD)),
+        Some(Notice::Failed(error)) => lines.push(Line::styled(error.clone(), BAD)),
+        None => {}
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }
 
 fn render_keys(frame: &mut Frame, area: Rect, model: &Model) {

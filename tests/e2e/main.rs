@@ -4,6 +4,7 @@
 //! Postgres-facing modules are named `postgres_*` (CI runs them against PG 14–18).
 
 mod cli_artifacts;
+mod cli_top;
 mod control_server;
 mod deploy_artifacts;
 mod engine_control;
