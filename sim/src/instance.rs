@@ -65,6 +65,9 @@ pub struct SimOptions {
     pub starrocks_version: String,
 }
 
+/// All rows of one table, in key order.
+pub type TableRows = Vec<Vec<Value>>;
+
 /// The StarRocks version a sim emulates by default.
 pub const DEFAULT_STARROCKS_VERSION: &str = "4.0.2";
 
@@ -374,7 +377,7 @@ impl Sim {
         &self,
         db: &str,
         tables: &[&str],
-    ) -> Result<(u64, Vec<Vec<Vec<Value>>>), CatalogError> {
+    ) -> Result<(u64, Vec<TableRows>), CatalogError> {
         self.catalog()
             .read_versioned(|c| {
                 tables

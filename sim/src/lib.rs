@@ -49,7 +49,8 @@ pub use faults::{
     FaultKind, FaultState, Faults, LoadFault, ServerFaults, ServerRole, TxnEffect, TxnOp,
 };
 pub use instance::{
-    parse_starrocks_version, Sim, SimAddrs, SimError, SimOptions, DEFAULT_STARROCKS_VERSION,
+    parse_starrocks_version, Sim, SimAddrs, SimError, SimOptions, TableRows,
+    DEFAULT_STARROCKS_VERSION,
 };
 pub use load::options::{SizeLimits, DEFAULT_JSON_MAX_BYTES, DEFAULT_STREAMING_LOAD_MAX_BYTES};
 pub use state::CatalogHandle;

@@ -7,3 +7,4 @@ mod harness;
 mod lifecycle;
 mod stream_load;
 mod txn_api;
+mod txn_multi;
