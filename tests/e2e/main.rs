@@ -25,6 +25,7 @@ mod engine_toast;
 mod engine_toast_reform;
 mod engine_types;
 mod engine_values;
+mod engine_verify;
 mod harness;
 mod postgres_check;
 mod postgres_checkpoint;

@@ -908,6 +908,33 @@ pub async fn verify(
             {
                 again = true;
             }
+            // A row missing from the target may have been deleted at the source after `L`
+            // (and that delete loaded): it has no `_starwal_lsn` to tell. It stands only if the
+            // source still holds it as the re-check's snapshot did.
+            if streaming && !again {
+                let missing: Vec<&Vec<String>> = diffs
+                    .iter()
+                    .filter(|d| d.kind == DiffKind::Missing)
+                    .map(|d| &d.pg_key)
+                    .collect();
+                let mut now = SourceRows::new();
+                for batch in missing.chunks(target::KEYS_PER_QUERY) {
+                    let sql = ctx.copy_sql(&ctx.pg_key_condition(batch));
+                    reader.read(&client, ctx, &sql, &mut now).await?;
+                }
+                let moved = diffs
+                    .iter()
+                    .filter(|d| d.kind == DiffKind::Missing)
+                    .any(
+                        |d| match (now.get(&d.key_values), fresh[i].get(&d.key_values)) {
+                            (Some(a), Some(b)) => a.values != b.values,
+                            _ => true,
+                        },
+                    );
+                if moved {
+                    again = true;
+                }
+            }
             diffs.extend(overflow);
             tally.diffs = diffs;
         }

@@ -1,0 +1,308 @@
+//! `starwal verify` end to end against a running agent: an equal replica verifies equal while a
+//! workload streams; rows changed behind starwal's back (Stream Loads straight into the sim) —
+//! a changed value, a missing row, an extra row, NULL vs the empty string, a numeric off in its
+//! last digit, a timestamp off by one microsecond, a JSON value off in one key — exit 1 naming
+//! each key and column, on integer, text, uuid and composite keys; `--repair` fixes them all
+//! while the workload keeps streaming, and the next verify exits 0.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::harness::agent::{start_sim, target_rows, wait_until, AgentSpec, TARGET_DB};
+use crate::harness::{Cluster, TestDatabase};
+
+const TABLES: &str = "public.t_int,public.t_text,public.t_uuid,public.t_comp";
+
+async fn create_tables(client: &tokio_postgres::Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE t_int (id bigint PRIMARY KEY, v text, amount numeric(20,6),
+                                 at timestamp(6), doc jsonb, f float8, ok boolean);
+             INSERT INTO t_int SELECT g, 'v' || g, g * 1.000001,
+                 '2024-01-01 00:00:00'::timestamp + g * interval '1.5 second',
+                 jsonb_build_object('a', g, 'b', 'x' || g), g / 3.0, g % 2 = 0
+               FROM generate_series(1, 3000) g;
+             CREATE TABLE t_text (k text PRIMARY KEY, v text);
+             INSERT INTO t_text SELECT 'key ' || g || E' tab\\there ''q''', 'v' || g
+               FROM generate_series(1, 1000) g;
+             CREATE TABLE t_uuid (id uuid PRIMARY KEY, v text);
+             INSERT INTO t_uuid SELECT md5(g::text)::uuid, 'v' || g FROM generate_series(1, 1000) g;
+             CREATE TABLE t_comp (a text, b int, v text, PRIMARY KEY (a, b));
+             INSERT INTO t_comp SELECT 'a' || (g % 7), g, 'v' || g FROM generate_series(1, 1000) g;",
+        )
+        .await
+        .unwrap();
+}
+
+/// Streams updates, inserts and deletes on rows the test never tampers with (`t_int` ids above
+/// 100, new `t_text` keys) until `stop`; counts transactions.
+fn spawn_workload(
+    db: &TestDatabase,
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    let db = db.clone();
+    tokio::spawn(async move {
+        let client = db.owner_client().await;
+        let mut round = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            round += 1;
+            let sql = format!(
+                "BEGIN;
+                 UPDATE t_int SET v = 'upd {round}', amount = amount + 1 WHERE id = {upd};
+                 INSERT INTO t_int VALUES ({new}, 'new', 1.5, now()::timestamp, '{{}}', 0.5, true);
+                 DELETE FROM t_int WHERE id = {del};
+                 INSERT INTO t_text VALUES ('new {round}', 'n');
+                 UPDATE t_comp SET v = 'upd {round}' WHERE a = 'a3' AND b = {b};
+                 COMMIT;",
+                upd = 100 + (round * 37) % 2900,
+                new = 1_000_000 + round,
+                del = 1_000_000 + round / 2,
+                b = 3 + 7 * (round % 100),
+            );
+            client.batch_execute(&sql).await.expect("workload");
+            rounds.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
+/// `starwal verify` with the agent's variables.
+fn verify(spec: &AgentSpec, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_starwal"))
+        .arg("verify")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(spec.vars.iter().map(|(k, v)| (k, v)))
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run starwal verify")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// One Stream Load straight into the sim (what someone writing to the replica would do).
+fn stream_load(sim: &starrocks_sim::Sim, table: &str, rows: &str, partial: Option<&str>) {
+    let mut command = Command::new("curl");
+    command.args([
+        "-sS",
+        "--location-trusted",
+        "-u",
+        "root:pw",
+        "-H",
+        "Expect:100-continue",
+        "-H",
+        "format: json",
+        "-H",
+        "strip_outer_array: true",
+        "-X",
+        "PUT",
+        "--data-binary",
+        rows,
+    ]);
+    if let Some(columns) = partial {
+        command.args([
+            "-H",
+            "partial_update: true",
+            "-H",
+            &format!("columns: {columns}"),
+        ]);
+    }
+    let url = format!("{}/api/{TARGET_DB}/{table}/_stream_load", sim.fe_url());
+    let output = command.arg(url).output().expect("curl");
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        answer.contains("\"Status\": \"Success\""),
+        "stream load into {table}: {answer}"
+    );
+}
+
+fn differences(report: &serde_json::Value, table: &str) -> Vec<(String, String, Vec<String>)> {
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == table)
+        .unwrap_or_else(|| panic!("{table} in {report}"))["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_owned(),
+                d["key"].as_str().unwrap().to_owned(),
+                d["columns"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_each_difference_and_repair_fixes_them_while_streaming() {
+    let db = Cluster::shared().create_database("verify").await;
+    let client = db.owner_client().await;
+    create_tables(&client).await;
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, TABLES)
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_SNAPSHOT_WORKERS", "2")
+        .var("STARWAL_SNAPSHOT_CHUNK_ROWS", "400");
+    let mut agent = spec.start_streaming().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let workload = spawn_workload(&db, stop.clone(), rounds.clone());
+
+    // An equal replica, with the workload streaming: equal.
+    let out = verify(&spec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("equal: 4 tables"),
+        "{}",
+        text(&out)
+    );
+
+    // Behind starwal's back.
+    stream_load(&sim, "t_int", r#"[{"id":1,"v":"changed"}]"#, Some("id,v"));
+    stream_load(&sim, "t_int", r#"[{"id":2,"__op":1}]"#, None);
+    stream_load(
+        &sim,
+        "t_int",
+        r#"[{"id":999999,"v":"extra","__op":0}]"#,
+        None,
+    );
+    stream_load(
+        &sim,
+        "t_int",
+        r#"[{"id":3,"amount":"3.000004"}]"#,
+        Some("id,amount"),
+    );
+    stream_load(
+        &sim,
+        "t_int",
+        r#"[{"id":4,"at":"2024-01-01 00:00:06.000001"}]"#,
+        Some("id,at"),
+    );
+    stream_load(
+        &sim,
+        "t_int",
+        r#"[{"id":5,"doc":{"a":5,"b":"y5"}}]"#,
+        Some("id,doc"),
+    );
+    // NULL at the source, the empty string in the target.
+    client
+        .batch_execute("UPDATE t_text SET v = NULL WHERE k = 'key 7' || E' tab\\there ''q'''")
+        .await
+        .unwrap();
+    // The NULL must have streamed before the empty string is written over it.
+    let streamed = wait_until(Duration::from_secs(60), || {
+        target_rows(&sim, "t_text", &["k", "v"])
+            .iter()
+            .any(|row| row[0].as_deref() == Some("key 7 tab\there 'q'") && row[1].is_none())
+    })
+    .await;
+    assert!(streamed, "{}", agent.log());
+    stream_load(
+        &sim,
+        "t_text",
+        r#"[{"k":"key 7 tab\there 'q'","v":""}]"#,
+        Some("k,v"),
+    );
+    let uuid: String = client
+        .query_one("SELECT md5('9')::uuid::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    stream_load(
+        &sim,
+        "t_uuid",
+        &format!(r#"[{{"id":"{uuid}","v":"other"}}]"#),
+        Some("id,v"),
+    );
+    stream_load(&sim, "t_comp", r#"[{"a":"a1","b":8,"__op":1}]"#, None);
+
+    let out = verify(&spec, &["--json", "--wait", "30"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    let int = differences(&report, "public.t_int");
+    let expect = |diffs: &[(String, String, Vec<String>)], kind: &str, key: &str, cols: &[&str]| {
+        assert!(
+            diffs
+                .iter()
+                .any(|(k, key_text, c)| k == kind && key_text == key && c == cols),
+            "{kind} {key} {cols:?} not in {diffs:?}\n{}",
+            text(&out)
+        );
+    };
+    expect(&int, "different", "id=1", &["v"]);
+    expect(&int, "missing", "id=2", &[]);
+    expect(&int, "extra", "id=999999", &[]);
+    expect(&int, "different", "id=3", &["amount"]);
+    expect(&int, "different", "id=4", &["at"]);
+    expect(&int, "different", "id=5", &["doc"]);
+    assert_eq!(int.len(), 6, "only the tampered rows: {int:?}");
+    let texts = differences(&report, "public.t_text");
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(texts[0].0, "different");
+    assert_eq!(texts[0].2, vec!["v".to_owned()]);
+    let uuids = differences(&report, "public.t_uuid");
+    expect(&uuids, "different", &format!("id={uuid}"), &["v"]);
+    let comp = differences(&report, "public.t_comp");
+    expect(&comp, "missing", "a=a1, b=8", &[]);
+
+    // Repair through the agent, the workload still running.
+    let before = rounds.load(Ordering::SeqCst);
+    let out = verify(
+        &spec,
+        &["--repair", "--wait", "30", "--addr", &spec.control_url()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = verify(&spec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        rounds.load(Ordering::SeqCst) > before,
+        "the workload kept running through the repair"
+    );
+    stop.store(true, Ordering::SeqCst);
+    workload.await.unwrap();
+    assert!(agent.is_running(), "{}", agent.log());
+    // The repaired tables stay equal once the workload's last changes are in.
+    let out = verify(&spec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_refuses_an_unknown_table_and_a_bad_sample_with_exit_2() {
+    let db = Cluster::shared().create_database("verify_cfg").await;
+    let client = db.owner_client().await;
+    create_tables(&client).await;
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, TABLES);
+    let out = verify(&spec, &["--table", "public.nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("public.nope"),
+        "{}",
+        text(&out)
+    );
+    let out = verify(&spec, &["--sample", "1.5"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = format!("{}", text(&out));
+    assert!(!all.contains("pw@") && !all.contains(":pw"), "{all}");
+}
