@@ -125,6 +125,23 @@ pub enum TxnEffect {
     /// The operation takes effect, then the answer is held back `stall_ms` — a window to kill
     /// the client in.
     StallAfter,
+    /// The request is held `stall_ms` before the operation takes effect — a window to kill the
+    /// client in with the step sent but not applied. Matches on the request's `db` and `table`
+    /// headers.
+    StallBefore,
+}
+
+impl FaultKind {
+    /// Whether this is a [`TxnEffect::StallBefore`] step fault.
+    pub(crate) fn is_stall_before(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::TxnStep {
+                effect: TxnEffect::StallBefore,
+                ..
+            }
+        )
+    }
 }
 
 fn default_visible_after_ms() -> u64 {
@@ -381,10 +398,22 @@ impl Faults {
         db: &str,
         tables: &[String],
     ) -> Option<FaultKind> {
+        self.take_matching(point, db, tables, |_| true)
+    }
+
+    /// [`Faults::take_any`] limited to faults `wanted` accepts.
+    pub(crate) fn take_matching(
+        &self,
+        point: FaultPoint,
+        db: &str,
+        tables: &[String],
+        wanted: impl Fn(&FaultKind) -> bool,
+    ) -> Option<FaultKind> {
         let mut taken = None;
         self.update(|s| {
             if let Some(fault) = s.loads.iter_mut().find(|f| {
                 f.kind.point() == point
+                    && wanted(&f.kind)
                     && f.count > 0
                     && f.db.as_deref().is_none_or(|d| d == db)
                     && f.table

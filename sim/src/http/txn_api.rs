@@ -59,7 +59,11 @@ impl Op {
 
 /// A `TxnStep` fault for this op, if one is armed.
 fn step_fault(shared: &Shared, op: TxnOp, db: &str, table: &str) -> Option<(TxnEffect, u64)> {
-    match shared.faults.take(FaultPoint::Txn(op), db, table) {
+    let tables = [table.to_string()];
+    match shared
+        .faults
+        .take_matching(FaultPoint::Txn(op), db, &tables, |k| !k.is_stall_before())
+    {
         Some(FaultKind::TxnStep {
             effect, stall_ms, ..
         }) => Some((effect, stall_ms)),
@@ -76,6 +80,22 @@ async fn after_effect(fault: Option<(TxnEffect, u64)>) -> Result<(), DropConnect
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// Holds the request if a `stall_before` step fault is armed for it (matched on the request's
+/// `db` and `table` headers), before anything is looked at.
+pub(crate) async fn stall_before(shared: &Shared, op: TxnOp, headers: &HeaderMap) {
+    let db = header(headers, "db").unwrap_or_default().trim();
+    let tables: Vec<String> = header(headers, "table")
+        .map(|t| vec![t.trim().to_string()])
+        .unwrap_or_default();
+    if let Some(FaultKind::TxnStep { stall_ms, .. }) =
+        shared
+            .faults
+            .take_matching(FaultPoint::Txn(op), db, &tables, FaultKind::is_stall_before)
+    {
+        tokio::time::sleep(Duration::from_millis(stall_ms)).await;
     }
 }
 
@@ -129,6 +149,7 @@ pub(crate) async fn fe(ctx: &Ctx, req: Request<Incoming>, op: &str) -> Handled {
         ));
     };
     let (db, label) = (db.to_string(), label.to_string());
+    stall_before(shared, op.txn_op(), headers).await;
     if super::txn_multi::wants_multi(ctx, headers)
         || super::txn_multi::is_multi_label(ctx, &db, &label)
     {
@@ -357,6 +378,9 @@ pub(crate) async fn be(ctx: &Ctx, req: Request<Incoming>, op: &str) -> Handled {
         .unwrap_or_default()
         .to_string();
     let parsed = parse_op(op);
+    if let Some(op) = parsed {
+        stall_before(&ctx.shared, op.txn_op(), req.headers()).await;
+    }
     if parsed == Some(Op::Load) {
         return be_load(ctx, req, &label).await;
     }

@@ -76,7 +76,11 @@ pub(crate) async fn fe(
 
 /// A `TxnStep` fault for this op, if one is armed.
 fn step_fault(ctx: &Ctx, op: TxnOp, db: &str, tables: &[String]) -> Option<(TxnEffect, u64)> {
-    match ctx.shared.faults.take_any(FaultPoint::Txn(op), db, tables) {
+    match ctx
+        .shared
+        .faults
+        .take_matching(FaultPoint::Txn(op), db, tables, |k| !k.is_stall_before())
+    {
         Some(FaultKind::TxnStep {
             effect, stall_ms, ..
         }) => Some((effect, stall_ms)),

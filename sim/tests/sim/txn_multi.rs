@@ -464,6 +464,20 @@ fn step_faults_cut_every_two_phase_commit_step() {
         .any(|e| e.op == "prepare" && e.label == "f5")));
     assert!(!waiter.is_finished(), "the answer is held back");
     assert_eq!(waiter.join().unwrap().status(), "OK");
+    // Stall before commit: the request is held with nothing applied yet.
+    sim.faults().inject(LoadFault::new(FaultKind::TxnStep {
+        op: TxnOp::Commit,
+        effect: TxnEffect::StallBefore,
+        stall_ms: 1500,
+    }));
+    let waiter = {
+        let sim = sim.clone();
+        std::thread::spawn(move || txn(&sim, "commit", "f5", &[], None))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sim.label_state("db", "f5"), TxnStatus::Prepared);
+    assert_eq!(waiter.join().unwrap().status(), "OK");
+    assert_eq!(sim.label_state("db", "f5"), TxnStatus::Visible);
 }
 
 #[test]
