@@ -427,7 +427,7 @@ fn copy_json(copy: &pb::TableCopy) -> Value {
 
 /// A table's snapshot copy in one line: `copying: 300 of 1000 rows (30.0%), 3/10 chunks,
 /// 1250 rows/s, ETA 560 ms`.
-fn copy_text(copy: &pb::TableCopy) -> String {
+pub(crate) fn copy_text(copy: &pb::TableCopy) -> String {
     if copy.state == "pending" {
         return "pending: asked for, not planned yet".to_owned();
     }

@@ -13,7 +13,7 @@ use ratatui::widgets::{Block, LineGauge, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::model::{Link, Model, Notice};
-use crate::control::client::{bytes_text, phase_name, seconds_text};
+use crate::control::client::{bytes_text, copy_text, phase_name, seconds_text};
 use crate::control::pb;
 
 /// The most copy bars shown at once; more copies than this show as a count (the table rows
@@ -323,13 +323,14 @@ pub fn copy_ratio(copy: &pb::TableCopy) -> f64 {
     }
 }
 
-/// `public.t copying 300/1000 rows 3/10 chunks 1250 rows/s ETA 560 ms`, padded so the bars of
-/// several tables line up.
+/// `public.t copying 30% 300/1000 rows 3/10 chunks 1250 rows/s ETA 560 ms`, padded so the bars
+/// of several tables line up.
 fn copy_label(source: &str, copy: &pb::TableCopy) -> String {
     let rows = format!("{}/{}", copy.rows_copied, copy.rows_estimated);
     let chunks = format!("{}/{}", copy.chunks_done, copy.chunks_total);
+    let percent = format!("{:.0}%", copy_ratio(copy) * 100.0);
     let mut label = format!(
-        "{source:<24} {:<7} {rows:>17} rows {chunks:>9} chunks",
+        "{source:<24} {:<7} {percent:>4} {rows:>17} rows {chunks:>9} chunks",
         copy.state
     );
     if copy.state == "copying" {
@@ -391,7 +392,7 @@ fn render_detail(frame: &mut Frame, area: Rect, model: &Model) {
     if let Some(copy) = &table.copy {
         lines.push(Line::from(vec![
             label("snapshot copy "),
-            Span::raw(copy_label(&table.source, copy).trim().to_owned()),
+            Span::raw(copy_text(copy)),
         ]));
     }
     if let Some(parked) = &table.parked {
@@ -638,6 +639,7 @@ mod tests {
             .unwrap();
         assert!(bar.contains("copying"), "{bar}");
         assert!(bar.contains("300/1000"), "{bar}");
+        assert!(bar.contains(" 30% "), "{bar}");
         assert!(bar.contains("3/10"), "{bar}");
         assert!(bar.contains("ETA 560 ms"), "{bar}");
         // The first table is selected: its details, average load 100 ms.
@@ -688,8 +690,17 @@ mod tests {
             text.contains("connection lost (1 failed attempt; retrying every second"),
             "{text}"
         );
-        // What was known stays on screen.
+        // What was known stays on screen, and so does the lever's answer.
         assert!(text.contains("public.orders"), "{text}");
+        assert!(text.contains("refused Control.Resume"), "{text}");
+
+        let mut never = Model::new("127.0.0.1:1", false);
+        never.apply(Update::Lost("connection refused".into()));
+        let text = screen(&never, 160, 40);
+        assert!(
+            text.contains("cannot reach the agent (1 failed attempt; retrying every second): connection refused"),
+            "{text}"
+        );
     }
 
     #[test]

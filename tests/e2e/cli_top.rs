@@ -1,7 +1,8 @@
 //! `starwal top` as a person uses it: inside a real terminal (a detached `tmux` session, keys
 //! sent with `send-keys`, the screen read with `capture-pane`) against a running agent.
 //! Covered: the phase, the table's rows and its snapshot copy bar on screen; `p`/`r` pausing and
-//! resuming the agent with the token (checked through `starwal status` too); a refusal without
+//! resuming the agent with the token (checked through `starwal status` too); the agent killed and
+//! restarted (the loss on screen, then the view following the new process); a refusal without
 //! the token shown on screen; `q` and Ctrl-C ending it with exit 0 and the shell's screen back;
 //! no terminal → exit 2. Skipped with a message when tmux is absent, except in CI (`.ci/run`
 //! installs it).
@@ -130,7 +131,7 @@ async fn top_shows_the_agent_and_pulls_its_levers_in_a_terminal() {
     let spec = AgentSpec::new(&db, &sim, "public.t")
         .var("STARWAL_SNAPSHOT", "initial")
         .var("STARWAL_CONTROL_TOKEN", TOKEN);
-    let agent = spec.start_streaming().await;
+    let mut agent = spec.start_streaming().await;
     client
         .batch_execute(
             "INSERT INTO t SELECT g, 'streamed ' || g FROM generate_series(1001, 1777) g",
@@ -166,6 +167,7 @@ async fn top_shows_the_agent_and_pulls_its_levers_in_a_terminal() {
         "{bar}\n{screen}"
     );
     assert!(!screen.contains(TOKEN), "the token on screen:\n{screen}");
+    eprintln!("starwal top's screen:\n{screen}");
 
     // p pauses the agent (the screen and the agent's own status say so); r resumes it.
     tmux.send(&["p"]);
@@ -178,6 +180,19 @@ async fn top_shows_the_agent_and_pulls_its_levers_in_a_terminal() {
     })
     .await;
     assert_eq!(status_json(&spec).unwrap()["paused"], false);
+
+    // The agent dies: the screen says the connection is lost and keeps what it knew; once the
+    // agent is back, the view follows it again by itself.
+    agent.kill9();
+    tmux.wait_for("the lost connection", |screen| {
+        screen.contains("connection lost") && screen.contains("public.t")
+    })
+    .await;
+    let agent = spec.start_streaming().await;
+    tmux.wait_for("the agent back", |screen| {
+        screen.contains("phase CDC") && !screen.contains("connection lost")
+    })
+    .await;
 
     // q: exit 0, the shell's screen back (the command line is on it again).
     tmux.send(&["q"]);
