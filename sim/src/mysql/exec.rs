@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::catalog::{CatalogError, ColumnPosition, Value};
+use crate::catalog::{CatalogError, ColumnPosition, ColumnType, Value};
 
 use super::alter::{self, ColumnChange};
 use super::ddl;
@@ -396,6 +396,8 @@ enum OutItem {
     },
     /// `COUNT(*)` / `COUNT(const)` (`None`) or `COUNT(col)` (`Some(index)`).
     Count { column: Option<usize>, name: String },
+    /// `SUM(col)` of a numeric column (NULLs skipped; NULL when no value).
+    Sum { column: usize, name: String },
 }
 
 fn run_select(server: &Arc<Server>, session: &Session, select: &Select) -> SqlResult<Outcome> {
@@ -470,6 +472,15 @@ fn project(
                         column: count_column(&relation.columns, args, *star)?,
                         name: name.clone(),
                     },
+                    Expr::Func {
+                        name: func, args, ..
+                    } if func == "sum" => match args.as_slice() {
+                        [Expr::Column(column)] => OutItem::Sum {
+                            column: column_index(&relation.columns, column)?,
+                            name: name.clone(),
+                        },
+                        _ => return Err(SqlError::unsupported("this SUM argument")),
+                    },
                     other => {
                         let (value, kind) = eval_const(server, session, other)?;
                         OutItem::Const {
@@ -482,7 +493,9 @@ fn project(
             }
         }
     }
-    let aggregate = items.iter().any(|i| matches!(i, OutItem::Count { .. }));
+    let aggregate = items
+        .iter()
+        .any(|i| matches!(i, OutItem::Count { .. } | OutItem::Sum { .. }));
     if aggregate {
         if items.iter().any(|i| matches!(i, OutItem::Column { .. })) {
             return Err(SqlError::analysis(
@@ -504,6 +517,7 @@ fn project(
                         .count()
                         .to_string(),
                 ),
+                OutItem::Sum { column, .. } => sum(&relation.rows, *column),
                 OutItem::Const { value, .. } => value.clone(),
                 OutItem::Column { .. } => None,
             })
@@ -525,7 +539,7 @@ fn project(
                 .map(|item| match item {
                     OutItem::Column { index, .. } => row.get(*index).and_then(Value::to_text),
                     OutItem::Const { value, .. } => value.clone(),
-                    OutItem::Count { .. } => None,
+                    OutItem::Count { .. } | OutItem::Sum { .. } => None,
                 })
                 .collect()
         })
@@ -534,6 +548,40 @@ fn project(
         columns: out_columns(&items, &relation.columns),
         rows,
     })
+}
+
+/// `SUM` of one column as text: integers exactly (i128), DECIMALs exactly at the largest scale,
+/// floats as f64; NULLs skipped, NULL when there is no value (or on i128 overflow).
+fn sum(rows: &[Vec<Value>], column: usize) -> Option<String> {
+    let mut ints: Option<i128> = None;
+    let mut decimal: Option<(i128, u8)> = None;
+    let mut float: Option<f64> = None;
+    for value in rows.iter().filter_map(|r| r.get(column)) {
+        match value {
+            Value::Int(i) => ints = Some(ints.unwrap_or(0).checked_add(*i)?),
+            Value::Decimal(d) => {
+                let (sum, scale) = decimal.unwrap_or((0, d.scale));
+                let scale_to = scale.max(d.scale);
+                let up = |v: i128, from: u8| {
+                    v.checked_mul(10i128.checked_pow(u32::from(scale_to - from))?)
+                };
+                decimal = Some((
+                    up(sum, scale)?.checked_add(up(d.unscaled, d.scale)?)?,
+                    scale_to,
+                ));
+            }
+            Value::Float(f) => float = Some(float.unwrap_or(0.0) + f),
+            Value::Bool(b) => ints = Some(ints.unwrap_or(0) + i128::from(*b)),
+            _ => {}
+        }
+    }
+    if let Some((unscaled, scale)) = decimal {
+        return Some(crate::catalog::Decimal { unscaled, scale }.to_string());
+    }
+    if let Some(f) = float {
+        return Value::Float(f + ints.map_or(0.0, |i| i as f64)).to_text();
+    }
+    ints.map(|i| i.to_string())
 }
 
 fn count_column(columns: &[RelColumn], args: &[Expr], star: bool) -> SqlResult<Option<usize>> {
@@ -558,6 +606,20 @@ fn out_columns(items: &[OutItem], columns: &[RelColumn]) -> Vec<(String, Kind)> 
             ),
             OutItem::Const { kind, name, .. } => (name.clone(), kind.clone()),
             OutItem::Count { name, .. } => (name.clone(), Kind::Int),
+            OutItem::Sum { column, name } => (
+                name.clone(),
+                match columns.get(*column).map(|c| &c.kind) {
+                    Some(Kind::Typed(
+                        ColumnType::Boolean
+                        | ColumnType::TinyInt
+                        | ColumnType::SmallInt
+                        | ColumnType::Int
+                        | ColumnType::BigInt
+                        | ColumnType::LargeInt,
+                    )) => Kind::Int,
+                    _ => Kind::Str,
+                },
+            ),
         })
         .collect()
 }
@@ -924,5 +986,37 @@ fn frontends(server: &Server) -> Relation {
     Relation {
         columns: names.iter().map(|n| RelColumn::str(n)).collect(),
         rows: vec![row],
+    }
+}
+
+#[cfg(test)]
+mod sum_tests {
+    use super::*;
+    use crate::catalog::Decimal;
+
+    #[test]
+    fn sum_is_exact_for_integers_and_decimals_and_skips_nulls() {
+        let rows = |vals: Vec<Value>| vals.into_iter().map(|v| vec![v]).collect::<Vec<_>>();
+        assert_eq!(
+            sum(
+                &rows(vec![
+                    Value::Int(i128::from(i64::MAX)),
+                    Value::Int(1),
+                    Value::Null
+                ]),
+                0
+            ),
+            Some("9223372036854775808".to_string())
+        );
+        let d = |unscaled, scale| Value::Decimal(Decimal { unscaled, scale });
+        assert_eq!(
+            sum(&rows(vec![d(125, 1), d(-3, 2)]), 0),
+            Some("12.47".to_string())
+        );
+        assert_eq!(sum(&rows(vec![Value::Null]), 0), None);
+        assert_eq!(
+            sum(&rows(vec![Value::Int(i128::MAX), Value::Int(1)]), 0),
+            None
+        );
     }
 }

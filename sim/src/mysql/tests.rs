@@ -862,6 +862,10 @@ async fn select_where_order_limit_count_truncate() {
         vec![vec!["2".to_string(), "3".to_string()]]
     );
     assert_eq!(
+        rows(&mut conn, "select sum(id), count(*) from db.t where id > 1").await,
+        vec![vec!["5".to_string(), "2".to_string()]]
+    );
+    assert_eq!(
         column_names(&mut conn, "SELECT COUNT(*) FROM db.t").await,
         ["COUNT(*)"]
     );
