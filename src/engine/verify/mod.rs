@@ -576,6 +576,8 @@ struct Tally {
     chunks: u64,
     diffs: Vec<RowDiff>,
     keys: HashSet<Vec<Canon>>,
+    /// Seconds from the start until the table's last chunk (and key pass) ended.
+    seconds: f64,
 }
 
 #[derive(Debug)]
@@ -695,7 +697,6 @@ pub async fn verify(
             .map(|_| Mutex::new(Tally::default()))
             .collect(),
     );
-    let mut timings: Vec<f64> = vec![0.0; tables.len()];
     let queue: VecDeque<ChunkTask> = plans
         .iter()
         .enumerate()
@@ -756,6 +757,7 @@ pub async fn verify(
                     .unwrap_or_else(|p| p.into_inner());
                 tally.rows += rows.len() as u64;
                 tally.chunks += 1;
+                tally.seconds = started.elapsed().as_secs_f64();
                 tally.diffs.extend(diffs);
                 if track_keys {
                     tally.keys.extend(rows.into_keys());
@@ -769,11 +771,6 @@ pub async fn verify(
             detail: err.to_string(),
         })??;
     }
-    let first_pass = started.elapsed().as_secs_f64();
-    for t in &mut timings {
-        *t = first_pass;
-    }
-
     // Rows in the target that no source chunk had.
     let mut mysql = target::connect(&sr).await?;
     let mut tallies: Vec<Tally> = Arc::try_unwrap(tallies)
@@ -803,6 +800,7 @@ pub async fn verify(
                 }
             }
             tally.keys = HashSet::new();
+            tally.seconds = started.elapsed().as_secs_f64();
         }
     }
 
@@ -962,7 +960,7 @@ pub async fn verify(
             extra_checked: options.sample.is_none(),
             rechecked: rechecked[i],
             differences,
-            seconds: timings[i],
+            seconds: tally.seconds,
         });
     }
     report.seconds = started.elapsed().as_secs_f64();
