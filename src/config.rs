@@ -20,6 +20,7 @@ use crate::postgres::catalog::TablePattern;
 use crate::postgres::conninfo::ConnInfo;
 use crate::secret::{read_secret_file, secret_var, Secret, SecretSourceError};
 use crate::sink::starrocks::config::{RawStarRocksConfig, StarRocksConfig};
+use crate::sink::starrocks::transaction::TxnTimeouts;
 
 /// The slot name used when `STARWAL_SLOT` is not set. One agent per slot, so a fixed, recognisable
 /// name makes `pg_replication_slots` easy to read.
@@ -69,6 +70,9 @@ struct RawConfig {
     snapshot_workers: Option<String>,
     snapshot_chunk_rows: Option<String>,
     load_retry_max_delay_s: Option<String>,
+    txn_timeout_s: Option<String>,
+    txn_idle_timeout_s: Option<String>,
+    txn_prepared_timeout_s: Option<String>,
 }
 
 /// The validated Postgres-side configuration.
@@ -138,6 +142,11 @@ pub struct EngineConfig {
     /// wait between two attempts of a failing Stream Load, so also how late loads resume after
     /// StarRocks comes back.
     pub load_retry_max_delay: Duration,
+    /// `STARWAL_TXN_TIMEOUT_S`, `STARWAL_TXN_IDLE_TIMEOUT_S`, `STARWAL_TXN_PREPARED_TIMEOUT_S`
+    /// (defaults in `sink::starrocks::transaction`): the StarRocks transaction that carries a
+    /// source transaction larger than a batch (`timeout`, `idle_transaction_timeout`,
+    /// `prepared_timeout`).
+    pub txn_timeouts: TxnTimeouts,
 }
 
 /// What `starwal run` does with rows that existed before the stream.
@@ -209,6 +218,9 @@ const _: () = assert!(DEFAULT_LOAD_RETRY_MAX_DELAY_S >= 1 && DEFAULT_LOAD_RETRY_
 /// Longest accepted `STARWAL_LOAD_RETRY_MAX_DELAY_S`: beyond 10 minutes an outage's end would go
 /// unnoticed for longer than any alert waits.
 const MAX_LOAD_RETRY_MAX_DELAY_S: u64 = 600;
+/// Longest accepted `STARWAL_TXN_*_TIMEOUT_S`: StarRocks' own bound on a transaction's `timeout`
+/// (3 days, also how long it keeps labels).
+const MAX_TXN_TIMEOUT_S: u64 = 259_200;
 pub const DEFAULT_CONTROL_ADDR: &str = "0.0.0.0:50051";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9187";
 
@@ -651,7 +663,38 @@ impl EngineConfig {
                 expected: "1 to 600 seconds",
             });
         }
+        let defaults = TxnTimeouts::default();
+        // StarRocks accepts 1 s to 3 days for `timeout` (and refuses a begin outside it).
+        let txn_seconds = |var: &'static str, raw: Option<String>, default: Duration| {
+            let value = positive(var, raw, default.as_secs())?;
+            if value > MAX_TXN_TIMEOUT_S {
+                return Err(ConfigError::Invalid {
+                    var,
+                    value: value.to_string(),
+                    expected: "1 to 259200 seconds",
+                });
+            }
+            Ok(Duration::from_secs(value))
+        };
+        let txn_timeouts = TxnTimeouts {
+            timeout: txn_seconds(
+                "STARWAL_TXN_TIMEOUT_S",
+                raw.txn_timeout_s.take(),
+                defaults.timeout,
+            )?,
+            idle: txn_seconds(
+                "STARWAL_TXN_IDLE_TIMEOUT_S",
+                raw.txn_idle_timeout_s.take(),
+                defaults.idle,
+            )?,
+            prepared: txn_seconds(
+                "STARWAL_TXN_PREPARED_TIMEOUT_S",
+                raw.txn_prepared_timeout_s.take(),
+                defaults.prepared,
+            )?,
+        };
         Ok(EngineConfig {
+            txn_timeouts,
             load_retry_max_delay: Duration::from_secs(retry_max),
             snapshot: SnapshotConfig {
                 mode,

@@ -131,6 +131,25 @@ pub struct TableStatus {
     pub last_load_at: Option<SystemTime>,
     /// Set while a permanent error keeps the table parked (the others stream).
     pub parked: Option<TableParked>,
+    /// The table's StarRocks transaction carrying a source transaction larger than a batch,
+    /// while it is open (parts loaded, not visible yet) or prepared and not yet committed.
+    pub open_transaction: Option<OpenTransaction>,
+    /// Such transactions committed since start.
+    pub transactions_committed: u64,
+    /// Source transactions that became visible in parts since start (a part StarRocks'
+    /// transaction could not take, or DDL in the middle; see `pipeline/txn.rs`).
+    pub transactions_split: u64,
+}
+
+/// A table's open StarRocks transaction (invariant 11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenTransaction {
+    pub label: String,
+    /// Rows loaded into it so far.
+    pub rows: u64,
+    pub began: SystemTime,
+    /// Prepared (recorded in the checkpoint) and not yet committed.
+    pub prepared: bool,
 }
 
 /// A table stopped by a permanent error of its load or encoding, while the others stream.
@@ -677,6 +696,53 @@ impl EngineHandle {
                 target: target.to_owned(),
                 ..TableStatus::default()
             });
+    }
+
+    /// A part went into `source`'s open StarRocks transaction `label`, begun at `began`, which
+    /// now holds `rows` rows.
+    pub fn transaction_part(&self, source: &str, label: &str, rows: u64, began: Instant) {
+        let began = SystemTime::now()
+            .checked_sub(began.elapsed())
+            .unwrap_or_else(SystemTime::now);
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            table.open_transaction = Some(OpenTransaction {
+                label: label.to_owned(),
+                rows,
+                began,
+                prepared: false,
+            });
+        }
+    }
+
+    /// `source`'s open StarRocks transaction is prepared (about to be committed).
+    pub fn transaction_prepared(&self, source: &str) {
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            if let Some(txn) = &mut table.open_transaction {
+                txn.prepared = true;
+            }
+        }
+    }
+
+    /// `source`'s open StarRocks transaction committed: its rows are visible.
+    pub fn transaction_committed(&self, source: &str) {
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            table.open_transaction = None;
+            table.transactions_committed += 1;
+        }
+    }
+
+    /// A new attempt: the previous one's open StarRocks transactions are settled at its start.
+    pub fn clear_open_transactions(&self) {
+        for table in self.lock().tables.values_mut() {
+            table.open_transaction = None;
+        }
+    }
+
+    /// A source transaction of `source`'s table became visible in parts.
+    pub fn transaction_split(&self, source: &str) {
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            table.transactions_split += 1;
+        }
     }
 
     /// Records a committed load of `source`'s table.

@@ -36,6 +36,7 @@ use crate::engine::snapshot::{
     copy_before_streaming, copy_load_bytes, Copier, CopiesWhileStreaming, CopyOutcome,
 };
 use crate::pipeline::loader::LoaderContext;
+use crate::pipeline::txn::recover_transactions;
 use crate::pipeline::{Forwarder, Pipeline, PipelineSettings, PipelineStart};
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
 use crate::postgres::heartbeat::spawn_heartbeat;
@@ -46,6 +47,7 @@ use crate::postgres::replication::{
 use crate::postgres::snapshot::store::{CopyRecord, CopyStore};
 use crate::postgres::Lsn;
 use crate::schema::TableSchema;
+use crate::sink::starrocks::transaction::TransactionClient;
 use crate::sink::starrocks::{RetryPolicy, StarRocksSink, StreamLoadClient};
 use crate::sink::Sink;
 use crate::state::{EngineHandle, Phase, StopRequest};
@@ -261,11 +263,9 @@ async fn attempt(
         max_delay: config.engine.load_retry_max_delay,
         ..RetryPolicy::default()
     };
-    let sink: Arc<dyn Sink> = Arc::new(StarRocksSink::new(StreamLoadClient::observed(
-        starrocks.clone(),
-        retry,
-        handle.clone(),
-    )));
+    let loads = StreamLoadClient::observed(starrocks.clone(), retry, handle.clone());
+    let transactions = TransactionClient::new(loads.clone(), config.engine.txn_timeouts);
+    let sink: Arc<dyn Sink> = Arc::new(StarRocksSink::new(loads));
     let ddl = Arc::new(Mutex::new(target));
 
     // Snapshot copies: what was asked for (resyncs, copies a crash cut short) and, unless
@@ -303,7 +303,12 @@ async fn attempt(
         return Ok(AttemptEnd::Copied);
     }
 
+    // StarRocks transactions the previous run left (invariant 11): a prepared one is committed,
+    // an open one rolled back, before anything streams.
+    let recovered =
+        recover_transactions(&transactions, &store, &client, &checkpoint, resume_from).await?;
     let context = LoaderContext {
+        transactions,
         sink,
         store,
         state_client: client.clone(),
@@ -332,6 +337,7 @@ async fn attempt(
             confirmed: resume_from,
             in_flight: checkpoint.in_flight,
             tables,
+            transactions: recovered,
         },
     );
 

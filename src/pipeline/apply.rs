@@ -37,6 +37,9 @@ impl Pipeline {
                 self.context.handle.commit_waiting(time);
                 self.context.handle.set_received(commit.end_lsn, Lsn::ZERO);
                 self.transaction = None;
+                // A source transaction larger than a batch: its last part goes into its
+                // StarRocks transaction, which commits now (txn.rs).
+                self.close_transactions_at_commit().await?;
                 self.commit_passed(commit.commit_lsn).await?;
                 self.advance(false).await?;
             }

@@ -40,6 +40,17 @@ pub enum PipelineError {
     UnknownRelation { lsn: Lsn, relation: Oid },
     #[error("the loader of `{0}` stopped unexpectedly")]
     LoaderGone(String),
+    /// Boxed: the error type names the step, table, label and the transport's cause.
+    #[error(transparent)]
+    Transaction(Box<crate::sink::starrocks::transaction::TransactionError>),
+    #[error("StarRocks transaction `{label}` of `{table}` is prepared, but the checkpoint names another label for the table: not committed (a restart rolls it back and loads its changes again)")]
+    TransactionNotRecorded { table: String, label: String },
+}
+
+impl From<crate::sink::starrocks::transaction::TransactionError> for PipelineError {
+    fn from(error: crate::sink::starrocks::transaction::TransactionError) -> PipelineError {
+        PipelineError::Transaction(Box::new(error))
+    }
 }
 
 impl PipelineError {
@@ -60,6 +71,9 @@ impl PipelineError {
             // Tables that cannot be replicated, refused catalog queries: someone must act.
             PipelineError::Catalog(_) => false,
             PipelineError::UnknownRelation { .. } | PipelineError::LoaderGone(_) => true,
+            // The next attempt rolls back what is open and reads the changes again.
+            PipelineError::Transaction(source) => source.is_transient(),
+            PipelineError::TransactionNotRecorded { .. } => true,
         }
     }
 }

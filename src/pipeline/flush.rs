@@ -112,8 +112,8 @@ impl Pipeline {
         }
         table.sync_buffered(&self.context.handle);
         if let Some(sealed) = sealed {
-            let range = (sealed.first, sealed.last);
-            self.send(index, Job::Load(sealed), Some(range))?;
+            // A plain load, or a part of the table's StarRocks transaction (txn.rs).
+            self.send_sealed(index, sealed)?;
         }
         Ok(())
     }
@@ -145,6 +145,15 @@ impl Pipeline {
             }
             return Ok(());
         }
+        if !matches!(
+            job,
+            Job::Load(_) | Job::LoadPart(..) | Job::CloseTransaction { .. }
+        ) {
+            // DDL, TRUNCATE or a copy's barrier must not land inside an open StarRocks
+            // transaction of the table (txn.rs).
+            self.close_transaction(index, "a TRUNCATE, column change or copy");
+        }
+        let table = &mut self.tables[index];
         // Queued before sending: if the loader is gone the sealed batch is lost, and its range
         // must keep holding the confirmed LSN back (the batch itself is already emptied).
         if let Some(range) = range {

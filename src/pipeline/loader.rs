@@ -16,10 +16,14 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::batch::SealedBatch;
 use super::error::PipelineError;
+use super::txn::TxnRole;
 use crate::postgres::checkpoint::{CheckpointStore, InFlightLoad};
 use crate::postgres::ChangePosition;
+use crate::sink::starrocks::label::Label;
 use crate::sink::starrocks::mapping::TargetColumn;
 use crate::sink::starrocks::setup::{NewColumn, TargetSetup};
+use crate::sink::starrocks::transaction::TransactionClient;
+use crate::sink::LoadFailure;
 use crate::sink::Sink;
 use crate::state::{EngineHandle, OpCounts};
 
@@ -27,6 +31,15 @@ use crate::state::{EngineHandle, OpCounts};
 #[derive(Debug)]
 pub enum Job {
     Load(SealedBatch),
+    /// A part of the table's StarRocks transaction (`txn.rs`): begun by its first part, closed
+    /// (prepared, recorded, committed) after the part marked last.
+    LoadPart(SealedBatch, TxnRole),
+    /// Closes the table's StarRocks transaction `label` with the parts already sent, which end
+    /// at `last`.
+    CloseTransaction {
+        label: Label,
+        last: ChangePosition,
+    },
     /// The source truncated the table at this position.
     Truncate(ChangePosition),
     /// New source columns: add them (with what existing rows hold) before the next load.
@@ -58,6 +71,18 @@ pub struct LoaderContext {
     pub handle: Arc<EngineHandle>,
     /// Shared by every table's loader: bounds the Stream Loads running at once.
     pub load_slots: LoadSlots,
+    /// The transaction interface, for source transactions larger than a batch (`txn.rs`).
+    pub transactions: TransactionClient,
+}
+
+/// The StarRocks transaction a loader has open (begun, parts loaded, not yet committed).
+#[derive(Debug)]
+pub struct LoaderTxn {
+    label: Label,
+    first: ChangePosition,
+    rows: u64,
+    parts: u32,
+    began: std::time::Instant,
 }
 
 /// The bound on Stream Loads running at once across tables (`STARWAL_MAX_CONCURRENT_LOADS`).
@@ -103,8 +128,10 @@ pub fn spawn(
 ) -> (mpsc::UnboundedSender<Job>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
     let task = tokio::spawn(async move {
+        // The table's open StarRocks transaction, if any: its parts went in, its commit has not.
+        let mut open: Option<LoaderTxn> = None;
         while let Some(job) = rx.recv().await {
-            let report = run_job(&context, table, &source, &target, job).await;
+            let report = run_job(&context, table, &source, &target, job, &mut open).await;
             let failed = report.result.is_err();
             if done.send(report).is_err() || failed {
                 // The pipeline is gone or stopping on our error: nothing more to do.
@@ -121,8 +148,42 @@ async fn run_job(
     source: &str,
     target: &str,
     job: Job,
+    open: &mut Option<LoaderTxn>,
 ) -> JobDone {
     match job {
+        Job::LoadPart(batch, role) => {
+            let through = Some(batch.last);
+            let released_bytes = batch.buffered_bytes;
+            let result = load_part(context, source, target, batch, role, open).await;
+            if result.is_err() {
+                // StarRocks rolled it back (or will, idle): the restart rule reads it again.
+                *open = None;
+            }
+            JobDone {
+                table,
+                through,
+                released_bytes,
+                result,
+            }
+        }
+        Job::CloseTransaction { label, last } => {
+            let result = match open.take() {
+                Some(txn) => finish_transaction(context, source, target, txn, last).await,
+                None => Err(PipelineError::from(
+                    crate::sink::starrocks::transaction::TransactionError::Aborted {
+                        table: target.to_owned(),
+                        label: label.to_string(),
+                        message: "the loader has no such transaction open".to_owned(),
+                    },
+                )),
+            };
+            JobDone {
+                table,
+                through: Some(last),
+                released_bytes: 0,
+                result,
+            }
+        }
         Job::Load(batch) => {
             let through = Some(batch.last);
             let released_bytes = batch.buffered_bytes;
@@ -275,6 +336,141 @@ async fn load(
     context
         .handle
         .record_load(source, ops, rows_loaded, bytes, duration, deduplicated);
+    context.handle.load_succeeded();
+    Ok(())
+}
+
+/// Sends one part of the table's StarRocks transaction, beginning it first (recorded in the
+/// checkpoint before `begin`) when it is the first part, and closing it after the last.
+async fn load_part(
+    context: &LoaderContext,
+    source: &str,
+    target: &str,
+    batch: SealedBatch,
+    role: TxnRole,
+    open: &mut Option<LoaderTxn>,
+) -> Result<(), PipelineError> {
+    let txns = &context.transactions;
+    if open.as_ref().is_some_and(|txn| txn.label != role.label) {
+        // Cannot happen (the pipeline closes a transaction before it begins another); a
+        // transaction left open would be rolled back by StarRocks or the next start.
+        tracing::warn!(table = %target, "a StarRocks transaction was left open for another");
+        *open = None;
+    }
+    if open.is_none() {
+        let record = InFlightLoad {
+            table: target.to_owned(),
+            label: role.label.to_string(),
+            first: role.first,
+            last: batch.last,
+            synced_at: Some(batch.synced_at),
+            moved: Vec::new(),
+        };
+        context
+            .store
+            .begin_transaction(&context.state_client, &record)
+            .await
+            .map_err(PipelineError::Checkpoint)?;
+        txns.begin(target, &role.label)
+            .await
+            .map_err(PipelineError::from)?;
+        tracing::debug!(table = %target, label = %role.label, first = %role.first, "began a StarRocks transaction for a source transaction larger than a batch");
+        *open = Some(LoaderTxn {
+            label: role.label.clone(),
+            first: role.first,
+            rows: 0,
+            parts: 0,
+            began: std::time::Instant::now(),
+        });
+    }
+    let Some(txn) = open.as_mut() else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let mut bytes = 0;
+    let mut rows = 0;
+    for mut load in batch.loads {
+        load.label = txn.label.clone();
+        let slot = context.load_slots.take().await;
+        let outcome = txns.load(&load).await;
+        drop(slot);
+        match outcome {
+            Ok(answer) => {
+                rows += answer.loaded_rows;
+                bytes += load.body.len() as u64;
+            }
+            Err(error) if error.is_transient() => {
+                return Err(PipelineError::from(
+                    crate::sink::starrocks::transaction::TransactionError::Request {
+                        op: "load",
+                        table: target.to_owned(),
+                        label: txn.label.to_string(),
+                        source: error,
+                    },
+                ));
+            }
+            Err(error) => {
+                let failure = LoadFailure { batch: load, error };
+                context
+                    .handle
+                    .record_table_error(source, &failure.to_string());
+                return Err(PipelineError::Load {
+                    table: target.to_owned(),
+                    first: txn.first,
+                    last: batch.last,
+                    source: Box::new(failure),
+                });
+            }
+        }
+        // The body is dropped here: an open transaction keeps nothing of its parts (invariant 8).
+    }
+    txn.rows += rows;
+    txn.parts += 1;
+    context
+        .handle
+        .transaction_part(source, &txn.label.to_string(), txn.rows, txn.began);
+    context
+        .handle
+        .record_load(source, batch.ops, rows, bytes, started.elapsed(), false);
+    if role.last_part {
+        if let Some(txn) = open.take() {
+            return finish_transaction(context, source, target, txn, batch.last).await;
+        }
+    }
+    Ok(())
+}
+
+/// Two-phase commit of the table's StarRocks transaction, whose parts end at `last`: prepare,
+/// record it prepared (with `last`) in the checkpoint, commit (retried until it answers).
+async fn finish_transaction(
+    context: &LoaderContext,
+    source: &str,
+    target: &str,
+    txn: LoaderTxn,
+    last: ChangePosition,
+) -> Result<(), PipelineError> {
+    let txns = &context.transactions;
+    txns.prepare(target, &txn.label)
+        .await
+        .map_err(PipelineError::from)?;
+    context.handle.transaction_prepared(source);
+    let recorded = context
+        .store
+        .transaction_prepared(&context.state_client, target, txn.label.as_str(), last)
+        .await
+        .map_err(PipelineError::Checkpoint)?;
+    if !recorded {
+        return Err(PipelineError::TransactionNotRecorded {
+            table: target.to_owned(),
+            label: txn.label.to_string(),
+        });
+    }
+    let committed = txns
+        .commit(target, &txn.label)
+        .await
+        .map_err(PipelineError::from)?;
+    tracing::info!(table = %target, label = %txn.label, first = %txn.first, last = %last, parts = txn.parts, rows = txn.rows, already = committed == crate::sink::starrocks::transaction::Committed::Already, "committed a source transaction larger than a batch in one StarRocks transaction");
+    context.handle.transaction_committed(source);
     context.handle.load_succeeded();
     Ok(())
 }

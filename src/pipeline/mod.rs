@@ -38,6 +38,7 @@ pub mod progress;
 mod restart;
 mod schema_cache;
 mod table;
+pub mod txn;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -101,6 +102,9 @@ pub struct PipelineStart {
     pub in_flight: Vec<InFlightLoad>,
     /// The tables found at setup, with their schemas.
     pub tables: Vec<(SourceTable, TableSchema)>,
+    /// How the StarRocks transactions recorded in flight were settled, by target table
+    /// ([`txn::recover_transactions`]); their tables' rule follows from it.
+    pub transactions: HashMap<String, txn::Recovered>,
 }
 
 /// The running pipeline; see the module docs.
@@ -136,6 +140,8 @@ pub struct Pipeline {
     commands: Option<mpsc::UnboundedReceiver<PipelineCommand>>,
     /// Set after an error: finished loads are taken in, nothing new is sent.
     winding_down: bool,
+    /// The StarRocks transactions settled at start, by target table, until their table is added.
+    recovered: HashMap<String, txn::Recovered>,
 }
 
 /// How long the loads sent before an error may take to finish (see [`Pipeline::run`]).
@@ -177,7 +183,9 @@ impl Pipeline {
             copying: std::collections::HashSet::new(),
             commands: None,
             winding_down: false,
+            recovered: start.transactions,
         };
+        pipeline.context.handle.clear_open_transactions();
         pipeline.context.handle.set_confirmed(start.confirmed, None);
         // A new pipeline replays what a parked table held: nothing is parked until it fails again.
         pipeline.context.handle.clear_parked();
@@ -203,7 +211,17 @@ impl Pipeline {
             target.clone(),
             self.done_tx.clone(),
         );
+        let recovered = self.recovered.remove(&target);
         let resume = self.in_flight_at_start.get(&target).and_then(|load| {
+            if let Some(recovered) = recovered {
+                // A StarRocks transaction: committed or rolled back already, never re-formed.
+                return Resume::for_transaction(
+                    load.first,
+                    load.last,
+                    self.commits.confirmed(),
+                    recovered == txn::Recovered::Committed,
+                );
+            }
             let rule = Resume::for_load(load.first, load.last, self.commits.confirmed());
             if rule.is_some_and(Resume::is_reform) {
                 tracing::info!(table = %target, label = %load.label, first = %load.first, last = %load.last, "re-forming the batch that was in flight");
@@ -239,6 +257,7 @@ impl Pipeline {
             txn_seq: 0,
             resume,
             parked: None,
+            txn: None,
         });
         index
     }

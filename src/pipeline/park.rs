@@ -25,6 +25,9 @@ impl Pipeline {
         loader_gone: bool,
     ) {
         let table = &mut self.tables[index];
+        // An open StarRocks transaction's parts are not visible (and its loader stops or will
+        // not close it): the table is held from its first change.
+        let held = table.txn.take().map_or(held, |txn| txn.first.min(held));
         let held = table.parked.map_or(held, |earlier| earlier.min(held));
         table.parked = Some(held);
         if loader_gone {

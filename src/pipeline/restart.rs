@@ -26,6 +26,9 @@ pub(super) enum Resume {
         first: ChangePosition,
         last: ChangePosition,
     },
+    /// Changes before `first` are in StarRocks; from `first` on nothing is (a StarRocks
+    /// transaction that was rolled back): take them as they come, batched afresh.
+    ReadAgain { first: ChangePosition },
 }
 
 /// The rule's answer for one change.
@@ -58,6 +61,24 @@ impl Resume {
         }
     }
 
+    /// The rule for a table whose StarRocks transaction `first..=last` (invariant 11) was
+    /// recorded in flight, once the restart settled it (`pipeline/txn.rs`): `committed` when it
+    /// was prepared and is committed now, else it was rolled back. `None` when it is confirmed.
+    pub(super) fn for_transaction(
+        first: ChangePosition,
+        last: ChangePosition,
+        confirmed: Lsn,
+        committed: bool,
+    ) -> Option<Resume> {
+        if last.commit < confirmed {
+            None
+        } else if committed {
+            Some(Resume::SkipThrough(last))
+        } else {
+            Some(Resume::ReadAgain { first })
+        }
+    }
+
     /// What to do with the table's change at `position`.
     pub(super) fn change(self, position: ChangePosition) -> Verdict {
         match self {
@@ -68,6 +89,8 @@ impl Resume {
                 Verdict::TakeAfterRule { flush_first: true }
             }
             Resume::Reform { .. } => Verdict::Take,
+            Resume::ReadAgain { first } if position < first => Verdict::Skip,
+            Resume::ReadAgain { .. } => Verdict::TakeAfterRule { flush_first: false },
         }
     }
 
@@ -77,6 +100,7 @@ impl Resume {
         match self {
             Resume::Reform { last, .. } if last.commit <= commit => Some(true),
             Resume::SkipThrough(through) if through.commit <= commit => Some(false),
+            Resume::ReadAgain { first } if first.commit <= commit => Some(false),
             _ => None,
         }
     }
@@ -115,6 +139,29 @@ mod tests {
         assert_eq!(rule.commit_passed(Lsn(19)), None);
         assert_eq!(rule.commit_passed(Lsn(20)), Some(false));
         assert!(!rule.is_reform());
+    }
+
+    #[test]
+    fn inv11_a_committed_transaction_is_skipped_and_a_rolled_back_one_read_again() {
+        // Prepared before the crash, committed by the restart: skipped through its end.
+        let rule = Resume::for_transaction(at(10, 2), at(20, 3), Lsn(10), true).unwrap();
+        assert_eq!(rule, Resume::SkipThrough(at(20, 3)));
+        assert_eq!(rule.change(at(15, 1)), Verdict::Skip);
+        // Not prepared: rolled back, read again from its first change, batched afresh.
+        let rule = Resume::for_transaction(at(10, 2), at(20, 3), Lsn(10), false).unwrap();
+        assert!(!rule.is_reform(), "no flush threshold is held back");
+        assert_eq!(rule.change(at(10, 1)), Verdict::Skip);
+        assert_eq!(
+            rule.change(at(10, 2)),
+            Verdict::TakeAfterRule { flush_first: false }
+        );
+        assert_eq!(rule.commit_passed(Lsn(9)), None);
+        assert_eq!(rule.commit_passed(Lsn(10)), Some(false));
+        // Confirmed past its end: nothing to do.
+        assert_eq!(
+            Resume::for_transaction(at(10, 2), at(20, 3), Lsn(30), true),
+            None
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::batch::TableBatch;
 use super::loader::Job;
 use super::restart::Resume;
+use super::txn::OpenTxn;
 use crate::postgres::catalog::SourceTable;
 use crate::postgres::{ChangePosition, Lsn};
 use crate::schema::TableSchema;
@@ -40,6 +41,9 @@ pub(super) struct TableState {
     /// not in StarRocks. Its changes from there are dropped, and the confirmed LSN stays before
     /// it, so the stream brings them again when the stream restarts (a retry or a resync).
     pub(super) parked: Option<ChangePosition>,
+    /// The table's StarRocks transaction with parts sent and not yet closed (`txn.rs`): it holds
+    /// the confirmed LSN before its first change until it commits (invariant 11).
+    pub(super) txn: Option<OpenTxn>,
 }
 
 /// The share of the engine's buffer total one holder (a batch, the commit log) has reported:
@@ -78,7 +82,8 @@ impl TableState {
         let parked = self.parked.map(|held| held.commit);
         let queued = self.queued.front().map(|(first, _)| first.commit);
         let open = self.batch.first().map(|first| first.commit);
-        [parked, queued, open].into_iter().flatten().min()
+        let txn = self.txn.as_ref().map(|txn| txn.first.commit);
+        [parked, queued, open, txn].into_iter().flatten().min()
     }
 
     /// Brings the buffer total in line with what the batch holds now ([`TableBatch::bytes`]).

@@ -61,6 +61,15 @@ pub struct MovedRow {
     pub values: Option<Vec<Option<String>>>,
 }
 
+/// A StarRocks transaction recorded in flight (see [`CheckpointStore::begin_transaction`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedTransaction {
+    pub table: String,
+    pub label: String,
+    /// Prepared before the crash: a restart commits it; otherwise it rolls it back.
+    pub prepared: bool,
+}
+
 /// What a restart resumes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -117,6 +126,8 @@ impl CheckpointStore {
                  ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS first_seq bigint NOT NULL DEFAULT 0;
                  ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS last_seq bigint NOT NULL DEFAULT 0;
                  ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS synced_at_us bigint;
+                 ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'load';
+                 ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS prepared boolean NOT NULL DEFAULT false;
                  CREATE TABLE IF NOT EXISTS {moved} (
                      slot text NOT NULL,
                      target_table text NOT NULL,
@@ -205,6 +216,85 @@ impl CheckpointStore {
         client: &Client,
         load: &InFlightLoad,
     ) -> Result<(), CheckpointError> {
+        self.record(client, load, "load").await
+    }
+
+    /// Records the StarRocks transaction `load.label`, beginning at `load.first`, as open (not
+    /// prepared) for its table, replacing the table's previous record. Call it before `begin`:
+    /// a restart rolls it back and reads its changes again from `load.first` (a transaction's
+    /// parts need not be re-formed exactly: none of them was ever visible).
+    pub async fn begin_transaction(
+        &self,
+        client: &Client,
+        load: &InFlightLoad,
+    ) -> Result<(), CheckpointError> {
+        self.record(client, load, "txn").await
+    }
+
+    /// Records that the StarRocks transaction `label` of `table` is prepared and ends at `last`.
+    /// Call it after `prepare` answered and before `commit`: a restart then commits it instead of
+    /// rolling it back, and skips its changes through `last` (invariant 5, two-phase commit).
+    /// `false` when the table's record names another label (nothing was recorded).
+    pub async fn transaction_prepared(
+        &self,
+        client: &Client,
+        table: &str,
+        label: &str,
+        last: ChangePosition,
+    ) -> Result<bool, CheckpointError> {
+        let updated = client
+            .execute(
+                &format!(
+                    "UPDATE {} SET prepared = true, last_lsn = $4::text::pg_lsn, last_seq = $5 \
+                     WHERE slot = $1 AND target_table = $2 AND label = $3 AND kind = 'txn'",
+                    self.tables.table("loads_in_flight"),
+                ),
+                &[
+                    &self.tables.slot(),
+                    &table,
+                    &label,
+                    &last.commit.to_string(),
+                    &i64::from(last.seq),
+                ],
+            )
+            .await
+            .map_err(self.tables.failed("recording a prepared transaction"))?;
+        Ok(updated == 1)
+    }
+
+    /// The StarRocks transactions recorded in flight, by target table: their label and whether
+    /// they were prepared (their ranges are in [`Checkpoint::in_flight`] like any load's).
+    pub async fn transactions(
+        &self,
+        client: &Client,
+    ) -> Result<Vec<RecordedTransaction>, CheckpointError> {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT target_table, label, prepared FROM {} WHERE slot = $1 AND kind = 'txn' \
+                     ORDER BY target_table",
+                    self.tables.table("loads_in_flight")
+                ),
+                &[&self.tables.slot()],
+            )
+            .await
+            .map_err(self.tables.failed("reading the transactions in flight"))?;
+        Ok(rows
+            .iter()
+            .map(|row| RecordedTransaction {
+                table: row.get(0),
+                label: row.get(1),
+                prepared: row.get(2),
+            })
+            .collect())
+    }
+
+    async fn record(
+        &self,
+        client: &Client,
+        load: &InFlightLoad,
+        kind: &str,
+    ) -> Result<(), CheckpointError> {
         let moved_table = self.tables.table("moved_rows");
         let mut written = 0;
         while written < load.moved.len() {
@@ -217,12 +307,14 @@ impl CheckpointStore {
             .execute(
                 &format!(
                     "WITH recorded AS (INSERT INTO {in_flight} \
-                       (slot, target_table, label, first_lsn, first_seq, last_lsn, last_seq, synced_at_us) \
-                     VALUES ($1, $2, $3, $4::text::pg_lsn, $5, $6::text::pg_lsn, $7, $8) \
+                       (slot, target_table, label, first_lsn, first_seq, last_lsn, last_seq, synced_at_us, \
+                        kind, prepared) \
+                     VALUES ($1, $2, $3, $4::text::pg_lsn, $5, $6::text::pg_lsn, $7, $8, $10, false) \
                      ON CONFLICT (slot, target_table) DO UPDATE SET label = excluded.label, \
                      first_lsn = excluded.first_lsn, first_seq = excluded.first_seq, \
                      last_lsn = excluded.last_lsn, last_seq = excluded.last_seq, \
-                     synced_at_us = excluded.synced_at_us) \
+                     synced_at_us = excluded.synced_at_us, kind = excluded.kind, \
+                     prepared = false) \
                      DELETE FROM {moved_table} WHERE slot = $1 AND target_table = $2 \
                      AND (label <> $3 OR n > $9)",
                     in_flight = self.tables.table("loads_in_flight"),
@@ -237,6 +329,7 @@ impl CheckpointStore {
                     &i64::from(load.last.seq),
                     &load.synced_at.map(|at| at.0),
                     &moved_count,
+                    &kind,
                 ],
             )
             .await

@@ -12,8 +12,8 @@ use starrocks_sim::{FaultKind, LoadFault, ServerFaults, ServerRole, Sim, TableCo
 use starwal::postgres::Lsn;
 
 use crate::harness::agent::{
-    diff, slot_confirmed_flush, source_rows, start_sim, stored_checkpoint, target_rows,
-    wait_for_rows, wait_until, AgentSpec, TARGET_DB,
+    diff, metric_sample, metrics_text, slot_confirmed_flush, source_rows, start_sim,
+    stored_checkpoint, target_rows, wait_for_rows, wait_until, AgentSpec, TARGET_DB,
 };
 use crate::harness::{Cluster, ClusterOptions};
 
@@ -137,6 +137,12 @@ async fn inv1_a_transaction_larger_than_the_buffer_is_confirmed_only_at_its_comm
     .await;
     assert!(settled, "the first row never settled\n{}", agent.log());
     let loads_before = sim.counters(TARGET_DB, "t").label_attempts.len();
+    let committed_before = sim.counters(TARGET_DB, "t").loads_committed;
+    let parts_before = metric_sample(
+        &metrics_text(&spec),
+        "starwal_loads_total{table=\"public.t\"}",
+    )
+    .unwrap_or(0.0);
     // A second slot on the agent's publication, only peeked at: it tells the big transaction's
     // commit LSN exactly as the agent's stream carries it (the commit record's end).
     let probe = format!("{slot}_probe");
@@ -201,13 +207,27 @@ async fn inv1_a_transaction_larger_than_the_buffer_is_confirmed_only_at_its_comm
     }
     sim.faults()
         .set_server(ServerRole::Be, ServerFaults::default());
-    let parts = sim.counters(TARGET_DB, "t").loads_committed - 1;
+    // Parts: the loads the agent sent (`starwal_loads_total` counts each part); they went into
+    // one StarRocks transaction, committed once (invariant 11).
+    let parts = metric_sample(
+        &metrics_text(&spec),
+        "starwal_loads_total{table=\"public.t\"}",
+    )
+    .unwrap_or(0.0)
+        - parts_before;
+    let commits = sim.counters(TARGET_DB, "t").loads_committed - committed_before;
     eprintln!(
-        "{parts} parts; {samples_mid_transaction} samples while they loaded; commit {commit}"
+        "{parts} parts in {commits} commit(s); {samples_mid_transaction} samples while they loaded; commit {commit}"
     );
     assert!(
-        parts >= 4,
+        parts >= 4.0,
         "the transaction went out in {parts} load(s): the buffer cap did not split it\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        commits,
+        1,
+        "the parts must become visible together, in one StarRocks commit\n{}",
         agent.log()
     );
     assert!(

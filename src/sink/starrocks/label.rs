@@ -59,6 +59,23 @@ impl Label {
         Label::finish(label, false, slot, table)
     }
 
+    /// The label of the StarRocks transaction of target table `table` that begins with the change
+    /// at `first` (a source transaction larger than a batch, loaded in parts):
+    /// `starwal_<slot>_<table>_<names hash>_<first>_t`. Only the start names it: the end is not
+    /// known when the transaction begins. A transaction that never committed is rolled back and
+    /// begun again from the same change, under the same label (StarRocks lets a rolled-back
+    /// label be reused).
+    pub fn for_transaction(slot: &str, table: &str, first: ChangePosition) -> Label {
+        let mut label = hashed_prefix(slot, table);
+        let _ = write!(label, "_{:016X}_{}_t", first.commit.0, first.seq);
+        Label::finish(label, false, slot, table)
+    }
+
+    /// A label as the checkpoint recorded it (made by one of the constructors above).
+    pub fn from_recorded(text: &str) -> Label {
+        Label(text.to_owned())
+    }
+
     /// The label of part `part` of chunk `chunk` of a snapshot copy of target table `table`:
     /// `starwal_<slot>_<table>_<names hash>_c<run>_<chunk>_<part>`. `run` is unique per copy run
     /// (a chunk read again after a crash holds other rows, so it must not be taken for the

@@ -4,7 +4,8 @@
 //! Files have fixed roles: `config.rs` (settings), `stream_load.rs` (transport and retries),
 //! `response.rs` (answers), `error.rs` (retry decisions), `label.rs` (idempotency keys),
 //! `encoding.rs` (rows → JSON bodies), `mapping.rs` (Postgres → StarRocks types, DDL),
-//! `setup.rs` (database, tables, added columns, TRUNCATE over MySQL).
+//! `setup.rs` (database, tables, added columns, TRUNCATE over MySQL), `transaction.rs` (the
+//! transaction interface: a StarRocks transaction over several parts, two-phase commit).
 
 pub mod config;
 pub mod encoding;
@@ -14,6 +15,7 @@ pub mod mapping;
 pub mod response;
 pub mod setup;
 pub mod stream_load;
+pub mod transaction;
 
 pub use config::{Compression, DeleteMode, StarRocksConfig};
 pub use error::StreamLoadError;

@@ -61,7 +61,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The delay before attempt `failures + 1`: exponential with full jitter in [d/2, d].
-    fn delay(&self, failures: u32, jitter_seed: u64) -> Duration {
+    pub(super) fn delay(&self, failures: u32, jitter_seed: u64) -> Duration {
         let exponent = failures.saturating_sub(1).min(16);
         let full = self
             .initial_delay
@@ -199,7 +199,7 @@ impl std::fmt::Debug for StreamLoadClient {
 /// The `columns` header: every name backtick-quoted (reserved words and spaces are legal column
 /// names), except StarRocks' own `__op`. Control characters cannot travel in a header and are
 /// dropped.
-fn columns_header(columns: &[String]) -> String {
+pub(super) fn columns_header(columns: &[String]) -> String {
     columns
         .iter()
         .map(|name| {
@@ -571,6 +571,69 @@ impl StreamLoadClient {
             Ok(Err(err)) => Err(err),
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
+    }
+
+    /// The retry policy, for the transaction steps retried in place (`transaction.rs`).
+    pub(super) fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// One request of the transaction interface (`transaction.rs`) over this client's transport:
+    /// to `path` on the preferred FE (`PUT` with `Expect: 100-continue` when `body` is not empty,
+    /// else an empty `POST`), 307s followed with credentials, the handle pooled when clean.
+    /// Answers the HTTP status and body; a failed connection moves on to the next FE. Blocking.
+    pub(super) fn exchange(
+        &self,
+        path: &str,
+        headers: &[String],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<(u32, Vec<u8>), StreamLoadError> {
+        let url = format!("{}{path}", self.fe_url());
+        let transport = |source| StreamLoadError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let mut handle = self.take_handle();
+        let result = (|| {
+            self.configure(&mut handle, &url, timeout)
+                .map_err(transport)?;
+            let mut list = List::new();
+            for header in headers {
+                list.append(header).map_err(transport)?;
+            }
+            if body.is_empty() {
+                handle.post(true).map_err(transport)?;
+                handle.post_field_size(0).map_err(transport)?;
+            } else {
+                list.append("Expect: 100-continue").map_err(transport)?;
+                handle.upload(true).map_err(transport)?;
+                handle.in_filesize(body.len() as u64).map_err(transport)?;
+                handle
+                    .expect_100_timeout(Duration::from_secs(30))
+                    .map_err(transport)?;
+                handle.progress(true).map_err(transport)?;
+            }
+            handle.http_headers(list).map_err(transport)?;
+            handle.get_mut().start(body.clone());
+            match handle.perform() {
+                Ok(()) => {}
+                // The BE answered before `100 Continue` (see `Exchange`).
+                Err(err) if err.is_aborted_by_callback() && handle.get_ref().early_answer => {}
+                Err(err) => return Err(transport(err)),
+            }
+            let status = match handle.get_ref().early_answer {
+                true => handle.get_ref().status,
+                false => handle.response_code().map_err(transport)?,
+            };
+            Ok((status, std::mem::take(&mut handle.get_mut().response)))
+        })();
+        match &result {
+            Ok(_) if !handle.get_ref().early_answer => self.return_handle(handle),
+            Err(StreamLoadError::Transport { .. }) => self.rotate_fe(),
+            _ => {}
+        }
+        result
     }
 
     /// Loads `batch`, retrying transient failures forever; see [`Sink::load`].

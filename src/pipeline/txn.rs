@@ -1,0 +1,358 @@
+//! Source transactions larger than a batch land whole (invariant 11, `STARWAL_COMMIT_MODE=table`).
+//!
+//! A batch sealed while its last change's source transaction is still open (the buffer filled,
+//! or `STARWAL_FLUSH_ROWS`/`_BYTES`/`_INTERVAL_MS` fired mid-transaction) does not go out as a
+//! Stream Load of its own, which StarRocks would make visible at once: it begins a StarRocks
+//! transaction of its table (the transaction interface, `sink/starrocks/transaction.rs`), and
+//! every later part of that source transaction goes into it. At the source COMMIT the last part
+//! goes in and the loader prepares, records the prepared label and range in the checkpoint, and
+//! commits. The parts are sent and dropped as they are sealed (invariant 8: nothing is kept).
+//!
+//! The StarRocks transaction begins with the batch's first change, which may belong to an
+//! earlier, committed source transaction: that one waits too, and the confirmed LSN stays before
+//! the StarRocks transaction's first change until it commits (`TableState::oldest_pending`).
+//!
+//! Restart (each attempt, before streaming): a recorded prepared transaction is committed
+//! (committed already is fine) and the table skips its changes through the recorded end; one not
+//! prepared is rolled back and the table reads its changes again from the recorded start (none
+//! was ever visible, so the new parts need not match the old ones). Labels name the first
+//! change ([`Label::for_transaction`]), so the retry reuses the rolled-back label.
+//!
+//! Where a StarRocks transaction cannot hold a part, the source transaction becomes visible in
+//! parts, with a warning: a part carrying partial updates or another body format than the
+//! transaction's first (the transaction interface wants the same data headers on every load),
+//! and a TRUNCATE, column change or copy barrier of the table in the middle of the source
+//! transaction (StarRocks' schema change would wait for the open transaction, and a TRUNCATE
+//! must not be undone by parts committed after it). The open transaction is committed first,
+//! so order per key holds.
+
+use std::collections::HashMap;
+
+use super::batch::SealedBatch;
+use super::loader::Job;
+use super::{Pipeline, PipelineError};
+use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
+use crate::postgres::{ChangePosition, Lsn};
+use crate::sink::starrocks::label::Label;
+use crate::sink::starrocks::transaction::{Committed, TransactionClient, TransactionError};
+
+/// A table's StarRocks transaction as the pipeline sees it: parts sent, not yet closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct OpenTxn {
+    /// Its first change: names it and holds the confirmed LSN.
+    pub(super) first: ChangePosition,
+    /// The last change of the parts sent so far.
+    pub(super) last: ChangePosition,
+    /// The body format of its parts (`LoadBatch::csv_columns`): every load of one StarRocks
+    /// transaction must carry the same data headers.
+    pub(super) format: Option<Vec<String>>,
+}
+
+/// What a loader does with a sealed batch that is part of a StarRocks transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnRole {
+    /// The transaction's label (from its first change).
+    pub label: Label,
+    /// The transaction's first change (the loader records it before `begin`).
+    pub first: ChangePosition,
+    /// After this part: prepare, record, commit.
+    pub last_part: bool,
+}
+
+/// How a sealed batch goes out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Route {
+    /// A Stream Load of its own (visible when it commits).
+    Plain,
+    /// Into the table's StarRocks transaction beginning at `first` (begun by this part when it
+    /// is the first); `last_part` closes it.
+    Part {
+        first: ChangePosition,
+        last_part: bool,
+    },
+}
+
+/// The shape of a sealed batch that matters here: `Some(format)` when it is one full-row load
+/// (which a StarRocks transaction can take), with its body format; `None` otherwise.
+pub(super) fn shape(sealed: &SealedBatch) -> Option<Option<Vec<String>>> {
+    match sealed.loads.as_slice() {
+        [load] if load.partial_columns.is_none() => Some(load.csv_columns.clone()),
+        _ => None,
+    }
+}
+
+/// The decision, pure: `open` the table's open transaction, `shape` the batch's ([`shape`]),
+/// `mid` whether the batch ends inside a source transaction still open. Returns whether the open
+/// transaction must be closed (committed as it is) first, and the batch's route.
+pub(super) fn route(
+    open: Option<&OpenTxn>,
+    shape: Option<&Option<Vec<String>>>,
+    first: ChangePosition,
+    mid: bool,
+) -> (bool, Route) {
+    match (open, shape) {
+        (Some(open), Some(format)) if open.format == *format => (
+            false,
+            Route::Part {
+                first: open.first,
+                last_part: !mid,
+            },
+        ),
+        // The part cannot join (another shape): close what is open, then as if none were.
+        (Some(_), shape) => (true, route(None, shape, first, mid).1),
+        (None, Some(_)) if mid => (
+            false,
+            Route::Part {
+                first,
+                last_part: false,
+            },
+        ),
+        (None, _) => (false, Route::Plain),
+    }
+}
+
+/// What the restart found of a table's recorded StarRocks transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovered {
+    /// It was prepared and is committed now (or was already): skip through its end.
+    Committed,
+    /// It was not prepared (or was aborted): rolled back; its changes are read again.
+    RolledBack,
+}
+
+/// Settles the StarRocks transactions a previous run left, before streaming resumes: commits
+/// the prepared ones, rolls back the others. Returns the outcome per target table.
+pub async fn recover_transactions(
+    txns: &TransactionClient,
+    store: &CheckpointStore,
+    client: &tokio_postgres::Client,
+    checkpoint: &Checkpoint,
+    confirmed: Lsn,
+) -> Result<HashMap<String, Recovered>, PipelineError> {
+    let recorded = store
+        .transactions(client)
+        .await
+        .map_err(PipelineError::Checkpoint)?;
+    let mut outcome = HashMap::new();
+    for txn in recorded {
+        let Some(load) = checkpoint.in_flight.iter().find(|l| l.table == txn.table) else {
+            continue;
+        };
+        if load.last.commit < confirmed {
+            // Confirmed: it committed before the confirmed LSN could pass it.
+            continue;
+        }
+        let label = Label::from_recorded(&txn.label);
+        let recovered = if txn.prepared {
+            match txns.commit(&txn.table, &label).await {
+                Ok(committed) => {
+                    tracing::info!(table = %txn.table, %label, first = %load.first, last = %load.last, already = committed == Committed::Already, "committed the StarRocks transaction a previous run had prepared");
+                    Recovered::Committed
+                }
+                Err(TransactionError::Aborted { message, .. }) => {
+                    tracing::warn!(table = %txn.table, %label, %message, "a prepared StarRocks transaction was aborted (prepared_timeout passed?): its changes are loaded again");
+                    Recovered::RolledBack
+                }
+                Err(err) => return Err(PipelineError::from(err)),
+            }
+        } else {
+            txns.rollback(&txn.table, &label)
+                .await
+                .map_err(PipelineError::from)?;
+            tracing::info!(table = %txn.table, %label, first = %load.first, "rolled back the StarRocks transaction a previous run left open: its changes are loaded again");
+            Recovered::RolledBack
+        };
+        outcome.insert(txn.table, recovered);
+    }
+    Ok(outcome)
+}
+
+impl Pipeline {
+    /// Queues a sealed batch: as a Stream Load of its own, or as a part of the table's
+    /// StarRocks transaction ([`route`]).
+    pub(super) fn send_sealed(
+        &mut self,
+        index: usize,
+        sealed: SealedBatch,
+    ) -> Result<(), PipelineError> {
+        let mid = self
+            .transaction
+            .is_some_and(|(commit, _)| commit == sealed.last.commit);
+        let shape = shape(&sealed);
+        let (close, route) = route(
+            self.tables[index].txn.as_ref(),
+            shape.as_ref(),
+            sealed.first,
+            mid,
+        );
+        if close {
+            self.close_transaction(index, "a part with partial updates or another body format");
+        }
+        match route {
+            Route::Plain => {
+                if mid {
+                    tracing::warn!(table = %self.tables[index].target, first = %sealed.first, last = %sealed.last, "part of a source transaction larger than a batch carries partial updates (or several bodies): it is visible before its commit");
+                    self.context
+                        .handle
+                        .transaction_split(&self.tables[index].source_name);
+                }
+                let range = (sealed.first, sealed.last);
+                self.send(index, Job::Load(sealed), Some(range))
+            }
+            Route::Part { first, last_part } => {
+                let table = &mut self.tables[index];
+                table.txn = if last_part {
+                    None
+                } else {
+                    Some(OpenTxn {
+                        first,
+                        last: sealed.last,
+                        format: shape.flatten(),
+                    })
+                };
+                let role = TxnRole {
+                    label: Label::for_transaction(&self.settings.slot, &table.target, first),
+                    first,
+                    last_part,
+                };
+                // The range starts at the transaction's first change: until it commits, nothing
+                // from there on is confirmed.
+                let range = (first, sealed.last);
+                self.send(index, Job::LoadPart(sealed, role), Some(range))
+            }
+        }
+    }
+
+    /// Closes (prepares and commits) table `index`'s StarRocks transaction as it is, before
+    /// `why`: the source transaction becomes visible in parts (see the module docs).
+    pub(super) fn close_transaction(&mut self, index: usize, why: &str) {
+        let Some(open) = self.tables[index].txn.take() else {
+            return;
+        };
+        let table = &self.tables[index];
+        tracing::warn!(table = %table.target, first = %open.first, last = %open.last, "{why} in the middle of a source transaction: its StarRocks transaction is committed before it, so the transaction is visible in parts");
+        self.context.handle.transaction_split(&table.source_name);
+        let range = (open.first, open.last);
+        let job = Job::CloseTransaction {
+            label: Label::for_transaction(&self.settings.slot, &table.target, open.first),
+            last: open.last,
+        };
+        // Sent like any job; a loader already gone fails the next send too.
+        let _ = self.send(index, job, Some(range));
+    }
+
+    /// The source transaction committed: every table's StarRocks transaction gets its last part
+    /// (what the batch holds now) and is closed.
+    pub(super) async fn close_transactions_at_commit(&mut self) -> Result<(), PipelineError> {
+        for index in 0..self.tables.len() {
+            if self.tables[index].txn.is_none() {
+                continue;
+            }
+            // `self.transaction` is over: the sealed part is the last one.
+            self.flush(index).await?;
+            if let Some(open) = self.tables[index].txn.take() {
+                // Nothing left to seal: close with the parts already sent.
+                let target = &self.tables[index].target;
+                let job = Job::CloseTransaction {
+                    label: Label::for_transaction(&self.settings.slot, target, open.first),
+                    last: open.last,
+                };
+                self.send(index, job, Some((open.first, open.last)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(commit: u64, seq: u32) -> ChangePosition {
+        ChangePosition {
+            commit: Lsn(commit),
+            seq,
+        }
+    }
+
+    fn open(first: ChangePosition, format: Option<Vec<String>>) -> OpenTxn {
+        OpenTxn {
+            first,
+            last: first,
+            format,
+        }
+    }
+
+    const JSON: Option<&Option<Vec<String>>> = Some(&None);
+
+    #[test]
+    fn inv11_a_whole_batch_goes_as_a_plain_load() {
+        assert_eq!(route(None, JSON, at(10, 1), false), (false, Route::Plain));
+        // Partial updates, not mid-transaction: plain too.
+        assert_eq!(route(None, None, at(10, 1), false), (false, Route::Plain));
+    }
+
+    #[test]
+    fn inv11_a_batch_ending_mid_transaction_begins_a_starrocks_transaction() {
+        assert_eq!(
+            route(None, JSON, at(10, 1), true),
+            (
+                false,
+                Route::Part {
+                    first: at(10, 1),
+                    last_part: false
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn inv11_later_parts_join_and_the_one_after_the_commit_closes() {
+        let txn = open(at(10, 1), None);
+        assert_eq!(
+            route(Some(&txn), JSON, at(20, 5), true),
+            (
+                false,
+                Route::Part {
+                    first: at(10, 1),
+                    last_part: false
+                }
+            )
+        );
+        assert_eq!(
+            route(Some(&txn), JSON, at(20, 9), false),
+            (
+                false,
+                Route::Part {
+                    first: at(10, 1),
+                    last_part: true
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn inv11_a_part_of_another_shape_closes_the_transaction_first() {
+        let txn = open(at(10, 1), None);
+        // Partial updates: the open transaction commits, the part goes plain.
+        assert_eq!(
+            route(Some(&txn), None, at(20, 5), true),
+            (true, Route::Plain)
+        );
+        // Another body format, still mid-transaction: a new transaction from this part.
+        let csv = Some(vec!["id".to_owned()]);
+        assert_eq!(
+            route(Some(&txn), Some(&csv), at(20, 5), true),
+            (
+                true,
+                Route::Part {
+                    first: at(20, 5),
+                    last_part: false
+                }
+            )
+        );
+        // The same format: joins.
+        let csv_txn = open(at(10, 1), csv.clone());
+        assert!(!route(Some(&csv_txn), Some(&csv), at(20, 5), false).0);
+    }
+}

@@ -1,0 +1,295 @@
+//! Invariant 11 in `table` commit mode, through `starwal run` against the sim: a source
+//! transaction larger than `STARWAL_MAX_BUFFER_BYTES` goes out in parts, yet a reader of the table
+//! sees the old row count or the new one, never one in between (its parts go into one StarRocks
+//! transaction committed at its source commit); and kill -9 of the agent at every step of that
+//! transaction's two-phase commit (begin, load, prepare, after the checkpoint recorded it
+//! prepared, commit) leaves the target equal to the source with no label committed twice.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use starrocks_sim::{FaultKind, LoadFault, ServerFaults, ServerRole, Sim, TxnEffect, TxnOp};
+
+use crate::harness::agent::{
+    diff, source_rows, start_sim, target_rows, wait_for_rows, AgentSpec, TARGET_DB,
+};
+use crate::harness::Cluster;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// Small enough that the transactions below go out in many parts.
+const CAP: u64 = 512 * 1024;
+const ROWS: u64 = 12_000;
+
+/// Inserts `ROWS` rows from `start` in one transaction (about 6 MB: many parts under `CAP`).
+fn big_insert(start: u64) -> String {
+    format!(
+        "INSERT INTO t SELECT g, repeat(md5(g::text), 16) FROM generate_series({start}, {}) g",
+        start + ROWS - 1
+    )
+}
+
+/// Every label of the table committed once; returns the transaction labels (`…_t`) among them.
+fn assert_no_label_twice(sim: &Sim) -> Vec<String> {
+    let counters = sim.counters(TARGET_DB, "t");
+    let unique: BTreeSet<&String> = counters.labels_committed.iter().collect();
+    assert_eq!(
+        unique.len(),
+        counters.labels_committed.len(),
+        "a label committed twice: {:?}",
+        counters.labels_committed
+    );
+    for (label, committed) in sim.label_counters(TARGET_DB) {
+        assert!(
+            committed.commits <= 1,
+            "{label} was committed {} times",
+            committed.commits
+        );
+    }
+    counters
+        .labels_committed
+        .into_iter()
+        .filter(|label| label.ends_with("_t"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_a_transaction_larger_than_the_buffer_is_never_partly_visible() {
+    let db = Cluster::shared()
+        .create_database("engine_txn_visible")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, payload text);
+             INSERT INTO t VALUES (0, 'before');",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string());
+    let agent = spec.start_streaming().await;
+    let seeded = wait_for_rows(&[vec![Some("0".into())]].into(), TIMEOUT, || {
+        target_rows(&sim, "t", &["id"])
+    })
+    .await;
+    assert_eq!(
+        seeded.len(),
+        1,
+        "the first row never arrived\n{}",
+        agent.log()
+    );
+    let began_before = sim.counters(TARGET_DB, "t").label_attempts.len();
+
+    // Every answer of the BE comes 200 ms late: the parts take seconds to go in, and the
+    // reader below gets many looks at the table meanwhile.
+    sim.faults().set_server(
+        ServerRole::Be,
+        ServerFaults {
+            delay_ms: 200,
+            ..ServerFaults::default()
+        },
+    );
+    client.batch_execute(&big_insert(1)).await.unwrap();
+
+    let deadline = Instant::now() + TIMEOUT;
+    let mut looks_while_loading = 0;
+    let mut counts = BTreeSet::new();
+    loop {
+        let begun = sim.counters(TARGET_DB, "t").label_attempts.len() > began_before;
+        let count = target_rows(&sim, "t", &["id"]).len() as u64;
+        counts.insert(count);
+        assert!(
+            count == 1 || count == ROWS + 1,
+            "a reader saw {count} rows: neither the {} before nor the {} after the transaction\n{}",
+            1,
+            ROWS + 1,
+            agent.log()
+        );
+        if count == ROWS + 1 {
+            break;
+        }
+        if begun {
+            looks_while_loading += 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the transaction never landed\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sim.faults()
+        .set_server(ServerRole::Be, ServerFaults::default());
+    eprintln!("{looks_while_loading} looks while the parts loaded; counts seen {counts:?}");
+    assert!(
+        looks_while_loading >= 3,
+        "only {looks_while_loading} looks while the parts loaded: the test proved nothing"
+    );
+    let transactions = assert_no_label_twice(&sim);
+    assert_eq!(
+        transactions.len(),
+        1,
+        "one StarRocks transaction carries the source transaction: {transactions:?}\n{}",
+        agent.log()
+    );
+    let source = source_rows(&client, "SELECT id::text, payload FROM t").await;
+    let target = target_rows(&sim, "t", &["id", "payload"]);
+    assert!(source == target, "{}", diff(&source, &target));
+    agent.stop_cleanly();
+}
+
+/// Where the agent is killed, and how the sim holds it there.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// `begin` took effect; its answer is held back.
+    Begin,
+    /// The first part's `load` took effect; its answer is held back.
+    Load,
+    /// `prepare` took effect (StarRocks holds a PREPARED transaction) before the checkpoint
+    /// recorded it.
+    Prepare,
+    /// The checkpoint recorded it prepared; `commit` has not taken effect (its first attempt
+    /// was cut off before it did, and the retry waits out its backoff).
+    Recorded,
+    /// `commit` took effect; its answer is held back.
+    Commit,
+}
+
+impl KillAt {
+    fn fault(self) -> FaultKind {
+        let (op, effect) = match self {
+            KillAt::Begin => (TxnOp::Begin, TxnEffect::StallAfter),
+            KillAt::Load => (TxnOp::Load, TxnEffect::StallAfter),
+            KillAt::Prepare => (TxnOp::Prepare, TxnEffect::StallAfter),
+            KillAt::Recorded => (TxnOp::Commit, TxnEffect::DropBefore),
+            KillAt::Commit => (TxnOp::Commit, TxnEffect::StallAfter),
+        };
+        FaultKind::TxnStep {
+            op,
+            effect,
+            stall_ms: 20_000,
+        }
+    }
+
+    /// The sim's event that marks the point (`Recorded`: the checkpoint's flag instead).
+    fn event(self) -> &'static str {
+        match self {
+            KillAt::Begin => "begin",
+            KillAt::Load => "load",
+            KillAt::Prepare | KillAt::Recorded => "prepare",
+            KillAt::Commit => "commit",
+        }
+    }
+}
+
+/// Whether the agent's checkpoint records a prepared StarRocks transaction.
+async fn recorded_prepared(client: &tokio_postgres::Client, slot: &str) -> bool {
+    client
+        .query_opt(
+            "SELECT 1 FROM starwal.loads_in_flight WHERE slot = $1 AND kind = 'txn' AND prepared",
+            &[&slot],
+        )
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_kill9_at_each_two_phase_commit_step_loads_every_transaction_once() {
+    let db = Cluster::shared().create_database("engine_txn_kill9").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, payload text)")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t")
+        .var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string())
+        // A kill leaves an open StarRocks transaction behind; the restart rolls it back, and
+        // it would time out by itself after this long.
+        .var("STARWAL_TXN_IDLE_TIMEOUT_S", "60");
+    let mut agent = spec.start_streaming().await;
+    let slot = spec.slot().to_owned();
+    let steps = [
+        KillAt::Begin,
+        KillAt::Load,
+        KillAt::Prepare,
+        KillAt::Recorded,
+        KillAt::Commit,
+    ];
+    for (round, step) in steps.into_iter().enumerate() {
+        let seen = sim.txn_events(0).last().map_or(0, |event| event.seq);
+        sim.faults()
+            .inject(LoadFault::new(step.fault()).on_table(TARGET_DB, "t"));
+        // A small transaction first (a plain load), then a large one in parts, then another
+        // small one: the kill lands inside the large one's StarRocks transaction.
+        let start = 1 + round as u64 * (ROWS + 10);
+        client
+            .batch_execute(&format!(
+                "INSERT INTO t VALUES ({}, 'small before'); {}; INSERT INTO t VALUES ({}, 'small after');",
+                start + ROWS,
+                big_insert(start),
+                start + ROWS + 1
+            ))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let reached = sim.txn_events(seen).iter().any(|event| {
+                event.op == step.event() && event.label.ends_with("_t") && event.tables == "t"
+            });
+            let reached = match step {
+                KillAt::Recorded => reached && recorded_prepared(&client, &slot).await,
+                _ => reached,
+            };
+            if reached {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the agent never reached {step:?}\n{}",
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("round {round}: kill -9 at {step:?}");
+        agent.kill9();
+        sim.faults().clear();
+        agent = spec.start();
+        let source = source_rows(&client, "SELECT id::text, payload FROM t").await;
+        let target = wait_for_rows(&source, TIMEOUT, || {
+            target_rows(&sim, "t", &["id", "payload"])
+        })
+        .await;
+        assert!(
+            source == target,
+            "round {round} ({step:?}): {}\n{}",
+            diff(&source, &target),
+            agent.log()
+        );
+        assert_no_label_twice(&sim);
+        // The restart settled the StarRocks transaction the kill left before streaming.
+        let settled = match step {
+            KillAt::Begin | KillAt::Load | KillAt::Prepare => {
+                "rolled back the StarRocks transaction a previous run left open"
+            }
+            KillAt::Recorded | KillAt::Commit => {
+                "committed the StarRocks transaction a previous run had prepared"
+            }
+        };
+        assert!(
+            agent.log().contains(settled),
+            "round {round} ({step:?}): the restart did not log `{settled}`\n{}",
+            agent.log()
+        );
+    }
+    let transactions = assert_no_label_twice(&sim);
+    assert!(
+        transactions.len() >= steps.len(),
+        "each large transaction commits in a StarRocks transaction: {transactions:?}"
+    );
+    agent.stop_cleanly();
+}
