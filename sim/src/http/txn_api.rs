@@ -407,6 +407,16 @@ pub(crate) async fn be(ctx: &Ctx, req: Request<Incoming>, op: &str) -> Handled {
     }
 }
 
+/// A failed `load` of a multi-table txn answers `FAILED` (StarRocks runs it as a task of the
+/// FE's multi-statement load; the SQL-tester records `FAILED`), a single-table one the BE's code.
+fn load_status(multi: bool, code: &'static str) -> &'static str {
+    if multi && code != "OK" {
+        "FAILED"
+    } else {
+        code
+    }
+}
+
 fn reply(code: &'static str, label: &str, message: &str) -> Resp {
     be_json(txn_reply(code, label, None, message, Vec::new(), None))
 }
@@ -618,7 +628,7 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
         };
         let Some(context) = found else {
             return Ok(reply(
-                "TXN_NOT_EXISTS",
+                load_status(multi, "TXN_NOT_EXISTS"),
                 label,
                 &format!("Transaction with label {label} not exists"),
             ));
@@ -629,18 +639,26 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
                 "Request database {req_db} not equal transaction database {}",
                 context.db
             );
-            return Ok(reply("INVALID_ARGUMENT", label, &message));
+            return Ok(reply(
+                load_status(multi, "INVALID_ARGUMENT"),
+                label,
+                &message,
+            ));
         }
         if context.table != req_table {
             let message = format!(
                 "Request table {req_table} not equal transaction table {}",
                 context.table
             );
-            return Ok(reply("INVALID_ARGUMENT", label, &message));
+            return Ok(reply(
+                load_status(multi, "INVALID_ARGUMENT"),
+                label,
+                &message,
+            ));
         }
         if context.busy {
             return Ok(reply(
-                "TXN_IN_PROCESSING",
+                load_status(multi, "TXN_IN_PROCESSING"),
                 label,
                 &format!("Transaction in processing, label: {label}"),
             ));
@@ -684,7 +702,7 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
         Ok(v) => v,
         Err((code, message)) => {
             rollback_context(&shared, label, &message, multi);
-            return Ok(reply(code, label, &message));
+            return Ok(reply(load_status(multi, code), label, &message));
         }
     };
     let guard = BusyGuard {
@@ -701,7 +719,7 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
             let message = step_message(TxnOp::Load);
             drop(guard);
             rollback_context(&shared, label, &message, multi);
-            return Ok(reply("INTERNAL_ERROR", label, &message));
+            return Ok(reply(load_status(multi, "INTERNAL_ERROR"), label, &message));
         }
         Some((TxnEffect::DropBefore, _)) => {
             drop(guard);
@@ -726,14 +744,14 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
             let message = body_error_message(&e, limits.max_body_bytes);
             drop(guard);
             rollback_context(&shared, label, &message, multi);
-            return Ok(reply("INTERNAL_ERROR", label, &message));
+            return Ok(reply(load_status(multi, "INTERNAL_ERROR"), label, &message));
         }
     };
     if content_length.is_some_and(|n| n != received.len() as u64) {
         let message = "receive body don't equal with body bytes";
         drop(guard);
         rollback_context(&shared, label, message, multi);
-        return Ok(reply("INTERNAL_ERROR", label, message));
+        return Ok(reply(load_status(multi, "INTERNAL_ERROR"), label, message));
     }
     let received_ms = ms(read_started.elapsed());
     let parsed = plain_body(&received, &plan.options, limits.max_body_bytes)
@@ -741,7 +759,7 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
     if let Err(message) = parsed {
         drop(guard);
         rollback_context(&shared, label, &message, multi);
-        return Ok(reply("ANALYSIS_ERROR", label, &message));
+        return Ok(reply(load_status(multi, "ANALYSIS_ERROR"), label, &message));
     }
     let received_bytes = received.len() as u64;
     progress.received_bytes += received_bytes;

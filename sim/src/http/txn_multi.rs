@@ -396,6 +396,16 @@ async fn commit(ctx: &Ctx, db: &str, label: &str) -> Handled {
         if progress.exceeds_filter_ratio(plan.max_filter_ratio) {
             return Ok(abort("too many filtered rows"));
         }
+        if progress.filtered_rows > 0 && progress.loaded_rows() == 0 {
+            // StarRocks fails the whole commit when one table kept no row (SQL-tester case
+            // test_multi_table_all_rows_rejected_tracking: the message names the table and has
+            // a tracking_url); the rest of this text is the sim's own.
+            let url = shared.error_url(&progress.error_lines);
+            return Ok(abort(&format!(
+                "Failed to load table {table}: all {} rows were filtered, tracking_url: {url}",
+                progress.filtered_rows
+            )));
+        }
         let counts = TxnCounts {
             total_rows: progress.total_rows,
             loaded_rows: progress.loaded_rows(),

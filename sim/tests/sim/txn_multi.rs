@@ -245,9 +245,26 @@ fn multi_table_edge_cases() {
     assert_eq!(mtxn(&sim, "begin", "b1", None, None).status(), "OK");
     assert_eq!(load_t2(&sim, "b1", 1).status(), "OK");
     let r = mtxn(&sim, "load", "b1", Some("t"), Some(b"{\"id\":"));
-    assert_ne!(r.status(), "OK", "{}", r.body);
+    assert_eq!(r.status(), "FAILED", "{}", r.body);
     assert_eq!(sim.label_state("db", "b1"), TxnStatus::Aborted);
     assert_eq!(mtxn(&sim, "commit", "b1", None, None).status(), "FAILED");
+    // A table whose rows were all rejected fails the commit, naming the table; nothing lands.
+    assert_eq!(mtxn(&sim, "begin", "rj", None, None).status(), "OK");
+    assert_eq!(load_t2(&sim, "rj", 1).status(), "OK");
+    let r = mtxn_to(
+        &sim.fe_url(),
+        "load",
+        "rj",
+        Some("t"),
+        &["max_filter_ratio:1"],
+        Some(br#"{"id":null}"#),
+    );
+    assert_eq!(r.status(), "OK", "{}", r.body);
+    let r = mtxn(&sim, "commit", "rj", None, None);
+    assert_eq!(r.status(), "FAILED");
+    assert!(r.message().contains("Failed to load table t"), "{}", r.body);
+    assert!(r.message().contains("tracking_url:"), "{}", r.body);
+    assert_eq!(sim.label_state("db", "rj"), TxnStatus::Aborted);
     // The BE refuses multi-table requests.
     let r = mtxn_to(&sim.be_url(), "begin", "x", Some("t"), &[], None);
     assert_eq!(
