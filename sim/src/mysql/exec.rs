@@ -19,7 +19,8 @@ use super::ddl;
 use super::error::{SqlError, SqlResult};
 use super::infoschema;
 use super::parser::{
-    parse, AlterOp, Expr, Literal, ObjectName, OrderKey, Query, Select, SelectItem, Statement,
+    parse, AlterOp, CmpOp, Expr, Literal, ObjectName, OrderKey, Predicate, Query, Select,
+    SelectItem, Statement,
 };
 use super::relation::{self, bind, column_index, row_matches, text, Kind, RelColumn, Relation};
 use super::{now_text, Server, SERVER_VERSION};
@@ -430,15 +431,73 @@ fn run_select(server: &Arc<Server>, session: &Session, select: &Select) -> SqlRe
                 .collect();
             let bound = bind(&columns, &query.filter)?;
             let mut rows = Vec::new();
-            for row in table.rows() {
-                if row_matches(&columns, &row, &bound)? {
-                    rows.push(row);
+            if let Some(keys) = key_lookups(table, &query.filter) {
+                // Rows by key (`starwal verify` asks for hundreds of keys at a time): a
+                // primary-key lookup each, as StarRocks' own point lookups, instead of a scan.
+                for key in keys {
+                    if let Some(row) = table.get(&key) {
+                        if row_matches(&columns, &row, &bound)? {
+                            rows.push(row);
+                        }
+                    }
+                }
+            } else {
+                for row in table.rows() {
+                    if row_matches(&columns, &row, &bound)? {
+                        rows.push(row);
+                    }
                 }
             }
             Ok(Relation { columns, rows })
         })?
     };
     project(server, session, relation, select)
+}
+
+/// Most keys a WHERE may name for [`key_lookups`]; more fall back to a scan.
+const MAX_KEY_LOOKUPS: usize = 100_000;
+
+/// The keys a WHERE names when it pins every key column with `=` or `IN` (composite keys as the
+/// cross product of the lists), in key order without repeats; `None` when it does not (scan).
+/// A literal the column's type cannot hold names no key, as in a comparison.
+fn key_lookups(table: &crate::catalog::Table, filter: &[Predicate]) -> Option<Vec<Vec<Value>>> {
+    let mut keys: Vec<Vec<Value>> = vec![Vec::new()];
+    for column in table.key_columns() {
+        let literals: Vec<&Literal> = filter.iter().find_map(|p| match p {
+            Predicate::In {
+                column: c,
+                values,
+                negated: false,
+            } if column.is_named(c) => Some(values.iter().collect()),
+            Predicate::Cmp {
+                column: c,
+                op: CmpOp::Eq,
+                value,
+            } if column.is_named(c) => Some(vec![value]),
+            _ => None,
+        })?;
+        let mut values: Vec<Value> = literals
+            .iter()
+            .filter_map(|lit| lit.text())
+            .filter_map(|text| column.column_type.convert_text(&column.name, &text).ok())
+            .collect();
+        values.sort_by(|a, b| a.compare(b).unwrap_or(std::cmp::Ordering::Equal));
+        values.dedup();
+        if keys.len().saturating_mul(values.len()) > MAX_KEY_LOOKUPS {
+            return None;
+        }
+        keys = keys
+            .iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |value| {
+                    let mut key = prefix.clone();
+                    key.push(value.clone());
+                    key
+                })
+            })
+            .collect();
+    }
+    Some(keys)
 }
 
 fn project(

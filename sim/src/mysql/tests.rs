@@ -824,6 +824,11 @@ async fn select_where_order_limit_count_truncate() {
         ("ts >= '2024-05-06'", vec!["1", "2"]),
         ("id IN (1, 3)", vec!["1", "3"]),
         ("id NOT IN (1, 3)", vec!["2"]),
+        // Key lookups (every key column pinned): repeats, absent keys, further conditions.
+        ("id IN (3, 1, 1, 7)", vec!["1", "3"]),
+        ("id IN ('2', 'x') AND name = 'bob'", vec!["2"]),
+        ("id IN (1, 2, 3) AND name IS NULL", vec!["3"]),
+        ("id = 2", vec!["2"]),
         ("name LIKE 'a%'", vec!["1"]),
         ("(id > 1) AND name IS NOT NULL", vec!["2"]),
         ("2 < id", vec!["3"]),
