@@ -1037,6 +1037,43 @@ mod tests {
     }
 
     #[test]
+    fn inv11_transaction_timeouts_default_and_are_validated_naming_the_variable() {
+        let base = [("STARWAL_PG_URL", URL), ("STARWAL_TABLES", "public.t")];
+        let config = Config::from_vars(vars(&base)).unwrap();
+        assert_eq!(config.engine.txn_timeouts, TxnTimeouts::default());
+        let mut with = base.to_vec();
+        with.extend([
+            ("STARWAL_TXN_TIMEOUT_S", "7200"),
+            ("STARWAL_TXN_IDLE_TIMEOUT_S", "60"),
+            ("STARWAL_TXN_PREPARED_TIMEOUT_S", "259200"),
+        ]);
+        let config = Config::from_vars(vars(&with)).unwrap();
+        assert_eq!(
+            config.engine.txn_timeouts,
+            TxnTimeouts {
+                timeout: Duration::from_secs(7200),
+                idle: Duration::from_secs(60),
+                prepared: Duration::from_secs(259_200),
+            }
+        );
+        for var in [
+            "STARWAL_TXN_TIMEOUT_S",
+            "STARWAL_TXN_IDLE_TIMEOUT_S",
+            "STARWAL_TXN_PREPARED_TIMEOUT_S",
+        ] {
+            for bad in ["0", "259201", "1h", "-1"] {
+                let mut with = base.to_vec();
+                with.push((var, bad));
+                let err = Config::from_vars(vars(&with)).unwrap_err();
+                assert!(
+                    err.to_string().starts_with(&format!("{var} is invalid")),
+                    "{var}={bad}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn issue13_tables_take_quoted_identifiers() {
         let config = Config::from_vars(vars(&[
             ("STARWAL_PG_URL", URL),
