@@ -52,7 +52,6 @@ impl Tmux {
                 eprintln!(
                     "SKIPPED the starwal top test: tmux is not installed (apt-get install tmux)"
                 );
-                std::mem::forget(tmux);
                 None
             }
             Err(err) => panic!("tmux: {err}"),
@@ -204,6 +203,17 @@ async fn top_shows_the_agent_and_pulls_its_levers_in_a_terminal() {
         !screen.contains("phase CDC"),
         "the view stayed on screen:\n{screen}"
     );
+    // Raw mode is off again: the line discipline is canonical and echoes.
+    tmux.send(&[
+        "stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo stty-done",
+        "Enter",
+    ]);
+    let screen = tmux
+        .wait_for("the terminal modes", |screen| {
+            screen.contains("icanon echo stty-done")
+        })
+        .await;
+    assert!(!screen.contains("-icanon"), "{screen}");
 
     // Without the token the agent refuses the lever, and the screen says why; Ctrl-C quits.
     tmux.send(&["clear", "Enter"]);
