@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{watch, Notify};
@@ -113,6 +113,9 @@ pub struct TableStatus {
     /// Request body bytes sent.
     pub bytes_loaded: u64,
     pub loads: u64,
+    /// Stream Loads of the table under way now, streamed or copied, from when one is sent (a
+    /// streamed one once it holds a load slot) until it answers ([`EngineHandle::load_started`]).
+    pub loads_in_flight: u64,
     /// Loads StarRocks had already committed under the same label (replays after a restart).
     pub loads_deduplicated: u64,
     pub truncates: u64,
@@ -745,6 +748,19 @@ impl EngineHandle {
         }
     }
 
+    /// A Stream Load of `source`'s table is under way until the returned guard is dropped: when
+    /// it answers, or when its task is aborted mid-load (a guard, so an abort cannot leave the
+    /// count up).
+    pub fn load_started(self: &Arc<EngineHandle>, source: &str) -> LoadInFlight {
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            table.loads_in_flight += 1;
+        }
+        LoadInFlight {
+            handle: Arc::clone(self),
+            source: source.to_owned(),
+        }
+    }
+
     /// Records a committed load of `source`'s table.
     pub fn record_load(
         &self,
@@ -1034,9 +1050,54 @@ fn config_summary(config: &Config) -> Vec<(String, String)> {
     summary
 }
 
+/// One Stream Load under way ([`EngineHandle::load_started`]); dropping it ends it.
+#[derive(Debug)]
+pub struct LoadInFlight {
+    handle: Arc<EngineHandle>,
+    source: String,
+}
+
+impl Drop for LoadInFlight {
+    fn drop(&mut self) {
+        if let Some(table) = self.handle.lock().tables.get_mut(&self.source) {
+            table.loads_in_flight = table.loads_in_flight.saturating_sub(1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn loads_in_flight_count_until_answered_or_aborted() {
+        let handle = Arc::new(handle());
+        let in_flight = |handle: &EngineHandle| {
+            let status = handle.status();
+            (
+                status.tables[0].loads_in_flight,
+                status.tables[1].loads_in_flight,
+            )
+        };
+        let first = handle.load_started("public.a");
+        let second = handle.load_started("public.a");
+        // A table not registered (yet) counts nothing, and its guard ends nothing.
+        drop(handle.load_started("public.unknown"));
+        assert_eq!(in_flight(&handle), (2, 0));
+        drop(first);
+        assert_eq!(in_flight(&handle), (1, 0));
+        // A loader aborted mid-load drops its guard with the future.
+        let guard = handle.load_started("public.b");
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        assert_eq!(in_flight(&handle), (1, 1));
+        task.abort();
+        let _ = task.await;
+        drop(second);
+        assert_eq!(in_flight(&handle), (0, 0));
+    }
 
     fn handle() -> EngineHandle {
         let config = Config::from_vars(vec![

@@ -529,8 +529,13 @@ impl Copier {
             body,
         };
         let sink = self.sink.clone();
+        // Counted until it answers or the LoadTask aborts it (the guard drops with the task).
+        let counted = self.handle.load_started(&plan.source_name);
         *in_flight = Some((
-            LoadTask(tokio::spawn(async move { sink.load(batch).await })),
+            LoadTask(tokio::spawn(async move {
+                let _counted = counted;
+                sink.load(batch).await
+            })),
             part_rows,
         ));
         Ok(committed)

@@ -308,8 +308,9 @@ async fn load(
         // Held across the sink's retries: a failing load waits out its backoff in its slot
         // (capped at STARWAL_LOAD_RETRY_MAX_DELAY_S), which keeps the bound simple and exact.
         let slot = context.load_slots.take().await;
+        let in_flight = context.handle.load_started(source);
         let outcome = context.sink.load(load).await;
-        drop(slot);
+        drop((in_flight, slot));
         match outcome {
             Ok(receipt) => {
                 rows_loaded += receipt.rows_loaded;
@@ -392,8 +393,9 @@ async fn load_part(
     for mut load in batch.loads {
         load.label = txn.label.clone();
         let slot = context.load_slots.take().await;
+        let in_flight = context.handle.load_started(source);
         let outcome = txns.load(&load).await;
-        drop(slot);
+        drop((in_flight, slot));
         match outcome {
             Ok(answer) => {
                 rows += answer.loaded_rows;
