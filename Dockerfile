@@ -10,6 +10,15 @@
 # `--stop-timeout 45` (nothing is lost on a kill — the next start resumes from the slot — but a
 # clean drain confirms everything loaded). The image writes no files, so a read-only root
 # filesystem works. BuildKit (the default builder since Docker 23) is needed for the cache mounts.
+#
+# Targets: the default (last) stage builds the binary in the `build` stage. `--target prebuilt`
+# makes the same runtime image from a binary built elsewhere (a release pipeline, CI), given as
+# the build context's file `starwal`; the `build` stage is then skipped:
+#
+#   mkdir ctx && cp target/release/starwal ctx/ && docker build --target prebuilt -f Dockerfile ctx
+#
+# Both end in `runtime`, the one definition of the image apart from the binary.
+# scripts/container-test.sh builds and runs this image in CI (podman; see README "Container").
 
 # ---------------------------------------------------------------------------------------- build
 FROM rust:1-slim-bookworm AS build
@@ -31,7 +40,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && strip /out/starwal
 
 # -------------------------------------------------------------------------------------- runtime
-FROM debian:bookworm-slim
+# Everything the image is except the binary, which the two stages below add.
+FROM debian:bookworm-slim AS runtime
 # ca-certificates: TLS to Postgres (sslrootcert=system) and HTTPS to StarRocks;
 # libssl3: the statically linked libcurl uses the system OpenSSL. (zlib and glibc are in the base.)
 # hadolint ignore=DL3008
@@ -41,9 +51,6 @@ RUN apt-get update \
  && groupadd --system --gid 10001 starwal \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin starwal
-COPY --from=build /out/starwal /usr/local/bin/starwal
-# Fails the build here, not at deploy time, if the binary needs a library this image lacks.
-RUN ["/usr/local/bin/starwal", "--version"]
 USER 10001:10001
 EXPOSE 50051 9187
 # Docker's health = the agent streams (the control server answers and reports SERVING); it is
@@ -55,3 +62,15 @@ HEALTHCHECK --interval=30s --timeout=15s --start-period=60s --retries=3 \
   CMD ["/bin/sh", "-c", "/usr/local/bin/starwal status --json | grep -Eq '\"serving\": ?true'"]
 ENTRYPOINT ["/usr/local/bin/starwal"]
 CMD ["run"]
+
+# ------------------------------------------------------------------------------------- prebuilt
+FROM runtime AS prebuilt
+COPY starwal /usr/local/bin/starwal
+# Fails the build here, not at deploy time, if the binary needs a library this image lacks
+# (runs as the image's user, 10001).
+RUN ["/usr/local/bin/starwal", "--version"]
+
+# -------------------------------------------------------------------------------------- default
+FROM runtime
+COPY --from=build /out/starwal /usr/local/bin/starwal
+RUN ["/usr/local/bin/starwal", "--version"]
