@@ -5,6 +5,8 @@
 //!   [`Cluster::create_database`].
 //! * [`Cluster::start`] starts a dedicated cluster with extra `postgresql.conf` lines (for
 //!   `wal_level = replica`, `max_slot_wal_keep_size`, restarts…); it is stopped on drop.
+//! * [`standby::Standby::attach`] makes a streaming standby of such a cluster with
+//!   `pg_basebackup` (failover and standby-decoding tests).
 //!
 //! Binaries: `$STARWAL_TEST_PGBIN` if set, else the newest `/usr/lib/postgresql/*/bin`.
 //! When the tests run as root the server runs as the OS user `postgres` (created if missing).
@@ -24,6 +26,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod standby;
 
 use std::fs;
 use std::io::Write as _;
@@ -104,6 +107,9 @@ pub struct ClusterOptions {
     pub extra_conf: String,
     /// Binary directory; default `$STARWAL_TEST_PGBIN` or the newest `/usr/lib/postgresql/*/bin`.
     pub pgbin: Option<PathBuf>,
+    /// Make the data directory with `pg_basebackup` from a running primary instead of `initdb`
+    /// (a streaming standby, see [`standby`]); roles and TLS material come with the copy.
+    pub base_backup: Option<standby::BaseBackup>,
 }
 
 /// A running throwaway PostgreSQL cluster.
@@ -222,25 +228,11 @@ impl Cluster {
         cluster.spawn_watchdog();
 
         let data = cluster.data_dir();
-        let out = cluster
-            .server_cmd("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                SUPERUSER,
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
-            .output()
-            .expect("run initdb");
-        check("initdb", &out);
-        cluster.make_tls();
-        fs::write(data.join("pg_hba.conf"), PG_HBA).unwrap();
+        if let Some(backup) = &opts.base_backup {
+            backup.restore(&cluster);
+        } else {
+            cluster.init_data_dir();
+        }
         let base_conf = fs::read_to_string(data.join("postgresql.conf")).unwrap();
 
         let mut attempt = 0;
@@ -282,7 +274,12 @@ impl Cluster {
             );
         }
 
-        let version = cluster.database("postgres").psql(SETUP_SQL);
+        // A standby is read-only and has the primary's roles already.
+        let setup_sql = match opts.base_backup {
+            Some(_) => "SHOW server_version_num;",
+            None => SETUP_SQL,
+        };
+        let version = cluster.database("postgres").psql(setup_sql);
         cluster.version_num = version
             .trim()
             .parse()
@@ -434,6 +431,30 @@ impl Cluster {
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
+    }
+
+    /// initdb, the TLS material and the harness's pg_hba.conf.
+    fn init_data_dir(&self) {
+        let data = self.data_dir();
+        let out = self
+            .server_cmd("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .output()
+            .expect("run initdb");
+        check("initdb", &out);
+        self.make_tls();
+        fs::write(data.join("pg_hba.conf"), PG_HBA).unwrap();
     }
 
     fn psql_path(&self) -> PathBuf {
