@@ -32,6 +32,7 @@ mod postgres_check;
 mod postgres_checkpoint;
 mod postgres_connect;
 mod postgres_failover;
+mod postgres_failover_standby;
 mod postgres_setup;
 mod postgres_setup_order;
 mod postgres_stream;

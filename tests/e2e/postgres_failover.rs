@@ -65,7 +65,7 @@ async fn drop_slot(db: &TestDatabase, slot: &str) {
 }
 
 /// `starwal check` with the agent's variables: (exit code, stdout + stderr).
-fn check(spec: &AgentSpec) -> (i32, String) {
+pub(crate) fn check(spec: &AgentSpec) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_starwal"))
         .arg("check")
         .env_clear()
