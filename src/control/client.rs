@@ -351,6 +351,7 @@ pub fn status_json(status: &pb::GetStatusResponse) -> Value {
                 "rows_loaded": table.rows_loaded,
                 "bytes_loaded": table.bytes_loaded,
                 "loads": table.loads,
+                "loads_in_flight": table.loads_in_flight,
                 "loads_deduplicated": table.loads_deduplicated,
                 "truncates": table.truncates,
                 "load_duration": {

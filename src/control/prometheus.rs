@@ -19,6 +19,7 @@
 //! | `starwal_bytes_loaded_total` | counter | `table` |
 //! | `starwal_loads_total` | counter | `table` |
 //! | `starwal_loads_deduplicated_total` | counter | `table` |
+//! | `starwal_loads_in_flight` | gauge (Stream Loads sent, not answered yet; streamed or copied) | `table` |
 //! | `starwal_truncates_total` | counter | `table` |
 //! | `starwal_load_duration_seconds` | histogram | `table` |
 //! | `starwal_load_failures_total` | counter (failed Stream Load attempts) | `table`, `kind` (see `LoadErrorKind`) |
@@ -123,6 +124,22 @@ pub fn render(snapshot: &StatusSnapshot, process: &ProcessStats) -> String {
         "TRUNCATEs applied to the target table.",
         |t| t.truncates,
     );
+    // A gauge, so not `per_table` (which declares counters).
+    let name = "starwal_loads_in_flight";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "Stream Loads of the table sent and not answered yet (streamed or copied).",
+    );
+    for table in tables {
+        sample_labels(
+            &mut out,
+            name,
+            &[("table", &table.source)],
+            table.loads_in_flight,
+        );
+    }
 
     header(
         &mut out,
@@ -618,6 +635,8 @@ mod tests {
             "starwal_loads_total{table=\"public.orders\"} 2",
             "starwal_loads_deduplicated_total{table=\"public.orders\"} 1",
             "starwal_truncates_total{table=\"public.orders\"} 1",
+            "# TYPE starwal_loads_in_flight gauge",
+            "starwal_loads_in_flight{table=\"public.orders\"} 0",
             "# TYPE starwal_load_failures_total counter",
             "starwal_load_failures_total{table=\"public.orders\",kind=\"connection\"} 2",
             "starwal_load_failures_total{table=\"public.orders\",kind=\"too_many_versions\"} 1",

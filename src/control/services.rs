@@ -304,6 +304,7 @@ fn table_status(table: &TableStatus, now: SystemTime) -> pb::TableStatus {
         rows_loaded: table.rows_loaded,
         bytes_loaded: table.bytes_loaded,
         loads: table.loads,
+        loads_in_flight: table.loads_in_flight,
         loads_deduplicated: table.loads_deduplicated,
         truncates: table.truncates,
         load_duration: Some(pb::Histogram {

@@ -413,6 +413,23 @@ async fn inv11_table_mode_kill9_at_random_steps_keeps_transactions_whole_and_onc
     run(None, 3, 40, start_sim()).await;
 }
 
+/// StarRocks 3.x has the single-table transaction interface only: `table` mode needs no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_table_mode_on_starrocks_3_sees_whole_transactions() {
+    run(None, 0, 30, start_sim_version("3.3")).await;
+}
+
+/// A sim like `start_sim`'s emulating another StarRocks version.
+fn start_sim_version(version: &str) -> Sim {
+    Sim::start(SimOptions {
+        password: "pw".into(),
+        mysql: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        starrocks_version: version.into(),
+        ..SimOptions::default()
+    })
+    .expect("start the sim")
+}
+
 /// `transaction` mode: a reader never sees part of a source transaction across tables either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs STARWAL_COMMIT_MODE=transaction (issue 14, not landed)"]
@@ -436,13 +453,7 @@ async fn inv11_transaction_mode_is_refused_on_starrocks_3() {
     let db = Cluster::shared().create_database("engine_txn_v3").await;
     let client = create_tables(&db).await;
     drop(client);
-    let sim = Sim::start(SimOptions {
-        password: "pw".into(),
-        mysql: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-        starrocks_version: "3.3".into(),
-        ..SimOptions::default()
-    })
-    .expect("start the sim");
+    let sim = start_sim_version("3.3");
     let spec =
         AgentSpec::new(&db, &sim, "public.accounts").var("STARWAL_COMMIT_MODE", "transaction");
     let mut agent = spec.start();
