@@ -383,6 +383,14 @@ pub fn status_json(status: &pb::GetStatusResponse) -> Value {
                     "parked_seconds": parked.parked_seconds,
                     "error": parked.error,
                 })),
+                "open_transaction": table.open_transaction.as_ref().map(|txn| json!({
+                    "label": txn.label,
+                    "rows": txn.rows,
+                    "age_seconds": txn.age_seconds,
+                    "prepared": txn.prepared,
+                })),
+                "transactions_committed": table.transactions_committed,
+                "transactions_split": table.transactions_split,
             })
         })
         .collect();
@@ -575,6 +583,17 @@ pub fn status_text(status: &pb::GetStatusResponse) -> String {
         }
     }
     for table in &status.tables {
+        if let Some(txn) = &table.open_transaction {
+            let _ = writeln!(
+                out,
+                "{}: StarRocks transaction {} {} for {}: {} rows, visible at the source commit",
+                table.source,
+                txn.label,
+                if txn.prepared { "prepared" } else { "open" },
+                seconds_text(txn.age_seconds),
+                txn.rows
+            );
+        }
         if let Some(parked) = &table.parked {
             let _ = writeln!(
                 out,

@@ -27,6 +27,11 @@
 //! | `starwal_load_failing_seconds` | gauge (how long the table's loads have failed; 0 when the last one committed) | `table` |
 //! | `starwal_table_parked` | gauge (1 while a permanent error keeps the table parked, its changes held) | `table` |
 //! | `starwal_last_load_age_seconds` | gauge (since the table's last committed load; absent before the first) | `table` |
+//! | `starwal_transaction_open` | gauge (1 while a StarRocks transaction carrying a source transaction larger than a batch is open or prepared, not committed) | `table` |
+//! | `starwal_transaction_prepared` | gauge (1 while that transaction is prepared and not yet committed) | `table` |
+//! | `starwal_transaction_rows`, `starwal_transaction_age_seconds` | gauge (rows loaded into it, seconds since its first part; 0 when none is open) | `table` |
+//! | `starwal_transactions_committed_total` | counter (such transactions committed) | `table` |
+//! | `starwal_transactions_split_total` | counter (source transactions that became visible in parts: see README "Large transactions land whole") | `table` |
 //! | `starwal_snapshot_state` | gauge (1 for the copy's current state) | `table`, `state` (`pending`, `copying`, `done`) |
 //! | `starwal_snapshot_rows_copied`, `starwal_snapshot_rows_estimated` | gauge | `table` |
 //! | `starwal_snapshot_chunks_done`, `starwal_snapshot_chunks_planned` | gauge | `table` |
@@ -427,6 +432,7 @@ fn load_failures(out: &mut String, tables: &[TableStatus], at: SystemTime) {
             Number::Int(u64::from(table.parked.is_some())),
         );
     }
+    transactions(out, tables, at);
     let loaded: Vec<(&str, SystemTime)> = tables
         .iter()
         .filter_map(|t| Some((t.source.as_str(), t.last_load_at?)))
@@ -443,6 +449,66 @@ fn load_failures(out: &mut String, tables: &[TableStatus], at: SystemTime) {
             sample_number(out, name, &[("table", table)], Number::Float(age(at)));
         }
     }
+}
+
+/// A per-table sample's value.
+type TableValue<'a> = dyn Fn(&TableStatus) -> Number + 'a;
+
+/// The StarRocks transactions that carry source transactions larger than a batch (invariant
+/// 11): open or prepared ones per table, and how many committed or were split.
+fn transactions(out: &mut String, tables: &[TableStatus], at: SystemTime) {
+    let age = |since: SystemTime| at.duration_since(since).map_or(0.0, |d| d.as_secs_f64());
+    let open = |t: &TableStatus| Number::Int(u64::from(t.open_transaction.is_some()));
+    let prepared = |t: &TableStatus| {
+        Number::Int(u64::from(
+            t.open_transaction.as_ref().is_some_and(|o| o.prepared),
+        ))
+    };
+    let rows = |t: &TableStatus| Number::Int(t.open_transaction.as_ref().map_or(0, |o| o.rows));
+    let seconds =
+        |t: &TableStatus| Number::Float(t.open_transaction.as_ref().map_or(0.0, |o| age(o.began)));
+    let gauges: [(&str, &str, &TableValue); 4] = [
+        (
+            "starwal_transaction_open",
+            "1 while the table's StarRocks transaction for a source transaction larger than a batch is open or prepared, not committed.",
+            &open,
+        ),
+        (
+            "starwal_transaction_prepared",
+            "1 while that transaction is prepared (recorded in the checkpoint) and not yet committed.",
+            &prepared,
+        ),
+        (
+            "starwal_transaction_rows",
+            "Rows loaded into the table's open StarRocks transaction (0 when none is open).",
+            &rows,
+        ),
+        (
+            "starwal_transaction_age_seconds",
+            "Seconds since the table's open StarRocks transaction began (0 when none is open).",
+            &seconds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(out, name, "gauge", help);
+        for table in tables {
+            sample_number(out, name, &[("table", &table.source)], value(table));
+        }
+    }
+    per_table(
+        out,
+        tables,
+        "starwal_transactions_committed_total",
+        "StarRocks transactions committed that carried a source transaction larger than a batch.",
+        |t| t.transactions_committed,
+    );
+    per_table(
+        out,
+        tables,
+        "starwal_transactions_split_total",
+        "Source transactions that became visible in parts (a part with partial updates, or DDL in the middle).",
+        |t| t.transactions_split,
+    );
 }
 
 /// One per-table snapshot gauge family; `value` is `None` for tables without a sample.
@@ -765,6 +831,42 @@ mod tests {
         assert!(text.contains("starwal_snapshot_state{table=\"public.a\",state=\"done\"} 1\n"));
         assert!(!text.contains("starwal_snapshot_eta_seconds"), "{text}");
         assert_families_declared_once(&text);
+    }
+
+    #[test]
+    fn inv11_open_and_prepared_starrocks_transactions_show_per_table() {
+        let handle = handle();
+        handle.add_table("public.orders", "orders");
+        handle.add_table("public.items", "items");
+        handle.transaction_part(
+            "public.orders",
+            "starwal_s_orders_1_0000000001000000_1_t",
+            5000,
+            std::time::Instant::now(),
+        );
+        handle.transaction_prepared("public.orders");
+        handle.transaction_part("public.items", "l_t", 7, std::time::Instant::now());
+        handle.transaction_committed("public.items");
+        handle.transaction_split("public.items");
+        let text = render(&handle.status(), &ProcessStats::default());
+        for expected in [
+            "# TYPE starwal_transaction_open gauge",
+            "starwal_transaction_open{table=\"public.orders\"} 1",
+            "starwal_transaction_open{table=\"public.items\"} 0",
+            "starwal_transaction_prepared{table=\"public.orders\"} 1",
+            "starwal_transaction_rows{table=\"public.orders\"} 5000",
+            "starwal_transaction_rows{table=\"public.items\"} 0",
+            "# TYPE starwal_transactions_committed_total counter",
+            "starwal_transactions_committed_total{table=\"public.items\"} 1",
+            "starwal_transactions_committed_total{table=\"public.orders\"} 0",
+            "starwal_transactions_split_total{table=\"public.items\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|line| line == expected),
+                "missing `{expected}` in\n{text}"
+            );
+        }
+        assert!(text.contains("starwal_transaction_age_seconds{table=\"public.orders\"} "));
     }
 
     #[test]

@@ -339,6 +339,17 @@ fn table_status(table: &TableStatus, now: SystemTime) -> pb::TableStatus {
             parked_seconds: age(parked.since),
             error: parked.error.clone(),
         }),
+        open_transaction: table
+            .open_transaction
+            .as_ref()
+            .map(|txn| pb::OpenTransaction {
+                label: txn.label.clone(),
+                rows: txn.rows,
+                age_seconds: age(txn.began),
+                prepared: txn.prepared,
+            }),
+        transactions_committed: table.transactions_committed,
+        transactions_split: table.transactions_split,
     }
 }
 

@@ -397,8 +397,10 @@ async fn load_part(
         let outcome = txns.load(&load).await;
         drop((in_flight, slot));
         match outcome {
-            Ok(answer) => {
-                rows += answer.loaded_rows;
+            Ok(_) => {
+                // A transaction's `load` answer carries no row counts (prepare's does): count
+                // the rows sent.
+                rows += load.rows;
                 bytes += load.body.len() as u64;
             }
             Err(error) if error.is_transient() => {

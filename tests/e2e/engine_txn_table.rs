@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use starrocks_sim::{FaultKind, LoadFault, ServerFaults, ServerRole, Sim, TxnEffect, TxnOp};
 
 use crate::harness::agent::{
-    diff, source_rows, start_sim, target_rows, wait_for_rows, AgentSpec, TARGET_DB,
+    diff, metric_sample, metrics_text, source_rows, start_sim, target_rows, wait_for_rows,
+    AgentSpec, TARGET_DB,
 };
 use crate::harness::Cluster;
 
@@ -96,7 +97,16 @@ async fn inv11_a_transaction_larger_than_the_buffer_is_never_partly_visible() {
     let deadline = Instant::now() + TIMEOUT;
     let mut looks_while_loading = 0;
     let mut counts = BTreeSet::new();
+    // Metrics show the open transaction while its parts load (scraped now and then).
+    let mut shown_open = false;
     loop {
+        if !shown_open && looks_while_loading % 10 == 1 {
+            let metrics = metrics_text(&spec);
+            shown_open = metric_sample(&metrics, "starwal_transaction_open{table=\"public.t\"}")
+                == Some(1.0)
+                && metric_sample(&metrics, "starwal_transaction_rows{table=\"public.t\"}")
+                    .is_some_and(|rows| rows > 0.0);
+        }
         let begun = sim.counters(TARGET_DB, "t").label_attempts.len() > began_before;
         let count = target_rows(&sim, "t", &["id"]).len() as u64;
         counts.insert(count);
@@ -126,6 +136,22 @@ async fn inv11_a_transaction_larger_than_the_buffer_is_never_partly_visible() {
     assert!(
         looks_while_loading >= 3,
         "only {looks_while_loading} looks while the parts loaded: the test proved nothing"
+    );
+    assert!(
+        shown_open,
+        "/metrics never showed the open transaction with rows while its parts loaded"
+    );
+    let metrics = metrics_text(&spec);
+    assert_eq!(
+        metric_sample(&metrics, "starwal_transaction_open{table=\"public.t\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "starwal_transactions_committed_total{table=\"public.t\"}"
+        ),
+        Some(1.0)
     );
     let transactions = assert_no_label_twice(&sim);
     assert_eq!(
