@@ -1,5 +1,5 @@
 //! When the pipeline seals a table's batch and what happens to it: the flush interval and a full
-//! buffer (checked on every tick and when a loader becomes free), the queue of jobs per loader
+//! buffer (checked when the flush timer fires and when a loader becomes free), the queue of jobs per loader
 //! (one load in flight per table), the finished jobs coming back, and the confirmed LSN that
 //! follows from them — stored after loads committed and handed to the session (invariant 1).
 
@@ -10,14 +10,57 @@ use super::table::TableState;
 use super::{Pipeline, PipelineError};
 use crate::postgres::checkpoint::MovedRow;
 use crate::postgres::{ChangePosition, Lsn};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// The buffer must have held this much since the last give-back for another to be worth it.
 const GIVE_BACK_AFTER: u64 = 8 * 1024 * 1024;
 /// ...and hold less than this now (the burst is over).
 const GIVE_BACK_BELOW: u64 = 1024 * 1024;
+/// How often the timer fires while something besides a batch's deadline needs a look: a full
+/// buffer, a batch being re-formed (sent only under pressure), memory to give back after a burst.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// The earliest the timer fires again after firing: a deadline that a flush could not clear
+/// must not spin the task.
+const MIN_REARM: Duration = Duration::from_millis(1);
 
 impl Pipeline {
+    /// When the flush timer must fire next, or `None` when nothing waits for it.
+    ///
+    /// It fires at the earliest deadline of a batch that may go (its oldest change is then
+    /// exactly `STARWAL_FLUSH_INTERVAL_MS` old): a periodic check would send a batch up to one
+    /// check period late (the interval / 4 tick did: 1.0–1.25 s at the default 1 s), and wake
+    /// the task when nothing is due. A batch whose loader is busy has no deadline here: the
+    /// load finishing sends it (`job_done`).
+    pub(super) fn next_wake(&mut self, now: Instant) -> Option<Instant> {
+        let buffered = self.context.handle.buffered_bytes();
+        self.buffered_peak = self.buffered_peak.max(buffered);
+        let mut wake: Option<Instant> = None;
+        let mut housekeeping = buffered >= self.settings.max_buffer_bytes
+            || (self.buffered_peak >= GIVE_BACK_AFTER && buffered < GIVE_BACK_BELOW);
+        for table in &self.tables {
+            if table.batch.is_empty() || !table.loader_idle() || table.parked.is_some() {
+                continue;
+            }
+            if table.resume.is_some_and(Resume::is_reform) {
+                housekeeping = true;
+                continue;
+            }
+            if let Some(opened) = table.batch.opened_at() {
+                let due = Instant::from_std(opened) + self.settings.flush_interval;
+                wake = Some(wake.map_or(due, |w| w.min(due)));
+            }
+        }
+        if housekeeping {
+            let next = now + HOUSEKEEPING;
+            wake = Some(wake.map_or(next, |w| w.min(next)));
+        }
+        wake.map(|w| w.max(now + MIN_REARM))
+    }
+
+    /// The flush timer fired (see [`Pipeline::next_wake`]): sends the batches that are due, or
+    /// all that may go while the buffer is full, and gives memory back after a burst.
     pub(super) async fn on_tick(&mut self) -> Result<(), PipelineError> {
         let buffered = self.context.handle.buffered_bytes();
         self.buffered_peak = self.buffered_peak.max(buffered);

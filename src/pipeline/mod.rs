@@ -337,12 +337,18 @@ impl Pipeline {
         mut stream: mpsc::UnboundedReceiver<Vec<StreamItem>>,
         mut stop: watch::Receiver<Option<bool>>,
     ) -> Result<Lsn, PipelineError> {
-        let tick = (self.settings.flush_interval / 4)
-            .clamp(Duration::from_millis(10), Duration::from_millis(250));
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer, set to the next batch deadline (flush.rs `next_wake`), not a periodic tick:
+        // batches leave when due, and an idle pipeline does not wake up.
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<tokio::time::Instant> = None;
         let mut commands = self.commands.take();
         let drain = loop {
+            let wake = self.next_wake(tokio::time::Instant::now());
+            if let Some(at) = wake.filter(|_| wake != armed) {
+                timer.as_mut().reset(at);
+            }
+            armed = wake;
             tokio::select! {
                 biased;
                 // The pipeline holds a sender itself: this channel never closes while it runs.
@@ -355,7 +361,10 @@ impl Pipeline {
                 } => self.command(command).await?,
                 // Before the stream: under steady input the stream is always ready, and the
                 // flush interval must still be honoured.
-                _ = ticker.tick() => self.on_tick().await?,
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.on_tick().await?;
+                }
                 // Not while the buffer is full and a load will free some (invariant 8): a
                 // message costs more in a batch (index, body estimate) than in the channel, so
                 // taking in what the channel holds would carry the buffer past the cap.
