@@ -113,6 +113,17 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .map_or(0.0, |cpu| cpu.as_secs_f64())
 }
 
+/// The kernel's high-water mark of `pid`'s resident set (`VmHWM`), in bytes (0 when unknown):
+/// a peak no sampling interval can miss.
+pub fn rss_high_water(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// The peak of a process's RSS over the samples taken.
 #[derive(Debug, Clone, Copy)]
 pub struct PeakRss {

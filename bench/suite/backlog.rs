@@ -20,6 +20,7 @@ use super::agent::{self, PeakRss};
 use super::cluster;
 use super::harness::agent::Agent;
 use super::harness::Cluster;
+use super::machine;
 use super::recvlogical;
 use super::report::{mib, secs, Report};
 use super::settings::{Settings, Workload};
@@ -27,6 +28,11 @@ use super::workload::{self, Fingerprint, Shape, Written};
 
 /// The issue's target: drain time at most this many times `pg_recvlogical`'s.
 const MAX_RATIO: f64 = 1.5;
+/// The issue's target: agent CPU at most this share of the walsender's (mixed workload).
+const MAX_AGENT_TO_WALSENDER_CPU: f64 = 0.25;
+/// The issue's target: drain time at most this many times the walsender's CPU seconds (the
+/// agent never makes Postgres wait).
+const MAX_DRAIN_TO_WALSENDER_BUSY: f64 = 1.1;
 /// The issue's target for 10-column changes.
 const MAX_CPU_SECONDS_PER_MILLION: f64 = 3.0;
 /// The issue's target: peak RSS on the one transaction within the buffer limit plus this.
@@ -56,7 +62,13 @@ struct Drain {
     elapsed: Duration,
     startup: Option<Duration>,
     cpu_seconds: f64,
+    /// CPU seconds of the walsender serving the agent, over its whole life (it starts with the
+    /// agent's replication connection): the real limit, what Postgres spends decoding the
+    /// backlog. `None` when its pid was not seen.
+    walsender_cpu_seconds: Option<f64>,
     peak_rss_bytes: u64,
+    /// `/proc/loadavg` when the drain started.
+    load_average: String,
 }
 
 impl Workload {
@@ -134,11 +146,19 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
          until the target is level (starwal) or the stream is read to its end \
          (pg_recvlogical, output to /dev/null).\n\n\
          | workload | changes | txns | WAL MiB | pg_recvlogical s | starwal s | ratio | \
-         starwal startup s | agent CPU s | CPU s / M changes | peak RSS MiB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n{}",
+         starwal startup s | agent CPU s | CPU s / M changes | walsender CPU s | agent / \
+         walsender CPU | drain s / walsender CPU s | peak RSS MiB | load average |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n{}",
         settings.backlog_changes,
         rows.join("")
     ));
+    report.notes.push(
+        "walsender CPU s: user + system seconds of the walsender serving the agent's drain, \
+         its whole life (it starts with the agent's replication connection), read when the \
+         target is level — the real limit: Postgres decoding the backlog; drain s / walsender \
+         CPU s near 1 means the agent kept the walsender busy all the time"
+            .to_owned(),
+    );
     report.notes.push(
         "pg_recvlogical reads first, then starwal, each alone; starwal's time runs from \
          spawning `starwal run` to the target being level (row count and column sums equal), \
@@ -314,7 +334,16 @@ async fn measure(
     // The measured drain.
     let started = Instant::now();
     let mut agent = spec.start();
-    let drain = drain(&mut agent, sim, shape, expected, started, settings.timeout).await;
+    let drain = drain(
+        &mut agent,
+        sim,
+        shape,
+        expected,
+        started,
+        settings.timeout,
+        Some((&client, spec.slot())),
+    )
+    .await;
     let stopped = agent::stop(&mut agent);
     drop(agent);
     measured.drain = Some(drain?);
@@ -333,6 +362,8 @@ async fn measure(
 }
 
 /// Waits for the target to be level with `expected`, sampling the agent; times from `started`.
+/// With `walsender` (a client and the agent's slot), the walsender serving the agent is found
+/// while it drains and its CPU seconds are read when the target is level.
 async fn drain(
     agent: &mut Agent,
     sim: &Sim,
@@ -340,14 +371,20 @@ async fn drain(
     expected: Fingerprint,
     started: Instant,
     timeout: Duration,
+    walsender: Option<(&Client, &str)>,
 ) -> Result<Drain> {
+    let load_average = machine::load_average();
     let mut peak = PeakRss::new(agent.pid());
     let mut startup = None;
+    let mut walsender_pid = None;
     let mut last_fingerprint = Instant::now() - FINGERPRINT_EVERY;
     loop {
         peak.sample();
         if startup.is_none() && agent::is_streaming(agent) {
             startup = Some(started.elapsed());
+        }
+        if let (None, Some((client, slot))) = (walsender_pid, walsender) {
+            walsender_pid = active_pid(client, slot).await;
         }
         if shape.target_rows(sim) == expected.rows
             && last_fingerprint.elapsed() >= FINGERPRINT_EVERY
@@ -360,7 +397,9 @@ async fn drain(
                     elapsed,
                     startup,
                     cpu_seconds: agent::cpu_seconds(agent.pid()),
-                    peak_rss_bytes: peak.peak_bytes,
+                    walsender_cpu_seconds: walsender_pid.map(agent::cpu_seconds),
+                    peak_rss_bytes: peak.peak_bytes.max(agent::rss_high_water(agent.pid())),
+                    load_average,
                 });
             }
         }
@@ -390,9 +429,23 @@ async fn wait_level(
     expected: Fingerprint,
     timeout: Duration,
 ) -> Result<()> {
-    drain(agent, sim, shape, expected, Instant::now(), timeout)
+    drain(agent, sim, shape, expected, Instant::now(), timeout, None)
         .await
         .map(|_| ())
+}
+
+/// The pid of the walsender serving `slot`, once a replication connection holds it.
+async fn active_pid(client: &Client, slot: &str) -> Option<u32> {
+    client
+        .query_opt(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .ok()
+        .flatten()
+        .and_then(|row| row.get::<_, Option<i32>>(0))
+        .map(|pid| pid as u32)
 }
 
 async fn wal_position(client: &Client) -> Result<String> {
@@ -423,6 +476,17 @@ fn record(
         _ => None,
     };
     let changes = m.written.changes;
+    let walsender_cpu = m.drain.as_ref().and_then(|d| d.walsender_cpu_seconds);
+    let agent_to_walsender = m
+        .drain
+        .as_ref()
+        .zip(walsender_cpu)
+        .filter(|(_, w)| *w > 0.0)
+        .map(|(d, w)| d.cpu_seconds / w);
+    let drain_to_walsender_busy = agent_seconds
+        .zip(walsender_cpu)
+        .filter(|(_, w)| *w > 0.0)
+        .map(|(a, w)| a / w);
     let cpu_per_million = m
         .drain
         .as_ref()
@@ -432,7 +496,7 @@ fn record(
         v.map_or_else(|| "–".to_owned(), |v| format!("{v:.digits$}"))
     };
     rows.push(format!(
-        "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
         workload.name(),
         workload.description(),
         changes,
@@ -457,9 +521,13 @@ fn record(
         ),
         opt(m.drain.as_ref().map(|d| d.cpu_seconds), 2),
         opt(cpu_per_million, 2),
+        opt(walsender_cpu, 2),
+        opt(agent_to_walsender, 2),
+        opt(drain_to_walsender_busy, 2),
         m.drain
             .as_ref()
             .map_or_else(|| "–".to_owned(), |d| mib(d.peak_rss_bytes)),
+        m.drain.as_ref().map_or("–", |d| d.load_average.as_str()),
     ));
     json.push(serde_json::json!({
         "workload": workload.name(),
@@ -481,6 +549,11 @@ fn record(
         "starwal_startup_seconds": m.drain.as_ref().and_then(|d| d.startup).map(|s| s.as_secs_f64()),
         "agent_cpu_seconds": m.drain.as_ref().map(|d| d.cpu_seconds),
         "agent_cpu_seconds_per_million_changes": cpu_per_million,
+        "agent_cpu_s": m.drain.as_ref().map(|d| d.cpu_seconds),
+        "walsender_cpu_s": walsender_cpu,
+        "agent_to_walsender_cpu": agent_to_walsender,
+        "drain_to_walsender_busy": drain_to_walsender_busy,
+        "load_average_at_drain": m.drain.as_ref().map(|d| d.load_average.as_str()),
         "agent_peak_rss_bytes": m.drain.as_ref().map(|d| d.peak_rss_bytes),
         "error": error,
         "agent_env": m.agent_env,
@@ -492,6 +565,20 @@ fn record(
         &format!("≤ {MAX_RATIO} × pg_recvlogical"),
         ratio.map_or_else(|| "–".to_owned(), |r| format!("{r:.2} ×")),
         ratio.map(|r| r <= MAX_RATIO),
+    );
+    if workload == Workload::Mixed {
+        report.target(
+            format!("agent CPU / walsender CPU, backlog {n}"),
+            &format!("≤ {MAX_AGENT_TO_WALSENDER_CPU}"),
+            agent_to_walsender.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}")),
+            agent_to_walsender.map(|r| r <= MAX_AGENT_TO_WALSENDER_CPU),
+        );
+    }
+    report.target(
+        format!("drain time / walsender CPU s, backlog {n}"),
+        &format!("≤ {MAX_DRAIN_TO_WALSENDER_BUSY}"),
+        drain_to_walsender_busy.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}")),
+        drain_to_walsender_busy.map(|r| r <= MAX_DRAIN_TO_WALSENDER_BUSY),
     );
     if workload.columns() == 10 {
         report.target(

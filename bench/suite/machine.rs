@@ -44,9 +44,7 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|_| "unknown".to_owned());
-        let load_average = std::fs::read_to_string("/proc/loadavg")
-            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-            .unwrap_or_else(|_| "unknown".to_owned());
+        let load_average = load_average();
         Machine {
             nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu_model,
@@ -106,4 +104,12 @@ fn git_commit(repo: &Path) -> String {
         },
         None => "unknown (git not available)".to_owned(),
     }
+}
+
+/// `/proc/loadavg`'s first three fields now: recorded next to each measurement, because wall
+/// times and lags on a shared machine depend on what else runs (CPU seconds much less).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
 }

@@ -196,7 +196,7 @@ pub struct Settings {
     pub toast_rows: u64,
     /// `BENCH_DURATION_S` (60): how long each sustained rate is driven.
     pub sustained_duration: Duration,
-    /// `BENCH_RATES` (`1000,10000,max`).
+    /// `BENCH_RATES` (`1000,5000,10000,max`).
     pub rates: Vec<Rate>,
     /// `BENCH_IDLE_S` (60): how long the idle agent is watched.
     pub idle_duration: Duration,
@@ -244,6 +244,7 @@ impl Settings {
         let rates = match non_empty("BENCH_RATES") {
             None => vec![
                 Rate::RowsPerSecond(1_000),
+                Rate::RowsPerSecond(5_000),
                 Rate::RowsPerSecond(10_000),
                 Rate::Max,
             ],

@@ -129,7 +129,7 @@ impl AgentSpec {
             std::process::id()
         ));
         let log = std::fs::File::create(&log_path).expect("agent log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_starwal"));
+        let mut command = Command::new(agent_binary());
         command
             .arg("run")
             .env_clear()
@@ -317,6 +317,15 @@ pub fn diff(source: &Rows, target: &Rows) -> String {
         source.len(),
         target.len()
     )
+}
+
+/// The `starwal` binary agents run: this build's, or `STARWAL_TEST_AGENT_BIN` (the benchmark
+/// suite compares two builds with it; a shared checkout's `target/` holds whatever was built
+/// last).
+pub fn agent_binary() -> std::ffi::OsString {
+    std::env::var_os("STARWAL_TEST_AGENT_BIN")
+        .filter(|bin| !bin.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_starwal").into())
 }
 
 /// `starwal status --json` of the agent at `spec`, when it answers.
