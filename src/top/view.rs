@@ -149,6 +149,7 @@ fn render_agent(frame: &mut Frame, area: Rect, model: &Model) {
             .map_or("-", |lsn| lsn.text.as_str())
             .to_owned(),
     ));
+    let in_flight: u64 = status.tables.iter().map(|t| t.loads_in_flight).sum();
     let rates = match &model.sample {
         Some(sample) => {
             let mut spans = vec![
@@ -156,6 +157,8 @@ fn render_agent(frame: &mut Frame, area: Rect, model: &Model) {
                 Span::raw(rate_text(sample.rows_per_second)),
                 label("   loads/s "),
                 Span::raw(rate_text(sample.loads_per_second)),
+                label("   loads in flight "),
+                Span::raw(in_flight.to_string()),
                 label("   bytes/s "),
                 Span::raw(bytes_text(finite_u64(sample.bytes_per_second))),
             ];
@@ -218,6 +221,7 @@ fn render_tables(frame: &mut Frame, area: Rect, model: &Model) {
         "UPDATED",
         "DELETED",
         "LOADS",
+        "IN FLIGHT",
         "FAILED",
         "LAST LOAD",
         "LAST ERROR",
@@ -237,6 +241,7 @@ fn render_tables(frame: &mut Frame, area: Rect, model: &Model) {
             Span::raw(table.rows_updated.to_string()),
             Span::raw(table.rows_deleted.to_string()),
             Span::raw(table.loads.to_string()),
+            Span::raw(table.loads_in_flight.to_string()),
             Span::styled(
                 failed.to_string(),
                 if failed > 0 { WARN } else { Style::new() },
@@ -264,15 +269,16 @@ fn render_tables(frame: &mut Frame, area: Rect, model: &Model) {
     let widths = [
         Constraint::Length(name_width),
         Constraint::Length(12),
-        Constraint::Length(8),
-        Constraint::Length(8),
-        Constraint::Length(10),
-        Constraint::Length(10),
-        Constraint::Length(9),
-        Constraint::Length(9),
         Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(9),
         Constraint::Length(6),
-        Constraint::Length(11),
+        Constraint::Length(10),
         Constraint::Fill(1),
     ];
     frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
@@ -549,6 +555,7 @@ mod tests {
         orders.rows_inserted = 1200;
         orders.rows_loaded = 1180;
         orders.loads = 12;
+        orders.loads_in_flight = 2;
         orders.last_load_age_seconds = Some(0.4);
         orders.load_duration = Some(pb::Histogram {
             buckets: vec![],
@@ -618,6 +625,7 @@ mod tests {
         assert!(text.contains("lag 250 ms, 2.0 KiB of WAL"), "{text}");
         assert!(text.contains("buffered 1.0 KiB of 256.0 MiB"), "{text}");
         assert!(text.contains("rows/s 42.0"), "{text}");
+        assert!(text.contains("loads in flight 2"), "{text}");
         assert!(text.contains("RSS 12.0 MiB"), "{text}");
         assert!(text.contains("agent 0.1.0  up 1m 02s"), "{text}");
         // The password in the address is not shown.
