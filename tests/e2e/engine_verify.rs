@@ -306,3 +306,113 @@ async fn verify_refuses_an_unknown_table_and_a_bad_sample_with_exit_2() {
     let all = format!("{}", text(&out));
     assert!(!all.contains("pw@") && !all.contains(":pw"), "{all}");
 }
+
+/// The cost of verifying a 1M-row table (a benchmark, not a test: it asserts only that the
+/// replica is equal, and prints the time). The sim is the release binary as a process of its own
+/// (`cargo build --release -p starrocks-sim`), so its cost is not the test profile's; the agent
+/// and `verify` are `STARWAL_BENCH_BIN` when set (e.g. `target/release/starwal`).
+///
+/// `STARWAL_BENCH_BIN=target/release/starwal cargo test --test e2e -- --ignored --nocapture
+/// engine_verify::bench_verify_a_million_rows`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn bench_verify_a_million_rows() {
+    use crate::harness::agent::free_port;
+    use std::io::BufRead as _;
+    let sim_bin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/starrocks-sim");
+    assert!(
+        sim_bin.is_file(),
+        "build the release sim first: cargo build --release -p starrocks-sim"
+    );
+    let bin = std::env::var("STARWAL_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_starwal").to_owned());
+    let db = Cluster::shared().create_database("verify_bench").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE big (id bigint PRIMARY KEY, v text, n int, amount numeric(12,2),
+                               at timestamptz, doc jsonb);
+             INSERT INTO big SELECT g, 'row ' || g, g % 1000, g / 100.0,
+                 '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 second',
+                 jsonb_build_object('g', g)
+               FROM generate_series(1, 1000000) g;
+             ANALYZE big;",
+        )
+        .await
+        .unwrap();
+    let (fe, be, mysql) = (free_port(), free_port(), free_port());
+    let mut sim = Command::new(&sim_bin)
+        .args([
+            "--fe-http",
+            &format!("127.0.0.1:{fe}"),
+            "--be-http",
+            &format!("127.0.0.1:{be}"),
+            "--mysql",
+            &format!("127.0.0.1:{mysql}"),
+            "--password",
+            "pw",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the release sim");
+    let mut ready = String::new();
+    std::io::BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.contains("ready"), "{ready}");
+    let in_process = start_sim();
+    let spec = AgentSpec::new(&db, &in_process, "public.big")
+        .var("STARWAL_SNAPSHOT", "only")
+        .var("STARWAL_STARROCKS_URL", &format!("http://127.0.0.1:{fe}"))
+        .var("STARWAL_STARROCKS_MYSQL", &format!("127.0.0.1:{mysql}"));
+    let copy = Command::new(&bin)
+        .arg("run")
+        .env_clear()
+        .envs(spec.vars.iter().map(|(k, v)| (k, v)))
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(copy.success(), "the copy");
+    for workers in ["1", "4"] {
+        let spec = spec.clone().var("STARWAL_SNAPSHOT_WORKERS", workers);
+        let usage = || {
+            let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+            // SAFETY: getrusage fills the struct it is given.
+            unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+            // SAFETY: initialised by getrusage (zeroed otherwise).
+            let usage = unsafe { usage.assume_init() };
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            (secs(usage.ru_utime) + secs(usage.ru_stime), usage.ru_maxrss)
+        };
+        let (cpu_before, _) = usage();
+        let started = std::time::Instant::now();
+        let out = Command::new(&bin)
+            .args(["verify", "--json"])
+            .env_clear()
+            .envs(spec.vars.iter().map(|(k, v)| (k, v)))
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        let (cpu_after, max_rss_kib) = usage();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        for line in String::from_utf8_lossy(&out.stderr).lines() {
+            if line.contains("verify:") {
+                println!("  {line}");
+            }
+        }
+        println!(
+            "verify of 1M rows, STARWAL_SNAPSHOT_WORKERS={workers}: {seconds:.1} s wall, \
+             {:.1} CPU-s for verify (largest RSS of any child so far, the agent's copy included: {} MiB)",
+            cpu_after - cpu_before,
+            max_rss_kib / 1024
+        );
+    }
+    let _ = sim.kill();
+    let _ = sim.wait();
+}

@@ -361,6 +361,29 @@ struct SourceRow {
 /// Source rows of one read, by key.
 type SourceRows = HashMap<Vec<Canon>, SourceRow>;
 
+/// Source rows compared per target query round: bounds a worker's memory whatever the chunk
+/// size.
+const ROWS_PER_BATCH: usize = 5_000;
+
+/// A COPY being read, with the part of a row its last message ended in.
+struct Copy {
+    stream: std::pin::Pin<Box<tokio_postgres::CopyOutStream>>,
+    carry: Vec<u8>,
+}
+
+/// A key's 128-bit fingerprint: the extra-row pass keeps one per source row (16 bytes instead
+/// of the key's text); two keys share one with probability ~n²/2¹²⁹.
+fn fingerprint(key: &[Canon]) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut hasher);
+        key.hash(&mut hasher);
+        hasher.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
 /// Reads `COPY … TO STDOUT` text rows through the loader's encoder into the comparison form.
 struct RowReader {
     parser: CopyRowParser,
@@ -390,35 +413,61 @@ impl RowReader {
         sql: &str,
         rows: &mut SourceRows,
     ) -> Result<(), VerifyError> {
-        let what = || format!("reading {}", ctx.name);
+        let mut copy = self.open(client, ctx, sql).await?;
+        while self.next_batch(ctx, &mut copy, rows, usize::MAX).await? {}
+        Ok(())
+    }
+
+    async fn open(
+        &mut self,
+        client: &tokio_postgres::Client,
+        ctx: &TableCtx,
+        sql: &str,
+    ) -> Result<Copy, VerifyError> {
         let stream = client
             .copy_out(sql)
             .await
-            .map_err(VerifyError::source(what()))?;
-        tokio::pin!(stream);
-        let mut carry: Vec<u8> = Vec::new();
-        while let Some(data) = stream.next().await {
-            let data = data.map_err(VerifyError::source(what()))?;
+            .map_err(VerifyError::source(format!("reading {}", ctx.name)))?;
+        Ok(Copy {
+            stream: Box::pin(stream),
+            carry: Vec::new(),
+        })
+    }
+
+    /// Reads rows of `copy` into `rows` until it holds `limit` rows or the copy ends; returns
+    /// whether more may follow.
+    async fn next_batch(
+        &mut self,
+        ctx: &TableCtx,
+        copy: &mut Copy,
+        rows: &mut SourceRows,
+        limit: usize,
+    ) -> Result<bool, VerifyError> {
+        while rows.len() < limit {
+            let Some(data) = copy.stream.next().await else {
+                if !copy.carry.is_empty() {
+                    return Err(VerifyError::Format {
+                        table: ctx.name.clone(),
+                        detail: "the copy ended inside a row".into(),
+                    });
+                }
+                return Ok(false);
+            };
+            let data = data.map_err(VerifyError::source(format!("reading {}", ctx.name)))?;
             let mut rest = &data[..];
             while let Some(end) = memchr::memchr(b'\n', rest) {
-                if carry.is_empty() {
+                if copy.carry.is_empty() {
                     self.row(ctx, &rest[..end], rows)?;
                 } else {
-                    carry.extend_from_slice(&rest[..end]);
-                    let line = std::mem::take(&mut carry);
+                    copy.carry.extend_from_slice(&rest[..end]);
+                    let line = std::mem::take(&mut copy.carry);
                     self.row(ctx, &line, rows)?;
                 }
                 rest = &rest[end + 1..];
             }
-            carry.extend_from_slice(rest);
+            copy.carry.extend_from_slice(rest);
         }
-        if !carry.is_empty() {
-            return Err(VerifyError::Format {
-                table: ctx.name.clone(),
-                detail: "the copy ended inside a row".into(),
-            });
-        }
-        Ok(())
+        Ok(true)
     }
 
     fn row(
@@ -575,7 +624,7 @@ struct Tally {
     rows: u64,
     chunks: u64,
     diffs: Vec<RowDiff>,
-    keys: HashSet<Vec<Canon>>,
+    keys: HashSet<u128>,
     /// Seconds from the start until the table's last chunk (and key pass) ended.
     seconds: f64,
 }
@@ -739,29 +788,42 @@ pub async fn verify(
                     .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
                     .map_err(VerifyError::source(format!("reading {}", ctx.name)))?;
+                let mut copy = reader.open(&client, ctx, &sql).await?;
                 let mut rows = SourceRows::new();
-                reader.read(&client, ctx, &sql, &mut rows).await?;
+                let (mut count, mut diffs, mut keys) = (0u64, Vec::new(), Vec::new());
+                loop {
+                    let more = reader
+                        .next_batch(ctx, &mut copy, &mut rows, ROWS_PER_BATCH)
+                        .await?;
+                    let batch: Vec<&Vec<Canon>> = rows.keys().collect();
+                    let found = target::rows_by_key(&mut mysql, &database, ctx, &batch).await?;
+                    diffs.extend(compare(ctx, &rows, found));
+                    count += rows.len() as u64;
+                    progress
+                        .rows
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    if track_keys {
+                        keys.extend(rows.keys().map(|k| fingerprint(k)));
+                    }
+                    rows.clear();
+                    if !more {
+                        break;
+                    }
+                }
+                drop(copy);
                 client
                     .batch_execute("COMMIT")
                     .await
                     .map_err(VerifyError::source(format!("reading {}", ctx.name)))?;
-                let keys: Vec<&Vec<Canon>> = rows.keys().collect();
-                let found = target::rows_by_key(&mut mysql, &database, ctx, &keys).await?;
-                let diffs = compare(ctx, &rows, found);
                 progress.chunks_done.fetch_add(1, Ordering::Relaxed);
-                progress
-                    .rows
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 let mut tally = tallies[task.table]
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                tally.rows += rows.len() as u64;
+                tally.rows += count;
                 tally.chunks += 1;
                 tally.seconds = started.elapsed().as_secs_f64();
                 tally.diffs.extend(diffs);
-                if track_keys {
-                    tally.keys.extend(rows.into_keys());
-                }
+                tally.keys.extend(keys);
             }
         });
     }
@@ -771,6 +833,11 @@ pub async fn verify(
             detail: err.to_string(),
         })??;
     }
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        rows = progress.rows.load(Ordering::Relaxed),
+        "verify: chunks compared"
+    );
     // Rows in the target that no source chunk had.
     let mut mysql = target::connect(&sr).await?;
     let mut tallies: Vec<Tally> = Arc::try_unwrap(tallies)
@@ -782,10 +849,11 @@ pub async fn verify(
         .unwrap_or_default();
     if options.sample.is_none() {
         for (ctx, tally) in tables.iter().zip(&mut tallies) {
-            let keys = target::all_keys(&mut mysql, &sr.database, ctx).await?;
-            for row in keys {
-                if !row.deleted && !tally.keys.contains(&row.key) {
-                    tally.diffs.push(RowDiff {
+            let source_keys = &tally.keys;
+            let mut extras = Vec::new();
+            target::for_each_key(&mut mysql, &sr.database, ctx, |row| {
+                if !row.deleted && !source_keys.contains(&fingerprint(&row.key)) {
+                    extras.push(RowDiff {
                         kind: DiffKind::Extra,
                         key: ctx.key_text(&row.key),
                         columns: Vec::new(),
@@ -798,12 +866,18 @@ pub async fn verify(
                         target_lsn: row.lsn,
                     });
                 }
-            }
+            })
+            .await?;
+            tally.diffs.extend(extras);
             tally.keys = HashSet::new();
             tally.seconds = started.elapsed().as_secs_f64();
         }
     }
 
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "verify: extra rows looked for"
+    );
     // Re-check the suspects after the agent confirmed past a newer snapshot.
     let mut report = VerifyReport {
         tables: Vec::new(),

@@ -109,12 +109,14 @@ pub async fn rows_by_key(
     Ok(out)
 }
 
-/// Every key of the target table with its `_starwal_lsn` and deleted flag (values empty).
-pub async fn all_keys(
+/// Calls `each` with every key of the target table, its `_starwal_lsn` and deleted flag (values
+/// empty), as the rows arrive: the keys of a big table are never all held.
+pub async fn for_each_key(
     conn: &mut Conn,
     database: &str,
     ctx: &TableCtx,
-) -> Result<Vec<TargetRow>, VerifyError> {
+    mut each: impl FnMut(TargetRow),
+) -> Result<(), VerifyError> {
     let keys: Vec<String> = ctx
         .key_idx
         .iter()
@@ -128,14 +130,18 @@ pub async fn all_keys(
         quote_name(database),
         quote_name(&ctx.target)
     );
-    let rows = query(conn, &sql, &ctx.target).await?;
-    Ok(rows
-        .into_iter()
-        .map(|mut row| {
+    let error = |source: mysql_async::Error| VerifyError::Target {
+        what: format!("reading the keys of StarRocks table `{}`", ctx.target),
+        detail: crate::error_text::chain(&source).to_string(),
+    };
+    let mut result = conn.query_iter(sql).await.map_err(error)?;
+    result
+        .for_each(|row| {
+            let mut row = texts(row);
             let n = ctx.key_idx.len();
             let deleted = row.pop().flatten();
             let lsn = row.pop().flatten();
-            TargetRow {
+            each(TargetRow {
                 key: ctx
                     .key_idx
                     .iter()
@@ -145,9 +151,10 @@ pub async fn all_keys(
                 values: Vec::new(),
                 lsn: lsn.and_then(|l| l.trim().parse().ok()),
                 deleted: is_true(deleted.as_deref()),
-            }
+            });
         })
-        .collect())
+        .await
+        .map_err(error)
 }
 
 pub fn is_true(text: Option<&str>) -> bool {
@@ -166,19 +173,17 @@ async fn query(
                 what: format!("reading StarRocks table `{table}`"),
                 detail: crate::error_text::chain(&source).to_string(),
             })?;
-    Ok(rows
+    Ok(rows.into_iter().map(texts).collect())
+}
+
+/// A row's values as text (`None` = NULL): the text protocol sends every value as bytes.
+fn texts(row: mysql_async::Row) -> Vec<Option<String>> {
+    row.unwrap()
         .into_iter()
-        .map(|row| {
-            row.unwrap()
-                .into_iter()
-                .map(|value| match value {
-                    mysql_async::Value::NULL => None,
-                    mysql_async::Value::Bytes(bytes) => {
-                        Some(String::from_utf8_lossy(&bytes).into_owned())
-                    }
-                    other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
-                })
-                .collect()
+        .map(|value| match value {
+            mysql_async::Value::NULL => None,
+            mysql_async::Value::Bytes(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
         })
-        .collect())
+        .collect()
 }
