@@ -37,8 +37,8 @@ use super::mapping::{
 use crate::postgres::pgoutput::{TupleData, TupleValueRef};
 use crate::postgres::row_codec::{json_key, ColumnCodec, Field, Image, RowCodec, RowError};
 use crate::postgres::value::{
-    quote_for_error, write_json, write_u64, ArrayElement, CivilDate, CivilDateTime, Date, Fraction,
-    Numeric, PgTimestamp, Timestamp, Value, ValueError, ValueKind,
+    quote_for_error, write_json, write_u64, ArrayElement, CivilDate, CivilDateTime, Date, Float,
+    Fraction, Numeric, PgTimestamp, Timestamp, Value, ValueError, ValueKind,
 };
 use crate::postgres::Lsn;
 use crate::schema::{ColumnSchema, TableSchema};
@@ -175,15 +175,41 @@ pub fn write_csv_value(
             return Ok(csv_safe(written));
         }
         Value::Array(_) => return Ok(false),
-        _ => {
-            write_typed(value, &target.data_type, target.check_decimal_fit, out)?;
-            // Numbers, dates, times, uuids and special floats: ASCII without escapes, so the
-            // JSON string's content is the text.
-            if out.get(start) == Some(&b'"') && out.last() == Some(&b'"') && out.len() > start + 1 {
-                out.pop();
-                out.remove(start);
-            }
+        Value::Date(date) => write_date_text(date, &target.data_type, out)?,
+        Value::Timestamp(timestamp) | Value::TimestampTz(timestamp) => {
+            write_timestamp_text(timestamp, &target.data_type, out)?
         }
+        Value::Float(Float::NaN) => out.extend_from_slice(b"NaN"),
+        Value::Float(Float::Infinity) => out.extend_from_slice(b"Infinity"),
+        Value::Float(Float::NegInfinity) => out.extend_from_slice(b"-Infinity"),
+        Value::Numeric(numeric) => {
+            if let TargetType::Decimal { precision, scale } = target.data_type {
+                match numeric {
+                    Numeric::Finite(digits) if target.check_decimal_fit => {
+                        check_decimal(digits, precision, scale, &target.data_type)?
+                    }
+                    Numeric::Finite(_) => {}
+                    _ => {
+                        return Err(Unstorable::DecimalSpecial {
+                            value: special_name(numeric),
+                            target: target.data_type.to_string(),
+                        })
+                    }
+                }
+            }
+            out.extend_from_slice(match numeric {
+                Numeric::Finite(digits) => digits.as_bytes(),
+                Numeric::NaN => b"NaN",
+                Numeric::Infinity => b"Infinity",
+                Numeric::NegInfinity => b"-Infinity",
+            });
+        }
+        // Validated text without a control character.
+        Value::Uuid(text) | Value::Time(text) | Value::TimeTz(text) | Value::Interval(text) => {
+            out.extend_from_slice(text.as_bytes())
+        }
+        // Booleans, integers and finite floats: the JSON number or literal is the text.
+        Value::Bool(_) | Value::Int(_) | Value::Float(_) => write_json(value, out),
     }
     Ok(true)
 }
@@ -218,29 +244,13 @@ fn write_typed(
         }
         (Value::Date(date), _) => {
             out.push(b'"');
-            match date {
-                Date::Civil(civil) if STARROCKS_YEARS.contains(&civil.year) => {
-                    civil.write_iso8601(out)
-                }
-                Date::Civil(civil) => return Err(date_range("date", civil, target)),
-                Date::Infinity => out.extend_from_slice(MAX_DATE.as_bytes()),
-                Date::NegInfinity => out.extend_from_slice(MIN_DATE.as_bytes()),
-            }
+            write_date_text(date, target, out)?;
             out.push(b'"');
             Ok(())
         }
         (Value::Timestamp(timestamp) | Value::TimestampTz(timestamp), _) => {
             out.push(b'"');
-            match timestamp {
-                Timestamp::Civil(civil) if STARROCKS_YEARS.contains(&civil.date.year) => {
-                    write_datetime(civil, out)
-                }
-                Timestamp::Civil(civil) => {
-                    return Err(date_range("timestamp", &civil.date, target))
-                }
-                Timestamp::Infinity => out.extend_from_slice(MAX_DATETIME.as_bytes()),
-                Timestamp::NegInfinity => out.extend_from_slice(MIN_DATETIME.as_bytes()),
-            }
+            write_timestamp_text(timestamp, target, out)?;
             out.push(b'"');
             Ok(())
         }
@@ -295,6 +305,34 @@ fn write_typed(
             Ok(())
         }
     }
+}
+
+/// A date as StarRocks' DATE literal, without quotes.
+fn write_date_text(date: &Date, target: &TargetType, out: &mut Vec<u8>) -> Result<(), Unstorable> {
+    match date {
+        Date::Civil(civil) if STARROCKS_YEARS.contains(&civil.year) => civil.write_iso8601(out),
+        Date::Civil(civil) => return Err(date_range("date", civil, target)),
+        Date::Infinity => out.extend_from_slice(MAX_DATE.as_bytes()),
+        Date::NegInfinity => out.extend_from_slice(MIN_DATE.as_bytes()),
+    }
+    Ok(())
+}
+
+/// A timestamp as StarRocks' DATETIME literal, without quotes.
+fn write_timestamp_text(
+    timestamp: &Timestamp,
+    target: &TargetType,
+    out: &mut Vec<u8>,
+) -> Result<(), Unstorable> {
+    match timestamp {
+        Timestamp::Civil(civil) if STARROCKS_YEARS.contains(&civil.date.year) => {
+            write_datetime(civil, out)
+        }
+        Timestamp::Civil(civil) => return Err(date_range("timestamp", &civil.date, target)),
+        Timestamp::Infinity => out.extend_from_slice(MAX_DATETIME.as_bytes()),
+        Timestamp::NegInfinity => out.extend_from_slice(MIN_DATETIME.as_bytes()),
+    }
+    Ok(())
 }
 
 fn special_name(numeric: &Numeric<'_>) -> &'static str {
