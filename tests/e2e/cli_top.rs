@@ -2,7 +2,8 @@
 //! sent with `send-keys`, the screen read with `capture-pane`) against a running agent.
 //! Covered: the phase, the table's rows and its snapshot copy bar on screen; `p`/`r` pausing and
 //! resuming the agent with the token (checked through `starwal status` too); the agent killed and
-//! restarted (the loss on screen, then the view following the new process); a refusal without
+//! restarted (the loss on screen, then the view following the new process); a load whose answer
+//! StarRocks holds counted in flight; a refusal without
 //! the token shown on screen; `q` and Ctrl-C ending it with exit 0 and the shell's screen back;
 //! no terminal → exit 2. Skipped with a message when tmux is absent, except in CI (`.ci/run`
 //! installs it).
@@ -10,7 +11,9 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::harness::agent::{start_sim, status_json, wait_until, AgentSpec};
+use starrocks_sim::{FaultKind, LoadFault};
+
+use crate::harness::agent::{start_sim, status_json, wait_until, AgentSpec, TARGET_DB};
 use crate::harness::{unique_name, Cluster};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -190,6 +193,29 @@ async fn top_shows_the_agent_and_pulls_its_levers_in_a_terminal() {
     let agent = spec.start_streaming().await;
     tmux.wait_for("the agent back", |screen| {
         screen.contains("phase CDC") && !screen.contains("connection lost")
+    })
+    .await;
+
+    // A load StarRocks holds the answer of is in flight until it answers: on screen and in the
+    // agent's status alike.
+    sim.faults().inject(
+        LoadFault::new(FaultKind::CommitThenStall { stall_ms: 4_000 })
+            .times(1)
+            .on_table(TARGET_DB, "t"),
+    );
+    client
+        .batch_execute("INSERT INTO t VALUES (5000, 'held')")
+        .await
+        .unwrap();
+    let in_flight = |spec: &AgentSpec| {
+        status_json(spec).and_then(|status| status["tables"][0]["loads_in_flight"].as_u64())
+    };
+    tmux.wait_for("a load in flight", |screen| {
+        screen.contains("loads in flight 1") && in_flight(&spec) == Some(1)
+    })
+    .await;
+    tmux.wait_for("the load answered", |screen| {
+        screen.contains("loads in flight 0") && in_flight(&spec) == Some(0)
     })
     .await;
 
