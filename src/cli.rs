@@ -396,6 +396,8 @@ async fn run_agent(config: Config) -> anyhow::Result<RunEnd> {
         let _ = control_stopped.await;
     }));
     let signals = tokio::spawn(drain_on_signals(Signals::listen(), handle.clone()));
+    // Control.Verify: a verify beside the engine, on connections of its own.
+    let verifier = tokio::spawn(serve_verify(config.clone(), handle.clone()));
     let progress = (config.engine.snapshot.mode == SnapshotMode::Only
         && std::io::IsTerminal::is_terminal(&std::io::stderr()))
     .then(|| spawn_progress_bar(handle.clone()));
@@ -420,6 +422,7 @@ async fn run_agent(config: Config) -> anyhow::Result<RunEnd> {
         }
     };
     signals.abort();
+    verifier.abort();
     if let Some(progress) = progress {
         progress.abort();
         if let Some(line) = progress_line(&handle.status().tables) {
@@ -433,6 +436,50 @@ async fn run_agent(config: Config) -> anyhow::Result<RunEnd> {
         Ok(Ok(())) => {}
     }
     result.context("starwal run")
+}
+
+/// Runs each verify `Control.Verify` asks for and records its result in the handle (status,
+/// metrics). It shares the agent's thread, so the engine slows while it compares; `starwal
+/// verify` as a process of its own does not.
+async fn serve_verify(config: Config, handle: Arc<EngineHandle>) {
+    use crate::engine::verify::{self, Progress, VerifyOptions};
+    use crate::state::VerifyTableStatus;
+    loop {
+        let tables = handle.verify_requested().await;
+        let started = std::time::Instant::now();
+        let options = VerifyOptions {
+            tables,
+            ..VerifyOptions::default()
+        };
+        let result = verify::verify(&config, &options, Arc::new(Progress::default())).await;
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(report) => {
+                let tables: Vec<VerifyTableStatus> = report
+                    .tables
+                    .iter()
+                    .map(|t| VerifyTableStatus {
+                        table: t.table.clone(),
+                        rows_compared: t.rows_compared,
+                        rows_mismatched: t.missing + t.extra + t.different + t.unloadable,
+                    })
+                    .collect();
+                let mismatched: u64 = tables.iter().map(|t| t.rows_mismatched).sum();
+                tracing::info!(seconds, mismatched, "verify finished");
+                for t in report.tables.iter().filter(|t| t.differs()) {
+                    for d in &t.differences {
+                        tracing::warn!(table = %t.table, kind = ?d.kind, key = %d.key, columns = ?d.columns, "verify: a row differs");
+                    }
+                }
+                handle.verify_finished(seconds, Ok(tables));
+            }
+            Err(err) => {
+                let error = crate::error_text::chain(&err).to_string();
+                tracing::warn!(%error, "verify failed");
+                handle.verify_finished(seconds, Err(error));
+            }
+        }
+    }
 }
 
 /// SIGINT and SIGTERM: the one signal handler, for `run` and `tail`.

@@ -245,6 +245,11 @@ impl CopyProgress {
     }
 }
 
+/// A verify was asked for while one runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a verify is already running on this agent; its result shows in status when it ends")]
+pub struct VerifyRefused;
+
 /// Why a resync request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResyncError {
@@ -298,6 +303,33 @@ pub struct StatusSnapshot {
     pub tables: Vec<TableStatus>,
     /// `(setting, value)` pairs without secrets.
     pub config: Vec<(String, String)>,
+    /// The last `Verify` run on this agent, and whether one runs now.
+    pub verify: VerifyStatus,
+}
+
+/// What the last verify on this agent found (the `Verify` RPC; `starwal verify` run as its own
+/// process reports only to its caller).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VerifyStatus {
+    /// A verify runs now.
+    pub running: bool,
+    /// When the last one ended, and how long it took.
+    pub finished: Option<SystemTime>,
+    pub seconds: f64,
+    /// Why the last one could not finish.
+    pub error: Option<String>,
+    /// Per table of the last one that finished.
+    pub tables: Vec<VerifyTableStatus>,
+}
+
+/// One table's result in [`VerifyStatus`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VerifyTableStatus {
+    /// `schema.table` at the source.
+    pub table: String,
+    pub rows_compared: u64,
+    /// Missing, extra, different and unloadable rows that remained after the re-check.
+    pub rows_mismatched: u64,
 }
 
 #[derive(Debug)]
@@ -320,6 +352,9 @@ struct Inner {
     resyncs: Vec<String>,
     /// A parked table's retry was asked for: the engine restarts the stream from the held position.
     retry: bool,
+    verify: VerifyStatus,
+    /// Tables a requested verify should check (empty = all), until it starts.
+    verify_request: Option<Vec<String>>,
 }
 
 /// The shared state; see the module docs.
@@ -336,6 +371,7 @@ pub struct EngineHandle {
     max_buffer_bytes: u64,
     copy_requested: Notify,
     retry_requested: Notify,
+    verify_requested: Notify,
 }
 
 impl EngineHandle {
@@ -360,8 +396,11 @@ impl EngineHandle {
                 tables: BTreeMap::new(),
                 resyncs: Vec::new(),
                 retry: false,
+                verify: VerifyStatus::default(),
+                verify_request: None,
             }),
             retry_requested: Notify::new(),
+            verify_requested: Notify::new(),
             copy_requested: Notify::new(),
             started: Instant::now(),
             config: config_summary(config),
@@ -437,6 +476,7 @@ impl EngineHandle {
                 })
                 .collect(),
             config: self.config.clone(),
+            verify: inner.verify.clone(),
         }
     }
 
@@ -536,6 +576,50 @@ impl EngineHandle {
                 return;
             }
             self.retry_requested.notified().await;
+        }
+    }
+
+    /// Asks for a verify of `tables` (source or StarRocks names; empty = every table) on this
+    /// agent; refused while one runs or waits. The process runs it beside the engine.
+    pub fn request_verify(&self, tables: Vec<String>) -> Result<(), VerifyRefused> {
+        let mut inner = self.lock();
+        if inner.verify.running || inner.verify_request.is_some() {
+            return Err(VerifyRefused);
+        }
+        inner.verify_request = Some(tables);
+        drop(inner);
+        self.verify_requested.notify_one();
+        Ok(())
+    }
+
+    /// Waits for a verify request and takes it, marking a verify as running.
+    pub async fn verify_requested(&self) -> Vec<String> {
+        loop {
+            {
+                let mut inner = self.lock();
+                if let Some(tables) = inner.verify_request.take() {
+                    inner.verify.running = true;
+                    return tables;
+                }
+            }
+            self.verify_requested.notified().await;
+        }
+    }
+
+    /// Records the end of a verify: its tables, or why it could not finish (the tables of the
+    /// last one that did are kept then).
+    pub fn verify_finished(&self, seconds: f64, result: Result<Vec<VerifyTableStatus>, String>) {
+        let mut inner = self.lock();
+        let verify = &mut inner.verify;
+        verify.running = false;
+        verify.finished = Some(SystemTime::now());
+        verify.seconds = seconds;
+        match result {
+            Ok(tables) => {
+                verify.tables = tables;
+                verify.error = None;
+            }
+            Err(error) => verify.error = Some(error),
         }
     }
 

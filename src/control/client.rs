@@ -295,6 +295,30 @@ pub async fn retry(addr: &str, token: Option<&Secret>, table: &str) -> Result<St
         .map_err(|status| rpc_error(addr, RETRY_RPC, status))
 }
 
+/// The RPC [`verify`] calls, as errors name it.
+pub const VERIFY_RPC: &str = "Control.Verify";
+
+/// Asks the agent at `addr` to verify `tables` (every replicated table when empty) beside its
+/// engine; the result shows in its status when done. FAILED_PRECONDITION while one runs.
+pub async fn verify(
+    addr: &str,
+    token: Option<&Secret>,
+    tables: &[String],
+) -> Result<(), ClientError> {
+    let mut client = pb::control_client::ControlClient::new(connect(addr).await?);
+    let request = authorized(
+        pb::VerifyRequest {
+            tables: tables.to_vec(),
+        },
+        token,
+    )?;
+    client
+        .verify(request)
+        .await
+        .map(|_| ())
+        .map_err(|status| rpc_error(addr, VERIFY_RPC, status))
+}
+
 /// `Control.Retry`'s answer as one JSON object.
 pub fn retry_json(table: &str) -> Value {
     json!({ "rpc": RETRY_RPC, "table": table })
@@ -418,6 +442,17 @@ pub fn status_json(status: &pb::GetStatusResponse) -> Value {
         "version": status.version,
         "tables": tables,
         "config": config,
+        "verify": status.verify.as_ref().map(|verify| json!({
+            "running": verify.running,
+            "finished_unix_seconds": verify.finished_unix_seconds,
+            "seconds": verify.seconds,
+            "error": verify.error,
+            "tables": verify.tables.iter().map(|t| json!({
+                "table": t.table,
+                "rows_compared": t.rows_compared,
+                "rows_mismatched": t.rows_mismatched,
+            })).collect::<Vec<_>>(),
+        })),
     })
 }
 

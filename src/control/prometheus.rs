@@ -158,6 +158,7 @@ pub fn render(snapshot: &StatusSnapshot, process: &ProcessStats) -> String {
     load_failures(&mut out, tables, snapshot.at);
 
     snapshot_copies(&mut out, tables);
+    verify_results(&mut out, &snapshot.verify);
 
     gauge(
         &mut out,
@@ -268,6 +269,46 @@ pub fn render(snapshot: &StatusSnapshot, process: &ProcessStats) -> String {
         );
     }
     out
+}
+
+/// The last `Verify` on this agent: rows that still differed per table, and when it ended; no
+/// sample before the first one ended.
+fn verify_results(out: &mut String, verify: &crate::state::VerifyStatus) {
+    let Some(finished) = verify.finished else {
+        return;
+    };
+    if !verify.tables.is_empty() {
+        header(
+            out,
+            "starwal_verify_rows_mismatched",
+            "gauge",
+            "Rows missing, extra or different in StarRocks after the last verify's re-check.",
+        );
+        for table in &verify.tables {
+            sample_labels(
+                out,
+                "starwal_verify_rows_mismatched",
+                &[("table", &table.table)],
+                table.rows_mismatched,
+            );
+        }
+    }
+    gauge(
+        out,
+        "starwal_verify_last_run_timestamp_seconds",
+        "When the last verify on this agent ended, in seconds since the Unix epoch.",
+        Number::Float(
+            finished
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        ),
+    );
+    gauge(
+        out,
+        "starwal_verify_last_run_success",
+        "1 when the last verify on this agent finished (equal or not), 0 when it failed.",
+        Number::Int(u64::from(verify.error.is_none())),
+    );
 }
 
 /// A sample value: integers print exactly, floats in Prometheus' spelling.

@@ -120,6 +120,22 @@ impl pb::control_server::Control for ControlService {
         }
     }
 
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, tonic::Status> {
+        self.authorize(&request)?;
+        let peer = request.remote_addr();
+        let tables = request.into_inner().tables;
+        match self.handle.request_verify(tables.clone()) {
+            Ok(()) => {
+                tracing::info!(?peer, ?tables, "verify requested by Control.Verify");
+                Ok(Response::new(pb::VerifyResponse {}))
+            }
+            Err(err) => Err(ControlService::verify_refusal(&err)),
+        }
+    }
+
     async fn retry(
         &self,
         request: Request<pb::RetryRequest>,
@@ -134,6 +150,12 @@ impl pb::control_server::Control for ControlService {
             }
             Err(err) => Err(resync_refusal(&err)),
         }
+    }
+}
+
+impl ControlService {
+    fn verify_refusal(error: &crate::state::VerifyRefused) -> tonic::Status {
+        tonic::Status::failed_precondition(error.to_string())
     }
 }
 
@@ -273,7 +295,32 @@ pub(crate) fn status_response(snapshot: &StatusSnapshot) -> pb::GetStatusRespons
             })
             .collect(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        verify: verify_result(&snapshot.verify),
     }
+}
+
+fn verify_result(verify: &crate::state::VerifyStatus) -> Option<pb::VerifyResult> {
+    if !verify.running && verify.finished.is_none() {
+        return None;
+    }
+    Some(pb::VerifyResult {
+        running: verify.running,
+        finished_unix_seconds: verify.finished.map(|at| {
+            at.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        }),
+        seconds: verify.seconds,
+        error: verify.error.clone(),
+        tables: verify
+            .tables
+            .iter()
+            .map(|t| pb::VerifyTable {
+                table: t.table.clone(),
+                rows_compared: t.rows_compared,
+                rows_mismatched: t.rows_mismatched,
+            })
+            .collect(),
+    })
 }
 
 fn table_status(table: &TableStatus, now: SystemTime) -> pb::TableStatus {

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::harness::agent::{start_sim, target_rows, wait_until, AgentSpec, TARGET_DB};
+use crate::harness::agent::{
+    metrics_text, start_sim, status_json, target_rows, wait_until, AgentSpec, TARGET_DB,
+};
 use crate::harness::{Cluster, TestDatabase};
 
 const TABLES: &str = "public.t_int,public.t_text,public.t_uuid,public.t_comp";
@@ -90,6 +92,27 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Asks the agent for a verify through `Control.Verify` and waits (up to 120 s) for its result
+/// in the agent's status; returns the status's `verify` object.
+async fn rpc_verify(spec: &AgentSpec) -> serde_json::Value {
+    let before = status_json(spec).and_then(|s| s["verify"]["finished_unix_seconds"].as_f64());
+    starwal::control::client::verify(&spec.control_url(), None, &[])
+        .await
+        .expect("Control.Verify");
+    let mut last = serde_json::Value::Null;
+    let done = wait_until(Duration::from_secs(120), || {
+        let Some(status) = status_json(spec) else {
+            return false;
+        };
+        last = status["verify"].clone();
+        let finished = last["finished_unix_seconds"].as_f64();
+        last["running"] == false && finished.is_some() && finished != before
+    })
+    .await;
+    assert!(done, "no verify result in status: {last}");
+    last
 }
 
 /// One Stream Load straight into the sim (what someone writing to the replica would do).
@@ -177,6 +200,19 @@ async fn verify_names_each_difference_and_repair_fixes_them_while_streaming() {
         text(&out)
     );
 
+    // The same through the agent's Verify RPC: the result in status and /metrics.
+    let verified = rpc_verify(&spec).await;
+    assert_eq!(verified["error"], serde_json::Value::Null, "{verified}");
+    let metrics = metrics_text(&spec);
+    assert!(
+        metrics.contains("starwal_verify_rows_mismatched{table=\"public.t_int\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("starwal_verify_last_run_timestamp_seconds "),
+        "{metrics}"
+    );
+
     // Behind starwal's back.
     stream_load(&sim, "t_int", r#"[{"id":1,"v":"changed"}]"#, Some("id,v"));
     stream_load(&sim, "t_int", r#"[{"id":2,"__op":1}]"#, None);
@@ -235,6 +271,23 @@ async fn verify_names_each_difference_and_repair_fixes_them_while_streaming() {
         Some("id,v"),
     );
     stream_load(&sim, "t_comp", r#"[{"a":"a1","b":8,"__op":1}]"#, None);
+
+    let verified = rpc_verify(&spec).await;
+    let mismatched = |table: &str| {
+        verified["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .map(|t| t["rows_mismatched"].as_u64().unwrap())
+    };
+    assert_eq!(mismatched("public.t_int"), Some(6), "{verified}");
+    assert_eq!(mismatched("public.t_comp"), Some(1), "{verified}");
+    let metrics = metrics_text(&spec);
+    assert!(
+        metrics.contains("starwal_verify_rows_mismatched{table=\"public.t_int\"} 6"),
+        "{metrics}"
+    );
 
     let out = verify(&spec, &["--json", "--wait", "30"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
