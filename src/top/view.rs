@@ -44,7 +44,7 @@ pub fn render(frame: &mut Frame, model: &Model) {
         Constraint::Length(5),
         Constraint::Min(4),
         Constraint::Length(copy_height),
-        Constraint::Length(7),
+        Constraint::Length(8),
         Constraint::Length(2),
         Constraint::Length(1),
     ])
@@ -401,6 +401,18 @@ fn render_detail(frame: &mut Frame, area: Rect, model: &Model) {
             Span::raw(copy_text(copy)),
         ]));
     }
+    if let Some(txn) = &table.open_transaction {
+        lines.push(Line::from(vec![
+            label("StarRocks transaction "),
+            Span::raw(format!(
+                "{} {} for {}: {} rows, visible at the source commit",
+                txn.label,
+                if txn.prepared { "prepared" } else { "open" },
+                seconds_text(txn.age_seconds),
+                txn.rows
+            )),
+        ]));
+    }
     if let Some(parked) = &table.parked {
         lines.push(Line::styled(
             format!(
@@ -571,6 +583,12 @@ mod tests {
             retrying: true,
             ..pb::LoadFailing::default()
         });
+        items.open_transaction = Some(pb::OpenTransaction {
+            label: "starwal_s_items_1".into(),
+            rows: 5000,
+            age_seconds: 2.5,
+            prepared: false,
+        });
         items.load_failures = vec![pb::LoadFailureCount {
             kind: "connection".into(),
             count: 3,
@@ -669,6 +687,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("failed attempts connection 3"), "{text}");
+        assert!(
+            text.contains("StarRocks transaction starwal_s_items_1 open for 2.5 s: 5000 rows"),
+            "{text}"
+        );
     }
 
     #[test]
