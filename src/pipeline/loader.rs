@@ -22,7 +22,7 @@ use crate::postgres::ChangePosition;
 use crate::sink::starrocks::label::Label;
 use crate::sink::starrocks::mapping::TargetColumn;
 use crate::sink::starrocks::setup::{NewColumn, TargetSetup};
-use crate::sink::starrocks::transaction::TransactionClient;
+use crate::sink::starrocks::transaction::{LoadPartError, TransactionClient};
 use crate::sink::LoadFailure;
 use crate::sink::Sink;
 use crate::state::{EngineHandle, OpCounts};
@@ -397,23 +397,13 @@ async fn load_part(
         let outcome = txns.load(&load).await;
         drop((in_flight, slot));
         match outcome {
-            Ok(_) => {
-                // A transaction's `load` answer carries no row counts (prepare's does): count
-                // the rows sent.
-                rows += load.rows;
+            Ok(sent) => {
+                rows += sent;
                 bytes += load.body.len() as u64;
             }
-            Err(error) if error.is_transient() => {
-                return Err(PipelineError::from(
-                    crate::sink::starrocks::transaction::TransactionError::Request {
-                        op: "load",
-                        table: target.to_owned(),
-                        label: txn.label.to_string(),
-                        source: error,
-                    },
-                ));
-            }
-            Err(error) => {
+            // StarRocks rolled it back: the attempt ends and the restart reads it again.
+            Err(LoadPartError::Gone(error)) => return Err(PipelineError::from(error)),
+            Err(LoadPartError::Refused(error)) => {
                 let failure = LoadFailure { batch: load, error };
                 context
                     .handle

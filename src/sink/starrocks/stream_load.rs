@@ -215,7 +215,7 @@ pub(super) fn columns_header(columns: &[String]) -> String {
 }
 
 /// Percent-encodes a path segment (database and table names are plain identifiers in practice).
-fn path_segment(name: &str) -> String {
+pub(super) fn path_segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for byte in name.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.') {
@@ -578,15 +578,21 @@ impl StreamLoadClient {
         &self.retry
     }
 
+    /// Who hears of every attempt's outcome (`transaction.rs` reports its steps too).
+    pub(super) fn observer(&self) -> Option<&Arc<dyn LoadObserver>> {
+        self.observer.as_ref()
+    }
+
     /// One request of the transaction interface (`transaction.rs`) over this client's transport:
     /// to `path` on the preferred FE (`PUT` with `Expect: 100-continue` when `body` is not empty,
-    /// else an empty `POST`), 307s followed with credentials, the handle pooled when clean.
-    /// Answers the HTTP status and body; a failed connection moves on to the next FE. Blocking.
+    /// an empty `POST` when it is, a `GET` without one), 307s followed with credentials, the
+    /// handle pooled when clean. Answers the HTTP status and body; a failed connection moves on
+    /// to the next FE. Blocking.
     pub(super) fn exchange(
         &self,
         path: &str,
         headers: &[String],
-        body: Bytes,
+        body: Option<Bytes>,
         timeout: Duration,
     ) -> Result<(u32, Vec<u8>), StreamLoadError> {
         let url = format!("{}{path}", self.fe_url());
@@ -602,18 +608,27 @@ impl StreamLoadClient {
             for header in headers {
                 list.append(header).map_err(transport)?;
             }
-            if body.is_empty() {
-                handle.post(true).map_err(transport)?;
-                handle.post_field_size(0).map_err(transport)?;
-            } else {
-                list.append("Expect: 100-continue").map_err(transport)?;
-                handle.upload(true).map_err(transport)?;
-                handle.in_filesize(body.len() as u64).map_err(transport)?;
-                handle
-                    .expect_100_timeout(Duration::from_secs(30))
-                    .map_err(transport)?;
-                handle.progress(true).map_err(transport)?;
-            }
+            let body = match body {
+                None => {
+                    handle.get(true).map_err(transport)?;
+                    Bytes::new()
+                }
+                Some(body) if body.is_empty() => {
+                    handle.post(true).map_err(transport)?;
+                    handle.post_field_size(0).map_err(transport)?;
+                    body
+                }
+                Some(body) => {
+                    list.append("Expect: 100-continue").map_err(transport)?;
+                    handle.upload(true).map_err(transport)?;
+                    handle.in_filesize(body.len() as u64).map_err(transport)?;
+                    handle
+                        .expect_100_timeout(Duration::from_secs(30))
+                        .map_err(transport)?;
+                    handle.progress(true).map_err(transport)?;
+                    body
+                }
+            };
             handle.http_headers(list).map_err(transport)?;
             handle.get_mut().start(body.clone());
             match handle.perform() {

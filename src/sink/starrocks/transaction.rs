@@ -13,9 +13,13 @@
 //! What each step does on failure (the restart rule in `pipeline/restart.rs` does the rest):
 //! - `begin` nothing is at stake yet: transient failures are retried in place; a label still held
 //!   by an earlier attempt's transaction is rolled back first (a rolled-back label is reusable).
-//! - `load` / `prepare`: StarRocks rolls the transaction back on any error, and the parts already
-//!   sent are gone from memory (invariant 8), so the caller ends the attempt; the next one rolls
-//!   the label back and reads the source transaction again.
+//! - `load` / `prepare`: a failure that leaves the transaction as it was (StarRocks unreachable,
+//!   busy: invariant 7, a sink outage is ridden out with the stream kept) is retried in place —
+//!   a part loaded twice in a row leaves every key as once, and a `prepare` whose answer was lost
+//!   is found PREPARED by `get_load_state`. When StarRocks rolled the transaction back (bad data,
+//!   a broken load, a timeout, a BE restart), the parts already sent are gone from memory
+//!   (invariant 8), so the caller ends the attempt; the next one rolls the label back and reads
+//!   the source transaction again. Refused data parks the table, as for a plain load.
 //! - `commit` is idempotent by label (COMMITTED/VISIBLE answer `OK`): retried in place until it
 //!   answers committed, or that the transaction was aborted (then the changes are read again).
 
@@ -28,8 +32,8 @@ use super::encoding::{CSV_COLUMN_SEPARATOR_HEADER, CSV_ROW_DELIMITER_HEADER};
 use super::error::{is_transient_message, StreamLoadError};
 use super::label::Label;
 use super::response::{excerpt, LoadResponse};
-use super::stream_load::{columns_header, StreamLoadClient};
-use crate::sink::LoadBatch;
+use super::stream_load::{columns_header, path_segment, StreamLoadClient};
+use crate::sink::{AttemptFailed, LoadBatch};
 
 /// `timeout` on begin by default: how long a StarRocks transaction may stay open before it is
 /// prepared. It spans the reading of the whole source transaction, so it is generous (StarRocks'
@@ -129,9 +133,38 @@ pub struct TransactionClient {
 
 /// How many times `begin` rolls back a label an earlier attempt left open before giving up.
 const BEGIN_ROLLBACKS: u32 = 3;
-/// How many times a step answered `TXN_IN_PROCESSING` or a transient failure is tried again in
-/// place before the attempt ends (commit: without limit, see [`TransactionClient::commit`]).
-const STEP_RETRIES: u32 = 5;
+
+/// Why a part could not be loaded into its transaction.
+#[derive(Debug)]
+pub enum LoadPartError {
+    /// The transaction is gone (rolled back by StarRocks: a broken load, a timeout, a BE
+    /// restart): the caller ends the attempt and the changes are read again.
+    Gone(TransactionError),
+    /// StarRocks refused the data for good (filtered rows, a type mismatch, credentials): the
+    /// table is parked as for a plain load.
+    Refused(StreamLoadError),
+}
+
+/// The state `get_load_state` reports for a label, as StarRocks spells it.
+fn load_state(body: &[u8]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let object = json.as_object()?;
+    object
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("state"))
+        .and_then(|(_, value)| value.as_str().map(str::to_owned))
+}
+
+/// Whether an answer says the transaction no longer exists (rolled back, timed out, never
+/// begun, lost with a BE).
+fn txn_gone(answer: &LoadResponse) -> bool {
+    let message = answer.message.to_ascii_lowercase();
+    answer.status == "TXN_NOT_EXISTS"
+        || message.contains("not exist")
+        || message.contains("no transaction found")
+        || message.contains("aborted")
+        || message.contains("can't find the transaction")
+}
 
 impl TransactionClient {
     /// A client sharing `loads`' transport and retry policy.
@@ -144,7 +177,28 @@ impl TransactionClient {
         self.timeouts
     }
 
-    /// One request; the answer parsed, HTTP and auth failures as errors.
+    /// One request (`body`: `None` for a GET); HTTP and auth failures as errors.
+    async fn request(
+        &self,
+        path: String,
+        headers: Vec<String>,
+        body: Option<Bytes>,
+    ) -> Result<(u32, Vec<u8>), StreamLoadError> {
+        // Every step waits at most as long as a load may take, plus a margin for curl.
+        let timeout = self.loads.config().load_timeout + Duration::from_secs(30);
+        let client = Arc::clone(&self.loads);
+        let answered =
+            tokio::task::spawn_blocking(move || client.exchange(&path, &headers, body, timeout))
+                .await;
+        match answered {
+            Ok(answer) => answer,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            // Cancelled: only while the runtime shuts down and this future is dropped with it.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// One step of the transaction `label` of `table`; the answer parsed.
     async fn call(
         &self,
         op: &'static str,
@@ -160,32 +214,50 @@ impl TransactionClient {
             format!("table: {table}"),
         ];
         headers.extend(extra);
-        // Every step waits at most as long as a load may take, plus a margin for curl.
-        let timeout = config.load_timeout + Duration::from_secs(30);
-        let client = Arc::clone(&self.loads);
-        let path = format!("/api/transaction/{op}");
-        let answered =
-            tokio::task::spawn_blocking(move || client.exchange(&path, &headers, body, timeout))
-                .await;
+        let url = format!("/api/transaction/{op}");
         let request = |source| TransactionError::Request {
             op,
             table: table.to_owned(),
             label: label.to_string(),
             source,
         };
-        let (status, body) = match answered {
-            Ok(answer) => answer.map_err(request)?,
-            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-            // Cancelled: only while the runtime shuts down and this future is dropped with it.
-            Err(_) => std::future::pending().await,
-        };
-        let url = format!("/api/transaction/{op}");
+        let (status, body) = self
+            .request(url.clone(), headers, Some(body))
+            .await
+            .map_err(request)?;
         match status {
             200 => LoadResponse::parse(&body)
                 .map_err(|source| request(StreamLoadError::Malformed { url, source })),
             401 | 403 => Err(request(StreamLoadError::Auth {
                 message: excerpt(&body),
             })),
+            _ => Err(request(StreamLoadError::Http {
+                url,
+                status,
+                excerpt: excerpt(&body),
+            })),
+        }
+    }
+
+    /// `get_load_state` of `label`: `PREPARE`, `PREPARED`, `COMMITTED`, `VISIBLE`, `ABORTED` or
+    /// `UNKNOWN`.
+    async fn state(&self, table: &str, label: &Label) -> Result<String, TransactionError> {
+        let url = format!(
+            "/api/{}/get_load_state?label={label}",
+            path_segment(&self.loads.config().database)
+        );
+        let request = |source| TransactionError::Request {
+            op: "get_load_state",
+            table: table.to_owned(),
+            label: label.to_string(),
+            source,
+        };
+        let (status, body) = self
+            .request(url.clone(), Vec::new(), None)
+            .await
+            .map_err(request)?;
+        match (status, load_state(&body)) {
+            (200, Some(state)) => Ok(state),
             _ => Err(request(StreamLoadError::Http {
                 url,
                 status,
@@ -209,15 +281,42 @@ impl TransactionClient {
         }
     }
 
-    async fn pause(&self, failures: u32) {
+    /// A failed attempt of a step that is tried again: logged, told to the observer (status and
+    /// metrics show a StarRocks outage while it lasts, invariant 13), then waited out.
+    async fn retry_after(&self, table: &str, failures: u32, err: &TransactionError) {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(u64::from(failures));
-        tokio::time::sleep(self.loads.retry_policy().delay(failures, seed)).await;
+        let delay = self.loads.retry_policy().delay(failures, seed);
+        let rejected;
+        let error = match err {
+            TransactionError::Request { source, .. } => source,
+            other => {
+                rejected = StreamLoadError::Rejected {
+                    table: table.to_owned(),
+                    label: String::new(),
+                    message: other.to_string(),
+                };
+                &rejected
+            }
+        };
+        if let Some(observer) = self.loads.observer() {
+            observer.attempt_failed(AttemptFailed {
+                table,
+                kind: error.kind(),
+                transient: true,
+                failures,
+                retry_in: Some(delay),
+                error,
+            });
+        }
+        tracing::warn!(table, attempt = failures, retry_in_ms = delay.as_millis() as u64, error = %err, "a StarRocks transaction step failed; retrying");
+        tokio::time::sleep(delay).await;
     }
 
-    /// Opens the transaction `label` on `table`. A label an earlier attempt left open (not
+    /// Opens the transaction `label` on `table`, retrying transient failures without limit
+    /// (nothing is at stake yet; invariant 7). A label an earlier attempt left open (not
     /// committed: the checkpoint would say prepared) is rolled back and begun again.
     pub async fn begin(&self, table: &str, label: &Label) -> Result<(), TransactionError> {
         let headers = || {
@@ -232,22 +331,12 @@ impl TransactionClient {
         let mut rollbacks = 0;
         let mut failures = 0;
         loop {
-            let answer = match self
+            let err = match self
                 .call("begin", table, label, headers(), Bytes::new())
                 .await
             {
-                Ok(answer) => answer,
-                Err(err) if err.is_transient() && failures < STEP_RETRIES => {
-                    failures += 1;
-                    tracing::warn!(table, %label, error = %err, "begin of a StarRocks transaction failed; retrying");
-                    self.pause(failures).await;
-                    continue;
-                }
-                Err(err) => return Err(err),
-            };
-            match answer.status.as_str() {
-                "OK" => return Ok(()),
-                "LABEL_ALREADY_EXISTS" => {
+                Ok(answer) if answer.status == "OK" => return Ok(()),
+                Ok(answer) if answer.status == "LABEL_ALREADY_EXISTS" => {
                     if matches!(
                         answer.existing_job_status.as_deref(),
                         Some("FINISHED" | "VISIBLE" | "COMMITTED" | "COMMITED")
@@ -263,23 +352,24 @@ impl TransactionClient {
                     rollbacks += 1;
                     tracing::info!(table, %label, "an earlier attempt's StarRocks transaction holds the label: rolling it back");
                     self.rollback(table, label).await?;
+                    continue;
                 }
-                _ => {
-                    let err = Self::refused("begin", table, label, answer);
-                    if err.is_transient() && failures < STEP_RETRIES {
-                        failures += 1;
-                        self.pause(failures).await;
-                        continue;
-                    }
-                    return Err(err);
-                }
+                Ok(answer) => Self::refused("begin", table, label, answer),
+                Err(err) => err,
+            };
+            if !err.is_transient() {
+                return Err(err);
             }
+            failures += 1;
+            self.retry_after(table, failures, &err).await;
         }
     }
 
-    /// Sends one part (`batch.label` must be the transaction's label). `Ok` carries the answer
-    /// (rows loaded); `Err` means StarRocks rolled the transaction back (or may have).
-    pub async fn load(&self, batch: &LoadBatch) -> Result<LoadResponse, StreamLoadError> {
+    /// Sends one part (`batch.label` must be the transaction's label). A failure that leaves
+    /// the transaction as it was (StarRocks unreachable, busy) is retried in place without
+    /// limit: loading the same part twice in a row leaves every key as once, since a part holds
+    /// each key once. Returns the rows sent.
+    pub async fn load(&self, batch: &LoadBatch) -> Result<u64, LoadPartError> {
         let config = self.loads.config();
         // The data headers of a plain load of the same batch (`stream_load.rs`); the pipeline
         // puts only full-row loads of one body format into a transaction, so they are the same
@@ -308,59 +398,87 @@ impl TransactionClient {
         if let Some(compression) = config.compression.header_value() {
             headers.push(format!("compression: {compression}"));
         }
-        let answer = self
-            .call(
-                "load",
-                &batch.table,
-                &batch.label,
-                headers,
-                batch.body.clone(),
-            )
-            .await;
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(TransactionError::Request { source, .. }) => return Err(source),
-            Err(other) => {
-                return Err(StreamLoadError::Rejected {
-                    table: batch.table.clone(),
-                    label: batch.label.to_string(),
-                    message: other.to_string(),
-                })
+        let (table, label) = (batch.table.as_str(), &batch.label);
+        let mut failures = 0;
+        loop {
+            let outcome = self
+                .call("load", table, label, headers.clone(), batch.body.clone())
+                .await;
+            let err = match outcome {
+                Ok(answer) if answer.status == "OK" => return Ok(batch.rows),
+                Ok(answer) if txn_gone(&answer) => {
+                    return Err(LoadPartError::Gone(TransactionError::Aborted {
+                        table: table.to_owned(),
+                        label: label.to_string(),
+                        message: answer.message,
+                    }))
+                }
+                Ok(answer)
+                    if answer.filtered_rows > 0
+                        || answer.message.contains("too many filtered rows") =>
+                {
+                    return Err(LoadPartError::Refused(StreamLoadError::FilteredRows {
+                        table: table.to_owned(),
+                        label: label.to_string(),
+                        filtered: answer.filtered_rows,
+                        error_log: answer.error_url.map_or_else(
+                            || answer.message.clone(),
+                            |url| format!("{} ({url})", answer.message),
+                        ),
+                    }))
+                }
+                Ok(answer) => Self::refused("load", table, label, answer),
+                Err(err) => err,
+            };
+            if !err.is_transient() {
+                return Err(LoadPartError::Refused(match err {
+                    TransactionError::Request { source, .. } => source,
+                    other => StreamLoadError::Rejected {
+                        table: table.to_owned(),
+                        label: label.to_string(),
+                        message: other.to_string(),
+                    },
+                }));
             }
-        };
-        if answer.status == "OK" {
-            return Ok(answer);
+            failures += 1;
+            self.retry_after(table, failures, &err).await;
         }
-        if answer.filtered_rows > 0 || answer.message.contains("too many filtered rows") {
-            return Err(StreamLoadError::FilteredRows {
-                table: batch.table.clone(),
-                label: batch.label.to_string(),
-                filtered: answer.filtered_rows,
-                error_log: answer.error_url.map_or_else(
-                    || answer.message.clone(),
-                    |url| format!("{} ({url})", answer.message),
-                ),
-            });
-        }
-        Err(StreamLoadError::Rejected {
-            table: batch.table.clone(),
-            label: batch.label.to_string(),
-            message: format!("{}: {}", answer.status, answer.message),
-        })
     }
 
-    /// Prepares the transaction: its data is checked and kept, not yet visible.
+    /// Prepares the transaction: its data is checked and kept, not yet visible. Transient
+    /// failures are retried in place; an answer lost after StarRocks prepared it shows as a
+    /// transaction gone on the retry, and `get_load_state` then says PREPARED.
     pub async fn prepare(&self, table: &str, label: &Label) -> Result<(), TransactionError> {
         let headers = vec![format!(
             "prepared_timeout: {}",
             self.timeouts.prepared.as_secs().max(1)
         )];
-        let answer = self
-            .call("prepare", table, label, headers, Bytes::new())
-            .await?;
-        match answer.status.as_str() {
-            "OK" => Ok(()),
-            _ => Err(Self::refused("prepare", table, label, answer)),
+        let mut failures = 0;
+        loop {
+            let outcome = self
+                .call("prepare", table, label, headers.clone(), Bytes::new())
+                .await;
+            let err = match outcome {
+                Ok(answer) if answer.status == "OK" => return Ok(()),
+                Ok(answer) if failures > 0 && txn_gone(&answer) => {
+                    let state = self.state(table, label).await?;
+                    if state == "PREPARED" {
+                        return Ok(());
+                    }
+                    return Err(TransactionError::Aborted {
+                        table: table.to_owned(),
+                        label: label.to_string(),
+                        message: format!("{} (state {state})", answer.message),
+                    });
+                }
+                Ok(answer) => Self::refused("prepare", table, label, answer),
+                Err(err) => err,
+            };
+            if !err.is_transient() {
+                return Err(err);
+            }
+            failures += 1;
+            self.retry_after(table, failures, &err).await;
         }
     }
 
@@ -375,14 +493,17 @@ impl TransactionClient {
                 .await;
             let err = match outcome {
                 Ok(answer) => match answer.status.as_str() {
-                    "OK" if answer.message.contains("already committed") => {
-                        return Ok(Committed::Already)
+                    "OK" | "PUBLISH_TIMEOUT" | "Publish Timeout" => {
+                        if let Some(observer) = self.loads.observer() {
+                            observer.load_committed(table);
+                        }
+                        return Ok(if answer.message.contains("already committed") {
+                            Committed::Already
+                        } else {
+                            Committed::Now
+                        });
                     }
-                    "OK" | "PUBLISH_TIMEOUT" | "Publish Timeout" => return Ok(Committed::Now),
-                    _ if answer.message.contains("ABORTED")
-                        || answer.message.contains("No transaction found")
-                        || answer.status == "TXN_NOT_EXISTS" =>
-                    {
+                    _ if txn_gone(&answer) => {
                         return Err(TransactionError::Aborted {
                             table: table.to_owned(),
                             label: label.to_string(),
@@ -397,8 +518,7 @@ impl TransactionClient {
                 return Err(err);
             }
             failures += 1;
-            tracing::warn!(table, %label, attempt = failures, error = %err, "commit of a prepared StarRocks transaction failed; retrying with the same label");
-            self.pause(failures).await;
+            self.retry_after(table, failures, &err).await;
         }
     }
 
@@ -408,18 +528,15 @@ impl TransactionClient {
         let answer = self
             .call("rollback", table, label, Vec::new(), Bytes::new())
             .await?;
-        let gone = answer.message.contains("No transaction found")
-            || answer.message.contains("not exist")
-            || answer.status == "TXN_NOT_EXISTS";
         match answer.status.as_str() {
             "OK" => Ok(()),
-            _ if gone => Ok(()),
             _ if answer.message.contains("VISIBLE") || answer.message.contains("COMMITTED") => {
                 Err(TransactionError::LabelCommitted {
                     table: table.to_owned(),
                     label: label.to_string(),
                 })
             }
+            _ if txn_gone(&answer) => Ok(()),
             _ => Err(Self::refused("rollback", table, label, answer)),
         }
     }
@@ -463,6 +580,43 @@ mod tests {
         };
         assert!(!committed.is_transient());
         assert!(committed.to_string().contains("`l`") && committed.to_string().contains("`t`"));
+    }
+
+    #[test]
+    fn inv11_answers_that_say_the_transaction_is_gone() {
+        let answer = |status: &str, message: &str| LoadResponse {
+            status: status.into(),
+            message: message.into(),
+            ..LoadResponse::default()
+        };
+        // A load after StarRocks rolled the transaction back (BE answer), an unknown label (FE
+        // answer), a commit of an aborted one: the changes are read again.
+        assert!(txn_gone(&answer(
+            "TXN_NOT_EXISTS",
+            "Transaction with label l not exists"
+        )));
+        assert!(txn_gone(&answer(
+            "FAILED",
+            "class com.starrocks.common.StarRocksException: No transaction found with db[d] and label[l]"
+        )));
+        assert!(txn_gone(&answer(
+            "FAILED",
+            "class com.starrocks.common.StarRocksException: Can not commit ABORTED transaction 7, label is l"
+        )));
+        // Busy or bad data: not gone.
+        assert!(!txn_gone(&answer(
+            "TXN_IN_PROCESSING",
+            "Transaction in processing, label: l"
+        )));
+        assert!(!txn_gone(&answer(
+            "ANALYSIS_ERROR",
+            "too many filtered rows"
+        )));
+        assert_eq!(
+            load_state(br#"{"status":"OK","msg":"Success","state":"PREPARED"}"#).as_deref(),
+            Some("PREPARED")
+        );
+        assert_eq!(load_state(b"<html>"), None);
     }
 
     #[test]
