@@ -441,6 +441,20 @@ async fn bench_verify_a_million_rows() {
             let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
             (secs(usage.ru_utime) + secs(usage.ru_stime), usage.ru_maxrss)
         };
+        let sim_cpu = || {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", sim.id())).unwrap();
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            // utime and stime, fields 14 and 15 of /proc/pid/stat (12 and 13 after the name).
+            let ticks: f64 =
+                fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+            ticks / 100.0
+        };
+        let sim_before = sim_cpu();
         let (cpu_before, _) = usage();
         let started = std::time::Instant::now();
         let out = Command::new(&bin)
@@ -453,6 +467,7 @@ async fn bench_verify_a_million_rows() {
             .unwrap();
         let seconds = started.elapsed().as_secs_f64();
         let (cpu_after, max_rss_kib) = usage();
+        let sim_seconds = sim_cpu() - sim_before;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         for line in String::from_utf8_lossy(&out.stderr).lines() {
             if line.contains("verify:") {
@@ -461,9 +476,13 @@ async fn bench_verify_a_million_rows() {
         }
         println!(
             "verify of 1M rows, STARWAL_SNAPSHOT_WORKERS={workers}: {seconds:.1} s wall, \
-             {:.1} CPU-s for verify (largest RSS of any child so far, the agent's copy included: {} MiB)",
+             {:.1} CPU-s for verify, {sim_seconds:.1} CPU-s for the sim (largest RSS of any \
+             child so far, the agent's copy included: {} MiB); load average at the end: {}",
             cpu_after - cpu_before,
-            max_rss_kib / 1024
+            max_rss_kib / 1024,
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
         );
     }
     let _ = sim.kill();

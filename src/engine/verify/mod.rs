@@ -363,7 +363,7 @@ type SourceRows = HashMap<Vec<Canon>, SourceRow>;
 
 /// Source rows compared per target query round: bounds a worker's memory whatever the chunk
 /// size.
-const ROWS_PER_BATCH: usize = 5_000;
+const ROWS_PER_BATCH: usize = 10_000;
 
 /// A COPY being read, with the part of a row its last message ended in.
 struct Copy {

@@ -11,8 +11,9 @@ use super::{TableCtx, VerifyError};
 use crate::sink::starrocks::config::StarRocksConfig;
 use crate::sink::starrocks::mapping::{TargetType, AUDIT_DELETED, AUDIT_LSN};
 
-/// Keys per `IN` list: a few kilobytes of SQL, well inside the FE's limits.
-pub const KEYS_PER_QUERY: usize = 500;
+/// Keys per `IN` list: tens of kilobytes of SQL, well inside the FE's limits; each query is a
+/// round trip, so fewer larger lists verify faster (500 per list: 2000 queries per 1M rows).
+pub const KEYS_PER_QUERY: usize = 2_000;
 
 /// One target row: its key (comparison form), values in source column order, its
 /// `_starwal_lsn`, whether it is soft-deleted.
