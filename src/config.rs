@@ -73,6 +73,7 @@ struct RawConfig {
     txn_timeout_s: Option<String>,
     txn_idle_timeout_s: Option<String>,
     txn_prepared_timeout_s: Option<String>,
+    commit_mode: Option<String>,
 }
 
 /// The validated Postgres-side configuration.
@@ -147,6 +148,18 @@ pub struct EngineConfig {
     /// source transaction larger than a batch (`timeout`, `idle_transaction_timeout`,
     /// `prepared_timeout`).
     pub txn_timeouts: TxnTimeouts,
+    /// `STARWAL_COMMIT_MODE` (default `table`): what one StarRocks commit covers.
+    pub commit_mode: CommitMode,
+}
+
+/// What one StarRocks commit covers (`STARWAL_COMMIT_MODE`, invariant 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommitMode {
+    /// The changes of one table: a source transaction is never visible in part within a table
+    /// (one larger than a batch goes into one StarRocks transaction of each table it touches),
+    /// but lands table by table.
+    #[default]
+    Table,
 }
 
 /// What `starwal run` does with rows that existed before the stream.
@@ -693,7 +706,30 @@ impl EngineConfig {
                 defaults.prepared,
             )?,
         };
+        let commit_mode = match non_empty(raw.commit_mode.take()).as_deref() {
+            None => CommitMode::Table,
+            Some(v) if v.eq_ignore_ascii_case("table") => CommitMode::Table,
+            // Refused rather than taken as `table`: a reader would rely on whole transactions
+            // across tables that it does not get.
+            Some(v) if v.eq_ignore_ascii_case("transaction") => {
+                return Err(ConfigError::Invalid {
+                    var: "STARWAL_COMMIT_MODE",
+                    value: v.to_owned(),
+                    expected: "table (`transaction`, whole source transactions across tables \
+                               through StarRocks 4.0 multi-table transactions, is not available \
+                               in this build)",
+                })
+            }
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    var: "STARWAL_COMMIT_MODE",
+                    value: v.to_owned(),
+                    expected: "table",
+                })
+            }
+        };
         Ok(EngineConfig {
+            commit_mode,
             txn_timeouts,
             load_retry_max_delay: Duration::from_secs(retry_max),
             snapshot: SnapshotConfig {
@@ -1031,6 +1067,31 @@ mod tests {
             assert!(
                 err.to_string()
                     .starts_with("STARWAL_LOAD_RETRY_MAX_DELAY_S is invalid"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn inv11_commit_mode_is_table_and_transaction_is_refused_naming_the_variable() {
+        let base = [("STARWAL_PG_URL", URL), ("STARWAL_TABLES", "public.t")];
+        let config = Config::from_vars(vars(&base)).unwrap();
+        assert_eq!(config.engine.commit_mode, CommitMode::Table);
+        let mut with = base.to_vec();
+        with.push(("STARWAL_COMMIT_MODE", "TABLE"));
+        assert_eq!(
+            Config::from_vars(vars(&with)).unwrap().engine.commit_mode,
+            CommitMode::Table
+        );
+        for (bad, says) in [
+            ("transaction", "not available in this build"),
+            ("tables", "expected table"),
+        ] {
+            let mut with = base.to_vec();
+            with.push(("STARWAL_COMMIT_MODE", bad));
+            let err = Config::from_vars(vars(&with)).unwrap_err().to_string();
+            assert!(
+                err.starts_with("STARWAL_COMMIT_MODE is invalid") && err.contains(says),
                 "{bad}: {err}"
             );
         }
