@@ -27,7 +27,7 @@
 
 use tokio_postgres::Client;
 
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::state_table::{StateError, StateStore, StateTables};
 use super::value::PgTimestamp;
@@ -303,8 +303,10 @@ impl CheckpointStore {
             written += chunk.len();
         }
         let moved_count = i64::try_from(load.moved.len()).unwrap_or(i64::MAX);
+        // Typed parameters: one round trip (an unnamed statement parsed, bound and run
+        // together) instead of prepare, execute and close — this runs before every load.
         client
-            .execute(
+            .execute_typed(
                 &format!(
                     "WITH recorded AS (INSERT INTO {in_flight} \
                        (slot, target_table, label, first_lsn, first_seq, last_lsn, last_seq, synced_at_us, \
@@ -320,16 +322,16 @@ impl CheckpointStore {
                     in_flight = self.tables.table("loads_in_flight"),
                 ),
                 &[
-                    &self.tables.slot(),
-                    &load.table,
-                    &load.label,
-                    &load.first.commit.to_string(),
-                    &i64::from(load.first.seq),
-                    &load.last.commit.to_string(),
-                    &i64::from(load.last.seq),
-                    &load.synced_at.map(|at| at.0),
-                    &moved_count,
-                    &kind,
+                    (&self.tables.slot(), Type::TEXT),
+                    (&load.table, Type::TEXT),
+                    (&load.label, Type::TEXT),
+                    (&load.first.commit.to_string(), Type::TEXT),
+                    (&i64::from(load.first.seq), Type::INT8),
+                    (&load.last.commit.to_string(), Type::TEXT),
+                    (&i64::from(load.last.seq), Type::INT8),
+                    (&load.synced_at.map(|at| at.0), Type::INT8),
+                    (&moved_count, Type::INT8),
+                    (&kind, Type::TEXT),
                 ],
             )
             .await
@@ -458,8 +460,9 @@ impl CheckpointStore {
     /// confirmed when its commit LSN is below `confirmed`) with their moved rows, in one
     /// statement. `confirmed` only ever moves forward: a lower value is ignored.
     pub async fn confirm(&self, client: &Client, confirmed: Lsn) -> Result<(), CheckpointError> {
+        // One round trip (typed parameters, see `record`): this runs after every load.
         client
-            .execute(
+            .execute_typed(
                 &format!(
                     "WITH forgotten AS (DELETE FROM {in_flight} \
                        WHERE slot = $1 AND last_lsn < $2::text::pg_lsn RETURNING target_table, label), \
@@ -472,7 +475,10 @@ impl CheckpointStore {
                     in_flight = self.tables.table("loads_in_flight"),
                     moved = self.tables.table("moved_rows"),
                 ),
-                &[&self.tables.slot(), &confirmed.to_string()],
+                &[
+                    (&self.tables.slot(), Type::TEXT),
+                    (&confirmed.to_string(), Type::TEXT),
+                ],
             )
             .await
             .map(drop)
