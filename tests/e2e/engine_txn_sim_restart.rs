@@ -1,14 +1,16 @@
 //! Issue 14, StarRocks restarting between prepare and commit: a PREPARED transaction survives
 //! the restart (the sim writes it to `--data-dir`, as StarRocks keeps it in the FE's edit log),
 //! and the agent, whose commit was cut off by the restart, commits it afterwards — once. The
-//! target then equals the source.
+//! target then equals the source. While the commit is held, the agent's status and `/metrics`
+//! show the prepared transaction under the label StarRocks holds PREPARED.
 
 use std::time::Duration;
 
 use starrocks_sim::{FaultKind, LoadFault, Sim, SimOptions, TxnEffect, TxnOp, TxnStatus};
 
 use crate::harness::agent::{
-    diff, source_rows, target_rows, wait_for_rows, wait_until, AgentSpec, TARGET_DB,
+    diff, metric_sample, metrics_text, source_rows, status_json, target_rows, wait_for_rows,
+    wait_until, AgentSpec, TARGET_DB,
 };
 use crate::harness::{unique_name, Cluster};
 
@@ -33,7 +35,13 @@ async fn inv11_a_prepared_transaction_survives_a_starrocks_restart_and_commits_o
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY, payload text)")
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(unique_name("sim-restart"));
+    // The pid too: `unique_name` counts per process, and test processes share the tmpdir.
+    let dir = std::env::temp_dir().join(format!(
+        "{}_{}",
+        unique_name("sim-restart"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let sim = Sim::start(sim_options(&dir)).expect("start the sim");
     let addrs = sim.addrs();
@@ -45,7 +53,7 @@ async fn inv11_a_prepared_transaction_survives_a_starrocks_restart_and_commits_o
     sim.faults().inject(LoadFault::new(FaultKind::TxnStep {
         op: TxnOp::Commit,
         effect: TxnEffect::StallBefore,
-        stall_ms: 3_000,
+        stall_ms: 15_000,
     }));
     client
         .batch_execute(
@@ -65,6 +73,29 @@ async fn inv11_a_prepared_transaction_survives_a_starrocks_restart_and_commits_o
     assert_eq!(prepared.len(), 1, "one prepared transaction: {prepared:?}");
     let label = prepared[0].clone();
     assert_eq!(sim.label_state(TARGET_DB, &label), TxnStatus::Prepared);
+    // The agent shows the transaction StarRocks holds PREPARED, under the same label.
+    let shown = wait_until(Duration::from_secs(10), || {
+        status_json(&spec).is_some_and(|status| {
+            status["tables"].as_array().is_some_and(|tables| {
+                tables.iter().any(|t| {
+                    t["open_transaction"]["label"] == label.as_str()
+                        && t["open_transaction"]["prepared"] == true
+                })
+            })
+        })
+    })
+    .await;
+    assert!(
+        shown,
+        "status does not show {label} prepared: {:?}",
+        status_json(&spec)
+    );
+    let metrics = metrics_text(&spec);
+    assert_eq!(
+        metric_sample(&metrics, "starwal_transaction_prepared{table=\"public.t\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
     sim.shutdown();
 
     // The same StarRocks comes back on the same ports with what it had written.
