@@ -9,7 +9,7 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, LineGauge, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, LineGauge, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
 use super::model::{Link, Model, Notice};
@@ -19,6 +19,14 @@ use crate::control::pb;
 /// The most copy bars shown at once; more copies than this show as a count (the table rows
 /// still carry each one's state).
 const MAX_COPY_BARS: usize = 8;
+/// The most rows the selected table's details take; a longer error is cut (`starwal status`
+/// prints it whole).
+const MAX_DETAIL_ROWS: usize = 8;
+/// Table rows kept in view before the details get room (more scroll with the selection).
+const MIN_TABLE_ROWS: usize = 5;
+
+/// From this many columns on, every column of the tables block is shown.
+const WIDE: u16 = 120;
 
 const LABEL: Style = Style::new().fg(Color::DarkGray);
 const GOOD: Style = Style::new().fg(Color::Green);
@@ -39,23 +47,37 @@ pub fn render(frame: &mut Frame, model: &Model) {
     } else {
         copy_rows as u16 + 2
     };
-    let [title, agent, tables, copy_area, detail, notice, keys] = Layout::vertical([
+    // The details take the rows they need, within what is left once the tables block has room
+    // for its rows (up to MIN_TABLE_ROWS of them) and the fixed lines theirs: the tables come first.
+    let details = detail(model);
+    let area = frame.area();
+    let table_rows = model
+        .status
+        .as_ref()
+        .map_or(1, |status| status.tables.len().clamp(1, MIN_TABLE_ROWS));
+    let fixed = 1 + 5 + usize::from(copy_height) + 2 + 1 + (table_rows + 3) + 2;
+    let room = usize::from(area.height).saturating_sub(fixed).max(1);
+    let detail_rows = details.as_ref().map_or(1, |(_, lines)| {
+        wrapped_rows(lines, area.width.saturating_sub(2))
+    });
+    let detail_height = detail_rows.min(MAX_DETAIL_ROWS).min(room) as u16 + 2;
+    let [title, agent, tables, copy_area, detail_area, notice, keys] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(5),
         Constraint::Min(4),
         Constraint::Length(copy_height),
-        Constraint::Length(8),
+        Constraint::Length(detail_height),
         Constraint::Length(2),
         Constraint::Length(1),
     ])
-    .areas(frame.area());
+    .areas(area);
     render_title(frame, title, model);
     render_agent(frame, agent, model);
     render_tables(frame, tables, model);
     if !copies.is_empty() {
         render_copies(frame, copy_area, &copies);
     }
-    render_detail(frame, detail, model);
+    render_detail(frame, detail_area, details);
     render_notice(frame, notice, model);
     render_keys(frame, keys, model);
 }
@@ -211,28 +233,38 @@ fn render_tables(frame: &mut Frame, area: Rect, model: &Model) {
         return;
     };
     let selected = model.selected_table();
-    let header = Row::new([
-        "TABLE",
-        "STATE",
-        "ROWS/S",
-        "COPY/S",
-        "LOADED",
-        "INSERTED",
-        "UPDATED",
-        "DELETED",
-        "LOADS",
-        "IN FLIGHT",
-        "FAILED",
-        "LAST LOAD",
-        "LAST ERROR",
-    ])
-    .style(Style::new().add_modifier(Modifier::BOLD));
-    let rows = status.tables.iter().enumerate().map(|(index, table)| {
+    // Narrow terminals get the columns that matter most; the details pane has the rest.
+    let wide = area.width >= WIDE;
+    // (header, width, shown when narrow); the table name comes first, the last error last.
+    const COLUMNS: [(&str, u16, bool); 11] = [
+        ("STATE", 12, true),
+        ("ROWS/S", 7, true),
+        ("COPY/S", 7, false),
+        ("LOADED", 9, true),
+        ("INSERTED", 9, false),
+        ("UPDATED", 8, false),
+        ("DELETED", 8, false),
+        ("LOADS", 7, true),
+        ("IN FLIGHT", 9, true),
+        ("FAILED", 6, false),
+        ("LAST LOAD", 10, true),
+    ];
+    let shown = |index: usize| wide || COLUMNS[index].2;
+    let mut header = vec![Span::raw("TABLE")];
+    header.extend(
+        COLUMNS
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| shown(*index))
+            .map(|(_, (name, _, _))| Span::raw(*name)),
+    );
+    header.push(Span::raw("LAST ERROR"));
+    let header = Row::new(header).style(Style::new().add_modifier(Modifier::BOLD));
+    let rows = status.tables.iter().map(|table| {
         let (state, state_style) = table_state(table);
         let rate = model.rate(&table.source);
         let failed: u64 = table.load_failures.iter().map(|f| f.count).sum();
-        let row = Row::new([
-            Span::raw(table.source.clone()),
+        let cells: [Span; 11] = [
             Span::styled(state, state_style),
             Span::raw(rate.map_or_else(|| "-".to_owned(), |r| rate_text(r.rows_per_second))),
             Span::raw(rate.map_or_else(|| "-".to_owned(), |r| rate_text(r.copied_rows_per_second))),
@@ -250,13 +282,20 @@ fn render_tables(frame: &mut Frame, area: Rect, model: &Model) {
                 || "-".to_owned(),
                 |age| format!("{} ago", seconds_text(age)),
             )),
-            Span::styled(table.last_error.clone().unwrap_or_default(), BAD),
-        ]);
-        if Some(index) == selected {
-            row.style(Style::new().add_modifier(Modifier::REVERSED))
-        } else {
-            row
-        }
+        ];
+        let mut row = vec![Span::raw(table.source.clone())];
+        row.extend(
+            cells
+                .into_iter()
+                .enumerate()
+                .filter(|(index, _)| shown(*index))
+                .map(|(_, cell)| cell),
+        );
+        row.push(Span::styled(
+            table.last_error.clone().unwrap_or_default(),
+            BAD,
+        ));
+        Row::new(row)
     });
     // The names as wide as the longest (within reason), the last error gets what is left.
     let name_width = status
@@ -266,22 +305,21 @@ fn render_tables(frame: &mut Frame, area: Rect, model: &Model) {
         .max()
         .unwrap_or(0)
         .clamp(5, 40) as u16;
-    let widths = [
-        Constraint::Length(name_width),
-        Constraint::Length(12),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Length(8),
-        Constraint::Length(8),
-        Constraint::Length(7),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Length(10),
-        Constraint::Fill(1),
-    ];
-    frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
+    let mut widths = vec![Constraint::Length(name_width)];
+    widths.extend(
+        COLUMNS
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| shown(*index))
+            .map(|(_, (_, width, _))| Constraint::Length(*width)),
+    );
+    widths.push(Constraint::Fill(1));
+    // Stateful: the table scrolls to keep the selected row in view.
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(block)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    frame.render_stateful_widget(table, area, &mut TableState::new().with_selected(selected));
 }
 
 fn render_copies(frame: &mut Frame, area: Rect, copies: &[&pb::TableStatus]) {
@@ -294,7 +332,7 @@ fn render_copies(frame: &mut Frame, area: Rect, copies: &[&pb::TableStatus]) {
         let Some(copy) = &table.copy else { continue };
         let gauge = LineGauge::default()
             .ratio(copy_ratio(copy))
-            .label(copy_label(&table.source, copy))
+            .label(copy_label(&table.source, copy, area.width >= WIDE))
             .filled_style(Style::new().fg(Color::Cyan))
             .unfilled_style(LABEL);
         frame.render_widget(gauge, *line);
@@ -330,11 +368,15 @@ pub fn copy_ratio(copy: &pb::TableCopy) -> f64 {
 }
 
 /// `public.t copying 30% 300/1000 rows 3/10 chunks 1250 rows/s ETA 560 ms`, padded so the bars
-/// of several tables line up.
-fn copy_label(source: &str, copy: &pb::TableCopy) -> String {
+/// of several tables line up; `public.t 30% 300/1000` when narrow.
+fn copy_label(source: &str, copy: &pb::TableCopy, wide: bool) -> String {
     let rows = format!("{}/{}", copy.rows_copied, copy.rows_estimated);
     let chunks = format!("{}/{}", copy.chunks_done, copy.chunks_total);
     let percent = format!("{:.0}%", copy_ratio(copy) * 100.0);
+    if !wide {
+        // No padding and no rate on a narrow screen: the bar needs room too.
+        return format!("{source} {percent} {rows} ");
+    }
     let mut label = format!(
         "{source:<24} {:<7} {percent:>4} {rows:>17} rows {chunks:>9} chunks",
         copy.state
@@ -351,19 +393,19 @@ fn copy_label(source: &str, copy: &pb::TableCopy) -> String {
     label
 }
 
-fn render_detail(frame: &mut Frame, area: Rect, model: &Model) {
+/// The selected table's title and detail lines; `None` before any table is known.
+fn detail(model: &Model) -> Option<(String, Vec<Line<'static>>)> {
     let (Some(status), Some(index)) = (&model.status, model.selected_table()) else {
-        frame.render_widget(Block::bordered().title(" table "), area);
-        return;
+        return None;
     };
     let table = &status.tables[index];
-    let block = Block::bordered().title(format!(
+    let title = format!(
         " {} → {} ({}/{}) ",
         table.source,
         table.target,
         index + 1,
         status.tables.len()
-    ));
+    );
     let duration = table.load_duration.clone().unwrap_or_default();
     let average = if duration.count > 0 {
         seconds_text(duration.sum_seconds / duration.count as f64)
@@ -444,9 +486,27 @@ fn render_detail(frame: &mut Frame, area: Rect, model: &Model) {
     if let Some(error) = &table.last_error {
         lines.push(Line::styled(format!("last error: {error}"), BAD));
     }
+    Some((title, lines))
+}
+
+/// Rows `lines` take wrapped at `width` (an estimate: wrapping breaks at words, so a line may
+/// take one more; the pane's bound keeps that from mattering).
+fn wrapped_rows(lines: &[Line], width: u16) -> usize {
+    let width = usize::from(width.max(1));
+    lines
+        .iter()
+        .map(|line| line.width().div_ceil(width).max(1))
+        .sum()
+}
+
+fn render_detail(frame: &mut Frame, area: Rect, detail: Option<(String, Vec<Line<'static>>)>) {
+    let Some((title, lines)) = detail else {
+        frame.render_widget(Block::bordered().title(" table "), area);
+        return;
+    };
     frame.render_widget(
         Paragraph::new(lines)
-            .block(block)
+            .block(Block::bordered().title(title))
             .wrap(Wrap { trim: false }),
         area,
     );
@@ -757,6 +817,33 @@ mod tests {
         for (width, height) in [(1, 1), (10, 3), (40, 10), (80, 24), (300, 100)] {
             screen(&model, width, height);
         }
+    }
+
+    #[test]
+    fn a_narrow_screen_keeps_the_main_columns_and_the_selected_row() {
+        let mut model = streaming_model();
+        let status = model.status.as_mut().unwrap();
+        for n in 0..20 {
+            status.tables.push(table(&format!("public.extra{n:02}")));
+        }
+        model.selected = 21;
+        let text = screen(&model, 80, 24);
+        let header = text.lines().find(|l| l.contains("TABLE")).unwrap();
+        for column in [
+            "STATE",
+            "ROWS/S",
+            "LOADED",
+            "LOADS",
+            "IN FLIGHT",
+            "LAST LOAD",
+        ] {
+            assert!(header.contains(column), "{column}: {header}");
+        }
+        assert!(!header.contains("INSERTED"), "{header}");
+        // The list scrolled to the selection, and its details are there.
+        assert!(text.contains("│public.extra19"), "{text}");
+        assert!(text.contains("public.extra19 → extra19 (22/22)"), "{text}");
+        assert!(text.contains("q quit"), "{text}");
     }
 
     #[test]
