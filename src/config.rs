@@ -47,6 +47,7 @@ pub const MAX_HEARTBEAT_INTERVAL_S: u64 = 86_400;
 struct RawConfig {
     pg_url: Option<String>,
     pg_password_file: Option<String>,
+    pg_primary_url: Option<String>,
     tables: Option<String>,
     slot: Option<String>,
     publication: Option<String>,
@@ -102,6 +103,18 @@ pub struct PostgresConfig {
     /// `STARWAL_SLOT_FAILOVER` (default: on where the server has failover slots, PG 17+):
     /// `None` when unset, so the default follows the server's version.
     pub slot_failover: Option<bool>,
+    /// `STARWAL_PG_PRIMARY_URL` (default unset): the primary, for what starwal writes on the
+    /// source (publication, state schema, heartbeats) when `conn` is a standby it decodes from
+    /// (PG 16+). Without a password of its own it uses `conn`'s.
+    pub primary: Option<ConnInfo>,
+}
+
+impl PostgresConfig {
+    /// Where starwal's writes on the source go: the primary when `STARWAL_PG_PRIMARY_URL` is
+    /// set, else `STARWAL_PG_URL`'s server.
+    pub fn writes(&self) -> &ConnInfo {
+        self.primary.as_ref().unwrap_or(&self.conn)
+    }
 }
 
 /// What a start does when the slot is gone but starwal had confirmed changes from it (dropped,
@@ -557,7 +570,19 @@ impl PostgresConfig {
                 expected: "true or false",
             })?),
         };
+        let primary = match non_empty(raw.pg_primary_url) {
+            None => None,
+            Some(url) => {
+                let mut primary = ConnInfo::parse(&url).map_err(ConfigError::PgPrimaryUrl)?;
+                // Usually the same role on both servers: one secret, not two.
+                if primary.password.is_none() {
+                    primary.password.clone_from(&conn.password);
+                }
+                Some(primary)
+            }
+        };
         Ok(PostgresConfig {
+            primary,
             conn,
             tables,
             slot,
@@ -963,6 +988,28 @@ mod tests {
             let err = Config::from_vars(vars(&set)).unwrap_err().to_string();
             assert!(err.contains(var) && err.contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn primary_url_is_where_writes_go_and_shares_the_password() {
+        let base = [("STARWAL_PG_URL", URL), ("STARWAL_TABLES", "public.t")];
+        let pg = Config::from_vars(vars(&base)).unwrap().postgres;
+        assert!(pg.primary.is_none());
+        assert_eq!(pg.writes(), &pg.conn);
+        let mut set = base.to_vec();
+        set.push(("STARWAL_PG_PRIMARY_URL", "host=pg1 user=repl dbname=app"));
+        let pg = Config::from_vars(vars(&set)).unwrap().postgres;
+        let primary = pg.primary.as_ref().unwrap();
+        assert_eq!(pg.writes(), primary);
+        assert_eq!(primary.host, "pg1");
+        assert_eq!(primary.password.as_ref().unwrap().expose(), "hunter2");
+        let mut set = base.to_vec();
+        set.push(("STARWAL_PG_PRIMARY_URL", "postgres://x:secret@h:0/db"));
+        let err = Config::from_vars(vars(&set)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("STARWAL_PG_PRIMARY_URL is invalid") && !err.contains("secret"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum ConfigError {
     Tables(#[source] TablePatternError),
     #[error("STARWAL_PG_URL is invalid: {0}")]
     PgUrl(#[source] ConnInfoError),
+    #[error("STARWAL_PG_PRIMARY_URL is invalid: {0}")]
+    PgPrimaryUrl(#[source] ConnInfoError),
     /// A secret given twice (`X` and `X_FILE`) or in a file that cannot be read.
     #[error("{0}")]
     Secret(#[source] SecretSourceError),

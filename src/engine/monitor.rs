@@ -14,6 +14,33 @@ use crate::postgres::catalog::{resolve_tables, TablePattern};
 use crate::postgres::Lsn;
 use crate::state::EngineHandle;
 
+/// While a slot is created on a standby (decoding there, `STARWAL_PG_PRIMARY_URL`): every
+/// half second, `pg_log_standby_snapshot()` on the primary. The standby's slot reaches its
+/// consistent point only at a running-transactions record from the primary, which an idle
+/// primary writes every 15 s at best; abort the task once the slot exists. Errors are logged
+/// once: without the nudge creating the slot only takes longer.
+pub fn spawn_standby_snapshot_nudge(
+    primary: Arc<tokio_postgres::Client>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            ticker.tick().await;
+            if let Err(err) = primary
+                .execute("SELECT pg_log_standby_snapshot()", &[])
+                .await
+            {
+                tracing::warn!(
+                    error = %crate::error_text::chain(&err),
+                    "pg_log_standby_snapshot() on STARWAL_PG_PRIMARY_URL failed; creating the slot \
+                     on the standby waits for the primary's next running-transactions record"
+                );
+                return;
+            }
+        }
+    })
+}
+
 /// Every `interval`, how much WAL the slot retains and where the server's WAL ends.
 pub fn spawn_retained_wal_monitor(
     client: Arc<tokio_postgres::Client>,
@@ -27,8 +54,12 @@ pub fn spawn_retained_wal_monitor(
             ticker.tick().await;
             let row = client
                 .query_opt(
-                    "SELECT (pg_current_wal_lsn() - restart_lsn)::int8, pg_current_wal_lsn()::text \
-                       FROM pg_replication_slots WHERE slot_name = $1",
+                    // On a standby (decoding there) WAL ends where it is replayed.
+                    "WITH wal AS (SELECT CASE WHEN pg_is_in_recovery() \
+                                              THEN pg_last_wal_replay_lsn() \
+                                              ELSE pg_current_wal_lsn() END AS end_lsn) \
+                     SELECT (wal.end_lsn - restart_lsn)::int8, wal.end_lsn::text \
+                       FROM pg_replication_slots, wal WHERE slot_name = $1",
                     &[&slot],
                 )
                 .await;

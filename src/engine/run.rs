@@ -26,7 +26,10 @@ use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::config::{Config, SnapshotMode};
 use crate::engine::error::{AttemptError, StreamError};
-use crate::engine::monitor::{spawn_publication_watcher, spawn_retained_wal_monitor};
+use crate::engine::monitor::{
+    spawn_publication_watcher, spawn_retained_wal_monitor, spawn_standby_snapshot_nudge,
+};
+use crate::engine::setup::error::SetupError;
 use crate::engine::setup::inspect::{inspect_source, inspect_target, ready, Inspected};
 use crate::engine::setup::postgres::{
     ensure_configured_slot, ensure_publication, warn_on_short_sender_timeout,
@@ -45,6 +48,7 @@ use crate::postgres::replication::{
     ReplicationConnection, ReplicationStream, SlotSnapshot, StartOptions,
 };
 use crate::postgres::snapshot::store::{CopyRecord, CopyStore};
+use crate::postgres::tls::connect_sql;
 use crate::postgres::Lsn;
 use crate::schema::TableSchema;
 use crate::sink::starrocks::transaction::TransactionClient;
@@ -164,13 +168,25 @@ async fn attempt(
     let schemas: Vec<TableSchema> = source.tables.iter().map(|(_, s)| s.clone()).collect();
     let target = inspect_target(&starrocks, &schemas, &source.emptied_targets).await;
     let Inspected {
-        client,
+        client: source_client,
         existing_slot: existing,
         tables,
         mut target,
         plan,
     } = ready(source, target)?;
-    warn_on_short_sender_timeout(&client, pg.status_interval).await;
+    warn_on_short_sender_timeout(&source_client, pg.status_interval).await;
+    // Decoding from a standby (`STARWAL_PG_PRIMARY_URL`, checked by the inspection): what starwal
+    // writes on the source (state tables, publication, moved rows' values) goes to the primary,
+    // which the standby replays; the slot and the stream stay on the standby.
+    let source_client = Arc::new(source_client);
+    let client = match &pg.primary {
+        Some(primary) => Arc::new(
+            connect_sql(primary)
+                .await
+                .map_err(SetupError::PrimaryConnect)?,
+        ),
+        None => source_client.clone(),
+    };
 
     // Then what is created, WAL-holding last: the target's database, tables and columns
     // (columns the target lacks get what existing rows hold, or the table a copy), the state
@@ -221,8 +237,17 @@ async fn attempt(
     ensure_publication(&client, &pg.publication, &sources).await?;
     // A slot created now exports its snapshot for the first copy (held until the readers took
     // it); with `never` there is nothing to copy.
+    // A slot created on a standby waits for the primary to log its running transactions, which
+    // an idle primary does only every 15 s (and not at all without other WAL): ask for it.
+    let on_standby = pg.primary.is_some()
+        && source_client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .is_ok_and(|row| row.get::<_, bool>(0));
+    let nudge = (existing.is_none() && on_standby)
+        .then(|| TaskGuard(spawn_standby_snapshot_nudge(client.clone())));
     let (slot, exported) = ensure_configured_slot(
-        &client,
+        &source_client,
         pg,
         if snapshot_mode == SnapshotMode::Never {
             SlotSnapshot::Nothing
@@ -231,10 +256,10 @@ async fn attempt(
         },
     )
     .await?;
-    let client = Arc::new(client);
+    drop(nudge);
     // From here the slot holds WAL, during the copy as while streaming: status shows how much.
     let _retained = TaskGuard(spawn_retained_wal_monitor(
-        client.clone(),
+        source_client.clone(),
         pg.slot.clone(),
         handle.clone(),
         pg.status_interval,
@@ -362,7 +387,7 @@ async fn attempt(
 
     let heartbeat = pg
         .heartbeat_interval
-        .map(|interval| spawn_heartbeat(pg.conn.clone(), interval));
+        .map(|interval| spawn_heartbeat(pg.writes().clone(), interval));
     let (new_tables_tx, new_tables) = mpsc::unbounded_channel();
     let watcher = spawn_publication_watcher(
         client.clone(),

@@ -47,6 +47,18 @@ pub async fn teardown(config: &PostgresConfig) -> Result<TeardownReport, SetupEr
         report.slot_dropped = true;
     }
 
+    // Decoding from a standby: the slot was the standby's, the publication and the state are
+    // the primary's (`STARWAL_PG_PRIMARY_URL`).
+    let primary;
+    let client = match &config.primary {
+        Some(conn) => {
+            primary = connect_sql(conn)
+                .await
+                .map_err(SetupError::PrimaryConnect)?;
+            &primary
+        }
+        None => &client,
+    };
     let publication_exists = client
         .query_opt(
             "SELECT 1 FROM pg_publication WHERE pubname = $1",
@@ -66,7 +78,7 @@ pub async fn teardown(config: &PostgresConfig) -> Result<TeardownReport, SetupEr
         report.publication_dropped = true;
     }
 
-    report.state_cleared = clear_state(&client, config).await?;
+    report.state_cleared = clear_state(client, config).await?;
     Ok(report)
 }
 

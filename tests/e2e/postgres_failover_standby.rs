@@ -6,10 +6,14 @@
 //!   label once; the insert-only table's loaded rows equal its rows);
 //! - with a slot created without failover stops loudly: health NOT_SERVING naming the lost slot,
 //!   no slot created on the new primary;
-//! - `check` warns on a primary no standby synchronises, and passes once one does.
+//! - `check` warns on a primary no standby synchronises, and passes once one does;
+//! - pointed at a standby (PG 16+) with `STARWAL_PG_PRIMARY_URL` naming the primary, decodes
+//!   there: changes made on the primary reach the target through the standby's slot, the
+//!   publication, state and heartbeats are written on the primary; without that variable a
+//!   standby is refused with the way out; `teardown` drops each object where it lives.
 //!
-//! Slot synchronisation is a PG 17 feature: on older servers these tests say so and return
-//! (CI runs `postgres_*` against 17 and 18 too). The standby is made synchronous
+//! Slot synchronisation is a PG 17 feature, decoding on a standby a PG 16 one: on older servers
+//! these tests say so and return (CI runs `postgres_*` against 16, 17 and 18 too). The standby is made synchronous
 //! (`synchronous_standby_names`) so starwal's own writes (checkpoint, loads in flight) are on it
 //! before a load is sent: with an asynchronous standby the last record before the crash may be
 //! missing there, and a load it announced is then sent again under another label (README,
@@ -383,4 +387,133 @@ async fn postgres_failover_slot_without_failover_stops_loudly_after_promotion() 
     // Nothing was copied again: the target still holds what it had before the failover.
     assert_eq!(events(&sim), expected);
     agent.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failover_standby_decoding_reaches_the_target_through_the_standby() {
+    let test = "postgres_failover_standby_decoding_reaches_the_target_through_the_standby";
+    let major = Cluster::shared().major();
+    if major < 16 {
+        eprintln!(
+            "{test}: skipped: PostgreSQL {major} cannot decode on a standby (16+); run with \
+             STARWAL_TEST_PGBIN=/opt/starwal-pg/16/bin (CI does)"
+        );
+        return;
+    }
+    let primary = Cluster::start(ClusterOptions::default());
+    let db = primary.create_database("fo_standby_decoding").await;
+    let client = db.owner_client().await;
+    client.batch_execute(TABLES).await.unwrap();
+    let standby = Standby::attach(&primary);
+    let on_standby = standby.cluster.database(&db.name);
+    let sim = start_sim();
+    // The standby in the URL; the primary for the writes, in libpq's keyword/value form.
+    let spec = AgentSpec::new(&db, &sim, "public.events,public.accounts")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_HEARTBEAT_INTERVAL_S", "1")
+        .var("STARWAL_PG_URL", &on_standby.url(Role::Scram, "disable"));
+    let slot = spec.slot().to_owned();
+
+    // Without somewhere to write, a standby is refused with the way out.
+    let (code, out) = check(&spec);
+    assert_eq!(code, 1, "{out}");
+    let writable = out
+        .lines()
+        .find(|line| line.contains("Postgres writable"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        writable.contains("is in recovery (a standby)")
+            && writable.contains("STARWAL_PG_PRIMARY_URL"),
+        "{out}"
+    );
+
+    let spec = spec.var(
+        "STARWAL_PG_PRIMARY_URL",
+        &format!(
+            "host=127.0.0.1 port={} dbname={} user=repl password='repl-secret' sslmode=disable",
+            db.port(),
+            db.name
+        ),
+    );
+    let (code, out) = check(&spec);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("a standby: decoding here"), "{out}");
+
+    let agent = spec.start_streaming().await;
+    let mut rng = Lcg(16);
+    let mut event = 1;
+    for _ in 0..30 {
+        client
+            .batch_execute(&transaction(&mut rng, &mut event))
+            .await
+            .unwrap();
+    }
+    for (query, rows) in [(EVENTS, events as fn(&Sim) -> Rows), (ACCOUNTS, accounts)] {
+        let expected = source_rows(&client, query).await;
+        let got = wait_for_rows(&expected, TIMEOUT, || rows(&sim)).await;
+        assert!(
+            got == expected,
+            "{query}: {}\n{}",
+            diff(&expected, &got),
+            agent.log()
+        );
+    }
+    // The slot is the standby's; the primary holds the publication and the state, and had
+    // none of the agent's slots.
+    let standby_client = on_standby.superuser_client().await;
+    for (server, c, expected) in [("standby", &standby_client, 1), ("primary", &client, 0)] {
+        let slots: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(slots, expected, "slot `{slot}` on the {server}");
+    }
+    let stored: i64 = client
+        .query_one(
+            "SELECT count(*) FROM starwal.checkpoints WHERE slot = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1, "no checkpoint on the primary:\n{}", agent.log());
+    let log = agent.log();
+    assert!(
+        !log.contains("heartbeat failed") && !log.contains("cannot execute"),
+        "{log}"
+    );
+    agent.stop_cleanly();
+
+    // teardown drops the slot on the standby, the publication and the state on the primary.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_starwal"))
+        .args(["teardown", "--yes"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(spec.vars.iter().map(|(k, v)| (k, v)))
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let remaining: i64 = standby_client
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(remaining, 0, "{output:?}");
+    let publications: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_publication WHERE pubname = $1",
+            &[&spec.get("STARWAL_PUBLICATION").unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(publications, 0, "{output:?}");
 }

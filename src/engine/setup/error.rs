@@ -86,6 +86,16 @@ pub enum SetupError {
         /// How to make it writable when it is a primary set read-only ("" for a standby).
         fix: String,
     },
+    /// Decoding from a standby: `STARWAL_PG_PRIMARY_URL`, where starwal's writes go, cannot be
+    /// reached.
+    #[error("STARWAL_PG_PRIMARY_URL (where starwal writes the publication, state tables and heartbeats while decoding from the standby): {0}")]
+    PrimaryConnect(#[source] SqlConnectError),
+    /// Decoding from a standby: `STARWAL_PG_PRIMARY_URL` is not a writable primary.
+    #[error("STARWAL_PG_PRIMARY_URL {state}: starwal writes the publication, state tables and heartbeats there while it decodes from the standby, so it must be the standby's read-write primary")]
+    PrimaryNotWritable {
+        /// "is in recovery (a standby)" or "is read-only (transaction_read_only = on)".
+        state: &'static str,
+    },
     #[error("replication slot `{slot}` uses plugin `{plugin}`, not pgoutput; choose another STARWAL_SLOT")]
     SlotWrongPlugin { slot: String, plugin: String },
     #[error("replication slot `{slot}` belongs to database `{database}`, not `{expected}`; choose another STARWAL_SLOT")]
@@ -123,6 +133,8 @@ impl SetupError {
             SetupError::Connect(SqlConnectError::Connect { .. }) => true,
             // A failover in progress: the new primary may answer on the next attempt.
             SetupError::Connect(SqlConnectError::NoHost { .. }) => true,
+            SetupError::PrimaryConnect(SqlConnectError::Connect { .. }) => true,
+            SetupError::PrimaryConnect(SqlConnectError::NoHost { .. }) => true,
             SetupError::CreateSlot { source, .. } => source.is_transient(),
             SetupError::SlotActive { .. } => true,
             SetupError::Target(err) => err.is_transient(),

@@ -151,8 +151,8 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
         "Postgres connection",
         config.conn.to_string(),
     ));
-    findings.push(match source_writable(&client, &config.conn.dbname).await {
-        Ok(()) => Finding::passed("Postgres writable", "a read-write primary"),
+    findings.push(match source_writable(&client, config).await {
+        Ok(detail) => Finding::passed("Postgres writable", detail),
         Err(err) => Finding::failed("Postgres writable", err),
     });
 
@@ -315,31 +315,73 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
 /// standby or a read-only session (`default_transaction_read_only` set for the database or the
 /// role) would pass every other check and then fail at the first CREATE, after the target was
 /// created. Asks what `target_session_attrs` asks ([`ServerState::QUERY`]).
-async fn source_writable(client: &Client, dbname: &str) -> Result<(), SetupError> {
-    let row = client
-        .query_one(ServerState::QUERY, &[])
-        .await
-        .map_err(SetupError::query(
-            "asking whether the source accepts writes",
-        ))?;
-    let state = ServerState {
-        read_only: row.get(0),
-        in_recovery: row.get(1),
-    };
+///
+/// A standby of PostgreSQL 16+ passes when `STARWAL_PG_PRIMARY_URL` names its writable primary:
+/// starwal then decodes from the standby (the slot is created there) and writes the publication,
+/// state tables and heartbeats on the primary, which the standby replays.
+async fn source_writable(client: &Client, config: &PostgresConfig) -> Result<String, SetupError> {
+    let state = server_state(client).await.map_err(SetupError::query(
+        "asking whether the source accepts writes",
+    ))?;
     match (state.in_recovery, state.read_only) {
-        (true, _) => Err(SetupError::SourceNotWritable {
-            state: "is in recovery (a standby)",
-            fix: String::new(),
-        }),
+        (true, _) => {
+            let version: i32 = client
+                .query_one("SELECT current_setting('server_version_num')::int4", &[])
+                .await
+                .map_err(SetupError::query("reading the server version"))?
+                .get(0);
+            let Some(primary) = config.primary.as_ref().filter(|_| version >= 160000) else {
+                return Err(SetupError::SourceNotWritable {
+                    state: "is in recovery (a standby)",
+                    fix: if version >= 160000 {
+                        ", or, to decode from this standby, set STARWAL_PG_PRIMARY_URL to its \
+                         primary: the slot is then created here and the publication, state \
+                         tables and heartbeats are written there"
+                            .to_owned()
+                    } else {
+                        " (decoding from a standby needs PostgreSQL 16+)".to_owned()
+                    },
+                });
+            };
+            let primary_client = connect_sql(primary)
+                .await
+                .map_err(SetupError::PrimaryConnect)?;
+            let primary_state = server_state(&primary_client)
+                .await
+                .map_err(SetupError::query(
+                    "asking whether STARWAL_PG_PRIMARY_URL accepts writes",
+                ))?;
+            match (primary_state.in_recovery, primary_state.read_only) {
+                (true, _) => Err(SetupError::PrimaryNotWritable {
+                    state: "is in recovery (a standby)",
+                }),
+                (false, true) => Err(SetupError::PrimaryNotWritable {
+                    state: "is read-only (transaction_read_only = on)",
+                }),
+                (false, false) => Ok(format!(
+                    "a standby: decoding here (the slot is created here); the publication, state \
+                     tables and heartbeats are written on STARWAL_PG_PRIMARY_URL ({primary})"
+                )),
+            }
+        }
         (false, true) => Err(SetupError::SourceNotWritable {
             state: "is read-only (transaction_read_only = on)",
             fix: format!(
-                ", or make this one writable: ALTER DATABASE \"{dbname}\" (or ALTER ROLE, where \
-                 it was set) SET default_transaction_read_only = off"
+                ", or make this one writable: ALTER DATABASE \"{}\" (or ALTER ROLE, where \
+                 it was set) SET default_transaction_read_only = off",
+                config.conn.dbname
             ),
         }),
-        (false, false) => Ok(()),
+        (false, false) => Ok("a read-write primary".to_owned()),
     }
+}
+
+async fn server_state(client: &Client) -> Result<ServerState, tokio_postgres::Error> {
+    let row = client.query_one(ServerState::QUERY, &[]).await?;
+    Ok(ServerState {
+        read_only: row.get(0),
+        in_recovery: row.get(1),
+    })
 }
 
 /// What the state schema recorded for a slot that is missing: `Some` (\"confirmed up to LSN …\")

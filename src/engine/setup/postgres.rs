@@ -671,6 +671,14 @@ async fn create_slot_if_missing(
         slot: slot.to_owned(),
         source: Box::new(source),
     };
+    // A slot made on a standby (decoding there, PG 16+) cannot fail over: Postgres refuses
+    // FAILOVER there, and the standby's slot is not what a promotion keeps anyway.
+    let on_standby = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(SetupError::query("asking whether the source is a standby"))?
+        .get::<_, bool>(0);
+    let failover = failover.filter(|_| !on_standby);
     let mut replication = ReplicationConnection::connect(conn)
         .await
         .map_err(create_error)?;
