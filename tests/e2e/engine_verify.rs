@@ -328,6 +328,22 @@ async fn verify_names_each_difference_and_repair_fixes_them_while_streaming() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = verify(&spec, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A sample checks some chunks of each table and says extra rows were not looked for.
+    let out = verify(&spec, &["--sample", "0.5", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let int = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.t_int")
+        .unwrap();
+    assert_eq!(int["extra_checked"], false, "{report}");
+    assert!(
+        int["chunks_checked"].as_u64().unwrap() >= 1
+            && int["chunks_checked"].as_u64() <= int["chunks"].as_u64(),
+        "{report}"
+    );
     assert!(
         rounds.load(Ordering::SeqCst) > before,
         "the workload kept running through the repair"
@@ -356,7 +372,7 @@ async fn verify_refuses_an_unknown_table_and_a_bad_sample_with_exit_2() {
     );
     let out = verify(&spec, &["--sample", "1.5"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let all = format!("{}", text(&out));
+    let all = text(&out);
     assert!(!all.contains("pw@") && !all.contains(":pw"), "{all}");
 }
 
