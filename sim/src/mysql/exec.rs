@@ -552,6 +552,9 @@ fn project(
             }
         }
     }
+    if !select.query.group_by.is_empty() {
+        return grouped(relation, &items, &select.query);
+    }
     let aggregate = items
         .iter()
         .any(|i| matches!(i, OutItem::Count { .. } | OutItem::Sum { .. }));
@@ -606,6 +609,62 @@ fn project(
     Ok(Outcome::Rows {
         columns: out_columns(&items, &relation.columns),
         rows,
+    })
+}
+
+/// `SELECT cols, aggregates ... GROUP BY cols`: one row per distinct group key, in ascending key
+/// order (ORDER BY with GROUP BY is not modelled); `LIMIT` applies to the groups.
+fn grouped(relation: Relation, items: &[OutItem], query: &Query) -> SqlResult<Outcome> {
+    if !query.order.is_empty() {
+        return Err(SqlError::unsupported("ORDER BY with GROUP BY"));
+    }
+    let keys = query
+        .group_by
+        .iter()
+        .map(|name| column_index(&relation.columns, name))
+        .collect::<SqlResult<Vec<usize>>>()?;
+    for item in items {
+        if let OutItem::Column { index, .. } = item {
+            if !keys.contains(index) {
+                return Err(SqlError::analysis(
+                    "select list expression not produced by aggregation output (missing from GROUP BY clause?)",
+                ));
+            }
+        }
+    }
+    let mut rows = relation.rows;
+    relation::sort(
+        &mut rows,
+        &keys.iter().map(|k| (*k, false)).collect::<Vec<_>>(),
+    );
+    let same = |a: &Vec<Value>, b: &Vec<Value>| keys.iter().all(|k| a.get(*k) == b.get(*k));
+    let mut out = Vec::new();
+    for group in rows.chunk_by(same) {
+        out.push(
+            items
+                .iter()
+                .map(|item| match item {
+                    OutItem::Column { index, .. } => group[0].get(*index).and_then(Value::to_text),
+                    OutItem::Count { column: None, .. } => Some(group.len().to_string()),
+                    OutItem::Count {
+                        column: Some(index),
+                        ..
+                    } => Some(
+                        group
+                            .iter()
+                            .filter(|r| r.get(*index).is_some_and(|v| !v.is_null()))
+                            .count()
+                            .to_string(),
+                    ),
+                    OutItem::Sum { column, .. } => sum(group, *column),
+                    OutItem::Const { value, .. } => value.clone(),
+                })
+                .collect(),
+        );
+    }
+    Ok(Outcome::Rows {
+        columns: out_columns(items, &relation.columns),
+        rows: relation::limit(out, query),
     })
 }
 

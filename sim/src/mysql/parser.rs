@@ -147,6 +147,8 @@ pub(crate) struct OrderItem {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Query {
     pub(crate) filter: Vec<Predicate>,
+    /// `GROUP BY` columns (SELECT only).
+    pub(crate) group_by: Vec<String>,
     pub(crate) order: Vec<OrderItem>,
     pub(crate) limit: Option<u64>,
     pub(crate) offset: u64,
@@ -631,11 +633,20 @@ impl Parser<'_> {
         Ok(Select { items, from, query })
     }
 
-    /// `[WHERE ...] [GROUP BY → unsupported] [ORDER BY ...] [LIMIT ...]`.
+    /// `[WHERE ...] [GROUP BY col, ... (SELECT only)] [HAVING → unsupported] [ORDER BY ...]
+    /// [LIMIT ...]`.
     fn query_tail(&mut self, allow_order: bool) -> SqlResult<Query> {
         let mut query = Query::default();
         if self.eat_kw("WHERE") {
             query.filter = self.conjunction()?;
+        }
+        if allow_order && self.eat_kws(&["GROUP", "BY"]) {
+            loop {
+                query.group_by.push(self.column_ref()?);
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
         }
         if self.is_kw("GROUP") || self.is_kw("HAVING") {
             return Err(SqlError::unsupported("GROUP BY / HAVING"));

@@ -871,6 +871,16 @@ async fn select_where_order_limit_count_truncate() {
         vec![vec!["5".to_string(), "2".to_string()]]
     );
     assert_eq!(
+        rows(
+            &mut conn,
+            "SELECT flag, count(*), sum(id) FROM db.t GROUP BY flag LIMIT 5"
+        )
+        .await,
+        [["NULL", "1", "3"], ["0", "1", "2"], ["1", "1", "1"]]
+            .map(|r| r.map(String::from).to_vec())
+            .to_vec()
+    );
+    assert_eq!(
         column_names(&mut conn, "SELECT COUNT(*) FROM db.t").await,
         ["COUNT(*)"]
     );
@@ -881,7 +891,9 @@ async fn select_where_order_limit_count_truncate() {
         ("SELECT id FROM db.t WHERE id = 1 OR id = 2", 1064),
         ("SELECT id FROM db.t WHERE doc = '{}'", 1064),
         ("SELECT id, COUNT(*) FROM db.t", 1064),
-        ("SELECT id FROM db.t GROUP BY id", 1064),
+        ("SELECT id FROM db.t GROUP BY name", 1064),
+        ("SELECT id FROM db.t GROUP BY id ORDER BY id", 1064),
+        ("SELECT id FROM db.t GROUP BY id HAVING id > 1", 1064),
         ("SELECT * FROM db.t a JOIN db.t b", 1064),
         ("SELECT id FROM db.nope", 1146),
         ("SELECT id FROM nodb.t", 1049),
