@@ -93,9 +93,9 @@ pub enum Command {
     /// differ). Exits 0 when equal, 1 when differences remain, 2 on configuration errors.
     Verify(VerifyArgs),
     /// A live terminal view of a running agent through its control server: phase, health,
-    /// paused, lag, rates (rows/s, loads/s, bytes/s), buffer, RSS and CPU, then per table its
-    /// state, rows/s, totals, failed loads, last load and last error, a progress bar per snapshot
-    /// copy, and the selected table's details. Keys: q or Ctrl-C quit, p pause, r resume (same
+    /// paused, lag, rates (rows/s, loads/s, bytes/s), loads in flight, buffer, RSS and CPU, then
+    /// per table its state, rows/s, totals, loads in flight, failed loads, last load and last
+    /// error, a progress bar per snapshot copy, and the selected table's details. Keys: q or Ctrl-C quit, p pause, r resume (same
     /// access rules as pause), t / T select the next / previous table. A lost connection is shown
     /// and retried every second. Needs a terminal (exit 2 otherwise: use `status --json`).
     Top(TopArgs),
