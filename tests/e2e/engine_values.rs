@@ -139,7 +139,7 @@ async fn inv12_unconstrained_numeric_is_exact_or_stops_the_table() {
         [
             some("1"),
             some("12.500000000"),
-            some("[\"1.500000000\",null]"),
+            some("[1.500000000,null]"),
         ],
         [some("2"), some("-0.000000001"), some("[]")],
         [
@@ -147,7 +147,7 @@ async fn inv12_unconstrained_numeric_is_exact_or_stops_the_table() {
             some("12345678901234567890123456789.123456789"),
             None,
         ],
-        [some("4"), some("0.100000000"), some("[\"7.000000000\"]")],
+        [some("4"), some("0.100000000"), some("[7.000000000]")],
     ]
     .into_iter()
     .map(Vec::from)

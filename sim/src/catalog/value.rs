@@ -60,7 +60,7 @@ impl Value {
             Value::DateTime(d) => Some(d.to_string()),
             Value::Text(s) => Some(s.clone()),
             Value::Json(j) => Some(j.to_string()),
-            Value::Array(_) => Some(self.to_json().to_string()),
+            Value::Array(items) => Some(array_text(items)),
         }
     }
 
@@ -158,6 +158,31 @@ impl Value {
             _ => false,
         }
     }
+}
+
+/// An ARRAY as StarRocks prints it over the MySQL protocol (`[1,0]` for booleans,
+/// `["a","b"]` for strings, dates and datetimes, numbers and decimals bare, `null` for NULL
+/// elements), per the StarRocks docs' ARRAY examples.
+fn array_text(items: &[Value]) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match item {
+            Value::Null => out.push_str("null"),
+            Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Decimal(_) => {
+                out.push_str(&item.to_text().unwrap_or_default())
+            }
+            Value::Date(_) | Value::DateTime(_) | Value::Text(_) => out.push_str(
+                &serde_json::Value::String(item.to_text().unwrap_or_default()).to_string(),
+            ),
+            Value::Json(j) => out.push_str(&j.to_string()),
+            Value::Array(inner) => out.push_str(&array_text(inner)),
+        }
+    }
+    out.push(']');
+    out
 }
 
 fn format_float(f: f64) -> String {
