@@ -923,6 +923,43 @@ mod tests {
         assert!(!text.contains("process_"));
     }
 
+    #[tokio::test]
+    async fn verify_series_appear_once_a_verify_ended() {
+        let handle = handle();
+        let text = render(&handle.status(), &ProcessStats::default());
+        assert!(!text.contains("starwal_verify_"), "{text}");
+        handle.request_verify(Vec::new()).unwrap();
+        // One at a time: a second request waits for none, it is refused.
+        assert!(handle.request_verify(Vec::new()).is_err());
+        assert!(handle.verify_requested().await.is_empty());
+        assert!(handle.status().verify.running);
+        handle.verify_finished(
+            1.5,
+            Ok(vec![crate::state::VerifyTableStatus {
+                table: "public.t".into(),
+                rows_compared: 10,
+                rows_mismatched: 2,
+            }]),
+        );
+        let text = render(&handle.status(), &ProcessStats::default());
+        assert!(
+            text.contains("starwal_verify_rows_mismatched{table=\"public.t\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("starwal_verify_last_run_timestamp_seconds "));
+        assert!(text.contains("starwal_verify_last_run_success 1\n"));
+        assert_families_declared_once(&text);
+        // A failed verify keeps the last tables and says it failed.
+        handle.request_verify(vec!["public.t".into()]).unwrap();
+        assert_eq!(handle.verify_requested().await, vec!["public.t".to_owned()]);
+        handle.verify_finished(0.1, Err("connection refused".into()));
+        let status = handle.status();
+        assert_eq!(status.verify.error.as_deref(), Some("connection refused"));
+        assert_eq!(status.verify.tables.len(), 1);
+        let text = render(&status, &ProcessStats::default());
+        assert!(text.contains("starwal_verify_last_run_success 0\n"));
+    }
+
     #[test]
     fn floats_use_prometheus_spelling() {
         assert_eq!(format_float(f64::INFINITY), "+Inf");
