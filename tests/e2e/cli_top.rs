@@ -19,7 +19,8 @@ use crate::harness::{unique_name, Cluster};
 const TIMEOUT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "top-s3cret";
 
-/// A detached tmux server of its own (its own socket), killed when dropped.
+/// A detached tmux server of its own (its own socket file), killed and its socket removed when
+/// dropped (tmux leaves the file behind).
 struct Tmux {
     socket: String,
 }
@@ -27,11 +28,18 @@ struct Tmux {
 impl Tmux {
     /// A 160×40 session running `sh`; `None` when tmux is not installed (outside CI).
     fn start() -> Option<Tmux> {
-        let socket = format!("{}_{}", unique_name("starwal_top"), std::process::id());
+        let socket = std::env::temp_dir()
+            .join(format!(
+                "{}_{}.tmux",
+                unique_name("starwal_top"),
+                std::process::id()
+            ))
+            .to_string_lossy()
+            .into_owned();
         let tmux = Tmux { socket };
         // -u: UTF-8 whatever the locale (the screen draws box lines and arrows).
         let started = Command::new("tmux")
-            .args(["-u", "-L", &tmux.socket, "-f", "/dev/null"])
+            .args(["-u", "-S", &tmux.socket, "-f", "/dev/null"])
             .args([
                 "new-session",
                 "-d",
@@ -67,7 +75,7 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) -> Output {
         let output = Command::new("tmux")
-            .args(["-L", &self.socket])
+            .args(["-S", &self.socket])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -104,9 +112,10 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .args(["-S", &self.socket, "kill-server"])
             .stdin(Stdio::null())
             .output();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
