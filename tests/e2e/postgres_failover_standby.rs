@@ -437,7 +437,11 @@ async fn postgres_failover_standby_decoding_reaches_the_target_through_the_stand
     );
     let (code, out) = check(&spec);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("a standby: decoding here"), "{out}");
+    assert!(
+        out.contains("a standby: decoding here")
+            && failover_line(&out).contains("the slot is on this standby"),
+        "{out}"
+    );
 
     let agent = spec.start_streaming().await;
     let mut rng = Lcg(16);

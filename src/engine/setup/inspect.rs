@@ -202,7 +202,18 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
         },
         Err(err) => Finding::failed(slot_subject, err),
     });
-    if let Some(version) = server_version {
+    // Decoding from a standby: the slot is the standby's, which cannot fail over; what the
+    // primary-side readiness check would say (no standby, synchronized_standby_slots) is moot.
+    let on_standby = server_state(&client)
+        .await
+        .is_ok_and(|state| state.in_recovery);
+    if on_standby {
+        findings.push(Finding::passed(
+            "slot failover",
+            "warning: the slot is on this standby, where Postgres makes no failover slots: no \
+             other server keeps a copy of it (README, Decoding from a standby)",
+        ));
+    } else if let Some(version) = server_version {
         let has_failover = match inspection.existing_slot {
             Some(_) => slot_failover(&client, &config.slot).await.ok().flatten(),
             None => None,
