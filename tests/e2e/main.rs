@@ -10,6 +10,7 @@ mod deploy_artifacts;
 mod engine_control;
 mod engine_crash;
 mod engine_health;
+mod engine_https;
 mod engine_idle;
 mod engine_loads;
 mod engine_logs;
