@@ -520,8 +520,16 @@ fn multi_table_commit_outcome_unknown_and_admin_endpoints() {
         "{}",
         open.body
     );
+    let state = |label: &str| {
+        let url = format!("{}/api/db/get_load_state?label={label}", sim.fe_url());
+        let r = curl(&["-u", &format!("root:{PASSWORD}"), &url]);
+        r.json()["state"].as_str().unwrap().to_string()
+    };
+    assert_eq!(state("u1"), "PREPARE");
     let r = mtxn(&sim, "commit", "u1", None, None);
     assert_ne!(r.code, 0, "no answer: {}", r.trace);
+    // With no prepare, a client settles an unknown commit from the label's state.
+    assert_eq!(state("u1"), "VISIBLE");
     assert_eq!(counts(&sim), (1, 1));
     assert_eq!(mtxn(&sim, "commit", "u1", None, None).status(), "OK");
     let labels = curl(&[&format!("{admin}/label_counters/db")]);
