@@ -575,3 +575,41 @@ fn multi_table_label_state_survives_a_restart_and_open_ones_abort() {
     assert_eq!(mtxn(&sim, "commit", "p1", None, None).status(), "OK");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_binary_takes_the_version_flag_and_refuses_a_bad_one() {
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_starrocks-sim"))
+        .args(["--fe-http", "127.0.0.1:0", "--be-http", "127.0.0.1:0"])
+        .args(["--starrocks-version", "four"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not MAJOR.MINOR[.PATCH]"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_starrocks-sim"))
+        .args(["--fe-http", "127.0.0.1:0", "--be-http", "127.0.0.1:0"])
+        .args(["--starrocks-version", "3.3", "--password", PASSWORD])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    let fe = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("fe_http="))
+        .unwrap()
+        .to_string();
+    // 3.x: the header is ignored, begin goes to the BE, which needs the (missing) database.
+    let r = mtxn_to(&format!("http://{fe}"), "begin", "v3", None, &[], None);
+    assert!(r.trace.contains("< HTTP/1.1 307"), "{}", r.trace);
+    let _ = child.kill();
+    let _ = child.wait();
+}
