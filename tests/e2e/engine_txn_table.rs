@@ -3,7 +3,9 @@
 //! sees the old row count or the new one, never one in between (its parts go into one StarRocks
 //! transaction committed at its source commit); and kill -9 of the agent at every step of that
 //! transaction's two-phase commit (begin, load, prepare, after the checkpoint recorded it
-//! prepared, commit) leaves the target equal to the source with no label committed twice.
+//! prepared, commit) leaves the target equal to the source with no label committed twice; a
+//! TRUNCATE and a new column in the middle of a large transaction close its StarRocks
+//! transaction first (visible in parts, counted) and the target still ends equal to the source.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -316,6 +318,70 @@ async fn inv11_kill9_at_each_two_phase_commit_step_loads_every_transaction_once(
     assert!(
         transactions.len() >= steps.len(),
         "each large transaction commits in a StarRocks transaction: {transactions:?}"
+    );
+    agent.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_a_truncate_or_new_column_inside_a_large_transaction_commits_it_first_in_order() {
+    let db = Cluster::shared().create_database("engine_txn_ddl").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, payload text)")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec =
+        AgentSpec::new(&db, &sim, "public.t").var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string());
+    let agent = spec.start_streaming().await;
+    // Parts of the first insert are in a StarRocks transaction when the TRUNCATE comes: they
+    // must be committed before it, or they would reappear after it. Then a column is added in
+    // the middle of the second insert's parts.
+    client
+        .batch_execute(&format!(
+            "BEGIN; {}; TRUNCATE t; {}; ALTER TABLE t ADD COLUMN extra text; \
+             INSERT INTO t SELECT g, 'late', g::text FROM generate_series(100001, 100500) g; COMMIT;",
+            big_insert(1),
+            big_insert(50_001)
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO t VALUES (0, 'after', 'x')")
+        .await
+        .unwrap();
+    let source = source_rows(
+        &client,
+        "SELECT id::text, payload, coalesce(extra, '-') FROM t",
+    )
+    .await;
+    let target = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "t", &["id", "payload", "extra"])
+            .into_iter()
+            .map(|mut row| {
+                if row[2].is_none() {
+                    row[2] = Some("-".into());
+                }
+                row
+            })
+            .collect()
+    })
+    .await;
+    assert!(
+        source == target,
+        "{}\n{}",
+        diff(&source, &target),
+        agent.log()
+    );
+    assert_no_label_twice(&sim);
+    let split = metric_sample(
+        &metrics_text(&spec),
+        "starwal_transactions_split_total{table=\"public.t\"}",
+    );
+    assert!(
+        split.is_some_and(|n| n >= 1.0),
+        "the TRUNCATE inside the transaction split it: {split:?}\n{}",
+        agent.log()
     );
     agent.stop_cleanly();
 }
