@@ -183,7 +183,7 @@ EOF
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | pm import --change 'CMD ["bash"]' \
     --change 'LABEL org.starwal.stand-in="debootstrap --variant=minbase bookworm"' \
-    - "$BASE_IMAGE" >/dev/null
+    - "$BASE_IMAGE" >"$LOGS/import.log" 2>&1 || { cat "$LOGS/import.log" >&2; fail "podman import"; }
   rm -rf "$rootfs"
   info "imported ($(pm image inspect --format '{{.Size}}' "$BASE_IMAGE" | awk '{printf "%.0f MB", $1 / 1e6}'))"
 fi
@@ -335,6 +335,7 @@ sql -c "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, amount nu
         INSERT INTO items SELECT g, 'item ' || g, g * 1.25 FROM generate_series(1, $ROWS) g;"
 info "Postgres 127.0.0.1:$pgport: database app, table public.items with $ROWS rows"
 
+: >"$LOGS/sim.log" # exists before the sim's first line, for the wait below
 "$SIM" --fe-http 127.0.0.1:0 --be-http 127.0.0.1:0 --mysql 127.0.0.1:0 --admin 127.0.0.1:0 \
   --user root --password "$SR_PASSWORD" >"$LOGS/sim.log" 2>&1 &
 SIM_PID=$!
