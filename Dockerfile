@@ -17,8 +17,9 @@
 #
 #   mkdir ctx && cp target/release/starwal ctx/ && docker build --target prebuilt -f Dockerfile ctx
 #
-# Both end in `runtime`, the one definition of the image apart from the binary.
-# scripts/container-test.sh builds and runs this image in CI (podman; see README "Container").
+# Both add the binary to `runtime`, the one definition of the image apart from the binary.
+# scripts/container-test.sh builds and runs this image in CI (podman; README "Container" says what
+# that proves and what not).
 
 # ---------------------------------------------------------------------------------------- build
 FROM rust:1-slim-bookworm AS build
