@@ -24,6 +24,7 @@ mod engine_snapshot;
 mod engine_snapshot_chunks;
 mod engine_toast;
 mod engine_toast_reform;
+mod engine_txn_huge;
 mod engine_txn_invariants;
 mod engine_txn_sim_restart;
 mod engine_txn_table;
