@@ -38,7 +38,7 @@ async fn failover_flag(client: &tokio_postgres::Client, slot: &str) -> Option<St
         .and_then(|row| row.get(0))
 }
 
-async fn slot_exists(client: &tokio_postgres::Client, slot: &str) -> bool {
+pub(crate) async fn slot_exists(client: &tokio_postgres::Client, slot: &str) -> bool {
     client
         .query_opt(
             "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
@@ -66,8 +66,13 @@ async fn drop_slot(db: &TestDatabase, slot: &str) {
 
 /// `starwal check` with the agent's variables: (exit code, stdout + stderr).
 pub(crate) fn check(spec: &AgentSpec) -> (i32, String) {
+    starwal(spec, &["check"])
+}
+
+/// `starwal <args>` with the agent's variables: (exit code, stdout + stderr).
+pub(crate) fn starwal(spec: &AgentSpec, args: &[&str]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_starwal"))
-        .arg("check")
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(spec.vars.iter().map(|(k, v)| (k, v)))

@@ -31,11 +31,11 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::harness::agent::{
     diff, slot_confirmed_flush, source_rows, start_sim, status_json, target_rows, wait_for_rows,
-    wait_until, AgentSpec, Rows, TARGET_DB,
+    wait_until, Agent, AgentSpec, Rows, TARGET_DB,
 };
 use crate::harness::standby::Standby;
 use crate::harness::{Cluster, ClusterOptions, Role, TestDatabase};
-use crate::postgres_failover::check;
+use crate::postgres_failover::{check, slot_exists, starwal};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -137,6 +137,41 @@ fn events(sim: &Sim) -> Rows {
 
 fn accounts(sim: &Sim) -> Rows {
     target_rows(sim, "accounts", &["id", "n", "note"])
+}
+
+/// Runs `count` workload transactions on `client`, one after the other.
+async fn run_transactions(
+    client: &tokio_postgres::Client,
+    rng: &mut Lcg,
+    next_event: &mut u64,
+    count: usize,
+) {
+    for _ in 0..count {
+        client
+            .batch_execute(&transaction(rng, next_event))
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until both target tables equal the source's (read through `client`), asserting they
+/// do; `context` (a seed) goes into the message with the agent's log.
+async fn assert_converged(
+    client: &tokio_postgres::Client,
+    sim: &Sim,
+    agent: &Agent,
+    context: &str,
+) {
+    for (query, rows) in [(EVENTS, events as fn(&Sim) -> Rows), (ACCOUNTS, accounts)] {
+        let expected = source_rows(client, query).await;
+        let got = wait_for_rows(&expected, TIMEOUT, || rows(sim)).await;
+        assert!(
+            got == expected,
+            "{query}: {}\n{context}\n{}",
+            diff(&expected, &got),
+            agent.log()
+        );
+    }
 }
 
 async fn health(spec: &AgentSpec) -> Option<ServingStatus> {
@@ -249,23 +284,8 @@ async fn postgres_failover_promoted_standby_resumes_without_loss_or_duplicates()
     assert!(max_event as u64 <= next_event);
     let mut rng = Lcg(seed ^ 0x5eed);
     let mut event = next_event + 1000;
-    for _ in 0..20 {
-        client
-            .batch_execute(&transaction(&mut rng, &mut event))
-            .await
-            .unwrap();
-    }
-
-    for (query, rows) in [(EVENTS, events as fn(&Sim) -> Rows), (ACCOUNTS, accounts)] {
-        let expected = source_rows(&client, query).await;
-        let got = wait_for_rows(&expected, TIMEOUT, || rows(&sim)).await;
-        assert!(
-            got == expected,
-            "{query}: {}\nseed {seed}\n{}",
-            diff(&expected, &got),
-            agent.log()
-        );
-    }
+    run_transactions(&client, &mut rng, &mut event, 20).await;
+    assert_converged(&client, &sim, &agent, &format!("seed {seed}")).await;
     // Nothing twice: every committed label once, and each event row (never changed after its
     // insert) loaded once.
     for table in ["events", "accounts"] {
@@ -323,12 +343,7 @@ async fn postgres_failover_slot_without_failover_stops_loudly_after_promotion() 
     let client = db.owner_client().await;
     let mut rng = Lcg(7);
     let mut event = 1;
-    for _ in 0..10 {
-        client
-            .batch_execute(&transaction(&mut rng, &mut event))
-            .await
-            .unwrap();
-    }
+    run_transactions(&client, &mut rng, &mut event, 10).await;
     let expected = source_rows(&client, EVENTS).await;
     let got = wait_for_rows(&expected, TIMEOUT, || events(&sim)).await;
     assert!(
@@ -343,10 +358,7 @@ async fn postgres_failover_slot_without_failover_stops_loudly_after_promotion() 
     standby.promote();
     let new_primary = standby.cluster.database(&db.name);
     let client = new_primary.owner_client().await;
-    client
-        .batch_execute(&transaction(&mut rng, &mut event))
-        .await
-        .unwrap();
+    run_transactions(&client, &mut rng, &mut event, 1).await;
 
     // The agent keeps running (STARWAL_EXIT_ON_ERROR is off) but does not serve, and says why.
     // What starwal had is "confirmed up to LSN …" or "… load(s) in flight", whichever its
@@ -375,15 +387,10 @@ async fn postgres_failover_slot_without_failover_stops_loudly_after_promotion() 
         "{log}"
     );
     assert!(agent.is_running(), "{log}");
-    let slots: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(slots, 0, "a slot was created on the new primary:\n{log}");
+    assert!(
+        !slot_exists(&client, &slot).await,
+        "a slot was created on the new primary:\n{log}"
+    );
     // Nothing was copied again: the target still holds what it had before the failover.
     assert_eq!(events(&sim), expected);
     agent.kill9();
@@ -446,36 +453,13 @@ async fn postgres_failover_standby_decoding_reaches_the_target_through_the_stand
     let agent = spec.start_streaming().await;
     let mut rng = Lcg(16);
     let mut event = 1;
-    for _ in 0..30 {
-        client
-            .batch_execute(&transaction(&mut rng, &mut event))
-            .await
-            .unwrap();
-    }
-    for (query, rows) in [(EVENTS, events as fn(&Sim) -> Rows), (ACCOUNTS, accounts)] {
-        let expected = source_rows(&client, query).await;
-        let got = wait_for_rows(&expected, TIMEOUT, || rows(&sim)).await;
-        assert!(
-            got == expected,
-            "{query}: {}\n{}",
-            diff(&expected, &got),
-            agent.log()
-        );
-    }
+    run_transactions(&client, &mut rng, &mut event, 30).await;
+    assert_converged(&client, &sim, &agent, "changes made on the primary").await;
     // The slot is the standby's; the primary holds the publication and the state, and had
     // none of the agent's slots.
     let standby_client = on_standby.superuser_client().await;
-    for (server, c, expected) in [("standby", &standby_client, 1), ("primary", &client, 0)] {
-        let slots: i64 = c
-            .query_one(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(slots, expected, "slot `{slot}` on the {server}");
-    }
+    assert!(slot_exists(&standby_client, &slot).await, "on the standby");
+    assert!(!slot_exists(&client, &slot).await, "on the primary");
     let stored: i64 = client
         .query_one(
             "SELECT count(*) FROM starwal.checkpoints WHERE slot = $1",
@@ -493,24 +477,9 @@ async fn postgres_failover_standby_decoding_reaches_the_target_through_the_stand
     agent.stop_cleanly();
 
     // teardown drops the slot on the standby, the publication and the state on the primary.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_starwal"))
-        .args(["teardown", "--yes"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(spec.vars.iter().map(|(k, v)| (k, v)))
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let remaining: i64 = standby_client
-        .query_one(
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(remaining, 0, "{output:?}");
+    let (code, out) = starwal(&spec, &["teardown", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!slot_exists(&standby_client, &slot).await, "{out}");
     let publications: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_publication WHERE pubname = $1",
@@ -519,5 +488,5 @@ async fn postgres_failover_standby_decoding_reaches_the_target_through_the_stand
         .await
         .unwrap()
         .get(0);
-    assert_eq!(publications, 0, "{output:?}");
+    assert_eq!(publications, 0, "{out}");
 }
