@@ -957,11 +957,11 @@ fn run_verify(args: VerifyArgs) -> i32 {
     };
     print(&result);
     if args.repair && result.differs() {
-        let differing: Vec<String> = result
+        let differing: Vec<(String, Option<crate::state::PartialResync>)> = result
             .tables
             .iter()
             .filter(|t| t.differs())
-            .map(|t| t.table.clone())
+            .map(|t| (t.table.clone(), t.repair.clone()))
             .collect();
         let addr = &args.lever.client.addr;
         let repaired = runtime.block_on(repair(
@@ -980,12 +980,21 @@ fn run_verify(args: VerifyArgs) -> i32 {
             };
         }
         if !json {
-            println!(
-                "repaired by copying again: {}; verifying them again",
-                differing.join(", ")
-            );
+            let what: Vec<String> = differing
+                .iter()
+                .map(|(table, partial)| match partial {
+                    Some(p) => format!(
+                        "{table} ({} of {} chunks copied, {} rows deleted)",
+                        p.chunks.len(),
+                        p.boundaries.len() + 1,
+                        p.delete_keys.len()
+                    ),
+                    None => format!("{table} (copied whole)"),
+                })
+                .collect();
+            println!("repaired: {}; verifying them again", what.join(", "));
         }
-        options.tables = differing;
+        options.tables = differing.into_iter().map(|(table, _)| table).collect();
         result = match run(&options) {
             Ok(result) => result,
             Err(code) => return code,
@@ -999,18 +1008,20 @@ fn run_verify(args: VerifyArgs) -> i32 {
     }
 }
 
-/// `verify --repair`: asks the agent to copy each table again (the resync path: the agent keeps
-/// streaming the other tables, and the copied one from the held position after), then waits
-/// until every copy is done and the agent streams again.
+/// `verify --repair`: asks the agent to copy each table again, only the differing chunks (and
+/// deleting the rows only the target has) when they are known, else whole (the resync path: the
+/// agent keeps streaming the other tables, and the copied one from the held position after),
+/// then waits until every copy is done and the agent streams again.
 async fn repair(
     addr: &str,
     token: Option<&Secret>,
-    tables: &[String],
+    repairs: &[(String, Option<crate::state::PartialResync>)],
     bound: Duration,
 ) -> anyhow::Result<()> {
-    for table in tables {
-        control_client::resync(addr, token, table).await?;
+    for (table, partial) in repairs {
+        control_client::resync_of(addr, token, table, partial.clone()).await?;
     }
+    let tables: Vec<String> = repairs.iter().map(|(table, _)| table.clone()).collect();
     let deadline = tokio::time::Instant::now() + bound;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;

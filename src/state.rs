@@ -245,6 +245,18 @@ impl CopyProgress {
     }
 }
 
+/// A resync limited to some chunks of a plan (`starwal verify --repair`): the target is not
+/// emptied, the chunks are copied and the keys deleted while the table's stream is held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartialResync {
+    /// The chunk plan's key boundaries (Postgres text per key column).
+    pub boundaries: Vec<Vec<String>>,
+    /// The chunks to copy.
+    pub chunks: Vec<u32>,
+    /// Keys to delete from the target (StarRocks text per key column).
+    pub delete_keys: Vec<Vec<String>>,
+}
+
 /// A verify was asked for while one runs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a verify is already running on this agent; its result shows in status when it ends")]
@@ -350,6 +362,8 @@ struct Inner {
     tables: BTreeMap<String, TableStatus>,
     /// Source tables (`schema.table`) an operator asked to copy again, oldest first.
     resyncs: Vec<String>,
+    /// The chunks to copy of a requested resync that is partial, by source table.
+    partial_resyncs: BTreeMap<String, PartialResync>,
     /// A parked table's retry was asked for: the engine restarts the stream from the held position.
     retry: bool,
     verify: VerifyStatus,
@@ -395,6 +409,7 @@ impl EngineHandle {
                 slot_retained_wal_bytes: None,
                 tables: BTreeMap::new(),
                 resyncs: Vec::new(),
+                partial_resyncs: BTreeMap::new(),
                 retry: false,
                 verify: VerifyStatus::default(),
                 verify_request: None,
@@ -523,6 +538,15 @@ impl EngineHandle {
     /// is emptied and refilled from a new snapshot while the other tables keep streaming.
     /// Returns the source name. The engine picks the request up in CDC (or at its next start).
     pub fn request_resync(&self, table: &str) -> Result<String, ResyncError> {
+        self.request_resync_of(table, None)
+    }
+
+    /// [`EngineHandle::request_resync`] of some chunks only (`partial`), or of the whole table.
+    pub fn request_resync_of(
+        &self,
+        table: &str,
+        partial: Option<PartialResync>,
+    ) -> Result<String, ResyncError> {
         let mut inner = self.lock();
         let source = inner
             .tables
@@ -540,6 +564,10 @@ impl EngineHandle {
             return Err(ResyncError::AlreadyCopying(source));
         }
         inner.resyncs.push(source.clone());
+        match partial {
+            Some(partial) => inner.partial_resyncs.insert(source.clone(), partial),
+            None => inner.partial_resyncs.remove(&source),
+        };
         if let Some(status) = inner.tables.get_mut(&source) {
             status.copy = Some(CopyProgress::pending());
         }
@@ -621,6 +649,11 @@ impl EngineHandle {
             }
             Err(error) => verify.error = Some(error),
         }
+    }
+
+    /// Takes the partial plan of a requested resync of `table`, if it is partial (engine side).
+    pub fn take_partial_resync(&self, table: &str) -> Option<PartialResync> {
+        self.lock().partial_resyncs.remove(table)
     }
 
     /// Takes the resync requests made since the last call (engine side).

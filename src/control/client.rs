@@ -260,10 +260,27 @@ pub async fn resync(
     token: Option<&Secret>,
     table: &str,
 ) -> Result<String, ClientError> {
+    resync_of(addr, token, table, None).await
+}
+
+/// [`resync`] of some chunks only (`partial`: boundaries, chunks, keys to delete), or of the
+/// whole table.
+pub async fn resync_of(
+    addr: &str,
+    token: Option<&Secret>,
+    table: &str,
+    partial: Option<crate::state::PartialResync>,
+) -> Result<String, ClientError> {
     let mut client = pb::control_client::ControlClient::new(connect(addr).await?);
+    let key = |values: Vec<String>| pb::KeyValues { values };
     let request = authorized(
         pb::ResyncRequest {
             table: table.to_owned(),
+            partial: partial.map(|p| pb::PartialResync {
+                boundaries: p.boundaries.into_iter().map(key).collect(),
+                chunks: p.chunks,
+                delete_keys: p.delete_keys.into_iter().map(key).collect(),
+            }),
         },
         token,
     )?;

@@ -110,10 +110,17 @@ impl pb::control_server::Control for ControlService {
     ) -> Result<Response<pb::ResyncResponse>, tonic::Status> {
         self.authorize(&request)?;
         let peer = request.remote_addr();
-        let table = request.into_inner().table;
-        match self.handle.request_resync(&table) {
+        let request = request.into_inner();
+        let table = request.table;
+        let partial = request.partial.map(|p| crate::state::PartialResync {
+            boundaries: p.boundaries.into_iter().map(|k| k.values).collect(),
+            chunks: p.chunks,
+            delete_keys: p.delete_keys.into_iter().map(|k| k.values).collect(),
+        });
+        let chunks = partial.as_ref().map(|p| p.chunks.len());
+        match self.handle.request_resync_of(&table, partial) {
             Ok(source) => {
-                tracing::info!(?peer, table = %source, "resync requested by Control.Resync");
+                tracing::info!(?peer, table = %source, ?chunks, "resync requested by Control.Resync");
                 Ok(Response::new(pb::ResyncResponse { table: source }))
             }
             Err(err) => Err(resync_refusal(&err)),

@@ -49,7 +49,7 @@ use crate::sink::starrocks::label::Label;
 use crate::sink::starrocks::mapping::{target_table_name, TypeMapping};
 use crate::sink::starrocks::setup::{TargetSetup, TargetSetupError};
 use crate::sink::{LoadBatch, LoadFailure, LoadReceipt, Sink};
-use crate::state::{EngineHandle, Phase};
+use crate::state::{EngineHandle, PartialResync, Phase};
 
 /// Why a copy stopped.
 #[derive(Debug, thiserror::Error)]
@@ -663,6 +663,8 @@ impl CopiesWhileStreaming {
         requested.dedup();
         let sources = resolve_tables(&self.client, &self.tables).await?;
         let mut jobs = Vec::with_capacity(requested.len());
+        // Per partial resync: the target table, its key columns, the keys to delete.
+        let mut deletes: Vec<(String, Vec<String>, Vec<Vec<String>>)> = Vec::new();
         for name in &requested {
             let Some(source) = sources.iter().find(|t| t.display_name() == *name) else {
                 tracing::warn!(table = %name, "a table asked to be copied is no longer replicated: skipped");
@@ -682,10 +684,26 @@ impl CopiesWhileStreaming {
                 })?;
             let _ = reached.await;
             let schema = table_schema(&self.client, source).await?;
+            let record = match handle.take_partial_resync(name) {
+                Some(partial) => {
+                    let record = self.plan_partial(name, generation, &partial).await?;
+                    deletes.push((
+                        target_table_name(&schema.schema, &schema.name),
+                        schema
+                            .key_columns()
+                            .iter()
+                            .map(|c| c.name.clone())
+                            .collect(),
+                        partial.delete_keys,
+                    ));
+                    record
+                }
+                None => CopyRecord::Pending { generation },
+            };
             jobs.push(CopyJob {
                 source: source.clone(),
                 schema,
-                record: CopyRecord::Pending { generation },
+                record,
             });
         }
         if jobs.is_empty() {
@@ -700,11 +718,99 @@ impl CopiesWhileStreaming {
             .prepare(&schemas)
             .await
             .map_err(SnapshotError::TargetTables)?;
+        for (target, keys, delete_keys) in deletes {
+            self.delete_keys(&target, &keys, &delete_keys).await?;
+        }
         let snapshot =
             ExportedSnapshot::temporary(&self.copier.conn, &temporary_slot_name(&self.copier.slot))
                 .await
                 .map_err(SnapshotError::Export)?;
         tracing::info!(tables = ?requested, "copying while streaming");
         self.copier.copy(snapshot, jobs).await
+    }
+}
+
+impl CopiesWhileStreaming {
+    /// Records a partial resync's plan: its boundaries, and every chunk but the asked ones as
+    /// done, so [`Copier::copy`] copies only those, into the target as it is (not emptied). A
+    /// crash from here on resumes exactly these chunks; before it, the pending record copies
+    /// the whole table.
+    async fn plan_partial(
+        &self,
+        name: &str,
+        generation: i32,
+        partial: &PartialResync,
+    ) -> Result<CopyRecord, SnapshotError> {
+        let store = &self.copier.store;
+        store
+            .planned(&self.client, name, generation, 0, &partial.boundaries)
+            .await?;
+        let total = partial.boundaries.len() as u32 + 1;
+        let mut done = HashMap::new();
+        for chunk in (0..total).filter(|c| !partial.chunks.contains(c)) {
+            store
+                .chunk_done(&self.client, name, generation, chunk, 0)
+                .await?;
+            done.insert(chunk, 0);
+        }
+        tracing::info!(table = %name, chunks = ?partial.chunks, of = total, deletes = partial.delete_keys.len(), "partial resync planned");
+        Ok(CopyRecord::Copying {
+            generation,
+            rows_estimated: 0,
+            boundaries: partial.boundaries.clone(),
+            done,
+        })
+    }
+
+    /// Deletes `delete_keys` (StarRocks text per key column) from `target` in one load, while
+    /// the table's stream is held: a row the source inserts again after the held position is
+    /// replayed after the copy.
+    async fn delete_keys(
+        &self,
+        target: &str,
+        keys: &[String],
+        delete_keys: &[Vec<String>],
+    ) -> Result<(), SnapshotError> {
+        if delete_keys.is_empty() {
+            return Ok(());
+        }
+        let mut body = Vec::from(&b"["[..]);
+        for (i, values) in delete_keys.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            let row: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .zip(values)
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .chain([("__op".to_owned(), serde_json::Value::from(1))])
+                .collect();
+            body.extend_from_slice(serde_json::Value::Object(row).to_string().as_bytes());
+        }
+        body.push(b']');
+        let run = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let batch = LoadBatch {
+            table: target.to_owned(),
+            label: Label::for_copy(&self.copier.slot, target, run, u32::MAX, 0),
+            first_lsn: Lsn(0),
+            last_lsn: Lsn(0),
+            rows: delete_keys.len() as u64,
+            partial_columns: None,
+            csv_columns: None,
+            body: bytes::Bytes::from(body),
+        };
+        self.copier
+            .sink
+            .load(batch)
+            .await
+            .map_err(|source| SnapshotError::Load {
+                table: target.to_owned(),
+                chunk: u32::MAX,
+                source: Box::new(source),
+            })?;
+        tracing::info!(table = %target, rows = delete_keys.len(), "deleted rows the source does not have");
+        Ok(())
     }
 }

@@ -368,6 +368,7 @@ async fn control_server_without_token_trusts_loopback() {
     let answer = control
         .resync(pb::ResyncRequest {
             table: "public.orders".into(),
+            partial: None,
         })
         .await
         .unwrap()
@@ -389,6 +390,7 @@ fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
 fn resync_request(table: &str) -> pb::ResyncRequest {
     pb::ResyncRequest {
         table: table.to_owned(),
+        partial: None,
     }
 }
 

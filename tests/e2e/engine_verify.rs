@@ -3,7 +3,8 @@
 //! a changed value, a missing row, an extra row, NULL vs the empty string, a numeric off in its
 //! last digit, a timestamp off by one microsecond, a JSON value off in one key — exit 1 naming
 //! each key and column, on integer, text, uuid and composite keys; `--repair` fixes them all
-//! while the workload keeps streaming, and the next verify exits 0.
+//! (copying only the differing chunks) while the workload keeps streaming, and the next verify
+//! exits 0.
 
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -326,6 +327,15 @@ async fn verify_names_each_difference_and_repair_fixes_them_while_streaming() {
         &["--repair", "--wait", "30", "--addr", &spec.control_url()],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Only the chunk holding ids 1..5 is copied again, and the extra row deleted.
+    let said = String::from_utf8_lossy(&out.stdout);
+    let chunks = said
+        .split("public.t_int (")
+        .nth(1)
+        .and_then(|rest| rest.split(" of ").next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert_eq!(chunks, Some(1), "{}", text(&out));
+    assert!(said.contains("1 rows deleted"), "{}", text(&out));
     let out = verify(&spec, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // A sample checks some chunks of each table and says extra rows were not looked for.

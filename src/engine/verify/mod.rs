@@ -147,6 +147,9 @@ pub struct RowDiff {
     pg_key: Vec<String>,
     #[serde(skip)]
     target_lsn: Option<u64>,
+    /// The chunk the source row was read in (none for rows only the target has).
+    #[serde(skip)]
+    chunk: Option<u32>,
 }
 
 /// One table's result.
@@ -169,6 +172,11 @@ pub struct TableReport {
     /// The first differences (`--show`).
     pub differences: Vec<RowDiff>,
     pub seconds: f64,
+    /// What `--repair` copies and deletes: the chunks of every row that differs, the keys of
+    /// rows only the target has; `None` when a difference's chunk is not known (the whole
+    /// table is copied then).
+    #[serde(skip)]
+    pub repair: Option<crate::state::PartialResync>,
 }
 
 impl TableReport {
@@ -615,6 +623,7 @@ fn diff(
         key_values: key.to_vec(),
         pg_key: src.pg_key.clone(),
         target_lsn,
+        chunk: None,
     }
 }
 
@@ -797,7 +806,10 @@ pub async fn verify(
                         .await?;
                     let batch: Vec<&Vec<Canon>> = rows.keys().collect();
                     let found = target::rows_by_key(&mut mysql, &database, ctx, &batch).await?;
-                    diffs.extend(compare(ctx, &rows, found));
+                    diffs.extend(compare(ctx, &rows, found).into_iter().map(|mut d| {
+                        d.chunk = Some(task.chunk as u32);
+                        d
+                    }));
                     count += rows.len() as u64;
                     progress
                         .rows
@@ -864,6 +876,7 @@ pub async fn verify(
                             .collect(),
                         key_values: row.key,
                         target_lsn: row.lsn,
+                        chunk: None,
                     });
                 }
             })
@@ -964,7 +977,18 @@ pub async fn verify(
                 })
                 .cloned()
                 .collect();
-            let mut diffs = compare(ctx, &fresh[i], found.clone());
+            let chunks: HashMap<&Vec<Canon>, Option<u32>> = tally
+                .diffs
+                .iter()
+                .map(|d| (&d.key_values, d.chunk))
+                .collect();
+            let mut diffs: Vec<RowDiff> = compare(ctx, &fresh[i], found.clone())
+                .into_iter()
+                .map(|mut d| {
+                    d.chunk = chunks.get(&d.key_values).copied().flatten();
+                    d
+                })
+                .collect();
             for mut extra in old_extras {
                 extra.kind = DiffKind::Extra;
                 extra.target_lsn = found
@@ -1018,6 +1042,7 @@ pub async fn verify(
 
     for (i, (ctx, tally)) in tables.iter().zip(tallies).enumerate() {
         let count = |kind: DiffKind| tally.diffs.iter().filter(|d| d.kind == kind).count() as u64;
+        let repair = repair_plan(&plans[i].0, &tally.diffs);
         let mut differences = tally.diffs.clone();
         differences.sort_by(|a, b| a.key.cmp(&b.key));
         differences.truncate(options.show);
@@ -1035,10 +1060,38 @@ pub async fn verify(
             rechecked: rechecked[i],
             differences,
             seconds: tally.seconds,
+            repair,
         });
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The partial resync that repairs `diffs`: their chunks, and the keys of rows only the target
+/// has; `None` when a row the source has is in no known chunk.
+fn repair_plan(boundaries: &[KeyBound], diffs: &[RowDiff]) -> Option<crate::state::PartialResync> {
+    let mut chunks = Vec::new();
+    let mut delete_keys = Vec::new();
+    for d in diffs {
+        match d.kind {
+            DiffKind::Extra => delete_keys.push(
+                d.key_values
+                    .iter()
+                    .map(|v| v.clone().unwrap_or_default())
+                    .collect(),
+            ),
+            // Copying its chunk would stop on the same value, as the loader did.
+            DiffKind::Unloadable => {}
+            DiffKind::Missing | DiffKind::Different => chunks.push(d.chunk?),
+        }
+    }
+    chunks.sort_unstable();
+    chunks.dedup();
+    Some(crate::state::PartialResync {
+        boundaries: boundaries.to_vec(),
+        chunks,
+        delete_keys,
+    })
 }
 
 /// Waits until the slot's confirmed LSN reaches `lsn` or `deadline` passes. Returns whether an
