@@ -25,6 +25,11 @@ impl Pipeline {
         // The item itself is gone once taken in; what a batch or the commit log keeps of it is
         // counted by them (`sync_buffered`).
         self.context.handle.release_buffered(bytes);
+        if !matches!(message, Message::Commit(_)) {
+            // A batch that filled on the previous change: more of its transaction follows, so
+            // it goes now, as a part of a StarRocks transaction (txn.rs).
+            self.flush_deferred().await?;
+        }
         match message {
             Message::Begin(begin) => {
                 self.transaction = Some((begin.final_lsn, begin.commit_ts.to_system_time()));
@@ -37,6 +42,8 @@ impl Pipeline {
                 self.context.handle.commit_waiting(time);
                 self.context.handle.set_received(commit.end_lsn, Lsn::ZERO);
                 self.transaction = None;
+                // A batch that filled on the transaction's last change is whole: a plain load.
+                self.flush_deferred().await?;
                 // A source transaction larger than a batch: its last part goes into its
                 // StarRocks transaction, which commits now (txn.rs).
                 self.close_transactions_at_commit().await?;
@@ -181,12 +188,40 @@ impl Pipeline {
             // The batch must end exactly where the recorded one did.
             return Ok(());
         }
+        if self.flush_due(index) {
+            if self.transaction.is_some() {
+                // Sealed at the next message instead: if that is the Commit, the batch holds
+                // whole transactions and goes as a plain load, not as a StarRocks transaction of
+                // two parts (one message later costs one change more in the buffer).
+                self.tables[index].flush_deferred = true;
+            } else {
+                self.flush(index).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether table `index`'s batch is to be sent now: full (`STARWAL_FLUSH_ROWS`/`_BYTES`),
+    /// or the buffer is full and its loader free.
+    fn flush_due(&self, index: usize) -> bool {
+        let table = &self.tables[index];
         let full = table.batch.changes() >= self.settings.flush_rows
             || table.batch.bytes() >= self.settings.flush_bytes;
         let pressed = self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes
             && table.loader_idle();
-        if full || pressed {
-            self.flush(index).await?;
+        full || pressed
+    }
+
+    /// Sends the batches whose flush waited for the next message (see `after_change`), when
+    /// they are still due (another path may have sent them meanwhile).
+    pub(super) async fn flush_deferred(&mut self) -> Result<(), PipelineError> {
+        for index in 0..self.tables.len() {
+            if !std::mem::take(&mut self.tables[index].flush_deferred) {
+                continue;
+            }
+            if !self.tables[index].resume.is_some_and(Resume::is_reform) && self.flush_due(index) {
+                self.flush(index).await?;
+            }
         }
         Ok(())
     }

@@ -258,6 +258,7 @@ impl Pipeline {
             resume,
             parked: None,
             txn: None,
+            flush_deferred: false,
         });
         index
     }

@@ -44,6 +44,8 @@ pub(super) struct TableState {
     /// The table's StarRocks transaction with parts sent and not yet closed (`txn.rs`): it holds
     /// the confirmed LSN before its first change until it commits (invariant 11).
     pub(super) txn: Option<OpenTxn>,
+    /// The batch filled inside a transaction: it is sent at the next message (`apply.rs`).
+    pub(super) flush_deferred: bool,
 }
 
 /// The share of the engine's buffer total one holder (a batch, the commit log) has reported:
