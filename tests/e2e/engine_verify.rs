@@ -272,6 +272,7 @@ async fn verify_names_each_difference_and_repair_fixes_them_while_streaming() {
         Some("id,v"),
     );
     stream_load(&sim, "t_comp", r#"[{"a":"a1","b":8,"__op":1}]"#, None);
+    stream_load(&sim, "t_comp", r#"[{"a":"zz","b":1,"v":"extra","__op":0}]"#, None);
 
     let verified = rpc_verify(&spec).await;
     let mismatched = |table: &str| {
@@ -283,7 +284,7 @@ async fn verify_names_each_difference_and_repair_fixes_them_while_streaming() {
             .map(|t| t["rows_mismatched"].as_u64().unwrap())
     };
     assert_eq!(mismatched("public.t_int"), Some(6), "{verified}");
-    assert_eq!(mismatched("public.t_comp"), Some(1), "{verified}");
+    assert_eq!(mismatched("public.t_comp"), Some(2), "{verified}");
     let metrics = metrics_text(&spec);
     assert!(
         metrics.contains("starwal_verify_rows_mismatched{table=\"public.t_int\"} 6"),
@@ -319,6 +320,7 @@ async fn verify_names_each_difference_and_repair_fixes_them_while_streaming() {
     expect(&uuids, "different", &format!("id={uuid}"), &["v"]);
     let comp = differences(&report, "public.t_comp");
     expect(&comp, "missing", "a=a1, b=8", &[]);
+    expect(&comp, "extra", "a=zz, b=1", &[]);
 
     // Repair through the agent, the workload still running.
     let before = rounds.load(Ordering::SeqCst);
