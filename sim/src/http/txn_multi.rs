@@ -301,7 +301,7 @@ fn load(ctx: &Ctx, req: &Request<Incoming>, db: &str, label: &str) -> Resp {
 async fn commit(ctx: &Ctx, db: &str, label: &str) -> Handled {
     let shared = ctx.shared.clone();
     // Check the state and mark the task committing (new loads are refused from here on).
-    let (txn_id, contexts) = {
+    let (txn_id, step, contexts) = {
         let mut state = shared.lock();
         let Some(record) = state.txns.by_label(db, label).cloned() else {
             return Ok(fe_failed(
@@ -361,9 +361,8 @@ async fn commit(ctx: &Ctx, db: &str, label: &str) -> Handled {
         task.committing = true;
         let contexts = std::mem::take(&mut task.tables);
         drop(state);
-        ((record.id, fault), contexts)
+        (record.id, fault, contexts)
     };
-    let (txn_id, step) = txn_id;
     let tables: Vec<String> = contexts.keys().cloned().collect();
     let abort = |message: &str| {
         let mut state = shared.lock();
@@ -473,7 +472,7 @@ async fn commit(ctx: &Ctx, db: &str, label: &str) -> Handled {
 
 async fn rollback(ctx: &Ctx, db: &str, label: &str) -> Handled {
     let shared = &ctx.shared;
-    let reply = {
+    let (reply, step) = {
         let mut state = shared.lock();
         let Some(record) = state.txns.by_label(db, label).cloned() else {
             // Sic: StarRocks' text has no spaces around the label here.
@@ -530,6 +529,6 @@ async fn rollback(ctx: &Ctx, db: &str, label: &str) -> Handled {
         )
     };
     shared.notify_changed();
-    after_effect(reply.1).await?;
-    Ok(reply.0)
+    after_effect(step).await?;
+    Ok(reply)
 }
