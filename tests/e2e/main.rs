@@ -45,6 +45,7 @@ mod postgres_tail;
 mod postgres_teardown;
 mod postgres_tls;
 mod sink_csv;
+mod sink_csv_review;
 mod sink_setup;
 mod sink_starrocks;
 mod smoke;

@@ -1,0 +1,146 @@
+//! Review of the CSV bodies through the real agent: seeded transactions mixing plain text with
+//! values CSV cannot carry (the text `\N`, the separator bytes 0x1e/0x1f), upserts and hard
+//! deletes. Every value must arrive exactly (`\N` stays text, never NULL) and every batch must
+//! be one load (no `_p1` label: without partial updates a batch has one column set): a batch
+//! split into a CSV and a JSON load makes its source transactions visible in two steps
+//! (invariant 11). The seed is printed; `STARWAL_TEST_SEED` replays one.
+
+use std::time::Duration;
+
+use crate::harness::agent::{
+    diff, source_rows, start_sim, target_rows, wait_for_rows, AgentSpec, TARGET_DB,
+};
+use crate::harness::Cluster;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// xorshift64*: deterministic per seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Text CSV carries as it is, and text it cannot (`None` is NULL).
+const PLAIN: &[Option<&str>] = &[Some("plain"), Some(""), Some("N"), Some("\\\\N"), None];
+const ODD: &[&str] = &["\\N", "a\u{1e}b", "\u{1f}", "x\u{1f}\u{1e}\\N"];
+
+fn plain(rng: &mut Rng) -> Option<String> {
+    PLAIN[rng.below(PLAIN.len() as u64) as usize].map(str::to_owned)
+}
+
+fn odd(rng: &mut Rng) -> Option<String> {
+    Some(ODD[rng.below(ODD.len() as u64) as usize].to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_values_csv_cannot_carry_arrive_exactly_and_never_split_a_batch() {
+    let seed = std::env::var("STARWAL_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    eprintln!("STARWAL_TEST_SEED={seed}");
+    let mut rng = Rng(seed);
+    let db = Cluster::shared().create_database("sink_csv_review").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, payload text, other text);
+             INSERT INTO t VALUES (0, 'seed', NULL);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_SNAPSHOT", "initial");
+    let agent = spec.start_streaming().await;
+    let query = "SELECT id::text, payload, other FROM t";
+    let seeded = wait_for_rows(&source_rows(&client, query).await, TIMEOUT, || {
+        target_rows(&sim, "t", &["id", "payload", "other"])
+    })
+    .await;
+    assert_eq!(
+        seeded.len(),
+        1,
+        "the seed row never arrived\n{}",
+        agent.log()
+    );
+
+    let mut next_id = 1i32;
+    for _ in 0..25 {
+        client.batch_execute("BEGIN").await.unwrap();
+        // Each transaction holds plain rows and at least one row CSV cannot carry.
+        for i in 0..2 + rng.below(6) {
+            let id = if next_id > 1 && rng.below(3) == 0 {
+                1 + rng.below(next_id as u64 - 1) as i32
+            } else {
+                next_id += 1;
+                next_id - 1
+            };
+            let (payload, other) = if i == 0 {
+                (odd(&mut rng), plain(&mut rng))
+            } else if rng.below(3) == 0 {
+                (plain(&mut rng), odd(&mut rng))
+            } else {
+                (plain(&mut rng), plain(&mut rng))
+            };
+            client
+                .execute(
+                    "INSERT INTO t VALUES ($1, $2, $3) ON CONFLICT (id)
+                     DO UPDATE SET payload = excluded.payload, other = excluded.other",
+                    &[&id, &payload, &other],
+                )
+                .await
+                .unwrap();
+        }
+        if rng.below(3) == 0 && next_id > 1 {
+            let id = 1 + rng.below(next_id as u64 - 1) as i32;
+            client
+                .execute("DELETE FROM t WHERE id = $1", &[&id])
+                .await
+                .unwrap();
+        }
+        client.batch_execute("COMMIT").await.unwrap();
+    }
+
+    let source = source_rows(&client, query).await;
+    let target = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "t", &["id", "payload", "other"])
+    })
+    .await;
+    assert_eq!(
+        target,
+        source,
+        "seed {seed}: {}\n{}",
+        diff(&source, &target),
+        agent.log()
+    );
+    let labels = sim.counters(TARGET_DB, "t").labels_committed;
+    // `_p<k>` ends the label of a batch's k-th load.
+    let part = |label: &str| {
+        label
+            .rsplit('_')
+            .next()
+            .and_then(|last| last.strip_prefix('p'))
+            .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+    };
+    assert!(!labels.is_empty(), "seed {seed}: no label committed");
+    let split: Vec<&String> = labels.iter().filter(|l| part(l)).collect();
+    assert!(
+        split.is_empty(),
+        "seed {seed}: batches loaded in parts (visible in two steps): {split:?}"
+    );
+}
