@@ -5,7 +5,8 @@
 //! transaction's two-phase commit (begin, load, prepare, after the checkpoint recorded it
 //! prepared, commit) leaves the target equal to the source with no label committed twice; a
 //! TRUNCATE and a new column in the middle of a large transaction close its StarRocks
-//! transaction first (visible in parts, counted) and the target still ends equal to the source.
+//! transaction first (visible in parts, counted) and the target still ends equal to the source;
+//! a table parked by a bad value at the end of a large transaction shows none of it.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 use starrocks_sim::{FaultKind, LoadFault, ServerFaults, ServerRole, Sim, TxnEffect, TxnOp};
 
 use crate::harness::agent::{
-    diff, metric_sample, metrics_text, source_rows, start_sim, target_rows, wait_for_rows,
-    AgentSpec, TARGET_DB,
+    diff, metric_sample, metrics_text, source_rows, start_sim, status_json, target_rows,
+    wait_for_rows, wait_until, AgentSpec, TARGET_DB,
 };
 use crate::harness::Cluster;
 
@@ -383,5 +384,71 @@ async fn inv11_a_truncate_or_new_column_inside_a_large_transaction_commits_it_fi
         "the TRUNCATE inside the transaction split it: {split:?}\n{}",
         agent.log()
     );
+    agent.stop_cleanly();
+}
+
+/// A value the target cannot store, at the end of a large transaction whose first parts are
+/// already in its StarRocks transaction: the table is parked (invariant 13) and none of the
+/// transaction is visible (invariant 11), while another table keeps streaming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_a_table_parked_inside_a_large_transaction_shows_none_of_it() {
+    let db = Cluster::shared().create_database("engine_txn_park").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, payload text, n numeric);
+             CREATE TABLE b (id int PRIMARY KEY, v text);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t,public.b")
+        .var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string());
+    let agent = spec.start_streaming().await;
+    let began_before = sim.counters(TARGET_DB, "t").label_attempts.len();
+    // 12 000 good rows (many parts), then one whose numeric has more digits than the target's
+    // DECIMAL keeps.
+    client
+        .batch_execute(&format!(
+            "BEGIN; {}; INSERT INTO t VALUES (0, 'bad', 3.14159265358979); COMMIT;",
+            big_insert(1)
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO b SELECT g, 'after' FROM generate_series(1, 20) g")
+        .await
+        .unwrap();
+    let source_b = source_rows(&client, "SELECT id::text, v FROM b").await;
+    let got = wait_for_rows(&source_b, TIMEOUT, || target_rows(&sim, "b", &["id", "v"])).await;
+    assert!(
+        got == source_b,
+        "{}\n{}",
+        diff(&source_b, &got),
+        agent.log()
+    );
+    let parked = wait_until(TIMEOUT, || {
+        status_json(&spec).is_some_and(|s| {
+            s["tables"].as_array().is_some_and(|tables| {
+                tables
+                    .iter()
+                    .any(|t| t["source"] == "public.t" && !t["parked"].is_null())
+            })
+        })
+    })
+    .await;
+    assert!(parked, "{:?}\n{}", status_json(&spec), agent.log());
+    assert!(
+        sim.counters(TARGET_DB, "t").label_attempts.len() > began_before,
+        "the first parts never went into a StarRocks transaction: the test proved nothing\n{}",
+        agent.log()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        target_rows(&sim, "t", &["id"]).is_empty(),
+        "part of the transaction became visible\n{}",
+        agent.log()
+    );
+    assert_no_label_twice(&sim);
     agent.stop_cleanly();
 }
