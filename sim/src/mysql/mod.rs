@@ -75,8 +75,9 @@ use self::protocol::{PacketIo, Reader};
 
 /// How long an ALTER TABLE job takes by default (PENDING → RUNNING → FINISHED).
 pub const DEFAULT_ALTER_DELAY: Duration = Duration::from_millis(300);
-/// What `select current_version()` answers by default.
-pub const DEFAULT_VERSION: &str = "3.3.5-sim";
+/// What `select current_version()` answers by default (`crate::DEFAULT_STARROCKS_VERSION` + `-sim`,
+/// as a `Sim` answers; `SimOptions::starrocks_version` changes it there).
+pub const DEFAULT_VERSION: &str = "4.0.2-sim";
 /// The MySQL server version in the handshake and `version()`, as StarRocks 3.x reports it.
 pub(crate) const SERVER_VERSION: &str = "8.0.33";
 

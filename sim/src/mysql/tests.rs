@@ -134,7 +134,7 @@ async fn handshake_version_and_session_statements() {
     let mut conn = connect(&h).await;
     assert_eq!(
         rows(&mut conn, "select current_version()").await,
-        vec![vec!["3.3.5-sim".to_string()]]
+        vec![vec!["4.0.2-sim".to_string()]]
     );
     assert_eq!(
         column_names(&mut conn, "select current_version()").await,
@@ -158,7 +158,7 @@ async fn handshake_version_and_session_statements() {
     assert_eq!(
         rows(&mut conn, "select @@version_comment, @@SESSION.autocommit").await,
         vec![vec![
-            "StarRocks version 3.3.5-sim".to_string(),
+            "StarRocks version 4.0.2-sim".to_string(),
             "1".to_string()
         ]]
     );
@@ -1020,7 +1020,7 @@ async fn starwal_target_setup_statements() {
     let mut conn = connect(&h).await;
     assert_eq!(
         rows(&mut conn, "select current_version()").await[0][0],
-        "3.3.5-sim"
+        "4.0.2-sim"
     );
     assert!(rows(
         &mut conn,
@@ -1130,7 +1130,7 @@ async fn mariadb_cli_version_and_wrong_password() {
     let h = start(Duration::ZERO).await;
     let (ok, stdout, stderr) = mariadb(h.addr, PASSWORD, &[], "select current_version()").await;
     assert!(ok, "{stderr}");
-    assert_eq!(stdout, "current_version()\n3.3.5-sim\n");
+    assert_eq!(stdout, "current_version()\n4.0.2-sim\n");
     let (ok, _, stderr) = mariadb(h.addr, "wrong", &[], "select 1").await;
     assert!(!ok);
     assert!(

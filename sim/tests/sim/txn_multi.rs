@@ -322,6 +322,11 @@ fn starrocks_3_ignores_transaction_type_multi() {
 
 #[test]
 fn current_version_reports_the_emulated_version() {
+    assert_eq!(
+        starrocks_sim::mysql::DEFAULT_VERSION,
+        format!("{}-sim", starrocks_sim::DEFAULT_STARROCKS_VERSION),
+        "the MySQL side's own default follows the sim's"
+    );
     for (version, expected) in [(None, "4.0.2-sim"), (Some("3.3"), "3.3-sim")] {
         let mut options = SimOptions {
             mysql: Some("127.0.0.1:0".parse().unwrap()),
