@@ -301,11 +301,16 @@ impl TableCtx {
             .iter()
             .zip(key)
             .map(|(&i, value)| {
-                format!(
-                    "{}={}",
-                    self.schema.columns[i].name,
-                    value.as_deref().unwrap_or("NULL")
-                )
+                let name = &self.schema.columns[i].name;
+                match value.as_deref() {
+                    None => format!("{name}=NULL"),
+                    // Quoted and escaped when plain text would not read back: control
+                    // characters, or the `, ` that separates key columns.
+                    Some(v) if v.chars().any(char::is_control) || v.contains(", ") => {
+                        format!("{name}={v:?}")
+                    }
+                    Some(v) => format!("{name}={v}"),
+                }
             })
             .collect::<Vec<_>>()
             .join(", ")
