@@ -52,12 +52,14 @@ fn skip_before_17(test: &str) -> bool {
     false
 }
 
-/// `db`'s URL with both servers listed, primary first, keeping only a read-write one.
-fn both_hosts(db: &TestDatabase, standby: &Cluster) -> String {
+/// `db`'s URL with both servers listed, primary first, keeping only one that qualifies for
+/// `attrs` (`target_session_attrs`).
+fn both_hosts(db: &TestDatabase, standby: &Cluster, attrs: &str) -> String {
     db.url(Role::Scram, "disable").replace(
         &format!("127.0.0.1:{}/", db.port()),
         &format!("127.0.0.1:{},127.0.0.1:{}/", db.port(), standby.port()),
-    ) + "&target_session_attrs=read-write"
+    ) + "&target_session_attrs="
+        + attrs
 }
 
 /// The `slot failover` line of `check`'s output.
@@ -239,7 +241,10 @@ async fn postgres_failover_promoted_standby_resumes_without_loss_or_duplicates()
         "{out}"
     );
 
-    let spec = spec.var("STARWAL_PG_URL", &both_hosts(&db, &standby.cluster));
+    let spec = spec.var(
+        "STARWAL_PG_URL",
+        &both_hosts(&db, &standby.cluster, "read-write"),
+    );
     let slot = spec.slot().to_owned();
     let mut agent = spec.start_streaming().await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -329,7 +334,10 @@ async fn postgres_failover_slot_without_failover_stops_loudly_after_promotion() 
     let spec = AgentSpec::new(&db, &sim, "public.events,public.accounts")
         .var("STARWAL_SNAPSHOT", "initial")
         .var("STARWAL_SLOT_FAILOVER", "false")
-        .var("STARWAL_PG_URL", &both_hosts(&db, &standby.cluster));
+        .var(
+            "STARWAL_PG_URL",
+            &both_hosts(&db, &standby.cluster, "read-write"),
+        );
     let slot = spec.slot().to_owned();
     // `check` says the slot would not survive.
     let (code, out) = check(&spec);
@@ -414,11 +422,15 @@ async fn postgres_failover_standby_decoding_reaches_the_target_through_the_stand
     let standby = Standby::attach(&primary);
     let on_standby = standby.cluster.database(&db.name);
     let sim = start_sim();
-    // The standby in the URL; the primary for the writes, in libpq's keyword/value form.
+    // Both servers in the URL, the standby chosen by target_session_attrs; the primary for the
+    // writes, in libpq's keyword/value form.
     let spec = AgentSpec::new(&db, &sim, "public.events,public.accounts")
         .var("STARWAL_SNAPSHOT", "initial")
         .var("STARWAL_HEARTBEAT_INTERVAL_S", "1")
-        .var("STARWAL_PG_URL", &on_standby.url(Role::Scram, "disable"));
+        .var(
+            "STARWAL_PG_URL",
+            &both_hosts(&db, &standby.cluster, "standby"),
+        );
     let slot = spec.slot().to_owned();
 
     // Without somewhere to write, a standby is refused with the way out.
