@@ -418,6 +418,24 @@ pub const CSV_ROW_DELIMITER: u8 = 0x1e;
 pub const CSV_COLUMN_SEPARATOR_HEADER: &str = "\\x1f";
 pub const CSV_ROW_DELIMITER_HEADER: &str = "\\x1e";
 
+/// The longest `columns` header a CSV load may carry. StarRocks' FE reads request headers
+/// with Netty under `http_max_header_size` (32768 bytes by default, all headers together);
+/// half of it leaves room for the others and the 307 to the BE.
+pub const CSV_COLUMNS_HEADER_MAX: usize = 16 * 1024;
+
+/// The length of a full row's `columns` header (`stream_load::columns_header`: each name in
+/// backticks, doubled backticks, commas; the audit columns and `__op`).
+fn csv_columns_header_len(schema: &TableSchema) -> usize {
+    let quoted = |name: &str| name.len() + name.matches('`').count() + 3;
+    schema
+        .columns
+        .iter()
+        .map(|column| quoted(&column.name))
+        .chain(AUDIT_COLUMNS.iter().map(|name| quoted(name)))
+        .sum::<usize>()
+        + "__op".len()
+}
+
 /// Whether a row went into the writer it was given.
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -835,9 +853,12 @@ impl TableEncoder {
             .collect();
         // StarRocks' CSV array reader cannot carry a quote inside a string element
         // (`DefaultArrayReader::split_array_elements` has no escape), so ARRAY tables stay JSON.
+        // A CSV load names every field in its `columns` header, which a JSON load of full rows
+        // does without: a table whose header would not fit the FE's request headers stays JSON.
         let format = if targets
             .iter()
             .any(|target| matches!(target.data_type, TargetType::Array(_)))
+            || csv_columns_header_len(schema) > CSV_COLUMNS_HEADER_MAX
         {
             BodyFormat::Json
         } else {
@@ -1848,3 +1869,7 @@ mod tests {
         assert_eq!(encoder.format(), BodyFormat::Json);
     }
 }
+
+// Adversarial review of the CSV bodies (the `columns` header a CSV load needs).
+#[cfg(test)]
+mod csv_review;
