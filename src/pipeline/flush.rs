@@ -190,7 +190,10 @@ impl Pipeline {
         }
         if !matches!(
             job,
-            Job::Load(_) | Job::LoadPart(..) | Job::CloseTransaction { .. }
+            Job::Load(_)
+                | Job::LoadPart(..)
+                | Job::CloseTransaction { .. }
+                | Job::AbandonTransaction(_)
         ) {
             // DDL, TRUNCATE or a copy's barrier must not land inside an open StarRocks
             // transaction of the table (txn.rs).

@@ -40,6 +40,9 @@ pub enum Job {
         label: Label,
         last: ChangePosition,
     },
+    /// Rolls back the table's open StarRocks transaction `label` (the pipeline stops inside its
+    /// source transaction). A failure is only logged: the next start rolls it back too.
+    AbandonTransaction(Label),
     /// The source truncated the table at this position.
     Truncate(ChangePosition),
     /// New source columns: add them (with what existing rows hold) before the next load.
@@ -164,6 +167,24 @@ async fn run_job(
                 through,
                 released_bytes,
                 result,
+            }
+        }
+        Job::AbandonTransaction(label) => {
+            if let Some(txn) = open.take() {
+                match context.transactions.rollback(target, &txn.label).await {
+                    Ok(()) => {
+                        tracing::info!(table = %target, label = %txn.label, "rolled back the open StarRocks transaction")
+                    }
+                    Err(err) => {
+                        tracing::warn!(table = %target, %label, error = %err, "could not roll back the open StarRocks transaction (the next start does, or its idle timeout)")
+                    }
+                }
+            }
+            JobDone {
+                table,
+                through: None,
+                released_bytes: 0,
+                result: Ok(()),
             }
         }
         Job::CloseTransaction { label, last } => {

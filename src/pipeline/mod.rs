@@ -403,6 +403,10 @@ impl Pipeline {
                 }
             }
         }
+        // The source transaction the stop cut off never commits in StarRocks from here: its
+        // StarRocks transactions are rolled back now rather than held until they time out
+        // (txn.rs); its changes stream again on the next start.
+        self.abandon_transactions();
         // Wait for the loads in flight (a stop without drain still lets them finish: they may
         // confirm work).
         while self.tables.iter().any(|t| !t.loader_idle()) {

@@ -241,6 +241,21 @@ impl Pipeline {
         let _ = self.send(index, job, Some(range));
     }
 
+    /// At a stop: every table's open StarRocks transaction is rolled back by its loader (after
+    /// the parts queued before it). Nothing of them was visible or is confirmed.
+    pub(super) fn abandon_transactions(&mut self) {
+        for index in 0..self.tables.len() {
+            let Some(open) = self.tables[index].txn.take() else {
+                continue;
+            };
+            let target = &self.tables[index].target;
+            let label = Label::for_transaction(&self.settings.slot, target, open.first);
+            tracing::info!(table = %target, %label, "stopping inside a source transaction: its StarRocks transaction is rolled back (its changes stream again on the next start)");
+            // A loader already gone cannot roll back: the next start or the idle timeout does.
+            let _ = self.send(index, Job::AbandonTransaction(label), None);
+        }
+    }
+
     /// The source transaction committed: every table's StarRocks transaction gets its last part
     /// (what the batch holds now) and is closed.
     pub(super) async fn close_transactions_at_commit(&mut self) -> Result<(), PipelineError> {

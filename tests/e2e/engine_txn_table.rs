@@ -6,7 +6,8 @@
 //! prepared, commit) leaves the target equal to the source with no label committed twice; a
 //! TRUNCATE and a new column in the middle of a large transaction close its StarRocks
 //! transaction first (visible in parts, counted) and the target still ends equal to the source;
-//! a table parked by a bad value at the end of a large transaction shows none of it.
+//! a table parked by a bad value at the end of a large transaction shows none of it; a stop
+//! inside a large transaction rolls its StarRocks transaction back.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -447,6 +448,76 @@ async fn inv11_a_table_parked_inside_a_large_transaction_shows_none_of_it() {
     assert!(
         target_rows(&sim, "t", &["id"]).is_empty(),
         "part of the transaction became visible\n{}",
+        agent.log()
+    );
+    assert_no_label_twice(&sim);
+    agent.stop_cleanly();
+}
+
+/// SIGTERM while a large transaction's parts load: the drain rolls its StarRocks transaction
+/// back (nothing of it visible, nothing confirmed), exits 0, and the next start loads it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_a_stop_inside_a_large_transaction_rolls_it_back_and_the_next_start_loads_it() {
+    let db = Cluster::shared().create_database("engine_txn_stop").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, payload text)")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec =
+        AgentSpec::new(&db, &sim, "public.t").var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string());
+    let mut agent = spec.start_streaming().await;
+    let seen = sim.txn_events(0).last().map_or(0, |event| event.seq);
+    // Parts go in slowly: the stop lands while the transaction is open.
+    sim.faults().set_server(
+        ServerRole::Be,
+        ServerFaults {
+            delay_ms: 300,
+            ..ServerFaults::default()
+        },
+    );
+    client.batch_execute(&big_insert(1)).await.unwrap();
+    let loading = wait_until(TIMEOUT, || {
+        sim.txn_events(seen)
+            .iter()
+            .any(|event| event.op == "load" && event.label.ends_with("_t"))
+    })
+    .await;
+    assert!(loading, "no part went into a transaction\n{}", agent.log());
+    let status = agent.signal_and_wait(libc::SIGTERM, Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the drain did not exit 0: {status:?}\n{}",
+        agent.log()
+    );
+    sim.faults()
+        .set_server(ServerRole::Be, ServerFaults::default());
+    assert!(
+        agent
+            .log()
+            .contains("rolled back the open StarRocks transaction"),
+        "{}",
+        agent.log()
+    );
+    assert!(
+        sim.txn_events(seen)
+            .iter()
+            .any(|event| event.op == "rollback" && event.label.ends_with("_t")),
+        "StarRocks saw no rollback: {:?}",
+        sim.txn_events(seen)
+    );
+    assert!(target_rows(&sim, "t", &["id"]).is_empty());
+    let agent = spec.start();
+    let source = source_rows(&client, "SELECT id::text, payload FROM t").await;
+    let target = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "t", &["id", "payload"])
+    })
+    .await;
+    assert!(
+        source == target,
+        "{}\n{}",
+        diff(&source, &target),
         agent.log()
     );
     assert_no_label_twice(&sim);
