@@ -272,7 +272,12 @@ async fn verify_names_each_difference_and_repair_fixes_them_while_streaming() {
         Some("id,v"),
     );
     stream_load(&sim, "t_comp", r#"[{"a":"a1","b":8,"__op":1}]"#, None);
-    stream_load(&sim, "t_comp", r#"[{"a":"zz","b":1,"v":"extra","__op":0}]"#, None);
+    stream_load(
+        &sim,
+        "t_comp",
+        r#"[{"a":"zz","b":1,"v":"extra","__op":0}]"#,
+        None,
+    );
 
     let verified = rpc_verify(&spec).await;
     let mismatched = |table: &str| {
