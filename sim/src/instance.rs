@@ -405,6 +405,15 @@ impl Sim {
         restart_be(&self.shared)
     }
 
+    /// Simulates an FE (leader) restart: open multi-table txns are cancelled (StarRocks'
+    /// `cancelAfterRestart`: `cancelled after FE restart`) and the FE forgets which BE
+    /// coordinates each single-table txn (it finds them again by label). Single-table txns and
+    /// PREPARED ones are untouched (their state is in the FE's edit log, their data on the BE).
+    /// Returns how many txns were aborted.
+    pub fn restart_fe(&self) -> usize {
+        restart_fe(&self.shared)
+    }
+
     /// Simulates `label_keep_max_second` passing: finished labels (optionally of one database)
     /// are forgotten and can be loaded again. Returns how many were evicted.
     pub fn evict_labels(&self, db: Option<&str>) -> usize {
@@ -433,6 +442,31 @@ impl Drop for Sim {
     }
 }
 
+/// Cancels open multi-table txns and clears the FE's coordinator cache.
+pub(crate) fn restart_fe(shared: &Shared) -> usize {
+    let aborted = {
+        let mut state = shared.lock();
+        state.fe_coordinators.clear();
+        let mut n = 0;
+        for task in state.multi.take_open() {
+            if state.txns.abort(task.txn_id, "cancelled after FE restart") {
+                n += 1;
+                for table in task.tables.keys() {
+                    state.counters.failed(&task.db, table);
+                }
+                let tables = task.table_list();
+                state
+                    .counters
+                    .txn_event(&task.db, &task.label, "abort", &tables);
+            }
+        }
+        shared.persist(&state);
+        n
+    };
+    shared.notify_changed();
+    aborted
+}
+
 /// Drops every BE stream context and aborts their txns.
 pub(crate) fn restart_be(shared: &Shared) -> usize {
     let aborted = {
@@ -456,6 +490,10 @@ pub(crate) fn restart_be(shared: &Shared) -> usize {
                 for table in task.tables.keys() {
                     state.counters.failed(&task.db, table);
                 }
+                let tables = task.table_list();
+                state
+                    .counters
+                    .txn_event(&task.db, &task.label, "abort", &tables);
             }
         }
         shared.persist(&state);
@@ -489,6 +527,10 @@ async fn ticker(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                     for table in task.tables.keys() {
                         state.counters.failed(&task.db, table);
                     }
+                    let tables = task.table_list();
+                    state
+                        .counters
+                        .txn_event(&task.db, &task.label, "abort", &tables);
                     changed = true;
                 }
             }

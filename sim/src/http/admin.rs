@@ -78,6 +78,10 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
                 "reason": record.map(|r| r.reason).unwrap_or_default(),
             }))
         }
+        (Method::POST, ["actions", "restart_fe"]) => {
+            let aborted = crate::instance::restart_fe(shared);
+            ok(json!({"aborted_txns": aborted}))
+        }
         (Method::POST, ["actions", "restart_be"]) => {
             let aborted = crate::instance::restart_be(shared);
             ok(json!({"aborted_txns": aborted}))

@@ -153,6 +153,7 @@ async fn begin(ctx: &Ctx, headers: &HeaderMap, db: &str, label: &str) -> Handled
                     label.to_string(),
                     MultiTask {
                         txn_id,
+                        label: label.to_string(),
                         db: db.to_string(),
                         tables: Default::default(),
                         begun_at: Instant::now(),

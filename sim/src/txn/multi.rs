@@ -25,6 +25,8 @@ pub(crate) const DEFAULT_MULTI_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) struct MultiTask {
     /// FE transaction id.
     pub(crate) txn_id: i64,
+    /// Label.
+    pub(crate) label: String,
     /// Database.
     pub(crate) db: String,
     /// Per table (in the order of their names), the loads so far.
@@ -165,6 +167,7 @@ mod tests {
                 label.into(),
                 MultiTask {
                     txn_id: 1,
+                    label: label.into(),
                     db: "db".into(),
                     tables,
                     begun_at: start,

@@ -582,6 +582,37 @@ fn multi_table_label_state_survives_a_restart_and_open_ones_abort() {
 }
 
 #[test]
+fn an_fe_restart_cancels_open_multi_table_txns_only() {
+    let sim = start_two(SimOptions::default());
+    assert_eq!(mtxn(&sim, "begin", "fr", None, None).status(), "OK");
+    assert_eq!(load_t(&sim, "fr", 1).status(), "OK");
+    assert_eq!(txn(&sim, "begin", "single", &[], None).status(), "OK");
+    let body: &[u8] = br#"{"id":2,"name":"b","score":2}"#;
+    assert_eq!(
+        txn(&sim, "load", "single", &["format: json"], Some(body)).status(),
+        "OK"
+    );
+    assert_eq!(sim.restart_fe(), 1);
+    assert!(sim
+        .txn_events(0)
+        .iter()
+        .any(|e| e.label == "fr" && e.op == "abort" && e.tables == "t"));
+    let r = mtxn(&sim, "commit", "fr", None, None);
+    assert_eq!(r.status(), "FAILED", "{}", r.body);
+    assert_eq!(sim.label_state("db", "fr"), TxnStatus::Aborted);
+    let r = load_t(&sim, "fr", 3);
+    assert!(
+        r.message()
+            .ends_with("has already been cancelled: cancelled after FE restart"),
+        "{}",
+        r.body
+    );
+    // The single-table txn carries on.
+    assert_eq!(txn(&sim, "commit", "single", &[], None).status(), "OK");
+    assert_eq!(counts(&sim), (1, 0));
+}
+
+#[test]
 fn the_binary_takes_the_version_flag_and_refuses_a_bad_one() {
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_starrocks-sim"))
         .args(["--fe-http", "127.0.0.1:0", "--be-http", "127.0.0.1:0"])
