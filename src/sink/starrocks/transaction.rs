@@ -460,8 +460,13 @@ impl TransactionClient {
                 .await;
             let err = match outcome {
                 Ok(answer) if answer.status == "OK" => return Ok(()),
-                Ok(answer) if failures > 0 && txn_gone(&answer) => {
-                    let state = self.state(table, label).await?;
+                Ok(answer) if txn_gone(&answer) => {
+                    // After a lost answer the transaction may be gone from the BE because it
+                    // is prepared; otherwise StarRocks rolled it back (a timeout, a BE restart).
+                    let state = match failures {
+                        0 => String::from("gone"),
+                        _ => self.state(table, label).await?,
+                    };
                     if state == "PREPARED" {
                         return Ok(());
                     }
