@@ -601,6 +601,20 @@ impl TableBatch {
         target: &str,
         compression: Compression,
     ) -> Result<Option<SealedBatch>, EncodeError> {
+        self.seal_as(encoder, encoder.format(), slot, target, compression)
+    }
+
+    /// [`TableBatch::seal`] into `format` rather than the table's (JSON for a part of a
+    /// StarRocks transaction, `txn.rs`: every load of one transaction must have the same body
+    /// format, and only JSON carries every value).
+    pub fn seal_as(
+        &mut self,
+        encoder: &TableEncoder,
+        format: BodyFormat,
+        slot: &str,
+        target: &str,
+        compression: Compression,
+    ) -> Result<Option<SealedBatch>, EncodeError> {
         let Some(first) = self.first else {
             return Ok(None);
         };
@@ -612,7 +626,7 @@ impl TableBatch {
         // JSON loads of their own would make the batch's source transactions visible in two
         // steps (a CSV load commits before the JSON one) and a large transaction split its
         // StarRocks transaction (txn.rs), for nothing but a value's bytes.
-        let mut groups = match self.encode_groups(encoder, encoder.format(), synced_at, target)? {
+        let mut groups = match self.encode_groups(encoder, format, synced_at, target)? {
             Some(groups) => groups,
             None => self
                 .encode_groups(encoder, BodyFormat::Json, synced_at, target)?

@@ -10,6 +10,7 @@ use super::table::TableState;
 use super::{Pipeline, PipelineError};
 use crate::postgres::checkpoint::MovedRow;
 use crate::postgres::{ChangePosition, Lsn};
+use crate::sink::starrocks::encoding::BodyFormat;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -122,8 +123,22 @@ impl Pipeline {
         if let Some(at) = synced_at {
             table.batch.keep_synced_at(at);
         }
-        let sealed = match table.batch.seal(
+        // A batch that joins or begins a StarRocks transaction (the table has one open, or the
+        // batch ends inside its source transaction: `txn.rs`) is JSON: every load of one
+        // transaction must have one body format, and a CSV part followed by one holding a value
+        // CSV cannot carry would otherwise split the transaction into visible commits.
+        let in_transaction = table.txn.is_some()
+            || self
+                .transaction
+                .is_some_and(|(commit, _)| commit == table.batch.last().commit);
+        let format = if in_transaction {
+            BodyFormat::Json
+        } else {
+            table.encoder.format()
+        };
+        let sealed = match table.batch.seal_as(
             &table.encoder,
+            format,
             &self.settings.slot,
             &table.target,
             self.settings.compression,

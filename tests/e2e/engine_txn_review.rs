@@ -334,3 +334,47 @@ async fn inv11_review_random_kills_over_mixed_transactions_keep_them_whole_and_o
     eprintln!("{commits} commits through the transaction interface");
     agent.stop_cleanly();
 }
+
+/// A large transaction in which one text value is one CSV cannot carry (`\N`, or a separator
+/// byte) still lands in one StarRocks commit: a part's body format must not split it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_review_a_value_csv_cannot_carry_does_not_split_a_large_transaction() {
+    let db = Cluster::shared()
+        .create_database("engine_txn_review_csv")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE c (id int PRIMARY KEY, note text)")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.c").var("STARWAL_FLUSH_ROWS", FLUSH_ROWS);
+    let agent = spec.start_streaming().await;
+    // 1000 rows, 10 batches; the 550th row's note is the text `\N`, the 750th holds a unit
+    // separator: their batches' bodies are JSON, the others' CSV.
+    client
+        .batch_execute(
+            "INSERT INTO c SELECT g, CASE WHEN g = 550 THEN '\\N' WHEN g = 750 THEN 'a' || chr(31) || 'b'
+                                     ELSE md5(g::text) END
+               FROM generate_series(1, 1000) g",
+        )
+        .await
+        .unwrap();
+    let source = source_rows(&client, "SELECT id::text, note FROM c").await;
+    let target = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, "c", &["id", "note"])).await;
+    assert!(
+        source == target,
+        "{}\n{}",
+        diff(&source, &target),
+        agent.log()
+    );
+    let labels = sim.counters(TARGET_DB, "c").labels_committed;
+    assert_eq!(
+        labels.len(),
+        1,
+        "one source transaction became {} StarRocks commits (visible in parts): {labels:?}\n{}",
+        labels.len(),
+        agent.log()
+    );
+    agent.stop_cleanly();
+}
