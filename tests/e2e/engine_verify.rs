@@ -73,7 +73,7 @@ fn spawn_workload(
 }
 
 /// `starwal verify` with the agent's variables.
-fn verify(spec: &AgentSpec, args: &[&str]) -> Output {
+pub(crate) fn verify(spec: &AgentSpec, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_starwal"))
         .arg("verify")
         .args(args)
@@ -86,7 +86,7 @@ fn verify(spec: &AgentSpec, args: &[&str]) -> Output {
         .expect("run starwal verify")
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         output.status.code(),
@@ -117,7 +117,12 @@ async fn rpc_verify(spec: &AgentSpec) -> serde_json::Value {
 }
 
 /// One Stream Load straight into the sim (what someone writing to the replica would do).
-fn stream_load(sim: &starrocks_sim::Sim, table: &str, rows: &str, partial: Option<&str>) {
+pub(crate) fn stream_load(
+    sim: &starrocks_sim::Sim,
+    table: &str,
+    rows: &str,
+    partial: Option<&str>,
+) {
     let mut command = Command::new("curl");
     command.args([
         "-sS",
@@ -152,7 +157,10 @@ fn stream_load(sim: &starrocks_sim::Sim, table: &str, rows: &str, partial: Optio
     );
 }
 
-fn differences(report: &serde_json::Value, table: &str) -> Vec<(String, String, Vec<String>)> {
+pub(crate) fn differences(
+    report: &serde_json::Value,
+    table: &str,
+) -> Vec<(String, String, Vec<String>)> {
     report["tables"]
         .as_array()
         .unwrap()
@@ -355,7 +363,12 @@ async fn verify_names_each_difference_and_repair_fixes_them_while_streaming() {
         .iter()
         .find(|t| t["table"] == "public.t_int")
         .unwrap();
-    assert_eq!(int["extra_checked"], false, "{report}");
+    // Extra rows are looked for only when the sample happened to pick every chunk.
+    assert_eq!(
+        int["extra_checked"].as_bool(),
+        Some(int["chunks_checked"] == int["chunks"]),
+        "{report}"
+    );
     assert!(
         int["chunks_checked"].as_u64().unwrap() >= 1
             && int["chunks_checked"].as_u64() <= int["chunks"].as_u64(),

@@ -33,6 +33,7 @@ mod engine_txn_table;
 mod engine_types;
 mod engine_values;
 mod engine_verify;
+mod engine_verify_review;
 mod harness;
 mod postgres_check;
 mod postgres_checkpoint;
