@@ -223,7 +223,11 @@ pub struct ControlConfig {
 pub const DEFAULT_FLUSH_ROWS: u64 = 100_000;
 pub const DEFAULT_FLUSH_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1_000;
-pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 256 * 1024 * 1024;
+/// 64 MiB: invariant 8 then bounds peak RSS by 96 MiB. Draining a 1M-change 10-column backlog
+/// (`./bench/run.sh backlog` with `BENCH_WORKLOADS=mixed`, 2026-12-07) took the same time at caps
+/// of 32, 64, 128 and 256 MiB within the shared machine's noise, with the same agent CPU; the
+/// peak was 47-56, 64-78, 110-121 and 87-116 MiB (README "Performance", issue 16).
+pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
 /// Each load in flight holds a blocking thread and a curl handle outside the buffer (measured
 /// ~0.15 MiB each: 50 tables loading at once peaked 5-6 MiB above 16 at once), so 16 cost ~2.5
 /// MiB of the 32 MiB slack invariant 8 allows; and 16 tables load at once, so a table waits
