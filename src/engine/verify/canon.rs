@@ -49,6 +49,38 @@ pub fn unquote(raw: &str) -> String {
     }
 }
 
+/// An array element's text: a JSON string (the loader's, the sim's), or StarRocks' own quoting
+/// (`MysqlRowBuffer::push_string` escapes only the quote and `\`, so a control character
+/// arrives raw and the text is not valid JSON).
+fn unquote_element(item: &str) -> String {
+    match serde_json::from_str::<String>(item) {
+        Ok(text) => text,
+        Err(_) => unquote_starrocks(item, '"'),
+    }
+}
+
+/// `item` without StarRocks' `quote`s around it and with its `\` escapes undone; `item` itself
+/// when it is not quoted. A JSON element of an ARRAY prints quoted with `'`
+/// (`JsonColumn::put_mysql_row_buffer`), the loader's and the sim's bare.
+fn unquote_starrocks(item: &str, quote: char) -> String {
+    let Some(inner) = item
+        .strip_prefix(quote)
+        .and_then(|rest| rest.strip_suffix(quote))
+    else {
+        return item.to_owned();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.extend(chars.next());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn canon_text(data_type: &TargetType, text: &str) -> String {
     match data_type {
         TargetType::Boolean => match text.trim() {
@@ -82,10 +114,12 @@ fn canon_text(data_type: &TargetType, text: &str) -> String {
                     .map(|item| {
                         if *item == "null" {
                             None
-                        } else if matches!(**element, TargetType::Json | TargetType::Array(_)) {
+                        } else if matches!(**element, TargetType::Json) {
+                            Some(canon_text(element, &unquote_starrocks(item, '\'')))
+                        } else if matches!(**element, TargetType::Array(_)) {
                             Some(canon_text(element, item))
                         } else {
-                            Some(canon_text(element, &unquote(item)))
+                            Some(canon_text(element, &unquote_element(item)))
                         }
                     })
                     .collect();
@@ -255,13 +289,17 @@ impl Scanner<'_> {
     }
 
     fn skip_string(&mut self) -> Option<()> {
-        self.expect(b'"')?;
+        self.skip_quoted(b'"')
+    }
+
+    fn skip_quoted(&mut self, quote: u8) -> Option<()> {
+        self.expect(quote)?;
         loop {
             match self.next()? {
                 b'\\' => {
                     self.next()?;
                 }
-                b'"' => return Some(()),
+                b if b == quote => return Some(()),
                 _ => {}
             }
         }
@@ -272,11 +310,14 @@ impl Scanner<'_> {
     fn skip_value(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => self.skip_string(),
+            // StarRocks quotes a JSON element of an ARRAY with `'`.
+            b'\'' => self.skip_quoted(b'\''),
             b'{' | b'[' => {
                 let mut depth = 0usize;
                 loop {
                     match self.peek()? {
                         b'"' => self.skip_string()?,
+                        b'\'' => self.skip_quoted(b'\'')?,
                         b'{' | b'[' => {
                             depth += 1;
                             self.at += 1;
@@ -378,6 +419,28 @@ mod tests {
         let texts = TargetType::Array(Box::new(TargetType::Varchar(10)));
         both(&texts, "[\"a,b\",\"c\"]", "[\"a,b\",\"c\"]");
         differ(&texts, "[\"a\"]", "[\"b\"]");
+    }
+
+    /// How a real StarRocks prints ARRAY elements (be/src/util/mysql_row_buffer.cpp
+    /// `push_string`: only the quote and `\` escaped; be/src/column/json_column.cpp: a JSON
+    /// element quoted with `'`), which the sim does not imitate.
+    #[test]
+    fn arrays_compare_in_the_form_a_real_starrocks_prints() {
+        let texts = TargetType::Array(Box::new(TargetType::Varchar(10)));
+        both(
+            &texts,
+            r#"["a\nb","t\tq\"\\"]"#,
+            "[\"a\nb\",\"t\tq\\\"\\\\\"]",
+        );
+        differ(&texts, r#"["a\nb"]"#, "[\"a\nc\"]");
+        let docs = TargetType::Array(Box::new(TargetType::Json));
+        both(
+            &docs,
+            r#"[{"b":[1,2],"a":"it's"},null,"s"]"#,
+            r#"['{"a": "it\'s", "b": [1, 2]}',null,'"s"']"#,
+        );
+        both(&docs, r#"[{"a":1}]"#, r#"[{"a": 1}]"#);
+        differ(&docs, r#"[{"a":1}]"#, r#"['{"a": 2}']"#);
     }
 
     #[test]
