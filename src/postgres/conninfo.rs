@@ -354,8 +354,16 @@ impl ConnInfo {
         // Options are applied after the hosts are known; `ConnInfo::with_hosts` needs them.
         let mut options = Vec::new();
         let mut after_password = false;
-        for (key, value) in pairs {
-            let is_password = key == "password";
+        for (key, value, quoted) in pairs {
+            // Every libpq keyword is a word. Anything else is not a keyword but, most likely, a
+            // URL with a scheme other than postgres:// (`Postgres://`, `jdbc:postgresql://`) cut
+            // at its `?param=`: naming it would print the URL's password, and "no host" would
+            // mislead.
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(ConnInfoError::Scheme);
+            }
+            // Only an unquoted password can have swallowed the next "keyword".
+            let unquoted_password = key == "password" && !quoted;
             match key.as_str() {
                 "host" => hosts_text = Some(value),
                 "port" => ports_text = Some(value),
@@ -363,7 +371,7 @@ impl ConnInfo {
                 "password" => password = Some(Secret::new(value)),
                 _ => options.push((key, value, after_password)),
             }
-            after_password = is_password;
+            after_password = unquoted_password;
         }
         let hosts_text = hosts_text.ok_or(ConnInfoError::Host)?;
         let host_names: Vec<&str> = hosts_text.split(',').map(str::trim).collect();
@@ -527,27 +535,29 @@ impl ConnInfo {
 /// libpq's `conninfo_parse`: `keyword = value` pairs separated by whitespace; a value is
 /// single-quoted (may hold whitespace) or runs to the next whitespace; in both a backslash takes
 /// the next character literally. Errors quote nothing of the text (it may hold a password).
-fn split_keywords(text: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
+/// Each pair says whether its value was quoted.
+fn split_keywords(text: &str) -> Result<Vec<(String, String, bool)>, ConnInfoError> {
     let mut pairs = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        while chars.next_if(|c| is_space(*c)).is_some() {}
         if chars.peek().is_none() {
             return Ok(pairs);
         }
         let mut key = String::new();
-        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+        while let Some(c) = chars.next_if(|c| !is_space(*c) && *c != '=') {
             key.push(c);
         }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        while chars.next_if(|c| is_space(*c)).is_some() {}
         if chars.next() != Some('=') {
             return Err(ConnInfoError::Syntax(
                 "a keyword without `= value` (write keyword=value pairs separated by spaces)",
             ));
         }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        while chars.next_if(|c| is_space(*c)).is_some() {}
         let mut value = String::new();
-        if chars.next_if_eq(&'\'').is_some() {
+        let quoted = chars.next_if_eq(&'\'').is_some();
+        if quoted {
             loop {
                 match chars.next() {
                     None => {
@@ -568,7 +578,7 @@ fn split_keywords(text: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
                 }
             }
         } else {
-            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+            while let Some(c) = chars.next_if(|c| !is_space(*c)) {
                 if c == '\\' {
                     if let Some(next) = chars.next() {
                         value.push(next);
@@ -578,8 +588,14 @@ fn split_keywords(text: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
                 }
             }
         }
-        pairs.push((key, value));
+        pairs.push((key, value, quoted));
     }
+}
+
+/// C's `isspace` in the C locale, which libpq splits on: ASCII only. Rust's `char::is_whitespace`
+/// would also split at a no-break space inside an unquoted password, which libpq keeps.
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
 }
 
 fn split_host_port(hostport: &str) -> Result<(&str, u16), ConnInfoError> {
@@ -870,6 +886,45 @@ mod tests {
             ConnInfo::parse("db.internal:5432").unwrap_err(),
             ConnInfoError::Scheme
         );
+    }
+
+    #[test]
+    fn review_keyword_form_edge_cases_follow_libpq_and_hide_the_password() {
+        // A URL with a scheme starwal does not know is not keyword pairs: the error says what
+        // is expected and quotes none of it (the first "keyword" would be the URL up to `?`).
+        for text in [
+            "Postgres://u:s3cr3t@h/d?sslmode=disable host=h",
+            "jdbc:postgresql://h/d?user=u:s3cr3t&x=1 host=h",
+            "postgresql+psycopg://u:s3cr3t@h/d?a=b",
+            "host=h user=u =s3cr3t",
+        ] {
+            let err = ConnInfo::parse(text).unwrap_err();
+            assert_eq!(err, ConnInfoError::Scheme, "{text}");
+            assert!(!err.to_string().contains("s3cr3t"), "{text}: {err}");
+        }
+        // A quoted password cannot have swallowed the next keyword: name it.
+        assert_eq!(
+            ConnInfo::parse("host=h user=u password='a b' hostaddr=1.2.3.4").unwrap_err(),
+            ConnInfoError::UnknownKeyword("`hostaddr`".into())
+        );
+        for keyword in ["service", "passfile", "hostaddr"] {
+            assert_eq!(
+                ConnInfo::parse(&format!("host=h user=u {keyword}=x")).unwrap_err(),
+                ConnInfoError::UnknownKeyword(format!("`{keyword}`"))
+            );
+        }
+        // libpq splits on ASCII whitespace only: a no-break space stays in the value.
+        let info = ConnInfo::parse("host=h user=u password=a\u{a0}b").unwrap();
+        assert_eq!(info.password.as_ref().unwrap().expose(), "a\u{a0}b");
+        // `=` with spaces, a trailing backslash dropped, IPv6 hosts with one port each.
+        let info =
+            ConnInfo::parse("host = ::1,fe80::2 port = 5433,5434 user=u dbname=d\\").unwrap();
+        assert_eq!(
+            info.hosts,
+            vec![("::1".to_owned(), 5433), ("fe80::2".to_owned(), 5434)]
+        );
+        assert_eq!(info.dbname, "d");
+        assert_eq!(info.to_string(), "postgres://u@[::1]:5433,[fe80::2]:5434/d");
     }
 
     #[test]
