@@ -226,7 +226,7 @@ pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1_000;
 /// 64 MiB: invariant 8 then bounds peak RSS by 96 MiB. Draining a 1M-change 10-column backlog
 /// (`./bench/run.sh backlog` with `BENCH_WORKLOADS=mixed`, 2026-12-07) took the same time at caps
 /// of 32, 64, 128 and 256 MiB within the shared machine's noise, with the same agent CPU; the
-/// peak was 47-56, 64-78, 110-121 and 87-116 MiB (README "Performance", issue 16).
+/// peak was 47-56, 62-78, 110-138 and 87-116 MiB (3 runs each; README "Performance", issue 16).
 pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
 /// Each load in flight holds a blocking thread and a curl handle outside the buffer (measured
 /// ~0.15 MiB each: 50 tables loading at once peaked 5-6 MiB above 16 at once), so 16 cost ~2.5
