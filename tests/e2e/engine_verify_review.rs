@@ -183,3 +183,88 @@ async fn without_an_agent_the_wait_ends_and_the_difference_stands() {
     assert!(said.contains("different  id=7: v"), "{}", text(&out));
     assert!(said.contains("no agent streams"), "{}", text(&out));
 }
+
+/// Soft-delete mode: rows the source deleted stay in the target flagged, and are not extra; a
+/// flagged row the source still has is missing; an unflagged row the source deleted is extra;
+/// an empty source table with a row in the target differs. `--repair` fixes all of them and
+/// loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_delete_mode_and_an_empty_table_verify_and_repair() {
+    let db = Cluster::shared().create_database("verify_soft").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE sd (id int PRIMARY KEY, v text);
+             INSERT INTO sd SELECT g, 'v' || g FROM generate_series(1, 30) g;
+             CREATE TABLE empty (id int PRIMARY KEY, v text);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.sd,public.empty")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_DELETE_MODE", "soft");
+    let agent = spec.start_streaming().await;
+    client
+        .batch_execute("DELETE FROM sd WHERE id <= 5")
+        .await
+        .unwrap();
+    let flagged = wait_until(Duration::from_secs(60), || {
+        target_rows(&sim, "sd", &["id", "_starwal_deleted"])
+            .iter()
+            .filter(|r| matches!(r[1].as_deref(), Some("1" | "true")))
+            .count()
+            == 5
+    })
+    .await;
+    assert!(flagged, "{}", agent.log());
+    let out = verify(&spec, &["--wait", "10"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    stream_load(
+        &sim,
+        "sd",
+        r#"[{"id":1,"_starwal_deleted":false}]"#,
+        Some("id,_starwal_deleted"),
+    );
+    stream_load(
+        &sim,
+        "sd",
+        r#"[{"id":10,"_starwal_deleted":true}]"#,
+        Some("id,_starwal_deleted"),
+    );
+    stream_load(&sim, "empty", r#"[{"id":7,"v":"x","__op":0}]"#, None);
+    let out = verify(&spec, &["--json", "--wait", "10"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    let mut sd = differences(&report, "public.sd");
+    sd.sort();
+    assert_eq!(
+        sd,
+        vec![
+            ("extra".to_owned(), "id=1".to_owned(), vec![]),
+            ("missing".to_owned(), "id=10".to_owned(), vec![]),
+        ],
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        differences(&report, "public.empty"),
+        vec![("extra".to_owned(), "id=7".to_owned(), vec![])],
+        "{}",
+        text(&out)
+    );
+    let out = verify(
+        &spec,
+        &["--repair", "--wait", "30", "--addr", &spec.control_url()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = verify(&spec, &["--wait", "10"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let live: Vec<_> = target_rows(&sim, "sd", &["id", "v", "_starwal_deleted"])
+        .into_iter()
+        .filter(|r| !matches!(r[2].as_deref(), Some("1" | "true")))
+        .collect();
+    assert_eq!(live.len(), 25, "{live:?}");
+}
