@@ -687,6 +687,9 @@ impl CopiesWhileStreaming {
             let record = match handle.take_partial_resync(name) {
                 Some(partial) => {
                     let record = self.plan_partial(name, generation, &partial).await?;
+                    let delete_keys = self
+                        .still_extra(source, &schema, partial.delete_keys)
+                        .await?;
                     deletes.push((
                         target_table_name(&schema.schema, &schema.name),
                         schema
@@ -694,7 +697,7 @@ impl CopiesWhileStreaming {
                             .iter()
                             .map(|c| c.name.clone())
                             .collect(),
-                        partial.delete_keys,
+                        delete_keys,
                     ));
                     record
                 }
@@ -760,6 +763,92 @@ impl CopiesWhileStreaming {
             boundaries: partial.boundaries.clone(),
             done,
         })
+    }
+
+    /// The `delete_keys` (StarRocks text per key column) the source does not hold now. They were
+    /// extra when the verify that listed them ran; a row the source inserted under such a key
+    /// since, whose insert streamed before this table's stream was held, is in the target
+    /// rightly: deleting it would lose it (its chunk is not copied, the stream does not replay
+    /// it). Asked while the stream is held, so an insert after this is replayed after the copy.
+    /// A key Postgres cannot read as its column's type (a value written straight into the
+    /// target) is not in the source.
+    async fn still_extra(
+        &self,
+        source: &SourceTable,
+        schema: &TableSchema,
+        delete_keys: Vec<Vec<String>>,
+    ) -> Result<Vec<Vec<String>>, SnapshotError> {
+        use crate::postgres::sql::{quote_ident, quote_literal};
+        const KEYS_PER_QUERY: usize = 1_000;
+        let columns = schema.key_columns();
+        let held_sql = |first: usize, keys: &[Vec<String>]| {
+            let rows = keys
+                .iter()
+                .enumerate()
+                .map(|(i, values)| {
+                    let casts: Vec<String> = columns
+                        .iter()
+                        .zip(values)
+                        .map(|(c, v)| format!("CAST({} AS {})", quote_literal(v), c.type_name))
+                        .collect();
+                    format!("({}, {})", first + i, casts.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let aliases: Vec<String> = (0..columns.len()).map(|k| format!("k{k}")).collect();
+            let table_columns: Vec<String> = columns
+                .iter()
+                .map(|c| format!("t.{}", quote_ident(&c.name)))
+                .collect();
+            let value_columns: Vec<String> = aliases.iter().map(|a| format!("v.{a}")).collect();
+            format!(
+                "SELECT v.i FROM (VALUES {rows}) AS v(i, {}) WHERE EXISTS \
+                 (SELECT 1 FROM {} t WHERE ROW({}) = ROW({}))",
+                aliases.join(", "),
+                source.quoted(),
+                table_columns.join(", "),
+                value_columns.join(", ")
+            )
+        };
+        let error = |source| {
+            SnapshotError::Reader(ReaderError::Query {
+                what: format!(
+                    "checking which rows to delete from {} are still extra",
+                    schema.name
+                ),
+                source,
+            })
+        };
+        let mut held = std::collections::HashSet::new();
+        for (n, batch) in delete_keys.chunks(KEYS_PER_QUERY).enumerate() {
+            let first = n * KEYS_PER_QUERY;
+            match self.client.query(&held_sql(first, batch), &[]).await {
+                Ok(rows) => held.extend(rows.iter().map(|r| r.get::<_, i32>(0) as usize)),
+                // One key Postgres cannot read fails the batch: ask key by key.
+                Err(err) if err.as_db_error().is_some() => {
+                    for (i, key) in batch.iter().enumerate() {
+                        let sql = held_sql(first + i, std::slice::from_ref(key));
+                        match self.client.query(&sql, &[]).await {
+                            Ok(rows) => {
+                                held.extend(rows.iter().map(|r| r.get::<_, i32>(0) as usize))
+                            }
+                            Err(err) if err.as_db_error().is_some() => {}
+                            Err(err) => return Err(error(err)),
+                        }
+                    }
+                }
+                Err(err) => return Err(error(err)),
+            }
+        }
+        if !held.is_empty() {
+            tracing::info!(table = %source.display_name(), rows = held.len(), "rows listed as extra are in the source again: not deleted");
+        }
+        Ok(delete_keys
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !held.contains(i))
+            .map(|(_, key)| key)
+            .collect())
     }
 
     /// Deletes `delete_keys` (StarRocks text per key column) from `target` in one load, while

@@ -268,3 +268,70 @@ async fn soft_delete_mode_and_an_empty_table_verify_and_repair() {
         .collect();
     assert_eq!(live.len(), 25, "{live:?}");
 }
+
+/// A repair plan is a verify's result, applied later: a key listed as extra that the source has
+/// inserted since (and the agent streamed) must not be deleted by the repair — its chunk is not
+/// copied and the stream does not replay it, so the row would be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_does_not_delete_a_listed_extra_row_the_source_has_since() {
+    let db = Cluster::shared().create_database("verify_stale").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, at timestamptz, v text);
+             INSERT INTO t SELECT g, '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 s',
+                 'v' || g FROM generate_series(1, 20) g;
+             CREATE TABLE tz (at timestamptz PRIMARY KEY, v text);
+             INSERT INTO tz SELECT '2024-01-01 00:00:00.5+00'::timestamptz + g * interval '1 s',
+                 'v' || g FROM generate_series(1, 20) g;",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t,public.tz").var("STARWAL_SNAPSHOT", "initial");
+    let agent = spec.start_streaming().await;
+    let copied = wait_until(Duration::from_secs(60), || {
+        target_rows(&sim, "t", &["id"]).len() == 20 && target_rows(&sim, "tz", &["at"]).len() == 20
+    })
+    .await;
+    assert!(copied, "{}", agent.log());
+    // The plans a verify made when 5 (and one timestamptz key) were extra, and 99 still is.
+    let stale = |keys: Vec<Vec<String>>| starwal::state::PartialResync {
+        boundaries: Vec::new(),
+        chunks: Vec::new(),
+        delete_keys: keys,
+    };
+    stream_load(&sim, "t", r#"[{"id":99,"v":"extra","__op":0}]"#, None);
+    starwal::control::client::resync_of(
+        &spec.control_url(),
+        None,
+        "public.t",
+        Some(stale(vec![vec!["5".into()], vec!["99".into()]])),
+    )
+    .await
+    .expect("Control.Resync");
+    starwal::control::client::resync_of(
+        &spec.control_url(),
+        None,
+        "public.tz",
+        Some(stale(vec![vec!["2024-01-01 00:00:03.5".into()]])),
+    )
+    .await
+    .expect("Control.Resync");
+    let done = wait_until(Duration::from_secs(60), || {
+        !target_rows(&sim, "t", &["id"])
+            .iter()
+            .any(|r| r[0].as_deref() == Some("99"))
+    })
+    .await;
+    assert!(done, "the extra row is deleted: {}", agent.log());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = verify(&spec, &["--wait", "10"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        agent.log()
+    );
+}
