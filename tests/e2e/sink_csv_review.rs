@@ -256,3 +256,48 @@ async fn inv5_kill9_with_values_csv_cannot_carry_converges_exactly() {
         "seed {seed}: batches loaded in parts: {split:?}"
     );
 }
+
+/// The snapshot copy writes rows CSV cannot carry into a JSON part beside the CSV part of their
+/// chunk: every value arrives exactly, `\N` as text and NULL as NULL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_copy_of_values_csv_cannot_carry_arrives_exactly() {
+    let db = Cluster::shared()
+        .create_database("sink_csv_review_copy")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            r"CREATE TABLE t (id int PRIMARY KEY, payload text, other text);
+              INSERT INTO t SELECT g,
+                CASE g % 7 WHEN 0 THEN E'\\N' WHEN 1 THEN 'a' || chr(30) || 'b'
+                  WHEN 2 THEN chr(31) WHEN 3 THEN NULL WHEN 4 THEN '' WHEN 5 THEN E'\\\\N'
+                  ELSE 'plain ' || g END,
+                CASE WHEN g % 11 = 0 THEN E'\\N' ELSE 'o' || g END
+              FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_SNAPSHOT_CHUNK_ROWS", "1000");
+    let agent = spec.start_streaming().await;
+    let query = "SELECT id::text, payload, other FROM t";
+    let source = source_rows(&client, query).await;
+    assert!(source.contains(&vec![
+        Some("7".to_owned()),
+        Some("\\N".to_owned()),
+        Some("o7".to_owned())
+    ]));
+    let target = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "t", &["id", "payload", "other"])
+    })
+    .await;
+    assert_eq!(
+        target,
+        source,
+        "{}\n{}",
+        diff(&source, &target),
+        agent.log()
+    );
+}
