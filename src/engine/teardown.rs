@@ -5,6 +5,7 @@
 
 use tokio_postgres::Client;
 
+use super::setup::inspect::same_cluster;
 use super::setup::SetupError;
 use crate::config::PostgresConfig;
 use crate::postgres::checkpoint::CheckpointStore;
@@ -24,6 +25,19 @@ pub struct TeardownReport {
 /// Missing objects are not an error, so teardown can be repeated.
 pub async fn teardown(config: &PostgresConfig) -> Result<TeardownReport, SetupError> {
     let client = connect_sql(&config.conn).await?;
+    // Decoding from a standby: the slot is the standby's, the publication and the state are the
+    // primary's (`STARWAL_PG_PRIMARY_URL`). Checked before anything is dropped: a primary of
+    // another cluster would lose a publication and state that are not starwal's.
+    let primary = match &config.primary {
+        Some(conn) => {
+            let primary = connect_sql(conn)
+                .await
+                .map_err(SetupError::PrimaryConnect)?;
+            same_cluster(&client, &primary).await?;
+            Some(primary)
+        }
+        None => None,
+    };
     let mut report = TeardownReport::default();
 
     let slot = client
@@ -47,18 +61,7 @@ pub async fn teardown(config: &PostgresConfig) -> Result<TeardownReport, SetupEr
         report.slot_dropped = true;
     }
 
-    // Decoding from a standby: the slot was the standby's, the publication and the state are
-    // the primary's (`STARWAL_PG_PRIMARY_URL`).
-    let primary;
-    let client = match &config.primary {
-        Some(conn) => {
-            primary = connect_sql(conn)
-                .await
-                .map_err(SetupError::PrimaryConnect)?;
-            &primary
-        }
-        None => &client,
-    };
+    let client = primary.as_ref().unwrap_or(&client);
     let publication_exists = client
         .query_opt(
             "SELECT 1 FROM pg_publication WHERE pubname = $1",

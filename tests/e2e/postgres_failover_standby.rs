@@ -502,3 +502,115 @@ async fn postgres_failover_standby_decoding_reaches_the_target_through_the_stand
         .get(0);
     assert_eq!(publications, 0, "{out}");
 }
+
+/// Review of issue 18, decoding from a standby (PG 16+):
+/// - `STARWAL_PG_PRIMARY_URL` naming a writable primary of *another* cluster is refused by
+///   `check` (system identifiers differ) and by `teardown`, which then drops nothing there;
+/// - with the right primary, an idle agent's heartbeats (written on the primary, replayed and
+///   decoded on the standby) move the standby slot's `confirmed_flush_lsn` past WAL written
+///   elsewhere, so the standby's slot does not hold WAL forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failover_standby_review_other_cluster_refused_and_idle_slot_advances() {
+    let test = "postgres_failover_standby_review_other_cluster_refused_and_idle_slot_advances";
+    let major = Cluster::shared().major();
+    if major < 16 {
+        eprintln!("{test}: skipped: PostgreSQL {major} cannot decode on a standby (16+)");
+        return;
+    }
+    let primary = Cluster::start(ClusterOptions::default());
+    let db = primary.create_database("fo_review").await;
+    let client = db.owner_client().await;
+    client.batch_execute(TABLES).await.unwrap();
+    let standby = Standby::attach(&primary);
+    let on_standby = standby.cluster.database(&db.name);
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.events,public.accounts")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_HEARTBEAT_INTERVAL_S", "1")
+        .var(
+            "STARWAL_PG_URL",
+            &both_hosts(&db, &standby.cluster, "standby"),
+        );
+    let slot = spec.slot().to_owned();
+    let publication = spec.get("STARWAL_PUBLICATION").unwrap().to_owned();
+    let primary_url = |port: u16, dbname: &str| {
+        format!(
+            "host=127.0.0.1 port={port} dbname={dbname} user=repl password='repl-secret' \
+             sslmode=disable"
+        )
+    };
+
+    // Another cluster (the shared one), writable, with a publication of the same name.
+    let other = Cluster::shared().create_database("fo_review_other").await;
+    other
+        .superuser_client()
+        .await
+        .batch_execute(&format!(
+            "{TABLES}; CREATE PUBLICATION \"{publication}\" FOR ALL TABLES"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("other cluster: {e:?}"));
+    let wrong = spec.clone().var(
+        "STARWAL_PG_PRIMARY_URL",
+        &primary_url(other.port(), &other.name),
+    );
+    let (code, out) = check(&wrong);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("not in STARWAL_PG_URL's cluster (system identifier"),
+        "{out}"
+    );
+    let (code, out) = starwal(&wrong, &["teardown", "--yes"]);
+    assert_ne!(code, 0, "{out}");
+    let kept: i64 = other
+        .owner_client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        kept, 1,
+        "teardown dropped another cluster's publication:\n{out}"
+    );
+
+    // The right primary: stream, then stay idle while WAL is written outside the publication.
+    let spec = spec.var("STARWAL_PG_PRIMARY_URL", &primary_url(db.port(), &db.name));
+    let agent = spec.start_streaming().await;
+    let mut rng = Lcg(18);
+    let mut event = 1;
+    run_transactions(&client, &mut rng, &mut event, 10).await;
+    assert_converged(&client, &sim, &agent, "before idling").await;
+    let elsewhere = primary.create_database("fo_review_noise").await;
+    elsewhere
+        .owner_client()
+        .await
+        .batch_execute("CREATE TABLE noise AS SELECT g FROM generate_series(1, 1000) g")
+        .await
+        .unwrap();
+    let written: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let written: starwal::postgres::Lsn = written.parse().unwrap();
+    let standby_client = on_standby.superuser_client().await;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut confirmed = slot_confirmed_flush(&standby_client, &slot).await;
+    while confirmed < written && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        confirmed = slot_confirmed_flush(&standby_client, &slot).await;
+    }
+    assert!(
+        confirmed >= written,
+        "the idle standby slot stayed at {confirmed}, WAL written up to {written}:\n{}",
+        agent.log()
+    );
+    // Still nothing lost or doubled after idling.
+    run_transactions(&client, &mut rng, &mut event, 5).await;
+    assert_converged(&client, &sim, &agent, "after idling").await;
+    agent.stop_cleanly();
+}

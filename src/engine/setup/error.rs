@@ -96,6 +96,9 @@ pub enum SetupError {
         /// "is in recovery (a standby)" or "is read-only (transaction_read_only = on)".
         state: &'static str,
     },
+    /// Decoding from a standby: `STARWAL_PG_PRIMARY_URL` is a server of another cluster.
+    #[error("STARWAL_PG_PRIMARY_URL is not in STARWAL_PG_URL's cluster (system identifier {primary_id}, not {source_id}): the publication, state tables and heartbeats written there would never reach the slot; point it at the primary the standby replicates from")]
+    PrimaryOtherCluster { source_id: i64, primary_id: i64 },
     #[error("replication slot `{slot}` uses plugin `{plugin}`, not pgoutput; choose another STARWAL_SLOT")]
     SlotWrongPlugin { slot: String, plugin: String },
     #[error("replication slot `{slot}` belongs to database `{database}`, not `{expected}`; choose another STARWAL_SLOT")]

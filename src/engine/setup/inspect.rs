@@ -369,10 +369,12 @@ async fn source_writable(client: &Client, config: &PostgresConfig) -> Result<Str
                 (false, true) => Err(SetupError::PrimaryNotWritable {
                     state: "is read-only (transaction_read_only = on)",
                 }),
-                (false, false) => Ok(format!(
+                (false, false) => same_cluster(client, &primary_client).await.map(|()| {
+                    format!(
                     "a standby: decoding here (the slot is created here); the publication, state \
                      tables and heartbeats are written on STARWAL_PG_PRIMARY_URL ({primary})"
-                )),
+                )
+                }),
             }
         }
         (false, true) => Err(SetupError::SourceNotWritable {
@@ -383,7 +385,48 @@ async fn source_writable(client: &Client, config: &PostgresConfig) -> Result<Str
                 config.conn.dbname
             ),
         }),
-        (false, false) => Ok("a read-write primary".to_owned()),
+        (false, false) => match &config.primary {
+            None => Ok("a read-write primary".to_owned()),
+            // `run` writes on STARWAL_PG_PRIMARY_URL whenever it is set (a multi-host URL with
+            // prefer-standby may land here): say so, and refuse another cluster.
+            Some(primary) => {
+                let primary_client = connect_sql(primary)
+                    .await
+                    .map_err(SetupError::PrimaryConnect)?;
+                same_cluster(client, &primary_client).await?;
+                Ok(format!(
+                    "a read-write primary; the publication, state tables and heartbeats are \
+                     written on STARWAL_PG_PRIMARY_URL ({primary})"
+                ))
+            }
+        },
+    }
+}
+
+/// `STARWAL_PG_PRIMARY_URL` must be the primary of `STARWAL_PG_URL`'s cluster: another cluster
+/// (a typo, a staging server) accepts the publication, state tables and heartbeats, which then
+/// never reach the slot, and teardown would drop a publication and state there. Clusters are told
+/// apart by their system identifier, which a standby shares with its primary.
+pub async fn same_cluster(source: &Client, primary: &Client) -> Result<(), SetupError> {
+    const QUERY: &str = "SELECT system_identifier FROM pg_control_system()";
+    let what = "reading the system identifier (pg_control_system())";
+    let source_id: i64 = source
+        .query_one(QUERY, &[])
+        .await
+        .map_err(SetupError::query(what))?
+        .get(0);
+    let primary_id: i64 = primary
+        .query_one(QUERY, &[])
+        .await
+        .map_err(SetupError::query(what))?
+        .get(0);
+    if source_id == primary_id {
+        Ok(())
+    } else {
+        Err(SetupError::PrimaryOtherCluster {
+            source_id,
+            primary_id,
+        })
     }
 }
 
