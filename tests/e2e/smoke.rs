@@ -50,7 +50,7 @@ async fn smoke_shared_cluster_answers() {
     for (setting, want) in [
         ("wal_level", "logical"),
         ("ssl", "on"),
-        ("max_replication_slots", "64"),
+        ("max_replication_slots", "256"),
     ] {
         let got: String = su
             .query_one(&format!("show {setting}"), &[])

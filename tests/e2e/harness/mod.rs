@@ -675,8 +675,8 @@ impl TestDatabase {
 const HARNESS_CONF: &str = "\
 listen_addresses = '127.0.0.1'
 wal_level = logical
-max_replication_slots = 64
-max_wal_senders = 64
+max_replication_slots = 256
+max_wal_senders = 200
 max_connections = 300
 shared_buffers = 32MB
 fsync = off
