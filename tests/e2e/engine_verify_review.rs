@@ -335,3 +335,61 @@ async fn repair_does_not_delete_a_listed_extra_row_the_source_has_since() {
         agent.log()
     );
 }
+
+/// Rows updated all the time (counters) while a verify runs are not differences: the replica is
+/// equal, only moving. Known defect (ignored so CI stays green; /tmp/notes/review-verify.md):
+/// a row whose target `_starwal_lsn` is past the re-check's LSN in each of the
+/// `RECHECK_ROUNDS` rounds is reported as `different`, and the verify exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known defect: rows that change throughout a verify are reported as different"]
+async fn hot_rows_updated_throughout_are_not_reported() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let db = Cluster::shared().create_database("verify_hot").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE hot (id int PRIMARY KEY, n bigint);
+             INSERT INTO hot SELECT g, 0 FROM generate_series(1, 200) g;",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.hot").var("STARWAL_SNAPSHOT", "initial");
+    let agent = spec.start_streaming().await;
+    let copied = wait_until(Duration::from_secs(60), || {
+        target_rows(&sim, "hot", &["id"]).len() == 200
+    })
+    .await;
+    assert!(copied, "{}", agent.log());
+    let stop = Arc::new(AtomicBool::new(false));
+    let workload = {
+        let (db, stop) = (db.clone(), stop.clone());
+        tokio::spawn(async move {
+            let client = db.owner_client().await;
+            let mut round = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                round += 1;
+                client
+                    .batch_execute(&format!(
+                        "UPDATE hot SET n = n + 1 WHERE id = {}",
+                        1 + round % 3
+                    ))
+                    .await
+                    .expect("workload");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            round
+        })
+    };
+    let mut outputs = Vec::new();
+    for _ in 0..3 {
+        outputs.push(verify(&spec, &["--wait", "20"]));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let rounds = workload.await.unwrap();
+    assert!(rounds > 100, "the workload ran: {rounds}");
+    for out in outputs {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+}
