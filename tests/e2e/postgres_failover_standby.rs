@@ -614,3 +614,56 @@ async fn postgres_failover_standby_review_other_cluster_refused_and_idle_slot_ad
     assert_converged(&client, &sim, &agent, "after idling").await;
     agent.stop_cleanly();
 }
+
+/// Review of issue 18 (PG 16+): starwal streamed from the primary (slot and state there); the
+/// deployment then moves to decoding from a standby whose replay lags behind that state. The
+/// slot is missing on the standby and starwal had confirmed changes, so with
+/// `STARWAL_ON_SLOT_LOSS=stop` `check` must refuse, reading the state where it lives (the
+/// primary), not the standby's stale copy that shows no state at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failover_standby_review_slot_loss_read_on_the_primary_not_a_lagging_standby() {
+    let major = Cluster::shared().major();
+    if major < 16 {
+        eprintln!("skipped: PostgreSQL {major} cannot decode on a standby (16+)");
+        return;
+    }
+    let primary = Cluster::start(ClusterOptions::default());
+    let db = primary.create_database("fo_review_lag").await;
+    let client = db.owner_client().await;
+    client.batch_execute(TABLES).await.unwrap();
+    let standby = Standby::attach(&primary);
+    // The standby stops replaying before starwal writes anything.
+    let standby_client = standby.cluster.database(&db.name).superuser_client().await;
+    standby_client
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.events,public.accounts")
+        .var("STARWAL_SNAPSHOT", "initial");
+    let agent = spec.start_streaming().await;
+    let mut rng = Lcg(7);
+    let mut event = 1;
+    run_transactions(&client, &mut rng, &mut event, 5).await;
+    assert_converged(&client, &sim, &agent, "on the primary").await;
+    agent.stop_cleanly();
+
+    let on_standby = spec
+        .clone()
+        .var(
+            "STARWAL_PG_URL",
+            &both_hosts(&db, &standby.cluster, "standby"),
+        )
+        .var(
+            "STARWAL_PG_PRIMARY_URL",
+            &format!(
+                "host=127.0.0.1 port={} dbname={} user=repl password='repl-secret' \
+                 sslmode=disable",
+                db.port(),
+                db.name
+            ),
+        );
+    let (code, out) = check(&on_standby);
+    assert_eq!(code, 1, "a lost slot passed as a fresh start:\n{out}");
+    assert!(out.contains("confirmed up to LSN"), "{out}");
+}

@@ -155,6 +155,15 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
         Ok(detail) => Finding::passed("Postgres writable", detail),
         Err(err) => Finding::failed("Postgres writable", err),
     });
+    // starwal's state lives where run writes it (`STARWAL_PG_PRIMARY_URL` when set). A standby's
+    // replayed copy may lag behind it, or predate it: read there, a lost slot would look like a
+    // fresh start, and run would then forget the primary's checkpoint and copy everything again
+    // with STARWAL_ON_SLOT_LOSS=stop. Unreachable, `Postgres writable` has already failed.
+    let primary_client = match &config.primary {
+        Some(primary) => connect_sql(primary).await.ok(),
+        None => None,
+    };
+    let state_client = primary_client.as_ref().unwrap_or(&client);
 
     let slot = existing_slot(&client, &config.slot, &config.conn.dbname).await;
     let slot_exists = matches!(slot, Ok(Some(_)));
@@ -176,7 +185,7 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
             inspection.existing_slot = Some(lsn);
             Finding::passed(slot_subject, format!("exists, resumes at {lsn}"))
         }
-        Ok(None) => match slot_loss(&client, config).await {
+        Ok(None) => match slot_loss(state_client, config).await {
             Ok(None) => Finding::passed(
                 slot_subject,
                 "missing; run creates it last, after every other step of setup worked",
@@ -284,7 +293,7 @@ pub async fn inspect_source(config: &PostgresConfig, snapshot: SnapshotMode) -> 
                     )),
                 }
             }
-            match tables_emptied(&client, config, slot_exists, snapshot, &tables).await {
+            match tables_emptied(state_client, config, slot_exists, snapshot, &tables).await {
                 Ok(emptied) => inspection.emptied_targets = emptied,
                 Err(err) => findings.push(Finding::failed("copy progress", err)),
             }
