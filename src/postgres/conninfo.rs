@@ -265,6 +265,10 @@ pub enum ConnInfoError {
     /// Keyword/value form that cannot be split into pairs; names no text of it.
     #[error("invalid keyword=value string: {0}")]
     Syntax(&'static str),
+    /// A Unix-domain socket directory as host (libpq's `host=/var/run/postgresql`): the SQL
+    /// client would take it, the replication client cannot.
+    #[error("host `{0}` is a Unix-domain socket directory; starwal connects over TCP only: give a host name or IP address (e.g. host=127.0.0.1)")]
+    SocketHost(String),
     /// Keyword/value form: `port` lists neither one port nor one per host.
     #[error("{ports} ports for {hosts} hosts: give one port for every host, or one per host")]
     PortCount { ports: usize, hosts: usize },
@@ -475,6 +479,11 @@ impl ConnInfo {
     fn finish(mut self, user: String) -> Result<ConnInfo, ConnInfoError> {
         if self.host.is_empty() {
             return Err(ConnInfoError::Host);
+        }
+        // tokio-postgres reads a host starting with `/` as a socket directory, our replication
+        // client as a host name: the two connections would go different ways. Refuse it.
+        if let Some((host, _)) = self.hosts.iter().find(|(host, _)| host.starts_with('/')) {
+            return Err(ConnInfoError::SocketHost(host.clone()));
         }
         if user.is_empty() {
             return Err(ConnInfoError::User);
@@ -912,6 +921,13 @@ mod tests {
                 ConnInfo::parse(&format!("host=h user=u {keyword}=x")).unwrap_err(),
                 ConnInfoError::UnknownKeyword(format!("`{keyword}`"))
             );
+        }
+        // A socket directory, in either form, is refused by name rather than tried as a name.
+        for text in ["host=/var/run/postgresql user=u", "postgres://u@%2Ftmp/d"] {
+            assert!(matches!(
+                ConnInfo::parse(text).unwrap_err(),
+                ConnInfoError::SocketHost(host) if host.starts_with('/')
+            ));
         }
         // libpq splits on ASCII whitespace only: a no-break space stays in the value.
         let info = ConnInfo::parse("host=h user=u password=a\u{a0}b").unwrap();
