@@ -32,8 +32,10 @@ pub fn spawn_standby_snapshot_nudge(
             {
                 tracing::warn!(
                     error = %crate::error_text::chain(&err),
-                    "pg_log_standby_snapshot() on STARWAL_PG_PRIMARY_URL failed; creating the slot \
-                     on the standby waits for the primary's next running-transactions record"
+                    "pg_log_standby_snapshot() on STARWAL_PG_PRIMARY_URL failed (only superusers \
+                     may call it unless granted: GRANT EXECUTE ON FUNCTION \
+                     pg_log_standby_snapshot() TO <role>); creating the slot on the standby waits \
+                     for the primary's next running-transactions record"
                 );
                 return;
             }
