@@ -393,3 +393,44 @@ async fn hot_rows_updated_throughout_are_not_reported() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
 }
+
+/// `--table` takes a name the way STARWAL_TABLES does: `public."MixedCase"` is the table
+/// `MixedCase`, an unquoted name folds to lower case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_names_follow_the_starwal_tables_rules() {
+    let db = Cluster::shared().create_database("verify_names").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE \"MixedCase\" (id int PRIMARY KEY, v text);
+             INSERT INTO \"MixedCase\" VALUES (1, 'a');
+             CREATE TABLE lower_one (id int PRIMARY KEY, v text);
+             INSERT INTO lower_one VALUES (1, 'a');",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.\"MixedCase\",public.lower_one")
+        .var("STARWAL_SNAPSHOT", "initial");
+    let agent = spec.start_streaming().await;
+    let copied = wait_until(Duration::from_secs(60), || {
+        verify(&spec, &["--wait", "1"]).status.code() == Some(0)
+    })
+    .await;
+    assert!(copied, "{}", agent.log());
+    for (name, table) in [
+        ("public.\"MixedCase\"", "public.MixedCase"),
+        ("public.MixedCase", "public.MixedCase"),
+        ("Public.Lower_One", "public.lower_one"),
+    ] {
+        let out = verify(&spec, &["--table", name, "--wait", "5"]);
+        assert_eq!(out.status.code(), Some(0), "--table {name}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("ok   {table}:")),
+            "--table {name}: {}",
+            text(&out)
+        );
+    }
+    let out = verify(&spec, &["--table", "public.mixedcase"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

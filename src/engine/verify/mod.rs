@@ -32,7 +32,9 @@ use tokio_stream::StreamExt as _;
 
 use crate::config::Config;
 use crate::config_error::ConfigError;
-use crate::postgres::catalog::{resolve_tables, table_schema, CatalogError, SourceTable};
+use crate::postgres::catalog::{
+    resolve_tables, table_schema, CatalogError, SourceTable, TablePattern,
+};
 use crate::postgres::snapshot::copy_text::CopyRowParser;
 use crate::postgres::snapshot::store::KeyBound;
 use crate::postgres::snapshot::{ChunkRange, SnapshotReader};
@@ -670,9 +672,25 @@ pub async fn verify(
     let sources = resolve_tables(&planner, &config.postgres.tables).await?;
     let mut chosen = Vec::new();
     for wanted in &options.tables {
-        let found = sources.iter().find(|t| {
-            t.display_name() == *wanted || target_table_name(&t.schema, &t.name) == *wanted
-        });
+        // As written (`schema.table` as `status` prints it, or the StarRocks name), else with
+        // STARWAL_TABLES' rules: `public."Orders"` is the table `Orders`, `Public.Orders` is
+        // `public.orders`.
+        let parsed = match TablePattern::parse(wanted) {
+            Ok(TablePattern::Table { schema, name }) => Some((schema, name)),
+            _ => None,
+        };
+        let found = sources
+            .iter()
+            .find(|t| {
+                t.display_name() == *wanted || target_table_name(&t.schema, &t.name) == *wanted
+            })
+            .or_else(|| {
+                sources.iter().find(|t| {
+                    parsed
+                        .as_ref()
+                        .is_some_and(|(schema, name)| *schema == t.schema && *name == t.name)
+                })
+            });
         match found {
             Some(t) => chosen.push(t.clone()),
             None => {
