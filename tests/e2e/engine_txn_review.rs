@@ -21,13 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use starrocks_sim::catalog::Value;
-use starrocks_sim::Sim;
+use starrocks_sim::{Sim, SimOptions};
 
 use crate::harness::agent::{
     diff, source_rows, start_sim, target_rows, wait_for_rows, wait_until, Agent, AgentSpec,
     TARGET_DB,
 };
-use crate::harness::Cluster;
+use crate::harness::{unique_name, Cluster};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 const ACCOUNTS: i64 = 300;
@@ -70,14 +70,17 @@ fn int(v: &Value) -> i128 {
 /// Reads `a` and `b` at one version until `stop`; panics on a transaction visible in part.
 /// `groups`: group id of `b` → rows its source transaction wrote. Returns the versions seen.
 fn checker(
-    sim: Arc<Sim>,
+    slot: SimSlot,
     groups: Arc<Mutex<BTreeMap<i64, i64>>>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
         let mut versions = std::collections::BTreeSet::new();
         while !stop.load(Ordering::Relaxed) {
-            let Ok((version, tables)) = sim.snapshot(TARGET_DB, &["a", "b"]) else {
+            // None while StarRocks restarts; the clone is dropped before the next turn.
+            let sim = slot.lock().unwrap().clone();
+            let Some(Ok((version, tables))) = sim.map(|sim| sim.snapshot(TARGET_DB, &["a", "b"]))
+            else {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             };
@@ -108,11 +111,60 @@ fn checker(
                     expected.get(group)
                 );
             }
-            versions.insert(version);
+            // Versions restart with StarRocks' process: count reads of distinct ones per life.
+            versions.insert((version, a.len(), b.len()));
             std::thread::sleep(Duration::from_millis(5));
         }
         versions.len()
     })
+}
+
+/// The current StarRocks (`None` while it restarts).
+type SimSlot = Arc<Mutex<Option<Arc<Sim>>>>;
+
+fn sim_options(dir: Option<&std::path::Path>) -> SimOptions {
+    SimOptions {
+        password: "pw".into(),
+        mysql: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        data_dir: dir.map(std::path::Path::to_path_buf),
+        ..SimOptions::default()
+    }
+}
+
+/// Stops StarRocks (what it wrote to `dir` survives: PREPARED transactions, labels, data; open
+/// transactions are aborted as a BE restart does), waits `down`, starts it on the same ports.
+/// Returns the labels the stopped one committed, per table.
+async fn restart_starrocks(slot: &SimSlot, dir: &std::path::Path, down: Duration) -> Vec<String> {
+    let mut shared = slot.lock().unwrap().take().expect("a running sim");
+    let sim = loop {
+        match Arc::try_unwrap(shared) {
+            Ok(sim) => break sim,
+            // The checker holds a clone for one read.
+            Err(again) => {
+                shared = again;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let addrs = sim.addrs();
+    let mut committed = Vec::new();
+    for table in ["a", "b"] {
+        committed.extend(sim.counters(TARGET_DB, table).labels_committed);
+    }
+    for (label, c) in sim.label_counters(TARGET_DB) {
+        assert!(c.commits <= 1, "{label} committed {} times", c.commits);
+    }
+    sim.shutdown();
+    tokio::time::sleep(down).await;
+    let sim = Sim::start(SimOptions {
+        fe_http: addrs.fe_http,
+        be_http: addrs.be_http,
+        mysql: addrs.mysql,
+        ..sim_options(Some(dir))
+    })
+    .expect("restart the sim on the same ports");
+    *slot.lock().unwrap() = Some(Arc::new(sim));
+    committed
 }
 
 /// One random source transaction; `next_group` numbers `b`'s groups.
@@ -213,15 +265,17 @@ async fn stop_somehow(agent: &mut Agent, sim: &Sim, rng: &mut Lcg) -> String {
     }
 }
 
-fn assert_nothing_committed_twice(sim: &Sim) {
+/// No label committed twice: `earlier` holds the labels committed by StarRocks processes
+/// stopped before `sim` (a restarted one counts afresh, but keeps the labels: a second commit of
+/// one would be a second apply).
+fn assert_nothing_committed_twice(sim: &Sim, earlier: &[String]) {
+    let mut labels = earlier.to_vec();
     for table in ["a", "b"] {
-        let labels = sim.counters(TARGET_DB, table).labels_committed;
-        let unique: std::collections::BTreeSet<&String> = labels.iter().collect();
-        assert_eq!(
-            unique.len(),
-            labels.len(),
-            "{table}: a label committed twice: {labels:?}"
-        );
+        labels.extend(sim.counters(TARGET_DB, table).labels_committed);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for label in &labels {
+        assert!(seen.insert(label), "{label} committed twice");
     }
     for (label, c) in sim.label_counters(TARGET_DB) {
         assert!(c.commits <= 1, "{label} committed {} times", c.commits);
@@ -232,6 +286,17 @@ fn assert_nothing_committed_twice(sim: &Sim) {
 /// random: every transaction lands whole and once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv11_review_random_kills_over_mixed_transactions_keep_them_whole_and_once() {
+    run(false).await;
+}
+
+/// The same with StarRocks restarted (`--data-dir`) at random too: open transactions die with
+/// its BE, prepared ones survive and are committed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_review_random_kills_and_starrocks_restarts_keep_transactions_whole_and_once() {
+    run(true).await;
+}
+
+async fn run(starrocks_restarts: bool) {
     let seed = seed();
     eprintln!("seed {seed} (replay with STARWAL_TEST_SEED={seed})");
     let mut rng = Lcg(seed);
@@ -244,14 +309,25 @@ async fn inv11_review_random_kills_over_mixed_transactions_keep_them_whole_and_o
         )
         .await
         .unwrap();
-    let sim = Arc::new(start_sim());
-    let spec = AgentSpec::new(&db, &sim, "public.a,public.b")
+    // The pid too: `unique_name` counts per process, and test processes share the tmpdir.
+    let dir = std::env::temp_dir().join(format!(
+        "{}_{}",
+        unique_name("txn-review"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = Sim::start(sim_options(starrocks_restarts.then_some(dir.as_path())))
+        .expect("start the sim");
+    let spec = AgentSpec::new(&db, &first, "public.a,public.b")
         .var("STARWAL_FLUSH_ROWS", FLUSH_ROWS)
         .var("STARWAL_TXN_IDLE_TIMEOUT_S", "60");
+    let slot: SimSlot = Arc::new(Mutex::new(Some(Arc::new(first))));
+    let current = || slot.lock().unwrap().clone().expect("a running sim");
     let mut agent = spec.start_streaming().await;
     let groups = Arc::new(Mutex::new(BTreeMap::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let check = checker(sim.clone(), groups.clone(), stop.clone());
+    let check = checker(slot.clone(), groups.clone(), stop.clone());
 
     client
         .batch_execute(&format!(
@@ -266,19 +342,23 @@ async fn inv11_review_random_kills_over_mixed_transactions_keep_them_whole_and_o
         let (writing, groups) = (writing.clone(), groups.clone());
         let writer_client = db.owner_client().await;
         let mut rng = Lcg(seed ^ 0x9e37_79b9_7f4a_7c15);
+        // A sim with `--data-dir` rewrites its whole snapshot on every commit (sim/src/persist.rs):
+        // a slower writer keeps the agent's backlog, and the test, short.
+        let pause = if starrocks_restarts { 150 } else { 5 };
         tokio::spawn(async move {
             let mut next_group = 1;
             let mut count = 0u64;
             while writing.load(Ordering::Relaxed) {
                 step(&writer_client, &mut rng, &mut next_group, &groups).await;
                 count += 1;
-                tokio::time::sleep(Duration::from_millis(5 + rng.next(40))).await;
+                tokio::time::sleep(Duration::from_millis(pause + rng.next(40))).await;
             }
             count
         })
     };
 
     let mut stops = Vec::new();
+    let mut committed_before = Vec::new();
     for round in 0..ROUNDS {
         tokio::time::sleep(Duration::from_millis(200 + rng.next(2_300))).await;
         assert!(
@@ -286,7 +366,27 @@ async fn inv11_review_random_kills_over_mixed_transactions_keep_them_whole_and_o
             "round {round}: the agent exited on its own (stops so far: {stops:?}):\n{}",
             agent.log()
         );
-        let how = stop_somehow(&mut agent, &sim, &mut rng).await;
+        if starrocks_restarts && rng.next(2) == 0 {
+            // StarRocks goes down under the running agent, at a random moment or the instant
+            // it prepared a transaction (the agent's commit then meets the restart).
+            let how = if rng.next(2) == 0 {
+                let sim = current();
+                let seen = sim.txn_events(0).last().map_or(0, |e| e.seq);
+                let reached = wait_until(Duration::from_secs(10), || {
+                    sim.txn_events(seen).iter().any(|e| e.op == "prepare")
+                })
+                .await;
+                format!("StarRocks restart right after a prepare (reached: {reached})")
+            } else {
+                "StarRocks restart at a random moment".to_owned()
+            };
+            let down = Duration::from_millis(rng.next(2_000));
+            committed_before.extend(restart_starrocks(&slot, &dir, down).await);
+            eprintln!("round {round}: {how}, down {down:?}");
+            stops.push(how);
+            continue;
+        }
+        let how = stop_somehow(&mut agent, &current(), &mut rng).await;
         eprintln!("round {round}: {how}");
         stops.push(how);
         agent = spec.start();
@@ -295,6 +395,7 @@ async fn inv11_review_random_kills_over_mixed_transactions_keep_them_whole_and_o
     let transactions = writer.await.unwrap();
     eprintln!("{transactions} source transactions written");
 
+    let sim = current();
     for (table, sql, columns) in [
         (
             "a",
@@ -320,19 +421,20 @@ async fn inv11_review_random_kills_over_mixed_transactions_keep_them_whole_and_o
     let versions = check
         .join()
         .expect("the checker saw a transaction visible in part (see above)");
-    eprintln!("checker: {versions} versions read");
-    assert_nothing_committed_twice(&sim);
+    eprintln!("checker: {versions} distinct reads");
+    assert_nothing_committed_twice(&sim, &committed_before);
     let commits = sim
         .txn_events(0)
         .iter()
         .filter(|e| e.op == "commit")
         .count();
+    eprintln!("{commits} commits through the transaction interface (last StarRocks process)");
     assert!(
-        commits > 0,
+        commits > 0 || starrocks_restarts,
         "no transaction went through the transaction interface: the test proved nothing"
     );
-    eprintln!("{commits} commits through the transaction interface");
     agent.stop_cleanly();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A large transaction in which one text value is one CSV cannot carry (`\N`, or a separator
