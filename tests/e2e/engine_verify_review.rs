@@ -337,11 +337,8 @@ async fn repair_does_not_delete_a_listed_extra_row_the_source_has_since() {
 }
 
 /// Rows updated all the time (counters) while a verify runs are not differences: the replica is
-/// equal, only moving. Known defect (ignored so CI stays green; /tmp/notes/review-verify.md):
-/// a row whose target `_starwal_lsn` is past the re-check's LSN in each of the
-/// `RECHECK_ROUNDS` rounds is reported as `different`, and the verify exits 1.
+/// equal, only moving: they are listed as changing, and the verify exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect: rows that change throughout a verify are reported as different"]
 async fn hot_rows_updated_throughout_are_not_reported() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -386,12 +383,27 @@ async fn hot_rows_updated_throughout_are_not_reported() {
     for _ in 0..3 {
         outputs.push(verify(&spec, &["--wait", "20"]));
     }
+    // A quiet row changed behind starwal's back with a `_starwal_lsn` far ahead is not
+    // "changing": its source row does not move.
+    stream_load(
+        &sim,
+        "hot",
+        r#"[{"id":50,"n":7,"_starwal_lsn":4000000000000000000}]"#,
+        Some("id,n,_starwal_lsn"),
+    );
+    let tampered = verify(&spec, &["--wait", "20"]);
     stop.store(true, Ordering::SeqCst);
     let rounds = workload.await.unwrap();
     assert!(rounds > 100, "the workload ran: {rounds}");
     for out in outputs {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
+    assert_eq!(tampered.status.code(), Some(1), "{}", text(&tampered));
+    assert!(
+        String::from_utf8_lossy(&tampered.stdout).contains("different  id=50: n"),
+        "{}",
+        text(&tampered)
+    );
 }
 
 /// `--table` takes a name the way STARWAL_TABLES does: `public."MixedCase"` is the table

@@ -132,6 +132,10 @@ pub enum DiffKind {
     Different,
     /// The source row holds a value the loader refuses (the table is parked or stopped).
     Unloadable,
+    /// Not compared: the row changed at the source between the last two re-checks and its
+    /// target row is newer than the last one (a hot row the agent keeps loading). Listed, not
+    /// counted as a difference; a quieter moment compares it.
+    Changing,
 }
 
 /// One differing row.
@@ -164,6 +168,9 @@ pub struct TableReport {
     pub extra: u64,
     pub different: u64,
     pub unloadable: u64,
+    /// Rows that kept changing through every re-check (not differences; see
+    /// [`DiffKind::Changing`]).
+    pub changing: u64,
     /// Chunks checked of the table's chunks.
     pub chunks_checked: u64,
     pub chunks: u64,
@@ -938,6 +945,12 @@ pub async fn verify(
     };
     let mut rechecked = vec![0u64; tables.len()];
     let deadline = Instant::now() + options.wait;
+    // Per table: the previous re-check's source rows, and the keys whose source row changed
+    // between the last two re-checks (evidence that a row is hot, not wrong: a target row
+    // merely stamped with a high `_starwal_lsn` does not move the source).
+    let mut previous: Vec<Option<SourceRows>> = tables.iter().map(|_| None).collect();
+    let mut moved: Vec<HashSet<Vec<Canon>>> = tables.iter().map(|_| HashSet::new()).collect();
+    let mut last: Option<(Lsn, bool)> = None;
     for _round in 0..RECHECK_ROUNDS {
         if tallies.iter().all(|t| t.diffs.is_empty()) {
             break;
@@ -972,6 +985,17 @@ pub async fn verify(
                 reader.read(&client, ctx, &sql, &mut rows).await?;
             }
             fresh.push(rows);
+        }
+        for (i, rows) in fresh.iter().enumerate() {
+            moved[i] = match &previous[i] {
+                None => HashSet::new(),
+                Some(before) => rows
+                    .iter()
+                    .filter(|(k, r)| before.get(*k).is_none_or(|b| b.values != r.values))
+                    .map(|(k, _)| k.clone())
+                    .chain(before.keys().filter(|k| !rows.contains_key(*k)).cloned())
+                    .collect(),
+            };
         }
         client
             .batch_execute("COMMIT")
@@ -1069,11 +1093,26 @@ pub async fn verify(
             diffs.extend(overflow);
             tally.diffs = diffs;
         }
+        last = Some((lsn, streaming));
+        previous = fresh.into_iter().map(Some).collect();
         if !again || !streaming || Instant::now() >= deadline {
             break;
         }
     }
     mysql.disconnect().await.ok();
+    // What still differs only because it keeps changing is not a difference found.
+    if let Some((lsn, true)) = last {
+        for (tally, moved) in tallies.iter_mut().zip(&moved) {
+            for d in &mut tally.diffs {
+                if matches!(d.kind, DiffKind::Different | DiffKind::Extra)
+                    && d.target_lsn.is_some_and(|l| l > lsn.0)
+                    && moved.contains(&d.key_values)
+                {
+                    d.kind = DiffKind::Changing;
+                }
+            }
+        }
+    }
 
     for (i, (ctx, tally)) in tables.iter().zip(tallies).enumerate() {
         let count = |kind: DiffKind| tally.diffs.iter().filter(|d| d.kind == kind).count() as u64;
@@ -1089,6 +1128,7 @@ pub async fn verify(
             extra: count(DiffKind::Extra),
             different: count(DiffKind::Different),
             unloadable: count(DiffKind::Unloadable),
+            changing: count(DiffKind::Changing),
             chunks_checked: tally.chunks,
             chunks: plans[i].0.len() as u64 + 1,
             extra_checked: full[i],
@@ -1115,8 +1155,9 @@ fn repair_plan(boundaries: &[KeyBound], diffs: &[RowDiff]) -> Option<crate::stat
                     .map(|v| v.clone().unwrap_or_default())
                     .collect(),
             ),
-            // Copying its chunk would stop on the same value, as the loader did.
-            DiffKind::Unloadable => {}
+            // Copying its chunk would stop on the same value, as the loader did; a changing
+            // row is being loaded.
+            DiffKind::Unloadable | DiffKind::Changing => {}
             DiffKind::Missing | DiffKind::Different => chunks.push(d.chunk?),
         }
     }
@@ -1182,9 +1223,17 @@ pub fn report_text(report: &VerifyReport) -> String {
         } else {
             String::new()
         };
+        let changing = if t.changing > 0 {
+            format!(
+                "; {} rows changed at the source through every re-check, not compared",
+                t.changing
+            )
+        } else {
+            String::new()
+        };
         if t.differs() {
             out.push_str(&format!(
-                "DIFF {}: {} rows compared{sample}: {} missing in target, {} extra in target{}, {} different{} ({:.1} s)\n",
+                "DIFF {}: {} rows compared{sample}: {} missing in target, {} extra in target{}, {} different{}{} ({:.1} s)\n",
                 t.table,
                 t.rows_compared,
                 t.missing,
@@ -1192,6 +1241,7 @@ pub fn report_text(report: &VerifyReport) -> String {
                 if t.extra_checked { "" } else { " (not looked for in a sample)" },
                 t.different,
                 if t.unloadable > 0 { format!(", {} the loader refuses", t.unloadable) } else { String::new() },
+                changing,
                 t.seconds
             ));
             for d in &t.differences {
@@ -1200,6 +1250,7 @@ pub fn report_text(report: &VerifyReport) -> String {
                     DiffKind::Extra => "extra     ".to_owned(),
                     DiffKind::Different => "different ".to_owned(),
                     DiffKind::Unloadable => "unloadable".to_owned(),
+                    DiffKind::Changing => "changing  ".to_owned(),
                 };
                 if d.columns.is_empty() {
                     out.push_str(&format!("  {what} {}\n", d.key));
@@ -1208,7 +1259,7 @@ pub fn report_text(report: &VerifyReport) -> String {
                 }
             }
             let listed = t.differences.len() as u64;
-            let total = t.missing + t.extra + t.different + t.unloadable;
+            let total = t.missing + t.extra + t.different + t.unloadable + t.changing;
             if listed < total {
                 out.push_str(&format!(
                     "  … and {} more (--show N lists more)\n",
@@ -1217,7 +1268,7 @@ pub fn report_text(report: &VerifyReport) -> String {
             }
         } else {
             out.push_str(&format!(
-                "ok   {}: {} rows compared{sample}, equal{} ({:.1} s)\n",
+                "ok   {}: {} rows compared{sample}, equal{}{changing} ({:.1} s)\n",
                 t.table,
                 t.rows_compared,
                 if t.extra_checked {
@@ -1227,6 +1278,9 @@ pub fn report_text(report: &VerifyReport) -> String {
                 },
                 t.seconds
             ));
+            for d in &t.differences {
+                out.push_str(&format!("  changing   {}\n", d.key));
+            }
         }
     }
     if let Some(lsn) = &report.recheck_lsn {
