@@ -446,3 +446,29 @@ async fn table_names_follow_the_starwal_tables_rules() {
     let out = verify(&spec, &["--table", "public.mixedcase"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// A table without a key (REPLICA IDENTITY FULL, no primary key: tailed, not loaded) cannot be
+/// verified by key: the error says why instead of a StarRocks syntax error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_a_key_is_refused_naming_the_cause() {
+    let db = Cluster::shared().create_database("verify_nokey").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE nokey (a int, b text);
+             ALTER TABLE nokey REPLICA IDENTITY FULL;
+             INSERT INTO nokey VALUES (1, 'x');",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.nokey");
+    let out = verify(&spec, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("verifying public.nokey") && said.contains("no key to compare by"),
+        "{}",
+        text(&out)
+    );
+}

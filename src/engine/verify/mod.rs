@@ -716,11 +716,23 @@ pub async fn verify(
         chosen = sources;
     }
     chosen.sort_by_key(SourceTable::display_name);
-    chosen.dedup_by_key(|t| t.display_name());
+    // By name, not display text: `"a.b".c` and `a."b.c"` print alike and are two tables.
+    chosen.dedup_by(|a, b| a.schema == b.schema && a.name == b.name);
     let mut tables = Vec::with_capacity(chosen.len());
     for source in chosen {
         let schema = table_schema(&planner, &source).await?;
-        tables.push(TableCtx::new(source, schema, &sr));
+        let ctx = TableCtx::new(source, schema, &sr);
+        if ctx.key_idx.is_empty() {
+            // Rows are compared by key; `run` does not load such a table either.
+            return Err(VerifyError::Source {
+                what: format!("verifying {}", ctx.name),
+                detail: "the table has no primary key or replica identity index, so its rows \
+                         have no key to compare by (REPLICA IDENTITY FULL without a primary key \
+                         is tailed, not loaded)"
+                    .into(),
+            });
+        }
+        tables.push(ctx);
     }
 
     // Plan on one snapshot exported for planning only, released right after.
