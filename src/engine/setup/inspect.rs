@@ -378,12 +378,35 @@ async fn source_writable(client: &Client, config: &PostgresConfig) -> Result<Str
                 (false, true) => Err(SetupError::PrimaryNotWritable {
                     state: "is read-only (transaction_read_only = on)",
                 }),
-                (false, false) => same_cluster(client, &primary_client).await.map(|()| {
-                    format!(
-                    "a standby: decoding here (the slot is created here); the publication, state \
-                     tables and heartbeats are written on STARWAL_PG_PRIMARY_URL ({primary})"
-                )
-                }),
+                (false, false) => {
+                    same_cluster(client, &primary_client).await?;
+                    // Without it, creating a slot here waits for the primary's own
+                    // running-transactions record (15 s, or never while it writes no WAL).
+                    let nudge = primary_client
+                        .query_one(
+                            "SELECT has_function_privilege('pg_log_standby_snapshot()', 'EXECUTE')",
+                            &[],
+                        )
+                        .await
+                        .map_err(SetupError::query(
+                            "asking whether STARWAL_PG_PRIMARY_URL's role may call \
+                             pg_log_standby_snapshot()",
+                        ))?
+                        .get::<_, bool>(0);
+                    Ok(format!(
+                        "a standby: decoding here (the slot is created here); the publication, \
+                         state tables and heartbeats are written on STARWAL_PG_PRIMARY_URL \
+                         ({primary}){}",
+                        if nudge {
+                            ""
+                        } else {
+                            "; warning: its role may not call pg_log_standby_snapshot(), so \
+                             creating a slot here waits for the primary's next running-transactions \
+                             record (about 15 s, longer while it writes no WAL): GRANT EXECUTE ON \
+                             FUNCTION pg_log_standby_snapshot() TO <role> on the primary"
+                        }
+                    ))
+                }
             }
         }
         (false, true) => Err(SetupError::SourceNotWritable {
