@@ -19,9 +19,9 @@
 //! change ([`Label::for_transaction`]), so the retry reuses the rolled-back label.
 //!
 //! Where a StarRocks transaction cannot hold a part, the source transaction becomes visible in
-//! parts, with a warning: a part carrying partial updates or another body format than the
-//! transaction's first (the transaction interface wants the same data headers on every load),
-//! and a TRUNCATE, column change or copy barrier of the table in the middle of the source
+//! parts, with a warning: a part carrying partial updates (the transaction interface wants the
+//! same data headers on every load; parts are sealed as JSON for that reason, `flush.rs`), and
+//! a TRUNCATE, column change or copy barrier of the table in the middle of the source
 //! transaction (StarRocks' schema change would wait for the open transaction, and a TRUNCATE
 //! must not be undone by parts committed after it). The open transaction is committed first,
 //! so order per key holds.
