@@ -10,7 +10,7 @@
 //! - When the pipeline goes idle after holding a lot, the heap's free pages are returned
 //!   (`malloc_trim`): freed small blocks otherwise stay resident at the burst's peak.
 //! - Clean file pages (code and read-only data of the binary and its libraries) are unmapped
-//!   once the agent has settled after startup and again after a burst: the kernel maps them 64
+//!   3 s and 30 s after the pipeline starts and again after a burst: the kernel maps them 64
 //!   KiB at a time around each page touched (fault-around), so startup (argument parsing,
 //!   setup checks, TLS and MySQL clients) left ~10 MiB of code mapped that an idle agent never
 //!   runs again. They stay in the page cache; what the idle loop still runs faults back in as
@@ -20,9 +20,13 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
 
-/// How long after the pipeline starts the startup pages are given back: past the first status
-/// update and keepalive, so the steady loop's pages are the ones that fault back.
-const STARTUP_SETTLE: std::time::Duration = std::time::Duration::from_secs(15);
+/// When, after the pipeline starts, the startup pages are given back: soon (what startup touched
+/// is done by then; an idle watch that starts 5 s after streaming sees the result), and again
+/// once the first status updates, keepalives and monitor rounds have run.
+const STARTUP_SETTLE: [std::time::Duration; 2] = [
+    std::time::Duration::from_secs(3),
+    std::time::Duration::from_secs(30),
+];
 
 /// Fixes the mmap threshold (see the module docs). Call once, before the pipeline allocates.
 /// Inside a tokio runtime it also schedules [`give_back`] for when startup has settled.
@@ -35,8 +39,11 @@ pub(crate) fn configure() {
     }
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async {
-            tokio::time::sleep(STARTUP_SETTLE).await;
-            give_back();
+            let started = tokio::time::Instant::now();
+            for after in STARTUP_SETTLE {
+                tokio::time::sleep_until(started + after).await;
+                give_back();
+            }
         });
     }
 }
