@@ -136,11 +136,7 @@ async fn inv12_unconstrained_numeric_is_exact_or_stops_the_table() {
         .await
         .unwrap();
     let expected: Rows = [
-        [
-            some("1"),
-            some("12.500000000"),
-            some("[1.500000000,null]"),
-        ],
+        [some("1"), some("12.500000000"), some("[1.500000000,null]")],
         [some("2"), some("-0.000000001"), some("[]")],
         [
             some("3"),
