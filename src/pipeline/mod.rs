@@ -259,6 +259,7 @@ impl Pipeline {
             parked: None,
             txn: None,
             flush_deferred: false,
+            split_warnings: Default::default(),
         });
         index
     }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::batch::TableBatch;
 use super::loader::Job;
 use super::restart::Resume;
-use super::txn::OpenTxn;
+use super::txn::{OpenTxn, SplitWarnings};
 use crate::postgres::catalog::SourceTable;
 use crate::postgres::{ChangePosition, Lsn};
 use crate::schema::TableSchema;
@@ -46,6 +46,8 @@ pub(super) struct TableState {
     pub(super) txn: Option<OpenTxn>,
     /// The batch filled inside a transaction: it is sent at the next message (`apply.rs`).
     pub(super) flush_deferred: bool,
+    /// Rate limit of the warning for whole batches sealed into several loads (`txn.rs`).
+    pub(super) split_warnings: SplitWarnings,
 }
 
 /// The share of the engine's buffer total one holder (a batch, the commit log) has reported:

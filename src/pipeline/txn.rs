@@ -27,6 +27,7 @@
 //! so order per key holds.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use super::batch::SealedBatch;
 use super::loader::Job;
@@ -111,6 +112,80 @@ pub(super) fn route(
     }
 }
 
+/// Why a batch going out as plain loads (`Route::Plain`) makes source transactions visible in
+/// steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PlainSplit {
+    /// The batch ends inside its source transaction (partial updates or several bodies kept it
+    /// out of a StarRocks transaction): that part is visible before the source COMMIT.
+    MidTransaction,
+    /// A whole batch sealed into several loads, one per column set (soft-delete key-only rows,
+    /// unchanged TOAST without an earlier image): each is a Stream Load of its own, so a source
+    /// transaction with rows in more than one becomes visible load by load.
+    ColumnSets,
+}
+
+/// The decision, pure: `mid` as for [`route`], `closed` whether the table's open StarRocks
+/// transaction was just closed for this batch (already counted as split: the batch is the tail
+/// of that same source transaction), `loads` how many loads the batch was sealed into.
+pub(super) fn plain_split(mid: bool, closed: bool, loads: usize) -> Option<PlainSplit> {
+    if mid {
+        Some(PlainSplit::MidTransaction)
+    } else if !closed && loads > 1 {
+        Some(PlainSplit::ColumnSets)
+    } else {
+        None
+    }
+}
+
+/// How often a table warns about whole batches visible in steps: with soft deletes every batch
+/// mixing deletes and other writes is one, which would flood the log.
+pub(super) const SPLIT_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// A table's rate limit for the [`PlainSplit::ColumnSets`] warning (every batch is counted; the
+/// log gets one line per [`SPLIT_WARN_EVERY`] with how many it stands for).
+#[derive(Debug, Default)]
+pub(super) struct SplitWarnings {
+    last: Option<Instant>,
+    /// Batches since the last warning that were not logged.
+    quiet: u64,
+}
+
+impl SplitWarnings {
+    /// One more such batch at `now`: `Some(batches not logged before it)` when it is to be
+    /// logged, `None` when the last warning is too recent.
+    pub(super) fn note(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < SPLIT_WARN_EVERY => {
+                self.quiet += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.quiet))
+            }
+        }
+    }
+}
+
+/// The loads of a batch for the warning: label, and which columns each writes.
+fn describe_loads(sealed: &SealedBatch) -> String {
+    let loads: Vec<String> = sealed
+        .loads
+        .iter()
+        .map(|load| match &load.partial_columns {
+            None => format!("{} (full rows: {})", load.label, load.rows),
+            Some(columns) => format!(
+                "{} (partial update of {}: {})",
+                load.label,
+                columns.join(", "),
+                load.rows
+            ),
+        })
+        .collect();
+    loads.join("; ")
+}
+
 /// What the restart found of a table's recorded StarRocks transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovered {
@@ -190,8 +265,20 @@ impl Pipeline {
         }
         match route {
             Route::Plain => {
-                if mid {
-                    tracing::warn!(table = %self.tables[index].target, first = %sealed.first, last = %sealed.last, "part of a source transaction larger than a batch carries partial updates (or several bodies): it is visible before its commit");
+                let split = plain_split(mid, close, sealed.loads.len());
+                match split {
+                    Some(PlainSplit::MidTransaction) => {
+                        tracing::warn!(table = %self.tables[index].target, first = %sealed.first, last = %sealed.last, "part of a source transaction larger than a batch carries partial updates (or several bodies): it is visible before its commit");
+                    }
+                    Some(PlainSplit::ColumnSets) => {
+                        let table = &mut self.tables[index];
+                        if let Some(quiet) = table.split_warnings.note(Instant::now()) {
+                            tracing::warn!(table = %table.target, first = %sealed.first, last = %sealed.last, loads = %describe_loads(&sealed), earlier_not_logged = quiet, "a batch holds rows of several column sets (soft-delete key-only rows or unchanged TOAST without an earlier image): it goes out as one Stream Load per column set, so a source transaction in it may be visible in steps (counted in transactions_split; logged at most once a minute per table)");
+                        }
+                    }
+                    None => {}
+                }
+                if split.is_some() {
                     self.context
                         .handle
                         .transaction_split(&self.tables[index].source_name);
@@ -344,6 +431,35 @@ mod tests {
                 }
             )
         );
+    }
+
+    #[test]
+    fn inv11_a_whole_batch_of_several_column_sets_counts_as_split() {
+        // One load: nothing visible in steps.
+        assert_eq!(plain_split(false, false, 1), None);
+        // Full rows plus soft-delete key-only rows (or unchanged TOAST): two Stream Loads.
+        assert_eq!(plain_split(false, false, 2), Some(PlainSplit::ColumnSets));
+        // Mid-transaction: the existing warning, whatever the number of loads.
+        assert_eq!(
+            plain_split(true, false, 1),
+            Some(PlainSplit::MidTransaction)
+        );
+        assert_eq!(plain_split(true, true, 2), Some(PlainSplit::MidTransaction));
+        // The tail of a transaction whose StarRocks transaction was just closed: counted there.
+        assert_eq!(plain_split(false, true, 2), None);
+    }
+
+    #[test]
+    fn inv11_the_column_sets_warning_is_logged_once_a_minute_with_a_count() {
+        let mut warnings = SplitWarnings::default();
+        let start = Instant::now();
+        assert_eq!(warnings.note(start), Some(0));
+        assert_eq!(warnings.note(start + Duration::from_secs(1)), None);
+        assert_eq!(warnings.note(start + Duration::from_secs(59)), None);
+        // A minute on: logged, standing for the two that were not.
+        assert_eq!(warnings.note(start + SPLIT_WARN_EVERY), Some(2));
+        assert_eq!(warnings.note(start + SPLIT_WARN_EVERY), None);
+        assert_eq!(warnings.note(start + 2 * SPLIT_WARN_EVERY), Some(1));
     }
 
     #[test]
