@@ -7,7 +7,8 @@
 //! TRUNCATE and a new column in the middle of a large transaction close its StarRocks
 //! transaction first (visible in parts, counted) and the target still ends equal to the source;
 //! a table parked by a bad value at the end of a large transaction shows none of it; a stop
-//! inside a large transaction rolls its StarRocks transaction back.
+//! inside a large transaction rolls its StarRocks transaction back; a whole batch sealed into
+//! two loads (soft deletes beside full rows) is counted as split.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -521,5 +522,90 @@ async fn inv11_a_stop_inside_a_large_transaction_rolls_it_back_and_the_next_star
         agent.log()
     );
     assert_no_label_twice(&sim);
+    agent.stop_cleanly();
+}
+
+/// A whole batch (no StarRocks transaction) holding two column sets: soft deletes with the
+/// default replica identity are key-only partial updates, so a transaction that inserts and
+/// deletes goes out as two Stream Loads and is visible in two steps. What is loaded is unchanged;
+/// the split is counted (`starwal_transactions_split_total`) and logged, and a batch of one
+/// column set is not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_a_whole_batch_of_two_column_sets_is_counted_as_split() {
+    let db = Cluster::shared()
+        .create_database("engine_txn_colsets")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, payload text)")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_DELETE_MODE", "soft");
+    let agent = spec.start_streaming().await;
+    let series = "starwal_transactions_split_total{table=\"public.t\"}";
+    // The target as (id, payload, flagged deleted), flags read as the sim stores them.
+    let target = || -> crate::harness::agent::Rows {
+        target_rows(&sim, "t", &["id", "payload", "_starwal_deleted"])
+            .into_iter()
+            .map(|mut row| {
+                let flagged = matches!(row[2].as_deref(), Some("1" | "true"));
+                row[2] = Some(flagged.to_string());
+                row
+            })
+            .collect()
+    };
+
+    // Inserts only: one column set, one load, nothing split.
+    client
+        .batch_execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
+        .await
+        .unwrap();
+    let source = source_rows(&client, "SELECT id::text, payload, 'false' FROM t").await;
+    let loaded = wait_for_rows(&source, TIMEOUT, target).await;
+    assert!(
+        source == loaded,
+        "{}\n{}",
+        diff(&source, &loaded),
+        agent.log()
+    );
+    let split = metric_sample(&metrics_text(&spec), series);
+    assert!(
+        split.is_none_or(|n| n == 0.0),
+        "a batch of one column set was counted as split: {split:?}\n{}",
+        agent.log()
+    );
+
+    // Full rows and a key-only soft delete in one transaction: two loads.
+    client
+        .batch_execute(
+            "BEGIN; INSERT INTO t SELECT g, 'v' || g FROM generate_series(11, 20) g; \
+             UPDATE t SET payload = 'changed' WHERE id = 2; DELETE FROM t WHERE id = 1; COMMIT;",
+        )
+        .await
+        .unwrap();
+    let source = source_rows(
+        &client,
+        "SELECT id::text, payload, 'false' FROM t UNION ALL SELECT '1', 'v1', 'true'",
+    )
+    .await;
+    let loaded = wait_for_rows(&source, TIMEOUT, target).await;
+    assert!(
+        source == loaded,
+        "{}\n{}",
+        diff(&source, &loaded),
+        agent.log()
+    );
+    let split = metric_sample(&metrics_text(&spec), series);
+    assert!(
+        split.is_some_and(|n| n >= 1.0),
+        "a whole batch sealed into two loads was not counted as split: {split:?}\n{}",
+        agent.log()
+    );
+    assert!(
+        agent.log().contains("several column sets"),
+        "no warning about the batch visible in steps\n{}",
+        agent.log()
+    );
     agent.stop_cleanly();
 }
