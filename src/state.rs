@@ -140,7 +140,8 @@ pub struct TableStatus {
     /// Such transactions committed since start.
     pub transactions_committed: u64,
     /// Source transactions that became visible in parts since start (a part StarRocks'
-    /// transaction could not take, or DDL in the middle; see `pipeline/txn.rs`).
+    /// transaction could not take, or DDL in the middle), and whole batches sent as several
+    /// loads, one per column set (counted once each; see `pipeline/txn.rs`).
     pub transactions_split: u64,
 }
 

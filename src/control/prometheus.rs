@@ -31,7 +31,7 @@
 //! | `starwal_transaction_prepared` | gauge (1 while that transaction is prepared and not yet committed) | `table` |
 //! | `starwal_transaction_rows`, `starwal_transaction_age_seconds` | gauge (rows loaded into it, seconds since its first part; 0 when none is open) | `table` |
 //! | `starwal_transactions_committed_total` | counter (such transactions committed) | `table` |
-//! | `starwal_transactions_split_total` | counter (source transactions that became visible in parts: see README "Large transactions land whole") | `table` |
+//! | `starwal_transactions_split_total` | counter (source transactions that became visible in parts, and whole batches sent as several loads: see README "Large transactions land whole") | `table` |
 //! | `starwal_snapshot_state` | gauge (1 for the copy's current state) | `table`, `state` (`pending`, `copying`, `done`) |
 //! | `starwal_snapshot_rows_copied`, `starwal_snapshot_rows_estimated` | gauge | `table` |
 //! | `starwal_snapshot_chunks_done`, `starwal_snapshot_chunks_planned` | gauge | `table` |
@@ -547,7 +547,7 @@ fn transactions(out: &mut String, tables: &[TableStatus], at: SystemTime) {
         out,
         tables,
         "starwal_transactions_split_total",
-        "Source transactions that became visible in parts (a part with partial updates, or DDL in the middle).",
+        "Source transactions that became visible in parts (a part with partial updates, or DDL in the middle), and whole batches sent as several loads (one per column set).",
         |t| t.transactions_split,
     );
 }
