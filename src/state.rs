@@ -387,6 +387,10 @@ pub struct EngineHandle {
     copy_requested: Notify,
     retry_requested: Notify,
     verify_requested: Notify,
+    /// Per StarRocks transaction label: how many times in a row StarRocks aborted it at its
+    /// timeout (`pipeline/loader.rs`). Kept here because it must outlive the attempt each abort
+    /// ends; reset when the label commits.
+    txn_timeout_aborts: Mutex<BTreeMap<String, u32>>,
 }
 
 impl EngineHandle {
@@ -426,6 +430,7 @@ impl EngineHandle {
             pause_changed: Notify::new(),
             buffered_bytes: AtomicU64::new(0),
             max_buffer_bytes: config.engine.max_buffer_bytes,
+            txn_timeout_aborts: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -850,6 +855,26 @@ impl EngineHandle {
             table.open_transaction = None;
             table.transactions_committed += 1;
         }
+    }
+
+    /// StarRocks aborted transaction `label` at its timeout once more: how many times in a row
+    /// now.
+    pub fn txn_timed_out(&self, label: &str) -> u32 {
+        let mut aborts = self
+            .txn_timeout_aborts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = aborts.entry(label.to_owned()).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    /// Transaction `label` committed: its timeout aborts are no longer consecutive.
+    pub fn txn_landed(&self, label: &str) {
+        self.txn_timeout_aborts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(label);
     }
 
     /// A new attempt: the previous one's open StarRocks transactions are settled at its start.

@@ -45,6 +45,41 @@ pub enum PipelineError {
     Transaction(Box<crate::sink::starrocks::transaction::TransactionError>),
     #[error("StarRocks transaction `{label}` of `{table}` is prepared, but the checkpoint names another label for the table: not committed (a restart rolls it back and loads its changes again)")]
     TransactionNotRecorded { table: String, label: String },
+    /// StarRocks aborted the same transaction at its timeout on consecutive attempts: each
+    /// attempt reads the source transaction again from its first change and takes as long, so
+    /// another would too. The table is parked (`loader.rs`, [`TimedOut`]).
+    #[error("StarRocks aborted transaction `{label}` of `{table}` {aborts} times in a row at its {} ({limit_s} s; the last attempt ran {age_s} s and sent {parts} parts, {rows} rows): this source transaction takes longer to load than that; raise {} and restart the agent, then it loads whole", timed_out.variable(), timed_out.variable())]
+    TransactionTimedOut {
+        table: String,
+        label: String,
+        /// The transaction's first change: the table is held from there.
+        first: ChangePosition,
+        timed_out: TimedOut,
+        limit_s: u64,
+        age_s: u64,
+        parts: u32,
+        rows: u64,
+        aborts: u32,
+    },
+}
+
+/// Which StarRocks transaction timeout aborted a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimedOut {
+    /// `timeout` on begin: begin to prepared.
+    Timeout,
+    /// `idle_transaction_timeout` on begin: no load for that long.
+    Idle,
+}
+
+impl TimedOut {
+    /// The variable that sets it.
+    pub fn variable(self) -> &'static str {
+        match self {
+            TimedOut::Timeout => "STARWAL_TXN_TIMEOUT_S",
+            TimedOut::Idle => "STARWAL_TXN_IDLE_TIMEOUT_S",
+        }
+    }
 }
 
 impl From<crate::sink::starrocks::transaction::TransactionError> for PipelineError {
@@ -74,6 +109,8 @@ impl PipelineError {
             // The next attempt rolls back what is open and reads the changes again.
             PipelineError::Transaction(source) => source.is_transient(),
             PipelineError::TransactionNotRecorded { .. } => true,
+            // Another attempt times out the same way: someone must raise the timeout.
+            PipelineError::TransactionTimedOut { .. } => false,
         }
     }
 }

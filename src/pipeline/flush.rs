@@ -247,6 +247,18 @@ impl Pipeline {
                     self.park(done.table, held, &err, true);
                     return self.advance(false).await;
                 }
+                // A transaction StarRocks aborts at its timeout on every attempt: held until
+                // someone raises the timeout (`loader.rs`), the other tables go on.
+                PipelineError::TransactionTimedOut { first, .. }
+                    if self.settings.park_failing_tables =>
+                {
+                    let held = table
+                        .queued
+                        .front()
+                        .map_or(*first, |(q, _)| (*q).min(*first));
+                    self.park(done.table, held, &err, true);
+                    return self.advance(false).await;
+                }
                 _ => return Err(err),
             }
         }

@@ -15,14 +15,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::batch::SealedBatch;
-use super::error::PipelineError;
+use super::error::{PipelineError, TimedOut};
 use super::txn::TxnRole;
 use crate::postgres::checkpoint::{CheckpointStore, InFlightLoad};
 use crate::postgres::ChangePosition;
 use crate::sink::starrocks::label::Label;
 use crate::sink::starrocks::mapping::TargetColumn;
 use crate::sink::starrocks::setup::{NewColumn, TargetSetup};
-use crate::sink::starrocks::transaction::{LoadPartError, TransactionClient};
+use crate::sink::starrocks::transaction::{
+    LoadPartError, TransactionClient, TransactionError, TxnTimeouts,
+};
 use crate::sink::LoadFailure;
 use crate::sink::Sink;
 use crate::state::{EngineHandle, OpCounts};
@@ -86,6 +88,8 @@ pub struct LoaderTxn {
     rows: u64,
     parts: u32,
     began: std::time::Instant,
+    /// When its last part went in (or it began): the idle timeout counts from here.
+    last_load: std::time::Instant,
 }
 
 /// The bound on Stream Loads running at once across tables (`STARWAL_MAX_CONCURRENT_LOADS`).
@@ -157,11 +161,14 @@ async fn run_job(
         Job::LoadPart(batch, role) => {
             let through = Some(batch.last);
             let released_bytes = batch.buffered_bytes;
-            let result = load_part(context, source, target, batch, role, open).await;
-            if result.is_err() {
+            let result = match load_part(context, source, target, batch, role, open).await {
                 // StarRocks rolled it back (or will, idle): the restart rule reads it again.
-                *open = None;
-            }
+                Err(err) => Err(match open.take() {
+                    Some(txn) => on_abort(context, source, target, &txn, err),
+                    None => err,
+                }),
+                Ok(()) => Ok(()),
+            };
             JobDone {
                 table,
                 through,
@@ -403,6 +410,7 @@ async fn load_part(
             rows: 0,
             parts: 0,
             began: std::time::Instant::now(),
+            last_load: std::time::Instant::now(),
         });
     }
     let Some(txn) = open.as_mut() else {
@@ -441,6 +449,7 @@ async fn load_part(
     }
     txn.rows += rows;
     txn.parts += 1;
+    txn.last_load = std::time::Instant::now();
     context
         .handle
         .transaction_part(source, &txn.label.to_string(), txn.rows, txn.began);
@@ -467,7 +476,7 @@ async fn finish_transaction(
     let txns = &context.transactions;
     txns.prepare(target, &txn.label)
         .await
-        .map_err(PipelineError::from)?;
+        .map_err(|err| on_abort(context, source, target, &txn, PipelineError::from(err)))?;
     context.handle.transaction_prepared(source);
     let recorded = context
         .store
@@ -486,13 +495,132 @@ async fn finish_transaction(
         .map_err(PipelineError::from)?;
     tracing::info!(table = %target, label = %txn.label, first = %txn.first, last = %last, parts = txn.parts, rows = txn.rows, already = committed == crate::sink::starrocks::transaction::Committed::Already, "committed a source transaction larger than a batch in one StarRocks transaction");
     context.handle.transaction_committed(source);
+    context.handle.txn_landed(txn.label.as_str());
     context.handle.load_succeeded();
     Ok(())
+}
+
+/// Whether StarRocks aborted a transaction at one of its timeouts, as far as the agent can
+/// tell: its `age` (since begin) or `idle` time (since its last part) reached the configured
+/// limit, or the abort's `message` says so. The age comes first because StarRocks' answer to a
+/// load or prepare into a transaction it aborted often says only that it does not exist.
+fn timed_out(
+    message: &str,
+    age: Duration,
+    idle: Duration,
+    limits: TxnTimeouts,
+) -> Option<TimedOut> {
+    let message = message.to_ascii_lowercase();
+    if age >= limits.timeout {
+        Some(TimedOut::Timeout)
+    } else if idle >= limits.idle || (message.contains("idle") && message.contains("timeout")) {
+        Some(TimedOut::Idle)
+    } else if message.contains("timeout") {
+        Some(TimedOut::Timeout)
+    } else {
+        None
+    }
+}
+
+/// Aborts in a row of one label at its timeout that park the table: the first may be bad luck
+/// (a slow StarRocks), the second shows the source transaction takes longer to load than that.
+const TIMEOUT_ABORTS_TO_PARK: u32 = 2;
+
+/// `err` ended table `target`'s open transaction `txn`. When StarRocks aborted it at one of its
+/// timeouts this logs an error naming the variable (otherwise each attempt reads the source
+/// transaction again, takes as long, and is aborted again, silently and forever), and from the
+/// second such abort of the label in a row returns [`PipelineError::TransactionTimedOut`],
+/// which parks the table, instead of `err` (transient: the next attempt reads it again).
+fn on_abort(
+    context: &LoaderContext,
+    source: &str,
+    target: &str,
+    txn: &LoaderTxn,
+    err: PipelineError,
+) -> PipelineError {
+    let PipelineError::Transaction(inner) = &err else {
+        return err;
+    };
+    let TransactionError::Aborted { message, .. } = inner.as_ref() else {
+        return err;
+    };
+    let limits = context.transactions.timeouts();
+    let (age, idle) = (txn.began.elapsed(), txn.last_load.elapsed());
+    let Some(which) = timed_out(message, age, idle, limits) else {
+        return err;
+    };
+    let limit = match which {
+        TimedOut::Timeout => limits.timeout,
+        TimedOut::Idle => limits.idle,
+    };
+    let aborts = context.handle.txn_timed_out(txn.label.as_str());
+    let variable = which.variable();
+    let detail = format!(
+        "StarRocks aborted transaction `{}` of `{target}` at its {variable} ({} s) after {} s, {} parts, {} rows (abort {aborts} in a row): the source transaction takes longer to load than that; raise {variable}",
+        txn.label,
+        limit.as_secs(),
+        age.as_secs(),
+        txn.parts,
+        txn.rows
+    );
+    tracing::error!(table = %target, label = %txn.label, first = %txn.first, variable, limit_s = limit.as_secs(), age_s = age.as_secs(), parts = txn.parts, rows = txn.rows, aborts, error = %message, "{detail}");
+    context.handle.record_table_error(source, &detail);
+    if aborts < TIMEOUT_ABORTS_TO_PARK {
+        return err;
+    }
+    PipelineError::TransactionTimedOut {
+        table: target.to_owned(),
+        label: txn.label.to_string(),
+        first: txn.first,
+        timed_out: which,
+        limit_s: limit.as_secs(),
+        age_s: age.as_secs(),
+        parts: txn.parts,
+        rows: txn.rows,
+        aborts,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inv11_a_transaction_aborted_at_its_timeout_is_told_apart() {
+        let limits = TxnTimeouts {
+            timeout: Duration::from_secs(60),
+            idle: Duration::from_secs(10),
+            prepared: Duration::from_secs(600),
+        };
+        let secs = Duration::from_secs;
+        // The answer says only that it is gone: the ages decide.
+        let gone = "transaction not exists";
+        assert_eq!(
+            timed_out(gone, secs(60), secs(1), limits),
+            Some(TimedOut::Timeout)
+        );
+        assert_eq!(
+            timed_out(gone, secs(30), secs(10), limits),
+            Some(TimedOut::Idle)
+        );
+        assert_eq!(timed_out(gone, secs(30), secs(1), limits), None);
+        // The answer names the timeout, the ages do not reach it (clocks differ).
+        assert_eq!(
+            timed_out("timeout by txn manager", secs(59), secs(1), limits),
+            Some(TimedOut::Timeout)
+        );
+        assert_eq!(
+            timed_out("idle transaction timeout", secs(5), secs(5), limits),
+            Some(TimedOut::Idle)
+        );
+        // A BE restart is not a timeout: the next attempt may well succeed.
+        assert_eq!(
+            timed_out("coordinate BE is down", secs(5), secs(1), limits),
+            None
+        );
+        assert_eq!(TimedOut::Timeout.variable(), "STARWAL_TXN_TIMEOUT_S");
+        assert_eq!(TimedOut::Idle.variable(), "STARWAL_TXN_IDLE_TIMEOUT_S");
+    }
 
     use std::sync::atomic::{AtomicUsize, Ordering};
 

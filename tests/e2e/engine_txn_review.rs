@@ -24,8 +24,8 @@ use starrocks_sim::catalog::Value;
 use starrocks_sim::{Sim, SimOptions};
 
 use crate::harness::agent::{
-    diff, source_rows, start_sim, target_rows, wait_for_rows, wait_until, Agent, AgentSpec,
-    TARGET_DB,
+    diff, source_rows, start_sim, status_json, target_rows, wait_for_rows, wait_until, Agent,
+    AgentSpec, TARGET_DB,
 };
 use crate::harness::{unique_name, Cluster};
 
@@ -551,14 +551,16 @@ async fn inv11_review_a_large_update_leaving_toast_unchanged_lands_in_one_commit
 }
 
 /// A source transaction whose loading takes longer than `STARWAL_TXN_TIMEOUT_S` (StarRocks
-/// aborts a transaction not prepared within `timeout`) still lands, or the agent says why not.
+/// aborts a transaction not prepared within `timeout`) does not loop: the second abort of its
+/// label parks the table with an error naming the variable (status shows it), none of it is
+/// visible, and once the timeout is raised and the agent restarted it lands whole, in one
+/// StarRocks commit.
 ///
-/// Fails today (seen: 40 000 rows in 4 000 parts, `timeout` 1 s: 0 rows after 60 s, 22 attempts
-/// aborted): every attempt re-reads the transaction from its first change, takes as long, and is
-/// aborted again; the agent retries forever with a transient error and holds the WAL.
+/// Before the fix (review finding 3; 40 000 rows in 4 000 parts, `timeout` 1 s): 0 rows after
+/// 60 s, 22 attempts aborted, every one re-reading the transaction from its first change,
+/// nothing naming the variable, the WAL held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap of issue 14: a transaction slower to load than STARWAL_TXN_TIMEOUT_S never lands"]
-async fn inv11_review_a_transaction_longer_than_the_txn_timeout_lands_or_is_reported() {
+async fn inv11_review_a_transaction_longer_than_the_txn_timeout_parks_then_lands_when_raised() {
     let db = Cluster::shared()
         .create_database("engine_txn_review_timeout")
         .await;
@@ -568,6 +570,7 @@ async fn inv11_review_a_transaction_longer_than_the_txn_timeout_lands_or_is_repo
         .await
         .unwrap();
     let sim = start_sim();
+    // 4 000 parts: more than a 1 s `timeout` lets StarRocks take before its prepare.
     let spec = AgentSpec::new(&db, &sim, "public.e")
         .var("STARWAL_FLUSH_ROWS", "10")
         .var("STARWAL_TXN_TIMEOUT_S", "1");
@@ -576,18 +579,56 @@ async fn inv11_review_a_transaction_longer_than_the_txn_timeout_lands_or_is_repo
         .batch_execute("INSERT INTO e SELECT g, md5(g::text) FROM generate_series(1, 40000) g")
         .await
         .unwrap();
-    let source = source_rows(&client, "SELECT id::text, note FROM e").await;
-    let target = wait_for_rows(&source, Duration::from_secs(60), || {
-        target_rows(&sim, "e", &["id", "note"])
-    })
-    .await;
+    let parked_error = || {
+        status_json(&spec).and_then(|status| {
+            status["tables"]
+                .as_array()?
+                .iter()
+                .find(|t| t["source"] == "public.e")?["parked"]["error"]
+                .as_str()
+                .map(str::to_owned)
+        })
+    };
+    let parked = wait_until(TIMEOUT, || parked_error().is_some()).await;
     let log = agent.log();
-    let aborted = log.matches("was aborted before its commit").count();
+    assert!(parked, "not parked: {:?}\n{log}", status_json(&spec));
+    let error = parked_error().unwrap();
     assert!(
-        source == target || log.contains("STARWAL_TXN_TIMEOUT_S"),
-        "after 60 s: {} of {} rows, {aborted} attempts aborted, and no word of STARWAL_TXN_TIMEOUT_S",
-        target.len(),
-        source.len()
+        error.contains("STARWAL_TXN_TIMEOUT_S") && error.contains("2 times in a row"),
+        "{error}"
+    );
+    assert!(
+        log.contains("ERROR") && log.contains("raise STARWAL_TXN_TIMEOUT_S"),
+        "{log}"
+    );
+    // Parked after the second abort, not looping: no third attempt of the label.
+    let aborts = log.matches("abort 1 in a row").count() + log.matches("abort 2 in a row").count();
+    assert_eq!(log.matches("abort 3 in a row").count(), 0, "{log}");
+    assert_eq!(aborts, 2, "{log}");
+    assert!(
+        target_rows(&sim, "e", &["id", "note"]).is_empty(),
+        "part of the transaction is visible"
+    );
+    agent.stop_cleanly();
+
+    // Raised: the restart reads it again from its first change and it lands whole.
+    let before = sim.counters(TARGET_DB, "e").labels_committed.len();
+    let raised = spec.clone().var("STARWAL_TXN_TIMEOUT_S", "3600");
+    let agent = raised.start();
+    let source = source_rows(&client, "SELECT id::text, note FROM e").await;
+    let target = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, "e", &["id", "note"])).await;
+    assert!(
+        source == target,
+        "{}\n{}",
+        diff(&source, &target),
+        agent.log()
+    );
+    let labels = sim.counters(TARGET_DB, "e").labels_committed;
+    assert_eq!(
+        labels.len() - before,
+        1,
+        "not one StarRocks commit: {:?}",
+        &labels[before..]
     );
     agent.stop_cleanly();
 }
