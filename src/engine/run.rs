@@ -195,6 +195,8 @@ async fn attempt(
     prepare_target(&mut target, plan, &client, &tables, &copies).await?;
     let store = CheckpointStore::new(&pg.state_schema, &pg.slot);
     store.ensure(&client).await?;
+    // Before any write the restart rule will trust (a prepared transaction's record above all).
+    store.make_durable(&client).await?;
     let mut checkpoint = store.load(&client).await?;
     if existing.is_none() && checkpoint != Checkpoint::default() {
         // Left by an earlier slot of this name (dropped, or the database restored elsewhere):

@@ -143,6 +143,21 @@ impl CheckpointStore {
         self.tables.ensure(client, &ddl).await
     }
 
+    /// Makes this session's commits durable before they return (`synchronous_commit = on`),
+    /// whatever the server's default: the restart rule trusts what the store says, and a
+    /// transaction recorded prepared is committed in StarRocks right after the write returns.
+    /// With `synchronous_commit = off` a Postgres crash could lose that record after the commit
+    /// went out, and the restart would find a committed label it thinks was never prepared.
+    pub async fn make_durable(&self, client: &Client) -> Result<(), CheckpointError> {
+        client
+            .batch_execute("SET synchronous_commit = on")
+            .await
+            .map_err(
+                self.tables
+                    .failed("setting synchronous_commit = on for the state writes"),
+            )
+    }
+
     /// The stored checkpoint, or the default (`0/0`, nothing in flight) for a new slot. The
     /// loads' moved rows are not read here (see [`InFlightLoad::moved`]).
     pub async fn load(&self, client: &Client) -> Result<Checkpoint, CheckpointError> {

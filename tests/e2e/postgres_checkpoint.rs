@@ -74,3 +74,40 @@ async fn inv5_checkpoint_records_loads_and_moves_forward_only() {
     assert_eq!(store.load(&client).await.unwrap(), Default::default());
     assert_eq!(other.load(&client).await.unwrap().confirmed_lsn, Lsn(0x999));
 }
+
+/// On a server (here: a database) whose default is `synchronous_commit = off`, the store's
+/// session commits durably: a prepared transaction's record must not be lost by a Postgres
+/// crash after StarRocks was told to commit it (review finding 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv5_state_writes_commit_durably_when_the_server_default_is_async() {
+    let db = Cluster::shared()
+        .create_database("checkpoint_durable")
+        .await;
+    let store = CheckpointStore::new(DEFAULT_STATE_SCHEMA, &unique_name("slot"));
+    let admin = db.owner_client().await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET synchronous_commit = off",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let client = db.owner_client().await;
+    let show = |row: tokio_postgres::Row| row.get::<_, String>(0);
+    let before = show(
+        client
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(before, "off", "the test needs an async default");
+    store.ensure(&client).await.unwrap();
+    store.make_durable(&client).await.unwrap();
+    let after = show(
+        client
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(after, "on");
+}
