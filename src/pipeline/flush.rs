@@ -19,6 +19,9 @@ use tokio::time::Instant;
 const GIVE_BACK_AFTER: u64 = 8 * 1024 * 1024;
 /// ...and hold less than this now (the burst is over).
 const GIVE_BACK_BELOW: u64 = 1024 * 1024;
+/// A batch holding this much is sealed after the heap's free pages are given back: small
+/// batches would pay a heap walk for little.
+const TRIM_BEFORE_SEAL: u64 = 8 * 1024 * 1024;
 /// How often the timer fires while something besides a batch's deadline needs a look: a full
 /// buffer, a batch being re-formed (sent only under pressure), memory to give back after a burst.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
@@ -119,6 +122,11 @@ impl Pipeline {
             .filter(|load| Some(load.first) == first)
             .and_then(|load| load.synced_at);
         let table = &mut self.tables[index];
+        if table.batch.bytes() >= TRIM_BEFORE_SEAL {
+            // The body is written while the rows are still held: give back the heap's free
+            // pages first, so the peak is the live rows plus the bodies (allocator.rs).
+            super::allocator::trim_heap();
+        }
         let moved = table.batch.take_moved();
         if let Some(at) = synced_at {
             table.batch.keep_synced_at(at);
