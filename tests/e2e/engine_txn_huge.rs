@@ -28,10 +28,6 @@ fn peak_rss(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 14 open: the agent peaked at 94-104 MiB here (debug binary, alone and beside \
-            other tests) against the 96 MiB bound since transaction parts are sealed as JSON \
-            (7177989); atomicity of multi-part transactions stays covered by engine_txn_table. \
-            Run with `--ignored` to measure."]
 async fn inv11_a_two_million_row_transaction_appears_at_once_under_a_64_mib_cap() {
     let rows: usize = std::env::var("STARWAL_TEST_HUGE_ROWS")
         .ok()
