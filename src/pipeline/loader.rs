@@ -16,7 +16,6 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::batch::SealedBatch;
 use super::error::{PipelineError, TimedOut};
-use super::txn::TxnRole;
 use crate::postgres::checkpoint::{CheckpointStore, InFlightLoad};
 use crate::postgres::ChangePosition;
 use crate::sink::starrocks::label::Label;
@@ -28,6 +27,17 @@ use crate::sink::starrocks::transaction::{
 use crate::sink::LoadFailure;
 use crate::sink::Sink;
 use crate::state::{EngineHandle, OpCounts};
+
+/// What a loader does with a sealed batch that is part of a StarRocks transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnRole {
+    /// The transaction's label (from its first change).
+    pub label: Label,
+    /// The transaction's first change (the loader records it before `begin`).
+    pub first: ChangePosition,
+    /// After this part: prepare, record, commit.
+    pub last_part: bool,
+}
 
 /// Work for a table's loader, in stream order.
 #[derive(Debug)]

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::batch::SealedBatch;
-use super::loader::Job;
+use super::loader::{Job, TxnRole};
 use super::{Pipeline, PipelineError};
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
 use crate::postgres::{ChangePosition, Lsn};
@@ -47,17 +47,6 @@ pub(super) struct OpenTxn {
     /// The body format of its parts (`LoadBatch::csv_columns`): every load of one StarRocks
     /// transaction must carry the same data headers.
     pub(super) format: Option<Vec<String>>,
-}
-
-/// What a loader does with a sealed batch that is part of a StarRocks transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxnRole {
-    /// The transaction's label (from its first change).
-    pub label: Label,
-    /// The transaction's first change (the loader records it before `begin`).
-    pub first: ChangePosition,
-    /// After this part: prepare, record, commit.
-    pub last_part: bool,
 }
 
 /// How a sealed batch goes out.
