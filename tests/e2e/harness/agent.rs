@@ -5,7 +5,7 @@
 //! The agent is killed (SIGKILL) when dropped.
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -29,13 +29,7 @@ pub fn start_sim() -> Sim {
     .expect("start the sim")
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+pub use super::free_port;
 
 /// How to start an agent.
 #[derive(Debug, Clone)]

@@ -800,9 +800,33 @@ fn ensure_os_user(user: &str) {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().unwrap().port()
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server a test starts (a cluster,
+/// an agent's control and metrics listeners).
+///
+/// Taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768-60999 by
+/// default), not from `bind(0)`: a port `bind(0)` hands out comes from the pool outgoing
+/// connections draw their source ports from, so between this check and the server's own bind a
+/// test's client connection could take it (an agent failed with "Address already in use" on
+/// its metrics port that way). A counter per process, started at an offset from the pid, keeps
+/// tests of one process from being handed the same port.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % COUNT,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{FIRST}-{}", FIRST + COUNT - 1);
 }
 
 fn keep_dirs() -> bool {
