@@ -639,8 +639,11 @@ async fn postgres_failover_standby_review_slot_loss_read_on_the_primary_not_a_la
         .await
         .unwrap();
     let sim = start_sim();
+    // No failover slot: on 17+ the standby's slot sync worker would otherwise keep a copy of
+    // the slot there (and hold it), and the slot would not be lost.
     let spec = AgentSpec::new(&db, &sim, "public.events,public.accounts")
-        .var("STARWAL_SNAPSHOT", "initial");
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_SLOT_FAILOVER", "false");
     let agent = spec.start_streaming().await;
     let mut rng = Lcg(7);
     let mut event = 1;
