@@ -12,6 +12,7 @@ use crate::harness::agent::{
     diff, slot_confirmed_flush, source_rows, start_sim, target_rows, wait_for_rows, wait_until,
     AgentSpec, TARGET_DB,
 };
+use crate::harness::seeded::Lcg;
 use crate::harness::Cluster;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -117,19 +118,6 @@ async fn inv5_engine_crash_after_commit_before_answer_is_not_applied_twice() {
         .signal_and_wait(libc::SIGTERM, Duration::from_secs(30))
         .expect("exit");
     assert!(status.success(), "{}", agent.log());
-}
-
-/// A small deterministic generator (the seed is printed, so a failure can be replayed).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
 }
 
 /// The checkpoint row's confirmed LSN (`None` before the first store).

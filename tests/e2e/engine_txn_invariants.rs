@@ -28,6 +28,7 @@ use starrocks_sim::{FaultKind, LoadFault, Sim, SimOptions, TxnEffect, TxnOp};
 use crate::harness::agent::{
     diff, source_rows, start_sim, target_rows, wait_for_rows, wait_until, AgentSpec, TARGET_DB,
 };
+use crate::harness::seeded::{seed, Lcg};
 use crate::harness::{Cluster, TestDatabase};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -35,30 +36,6 @@ const ACCOUNTS: i64 = 400;
 const START_BALANCE: i64 = 1_000;
 /// A batch is sealed at this many changes: larger transactions go out in parts.
 const FLUSH_ROWS: &str = "200";
-
-/// A small deterministic generator (the seed is printed, so a failure can be replayed).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below.max(1)
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("STARWAL_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(14, |d| d.as_nanos() as u64)
-        })
-}
 
 fn int(v: &Value) -> i128 {
     match v {

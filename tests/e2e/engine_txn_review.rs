@@ -27,6 +27,7 @@ use crate::harness::agent::{
     diff, source_rows, start_sim, status_json, target_rows, wait_for_rows, wait_until, Agent,
     AgentSpec, TARGET_DB,
 };
+use crate::harness::seeded::{seed, Lcg};
 use crate::harness::{unique_name, Cluster};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -36,29 +37,6 @@ const START_BALANCE: i64 = 1_000;
 const FLUSH_ROWS: &str = "100";
 /// Agent stops (kill -9 or drain) per run.
 const ROUNDS: usize = 12;
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below.max(1)
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("STARWAL_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(14, |d| d.as_nanos() as u64)
-        })
-}
 
 fn int(v: &Value) -> i128 {
     match v {

@@ -33,6 +33,7 @@ use crate::harness::agent::{
     diff, slot_confirmed_flush, source_rows, start_sim, status_json, target_rows, wait_for_rows,
     wait_until, Agent, AgentSpec, Rows, TARGET_DB,
 };
+use crate::harness::seeded::Lcg;
 use crate::harness::standby::Standby;
 use crate::harness::{Cluster, ClusterOptions, Role, TestDatabase};
 use crate::postgres_failover::{check, slot_exists, starwal};
@@ -67,19 +68,6 @@ fn failover_line(out: &str) -> &str {
     out.lines()
         .find(|line| line.contains("slot failover"))
         .unwrap_or_else(|| panic!("no `slot failover` line in:\n{out}"))
-}
-
-/// A small deterministic generator (the seed is printed, so a failure can be replayed).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
 }
 
 const TABLES: &str = "CREATE TABLE events (id bigint PRIMARY KEY, note text);

@@ -26,6 +26,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod seeded;
 pub mod standby;
 
 use std::fs;
