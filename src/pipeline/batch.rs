@@ -690,6 +690,11 @@ mod tests {
     use crate::sink::starrocks::mapping::TypeMapping;
 
     fn schema() -> TableSchema {
+        schema_with_key_type(23)
+    }
+
+    /// `docs (id <key_type> key, big text, small int)`.
+    pub(super) fn schema_with_key_type(key_type: u32) -> TableSchema {
         let column = |name: &str, type_oid: u32, key: Option<u16>| ColumnSchema {
             name: name.into(),
             type_oid: Oid(type_oid),
@@ -702,14 +707,14 @@ mod tests {
             schema: "public".into(),
             name: "docs".into(),
             columns: vec![
-                column("id", 23, Some(0)),
+                column("id", key_type, Some(0)),
                 column("big", 25, None),
                 column("small", 23, None),
             ],
         }
     }
 
-    fn row(values: &[Option<&str>]) -> TupleData {
+    pub(super) fn row(values: &[Option<&str>]) -> TupleData {
         TupleData::from_values(values.iter().map(|v| match v {
             Some("<u>") => TupleValueRef::UnchangedToast,
             Some(text) => TupleValueRef::Text(text.as_bytes()),
@@ -717,7 +722,7 @@ mod tests {
         }))
     }
 
-    fn at(seq: u32) -> ChangePosition {
+    pub(super) fn at(seq: u32) -> ChangePosition {
         ChangePosition {
             commit: Lsn(0x100),
             seq,

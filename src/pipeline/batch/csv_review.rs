@@ -3,46 +3,16 @@
 //! transactions stay one load per column set, as they were before CSV (invariant 11), and a
 //! re-formed batch has the same parts and bytes.
 
+use super::tests::{at, row, schema_with_key_type};
 use super::*;
-use crate::postgres::pgoutput::{OldTuple, TupleData, TupleValueRef};
-use crate::postgres::Oid;
-use crate::schema::{ColumnSchema, TableSchema};
+use crate::postgres::pgoutput::OldTuple;
+use crate::schema::TableSchema;
 use crate::sink::starrocks::config::DeleteMode;
 use crate::sink::starrocks::mapping::TypeMapping;
 
+/// The batch tests' table with a text key, so keys can be written as letters.
 fn schema() -> TableSchema {
-    let column = |name: &str, type_oid: u32, key: Option<u16>| ColumnSchema {
-        name: name.into(),
-        type_oid: Oid(type_oid),
-        type_modifier: -1,
-        type_name: "x".into(),
-        nullable: key.is_none(),
-        key_position: key,
-    };
-    TableSchema {
-        schema: "public".into(),
-        name: "docs".into(),
-        columns: vec![
-            column("id", 25, Some(0)),
-            column("big", 25, None),
-            column("small", 23, None),
-        ],
-    }
-}
-
-fn row(values: &[Option<&str>]) -> TupleData {
-    TupleData::from_values(values.iter().map(|v| match v {
-        Some("<u>") => TupleValueRef::UnchangedToast,
-        Some(text) => TupleValueRef::Text(text.as_bytes()),
-        None => TupleValueRef::Null,
-    }))
-}
-
-fn at(seq: u32) -> ChangePosition {
-    ChangePosition {
-        commit: Lsn(0x200),
-        seq,
-    }
+    schema_with_key_type(25)
 }
 
 const KEY: &[usize] = &[0];
