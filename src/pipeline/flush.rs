@@ -15,7 +15,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// The buffer must have held this much since the last give-back for another to be worth it.
+/// The buffer must have held this much since the last give-back for another to be worth it (or
+/// half the cap, when that is less: the peak is sampled when the timer fires, and a buffer
+/// capped at 8 MiB was never seen holding all of it, so its burst was never given back).
 const GIVE_BACK_AFTER: u64 = 8 * 1024 * 1024;
 /// ...and hold less than this now (the burst is over).
 const GIVE_BACK_BELOW: u64 = 1024 * 1024;
@@ -42,7 +44,7 @@ impl Pipeline {
         self.buffered_peak = self.buffered_peak.max(buffered);
         let mut wake: Option<Instant> = None;
         let mut housekeeping = buffered >= self.settings.max_buffer_bytes
-            || (self.buffered_peak >= GIVE_BACK_AFTER && buffered < GIVE_BACK_BELOW);
+            || (self.buffered_peak >= self.give_back_after() && buffered < GIVE_BACK_BELOW);
         for table in &self.tables {
             if table.batch.is_empty() || !table.loader_idle() || table.parked.is_some() {
                 continue;
@@ -63,12 +65,17 @@ impl Pipeline {
         wake.map(|w| w.max(now + MIN_REARM))
     }
 
+    /// How much the buffer must have held for its burst to be given back ([`GIVE_BACK_AFTER`]).
+    fn give_back_after(&self) -> u64 {
+        GIVE_BACK_AFTER.min(self.settings.max_buffer_bytes / 2)
+    }
+
     /// The flush timer fired (see [`Pipeline::next_wake`]): sends the batches that are due, or
     /// all that may go while the buffer is full, and gives memory back after a burst.
     pub(super) async fn on_tick(&mut self) -> Result<(), PipelineError> {
         let buffered = self.context.handle.buffered_bytes();
         self.buffered_peak = self.buffered_peak.max(buffered);
-        if buffered < GIVE_BACK_BELOW && self.buffered_peak >= GIVE_BACK_AFTER {
+        if buffered < GIVE_BACK_BELOW && self.buffered_peak >= self.give_back_after() {
             // Idle after a burst: the freed heap pages go back to the system (invariant 8).
             super::allocator::give_back();
             self.buffered_peak = buffered;
