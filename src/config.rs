@@ -75,6 +75,7 @@ struct RawConfig {
     txn_idle_timeout_s: Option<String>,
     txn_prepared_timeout_s: Option<String>,
     commit_mode: Option<String>,
+    streaming: Option<String>,
 }
 
 /// The validated Postgres-side configuration.
@@ -757,6 +758,7 @@ impl EngineConfig {
                 })
             }
         };
+        streaming_is_off(raw.streaming.take())?;
         Ok(EngineConfig {
             commit_mode,
             txn_timeouts,
@@ -774,6 +776,31 @@ impl EngineConfig {
             exit_on_error,
             shutdown_timeout: Duration::from_secs(shutdown),
         })
+    }
+}
+
+/// `STARWAL_STREAMING` (default `off`): whether to ask Postgres 14+ for in-progress transactions
+/// (pgoutput v2 `streaming 'on'`) and load them before their COMMIT (issue 14, item 3; the design
+/// is in ARCHITECTURE.md, "Streamed transactions"). Only `off` exists in this build. `on` is
+/// refused, not taken as `off`: an operator who asks for it expects source transactions to
+/// reach StarRocks as they are written, and silently holding them until COMMIT would hide that
+/// they do not.
+fn streaming_is_off(value: Option<String>) -> Result<(), ConfigError> {
+    match non_empty(value).as_deref() {
+        None => Ok(()),
+        Some(v) if v.eq_ignore_ascii_case("off") => Ok(()),
+        Some(v) if v.eq_ignore_ascii_case("on") => Err(ConfigError::Invalid {
+            var: "STARWAL_STREAMING",
+            value: v.to_owned(),
+            expected: "off (`on`, loading in-progress transactions as Postgres 14+ streams \
+                       them, is not available in this build; a transaction larger than the \
+                       buffer still lands whole and within STARWAL_MAX_BUFFER_BYTES with `off`)",
+        }),
+        Some(v) => Err(ConfigError::Invalid {
+            var: "STARWAL_STREAMING",
+            value: v.to_owned(),
+            expected: "off",
+        }),
     }
 }
 
@@ -1146,6 +1173,32 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn inv11_streaming_is_off_and_on_is_refused_naming_the_variable() {
+        let base = [("STARWAL_PG_URL", URL), ("STARWAL_TABLES", "public.t")];
+        Config::from_vars(vars(&base)).unwrap();
+        for ok in ["off", "OFF", ""] {
+            let mut with = base.to_vec();
+            with.push(("STARWAL_STREAMING", ok));
+            Config::from_vars(vars(&with)).unwrap();
+        }
+        for (bad, says) in [
+            ("on", "not available in this build"),
+            ("ON", "not available in this build"),
+            ("parallel", "expected off"),
+            ("true", "expected off"),
+        ] {
+            let mut with = base.to_vec();
+            with.push(("STARWAL_STREAMING", bad));
+            let err = Config::from_vars(vars(&with)).unwrap_err().to_string();
+            assert!(
+                err.starts_with("STARWAL_STREAMING is invalid") && err.contains(says),
+                "{bad}: {err}"
+            );
+        }
+        assert!(unknown_variables(["STARWAL_STREAMING"]).is_empty());
     }
 
     #[test]
