@@ -21,6 +21,10 @@ use tokio::time::Instant;
 const GIVE_BACK_AFTER: u64 = 8 * 1024 * 1024;
 /// ...and hold less than this now (the burst is over).
 const GIVE_BACK_BELOW: u64 = 1024 * 1024;
+/// How long after a burst was given back the pipeline looks again: the burst's loads may still
+/// run then, and each ran curl on a tokio blocking thread whose allocator cache is freed only
+/// when the thread exits, 10 s (tokio's keep-alive) after its last load.
+const SETTLE: Duration = Duration::from_secs(12);
 /// A batch holding this much is sealed after the heap's free pages are given back: small
 /// batches would pay a heap walk for little.
 const TRIM_BEFORE_SEAL: u64 = 8 * 1024 * 1024;
@@ -62,6 +66,9 @@ impl Pipeline {
             let next = now + HOUSEKEEPING;
             wake = Some(wake.map_or(next, |w| w.min(next)));
         }
+        if let Some(settle) = self.settle_at {
+            wake = Some(wake.map_or(settle, |w| w.min(settle)));
+        }
         wake.map(|w| w.max(now + MIN_REARM))
     }
 
@@ -79,6 +86,9 @@ impl Pipeline {
             // Idle after a burst: the freed heap pages go back to the system (invariant 8).
             super::allocator::give_back();
             self.buffered_peak = buffered;
+            self.settle_at = Some(Instant::now() + SETTLE);
+        } else if self.settle_at.is_some_and(|at| Instant::now() >= at) {
+            self.settle();
         }
         let pressed = buffered >= self.settings.max_buffer_bytes;
         for index in 0..self.tables.len() {
@@ -108,6 +118,24 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// [`SETTLE`] after a burst was given back: if every loader is idle, what the loads kept is
+    /// given back too — the sink's pooled connections (the pool grew to the burst's concurrency:
+    /// 2.3 MB of curl buffers after a 50-table burst) and the heap the loads and their threads
+    /// freed since. Loads still running put it off by another [`SETTLE`]; a new burst's
+    /// give-back replaces it.
+    fn settle(&mut self) {
+        let quiet = self.context.handle.buffered_bytes() < GIVE_BACK_BELOW
+            && self.tables.iter().all(TableState::loader_idle);
+        if !quiet {
+            self.settle_at = Some(Instant::now() + SETTLE);
+            return;
+        }
+        self.settle_at = None;
+        self.context.sink.release_idle();
+        super::allocator::give_back();
+        tracing::debug!("idle after a burst: pooled connections dropped, free memory given back");
     }
 
     /// Seals the table's batch and queues it.

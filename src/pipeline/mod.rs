@@ -122,6 +122,9 @@ pub struct Pipeline {
     commits_buffered: table::Buffered,
     /// The most the buffer held since memory was last given back (see `on_tick`).
     buffered_peak: u64,
+    /// When to look again after a burst was given back: once the loads have ended and their
+    /// blocking threads exited, what they freed is given back too (see `on_tick`).
+    settle_at: Option<tokio::time::Instant>,
     /// The open transaction: its commit LSN and time.
     transaction: Option<(Lsn, std::time::SystemTime)>,
     done_tx: mpsc::UnboundedSender<JobDone>,
@@ -169,6 +172,7 @@ impl Pipeline {
             commits: CommitLog::new(start.confirmed),
             commits_buffered: Default::default(),
             buffered_peak: 0,
+            settle_at: None,
             transaction: None,
             done_tx,
             done_rx,

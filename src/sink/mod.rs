@@ -76,6 +76,11 @@ pub trait Sink: Send + Sync {
     /// same label committed it). Transient failures are retried inside, with backoff and without
     /// limit; `Err` is permanent and returns the batch untouched.
     async fn load(&self, batch: LoadBatch) -> Result<LoadReceipt, LoadFailure>;
+
+    /// Drops what the sink keeps between loads only to make the next one cheaper (pooled
+    /// connections and their buffers). Called when the pipeline has been idle a while after a
+    /// burst (invariant 8): a pool sized by the burst's concurrency is otherwise kept for good.
+    fn release_idle(&self) {}
 }
 
 /// One failed load attempt, as a [`LoadObserver`] hears of it.
