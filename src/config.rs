@@ -174,6 +174,10 @@ pub enum CommitMode {
     /// but lands table by table.
     #[default]
     Table,
+    /// One or more whole source transactions across all replicated tables per commit, through
+    /// StarRocks ≥ 4.0 multi-table transactions (checked at startup): a reader never sees part
+    /// of a source transaction, in one table or across tables (`pipeline/multi.rs`).
+    Transaction,
 }
 
 /// What `starwal run` does with rows that existed before the stream.
@@ -739,22 +743,12 @@ impl EngineConfig {
         let commit_mode = match non_empty(raw.commit_mode.take()).as_deref() {
             None => CommitMode::Table,
             Some(v) if v.eq_ignore_ascii_case("table") => CommitMode::Table,
-            // Refused rather than taken as `table`: a reader would rely on whole transactions
-            // across tables that it does not get.
-            Some(v) if v.eq_ignore_ascii_case("transaction") => {
-                return Err(ConfigError::Invalid {
-                    var: "STARWAL_COMMIT_MODE",
-                    value: v.to_owned(),
-                    expected: "table (`transaction`, whole source transactions across tables \
-                               through StarRocks 4.0 multi-table transactions, is not available \
-                               in this build)",
-                })
-            }
+            Some(v) if v.eq_ignore_ascii_case("transaction") => CommitMode::Transaction,
             Some(v) => {
                 return Err(ConfigError::Invalid {
                     var: "STARWAL_COMMIT_MODE",
                     value: v.to_owned(),
-                    expected: "table",
+                    expected: "table or transaction",
                 })
             }
         };
@@ -1151,7 +1145,7 @@ mod tests {
     }
 
     #[test]
-    fn inv11_commit_mode_is_table_and_transaction_is_refused_naming_the_variable() {
+    fn inv11_commit_mode_is_table_or_transaction_and_others_are_refused_naming_the_variable() {
         let base = [("STARWAL_PG_URL", URL), ("STARWAL_TABLES", "public.t")];
         let config = Config::from_vars(vars(&base)).unwrap();
         assert_eq!(config.engine.commit_mode, CommitMode::Table);
@@ -1161,9 +1155,15 @@ mod tests {
             Config::from_vars(vars(&with)).unwrap().engine.commit_mode,
             CommitMode::Table
         );
+        with.pop();
+        with.push(("STARWAL_COMMIT_MODE", "transaction"));
+        assert_eq!(
+            Config::from_vars(vars(&with)).unwrap().engine.commit_mode,
+            CommitMode::Transaction
+        );
         for (bad, says) in [
-            ("transaction", "not available in this build"),
-            ("tables", "expected table"),
+            ("tables", "expected table or transaction"),
+            ("multi", "expected table or transaction"),
         ] {
             let mut with = base.to_vec();
             with.push(("STARWAL_COMMIT_MODE", bad));

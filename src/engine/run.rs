@@ -39,6 +39,7 @@ use crate::engine::snapshot::{
     copy_before_streaming, copy_load_bytes, Copier, CopiesWhileStreaming, CopyOutcome,
 };
 use crate::pipeline::loader::LoaderContext;
+use crate::pipeline::multi::recover_multi;
 use crate::pipeline::txn::recover_transactions;
 use crate::pipeline::{Forwarder, Pipeline, PipelineSettings, PipelineStart};
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
@@ -174,6 +175,9 @@ async fn attempt(
         mut target,
         plan,
     } = ready(source, target)?;
+    // Multi-table transactions exist from StarRocks 4.0 (checked again each attempt: the target
+    // may have been replaced by an older one).
+    crate::engine::setup::inspect::check_commit_mode(config.engine.commit_mode, &plan.version)?;
     warn_on_short_sender_timeout(&source_client, pg.status_interval).await;
     // Decoding from a standby (`STARWAL_PG_PRIMARY_URL`, checked by the inspection): what starwal
     // writes on the source (state tables, publication, moved rows' values) goes to the primary,
@@ -332,8 +336,12 @@ async fn attempt(
 
     // StarRocks transactions the previous run left (invariant 11): a prepared one is committed,
     // an open one rolled back, before anything streams.
-    let recovered =
+    let mut recovered =
         recover_transactions(&transactions, &store, &client, &checkpoint, resume_from).await?;
+    // `transaction` mode's multi-table transactions: each recorded label rolled back, then looked
+    // up (no prepare for them: the label's state says whether it committed).
+    let multi = recover_multi(&transactions, &store, &client, &checkpoint, resume_from).await?;
+    recovered.extend(multi.outcomes);
     let context = LoaderContext {
         transactions,
         sink,
@@ -354,6 +362,7 @@ async fn attempt(
         type_mapping: starrocks.type_mapping,
         tables: pg.tables.clone(),
         park_failing_tables: !config.engine.exit_on_error,
+        commit_mode: config.engine.commit_mode,
     };
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (pipeline, confirmations) = Pipeline::new(
@@ -365,6 +374,7 @@ async fn attempt(
             in_flight: checkpoint.in_flight,
             tables,
             transactions: recovered,
+            multi_attempt: multi.next_attempt,
         },
     );
 

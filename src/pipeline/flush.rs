@@ -138,8 +138,17 @@ impl Pipeline {
         tracing::debug!("idle after a burst: pooled connections dropped, free memory given back");
     }
 
-    /// Seals the table's batch and queues it.
+    /// Seals the table's batch and queues it; in `transaction` mode every table's, as one group
+    /// (`multi.rs`).
     pub(super) async fn flush(&mut self, index: usize) -> Result<(), PipelineError> {
+        if self.multi.as_ref().is_some_and(|m| !m.grouping()) {
+            return self.flush_group().await;
+        }
+        self.seal_and_send(index).await
+    }
+
+    /// Seals table `index`'s batch and queues it (or adds it to the group being cut).
+    pub(super) async fn seal_and_send(&mut self, index: usize) -> Result<(), PipelineError> {
         if self.tables[index].batch.is_empty() || self.tables[index].parked.is_some() {
             return Ok(());
         }
@@ -170,7 +179,8 @@ impl Pipeline {
         // batch ends inside its source transaction: `txn.rs`) is JSON: every load of one
         // transaction must have one body format, and a CSV part followed by one holding a value
         // CSV cannot carry would otherwise split the transaction into visible commits.
-        let in_transaction = table.txn.is_some()
+        let in_transaction = self.multi.is_some()
+            || table.txn.is_some()
             || self
                 .transaction
                 .is_some_and(|(commit, _)| commit == table.batch.last().commit);
@@ -191,7 +201,9 @@ impl Pipeline {
                 let err = PipelineError::Encode(err);
                 return match first {
                     // A value the target cannot take: this table stops, the others go on.
-                    Some(first) if self.settings.park_failing_tables => {
+                    // Not in `transaction` mode: the other tables' halves of its source
+                    // transactions would be visible (multi.rs).
+                    Some(first) if self.settings.park_failing_tables && self.multi.is_none() => {
                         self.park(index, first, &err, false);
                         Ok(())
                     }
@@ -263,6 +275,12 @@ impl Pipeline {
         if let Some(range) = range {
             table.queued.push_back(range);
         }
+        if let Some(multi) = &self.multi {
+            // `transaction` mode: one loader runs every table's jobs, in stream order.
+            multi.send_table(index, &table.source_name, &table.target, job)?;
+            table.jobs_open += 1;
+            return Ok(());
+        }
         table
             .jobs
             .send(job)
@@ -282,7 +300,9 @@ impl Pipeline {
                 // A load StarRocks refused for good (the sink retries transient failures
                 // itself): this table stops, the others go on. Its loader stopped at the
                 // failed job; the jobs queued after it are dropped and stream again.
-                PipelineError::Load { first, .. } if self.settings.park_failing_tables => {
+                PipelineError::Load { first, .. }
+                    if self.settings.park_failing_tables && self.multi.is_none() =>
+                {
                     let held = table
                         .queued
                         .front()
@@ -293,7 +313,7 @@ impl Pipeline {
                 // A transaction StarRocks aborts at its timeout on every attempt: held until
                 // someone raises the timeout (`loader.rs`), the other tables go on.
                 PipelineError::TransactionTimedOut { first, .. }
-                    if self.settings.park_failing_tables =>
+                    if self.settings.park_failing_tables && self.multi.is_none() =>
                 {
                     let held = table
                         .queued
@@ -343,9 +363,11 @@ impl Pipeline {
     /// always when `final_store`), then hands it to the session.
     pub(super) async fn advance(&mut self, final_store: bool) -> Result<(), PipelineError> {
         let oldest = if self.copying.is_empty() {
+            // In `transaction` mode the open multi-table transaction holds it too (multi.rs).
             self.tables
                 .iter()
                 .filter_map(TableState::oldest_pending)
+                .chain(self.multi.as_ref().and_then(|m| m.oldest_pending()))
                 .min()
         } else {
             // A copy runs while streaming: its table's dropped changes must stream again.

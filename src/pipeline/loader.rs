@@ -123,7 +123,7 @@ impl LoadSlots {
     /// Waits for a slot; the load runs while the permit is held. `None` cannot happen:
     /// `acquire` fails only on a closed semaphore, and nothing closes this one (the type does
     /// not expose it).
-    async fn take(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(super) async fn take(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.0.acquire().await.ok()
     }
 }
@@ -159,7 +159,8 @@ pub fn spawn(
     (tx, task)
 }
 
-async fn run_job(
+/// Runs one job of table `table` (also for `multi.rs`'s loader, which runs every table's jobs).
+pub(super) async fn run_job(
     context: &LoaderContext,
     table: usize,
     source: &str,

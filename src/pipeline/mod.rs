@@ -33,6 +33,7 @@ mod error;
 mod flush;
 mod forwarder;
 pub mod loader;
+pub mod multi;
 mod park;
 pub mod progress;
 mod restart;
@@ -91,6 +92,9 @@ pub struct PipelineSettings {
     /// A permanent error of one table's load or encoding parks that table (the others keep
     /// streaming) instead of stopping the pipeline; `false` with `STARWAL_EXIT_ON_ERROR`.
     pub park_failing_tables: bool,
+    /// `STARWAL_COMMIT_MODE`: `transaction` cuts every flush across all tables into one
+    /// multi-table transaction (`multi.rs`).
+    pub commit_mode: crate::config::CommitMode,
 }
 
 /// What the pipeline starts from.
@@ -105,6 +109,9 @@ pub struct PipelineStart {
     /// How the StarRocks transactions recorded in flight were settled, by target table
     /// ([`txn::recover_transactions`]); their tables' rule follows from it.
     pub transactions: HashMap<String, txn::Recovered>,
+    /// `transaction` mode: the attempt number of the next multi-table label
+    /// ([`multi::recover_multi`]).
+    pub multi_attempt: u32,
 }
 
 /// The running pipeline; see the module docs.
@@ -145,6 +152,8 @@ pub struct Pipeline {
     winding_down: bool,
     /// The StarRocks transactions settled at start, by target table, until their table is added.
     recovered: HashMap<String, txn::Recovered>,
+    /// `STARWAL_COMMIT_MODE=transaction`: the groups and the one loader of that mode.
+    multi: Option<multi::MultiState>,
 }
 
 /// How long the loads sent before an error may take to finish (see [`Pipeline::run`]).
@@ -188,7 +197,16 @@ impl Pipeline {
             commands: None,
             winding_down: false,
             recovered: start.transactions,
+            multi: None,
         };
+        if pipeline.settings.commit_mode == crate::config::CommitMode::Transaction {
+            pipeline.multi = Some(multi::MultiState::spawn(
+                pipeline.context.clone(),
+                pipeline.settings.slot.clone(),
+                start.multi_attempt,
+                pipeline.done_tx.clone(),
+            ));
+        }
         pipeline.context.handle.clear_open_transactions();
         pipeline.context.handle.set_confirmed(start.confirmed, None);
         // A new pipeline replays what a parked table held: nothing is parked until it fails again.
@@ -216,7 +234,7 @@ impl Pipeline {
             self.done_tx.clone(),
         );
         let recovered = self.recovered.remove(&target);
-        let resume = self.in_flight_at_start.get(&target).and_then(|load| {
+        let mut resume = self.in_flight_at_start.get(&target).and_then(|load| {
             if let Some(recovered) = recovered {
                 // A StarRocks transaction: committed or rolled back already, never re-formed.
                 return Resume::for_transaction(
@@ -232,6 +250,16 @@ impl Pipeline {
             }
             rule
         });
+        if self.multi.is_some() {
+            if let Some(Resume::Reform { first, .. }) = resume {
+                // A plain load a `table`-mode run left: in `transaction` mode its changes are
+                // read again into a multi-table transaction (a new label; a Primary Key table
+                // absorbs rows applied twice), since a batch re-formed alone would be cut
+                // apart from the other tables.
+                tracing::info!(table = %target, %first, "a plain load recorded in flight by a table-mode run: its changes are read again into a multi-table transaction");
+                resume = Some(Resume::ReadAgain { first });
+            }
+        }
         // A load being re-formed keeps its record until its batch is sealed, which completes the
         // batch as recorded (`flush.rs`).
         if !resume.is_some_and(Resume::is_reform) {
@@ -294,6 +322,9 @@ impl Pipeline {
         for table in &mut self.tables {
             let _ = (&mut table.loader).await;
         }
+        if let Some(multi) = &mut self.multi {
+            multi.stop().await;
+        }
         result
     }
 
@@ -306,10 +337,13 @@ impl Pipeline {
         let deadline = tokio::time::Instant::now() + LOADS_GRACE_AFTER_ERROR;
         // A loader stops at its first failed job without answering for the jobs after it: a
         // finished loader is not waited for (its answers already sent are still taken in).
-        while self
-            .tables
-            .iter()
-            .any(|t| !t.loader_idle() && !t.loader.is_finished())
+        // In `transaction` mode one loader runs every table's jobs.
+        let multi_finished = |p: &Pipeline| p.multi.as_ref().is_some_and(|m| m.loader_finished());
+        while !multi_finished(self)
+            && self
+                .tables
+                .iter()
+                .any(|t| !t.loader_idle() && !t.loader.is_finished())
         {
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(

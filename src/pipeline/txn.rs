@@ -239,6 +239,11 @@ impl Pipeline {
         index: usize,
         sealed: SealedBatch,
     ) -> Result<(), PipelineError> {
+        if let Some(multi) = &mut self.multi {
+            // `transaction` mode: into the group being cut (multi.rs).
+            multi.add_to_group(index, sealed);
+            return Ok(());
+        }
         let mid = self
             .transaction
             .is_some_and(|(commit, _)| commit == sealed.last.commit);
@@ -302,6 +307,11 @@ impl Pipeline {
     /// Closes (prepares and commits) table `index`'s StarRocks transaction as it is, before
     /// `why`: the source transaction becomes visible in parts (see the module docs).
     pub(super) fn close_transaction(&mut self, index: usize, why: &str) {
+        if self.multi.is_some() {
+            // A send error shows on the job sent next.
+            let _ = self.close_multi(Some(why));
+            return;
+        }
         let Some(open) = self.tables[index].txn.take() else {
             return;
         };
@@ -320,6 +330,7 @@ impl Pipeline {
     /// At a stop: every table's open StarRocks transaction is rolled back by its loader (after
     /// the parts queued before it). Nothing of them was visible or is confirmed.
     pub(super) fn abandon_transactions(&mut self) {
+        self.abandon_multi();
         for index in 0..self.tables.len() {
             let Some(open) = self.tables[index].txn.take() else {
                 continue;
@@ -335,6 +346,9 @@ impl Pipeline {
     /// The source transaction committed: every table's StarRocks transaction gets its last part
     /// (what the batch holds now) and is closed.
     pub(super) async fn close_transactions_at_commit(&mut self) -> Result<(), PipelineError> {
+        if self.multi.is_some() {
+            return self.close_multi_at_commit().await;
+        }
         for index in 0..self.tables.len() {
             if self.tables[index].txn.is_none() {
                 continue;

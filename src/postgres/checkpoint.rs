@@ -246,6 +246,52 @@ impl CheckpointStore {
         self.record(client, load, "txn").await
     }
 
+    /// Records table `load.table` as joining multi-table transaction `load.label` with its
+    /// changes `load.first..=load.last` (replacing the table's previous record). Call it before
+    /// `begin`, or before the table's first load into a transaction already begun: a restart
+    /// finds the label's state and skips the table's changes through the recorded end
+    /// (committed) or reads them again from the recorded start (not).
+    pub async fn begin_multi(
+        &self,
+        client: &Client,
+        load: &InFlightLoad,
+    ) -> Result<(), CheckpointError> {
+        self.record(client, load, "multi").await
+    }
+
+    /// Records that table `table`'s changes in multi-table transaction `label` end at `last`.
+    /// Call it for every table of the transaction before `commit`. `false` when the table's
+    /// record names another label.
+    pub async fn multi_final(
+        &self,
+        client: &Client,
+        table: &str,
+        label: &str,
+        last: ChangePosition,
+    ) -> Result<bool, CheckpointError> {
+        let updated = client
+            .execute(
+                &format!(
+                    "UPDATE {} SET prepared = true, last_lsn = $4::text::pg_lsn, last_seq = $5 \
+                     WHERE slot = $1 AND target_table = $2 AND label = $3 AND kind = 'multi'",
+                    self.tables.table("loads_in_flight"),
+                ),
+                &[
+                    &self.tables.slot(),
+                    &table,
+                    &label,
+                    &last.commit.to_string(),
+                    &i64::from(last.seq),
+                ],
+            )
+            .await
+            .map_err(
+                self.tables
+                    .failed("recording the end of a multi-table transaction"),
+            )?;
+        Ok(updated == 1)
+    }
+
     /// Records that the StarRocks transaction `label` of `table` is prepared and ends at `last`.
     /// Call it after `prepare` answered and before `commit`: a restart then commits it instead of
     /// rolling it back, and skips its changes through `last` (invariant 5, two-phase commit).
@@ -283,14 +329,32 @@ impl CheckpointStore {
         &self,
         client: &Client,
     ) -> Result<Vec<RecordedTransaction>, CheckpointError> {
+        self.transactions_of_kind(client, "txn").await
+    }
+
+    /// The multi-table transactions (`STARWAL_COMMIT_MODE=transaction`) recorded in flight, one
+    /// row per table that joined one: label, and whether its ranges are final (recorded just
+    /// before `commit`).
+    pub async fn multi_transactions(
+        &self,
+        client: &Client,
+    ) -> Result<Vec<RecordedTransaction>, CheckpointError> {
+        self.transactions_of_kind(client, "multi").await
+    }
+
+    async fn transactions_of_kind(
+        &self,
+        client: &Client,
+        kind: &str,
+    ) -> Result<Vec<RecordedTransaction>, CheckpointError> {
         let rows = client
             .query(
                 &format!(
-                    "SELECT target_table, label, prepared FROM {} WHERE slot = $1 AND kind = 'txn' \
+                    "SELECT target_table, label, prepared FROM {} WHERE slot = $1 AND kind = $2 \
                      ORDER BY target_table",
                     self.tables.table("loads_in_flight")
                 ),
-                &[&self.tables.slot()],
+                &[&self.tables.slot(), &kind],
             )
             .await
             .map_err(self.tables.failed("reading the transactions in flight"))?;

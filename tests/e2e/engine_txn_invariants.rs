@@ -413,7 +413,6 @@ fn start_sim_version(version: &str) -> Sim {
 
 /// `transaction` mode: a reader never sees part of a source transaction across tables either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs STARWAL_COMMIT_MODE=transaction (issue 14, not landed)"]
 async fn inv11_transaction_mode_readers_see_whole_transactions_across_tables() {
     run(Some("transaction"), 0, 60, start_sim()).await;
 }
@@ -421,7 +420,6 @@ async fn inv11_transaction_mode_readers_see_whole_transactions_across_tables() {
 /// `transaction` mode, kill -9 at random steps (multi-table commits have no prepare: commit is
 /// one phase, settled from the label's state after a restart).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs STARWAL_COMMIT_MODE=transaction (issue 14, not landed)"]
 async fn inv11_transaction_mode_kill9_at_random_steps_keeps_transactions_whole_and_once() {
     run(Some("transaction"), 3, 40, start_sim()).await;
 }
@@ -429,7 +427,6 @@ async fn inv11_transaction_mode_kill9_at_random_steps_keeps_transactions_whole_a
 /// `transaction` mode against StarRocks 3.x (no multi-table transactions) is refused at setup
 /// with an error naming the variable and the version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs STARWAL_COMMIT_MODE=transaction (issue 14, not landed)"]
 async fn inv11_transaction_mode_is_refused_on_starrocks_3() {
     let db = Cluster::shared().create_database("engine_txn_v3").await;
     let client = create_tables(&db).await;

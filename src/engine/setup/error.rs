@@ -99,6 +99,9 @@ pub enum SetupError {
     /// Decoding from a standby: `STARWAL_PG_PRIMARY_URL` is a server of another cluster.
     #[error("STARWAL_PG_PRIMARY_URL is not in STARWAL_PG_URL's cluster (system identifier {primary_id}, not {source_id}): the publication, state tables and heartbeats written there would never reach the slot; point it at the primary the standby replicates from")]
     PrimaryOtherCluster { source_id: i64, primary_id: i64 },
+    /// `STARWAL_COMMIT_MODE=transaction` needs multi-table transactions (StarRocks 4.0+).
+    #[error("STARWAL_COMMIT_MODE=transaction needs StarRocks 4.0 or later (multi-table transactions), but `select current_version()` answered `{version}`; use STARWAL_COMMIT_MODE=table with this StarRocks")]
+    CommitModeNeedsStarRocks4 { version: String },
     #[error("replication slot `{slot}` uses plugin `{plugin}`, not pgoutput; choose another STARWAL_SLOT")]
     SlotWrongPlugin { slot: String, plugin: String },
     #[error("replication slot `{slot}` belongs to database `{database}`, not `{expected}`; choose another STARWAL_SLOT")]

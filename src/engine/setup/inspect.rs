@@ -24,7 +24,7 @@ use super::postgres::{
     check_prerequisites, check_privileges, existing_slot, failover_readiness, publication_status,
     slot_failover, PublicationStatus,
 };
-use crate::config::{OnSlotLoss, PostgresConfig, SnapshotMode};
+use crate::config::{CommitMode, OnSlotLoss, PostgresConfig, SnapshotMode};
 use crate::postgres::catalog::{resolve_tables, table_schema, SourceTable};
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
 use crate::postgres::conninfo::ServerState;
@@ -634,4 +634,63 @@ pub async fn inspect_target(
         ),
     });
     inspection
+}
+
+/// `STARWAL_COMMIT_MODE=transaction` needs multi-table transactions: StarRocks 4.0 or later
+/// (`version` as `select current_version()` answers it, e.g. `4.0.2-sim`, `3.3.5-abc`). A
+/// version that does not start with a number is let through (a build with another scheme).
+pub fn check_commit_mode(mode: CommitMode, version: &str) -> Result<(), SetupError> {
+    if mode != CommitMode::Transaction {
+        return Ok(());
+    }
+    let major: Option<u32> = version
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|m| m.parse().ok());
+    match major {
+        Some(major) if major < 4 => Err(SetupError::CommitModeNeedsStarRocks4 {
+            version: version.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// [`check_commit_mode`] before anything starts (`starwal run` exits 2 on an older StarRocks):
+/// `Ok` too when StarRocks cannot be asked now (setup asks again on every attempt).
+pub async fn check_commit_mode_at_start(
+    config: &StarRocksConfig,
+    mode: CommitMode,
+) -> Result<(), SetupError> {
+    if mode != CommitMode::Transaction {
+        return Ok(());
+    }
+    let Ok(mut setup) = TargetSetup::connect(config).await else {
+        return Ok(());
+    };
+    let version = setup.version().await;
+    setup.close().await;
+    match version {
+        Ok(version) => check_commit_mode(mode, &version),
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod commit_mode_tests {
+    use super::*;
+
+    #[test]
+    fn inv11_transaction_mode_needs_starrocks_4() {
+        let t = CommitMode::Transaction;
+        assert!(check_commit_mode(t, "4.0.2-sim").is_ok());
+        assert!(check_commit_mode(t, "5.1").is_ok());
+        let err = check_commit_mode(t, "3.3-sim").unwrap_err().to_string();
+        assert!(
+            err.contains("STARWAL_COMMIT_MODE") && err.contains("3.3-sim"),
+            "{err}"
+        );
+        assert!(check_commit_mode(CommitMode::Table, "3.3").is_ok());
+        assert!(check_commit_mode(t, "dev-build").is_ok());
+    }
 }

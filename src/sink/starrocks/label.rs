@@ -71,6 +71,22 @@ impl Label {
         Label::finish(label, false, slot, table)
     }
 
+    /// The label of attempt `attempt` of a multi-table transaction (`STARWAL_COMMIT_MODE=
+    /// transaction`) whose first change belongs to the source transaction committed at
+    /// `first_commit`: `starwal_<slot>__m_<names hash>_<first commit lsn>_a<attempt>`. A
+    /// multi-table label is not reusable after a rollback (StarRocks keeps the task for days), so
+    /// every attempt takes the next number; the checkpoint records the label before `begin`.
+    pub fn for_multi(slot: &str, first_commit: Lsn, attempt: u32) -> Label {
+        let mut label = hashed_prefix(slot, "_m");
+        let _ = write!(label, "_{:016X}_a{attempt}", first_commit.0);
+        Label::finish(label, false, slot, "_m")
+    }
+
+    /// The attempt number of a label made by [`Label::for_multi`].
+    pub fn multi_attempt(&self) -> Option<u32> {
+        self.0.rsplit_once("_a").and_then(|(_, n)| n.parse().ok())
+    }
+
     /// A label as the checkpoint recorded it (made by one of the constructors above).
     pub fn from_recorded(text: &str) -> Label {
         Label(text.to_owned())

@@ -164,6 +164,8 @@ fn txn_gone(answer: &LoadResponse) -> bool {
         || message.contains("no transaction found")
         || message.contains("aborted")
         || message.contains("can't find the transaction")
+        // A multi-table transaction rolled back (by StarRocks or a restart).
+        || message.contains("has already been cancelled")
 }
 
 impl TransactionClient {
@@ -370,6 +372,11 @@ impl TransactionClient {
     /// limit: loading the same part twice in a row leaves every key as once, since a part holds
     /// each key once. Returns the rows sent.
     pub async fn load(&self, batch: &LoadBatch) -> Result<u64, LoadPartError> {
+        self.load_with(batch, false).await
+    }
+
+    /// [`Self::load`], into a multi-table transaction when `multi`.
+    async fn load_with(&self, batch: &LoadBatch, multi: bool) -> Result<u64, LoadPartError> {
         let config = self.loads.config();
         // The data headers of a plain load of the same batch (`stream_load.rs`); the pipeline
         // puts only full-row loads of one body format into a transaction, so they are the same
@@ -397,6 +404,9 @@ impl TransactionClient {
         }
         if let Some(compression) = config.compression.header_value() {
             headers.push(format!("compression: {compression}"));
+        }
+        if multi {
+            headers.push("transaction_type: multi".to_owned());
         }
         let (table, label) = (batch.table.as_str(), &batch.label);
         let mut failures = 0;
@@ -544,6 +554,160 @@ impl TransactionClient {
             _ if txn_gone(&answer) => Ok(()),
             _ => Err(Self::refused("rollback", table, label, answer)),
         }
+    }
+}
+
+/// The `table` named in errors of a multi-table transaction's steps (it spans the database).
+pub const MULTI_TABLES: &str = "(all tables)";
+
+/// Multi-table transactions (`transaction_type: multi`, StarRocks ≥ 4.0; `STARWAL_COMMIT_MODE=
+/// transaction`, `pipeline/multi.rs`): one label over several tables of the database. The FE
+/// answers begin, commit and rollback itself; loads are redirected to a BE as usual. There is no
+/// `prepare` (StarRocks refuses it for multi-table transactions), so commit is one phase and an
+/// unknown outcome is settled by the label's state (`get_load_state`). A multi-table label is not
+/// reusable, even after a rollback: every attempt has its own.
+impl TransactionClient {
+    /// One step of multi-table transaction `label` (`table` only on loads).
+    async fn call_multi(
+        &self,
+        op: &'static str,
+        label: &Label,
+        extra: Vec<String>,
+    ) -> Result<LoadResponse, TransactionError> {
+        let config = self.loads.config();
+        let mut headers = vec![
+            format!("label: {label}"),
+            format!("db: {}", config.database),
+            "transaction_type: multi".to_owned(),
+        ];
+        headers.extend(extra);
+        let url = format!("/api/transaction/{op}");
+        let request = |source| TransactionError::Request {
+            op,
+            table: MULTI_TABLES.to_owned(),
+            label: label.to_string(),
+            source,
+        };
+        let (status, body) = self
+            .request(url.clone(), headers, Some(Bytes::new()))
+            .await
+            .map_err(request)?;
+        match status {
+            200 => LoadResponse::parse(&body)
+                .map_err(|source| request(StreamLoadError::Malformed { url, source })),
+            401 | 403 => Err(request(StreamLoadError::Auth {
+                message: excerpt(&body),
+            })),
+            _ => Err(request(StreamLoadError::Http {
+                url,
+                status,
+                excerpt: excerpt(&body),
+            })),
+        }
+    }
+
+    /// Begins multi-table transaction `label` with an explicit `timeout` (the FE's default for
+    /// multi-table transactions is 20 s). Transient failures are retried in place. A label
+    /// already used (by a committed or aborted transaction: multi-table labels are never reused)
+    /// is [`TransactionError::Refused`] with status `LABEL_ALREADY_EXISTS`, or
+    /// [`TransactionError::LabelCommitted`]: the caller takes the next attempt's label. After a
+    /// lost answer, the retry finding the label open (`BEGIN`) is this begin: it counts as begun.
+    pub async fn multi_begin(&self, label: &Label) -> Result<(), TransactionError> {
+        let headers = vec![format!(
+            "timeout: {}",
+            self.timeouts.timeout.as_secs().max(1)
+        )];
+        let mut failures = 0;
+        loop {
+            let err = match self.call_multi("begin", label, headers.clone()).await {
+                Ok(answer) if answer.status == "OK" => return Ok(()),
+                Ok(answer) if answer.status == "LABEL_ALREADY_EXISTS" => {
+                    let existing = answer.existing_job_status.as_deref().unwrap_or("");
+                    if matches!(existing, "FINISHED" | "VISIBLE" | "COMMITTED" | "COMMITED") {
+                        return Err(TransactionError::LabelCommitted {
+                            table: MULTI_TABLES.to_owned(),
+                            label: label.to_string(),
+                        });
+                    }
+                    if failures > 0 && existing == "BEGIN" {
+                        // Our earlier request began it; its answer was lost.
+                        return Ok(());
+                    }
+                    return Err(Self::refused("begin", MULTI_TABLES, label, answer));
+                }
+                Ok(answer) => Self::refused("begin", MULTI_TABLES, label, answer),
+                Err(err) => err,
+            };
+            if !err.is_transient() {
+                return Err(err);
+            }
+            failures += 1;
+            self.retry_after(MULTI_TABLES, failures, &err).await;
+        }
+    }
+
+    /// Loads one table's part into multi-table transaction `batch.label` (see [`Self::load`]).
+    pub async fn multi_load(&self, batch: &LoadBatch) -> Result<u64, LoadPartError> {
+        self.load_with(batch, true).await
+    }
+
+    /// Commits multi-table transaction `label` (one phase). An answer other than committed, or
+    /// none, is settled by the label's state: `VISIBLE`/`COMMITTED` = committed (commit after
+    /// commit answers OK too), still open or committing = the commit is sent again,
+    /// `ABORTED`/`UNKNOWN` = [`TransactionError::Aborted`] (its changes are read again).
+    pub async fn multi_commit(&self, label: &Label) -> Result<Committed, TransactionError> {
+        let mut failures = 0;
+        loop {
+            let err = match self.call_multi("commit", label, Vec::new()).await {
+                Ok(answer)
+                    if matches!(
+                        answer.status.as_str(),
+                        "OK" | "PUBLISH_TIMEOUT" | "Publish Timeout"
+                    ) =>
+                {
+                    if let Some(observer) = self.loads.observer() {
+                        observer.load_committed(MULTI_TABLES);
+                    }
+                    return Ok(if answer.message.contains("already committed") {
+                        Committed::Already
+                    } else {
+                        Committed::Now
+                    });
+                }
+                Ok(answer) => Self::refused("commit", MULTI_TABLES, label, answer),
+                Err(err) => err,
+            };
+            // The outcome is not known from the answer: the label's state says.
+            match self.label_state(label).await.as_deref() {
+                Ok("VISIBLE" | "COMMITTED") => return Ok(Committed::Already),
+                Ok("ABORTED" | "UNKNOWN") => {
+                    return Err(TransactionError::Aborted {
+                        table: MULTI_TABLES.to_owned(),
+                        label: label.to_string(),
+                        message: err.to_string(),
+                    })
+                }
+                // Open or committing (or the state could not be read): commit again.
+                _ => {}
+            }
+            failures += 1;
+            self.retry_after(MULTI_TABLES, failures, &err).await;
+        }
+    }
+
+    /// Rolls multi-table transaction `label` back. Any answer is taken (a committed one stays
+    /// committed, an aborted one aborted): the caller reads the label's state after it. Only a
+    /// request that got no answer is an error.
+    pub async fn multi_rollback(&self, label: &Label) -> Result<(), TransactionError> {
+        let answer = self.call_multi("rollback", label, Vec::new()).await?;
+        tracing::debug!(%label, status = %answer.status, message = %answer.message, "rollback of a multi-table transaction answered");
+        Ok(())
+    }
+
+    /// `get_load_state` of `label`: `PREPARE` (open), `COMMITTED`, `VISIBLE`, `ABORTED` or
+    /// `UNKNOWN` (never begun, or evicted).
+    pub async fn label_state(&self, label: &Label) -> Result<String, TransactionError> {
+        self.state(MULTI_TABLES, label).await
     }
 }
 
