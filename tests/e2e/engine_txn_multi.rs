@@ -1,0 +1,244 @@
+//! Invariant 11 in `transaction` commit mode (`STARWAL_COMMIT_MODE=transaction`, StarRocks ≥
+//! 4.0 multi-table transactions), through `starwal run` against the sim: kill -9 of the agent at
+//! every step of a multi-table transaction that spans two tables and is larger than the buffer —
+//! after its label was recorded (begin held back), after `begin`, after a load, after `commit`
+//! took effect but before the agent heard of it — leaves both targets equal to the source, with
+//! no label committed twice (the sim's label counters), every commit covering both tables, and
+//! the restart settling the recorded label from its state (`get_load_state`): committed ones
+//! skipped, others rolled back and read again under the next attempt's label. While a part is
+//! loading, status shows the open multi-table transaction on both tables.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use starrocks_sim::{FaultKind, LoadFault, Sim, TxnEffect, TxnOp};
+
+use crate::harness::agent::{
+    diff, source_rows, start_sim, status_json, target_rows, wait_for_rows, AgentSpec, TARGET_DB,
+};
+use crate::harness::Cluster;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// Small enough that the large transaction below goes out in several parts.
+const CAP: u64 = 512 * 1024;
+const ROWS: u64 = 6_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillAt {
+    /// The label is recorded in the checkpoint; `begin` is held before it takes effect.
+    Recorded,
+    /// `begin` took effect; its answer is held back.
+    Begin,
+    /// A load took effect; its answer is held back.
+    Load,
+    /// `commit` took effect (the rows are visible); its answer is held back, so the agent has
+    /// not confirmed anything of it.
+    Commit,
+}
+
+impl KillAt {
+    fn fault(self) -> FaultKind {
+        let (op, effect) = match self {
+            KillAt::Recorded => (TxnOp::Begin, TxnEffect::StallBefore),
+            KillAt::Begin => (TxnOp::Begin, TxnEffect::StallAfter),
+            KillAt::Load => (TxnOp::Load, TxnEffect::StallAfter),
+            KillAt::Commit => (TxnOp::Commit, TxnEffect::StallAfter),
+        };
+        FaultKind::TxnStep {
+            op,
+            effect,
+            stall_ms: 20_000,
+        }
+    }
+
+    /// What the restart must log about the label the kill left.
+    fn settled(self) -> &'static str {
+        match self {
+            KillAt::Recorded | KillAt::Begin | KillAt::Load => "was not committed (rolled back)",
+            KillAt::Commit => "is committed: its changes are skipped",
+        }
+    }
+}
+
+/// The multi-table labels the checkpoint records, with whether their ranges are final.
+async fn recorded_labels(client: &tokio_postgres::Client, slot: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT label FROM starwal.loads_in_flight WHERE slot = $1 AND kind = 'multi'",
+            &[&slot],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
+}
+
+/// Every label committed once (per table and in the label counters); every multi-table commit
+/// of the big transactions covers both tables. Returns the multi-table labels committed.
+fn assert_once_and_whole(sim: &Sim) -> BTreeSet<String> {
+    for table in ["a", "b"] {
+        let labels = sim.counters(TARGET_DB, table).labels_committed;
+        let unique: BTreeSet<&String> = labels.iter().collect();
+        assert_eq!(
+            unique.len(),
+            labels.len(),
+            "{table}: a label committed twice"
+        );
+    }
+    let mut multi = BTreeSet::new();
+    for (label, c) in sim.label_counters(TARGET_DB) {
+        assert!(c.commits <= 1, "{label} committed {} times", c.commits);
+        if c.commits == 1 && c.multi_table {
+            multi.insert(label);
+        }
+    }
+    multi
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_multi_kill9_at_each_step_commits_every_transaction_once_and_whole() {
+    let db = Cluster::shared().create_database("engine_txn_multi").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY, payload text);
+             CREATE TABLE b (id int PRIMARY KEY, a_id int NOT NULL, payload text);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b")
+        .var("STARWAL_COMMIT_MODE", "transaction")
+        .var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string());
+    let mut agent = spec.start_streaming().await;
+    let slot = spec.slot().to_owned();
+    let steps = [
+        KillAt::Recorded,
+        KillAt::Begin,
+        KillAt::Load,
+        KillAt::Commit,
+    ];
+    for (round, step) in steps.into_iter().enumerate() {
+        let seen = sim.txn_events(0).last().map_or(0, |event| event.seq);
+        let labels_before = recorded_labels(&client, &slot).await;
+        sim.faults().inject(LoadFault::new(step.fault()));
+        // A small transaction, a large one over both tables (parts of one multi-table
+        // transaction), another small one.
+        let start = 1 + round as u64 * (ROWS + 10);
+        client
+            .batch_execute(&format!(
+                "INSERT INTO a VALUES ({small}, 'small before');
+                 BEGIN;
+                 INSERT INTO a SELECT g, repeat(md5(g::text), 8) FROM generate_series({start}, {end}) g;
+                 INSERT INTO b SELECT g, g, repeat(md5(g::text), 8) FROM generate_series({start}, {end}) g;
+                 COMMIT;
+                 INSERT INTO b VALUES ({small2}, {small2}, 'small after');",
+                small = start + ROWS,
+                small2 = start + ROWS + 1,
+                end = start + ROWS - 1,
+            ))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let mut shown_open = false;
+        loop {
+            let events = sim.txn_events(seen);
+            let reached = match step {
+                // Recorded, and begin not taken effect.
+                KillAt::Recorded => {
+                    let recorded = recorded_labels(&client, &slot).await;
+                    recorded.iter().any(|label| {
+                        !labels_before.contains(label)
+                            && !events.iter().any(|e| e.op == "begin" && &e.label == label)
+                    })
+                }
+                KillAt::Begin => events.iter().any(|e| e.op == "begin"),
+                KillAt::Load => events.iter().any(|e| e.op == "load"),
+                KillAt::Commit => events.iter().any(|e| e.op == "commit"),
+            };
+            if reached {
+                if step == KillAt::Load && !shown_open {
+                    // The load's answer is held: the open multi-table transaction is shown.
+                    shown_open = status_json(&spec).is_some_and(|status| {
+                        status["tables"].as_array().is_some_and(|tables| {
+                            tables.iter().any(|t| {
+                                t["open_transaction"]["label"]
+                                    .as_str()
+                                    .is_some_and(|l| l.contains("__m_"))
+                            })
+                        })
+                    });
+                    if !shown_open {
+                        assert!(
+                            Instant::now() < deadline,
+                            "round {round}: status never showed the open multi-table transaction\n{}",
+                            agent.log()
+                        );
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the agent never reached {step:?}\n{}",
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("round {round}: kill -9 at {step:?}");
+        agent.kill9();
+        sim.faults().clear();
+        agent = spec.start();
+        for (table, sql, columns) in [
+            (
+                "a",
+                "SELECT id::text, payload FROM a",
+                &["id", "payload"][..],
+            ),
+            (
+                "b",
+                "SELECT id::text, a_id::text, payload FROM b",
+                &["id", "a_id", "payload"][..],
+            ),
+        ] {
+            let source = source_rows(&client, sql).await;
+            let target =
+                wait_for_rows(&source, TIMEOUT, || target_rows(&sim, table, columns)).await;
+            assert!(
+                source == target,
+                "round {round} ({step:?}) {table}: {}\n{}",
+                diff(&source, &target),
+                agent.log()
+            );
+        }
+        assert_once_and_whole(&sim);
+        assert!(
+            agent.log().contains(step.settled()),
+            "round {round} ({step:?}): the restart did not log `{}`\n{}",
+            step.settled(),
+            agent.log()
+        );
+    }
+    let committed = assert_once_and_whole(&sim);
+    assert!(
+        !committed.is_empty(),
+        "no multi-table transaction committed"
+    );
+    // The large transactions' commits each covered both tables.
+    let both = sim
+        .label_counters(TARGET_DB)
+        .into_iter()
+        .filter(|(_, c)| {
+            c.commits == 1
+                && c.multi_table
+                && c.tables.iter().any(|t| t == "a")
+                && c.tables.iter().any(|t| t == "b")
+        })
+        .count();
+    assert!(
+        both >= steps.len(),
+        "every large transaction commits both tables at once: {both} such commits"
+    );
+    agent.stop_cleanly();
+}
