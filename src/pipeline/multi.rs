@@ -201,7 +201,13 @@ impl Pipeline {
         let Some(multi) = self.multi.as_mut() else {
             return Ok(());
         };
-        if parts.is_empty() || multi.abandoned {
+        if multi.abandoned {
+            // Stopping: nothing more is loaded (what was sealed streams again next start).
+            let held: u64 = parts.iter().map(|(_, sealed)| sealed.buffered_bytes).sum();
+            self.context.handle.release_buffered(held);
+            return Ok(());
+        }
+        if parts.is_empty() {
             return Ok(());
         }
         // One full-row load per table fits a transaction's data headers; others go plain.
@@ -543,6 +549,20 @@ async fn load_group(
                     bytes += load.body.len() as u64;
                 }
                 Err(LoadPartError::Gone(error)) => {
+                    let limit = context.transactions.timeouts().timeout;
+                    let age = txn.began.elapsed();
+                    if age >= limit || error.to_string().to_ascii_lowercase().contains("timeout") {
+                        // Read again, it would take as long: say which variable to raise.
+                        let detail = format!(
+                            "StarRocks aborted multi-table transaction `{}` after {} s ({} parts) at its timeout: the source transaction takes longer to load than STARWAL_TXN_TIMEOUT_S ({} s); raise STARWAL_TXN_TIMEOUT_S",
+                            txn.label,
+                            age.as_secs(),
+                            txn.parts,
+                            limit.as_secs()
+                        );
+                        tracing::error!(label = %txn.label, error = %error, "{detail}");
+                        context.handle.record_table_error(&source, &detail);
+                    }
                     return Err((index, PipelineError::from(error)));
                 }
                 Err(LoadPartError::Refused(error)) => {

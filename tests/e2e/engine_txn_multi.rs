@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use starrocks_sim::{FaultKind, LoadFault, Sim, TxnEffect, TxnOp};
 
 use crate::harness::agent::{
-    diff, source_rows, start_sim, status_json, target_rows, wait_for_rows, AgentSpec, TARGET_DB,
+    diff, source_rows, start_sim, status_json, target_rows, wait_for_rows, wait_until, AgentSpec,
+    TARGET_DB,
 };
 use crate::harness::Cluster;
 
@@ -213,8 +214,10 @@ async fn inv11_multi_kill9_at_each_step_commits_every_transaction_once_and_whole
             );
         }
         assert_once_and_whole(&sim);
+        // After a kill at Commit the targets equal the source at once: wait for the restart.
+        let logged = wait_until(TIMEOUT, || agent.log().contains(step.settled())).await;
         assert!(
-            agent.log().contains(step.settled()),
+            logged,
             "round {round} ({step:?}): the restart did not log `{}`\n{}",
             step.settled(),
             agent.log()
