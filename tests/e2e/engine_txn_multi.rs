@@ -6,7 +6,9 @@
 //! no label committed twice (the sim's label counters), every commit covering both tables, and
 //! the restart settling the recorded label from its state (`get_load_state`): committed ones
 //! skipped, others rolled back and read again under the next attempt's label. While a part is
-//! loading, status shows the open multi-table transaction on both tables.
+//! loading, status shows the open multi-table transaction on both tables. A commit whose answer
+//! is lost (after or before it took effect) or that StarRocks refuses is settled from the label's
+//! state while running.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -242,6 +244,93 @@ async fn inv11_multi_kill9_at_each_step_commits_every_transaction_once_and_whole
     assert!(
         both >= steps.len(),
         "every large transaction commits both tables at once: {both} such commits"
+    );
+    agent.stop_cleanly();
+}
+
+/// A commit whose answer is lost after it took effect, one lost before it took effect, and one
+/// StarRocks refuses (the transaction is rolled back): the agent settles each from the label's
+/// state while running — committed (done), still open (committed again), aborted (read again
+/// under the next attempt's label) — and nothing is committed twice or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_multi_a_commit_without_an_answer_is_settled_by_the_label_state() {
+    let db = Cluster::shared()
+        .create_database("engine_txn_multi_commit")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY, payload text);
+             CREATE TABLE b (id int PRIMARY KEY, a_id int NOT NULL, payload text);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b")
+        .var("STARWAL_COMMIT_MODE", "transaction")
+        .var("STARWAL_FLUSH_INTERVAL_MS", "100");
+    let agent = spec.start_streaming().await;
+    for (round, effect) in [TxnEffect::DropAfter, TxnEffect::DropBefore, TxnEffect::Fail]
+        .into_iter()
+        .enumerate()
+    {
+        let seen = sim.txn_events(0).last().map_or(0, |event| event.seq);
+        sim.faults().inject(LoadFault::new(FaultKind::TxnStep {
+            op: TxnOp::Commit,
+            effect,
+            stall_ms: 0,
+        }));
+        let start = 1 + round as i64 * 100;
+        client
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO a SELECT g, 'r{round}' FROM generate_series({start}, {end}) g;
+                 INSERT INTO b SELECT g, g, 'r{round}' FROM generate_series({start}, {end}) g;
+                 COMMIT;",
+                end = start + 49
+            ))
+            .await
+            .unwrap();
+        for (table, sql, columns) in [
+            (
+                "a",
+                "SELECT id::text, payload FROM a",
+                &["id", "payload"][..],
+            ),
+            (
+                "b",
+                "SELECT id::text, a_id::text, payload FROM b",
+                &["id", "a_id", "payload"][..],
+            ),
+        ] {
+            let source = source_rows(&client, sql).await;
+            let target =
+                wait_for_rows(&source, TIMEOUT, || target_rows(&sim, table, columns)).await;
+            assert!(
+                source == target,
+                "round {round} ({effect:?}) {table}: {}\n{}",
+                diff(&source, &target),
+                agent.log()
+            );
+        }
+        let commits = sim
+            .txn_events(seen)
+            .iter()
+            .filter(|e| e.op == "commit")
+            .count();
+        eprintln!("round {round} ({effect:?}): {commits} commit(s) took effect");
+        assert_once_and_whole(&sim);
+        assert!(
+            sim.faults().snapshot().loads.is_empty(),
+            "round {round}: the commit fault never fired"
+        );
+    }
+    // The refused commit rolled its transaction back: the attempt ended, and the next one
+    // found the recorded label aborted and read its changes again.
+    let log = agent.log();
+    assert!(
+        log.contains("was not committed (rolled back)"),
+        "the refused commit was not settled from the label's state\n{log}"
     );
     agent.stop_cleanly();
 }
