@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use starrocks_sim::{FaultKind, LoadFault, Sim, TxnEffect, TxnOp};
 
 use crate::harness::agent::{
-    diff, source_rows, start_sim, status_json, target_rows, wait_for_rows, wait_until, AgentSpec,
-    TARGET_DB,
+    diff, metric_sample, metrics_text, source_rows, start_sim, status_json, target_rows,
+    wait_for_rows, wait_until, AgentSpec, TARGET_DB,
 };
 use crate::harness::Cluster;
 
@@ -331,6 +331,97 @@ async fn inv11_multi_a_commit_without_an_answer_is_settled_by_the_label_state() 
     assert!(
         log.contains("was not committed (rolled back)"),
         "the refused commit was not settled from the label's state\n{log}"
+    );
+    agent.stop_cleanly();
+}
+
+/// A TRUNCATE of one table and a new column of the other in the middle of a source transaction
+/// larger than the buffer: the open multi-table transaction is committed before each (counted
+/// as split), the DDL runs in stream order on the one loader, and both targets end equal to the
+/// source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_multi_a_truncate_or_new_column_inside_a_large_transaction_commits_it_first() {
+    let db = Cluster::shared()
+        .create_database("engine_txn_multi_ddl")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY, payload text);
+             CREATE TABLE b (id int PRIMARY KEY, a_id int NOT NULL, payload text);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b")
+        .var("STARWAL_COMMIT_MODE", "transaction")
+        .var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string());
+    let agent = spec.start_streaming().await;
+    let insert = |table: &str, from: u64| {
+        let to = from + ROWS - 1;
+        match table {
+            "a" => format!("INSERT INTO a SELECT g, repeat(md5(g::text), 8) FROM generate_series({from}, {to}) g"),
+            _ => format!("INSERT INTO b SELECT g, g, repeat(md5(g::text), 8) FROM generate_series({from}, {to}) g"),
+        }
+    };
+    client
+        .batch_execute(&format!(
+            "BEGIN; {}; {}; TRUNCATE b; {}; {}; ALTER TABLE a ADD COLUMN extra text; \
+             INSERT INTO a SELECT g, 'late', g::text FROM generate_series(100001, 100500) g; COMMIT;",
+            insert("a", 1),
+            insert("b", 1),
+            insert("b", 20_001),
+            insert("a", 20_001),
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute("BEGIN; INSERT INTO a VALUES (0, 'after', 'x'); INSERT INTO b VALUES (0, 0, 'after'); COMMIT;")
+        .await
+        .unwrap();
+    let source = source_rows(
+        &client,
+        "SELECT id::text, payload, coalesce(extra, '-') FROM a",
+    )
+    .await;
+    let target = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "a", &["id", "payload", "extra"])
+            .into_iter()
+            .map(|mut row| {
+                if row[2].is_none() {
+                    row[2] = Some("-".into());
+                }
+                row
+            })
+            .collect()
+    })
+    .await;
+    assert!(
+        source == target,
+        "a: {}\n{}",
+        diff(&source, &target),
+        agent.log()
+    );
+    let source = source_rows(&client, "SELECT id::text, a_id::text, payload FROM b").await;
+    let target = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "b", &["id", "a_id", "payload"])
+    })
+    .await;
+    assert!(
+        source == target,
+        "b: {}\n{}",
+        diff(&source, &target),
+        agent.log()
+    );
+    assert_once_and_whole(&sim);
+    let split = metric_sample(
+        &metrics_text(&spec),
+        "starwal_transactions_split_total{table=\"public.b\"}",
+    );
+    assert!(
+        split.is_some_and(|n| n >= 1.0),
+        "the TRUNCATE inside the transaction split it: {split:?}\n{}",
+        agent.log()
     );
     agent.stop_cleanly();
 }
