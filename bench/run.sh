@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # starwal benchmark suite: one entry point.
 #
-#   ./bench/run.sh [all|backlog|sustained|idle|snapshot|memory] [size]
+#   ./bench/run.sh [all|backlog|sustained|idle|snapshot|memory|bigtxn] [size]
 #
 # Builds the release agent (`target/release/starwal`) and the suite driver (benches/suite.rs),
 # then runs the scenario(s); each starts its own throwaway Postgres cluster and starrocks-sim,
 # stops everything it started, and writes bench/results/<date>-<scenario>.json and .md (the
 # markdown is also printed). `size` overrides, for one scenario: backlog → BENCH_ROWS (changes
 # per workload), snapshot → BENCH_SNAPSHOT_ROWS, sustained → BENCH_DURATION_S (per rate),
-# idle → BENCH_IDLE_S, memory → BENCH_MEMORY_TXNS (one-row transactions). Every BENCH_*
+# idle → BENCH_IDLE_S, memory → BENCH_MEMORY_TXNS (one-row transactions), bigtxn →
+# BENCH_BIGTXN_ROWS (rows of the large transaction). BENCH_MODES=table,table-streaming,...
+# runs every scenario once per commit/streaming mode (issue 14). Every BENCH_*
 # variable and the STARWAL_* tuning variables passed to the agents are described in
 # bench/README.md.
 set -euo pipefail
@@ -29,7 +31,7 @@ done
 
 scenario=${1:-all}
 case "$scenario" in
-all | backlog | sustained | idle | snapshot | memory) ;;
+all | backlog | sustained | idle | snapshot | memory | bigtxn) ;;
 -h | --help | help)
     usage
     exit 0
@@ -53,6 +55,7 @@ if [ -n "${2:-}" ]; then
     sustained) export BENCH_DURATION_S=$2 ;;
     idle) export BENCH_IDLE_S=$2 ;;
     memory) export BENCH_MEMORY_TXNS=$2 ;;
+    bigtxn) export BENCH_BIGTXN_ROWS=$2 ;;
     all)
         echo "bench: a size applies to one scenario; use BENCH_* variables with 'all'" >&2
         exit 2

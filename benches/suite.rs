@@ -2,7 +2,7 @@
 //! binary between a throwaway Postgres cluster (the e2e harness) and an in-process
 //! `starrocks-sim`, compared with what Postgres itself can do (`pg_recvlogical`, raw `COPY`).
 //!
-//! `suite [all|backlog|sustained|idle|snapshot|memory]` runs the scenarios (see `bench/README.md` for
+//! `suite [all|backlog|sustained|idle|snapshot|memory|bigtxn]` runs the scenarios (see `bench/README.md` for
 //! what each measures), each with its own cluster and sim, and writes
 //! `bench/results/<date>-<scenario>.json` and `.md` for every one, printing the markdown.
 //! Sizes come from `BENCH_*` variables ([`settings`]). It measures and asserts nothing: a
@@ -20,6 +20,8 @@ mod harness;
 mod agent;
 #[path = "../bench/suite/backlog.rs"]
 mod backlog;
+#[path = "../bench/suite/bigtxn.rs"]
+mod bigtxn;
 #[path = "../bench/suite/cluster.rs"]
 mod cluster;
 #[path = "../bench/suite/idle.rs"]
@@ -59,7 +61,8 @@ fn main() -> ExitCode {
             Some(scenario) => vec![scenario],
             None => {
                 eprintln!(
-                    "unknown scenario `{name}`: expected all, backlog, sustained, idle, snapshot or memory"
+                    "unknown scenario `{name}`: expected all, backlog, sustained, idle, snapshot, \
+                     memory or bigtxn"
                 );
                 return ExitCode::from(2);
             }
@@ -83,14 +86,35 @@ fn main() -> ExitCode {
     }
     std::env::set_var("TMPDIR", &private_tmp);
 
+    // Without BENCH_MODES, one run with the environment's variables; with it, every scenario
+    // once per mode.
+    let runs: Vec<Settings> = if settings.modes.is_empty() {
+        vec![settings.clone()]
+    } else {
+        settings
+            .modes
+            .iter()
+            .map(|mode| settings.with_mode(mode))
+            .collect()
+    };
     let mut failed = false;
-    for scenario in scenarios {
-        eprintln!("bench: running scenario {}", scenario.name());
-        let report = run_scenario(scenario, &settings);
+    for (settings, scenario) in runs
+        .iter()
+        .flat_map(|s| scenarios.iter().map(move |&scenario| (s, scenario)))
+    {
+        match &settings.mode {
+            Some(mode) => eprintln!(
+                "bench: running scenario {} in mode {}",
+                scenario.name(),
+                mode.name
+            ),
+            None => eprintln!("bench: running scenario {}", scenario.name()),
+        }
+        let report = run_scenario(scenario, settings);
         failed |= matches!(report.outcome, Outcome::Failed(_));
-        match report.write(&settings) {
+        match report.write(settings) {
             Ok((json, md)) => {
-                println!("{}", report.markdown(&settings));
+                println!("{}", report.markdown(settings));
                 eprintln!("bench: wrote {} and {}", json.display(), md.display());
             }
             Err(err) => {
@@ -130,11 +154,20 @@ fn run_scenario(scenario: Scenario, settings: &Settings) -> Report {
                 Scenario::Idle => idle::run(settings, &mut report).await,
                 Scenario::Snapshot => snapshot::run(settings, &mut report).await,
                 Scenario::Memory => memory::run(settings, &mut report).await,
+                Scenario::BigTxn => bigtxn::run(settings, &mut report).await,
             }
         })
     }));
     match result {
         Ok(Ok(())) => {} // completed, or skipped as the scenario said
+        // A mode this agent was not built with (BENCH_MODES) is not a failure of the run.
+        Ok(Err(err)) if format!("{err:#}").contains(agent::MODE_UNAVAILABLE) => {
+            let text = format!("{err:#}");
+            let why = text
+                .find(agent::MODE_UNAVAILABLE)
+                .map_or(text.as_str(), |at| &text[at..]);
+            report.outcome = Outcome::Skipped(why.lines().next().unwrap_or(why).to_owned())
+        }
         Ok(Err(err)) => report.outcome = Outcome::Failed(format!("{err:#}")),
         Err(panic) => {
             report.outcome = Outcome::Failed(format!("panicked: {}", panic_message(&panic)))

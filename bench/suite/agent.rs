@@ -20,6 +20,30 @@ use super::settings::Settings;
 /// What the agent logs once it reads the replication stream.
 const STREAMING_LINE: &str = "streaming changes";
 
+/// Starts the error of an agent that cannot run in the requested mode (`BENCH_MODES`): the
+/// driver reports the scenario as skipped, not failed, when its error carries this.
+pub const MODE_UNAVAILABLE: &str = "mode not available in this agent";
+
+/// The variables of a mode whose refusal means the mode is not built (see `Mode`).
+const MODE_VARIABLES: [&str; 2] = ["STARWAL_COMMIT_MODE", "STARWAL_STREAMING"];
+
+/// Why this agent cannot run the mode `spec` asks for, from its log: it refused a mode variable
+/// at startup (`exited`), or it runs but ignores a mode variable set to something other than
+/// its `off` default (an agent without streaming warns that `STARWAL_STREAMING` is unknown).
+fn mode_unavailable(spec: &AgentSpec, log: &str, exited: bool) -> Option<String> {
+    MODE_VARIABLES.iter().find_map(|name| {
+        let value = spec.get(name)?;
+        let line = log.lines().find(|line| {
+            line.contains(name)
+                && (exited || (value != "off" && line.contains("is not a starwal variable")))
+        })?;
+        Some(format!(
+            "{MODE_UNAVAILABLE}: {name}={value}: {}",
+            line.trim()
+        ))
+    })
+}
+
 /// The spec of an agent replicating `tables` of `db` into `sim`: agent defaults, `snapshot` as
 /// `STARWAL_SNAPSHOT`, then the environment's tuning variables.
 pub fn spec(
@@ -60,9 +84,16 @@ pub async fn start_streaming(spec: &AgentSpec, timeout: Duration) -> Result<(Age
     let mut agent = spec.start();
     loop {
         if is_streaming(&agent) {
+            if let Some(why) = mode_unavailable(spec, &agent.log(), false) {
+                agent.kill9();
+                bail!("{why}");
+            }
             return Ok((agent, started.elapsed()));
         }
         if !agent.is_running() {
+            if let Some(why) = mode_unavailable(spec, &agent.log(), true) {
+                bail!("{why}");
+            }
             bail!("the agent exited before streaming:\n{}", log_tail(&agent));
         }
         if started.elapsed() > timeout {

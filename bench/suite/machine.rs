@@ -20,6 +20,9 @@ pub struct Machine {
     pub git_commit: String,
     /// `version()` of the server the scenario ran against, once known.
     pub postgres: Option<String>,
+    /// The agent binary the scenario ran (`STARWAL_TEST_AGENT_BIN` or this build's) and when it
+    /// was built: `git_commit` is the driver's tree, which need not be the agent's.
+    pub agent_binary: String,
 }
 
 impl Machine {
@@ -53,6 +56,7 @@ impl Machine {
             load_average,
             git_commit: git_commit(Path::new(env!("CARGO_MANIFEST_DIR"))),
             postgres: None,
+            agent_binary: agent_binary(),
         }
     }
 
@@ -65,13 +69,14 @@ impl Machine {
             "load_average_at_start": self.load_average,
             "postgres": self.postgres,
             "git_commit": self.git_commit,
+            "agent_binary": self.agent_binary,
         })
     }
 
     /// One markdown line.
     pub fn summary(&self) -> String {
         format!(
-            "{} × {}, {} MiB RAM, Linux {}; {}; starwal {}; load average at start {}",
+            "{} × {}, {} MiB RAM, Linux {}; {}; starwal {} (agent {}); load average at start {}",
             self.nproc,
             self.cpu_model,
             self.memory_mib
@@ -79,9 +84,24 @@ impl Machine {
             self.kernel,
             self.postgres.as_deref().unwrap_or("PostgreSQL unknown"),
             self.git_commit,
+            self.agent_binary,
             self.load_average
         )
     }
+}
+
+/// The agent binary's path and modification time (UTC).
+fn agent_binary() -> String {
+    let path = super::harness::agent::agent_binary();
+    let built = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ", "-r"])
+        .arg(&path)
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("{}, built {built}", Path::new(&path).display())
 }
 
 /// `HEAD`'s hash, with `+dirty` when tracked files differ from it (the measured binary was built

@@ -95,7 +95,10 @@ impl Report {
     }
 
     fn stem(&self, settings: &Settings) -> String {
-        format!("{}-{}", settings.date, self.scenario.name())
+        match &settings.mode {
+            Some(mode) => format!("{}-{}-{}", settings.date, mode.name, self.scenario.name()),
+            None => format!("{}-{}", settings.date, self.scenario.name()),
+        }
     }
 
     /// Writes `<date>-<scenario>.json` and `.md` into the results directory.
@@ -137,10 +140,22 @@ impl Report {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "## starwal benchmark: {} ({})\n",
+            "## starwal benchmark: {}{} ({})\n",
             self.scenario.name(),
+            settings
+                .mode
+                .as_ref()
+                .map_or_else(String::new, |m| format!(", mode `{}`", m.name)),
             settings.date
         );
+        if let Some(mode) = &settings.mode {
+            let vars: Vec<String> = mode
+                .vars
+                .iter()
+                .map(|(k, v)| format!("`{k}={v}`"))
+                .collect();
+            let _ = writeln!(md, "Agent mode: {}\n", vars.join(", "));
+        }
         if self.outcome != Outcome::Completed {
             let _ = writeln!(md, "**{}**\n", self.outcome.text());
         }

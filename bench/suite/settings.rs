@@ -26,16 +26,20 @@ pub enum Scenario {
     Snapshot,
     /// Peak RSS against `STARWAL_MAX_BUFFER_BYTES` per workload shape (invariant 8).
     Memory,
+    /// One large transaction written while the agent streams: time from COMMIT to visible,
+    /// whether it became visible in parts, peak RSS, agent and walsender CPU (issue 14).
+    BigTxn,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Backlog,
         Scenario::Sustained,
         Scenario::Idle,
         Scenario::Snapshot,
         Scenario::Memory,
+        Scenario::BigTxn,
     ];
 
     pub fn parse(name: &str) -> Option<Scenario> {
@@ -49,6 +53,7 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Snapshot => "snapshot",
             Scenario::Memory => "memory",
+            Scenario::BigTxn => "bigtxn",
         }
     }
 }
@@ -158,6 +163,60 @@ impl Rate {
     }
 }
 
+/// How the agent commits (`BENCH_MODES`): the issue-14 modes a scenario can run in. Each is a
+/// set of agent variables that replaces the environment's for those names, so one driver runs
+/// the same scenario in every mode and the result files say which (`<date>-<mode>-<scenario>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mode {
+    pub name: &'static str,
+    /// `(variable, value)` set on every agent of the run.
+    pub vars: &'static [(&'static str, &'static str)],
+}
+
+impl Mode {
+    /// `STARWAL_STREAMING=off` is set explicitly in the non-streaming modes: the agent's default
+    /// may become `on` (an agent that does not know the variable warns and does not stream,
+    /// which is what `off` means, so those modes still run on it).
+    pub const ALL: [Mode; 4] = [
+        Mode {
+            name: "table",
+            vars: &[
+                ("STARWAL_COMMIT_MODE", "table"),
+                ("STARWAL_STREAMING", "off"),
+            ],
+        },
+        Mode {
+            name: "table-streaming",
+            vars: &[
+                ("STARWAL_COMMIT_MODE", "table"),
+                ("STARWAL_STREAMING", "on"),
+            ],
+        },
+        Mode {
+            name: "transaction",
+            vars: &[
+                ("STARWAL_COMMIT_MODE", "transaction"),
+                ("STARWAL_STREAMING", "off"),
+            ],
+        },
+        Mode {
+            name: "transaction-streaming",
+            vars: &[
+                ("STARWAL_COMMIT_MODE", "transaction"),
+                ("STARWAL_STREAMING", "on"),
+            ],
+        },
+    ];
+
+    fn names() -> String {
+        Mode::ALL
+            .iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Variables an agent gets from the suite, never from the environment.
 const SUITE_OWNED_VARS: &[&str] = &[
     "STARWAL_PG_URL",
@@ -216,6 +275,14 @@ pub struct Settings {
     pub max_buffer_bytes: u64,
     /// The memory scenario's sizes.
     pub memory: MemorySettings,
+    /// `BENCH_BIGTXN_ROWS` (`10000000`): the sizes of the bigtxn scenario's transaction, one
+    /// measurement each, in order.
+    pub bigtxn_rows: Vec<u64>,
+    /// `BENCH_MODES` (none): the modes every scenario runs in, one after the other; empty runs
+    /// each scenario once with the environment's variables.
+    pub modes: Vec<Mode>,
+    /// The mode this run is in (set by [`Settings::with_mode`]).
+    pub mode: Option<Mode>,
 }
 
 impl Settings {
@@ -311,6 +378,49 @@ impl Settings {
             tables: var("BENCH_MEMORY_TABLES", 50u64)?.max(1),
             table_rows: var("BENCH_MEMORY_TABLE_ROWS", 20_000u64)?.max(1),
         };
+        let bigtxn_rows = match non_empty("BENCH_BIGTXN_ROWS") {
+            None => vec![10_000_000],
+            Some(list) => {
+                let mut sizes = Vec::new();
+                for size in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    match size.replace('_', "").parse::<u64>() {
+                        Ok(rows) if rows > 0 && !sizes.contains(&rows) => sizes.push(rows),
+                        Ok(rows) if rows > 0 => {} // measured once
+                        _ => bail!("BENCH_BIGTXN_ROWS: `{size}` is not a positive row count"),
+                    }
+                }
+                sizes
+            }
+        };
+        let modes = match non_empty("BENCH_MODES") {
+            None => Vec::new(),
+            Some(list) => {
+                let modes: Vec<Mode> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .map(|m| {
+                        Mode::ALL
+                            .into_iter()
+                            .find(|k| k.name == m)
+                            .with_context(|| {
+                                format!(
+                                    "BENCH_MODES: unknown mode `{m}` (expected {})",
+                                    Mode::names()
+                                )
+                            })
+                    })
+                    .collect::<Result<_>>()?;
+                // A mode sets these; the same variable in the environment too would leave
+                // unclear which one a result measured.
+                for (name, _) in &agent_vars {
+                    if modes.iter().any(|m| m.vars.iter().any(|(v, _)| v == name)) {
+                        bail!("{name} is set by BENCH_MODES: unset one of them");
+                    }
+                }
+                modes
+            }
+        };
         let results_dir = match non_empty("BENCH_RESULTS_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/results"),
@@ -335,7 +445,24 @@ impl Settings {
             agent_vars,
             max_buffer_bytes,
             memory,
+            bigtxn_rows,
+            modes,
+            mode: None,
         })
+    }
+
+    /// These settings for a run in `mode`: its variables go to every agent.
+    pub fn with_mode(&self, mode: &Mode) -> Settings {
+        let mut settings = self.clone();
+        for (name, value) in mode.vars {
+            settings.agent_vars.retain(|(k, _)| k != name);
+            settings
+                .agent_vars
+                .push(((*name).to_owned(), (*value).to_owned()));
+        }
+        settings.agent_vars.sort();
+        settings.mode = Some(mode.clone());
+        settings
     }
 
     /// The settings as recorded in a result file.
@@ -357,6 +484,8 @@ impl Settings {
                 .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
                 .collect::<serde_json::Map<_, _>>(),
             "max_buffer_bytes": self.max_buffer_bytes,
+            "mode": self.mode.as_ref().map(|m| m.name),
+            "bigtxn_rows": self.bigtxn_rows,
             "memory": {
                 "shapes": self.memory.shapes.iter().map(|s| s.name()).collect::<Vec<_>>(),
                 "txns": self.memory.txns,

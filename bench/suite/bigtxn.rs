@@ -1,0 +1,400 @@
+//! Scenario `bigtxn`: one large source transaction written while the agent streams (issue 14):
+//! how long after its COMMIT all its rows are visible in StarRocks, whether a reader ever saw a
+//! part of it, the agent's peak RSS against its buffer cap, and the CPU of the agent and of the
+//! walsender serving it.
+//!
+//! Per size of `BENCH_BIGTXN_ROWS`, in a database of its own, with a fresh agent (so its
+//! `VmHWM` is this transaction's peak): the agent loads `SEED_ROWS` seed rows first (the
+//! "old value" a reader sees); then one transaction inserts the size's rows into the 10-column
+//! table in statements of `CHUNK_ROWS`, and commits. A thread reads the sim's row count every
+//! `POLL` from the transaction's BEGIN until every row is visible, noting each change with its
+//! time. Reported:
+//!
+//! - `commit_to_visible_s`: from the client's COMMIT returning until the count covers the whole
+//!   transaction (with streaming, the rows are already in an open StarRocks transaction: what
+//!   is left is prepare and commit; without, Postgres decodes the whole transaction only now);
+//! - `begin_to_visible_s` and `writing_s` (BEGIN to COMMIT returning), for scale;
+//! - `seen_before_commit`: the largest count a reader saw while the source transaction was
+//!   open (anything above the seed count is a part visible before COMMIT), and
+//!   `partial_counts_after_commit`: counts strictly between the old and the final one seen
+//!   after it (the transaction became visible in parts). Both judged: whole at once is met;
+//! - agent and walsender CPU seconds from BEGIN until visible; the agent's `VmHWM`;
+//! - the slot's `pg_stat_replication_slots` deltas (PG 14+): what Postgres spilled to disk and
+//!   what it streamed in progress for this transaction;
+//! - the sim's committed loads and labels for the table over the transaction.
+//!
+//! The agent runs with the environment's `STARWAL_*` variables (and the mode's, with
+//! `BENCH_MODES`); `STARWAL_MAX_BUFFER_BYTES` is the agent's default unless set.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use starrocks_sim::Sim;
+use tokio_postgres::Client;
+
+use super::agent;
+use super::cluster;
+use super::harness::agent::{Agent, AgentSpec, TARGET_DB};
+use super::harness::Cluster;
+use super::machine;
+use super::report::{mib, secs, Report};
+use super::settings::Settings;
+use super::workload;
+
+/// Rows committed through the agent before the large transaction: the count a reader must keep
+/// seeing until the source COMMIT.
+const SEED_ROWS: u64 = 1_000;
+/// Rows per INSERT statement inside the large transaction (the client is never the bottleneck,
+/// and the sampler sees the transaction grow statement by statement in the server's WAL).
+const CHUNK_ROWS: u64 = 100_000;
+/// How often the sampler reads the sim's row count (a counter read under the sim's lock).
+const POLL: Duration = Duration::from_millis(5);
+/// Invariant 8: peak RSS at most the cap plus this.
+const RSS_HEADROOM_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What one size measured.
+#[derive(Debug, Default)]
+struct Measured {
+    rows: u64,
+    writing: Duration,
+    commit_to_visible: Option<Duration>,
+    begin_to_visible: Option<Duration>,
+    seen_before_commit: u64,
+    partial_counts_after_commit: u64,
+    agent_cpu_seconds: f64,
+    walsender_cpu_seconds: Option<f64>,
+    peak_rss_bytes: u64,
+    /// `(spill_txns, spill_bytes, stream_txns, stream_bytes)` of the slot over the transaction.
+    slot_stats: Option<(i64, i64, i64, i64)>,
+    loads_committed: u64,
+    labels_committed: u64,
+    load_average: String,
+}
+
+pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
+    let (cluster, sim) = cluster::start(report).await?;
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    let mut failures = Vec::new();
+    for &size in &settings.bigtxn_rows {
+        eprintln!("bench: bigtxn {size} rows");
+        let mut m = Measured {
+            rows: size,
+            ..Measured::default()
+        };
+        let outcome = measure(&cluster, &sim, settings, &mut m).await;
+        if let Err(err) = &outcome {
+            // A mode this agent lacks ends the scenario (skipped), not this size alone.
+            if format!("{err:#}").contains(agent::MODE_UNAVAILABLE) {
+                return outcome;
+            }
+            failures.push(format!("{size} rows: {err:#}"));
+        }
+        record(settings, report, &m, outcome.is_ok(), &mut rows, &mut json);
+    }
+    report.set("transactions", serde_json::Value::from(json));
+    report.sections.push(format!(
+        "One transaction of N 10-column rows inserted while the agent streams ({SEED_ROWS} \
+         rows committed before it); visible = the sim's row count covers it.\n\n\
+         | rows | writing s | COMMIT → visible s | BEGIN → visible s | seen before COMMIT | \
+         partial counts after COMMIT | agent CPU s | agent CPU s / M rows | walsender CPU s | \
+         peak RSS MiB | Postgres spilled MiB | Postgres streamed MiB | loads | labels | \
+         load average |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n{}",
+        rows.join("")
+    ));
+    report.notes.push(format!(
+        "seen before COMMIT: the largest row count a reader of the sim saw while the source \
+         transaction was open ({SEED_ROWS} = none of it); partial counts after COMMIT: samples \
+         (every {} ms) strictly between the old and the final count",
+        POLL.as_millis()
+    ));
+    report.notes.push(
+        "CPU from the transaction's BEGIN until it is visible; walsender = the backend serving \
+         the agent's slot; Postgres spilled / streamed: pg_stat_replication_slots deltas of the \
+         agent's slot (logical_decoding_work_mem = 64MB)"
+            .to_owned(),
+    );
+    if !failures.is_empty() {
+        bail!("{}", failures.join("; "));
+    }
+    Ok(())
+}
+
+async fn measure(
+    cluster: &Cluster,
+    sim: &Sim,
+    settings: &Settings,
+    m: &mut Measured,
+) -> Result<()> {
+    let size = m.rows;
+    // A target table of its own per size: the sim's tables are shared by the scenario's databases.
+    let table = format!("bigtxn_{size}");
+    let db = cluster.create_database(&table).await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(&format!("CREATE TABLE {table} {}", workload::TEN_COLUMNS))
+        .await
+        .context("create the table")?;
+    let spec = agent::spec(&db, sim, &format!("public.{table}"), "never", settings);
+    let (mut agent, _) = agent::start_streaming(&spec, settings.timeout).await?;
+    let outcome = transaction(&client, sim, settings, &table, &spec, &mut agent, m).await;
+    let stopped = agent::stop(&mut agent);
+    drop(agent);
+    // Free what the size took (Postgres' WAL behind the slot, the sim's rows in this process)
+    // before the next, larger one.
+    let _ = client
+        .execute(
+            "SELECT pg_drop_replication_slot($1)",
+            &[&spec.slot().to_owned()],
+        )
+        .await;
+    let _ = client.batch_execute(&format!("DROP TABLE {table}")).await;
+    sim.catalog()
+        .write(|c| c.drop_table(TARGET_DB, &table, true))
+        .ok();
+    outcome?;
+    stopped.context("stopping the agent")
+}
+
+async fn transaction(
+    client: &Client,
+    sim: &Sim,
+    settings: &Settings,
+    table: &str,
+    spec: &AgentSpec,
+    agent: &mut Agent,
+    m: &mut Measured,
+) -> Result<()> {
+    let size = m.rows;
+    let count = || sim.catalog().row_count(TARGET_DB, table).unwrap_or(0) as u64;
+    let insert = client
+        .prepare(&workload::ten_column_insert(table))
+        .await
+        .context("prepare the insert")?;
+    client
+        .execute(&insert, &[&1i64, &(SEED_ROWS as i64)])
+        .await
+        .context("insert the seed rows")?;
+    wait_for(agent, settings, || count() >= SEED_ROWS)
+        .await
+        .context("loading the seed rows")?;
+
+    let walsender: Option<u32> = client
+        .query_one(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&spec.slot()],
+        )
+        .await
+        .context("find the walsender")?
+        .get::<_, Option<i32>>(0)
+        .map(|pid| pid as u32);
+    let stats_before = stats(client, spec.slot()).await;
+    let counters_before = sim.counters(TARGET_DB, table);
+    let agent_pid = agent.pid();
+    let agent_cpu_before = agent::cpu_seconds(agent_pid);
+    let walsender_cpu_before = walsender.map(agent::cpu_seconds);
+    m.load_average = machine::load_average();
+
+    // The sampler: every change of the visible count, with when it was seen.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let catalog = sim.catalog();
+        let stop = stop.clone();
+        let table = table.to_owned();
+        std::thread::spawn(move || {
+            let mut seen: Vec<(u64, Instant)> = Vec::new();
+            let mut last = u64::MAX;
+            while !stop.load(Ordering::Relaxed) {
+                let count = catalog.row_count(TARGET_DB, &table).unwrap_or(0) as u64;
+                if count != last {
+                    seen.push((count, Instant::now()));
+                    last = count;
+                }
+                std::thread::sleep(POLL);
+            }
+            seen
+        })
+    };
+    let finish = |stop: &AtomicBool| stop.store(true, Ordering::Relaxed);
+
+    let begun = Instant::now();
+    let written = async {
+        client.batch_execute("BEGIN").await?;
+        let mut next = SEED_ROWS + 1;
+        let last = SEED_ROWS + size;
+        while next <= last {
+            let end = (next + CHUNK_ROWS - 1).min(last);
+            client
+                .execute(&insert, &[&(next as i64), &(end as i64)])
+                .await?;
+            next = end + 1;
+        }
+        let commit_sent = Instant::now();
+        client.batch_execute("COMMIT").await?;
+        Ok::<_, tokio_postgres::Error>(commit_sent)
+    }
+    .await;
+    let commit_sent = match written {
+        Ok(at) => at,
+        Err(err) => {
+            finish(&stop);
+            let _ = sampler.join();
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(err).context("write the large transaction");
+        }
+    };
+    let committed = Instant::now();
+    m.writing = committed - begun;
+
+    let expected = SEED_ROWS + size;
+    let waited = wait_for(agent, settings, || count() >= expected).await;
+    m.agent_cpu_seconds = agent::cpu_seconds(agent_pid) - agent_cpu_before;
+    m.walsender_cpu_seconds = walsender
+        .zip(walsender_cpu_before)
+        .map(|(pid, before)| agent::cpu_seconds(pid) - before);
+    m.peak_rss_bytes = agent::rss_high_water(agent_pid);
+    finish(&stop);
+    let seen = sampler
+        .join()
+        .map_err(|_| anyhow::anyhow!("the sampler thread panicked"))?;
+    let counters = sim.counters(TARGET_DB, table);
+    m.loads_committed = counters.loads_committed - counters_before.loads_committed;
+    m.labels_committed =
+        (counters.labels_committed.len() - counters_before.labels_committed.len()) as u64;
+    if let (Some(before), Some(after)) = (stats_before, stats(client, spec.slot()).await) {
+        m.slot_stats = Some((
+            after.0 - before.0,
+            after.1 - before.1,
+            after.2 - before.2,
+            after.3 - before.3,
+        ));
+    }
+    m.seen_before_commit = seen
+        .iter()
+        .filter(|&&(_, at)| at < commit_sent)
+        .map(|&(count, _)| count)
+        .max()
+        .unwrap_or(0);
+    m.partial_counts_after_commit = seen
+        .iter()
+        .filter(|&&(count, at)| at >= commit_sent && count > SEED_ROWS && count < expected)
+        .count() as u64;
+    let visible_at = seen
+        .iter()
+        .find(|&&(count, _)| count >= expected)
+        .map(|&(_, at)| at);
+    waited.context("waiting for the transaction to be visible")?;
+    let visible_at = visible_at.context("the sampler never saw the whole transaction")?;
+    m.commit_to_visible = Some(visible_at.saturating_duration_since(committed));
+    m.begin_to_visible = Some(visible_at.saturating_duration_since(begun));
+    Ok(())
+}
+
+/// `(spill_txns, spill_bytes, stream_txns, stream_bytes)` of the slot; `None` before PG 14
+/// (no `pg_stat_replication_slots`) or when the slot has no row yet.
+async fn stats(client: &Client, slot: &str) -> Option<(i64, i64, i64, i64)> {
+    let row = client
+        .query_opt(
+            "SELECT spill_txns, spill_bytes, stream_txns, stream_bytes \
+             FROM pg_stat_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .ok()??;
+    Some((row.get(0), row.get(1), row.get(2), row.get(3)))
+}
+
+/// Waits until `done`, failing when the agent exits or the suite's timeout passes.
+async fn wait_for(agent: &mut Agent, settings: &Settings, done: impl Fn() -> bool) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if done() {
+            return Ok(());
+        }
+        if !agent.is_running() {
+            bail!("the agent exited:\n{}", agent::log_tail(agent));
+        }
+        if started.elapsed() > settings.timeout {
+            bail!("not done within {} s", settings.timeout.as_secs());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn record(
+    settings: &Settings,
+    report: &mut Report,
+    m: &Measured,
+    completed: bool,
+    rows: &mut Vec<String>,
+    json: &mut Vec<serde_json::Value>,
+) {
+    let opt = |d: Option<Duration>| d.map_or_else(|| "–".to_owned(), |d| secs(d.as_secs_f64()));
+    let per_million = (completed && m.rows > 0).then(|| m.agent_cpu_seconds * 1e6 / m.rows as f64);
+    let (spilled, streamed) = m.slot_stats.map_or((None, None), |(_, spill, _, stream)| {
+        (Some(spill), Some(stream))
+    });
+    let mib_opt = |b: Option<i64>| b.map_or_else(|| "–".to_owned(), |b| mib(b.max(0) as u64));
+    rows.push(format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        m.rows,
+        secs(m.writing.as_secs_f64()),
+        opt(m.commit_to_visible),
+        opt(m.begin_to_visible),
+        m.seen_before_commit,
+        m.partial_counts_after_commit,
+        secs(m.agent_cpu_seconds),
+        per_million.map_or_else(|| "–".to_owned(), secs),
+        m.walsender_cpu_seconds.map_or_else(|| "–".to_owned(), secs),
+        mib(m.peak_rss_bytes),
+        mib_opt(spilled),
+        mib_opt(streamed),
+        m.loads_committed,
+        m.labels_committed,
+        m.load_average,
+    ));
+    json.push(serde_json::json!({
+        "rows": m.rows,
+        "completed": completed,
+        "seed_rows": SEED_ROWS,
+        "writing_seconds": m.writing.as_secs_f64(),
+        "commit_to_visible_s": m.commit_to_visible.map(|d| d.as_secs_f64()),
+        "begin_to_visible_s": m.begin_to_visible.map(|d| d.as_secs_f64()),
+        "seen_before_commit": m.seen_before_commit,
+        "partial_counts_after_commit": m.partial_counts_after_commit,
+        "agent_cpu_s": m.agent_cpu_seconds,
+        "agent_cpu_s_per_million_rows": per_million,
+        "walsender_cpu_s": m.walsender_cpu_seconds,
+        "agent_peak_rss_bytes": m.peak_rss_bytes,
+        "slot_spill_txns": m.slot_stats.map(|s| s.0),
+        "slot_spill_bytes": m.slot_stats.map(|s| s.1),
+        "slot_stream_txns": m.slot_stats.map(|s| s.2),
+        "slot_stream_bytes": m.slot_stats.map(|s| s.3),
+        "loads_committed": m.loads_committed,
+        "labels_committed": m.labels_committed,
+        "load_average_at_start": m.load_average,
+    }));
+    if !completed {
+        return;
+    }
+    let limit = settings.max_buffer_bytes + RSS_HEADROOM_BYTES;
+    report.target(
+        format!("peak RSS, transaction of {} rows", m.rows),
+        &format!("≤ STARWAL_MAX_BUFFER_BYTES + 32 MiB = {} MiB", mib(limit)),
+        format!("{} MiB", mib(m.peak_rss_bytes)),
+        Some(m.peak_rss_bytes <= limit),
+    );
+    let whole = m.seen_before_commit <= SEED_ROWS && m.partial_counts_after_commit == 0;
+    report.target(
+        format!("visible whole at once, transaction of {} rows", m.rows),
+        &format!("count {SEED_ROWS} until COMMIT, then the final count with none between"),
+        format!(
+            "max {} before COMMIT, {} partial counts after",
+            m.seen_before_commit, m.partial_counts_after_commit
+        ),
+        Some(whole),
+    );
+}
