@@ -425,3 +425,116 @@ async fn inv11_multi_a_truncate_or_new_column_inside_a_large_transaction_commits
     );
     agent.stop_cleanly();
 }
+
+/// Peak resident memory of a process since it started (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// One source transaction of 2 × 300 000 rows over two tables under a 64 MiB buffer: its parts
+/// go into one open multi-table transaction as they are sealed, so a reader of both tables at
+/// one version sees the old counts until the source COMMIT and then both new counts at once,
+/// while the agent's peak resident memory stays under the cap + 32 MiB (invariant 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_multi_a_transaction_larger_than_the_buffer_appears_at_once_under_the_cap() {
+    const MIB: u64 = 1024 * 1024;
+    const BIG_CAP: u64 = 64 * MIB;
+    let rows: usize = 300_000;
+    let db = Cluster::shared()
+        .create_database("engine_txn_multi_big")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int8 PRIMARY KEY, v int8, note text);
+             CREATE TABLE b (id int8 PRIMARY KEY, a_id int8, note text);
+             INSERT INTO a VALUES (0, 0, 'before');
+             INSERT INTO b VALUES (0, 0, 'before');",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b")
+        .var("STARWAL_COMMIT_MODE", "transaction")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_MAX_BUFFER_BYTES", &BIG_CAP.to_string());
+    let mut agent = spec.start_streaming().await;
+    // Both counts under one lock: one committed version.
+    let counts = || {
+        sim.catalog().read(|c| {
+            (
+                c.row_count(TARGET_DB, "a").unwrap_or(0),
+                c.row_count(TARGET_DB, "b").unwrap_or(0),
+            )
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || counts() == (1, 1)).await,
+        "the first rows never arrived\n{}",
+        agent.log()
+    );
+    let seen_before = sim.txn_events(0).last().map_or(0, |e| e.seq);
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO a SELECT g, g * 7, md5(g::text) FROM generate_series(1, {rows}) g;
+             INSERT INTO b SELECT g, g, md5(g::text) FROM generate_series(1, {rows}) g;
+             COMMIT;"
+        ))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let n = counts();
+        assert!(
+            n == (1, 1) || n == (rows + 1, rows + 1),
+            "a reader saw {n:?} rows: neither (1, 1) before nor both {} after the transaction\n{}",
+            rows + 1,
+            agent.log()
+        );
+        if n == (rows + 1, rows + 1) {
+            break;
+        }
+        assert!(agent.is_running(), "the agent stopped\n{}", agent.log());
+        assert!(
+            Instant::now() < deadline,
+            "the transaction never landed\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let peak = peak_rss(agent.pid());
+    let loads = sim
+        .txn_events(seen_before)
+        .iter()
+        .filter(|e| e.op == "load")
+        .count();
+    eprintln!(
+        "2 x {rows} rows: {loads} loads into the multi-table transaction, agent peak RSS {:.1} MiB (cap {} MiB)",
+        peak as f64 / MIB as f64,
+        BIG_CAP / MIB
+    );
+    assert!(
+        peak <= BIG_CAP + 32 * MIB,
+        "peak RSS {peak} B exceeds STARWAL_MAX_BUFFER_BYTES {BIG_CAP} B + 32 MiB"
+    );
+    assert!(loads > 2, "the transaction went out in {loads} load(s)");
+    let carrying: Vec<_> = sim
+        .label_counters(TARGET_DB)
+        .into_iter()
+        .filter(|(_, c)| c.rows as usize == 2 * rows)
+        .collect();
+    assert_eq!(
+        carrying.len(),
+        1,
+        "one multi-table transaction carries all {} rows",
+        2 * rows
+    );
+    assert_once_and_whole(&sim);
+    agent.stop_cleanly();
+}
