@@ -43,7 +43,12 @@ pub async fn check(config: &Config) -> Vec<CheckItem> {
     let schemas: Vec<TableSchema> = source.tables.into_iter().map(|(_, s)| s).collect();
     let target = inspect_target(sr, &schemas, &source.emptied_targets).await;
     findings.extend(target.findings);
-    if let Some((setup, _)) = target.setup {
+    if let Some((setup, plan)) = target.setup {
+        // `transaction` mode needs multi-table transactions (StarRocks 4.0+), as `run` checks.
+        findings.extend(crate::engine::setup::inspect::commit_mode_finding(
+            config.engine.commit_mode,
+            &plan.version,
+        ));
         setup.close().await;
     }
     findings.iter().map(to_item).collect()

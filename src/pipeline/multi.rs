@@ -72,7 +72,8 @@ pub(super) enum MultiJob {
         index: usize,
         source: String,
         target: String,
-        job: Job,
+        // Boxed: a job holding a sealed batch is much larger than the other variants.
+        job: Box<Job>,
     },
     /// A group: into the open multi-table transaction (begun by it when none is open);
     /// `last_part` commits it after. `first_commit` names a transaction this part begins.
@@ -163,7 +164,7 @@ impl MultiState {
                 index,
                 source: source.to_owned(),
                 target: target.to_owned(),
-                job,
+                job: Box::new(job),
             })
             .map_err(|_| PipelineError::LoaderGone(target.to_owned()))
     }
@@ -392,7 +393,7 @@ async fn run_loader(
                 job,
             } => {
                 let mut none = None;
-                vec![loader::run_job(&context, index, &source, &target, job, &mut none).await]
+                vec![loader::run_job(&context, index, &source, &target, *job, &mut none).await]
             }
             MultiJob::Part {
                 first_commit,

@@ -656,6 +656,21 @@ pub fn check_commit_mode(mode: CommitMode, version: &str) -> Result<(), SetupErr
     }
 }
 
+/// `starwal check`'s line for [`check_commit_mode`] (`None` in `table` mode).
+pub fn commit_mode_finding(mode: CommitMode, version: &str) -> Option<Finding> {
+    if mode != CommitMode::Transaction {
+        return None;
+    }
+    let subject = "STARWAL_COMMIT_MODE=transaction";
+    Some(match check_commit_mode(mode, version) {
+        Ok(()) => Finding::passed(
+            subject,
+            format!("StarRocks {version} has multi-table transactions"),
+        ),
+        Err(err) => Finding::failed(subject, err),
+    })
+}
+
 /// [`check_commit_mode`] before anything starts (`starwal run` exits 2 on an older StarRocks):
 /// `Ok` too when StarRocks cannot be asked now (setup asks again on every attempt).
 pub async fn check_commit_mode_at_start(
