@@ -156,6 +156,7 @@ pub(crate) async fn serve(
                 let _ = stream.set_nodelay(true);
                 let ctx = Ctx { shared: shared.clone(), peer };
                 let mut conn_shutdown = shutdown.clone();
+                let down = went_down(endpoint, shared.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let ctx = ctx.clone();
@@ -166,9 +167,30 @@ pub(crate) async fn serve(
                     tokio::select! {
                         _ = conn => {}
                         _ = conn_shutdown.changed() => {}
+                        // A server that goes down drops its kept-alive connections too, as a
+                        // stopped StarRocks process does: clients that reuse connections (the
+                        // agent loads a known BE directly) must see the outage.
+                        _ = down => {}
                     }
                 });
             }
+        }
+    }
+}
+
+/// Completes when `endpoint`'s server is made to refuse or reset connections.
+async fn went_down(endpoint: Endpoint, shared: Arc<Shared>) {
+    let Some(role) = endpoint.role() else {
+        return std::future::pending().await;
+    };
+    let mut changes = shared.faults.subscribe();
+    loop {
+        let faults = shared.faults.server(role);
+        if faults.refuse_connections || faults.reset_connections {
+            return;
+        }
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The Stream Load transport over libcurl: `PUT /api/{db}/{table}/_stream_load` to an FE with
 //! `Expect: 100-continue`, the FE's 307 followed with credentials to the BE (curl's
 //! `--location-trusted`), the body re-sent from memory after the redirect, and handles reused
-//! across loads so BE connections are kept alive.
+//! across loads so BE connections are kept alive. For [`DIRECT_BE_TTL`] after a redirect, loads
+//! go straight to that BE (StarRocks documents submitting a Stream Load to a BE directly), small
+//! bodies without `Expect: 100-continue`: the FE closes its connection after every 307, so the
+//! FE hop was a new TCP connection and a second request per load.
 //!
 //! Each attempt runs on a blocking thread (libcurl's easy interface blocks). Outcomes follow
 //! reference §3–4: committed (`Success`, `Publish Timeout`, `Label Already Exists` + FINISHED),
@@ -32,6 +35,39 @@ use crate::sink::{AttemptFailed, LoadBatch, LoadFailure, LoadObserver, LoadRecei
 /// 2-minute outage); cheap, because a retry is one request per table, and jitter spreads the
 /// tables' retries. StarRocks' own loaders retry within seconds too.
 pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// How long loads go straight to the BE an FE last redirected to before an FE is asked again.
+/// The FE picks a BE per load (round robin over the alive BEs) and answers `Connection: close`
+/// with its 307, so through the FE every load pays a new TCP connection and a second request
+/// (measured: most of the agent's CPU per load at low rates). Asking again every few seconds
+/// still spreads loads over the BEs over time and follows a BE that leaves; any failed attempt
+/// forgets the BE at once, so retries go through the FE.
+pub const DIRECT_BE_TTL: Duration = Duration::from_secs(10);
+
+/// Bodies up to this size go to a known BE without `Expect: 100-continue`. The BE does not
+/// require it (only the FE does); it saves a round trip per load, and when the BE refuses a load
+/// before reading the body the wasted bytes are at most this many (curl's own threshold for
+/// adding the header). A refusal that resets the connection is a transport error: the retry
+/// goes through the FE with the header.
+const NO_EXPECT_MAX_BODY: usize = 1 << 20;
+
+/// The BE loads go to directly, learned from an FE's redirect.
+#[derive(Debug, Clone)]
+struct DirectBe {
+    /// `http://host:port`, from the redirect's `Location`.
+    base: String,
+    /// Until when loads may skip the FE.
+    until: Instant,
+}
+
+/// `scheme://authority` of a URL (`None` without a scheme or host).
+fn url_base(url: &str) -> Option<&str> {
+    let authority_start = url.find("://")? + 3;
+    let end = url[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |at| authority_start + at);
+    (end > authority_start).then(|| &url[..end])
+}
 
 /// Backoff between attempts: starts here, doubles, and is capped at [`RetryPolicy::max_delay`].
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +219,8 @@ pub struct StreamLoadClient {
     handles: Mutex<Vec<Easy2<Exchange>>>,
     /// Index of the FE URL to try first; moves on after a connection failure.
     preferred_fe: AtomicUsize,
+    /// The BE plain loads go to directly while fresh ([`DIRECT_BE_TTL`]).
+    direct_be: Mutex<Option<DirectBe>>,
     /// Told about every attempt's outcome (the engine's state); none in tests and tools.
     observer: Option<Arc<dyn LoadObserver>>,
 }
@@ -277,6 +315,7 @@ impl StreamLoadClient {
             retry,
             handles: Mutex::new(Vec::new()),
             preferred_fe: AtomicUsize::new(0),
+            direct_be: Mutex::new(None),
             observer,
         })
     }
@@ -320,6 +359,35 @@ impl StreamLoadClient {
         &self.config.fe_urls[index]
     }
 
+    /// The BE to load directly, if one was learned less than [`DIRECT_BE_TTL`] ago.
+    fn direct_be(&self) -> Option<String> {
+        let direct = self.direct_be.lock().ok()?;
+        direct
+            .as_ref()
+            .filter(|be| Instant::now() < be.until)
+            .map(|be| be.base.clone())
+    }
+
+    /// Remembers the BE an FE redirected a load to (`effective` is the URL curl ended at).
+    fn learn_be(&self, effective: &str) {
+        let Some(base) = url_base(effective) else {
+            return;
+        };
+        if let Ok(mut direct) = self.direct_be.lock() {
+            *direct = Some(DirectBe {
+                base: base.to_owned(),
+                until: Instant::now() + DIRECT_BE_TTL,
+            });
+        }
+    }
+
+    /// The next load asks an FE again (after any failed attempt: the BE may be gone).
+    fn forget_be(&self) {
+        if let Ok(mut direct) = self.direct_be.lock() {
+            *direct = None;
+        }
+    }
+
     fn rotate_fe(&self) {
         if self.config.fe_urls.len() > 1 {
             self.preferred_fe.fetch_add(1, Ordering::Relaxed);
@@ -355,12 +423,18 @@ impl StreamLoadClient {
         handle: &mut Easy2<Exchange>,
         batch: &LoadBatch,
     ) -> Result<LoadResponse, StreamLoadError> {
-        let url = format!(
-            "{}/api/{}/{}/_stream_load",
-            self.fe_url(),
+        let path = format!(
+            "/api/{}/{}/_stream_load",
             path_segment(&self.config.database),
             path_segment(&batch.table)
         );
+        let direct = self.direct_be();
+        let url = match &direct {
+            Some(be) => format!("{be}{path}"),
+            None => format!("{}{path}", self.fe_url()),
+        };
+        // The FE requires the header; a known BE does not (see `NO_EXPECT_MAX_BODY`).
+        let expect_continue = direct.is_none() || batch.body.len() > NO_EXPECT_MAX_BODY;
         let transport = |source| StreamLoadError::Transport {
             url: url.clone(),
             source,
@@ -375,7 +449,11 @@ impl StreamLoadClient {
         .map_err(transport)?;
         let mut headers = List::new();
         let mut add = |header: &str| headers.append(header).map_err(transport);
-        add("Expect: 100-continue")?;
+        // An empty `Expect:` keeps curl from adding one of its own.
+        add(match expect_continue {
+            true => "Expect: 100-continue",
+            false => "Expect:",
+        })?;
         add(&format!("label: {}", batch.label))?;
         match &batch.csv_columns {
             // Plain CSV (no enclose or escape): StarRocks splits it on the two bytes; `columns`
@@ -411,18 +489,25 @@ impl StreamLoadClient {
         handle
             .in_filesize(batch.body.len() as u64)
             .map_err(transport)?;
-        // Wait for the BE's 100 Continue (it begins the transaction first); StarRocks' SDK waits
-        // 30 s.
-        handle
-            .expect_100_timeout(Duration::from_secs(30))
-            .map_err(transport)?;
-        handle.progress(true).map_err(transport)?;
+        if expect_continue {
+            // Wait for the BE's 100 Continue (it begins the transaction first); StarRocks' SDK
+            // waits 30 s.
+            handle
+                .expect_100_timeout(Duration::from_secs(30))
+                .map_err(transport)?;
+            handle.progress(true).map_err(transport)?;
+        }
         handle.get_mut().start(batch.body.clone());
         match handle.perform() {
             Ok(()) => {}
             // The BE answered before `100 Continue`: the answer is complete (see `Exchange`).
             Err(err) if err.is_aborted_by_callback() && handle.get_ref().early_answer => {}
             Err(err) => return Err(transport(err)),
+        }
+        if direct.is_none() && handle.redirect_count().unwrap_or(0) > 0 {
+            if let Ok(Some(effective)) = handle.effective_url() {
+                self.learn_be(effective);
+            }
         }
         let status = match handle.get_ref().early_answer {
             true => handle.get_ref().status,
@@ -682,6 +767,9 @@ impl StreamLoadClient {
                 if matches!(&result, Ok((_, false))) {
                     client.return_handle(handle);
                 }
+                if result.is_err() {
+                    client.forget_be();
+                }
                 (batch, result)
             })
             .await
@@ -832,6 +920,18 @@ mod tests {
             r#"{"status":"OK","code":"0","msg":"Success","message":"OK","state":"UNKNOWN","reason":""}"#
         ));
         assert!(!is_unknown_database("<html>unknown database</html>"));
+    }
+
+    #[test]
+    fn the_be_base_is_taken_from_the_redirected_url() {
+        assert_eq!(
+            url_base("http://10.0.0.7:8040/api/db/t/_stream_load"),
+            Some("http://10.0.0.7:8040")
+        );
+        assert_eq!(url_base("http://[::1]:8040?x=1"), Some("http://[::1]:8040"));
+        assert_eq!(url_base("http://be"), Some("http://be"));
+        assert_eq!(url_base("http:///api"), None);
+        assert_eq!(url_base("be:8040/api"), None);
     }
 
     #[test]
