@@ -79,6 +79,16 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
         }),
     );
 
+    // Who else spends CPU while the agent copies: on this machine the target (the sim, in this
+    // process) and Postgres share the cores with the agent, unlike a real StarRocks cluster.
+    let backend: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
+    let postmaster = parent_pid(backend as u32);
+    let sim_before = sim_cpu_seconds();
+    let postgres_before = postmaster.map(tree_cpu_seconds);
+
     // The agent.
     eprintln!("bench: snapshot: starwal run with STARWAL_SNAPSHOT=only");
     let spec = agent::spec(&db, &sim, &format!("public.{TABLE}"), "only", settings);
@@ -120,6 +130,13 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
         tokio::time::sleep(POLL).await;
     };
     let elapsed = started.elapsed();
+    // The agent's backends end with it; the postmaster reaps them into its children's times.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sim_cpu = sim_cpu_seconds() - sim_before;
+    let postgres_cpu = postmaster
+        .map(tree_cpu_seconds)
+        .zip(postgres_before)
+        .map(|(after, before)| after - before);
     if status.code() == Some(2) && names_snapshot_variable(&agent.log()) {
         report.outcome = Outcome::Skipped(format!(
             "snapshot not available: the agent rejected STARWAL_SNAPSHOT=only ({})",
@@ -146,7 +163,16 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
             "all_rows_visible_seconds": all_visible.map(|d| d.as_secs_f64()),
             "rows_per_second": agent_rows_per_second,
             "cpu_seconds": cpu,
+            "cpu_seconds_per_million_rows": cpu * 1e6 / rows.max(1) as f64,
             "peak_rss_bytes": peak.peak_bytes,
+        }),
+    );
+    report.set(
+        "cpu_while_copying",
+        serde_json::json!({
+            "agent_s": cpu,
+            "sim_s": sim_cpu,
+            "postgres_s": postgres_cpu,
         }),
     );
     report.set("rows_per_second_vs_copy", serde_json::Value::from(ratio));
@@ -161,7 +187,9 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
          | reader | seconds | rows/s | agent CPU s | peak RSS MiB |\n|---|---|---|---|---|\n\
          | COPY TO STDOUT | {:.2} | {:.0} | – | – |\n\
          | starwal snapshot | {:.2} | {:.0} | {:.2} | {} |\n\n\
-         starwal copies at {:.2} × the rate of raw COPY.\n",
+         starwal copies at {:.2} × the rate of raw COPY; agent CPU {:.2} s per million rows.\n\n\
+         CPU seconds spent while the agent ran (2 cores shared): agent {:.2}, starrocks-sim {:.2}, \
+         Postgres {}.\n",
         mib(table_bytes.max(0) as u64),
         setting("STARWAL_SNAPSHOT_WORKERS"),
         setting("STARWAL_SNAPSHOT_CHUNK_ROWS"),
@@ -172,6 +200,10 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
         cpu,
         mib(peak.peak_bytes),
         ratio,
+        cpu * 1e6 / rows.max(1) as f64,
+        cpu,
+        sim_cpu,
+        postgres_cpu.map_or_else(|| "unknown".to_owned(), |s| format!("{s:.2}")),
     ));
     Ok(())
 }
@@ -181,4 +213,74 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
 fn names_snapshot_variable(log: &str) -> bool {
     log.match_indices("STARWAL_SNAPSHOT")
         .any(|(at, name)| !log[at + name.len()..].starts_with('_'))
+}
+
+/// Fields of `/proc/<pid>/stat` after the command (`state` is index 0).
+fn stat_fields(path: &str) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(
+        rest.split_whitespace()
+            .map(|field| field.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let ppid = *stat_fields(&format!("/proc/{pid}/stat"))?.get(1)?;
+    u32::try_from(ppid).ok()
+}
+
+/// CPU seconds of `root` and its children, living (user + system) and reaped (the root's
+/// children's times): a Postgres cluster's, through its postmaster.
+fn tree_cpu_seconds(root: u32) -> f64 {
+    let mut ticks = 0;
+    if let Some(fields) = stat_fields(&format!("/proc/{root}/stat")) {
+        ticks += fields.get(11..15).map_or(0, |t| t.iter().sum::<u64>());
+    }
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some(fields) = stat_fields(&format!("/proc/{pid}/stat")) {
+            if fields.get(1) == Some(&u64::from(root)) {
+                ticks += fields.get(11..13).map_or(0, |t| t.iter().sum::<u64>());
+            }
+        }
+    }
+    ticks as f64 / ticks_per_second()
+}
+
+/// CPU seconds of this process's `starrocks-sim` threads (the sim's runtime).
+fn sim_cpu_seconds() -> f64 {
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let task = entry.path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim_end() != "starrocks-sim" {
+            continue;
+        }
+        if let Some(fields) = stat_fields(&task.join("stat").to_string_lossy()) {
+            ticks += fields.get(11..13).map_or(0, |t| t.iter().sum::<u64>());
+        }
+    }
+    ticks as f64 / ticks_per_second()
 }
