@@ -6,7 +6,8 @@
 //! Per size of `BENCH_BIGTXN_ROWS`, in a database of its own, with a fresh agent (so its
 //! `VmHWM` is this transaction's peak): the agent loads `SEED_ROWS` seed rows first (the
 //! "old value" a reader sees); then one transaction inserts the size's rows into the 10-column
-//! table in statements of `CHUNK_ROWS`, and commits. A thread reads the sim's row count every
+//! table (or the 2-column one with `BENCH_BIGTXN_COLUMNS=2`: the in-process sim keeps every row,
+//! and 10M 10-column rows do not fit its memory) in statements of `CHUNK_ROWS`, and commits. A thread reads the sim's row count every
 //! `POLL` from the transaction's BEGIN until every row is visible, noting each change with its
 //! time. Reported:
 //!
@@ -49,8 +50,12 @@ const SEED_ROWS: u64 = 1_000;
 /// Rows per INSERT statement inside the large transaction (the client is never the bottleneck,
 /// and the sampler sees the transaction grow statement by statement in the server's WAL).
 const CHUNK_ROWS: u64 = 100_000;
+/// How often the agent's metrics are read (each read costs the agent a little CPU).
+const METRICS_EVERY: Duration = Duration::from_millis(250);
 /// How often the sampler reads the sim's row count (a counter read under the sim's lock).
 const POLL: Duration = Duration::from_millis(5);
+/// The 2-column table of `BENCH_BIGTXN_COLUMNS=2`.
+const NARROW_COLUMNS: &str = "(id int8 PRIMARY KEY, v int8)";
 /// Invariant 8: peak RSS at most the cap plus this.
 const RSS_HEADROOM_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -71,6 +76,10 @@ struct Measured {
     loads_committed: u64,
     labels_committed: u64,
     load_average: String,
+    /// Seconds after COMMIT returned (negative: before) when the agent's open StarRocks
+    /// transaction first held rows, and when it first held all it would.
+    first_part_loaded: Option<f64>,
+    all_parts_loaded: Option<f64>,
 }
 
 pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
@@ -96,13 +105,15 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
     }
     report.set("transactions", serde_json::Value::from(json));
     report.sections.push(format!(
-        "One transaction of N 10-column rows inserted while the agent streams ({SEED_ROWS} \
+        "One transaction of N {}-column rows inserted while the agent streams ({SEED_ROWS} \
          rows committed before it); visible = the sim's row count covers it.\n\n\
-         | rows | writing s | COMMIT → visible s | BEGIN → visible s | seen before COMMIT | \
+         | rows | writing s | COMMIT → visible s | agent's first part loaded s | all parts loaded s | \
+         BEGIN → visible s | seen before COMMIT | \
          partial counts after COMMIT | agent CPU s | agent CPU s / M rows | walsender CPU s | \
          peak RSS MiB | Postgres spilled MiB | Postgres streamed MiB | loads | labels | \
          load average |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n{}",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n{}",
+        settings.bigtxn_columns,
         rows.join("")
     ));
     report.notes.push(format!(
@@ -110,6 +121,13 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
          transaction was open ({SEED_ROWS} = none of it); partial counts after COMMIT: samples \
          (every {} ms) strictly between the old and the final count",
         POLL.as_millis()
+    ));
+    report.notes.push(format!(
+        "agent's first part loaded / all parts loaded: seconds after COMMIT returned (negative: \
+         before) when the agent's `starwal_transaction_rows` for the table, read every {} ms, \
+         was first above 0 / first at its largest value (– when no part went into a StarRocks \
+         transaction: the whole transaction fit one load)",
+        METRICS_EVERY.as_millis()
     ));
     report.notes.push(
         "CPU from the transaction's BEGIN until it is visible; walsender = the backend serving \
@@ -135,7 +153,14 @@ async fn measure(
     let db = cluster.create_database(&table).await;
     let client = db.owner_client().await;
     client
-        .batch_execute(&format!("CREATE TABLE {table} {}", workload::TEN_COLUMNS))
+        .batch_execute(&format!(
+            "CREATE TABLE {table} {}",
+            if settings.bigtxn_columns == 2 {
+                NARROW_COLUMNS
+            } else {
+                workload::TEN_COLUMNS
+            }
+        ))
         .await
         .context("create the table")?;
     let spec = agent::spec(&db, sim, &format!("public.{table}"), "never", settings);
@@ -171,7 +196,13 @@ async fn transaction(
     let size = m.rows;
     let count = || sim.catalog().row_count(TARGET_DB, table).unwrap_or(0) as u64;
     let insert = client
-        .prepare(&workload::ten_column_insert(table))
+        .prepare(&if settings.bigtxn_columns == 2 {
+            format!(
+                "INSERT INTO {table} SELECT g, g * 3 FROM generate_series($1::int8, $2::int8) g"
+            )
+        } else {
+            workload::ten_column_insert(table)
+        })
         .await
         .context("prepare the insert")?;
     client
@@ -218,6 +249,24 @@ async fn transaction(
             seen
         })
     };
+    // The agent's view, every `METRICS_EVERY`: rows loaded into its open StarRocks transaction
+    // (`starwal_transaction_rows`), which splits COMMIT → visible into Postgres sending the
+    // transaction, the agent loading its parts, and the StarRocks commit.
+    let metrics = {
+        let stop = stop.clone();
+        let port = spec.metrics_port;
+        let series = format!("starwal_transaction_rows{{table=\"public.{table}\"}}");
+        std::thread::spawn(move || {
+            let mut samples: Vec<(Instant, f64)> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(rows) = metric(port, &series) {
+                    samples.push((Instant::now(), rows));
+                }
+                std::thread::sleep(METRICS_EVERY);
+            }
+            samples
+        })
+    };
     let finish = |stop: &AtomicBool| stop.store(true, Ordering::Relaxed);
 
     let begun = Instant::now();
@@ -242,6 +291,7 @@ async fn transaction(
         Err(err) => {
             finish(&stop);
             let _ = sampler.join();
+            let _ = metrics.join();
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(err).context("write the large transaction");
         }
@@ -260,6 +310,23 @@ async fn transaction(
     let seen = sampler
         .join()
         .map_err(|_| anyhow::anyhow!("the sampler thread panicked"))?;
+    let agent_rows = metrics.join().unwrap_or_default();
+    let since_commit = |at: Instant| {
+        if at >= committed {
+            (at - committed).as_secs_f64()
+        } else {
+            -(committed - at).as_secs_f64()
+        }
+    };
+    m.first_part_loaded = agent_rows
+        .iter()
+        .find(|&&(_, rows)| rows > 0.0)
+        .map(|&(at, _)| since_commit(at));
+    let most = agent_rows.iter().map(|&(_, rows)| rows).fold(0.0, f64::max);
+    m.all_parts_loaded = agent_rows
+        .iter()
+        .find(|&&(_, rows)| rows >= most && most > 0.0)
+        .map(|&(at, _)| since_commit(at));
     let counters = sim.counters(TARGET_DB, table);
     m.loads_committed = counters.loads_committed - counters_before.loads_committed;
     m.labels_committed =
@@ -307,6 +374,22 @@ async fn stats(client: &Client, slot: &str) -> Option<(i64, i64, i64, i64)> {
     Some((row.get(0), row.get(1), row.get(2), row.get(3)))
 }
 
+/// One sample of the agent's Prometheus text at `port` (`None` when it does not answer).
+fn metric(port: u16, series: &str) -> Option<f64> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 /// Waits until `done`, failing when the agent exits or the suite's timeout passes.
 async fn wait_for(agent: &mut Agent, settings: &Settings, done: impl Fn() -> bool) -> Result<()> {
     let started = Instant::now();
@@ -339,10 +422,12 @@ fn record(
     });
     let mib_opt = |b: Option<i64>| b.map_or_else(|| "–".to_owned(), |b| mib(b.max(0) as u64));
     rows.push(format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
         m.rows,
         secs(m.writing.as_secs_f64()),
         opt(m.commit_to_visible),
+        m.first_part_loaded.map_or_else(|| "–".to_owned(), secs),
+        m.all_parts_loaded.map_or_else(|| "–".to_owned(), secs),
         opt(m.begin_to_visible),
         m.seen_before_commit,
         m.partial_counts_after_commit,
@@ -360,9 +445,12 @@ fn record(
         "rows": m.rows,
         "completed": completed,
         "seed_rows": SEED_ROWS,
+        "columns": settings.bigtxn_columns,
         "writing_seconds": m.writing.as_secs_f64(),
         "commit_to_visible_s": m.commit_to_visible.map(|d| d.as_secs_f64()),
         "begin_to_visible_s": m.begin_to_visible.map(|d| d.as_secs_f64()),
+        "first_part_loaded_after_commit_s": m.first_part_loaded,
+        "all_parts_loaded_after_commit_s": m.all_parts_loaded,
         "seen_before_commit": m.seen_before_commit,
         "partial_counts_after_commit": m.partial_counts_after_commit,
         "agent_cpu_s": m.agent_cpu_seconds,

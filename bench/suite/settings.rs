@@ -278,6 +278,8 @@ pub struct Settings {
     /// `BENCH_BIGTXN_ROWS` (`10000000`): the sizes of the bigtxn scenario's transaction, one
     /// measurement each, in order.
     pub bigtxn_rows: Vec<u64>,
+    /// `BENCH_BIGTXN_COLUMNS` (10): columns of the bigtxn table, 10 or 2.
+    pub bigtxn_columns: u64,
     /// `BENCH_MODES` (none): the modes every scenario runs in, one after the other; empty runs
     /// each scenario once with the environment's variables.
     pub modes: Vec<Mode>,
@@ -392,6 +394,10 @@ impl Settings {
                 sizes
             }
         };
+        let bigtxn_columns = var("BENCH_BIGTXN_COLUMNS", 10u64)?;
+        if bigtxn_columns != 10 && bigtxn_columns != 2 {
+            bail!("BENCH_BIGTXN_COLUMNS: `{bigtxn_columns}` columns: expected 10 or 2");
+        }
         let modes = match non_empty("BENCH_MODES") {
             None => Vec::new(),
             Some(list) => {
@@ -446,6 +452,7 @@ impl Settings {
             max_buffer_bytes,
             memory,
             bigtxn_rows,
+            bigtxn_columns,
             modes,
             mode: None,
         })
@@ -486,6 +493,7 @@ impl Settings {
             "max_buffer_bytes": self.max_buffer_bytes,
             "mode": self.mode.as_ref().map(|m| m.name),
             "bigtxn_rows": self.bigtxn_rows,
+            "bigtxn_columns": self.bigtxn_columns,
             "memory": {
                 "shapes": self.memory.shapes.iter().map(|s| s.name()).collect::<Vec<_>>(),
                 "txns": self.memory.txns,
