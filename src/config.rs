@@ -134,8 +134,7 @@ pub enum OnSlotLoss {
 pub struct EngineConfig {
     /// `STARWAL_FLUSH_ROWS` (default [`DEFAULT_FLUSH_ROWS`]): a table's batch is sent at this many changes.
     pub flush_rows: u64,
-    /// `STARWAL_FLUSH_BYTES` (default [`DEFAULT_FLUSH_BYTES`]): ...or at this many buffered bytes
-    /// (the pipeline uses at most half of `max_buffer_bytes`: `pipeline::batch::flush_bytes_limit`).
+    /// `STARWAL_FLUSH_BYTES` (default [`DEFAULT_FLUSH_BYTES`]): ...or at this many buffered bytes.
     pub flush_bytes: u64,
     /// `STARWAL_FLUSH_INTERVAL_MS` (default [`DEFAULT_FLUSH_INTERVAL_MS`]): ...or when its oldest
     /// change has waited this long.

@@ -354,11 +354,7 @@ async fn attempt(
     let settings = PipelineSettings {
         slot: pg.slot.clone(),
         flush_rows: config.engine.flush_rows,
-        // At most half the buffer, so the next batch fills while one loads (batch.rs).
-        flush_bytes: crate::pipeline::batch::flush_bytes_limit(
-            config.engine.flush_bytes,
-            config.engine.max_buffer_bytes,
-        ),
+        flush_bytes: config.engine.flush_bytes,
         flush_interval: config.engine.flush_interval,
         max_buffer_bytes: config.engine.max_buffer_bytes,
         compression: starrocks.compression,

@@ -157,16 +157,6 @@ pub(crate) fn moved_row_bytes(row: &MovedRow) -> u64 {
     size_of::<MovedRow>() as u64 + strings(&row.key) + row.values.as_deref().map_or(0, strings)
 }
 
-/// The batch size (in buffered bytes) at which a table's batch is sent: `STARWAL_FLUSH_BYTES`,
-/// but at most half of `STARWAL_MAX_BUFFER_BYTES`, so the next batch has room to fill while one
-/// loads. At the cap the stream is not read until a load ends: with the two equal (both 64 MiB
-/// by default), a batch sealed at the cap left half of it for the next one (its body is about
-/// half its buffered bytes), and the reader stopped for the rest of each load. A 1M-change TOAST
-/// backlog drained that way in 18.1 s at a 64 MiB cap against 10.4 s at 256 MiB (bench README).
-pub fn flush_bytes_limit(flush_bytes: u64, max_buffer_bytes: u64) -> u64 {
-    flush_bytes.min(max_buffer_bytes / 2).max(1)
-}
-
 /// Bytes the allocator takes for a request of `len` bytes: glibc's malloc rounds to 16-byte
 /// granules after an 8-byte header, 32 at least.
 pub(crate) fn allocation(len: usize) -> u64 {
@@ -1052,15 +1042,6 @@ mod tests {
         let fresh = batch.bytes();
         assert_eq!(fresh, batch.key_scratch.capacity() as u64, "vs {full}");
         assert!(fresh < 64, "{fresh}");
-    }
-
-    #[test]
-    fn inv8_a_batch_is_sent_at_half_the_buffer_at_most() {
-        const MIB: u64 = 1024 * 1024;
-        assert_eq!(flush_bytes_limit(64 * MIB, 64 * MIB), 32 * MIB);
-        assert_eq!(flush_bytes_limit(64 * MIB, 256 * MIB), 64 * MIB);
-        assert_eq!(flush_bytes_limit(MIB, 64 * MIB), MIB);
-        assert_eq!(flush_bytes_limit(64 * MIB, 1), 1);
     }
 
     #[test]
