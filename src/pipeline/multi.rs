@@ -241,22 +241,26 @@ impl Pipeline {
                     .or_insert((sealed.first, sealed.last))
                     .1 = sealed.last;
             }
-            // A part that leaves the transaction open is done when it is loaded (the open
-            // transaction holds the confirmed LSN meanwhile); the last part is done for every
-            // table of the transaction when it commits.
-            let ranges: Vec<(usize, (ChangePosition, ChangePosition))> = if last_part {
-                open.tables.iter().map(|(i, r)| (*i, *r)).collect()
+            if last_part {
+                // Every table of the transaction is done when it commits: its whole range holds
+                // the confirmed LSN until then. Queued only now, so each table's queue stays in
+                // stream order (the confirmed LSN follows the queue's front).
+                for (index, range) in &open.tables {
+                    let table = &mut self.tables[*index];
+                    table.queued.push_back(*range);
+                    table.jobs_open += 1;
+                    if mid {
+                        self.context.handle.transaction_split(&table.source_name);
+                    }
+                }
             } else {
-                fit.iter()
-                    .map(|(i, sealed)| (*i, (sealed.first, sealed.last)))
-                    .collect()
-            };
-            for (index, range) in ranges {
-                let table = &mut self.tables[index];
-                table.queued.push_back(range);
-                table.jobs_open += 1;
-                if mid && last_part {
-                    self.context.handle.transaction_split(&table.source_name);
+                // A part that leaves the transaction open confirms nothing when it is loaded
+                // (it only releases its bytes): the open transaction's first change holds the
+                // confirmed LSN meanwhile (`oldest_pending`). A range queued per part would sit
+                // before the transaction's whole range and let the hold move past its start
+                // once the part is loaded.
+                for (index, _) in &fit {
+                    self.tables[*index].jobs_open += 1;
                 }
             }
             let first_commit = open.first;
@@ -601,9 +605,10 @@ async fn load_group(
         if last_part {
             joined.released += batch.buffered_bytes;
         } else {
+            // Nothing is confirmed by a part of a transaction still open (see `send_group`).
             reports.push(JobDone {
                 table: index,
-                through: Some(batch.last),
+                through: None,
                 released_bytes: batch.buffered_bytes,
                 result: Ok(()),
             });
