@@ -111,7 +111,7 @@ fn sim_options(dir: Option<&std::path::Path>) -> SimOptions {
 
 /// Stops StarRocks (what it wrote to `dir` survives: PREPARED transactions, labels, data; open
 /// transactions are aborted as a BE restart does), waits `down`, starts it on the same ports.
-/// Returns the labels the stopped one committed, per table.
+/// Returns the labels the stopped one committed, as `table/label`.
 async fn restart_starrocks(slot: &SimSlot, dir: &std::path::Path, down: Duration) -> Vec<String> {
     let mut shared = slot.lock().unwrap().take().expect("a running sim");
     let sim = loop {
@@ -127,7 +127,13 @@ async fn restart_starrocks(slot: &SimSlot, dir: &std::path::Path, down: Duration
     let addrs = sim.addrs();
     let mut committed = Vec::new();
     for table in ["a", "b"] {
-        committed.extend(sim.counters(TARGET_DB, table).labels_committed);
+        // Per table: a multi-table label (`transaction` mode) is committed in both.
+        committed.extend(
+            sim.counters(TARGET_DB, table)
+                .labels_committed
+                .into_iter()
+                .map(|label| format!("{table}/{label}")),
+        );
     }
     for (label, c) in sim.label_counters(TARGET_DB) {
         assert!(c.commits <= 1, "{label} committed {} times", c.commits);
@@ -249,7 +255,12 @@ async fn stop_somehow(agent: &mut Agent, sim: &Sim, rng: &mut Lcg) -> String {
 fn assert_nothing_committed_twice(sim: &Sim, earlier: &[String]) {
     let mut labels = earlier.to_vec();
     for table in ["a", "b"] {
-        labels.extend(sim.counters(TARGET_DB, table).labels_committed);
+        labels.extend(
+            sim.counters(TARGET_DB, table)
+                .labels_committed
+                .into_iter()
+                .map(|label| format!("{table}/{label}")),
+        );
     }
     let mut seen = std::collections::BTreeSet::new();
     for label in &labels {
@@ -264,17 +275,25 @@ fn assert_nothing_committed_twice(sim: &Sim, earlier: &[String]) {
 /// random: every transaction lands whole and once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv11_review_random_kills_over_mixed_transactions_keep_them_whole_and_once() {
-    run(false).await;
+    run(false, "table").await;
 }
 
 /// The same with StarRocks restarted (`--data-dir`) at random too: open transactions die with
 /// its BE, prepared ones survive and are committed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv11_review_random_kills_and_starrocks_restarts_keep_transactions_whole_and_once() {
-    run(true).await;
+    run(true, "table").await;
 }
 
-async fn run(starrocks_restarts: bool) {
+/// The same in `transaction` mode (multi-table transactions: no prepare, the label's state
+/// settles a restart; a StarRocks restart cancels the open one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_review_transaction_mode_random_kills_and_starrocks_restarts_keep_them_whole_and_once(
+) {
+    run(true, "transaction").await;
+}
+
+async fn run(starrocks_restarts: bool, commit_mode: &str) {
     let seed = seed();
     eprintln!("seed {seed} (replay with STARWAL_TEST_SEED={seed})");
     let mut rng = Lcg(seed);
@@ -299,7 +318,8 @@ async fn run(starrocks_restarts: bool) {
         .expect("start the sim");
     let spec = AgentSpec::new(&db, &first, "public.a,public.b")
         .var("STARWAL_FLUSH_ROWS", FLUSH_ROWS)
-        .var("STARWAL_TXN_IDLE_TIMEOUT_S", "60");
+        .var("STARWAL_TXN_IDLE_TIMEOUT_S", "60")
+        .var("STARWAL_COMMIT_MODE", commit_mode);
     let slot: SimSlot = Arc::new(Mutex::new(Some(Arc::new(first))));
     let current = || slot.lock().unwrap().clone().expect("a running sim");
     let mut agent = spec.start_streaming().await;
