@@ -27,6 +27,7 @@ mod engine_toast_reform;
 mod engine_txn_huge;
 mod engine_txn_invariants;
 mod engine_txn_multi;
+mod engine_txn_multi_review;
 mod engine_txn_review;
 mod engine_txn_savepoint;
 mod engine_txn_sim_restart;
