@@ -275,7 +275,7 @@ impl Pipeline {
         Ok(())
     }
 
-    async fn fetch_moved_row(
+    pub(super) async fn fetch_moved_row(
         &mut self,
         index: usize,
         request: FetchRequest,

@@ -88,6 +88,14 @@ struct Entry {
 }
 
 /// A sealed batch: the loads to send, in order, and what they cover.
+impl Entry {
+    /// Written as a partial update when sealed: unchanged TOAST the batch could not fill, in a
+    /// row that is not waiting for its moved-row fetch.
+    fn is_partial(&self) -> bool {
+        matches!(&self.image, Image::New(row) if has_unchanged_toast(row)) && !self.needs_fetch
+    }
+}
+
 #[derive(Debug)]
 pub struct SealedBatch {
     pub first: ChangePosition,
@@ -474,6 +482,75 @@ impl TableBatch {
                 }
             })
             .collect()
+    }
+
+    /// Rows written as partial updates when sealed (unchanged TOAST without an earlier image,
+    /// not a moved row), in entry order: for a batch going into a StarRocks transaction, which
+    /// takes only full rows (`toast.rs`). Completed like moved rows ([`TableBatch::complete`],
+    /// [`TableBatch::absent`]).
+    pub fn partial_rows(&self) -> Vec<FetchRequest> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| entry.is_partial())
+            .filter_map(|(index, entry)| match &entry.image {
+                Image::New(row) => Some(FetchRequest {
+                    entry: index,
+                    row: row.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Moves the rows still partial ([`TableBatch::partial_rows`]) into a batch of their own,
+    /// returned, so the completed rest can be sealed now and they completed next (`toast.rs`:
+    /// completing a whole batch at once could exceed the buffer cap). The returned batch
+    /// starts and ends at this batch's last change (its rows come from this batch's range,
+    /// which the part sealed from this one covers) and counts no changes; the memory moves
+    /// with the rows.
+    pub fn split_partial(&mut self) -> TableBatch {
+        let mut rest = TableBatch {
+            row_overhead: self.row_overhead,
+            ..TableBatch::default()
+        };
+        // Nothing to split, or nothing would be left to write (a part of no rows cannot go
+        // into a StarRocks transaction).
+        let keeps_rows = self
+            .entries
+            .iter()
+            .any(|entry| !entry.is_partial() && entry.image.row().is_some());
+        if !keeps_rows || !self.entries.iter().any(Entry::is_partial) {
+            return rest;
+        }
+        let entries = std::mem::take(&mut self.entries);
+        let mut keys: Vec<Option<Box<[u8]>>> = Vec::new();
+        keys.resize_with(entries.len(), || None);
+        for (key, index) in self.by_key.drain() {
+            if let Some(slot) = keys.get_mut(index) {
+                *slot = Some(key);
+            }
+        }
+        for (entry, key) in entries.into_iter().zip(keys) {
+            let Some(key) = key else { continue };
+            if entry.is_partial() {
+                self.uncount(&entry);
+                self.held = self.held.saturating_sub(allocation(key.len()));
+                rest.put(&key, entry);
+            } else {
+                self.by_key.insert(key, self.entries.len());
+                self.entries.push(entry);
+            }
+        }
+        // Indices changed; the moved rows are completed before sealing, so none is pending.
+        self.pending_fetch.clear();
+        rest.first = Some(self.last);
+        rest.last = self.last;
+        rest.opened_at = self.opened_at;
+        rest.synced_at = self.synced_at;
+        // The prepared source read serves the rest too.
+        rest.lookup = self.lookup.take();
+        rest
     }
 
     /// Keeps `row`, how a moved row was completed, for the load's in-flight record, and counts

@@ -40,6 +40,7 @@ mod restart;
 mod schema_cache;
 mod table;
 pub mod txn;
+mod toast;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

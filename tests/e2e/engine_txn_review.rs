@@ -482,11 +482,11 @@ async fn inv11_review_a_value_csv_cannot_carry_does_not_split_a_large_transactio
 /// A large UPDATE of a table with TOASTed values it leaves unchanged (a common shape: a status
 /// flag set on many rows carrying a large document) lands in one StarRocks commit.
 ///
-/// Fails today (seen: 2 source transactions, 13 commits): a part with partial updates closes the
-/// StarRocks transaction and goes as plain loads (txn.rs "exceptions"), so any large UPDATE that
-/// leaves a TOASTed column unchanged is visible in parts. See /tmp/notes/review-txn.md.
+/// Failed before the rows were completed from the source (seen: 2 source transactions, 13
+/// commits): a part with partial updates closed the StarRocks transaction and went as plain
+/// loads, so any large UPDATE that left a TOASTed column unchanged was visible in parts
+/// (`pipeline/toast.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap of issue 14: unchanged TOAST in a large transaction splits it"]
 async fn inv11_review_a_large_update_leaving_toast_unchanged_lands_in_one_commit() {
     let db = Cluster::shared()
         .create_database("engine_txn_review_toast")
