@@ -332,11 +332,15 @@ impl Pipeline {
     pub(super) fn abandon_transactions(&mut self) {
         self.abandon_multi();
         for index in 0..self.tables.len() {
-            let Some(open) = self.tables[index].txn.take() else {
+            // Kept, not taken: it holds the confirmed LSN before its first change until the
+            // pipeline ends. That change may belong to an earlier source transaction, already
+            // committed at the source and rolled back here with the rest: without the hold the
+            // final store would confirm it, and the next start would never read it again.
+            let Some(first) = self.tables[index].txn.as_ref().map(|open| open.first) else {
                 continue;
             };
             let target = &self.tables[index].target;
-            let label = Label::for_transaction(&self.settings.slot, target, open.first);
+            let label = Label::for_transaction(&self.settings.slot, target, first);
             tracing::info!(table = %target, %label, "stopping inside a source transaction: its StarRocks transaction is rolled back (its changes stream again on the next start)");
             // A loader already gone cannot roll back: the next start or the idle timeout does.
             let _ = self.send(index, Job::AbandonTransaction(label), None);
