@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starrocks_sim::catalog::{ColumnDef, ColumnType, TableSpec, Value as SimValue};
-use starrocks_sim::{FaultKind, LoadFault, Sim, SimOptions};
+use starrocks_sim::{FaultKind, LoadFault, ServerFaults, ServerRole, Sim, SimOptions};
 use starwal::postgres::value::ValueKind;
 use starwal::postgres::{Lsn, Oid};
 use starwal::secret::Secret;
@@ -417,4 +417,54 @@ async fn inv7_waits_out_no_backend_alive() {
     healer.await.unwrap();
     assert!(receipt.attempts > 1, "{receipt:?}");
     assert_eq!(sim.counters(DB, "t").loads_committed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_loads_the_redirected_be_directly_and_goes_back_to_the_fe_after_a_failure() {
+    let sim = start_sim();
+    let sink = sink(config(vec![sim.fe_url()], PASSWORD));
+    let one = |id: i64, first: u64| {
+        batch(
+            &[(RowOp::Upsert, id, Some("x"), Some(1))],
+            first,
+            first + 1,
+            Compression::None,
+        )
+    };
+    // The first load learns the BE from the FE's 307.
+    assert_eq!(sink.load(one(1, 10)).await.unwrap().attempts, 1);
+
+    // With the FE gone, the next load still lands in one attempt: it goes to the BE directly.
+    let down = ServerFaults {
+        refuse_connections: true,
+        ..ServerFaults::default()
+    };
+    sim.faults().set_server(ServerRole::Fe, down);
+    assert_eq!(sink.load(one(2, 20)).await.unwrap().attempts, 1);
+
+    // The BE goes too (its open connections with it): the failed attempt forgets the BE, so
+    // with the BE back but the FE still gone the load cannot land; once the FE is back it lands
+    // through the FE's redirect.
+    sim.faults().set_server(ServerRole::Be, down);
+    let loading = tokio::spawn({
+        let sink = sink.clone();
+        let batch = one(3, 30);
+        async move { sink.load(batch).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.faults()
+        .set_server(ServerRole::Be, ServerFaults::default());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !loading.is_finished(),
+        "the load went to the BE directly after a failed attempt"
+    );
+    sim.faults()
+        .set_server(ServerRole::Fe, ServerFaults::default());
+    let receipt = loading.await.unwrap().unwrap();
+    assert!(receipt.attempts > 1, "{receipt:?}");
+    let counters = sim.counters(DB, "t");
+    assert_eq!(counters.loads_committed, 3);
+    assert_eq!(counters.labels_committed.len(), 3);
+    assert_eq!(rows(&sim).len(), 3);
 }
