@@ -2,7 +2,8 @@
 //! semantics, the FE's 307 followed with credentials, a retried batch committed exactly once
 //! (the sim's counters prove it), every injected transient fault retried to exactly one commit,
 //! every permanent failure reported precisely with the batch handed back, filtered rows with the
-//! ErrorURL text, compression, and FE failover.
+//! ErrorURL text, compression, FE failover, and loads to the redirected BE directly (back
+//! through the FE after a failed attempt).
 
 use std::sync::Arc;
 use std::time::Duration;
