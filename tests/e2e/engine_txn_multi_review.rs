@@ -239,8 +239,8 @@ fn random_fault(rng: &mut Lcg) -> Fault {
         _ => TxnOp::Commit,
     };
     match rng.next(10) {
-        0..=3 => Fault::None,
-        4 | 5 => {
+        0..=2 => Fault::None,
+        3 | 4 => {
             let effect = if rng.next(2) == 0 {
                 TxnEffect::StallAfter
             } else {
@@ -248,7 +248,7 @@ fn random_fault(rng: &mut Lcg) -> Fault {
             };
             Fault::Kill(op(rng), effect)
         }
-        6 => Fault::RestartFe,
+        5 | 6 => Fault::RestartFe,
         7 => Fault::Step(TxnOp::Commit, TxnEffect::DropAfter),
         8 => Fault::Step(TxnOp::Commit, TxnEffect::DropBefore),
         _ => Fault::Step(TxnOp::Load, TxnEffect::DropBefore),
@@ -353,7 +353,15 @@ async fn run(rounds: usize) {
                 agent = spec.start();
             }
             Fault::RestartFe => {
-                tokio::time::sleep(Duration::from_millis(rng.next(400))).await;
+                // While a multi-table transaction is open (parts loaded, not committed), so the
+                // restart cancels it under the agent.
+                let open = wait_until(Duration::from_secs(10), || {
+                    !sim.open_multi_txns().is_empty()
+                })
+                .await;
+                if !open {
+                    tokio::time::sleep(Duration::from_millis(rng.next(400))).await;
+                }
                 let cancelled = sim.restart_fe();
                 faults_done.push(format!("round {round}: FE restart ({cancelled} cancelled)"));
             }
