@@ -367,12 +367,10 @@ fn run_engine() -> i32 {
     };
     // STARWAL_COMMIT_MODE=transaction against StarRocks < 4.0 is a configuration error.
     if let Ok(starrocks) = config.require_starrocks() {
-        let checked = runtime.block_on(
-            crate::engine::setup::inspect::check_commit_mode_at_start(
-                starrocks,
-                config.engine.commit_mode,
-            ),
-        );
+        let checked = runtime.block_on(crate::engine::setup::inspect::check_commit_mode_at_start(
+            starrocks,
+            config.engine.commit_mode,
+        ));
         if let Err(err) = checked {
             eprintln!("configuration error: {err}");
             return EXIT_CONFIG;

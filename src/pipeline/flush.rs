@@ -91,6 +91,11 @@ impl Pipeline {
             self.settle();
         }
         let pressed = buffered >= self.settings.max_buffer_bytes;
+        if pressed {
+            // Streamed transactions' batches too: one idle in its stream must not hold the
+            // buffer (`stream.rs`).
+            self.seal_streams()?;
+        }
         for index in 0..self.tables.len() {
             let table = &self.tables[index];
             if table.batch.is_empty() || !table.loader_idle() {
@@ -277,6 +282,9 @@ impl Pipeline {
                 | Job::LoadPart(..)
                 | Job::CloseTransaction { .. }
                 | Job::AbandonTransaction(_)
+                | Job::StreamPart(..)
+                | Job::StreamClose { .. }
+                | Job::StreamRollback(_)
         ) {
             // DDL, TRUNCATE or a copy's barrier must not land inside an open StarRocks
             // transaction of the table (txn.rs).
@@ -381,6 +389,8 @@ impl Pipeline {
                 .iter()
                 .filter_map(TableState::oldest_pending)
                 .chain(self.multi.as_ref().and_then(|m| m.oldest_pending()))
+                // A streamed transaction holds it before its first change (`stream.rs`).
+                .chain(self.streams.oldest())
                 .min()
         } else {
             // A copy runs while streaming: its table's dropped changes must stream again.
