@@ -85,6 +85,12 @@ pub(super) enum StreamError {
     Session(#[source] SessionError<PipelineGone>),
     #[error("the pipeline task failed: {0}")]
     PipelineTask(tokio::task::JoinError),
+    #[error(
+        "STARWAL_STREAMING needs Postgres 14 or later (pgoutput protocol 2 streams in-progress \
+         transactions), the server runs {}: set STARWAL_STREAMING=off",
+        .version / 10000
+    )]
+    StreamingNeedsPg14 { version: u32 },
 }
 
 impl StreamError {
@@ -96,6 +102,7 @@ impl StreamError {
             StreamError::ServerEnded | StreamError::Session(_) | StreamError::PipelineTask(_) => {
                 true
             }
+            StreamError::StreamingNeedsPg14 { .. } => false,
         }
     }
 }

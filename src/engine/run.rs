@@ -149,6 +149,28 @@ pub async fn run(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<Ru
     result
 }
 
+/// The pgoutput options of the stream: whole committed transactions (protocol 1), or with
+/// `STARWAL_STREAMING` in-progress ones too (protocol 2, `streaming 'on'`; never `parallel`,
+/// whose abort carries nothing the pipeline needs), unless a streamed transaction had to be read
+/// again whole (`pipeline/stream.rs`: streaming stays off for the rest of the process). Err:
+/// streaming asked of a server before 14, whose `server_version_num` it is.
+fn start_options(
+    publication: &str,
+    streaming: bool,
+    server_version_num: u32,
+) -> Result<StartOptions, u32> {
+    let mut options = StartOptions::committed_only(publication);
+    if !streaming || crate::pipeline::stream::streaming_paused() {
+        return Ok(options);
+    }
+    if server_version_num < 140000 {
+        return Err(server_version_num);
+    }
+    options.proto_version = 2;
+    options.streaming = crate::postgres::replication::Streaming::On;
+    Ok(options)
+}
+
 /// One setup + stream; see the module docs.
 /// `after_permanent`: the permanent error that ended the previous attempt, if one did; health
 /// then stays NOT_SERVING (with that error as detail) until a load succeeds, so a probe does not
@@ -382,17 +404,18 @@ async fn attempt(
     let conn = ReplicationConnection::connect(&pg.conn)
         .await
         .map_err(StreamError::Connect)?;
-    let stream = ReplicationStream::start(
-        conn,
-        &pg.slot,
-        resume_from,
-        &StartOptions::committed_only(&pg.publication),
+    let options = start_options(
+        &pg.publication,
+        config.engine.streaming,
+        conn.server_version_num(),
     )
-    .await
-    .map_err(|source| StreamError::Start {
-        slot: pg.slot.clone(),
-        source,
-    })?;
+    .map_err(|version| StreamError::StreamingNeedsPg14 { version })?;
+    let stream = ReplicationStream::start(conn, &pg.slot, resume_from, &options)
+        .await
+        .map_err(|source| StreamError::Start {
+            slot: pg.slot.clone(),
+            source,
+        })?;
     let pipeline = pipeline.with_commands(commands_rx);
     let session =
         Session::new(stream, pg.status_interval, resume_from).with_confirmations(confirmations);

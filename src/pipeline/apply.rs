@@ -25,6 +25,23 @@ impl Pipeline {
         // The item itself is gone once taken in; what a batch or the commit log keeps of it is
         // counted by them (`sync_buffered`).
         self.context.handle.release_buffered(bytes);
+        // Streamed transactions (`STARWAL_STREAMING`) and what comes inside their blocks take
+        // their own path (stream.rs); a Relation or a logical message comes back for this one.
+        let message = if self.streams.in_block()
+            || matches!(
+                message,
+                Message::StreamStart(_)
+                    | Message::StreamStop
+                    | Message::StreamCommit(_)
+                    | Message::StreamAbort(_)
+            ) {
+            match self.stream_message(lsn, message).await? {
+                Some(message) => message,
+                None => return Ok(()),
+            }
+        } else {
+            message
+        };
         if !matches!(message, Message::Commit(_)) {
             // A batch that filled on the previous change: more of its transaction follows, so
             // it goes now, as a part of a StarRocks transaction (txn.rs).

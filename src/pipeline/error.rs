@@ -61,6 +61,12 @@ pub enum PipelineError {
         rows: u64,
         aborts: u32,
     },
+    /// A streamed transaction the StarRocks side cannot carry as it was streamed (a savepoint
+    /// rolled back after its changes were loaded, a TRUNCATE or an unchanged TOAST value inside
+    /// it): its StarRocks transactions are rolled back, and the next attempt reads it whole,
+    /// without streaming (`stream.rs`).
+    #[error("streamed transaction {xid}: {why}; reading it again whole, without streaming")]
+    StreamReadAgain { xid: u32, why: &'static str },
 }
 
 /// Which StarRocks transaction timeout aborted a transaction.
@@ -111,6 +117,7 @@ impl PipelineError {
             PipelineError::TransactionNotRecorded { .. } => true,
             // Another attempt times out the same way: someone must raise the timeout.
             PipelineError::TransactionTimedOut { .. } => false,
+            PipelineError::StreamReadAgain { .. } => true,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! that carry it, with the `DEFAULT` that gives the rows already there their source value
 //! (decided by the schema cache; invariant 12).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,17 @@ pub enum Job {
     ModifyColumns(Vec<TargetColumn>),
     /// Reports when every job before it is done (a copy may then empty the target).
     Barrier(tokio::sync::oneshot::Sender<()>),
+    /// A part of a streamed transaction's StarRocks transaction of this table (`stream.rs`):
+    /// like [`Job::LoadPart`], but a table may have several open, one per streamed xid.
+    StreamPart(SealedBatch, TxnRole),
+    /// Closes a streamed transaction's StarRocks transaction `label`, whose parts are all sent,
+    /// at `last` (its commit LSN and change count).
+    StreamClose {
+        label: Label,
+        last: ChangePosition,
+    },
+    /// Rolls back a streamed transaction's StarRocks transaction (Stream Abort, or read again).
+    StreamRollback(Label),
 }
 
 /// What a finished job reports back to the pipeline.
@@ -147,8 +159,15 @@ pub fn spawn(
     let task = tokio::spawn(async move {
         // The table's open StarRocks transaction, if any: its parts went in, its commit has not.
         let mut open: Option<LoaderTxn> = None;
+        // Streamed transactions' StarRocks transactions open here, by label (`stream.rs`).
+        let mut streams: HashMap<String, LoaderTxn> = HashMap::new();
         while let Some(job) = rx.recv().await {
-            let report = run_job(&context, table, &source, &target, job, &mut open).await;
+            let report = match job {
+                Job::StreamPart(..) | Job::StreamClose { .. } | Job::StreamRollback(_) => {
+                    run_stream_job(&context, table, &source, &target, job, &mut streams).await
+                }
+                job => run_job(&context, table, &source, &target, job, &mut open).await,
+            };
             let failed = report.result.is_err();
             if done.send(report).is_err() || failed {
                 // The pipeline is gone or stopping on our error: nothing more to do.
@@ -253,6 +272,16 @@ pub(super) async fn run_job(
                 result,
             }
         }
+        Job::StreamPart(..) | Job::StreamClose { .. } | Job::StreamRollback(_) => JobDone {
+            table,
+            through: None,
+            released_bytes: 0,
+            // STARWAL_STREAMING is refused with STARWAL_COMMIT_MODE=transaction (config.rs).
+            result: Err(PipelineError::StreamReadAgain {
+                xid: 0,
+                why: "streamed transactions are not carried in transaction mode",
+            }),
+        },
         Job::Barrier(reached) => {
             let _ = reached.send(());
             JobDone {
@@ -294,6 +323,71 @@ pub(super) async fn run_job(
                 "widened target column types",
             )
         }
+    }
+}
+
+/// Runs a job of a streamed transaction (`stream.rs`) with `streams`, the table's streamed
+/// StarRocks transactions open by label; the parts, the two-phase commit and the timeout
+/// handling are table mode's.
+async fn run_stream_job(
+    context: &LoaderContext,
+    table: usize,
+    source: &str,
+    target: &str,
+    job: Job,
+    streams: &mut HashMap<String, LoaderTxn>,
+) -> JobDone {
+    let done = |through, released_bytes, result| JobDone {
+        table,
+        through,
+        released_bytes,
+        result,
+    };
+    match job {
+        Job::StreamPart(batch, role) => {
+            let through = Some(batch.last);
+            let released_bytes = batch.buffered_bytes;
+            let key = role.label.to_string();
+            let mut open = streams.remove(&key);
+            let result = match load_part(context, source, target, batch, role, &mut open).await {
+                Err(err) => Err(match open.take() {
+                    Some(txn) => on_abort(context, source, target, &txn, err),
+                    None => err,
+                }),
+                Ok(()) => Ok(()),
+            };
+            if let Some(txn) = open {
+                streams.insert(key, txn);
+            }
+            done(through, released_bytes, result)
+        }
+        Job::StreamClose { label, last } => {
+            let result = match streams.remove(label.as_str()) {
+                Some(txn) => finish_transaction(context, source, target, txn, last).await,
+                None => Err(PipelineError::from(
+                    crate::sink::starrocks::transaction::TransactionError::Aborted {
+                        table: target.to_owned(),
+                        label: label.to_string(),
+                        message: "the loader has no such streamed transaction open".to_owned(),
+                    },
+                )),
+            };
+            done(Some(last), 0, result)
+        }
+        Job::StreamRollback(label) => {
+            streams.remove(label.as_str());
+            match context.transactions.rollback(target, &label).await {
+                Ok(()) => {
+                    tracing::info!(table = %target, %label, "rolled back a streamed transaction's StarRocks transaction")
+                }
+                Err(err) => {
+                    tracing::warn!(table = %target, %label, error = %err, "could not roll back a streamed transaction's StarRocks transaction (the next start does, or its idle timeout)")
+                }
+            }
+            done(None, 0, Ok(()))
+        }
+        // Not a streamed transaction's job: `spawn` does not send one here.
+        _ => done(None, 0, Ok(())),
     }
 }
 

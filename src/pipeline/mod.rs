@@ -38,9 +38,10 @@ mod park;
 pub mod progress;
 mod restart;
 mod schema_cache;
+pub mod stream;
 mod table;
-pub mod txn;
 mod toast;
+pub mod txn;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -155,6 +156,8 @@ pub struct Pipeline {
     recovered: HashMap<String, txn::Recovered>,
     /// `STARWAL_COMMIT_MODE=transaction`: the groups and the one loader of that mode.
     multi: Option<multi::MultiState>,
+    /// `STARWAL_STREAMING`: the streamed transactions in progress (`stream.rs`).
+    streams: stream::Streams,
 }
 
 /// How long the loads sent before an error may take to finish (see [`Pipeline::run`]).
@@ -189,6 +192,17 @@ impl Pipeline {
             confirmations,
             stored: start.confirmed,
             loads_since_store: false,
+            // Streamed transactions a restart committed are dropped when they stream again.
+            streams: stream::Streams::new(
+                start
+                    .in_flight
+                    .iter()
+                    .filter(|load| {
+                        start.transactions.get(&load.table) == Some(&txn::Recovered::Committed)
+                    })
+                    .map(|load| load.label.clone())
+                    .collect(),
+            ),
             in_flight_at_start: start
                 .in_flight
                 .into_iter()

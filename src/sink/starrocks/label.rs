@@ -71,6 +71,17 @@ impl Label {
         Label::finish(label, false, slot, table)
     }
 
+    /// The label of the StarRocks transaction of target table `table` that carries the changes
+    /// of the in-progress source transaction `xid` as Postgres streams them
+    /// (`STARWAL_STREAMING`, `pipeline/stream.rs`): `starwal_<slot>_<table>_<names hash>_x<xid>_s`.
+    /// Named by the xid alone: its first change's position depends on where a session started,
+    /// and a transaction streamed again after a crash must find its rolled-back label again.
+    pub fn for_stream(slot: &str, table: &str, xid: u32) -> Label {
+        let mut label = hashed_prefix(slot, table);
+        let _ = write!(label, "_x{xid}_s");
+        Label::finish(label, false, slot, table)
+    }
+
     /// The label of attempt `attempt` of a multi-table transaction (`STARWAL_COMMIT_MODE=
     /// transaction`) whose first change belongs to the source transaction committed at
     /// `first_commit`: `starwal_<slot>__m_<names hash>_<first commit lsn>_a<attempt>`. A

@@ -1,0 +1,470 @@
+//! Streamed in-progress transactions (`STARWAL_STREAMING`, issue 14 item 3; ARCHITECTURE.md
+//! "Streamed transactions" has the design and why it is correct).
+//!
+//! With pgoutput protocol 2 and `streaming 'on'`, Postgres sends a transaction larger than
+//! `logical_decoding_work_mem` before its COMMIT, in `S`…`E` blocks interleaved with other
+//! transactions, ended by Stream Commit (`c`) or Stream Abort (`A`). Each streamed xid gets a
+//! batch per table of its own, outside the table's ordered batch and counted in the same buffer;
+//! a full one is sealed into the StarRocks transaction of that table and xid
+//! ([`Label::for_stream`]), begun by its first part (recorded in the checkpoint before `begin`,
+//! as table mode's are). Before a streamed xid's first change to a table, the table's ordered
+//! batch is sent, so every change received before it is loaded before that transaction begins
+//! (the restart rule's `ReadAgain` from its first change relies on it).
+//!
+//! Stream Commit: per table, the ordered batch (transactions committed before this one) goes
+//! first, then the last part, which prepares, records (with the commit LSN) and commits, in the
+//! table's loader order, so StarRocks versions follow commit order per key. Stream Abort of the
+//! top xid rolls its StarRocks transactions back. What this build does not carry while
+//! streaming — a savepoint rolled back (its rows are mixed into the loaded parts), a TRUNCATE,
+//! an UPDATE leaving a TOASTed value unchanged (the earlier value may be in an earlier part) —
+//! rolls the xid's transactions back and ends the attempt ([`PipelineError::StreamReadAgain`]);
+//! the engine then streams without `streaming` for the rest of the process, and Postgres sends
+//! the transaction whole at its COMMIT (the confirmed LSN never passed its first change).
+//!
+//! The confirmed LSN stays before the first change of every streamed xid holding changes
+//! ([`Streams::oldest`]): a restart then gets the transaction again from its start.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::batch::{body_row_overhead, SealedBatch, TableBatch};
+use super::loader::{Job, TxnRole};
+use super::restart::Resume;
+use super::table::Buffered;
+use super::{Pipeline, PipelineError};
+use crate::postgres::pgoutput::{Message, StreamAbort, StreamCommit, TupleValueRef};
+use crate::postgres::{ChangePosition, Lsn, Xid};
+use crate::sink::starrocks::encoding::BodyFormat;
+use crate::sink::starrocks::label::Label;
+
+/// Set once a streamed transaction had to be read again whole: later attempts of this process
+/// stream without `streaming` (a transaction streamed again would bring the same trouble).
+static PAUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether streaming is off for the rest of the process (see [`PAUSED`]).
+pub fn streaming_paused() -> bool {
+    PAUSED.load(Ordering::Relaxed)
+}
+
+/// The streamed transactions in progress.
+#[derive(Debug, Default)]
+pub(super) struct Streams {
+    /// The xid of the open `S`…`E` block.
+    current: Option<Xid>,
+    txns: HashMap<Xid, StreamTxn>,
+    /// Labels of streamed transactions the restart found prepared and committed: when their
+    /// xid streams again, it is dropped.
+    committed_at_start: HashSet<String>,
+    /// Xids being dropped (see `committed_at_start`).
+    skipped: HashSet<Xid>,
+}
+
+#[derive(Debug, Default)]
+struct StreamTxn {
+    tables: BTreeMap<usize, StreamTable>,
+}
+
+#[derive(Debug)]
+struct StreamTable {
+    batch: TableBatch,
+    buffered: Buffered,
+    label: Label,
+    /// Its first change (the LSN of that change, seq 1): names the record and holds the
+    /// confirmed LSN.
+    first: ChangePosition,
+    seq: u32,
+    /// A part went to the loader (the StarRocks transaction is begun or being begun).
+    sent: bool,
+}
+
+impl Streams {
+    pub(super) fn new(committed_at_start: HashSet<String>) -> Streams {
+        Streams {
+            committed_at_start,
+            ..Streams::default()
+        }
+    }
+
+    /// Inside an `S`…`E` block.
+    pub(super) fn in_block(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The first change of the oldest streamed transaction holding changes: the confirmed LSN
+    /// stays before it.
+    pub(super) fn oldest(&self) -> Option<Lsn> {
+        self.txns
+            .values()
+            .flat_map(|txn| txn.tables.values())
+            .map(|table| table.first.commit)
+            .min()
+    }
+
+    /// Streamed transactions in progress (for the log and status).
+    pub(super) fn in_progress(&self) -> usize {
+        self.txns.len()
+    }
+}
+
+impl Pipeline {
+    /// A message of the streaming protocol, or any message inside an `S`…`E` block. Returns the
+    /// message when the ordinary path takes it (a Relation, a logical message).
+    pub(super) async fn stream_message(
+        &mut self,
+        lsn: Lsn,
+        message: Message,
+    ) -> Result<Option<Message>, PipelineError> {
+        match message {
+            Message::StreamStart(start) => {
+                tracing::trace!(xid = %start.xid, first = start.first_segment, "stream block");
+                self.streams.current = Some(start.xid);
+                Ok(None)
+            }
+            Message::StreamStop => {
+                self.streams.current = None;
+                Ok(None)
+            }
+            Message::StreamCommit(commit) => {
+                tracing::debug!(xid = %commit.xid, commit = %commit.commit_lsn, "stream commit");
+                self.stream_commit(commit).await?;
+                Ok(None)
+            }
+            Message::StreamAbort(abort) => {
+                self.stream_abort(abort).await?;
+                Ok(None)
+            }
+            message if !self.streams.in_block() => Ok(Some(message)),
+            Message::Insert(insert) => {
+                self.stream_change(lsn, insert.relation_id, Change::Insert(insert.new_tuple))
+                    .await?;
+                Ok(None)
+            }
+            Message::Update(update) => {
+                let unchanged = update
+                    .new_tuple
+                    .raw_values()
+                    .any(|value| matches!(value, TupleValueRef::UnchangedToast));
+                if unchanged && self.by_relation.contains_key(&update.relation_id) {
+                    return Err(self.stream_read_again("an UPDATE left a TOASTed value unchanged"));
+                }
+                self.stream_change(
+                    lsn,
+                    update.relation_id,
+                    Change::Update(update.old_tuple, update.new_tuple),
+                )
+                .await?;
+                Ok(None)
+            }
+            Message::Delete(delete) => {
+                self.stream_change(lsn, delete.relation_id, Change::Delete(delete.old_tuple))
+                    .await?;
+                Ok(None)
+            }
+            Message::Truncate(truncate) => {
+                if truncate
+                    .relation_ids
+                    .iter()
+                    .any(|relation| self.by_relation.contains_key(relation))
+                {
+                    return Err(self.stream_read_again("it truncates a replicated table"));
+                }
+                Ok(None)
+            }
+            message => Ok(Some(message)),
+        }
+    }
+
+    async fn stream_change(
+        &mut self,
+        lsn: Lsn,
+        relation: crate::postgres::Oid,
+        change: Change,
+    ) -> Result<(), PipelineError> {
+        let Some(xid) = self.streams.current else {
+            return Ok(());
+        };
+        let Some(&index) = self.by_relation.get(&relation) else {
+            if self.ignored.contains(&relation) {
+                return Ok(());
+            }
+            return Err(PipelineError::UnknownRelation { lsn, relation });
+        };
+        if self.streams.skipped.contains(&xid) {
+            return Ok(());
+        }
+        let table = &self.tables[index];
+        if table.parked.is_some()
+            || (!self.copying.is_empty() && self.copying.contains(&table.source_name))
+        {
+            // Dropped, as `admit` drops the ordered path's: the stream brings it again.
+            return Ok(());
+        }
+        if table.resume.is_some_and(Resume::is_reform) {
+            // The batch being re-formed must go out whole, under its recorded label, and the
+            // record must not be replaced by this transaction's before it did.
+            return Err(self.stream_read_again("its table is re-forming a batch after a restart"));
+        }
+        let known = self
+            .streams
+            .txns
+            .get(&xid)
+            .is_some_and(|txn| txn.tables.contains_key(&index));
+        if !known {
+            let label = Label::for_stream(&self.settings.slot, &table.target, xid.0);
+            if self.streams.committed_at_start.contains(label.as_str()) {
+                // Committed before the crash (the restart found it prepared): drop it all.
+                tracing::info!(%xid, %label, "a streamed transaction the previous run committed streams again: skipped");
+                self.streams.skipped.insert(xid);
+                return Ok(());
+            }
+            // Every change received before this one is loaded before its transaction begins.
+            self.seal_and_send(index).await?;
+            let mut batch = TableBatch::default();
+            batch.set_row_overhead(body_row_overhead(&self.tables[index].schema));
+            let stream_table = StreamTable {
+                batch,
+                buffered: Buffered::default(),
+                label,
+                first: ChangePosition {
+                    commit: lsn,
+                    seq: 1,
+                },
+                seq: 0,
+                sent: false,
+            };
+            self.streams
+                .txns
+                .entry(xid)
+                .or_default()
+                .tables
+                .insert(index, stream_table);
+        }
+        let Some(mut st) = self
+            .streams
+            .txns
+            .get_mut(&xid)
+            .and_then(|txn| txn.tables.remove(&index))
+        else {
+            return Ok(());
+        };
+        st.seq = st.seq.saturating_add(1);
+        let position = ChangePosition {
+            commit: st.first.commit,
+            seq: st.seq,
+        };
+        let keys = &self.tables[index].key_columns;
+        match change {
+            Change::Insert(row) => st.batch.insert(position, keys, row),
+            Change::Update(old, new) => st.batch.update(position, keys, old.as_ref(), new),
+            Change::Delete(old) => st.batch.delete(position, keys, &old),
+        }
+        st.buffered.set(&self.context.handle, st.batch.bytes());
+        // As for a table's batch (`apply.rs` `flush_due`): under a full buffer only when the
+        // loader is free, or every change would go out as a part of its own while the previous
+        // part's body still holds the buffer.
+        let full = st.batch.changes() >= self.settings.flush_rows
+            || st.batch.bytes() >= self.settings.flush_bytes
+            || (self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes
+                && self.tables[index].loader_idle());
+        let result = if full {
+            self.send_stream_part(index, &mut st, None).map(|_| ())
+        } else {
+            Ok(())
+        };
+        if let Some(txn) = self.streams.txns.get_mut(&xid) {
+            txn.tables.insert(index, st);
+        }
+        result
+    }
+
+    /// Seals `st`'s batch and sends it as a part of its StarRocks transaction; `commit`: the
+    /// last part, of the transaction committed there. Returns whether anything was sent.
+    fn send_stream_part(
+        &mut self,
+        index: usize,
+        st: &mut StreamTable,
+        commit: Option<Lsn>,
+    ) -> Result<bool, PipelineError> {
+        let table = &self.tables[index];
+        let sealed = st.batch.seal_as(
+            &table.encoder,
+            BodyFormat::Json,
+            &self.settings.slot,
+            &table.target,
+            self.settings.compression,
+        );
+        st.buffered.set(&self.context.handle, st.batch.bytes());
+        let sealed: Option<SealedBatch> = sealed.map_err(PipelineError::Encode)?;
+        let last = commit.map(|commit| ChangePosition {
+            commit,
+            seq: st.seq,
+        });
+        let role = TxnRole {
+            label: st.label.clone(),
+            first: st.first,
+            last_part: last.is_some(),
+        };
+        let range = last.map(|last| {
+            (
+                ChangePosition {
+                    commit: last.commit,
+                    seq: 1,
+                },
+                last,
+            )
+        });
+        match sealed {
+            Some(mut sealed) => {
+                if super::txn::shape(&sealed).is_none() {
+                    // Several column sets (partial updates): a StarRocks transaction takes one.
+                    let xid = self.stream_xid_of(&st.label);
+                    self.rollback_stream(xid);
+                    return Err(PipelineError::StreamReadAgain {
+                        xid: xid.map_or(0, |xid| xid.0),
+                        why: "a part holds rows of several column sets",
+                    });
+                }
+                self.context.handle.add_buffered(sealed.buffered_bytes);
+                if let Some(last) = last {
+                    // The record and the restart rule see the final range by its commit.
+                    sealed.last = last;
+                }
+                self.send(index, Job::StreamPart(sealed, role), range)?;
+                st.sent = true;
+                Ok(true)
+            }
+            None => match last {
+                Some(last) if st.sent => {
+                    self.send(
+                        index,
+                        Job::StreamClose {
+                            label: st.label.clone(),
+                            last,
+                        },
+                        range,
+                    )?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            },
+        }
+    }
+
+    fn stream_xid_of(&self, label: &Label) -> Option<Xid> {
+        self.streams.txns.iter().find_map(|(xid, txn)| {
+            txn.tables
+                .values()
+                .any(|table| table.label == *label)
+                .then_some(*xid)
+        })
+    }
+
+    /// Under a full buffer (the flush timer): every streamed batch holding changes goes out as
+    /// a part, so an idle streamed transaction does not hold the buffer.
+    pub(super) fn seal_streams(&mut self) -> Result<(), PipelineError> {
+        let open: Vec<(Xid, usize)> = self
+            .streams
+            .txns
+            .iter()
+            .flat_map(|(xid, txn)| {
+                txn.tables
+                    .iter()
+                    .filter(|(_, table)| !table.batch.is_empty())
+                    .map(move |(index, _)| (*xid, *index))
+            })
+            .collect();
+        for (xid, index) in open {
+            let Some(mut st) = self
+                .streams
+                .txns
+                .get_mut(&xid)
+                .and_then(|txn| txn.tables.remove(&index))
+            else {
+                continue;
+            };
+            let result = self.send_stream_part(index, &mut st, None);
+            if let Some(txn) = self.streams.txns.get_mut(&xid) {
+                txn.tables.insert(index, st);
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn stream_commit(&mut self, commit: StreamCommit) -> Result<(), PipelineError> {
+        let time = commit.commit_ts.to_system_time();
+        self.commits
+            .committed(commit.commit_lsn, commit.end_lsn, time);
+        self.sync_commits_buffered();
+        self.context.handle.commit_waiting(time);
+        self.context.handle.set_received(commit.end_lsn, Lsn::ZERO);
+        self.streams.skipped.remove(&commit.xid);
+        if let Some(txn) = self.streams.txns.remove(&commit.xid) {
+            let tables = txn.tables.len();
+            for (index, mut st) in txn.tables {
+                // Transactions committed before this one go first, in the table's order.
+                self.seal_and_send(index).await?;
+                self.send_stream_part(index, &mut st, Some(commit.commit_lsn))?;
+                st.buffered.set(&self.context.handle, 0);
+            }
+            tracing::debug!(xid = %commit.xid, commit = %commit.commit_lsn, tables, "a streamed transaction committed");
+        }
+        self.commit_passed(commit.commit_lsn).await?;
+        self.advance(false).await
+    }
+
+    async fn stream_abort(&mut self, abort: StreamAbort) -> Result<(), PipelineError> {
+        if abort.aborts_whole_transaction() {
+            self.streams.skipped.remove(&abort.xid);
+            self.rollback_stream(Some(abort.xid));
+            return self.advance(false).await;
+        }
+        let touched = self.streams.txns.contains_key(&abort.xid);
+        if !touched {
+            // Nothing of it was taken (no replicated table): nothing to undo.
+            return Ok(());
+        }
+        Err(self.stream_read_again("a savepoint was rolled back after its changes were streamed"))
+    }
+
+    /// Rolls back the StarRocks transactions of `xid` and drops what it holds.
+    fn rollback_stream(&mut self, xid: Option<Xid>) {
+        let Some(txn) = xid.and_then(|xid| self.streams.txns.remove(&xid)) else {
+            return;
+        };
+        for (index, mut st) in txn.tables {
+            st.batch = TableBatch::default();
+            st.buffered.set(&self.context.handle, 0);
+            if st.sent {
+                // A rollback StarRocks did not take leaves the transaction to its idle timeout
+                // or the next start's rollback: nothing of it is visible either way.
+                let _ = self.send(index, Job::StreamRollback(st.label), None);
+            }
+        }
+    }
+
+    /// The current streamed transaction cannot go on as streamed: its StarRocks transactions are
+    /// rolled back, streaming is off from the next attempt on, and this one ends.
+    fn stream_read_again(&mut self, why: &'static str) -> PipelineError {
+        let xid = self.streams.current;
+        for xid in self.streams.txns.keys().copied().collect::<Vec<_>>() {
+            self.rollback_stream(Some(xid));
+        }
+        PAUSED.store(true, Ordering::Relaxed);
+        tracing::warn!(xid = ?xid.map(|x| x.0), in_progress = self.streams.in_progress(), "{why}: the streamed transaction is read again whole; streaming stays off until the agent restarts");
+        PipelineError::StreamReadAgain {
+            xid: xid.map_or(0, |xid| xid.0),
+            why,
+        }
+    }
+}
+
+/// A change of a streamed transaction.
+enum Change {
+    Insert(crate::postgres::pgoutput::TupleData),
+    Update(
+        Option<crate::postgres::pgoutput::OldTuple>,
+        crate::postgres::pgoutput::TupleData,
+    ),
+    Delete(crate::postgres::pgoutput::OldTuple),
+}
