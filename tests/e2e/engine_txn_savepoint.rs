@@ -44,7 +44,7 @@ async fn run(streaming: bool) {
     let sim = start_sim();
     let mut spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_FLUSH_ROWS", "200");
     if streaming {
-        spec = spec.var("STARWAL_STREAMING", "on");
+        spec = spec.var("STARWAL_STREAMING", "preview");
     }
     let agent = spec.start_streaming().await;
     // Every BE answer 100 ms late: the parts take a while, and the reader gets looks meanwhile.
@@ -117,6 +117,27 @@ async fn run(streaming: bool) {
     let target = wait_for_rows(&source, TIMEOUT, || target_rows(&sim, "t", &["id", "v"])).await;
     assert!(source == target, "{}", diff(&source, &target));
     eprintln!("{looks} looks");
+    if streaming {
+        // Postgres streamed them: the agent loaded parts into streamed transactions, and the
+        // savepoint rolled back after its changes were loaded made it read that one again whole.
+        let streamed: Vec<_> = sim
+            .txn_events(0)
+            .into_iter()
+            .filter(|event| event.label.ends_with("_s"))
+            .map(|event| format!("{} {}", event.op, event.label))
+            .collect();
+        eprintln!("streamed transaction steps: {streamed:?}");
+        assert!(
+            streamed.iter().any(|step| step.starts_with("begin")),
+            "nothing was streamed\n{}",
+            agent.log()
+        );
+        assert!(
+            agent.log().contains("read again whole"),
+            "the rolled-back savepoint did not make it read the transaction again\n{}",
+            agent.log()
+        );
+    }
     for (label, c) in sim.label_counters(TARGET_DB) {
         assert_eq!(c.commits, 1, "{label}");
     }
@@ -129,7 +150,6 @@ async fn inv11_rolled_back_savepoints_and_aborted_transactions_leave_no_trace() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs STARWAL_STREAMING=on (issue 14 item 3, not built; see ARCHITECTURE.md)"]
 async fn inv11_streamed_rolled_back_savepoints_and_aborts_leave_no_trace() {
     run(true).await;
 }
