@@ -69,6 +69,14 @@ fn url_base(url: &str) -> Option<&str> {
     (end > authority_start).then(|| &url[..end])
 }
 
+/// What comes before `path` in the URL a redirect ended at: `http://be:8040`, or with a proxy
+/// in between whatever prefix the `Location` carried. `None` when the URL does not end with the
+/// load's path (then loads keep going through the FE).
+fn redirect_base<'a>(effective: &'a str, path: &str) -> Option<&'a str> {
+    let base = effective.strip_suffix(path)?;
+    url_base(base).map(|_| base)
+}
+
 /// Backoff between attempts: starts here, doubles, and is capped at [`RetryPolicy::max_delay`].
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -368,9 +376,9 @@ impl StreamLoadClient {
             .map(|be| be.base.clone())
     }
 
-    /// Remembers the BE an FE redirected a load to (`effective` is the URL curl ended at).
-    fn learn_be(&self, effective: &str) {
-        let Some(base) = url_base(effective) else {
+    /// Remembers the BE an FE redirected a load of `path` to (`effective`: where curl ended).
+    fn learn_be(&self, effective: &str, path: &str) {
+        let Some(base) = redirect_base(effective, path) else {
             return;
         };
         if let Ok(mut direct) = self.direct_be.lock() {
@@ -506,7 +514,7 @@ impl StreamLoadClient {
         }
         if direct.is_none() && handle.redirect_count().unwrap_or(0) > 0 {
             if let Ok(Some(effective)) = handle.effective_url() {
-                self.learn_be(effective);
+                self.learn_be(effective, &path);
             }
         }
         let status = match handle.get_ref().early_answer {
@@ -527,7 +535,19 @@ impl StreamLoadClient {
                 excerpt: excerpt(&body),
             });
         }
-        LoadResponse::parse(&body).map_err(|source| StreamLoadError::Malformed { url, source })
+        let response = LoadResponse::parse(&body)
+            .map_err(|source| StreamLoadError::Malformed { url, source })?;
+        if direct.is_some() && !expect_continue {
+            if let LoadOutcome::Failed { message } = response.outcome() {
+                // Whatever answered wants the header after all (only an FE should): forget it
+                // and send this load through the FE.
+                if message.contains("100-continue") {
+                    self.forget_be();
+                    return self.put(handle, batch);
+                }
+            }
+        }
+        Ok(response)
     }
 
     /// `GET /api/{db}/get_load_state?label=`.
@@ -920,6 +940,24 @@ mod tests {
             r#"{"status":"OK","code":"0","msg":"Success","message":"OK","state":"UNKNOWN","reason":""}"#
         ));
         assert!(!is_unknown_database("<html>unknown database</html>"));
+    }
+
+    #[test]
+    fn the_be_is_what_precedes_the_load_path() {
+        let path = "/api/db/t/_stream_load";
+        assert_eq!(
+            redirect_base("http://10.0.0.7:8040/api/db/t/_stream_load", path),
+            Some("http://10.0.0.7:8040")
+        );
+        assert_eq!(
+            redirect_base("https://proxy/be1/api/db/t/_stream_load", path),
+            Some("https://proxy/be1")
+        );
+        assert_eq!(
+            redirect_base("http://be:8040/api/db/t/_stream_load?x=1", path),
+            None
+        );
+        assert_eq!(redirect_base("/api/db/t/_stream_load", path), None);
     }
 
     #[test]
