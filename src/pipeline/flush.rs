@@ -156,14 +156,9 @@ impl Pipeline {
     /// going into a StarRocks transaction has its unchanged-TOAST rows completed first, in as
     /// many parts as the buffer cap needs (`toast.rs`).
     pub(super) async fn seal_and_send(&mut self, index: usize) -> Result<(), PipelineError> {
-        if self.tables[index].batch.is_empty() || self.tables[index].parked.is_some() {
-            return Ok(());
-        }
-        // Moved rows are completed as their changes come in (apply.rs); this only catches one
-        // some other path left waiting, so none is sealed incomplete.
         loop {
             let rest = self.complete_for_transaction(index).await?;
-            self.seal_once(index).await?;
+            self.seal_round(index, rest.is_some()).await?;
             match rest {
                 Some(rest) if !rest.is_empty() => self.continue_with(index, rest).await?,
                 _ => return Ok(()),
@@ -171,7 +166,12 @@ impl Pipeline {
         }
     }
 
-    async fn seal_once(&mut self, index: usize) -> Result<(), PipelineError> {
+    pub(super) async fn seal_once(&mut self, index: usize) -> Result<(), PipelineError> {
+        if self.tables[index].batch.is_empty() || self.tables[index].parked.is_some() {
+            return Ok(());
+        }
+        // Moved rows are completed as their changes come in (apply.rs); this only catches one
+        // some other path left waiting, so none is sealed incomplete.
         self.fetch_moved_rows(index).await?;
         // The table's first batch after a restart, when its load in flight is being re-formed:
         // it carries that load's `_starwal_synced_at` (mod.rs keeps the record only for such a

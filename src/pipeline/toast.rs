@@ -65,6 +65,27 @@ impl Pipeline {
         Ok(None)
     }
 
+    /// Seals table `index`'s batch; `more` when rows split off from it follow
+    /// ([`Pipeline::complete_for_transaction`]). Those go into the same StarRocks transaction, so
+    /// this part must not close it, also when the source COMMIT was already read (the last
+    /// part is sealed then): the part is sealed as one inside its source transaction.
+    pub(super) async fn seal_round(
+        &mut self,
+        index: usize,
+        more: bool,
+    ) -> Result<(), PipelineError> {
+        let commit = self.tables[index].batch.last().commit;
+        let closing = more && self.transaction.is_none();
+        if closing {
+            self.transaction = Some((commit, std::time::SystemTime::now()));
+        }
+        let sealed = self.seal_once(index).await;
+        if closing {
+            self.transaction = None;
+        }
+        sealed
+    }
+
     /// Makes `rest` (rows split off by [`Pipeline::complete_for_transaction`]) the table's batch
     /// after the completed rows were sealed, and waits until loads have freed room to complete
     /// them.
