@@ -893,6 +893,58 @@ mod tests {
     }
 
     #[test]
+    fn inv11_partial_rows_split_off_keep_their_memory_and_seal_full_once_completed() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+            .with_format(BodyFormat::Json);
+        let mut batch = TableBatch::default();
+        batch.insert(at(1), KEY, row(&[Some("1"), Some("long"), Some("1")]));
+        // Unchanged `big` with no earlier image: partial.
+        batch.update(at(2), KEY, None, row(&[Some("2"), Some("<u>"), Some("2")]));
+        batch.update(at(3), KEY, None, row(&[Some("3"), Some("<u>"), Some("3")]));
+        // Filled from the batch's own image: not partial.
+        batch.update(at(4), KEY, None, row(&[Some("1"), Some("<u>"), Some("4")]));
+        let partial = batch.partial_rows();
+        assert_eq!(partial.len(), 2);
+        // One completed; the other split off to be completed next.
+        batch.complete(
+            partial[0].entry,
+            &row(&[Some("2"), Some("fetched"), Some("2")]),
+        );
+        let before = batch.bytes();
+        let mut rest = batch.split_partial();
+        assert!(batch.partial_rows().is_empty());
+        assert!(
+            batch.bytes() < before,
+            "the split-off row's memory left the batch"
+        );
+        assert_eq!(rest.first(), Some(at(4)));
+        assert_eq!(rest.last(), at(4));
+        assert_eq!(rest.changes(), 0, "no change is counted twice");
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sealed.loads.len(), 1, "full rows only");
+        assert_eq!(sealed.changes, 4);
+        let text = body(&sealed.loads[0]);
+        assert!(text.contains(r#""id":2,"big":"fetched""#), "{text}");
+        assert!(!text.contains(r#""id":3"#), "{text}");
+        // Nothing left to keep once every row is partial: no split.
+        assert!(rest.split_partial().is_empty());
+        let left = rest.partial_rows();
+        assert_eq!(left.len(), 1);
+        rest.complete(left[0].entry, &row(&[Some("3"), Some("x"), Some("3")]));
+        let sealed = rest
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sealed.loads.len(), 1);
+        assert!(sealed.loads[0].partial_columns.is_none());
+        let text = body(&sealed.loads[0]);
+        assert!(text.contains(r#""id":3,"big":"x","small":3"#), "{text}");
+    }
+
+    #[test]
     fn inv4_a_key_change_deletes_the_old_key_and_a_moved_row_missing_values_waits_for_a_fetch() {
         let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
             .with_format(BodyFormat::Json);
