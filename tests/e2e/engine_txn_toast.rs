@@ -30,6 +30,9 @@ const TIMEOUT: Duration = Duration::from_secs(180);
 const ROWS: i64 = 200;
 const TRANSACTIONS: i64 = 8;
 
+/// A state of the target as the reader saw it: per row, (id, n, doc version).
+type State = Vec<(i64, i64, i64)>;
+
 /// A doc of row `id` written by transaction `k` (0: the seed): ~3.6 KB, stored out of line
 /// (STORAGE EXTERNAL), and naming its writer in its first field.
 fn doc_sql(k: i64) -> String {
@@ -75,15 +78,15 @@ async fn inv11_large_updates_leaving_toast_unchanged_are_visible_whole() {
     wait_for_rows(&source, TIMEOUT, || target_rows(&sim, "d", &columns)).await;
     let before = sim.counters(TARGET_DB, "d").labels_committed.len();
 
-    // Every committed state the reader saw: per row, (id, n, doc version).
-    let seen: Arc<Mutex<BTreeSet<Vec<(i64, i64, i64)>>>> = Arc::default();
+    // Every committed state the reader saw.
+    let seen: Arc<Mutex<BTreeSet<State>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (sim, seen, stop) = (sim.clone(), seen.clone(), stop.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let rows = target_rows(&sim, "d", &columns);
-                let state: Vec<(i64, i64, i64)> = rows
+                let state: State = rows
                     .iter()
                     .map(|row| {
                         let int = |v: &Option<String>| v.as_deref().and_then(|v| v.parse().ok());
