@@ -80,6 +80,9 @@ struct Measured {
     /// transaction first held rows, and when it first held all it would.
     first_part_loaded: Option<f64>,
     all_parts_loaded: Option<f64>,
+    /// From the first sample showing any of the transaction to the first showing all of it
+    /// (0 when it appeared at once).
+    parts_apart: Option<Duration>,
 }
 
 pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
@@ -105,21 +108,26 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
     }
     report.set("transactions", serde_json::Value::from(json));
     report.sections.push(format!(
-        "One transaction of N {}-column rows inserted while the agent streams ({SEED_ROWS} \
-         rows committed before it); visible = the sim's row count covers it.\n\n\
+        "One transaction of N {}-column rows over {} table(s) inserted while the agent streams \
+         ({SEED_ROWS} rows per table committed before it); visible = the sim's row count (all \
+         tables, one read) covers it.\n\n\
          | rows | writing s | COMMIT → visible s | agent's first part loaded s | all parts loaded s | \
-         BEGIN → visible s | seen before COMMIT | \
+         BEGIN → visible s | first → all of it visible s | seen before COMMIT | \
          partial counts after COMMIT | agent CPU s | agent CPU s / M rows | walsender CPU s | \
          peak RSS MiB | Postgres spilled MiB | Postgres streamed MiB | loads | labels | \
          load average |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n{}",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n{}",
         settings.bigtxn_columns,
+        settings.bigtxn_tables,
         rows.join("")
     ));
     report.notes.push(format!(
         "seen before COMMIT: the largest row count a reader of the sim saw while the source \
-         transaction was open ({SEED_ROWS} = none of it); partial counts after COMMIT: samples \
-         (every {} ms) strictly between the old and the final count",
+         transaction was open ({} = none of it); partial counts after COMMIT: samples (every {} \
+         ms) strictly between the old and the final count; first → all of it visible: from the \
+         first sample showing any of the transaction to the first showing all of it (with two \
+         tables in table mode, the time a reader sees one table's part without the other's)",
+        SEED_ROWS * settings.bigtxn_tables,
         POLL.as_millis()
     ));
     report.notes.push(format!(
@@ -148,24 +156,37 @@ async fn measure(
     m: &mut Measured,
 ) -> Result<()> {
     let size = m.rows;
-    // A target table of its own per size: the sim's tables are shared by the scenario's databases.
-    let table = format!("bigtxn_{size}");
-    let db = cluster.create_database(&table).await;
+    // Target tables of their own per size: the sim's tables are shared by the scenario's
+    // databases.
+    let name = format!("bigtxn_{size}");
+    let tables: Vec<String> = if settings.bigtxn_tables == 2 {
+        vec![format!("{name}_a"), format!("{name}_b")]
+    } else {
+        vec![name.clone()]
+    };
+    let db = cluster.create_database(&name).await;
     let client = db.owner_client().await;
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE {table} {}",
-            if settings.bigtxn_columns == 2 {
-                NARROW_COLUMNS
-            } else {
-                workload::TEN_COLUMNS
-            }
-        ))
-        .await
-        .context("create the table")?;
-    let spec = agent::spec(&db, sim, &format!("public.{table}"), "never", settings);
+    for table in &tables {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {table} {}",
+                if settings.bigtxn_columns == 2 {
+                    NARROW_COLUMNS
+                } else {
+                    workload::TEN_COLUMNS
+                }
+            ))
+            .await
+            .with_context(|| format!("create {table}"))?;
+    }
+    let list = tables
+        .iter()
+        .map(|t| format!("public.{t}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let spec = agent::spec(&db, sim, &list, "never", settings);
     let (mut agent, _) = agent::start_streaming(&spec, settings.timeout).await?;
-    let outcome = transaction(&client, sim, settings, &table, &spec, &mut agent, m).await;
+    let outcome = transaction(&client, sim, settings, &tables, &spec, &mut agent, m).await;
     let stopped = agent::stop(&mut agent);
     drop(agent);
     // Free what the size took (Postgres' WAL behind the slot, the sim's rows in this process)
@@ -176,10 +197,12 @@ async fn measure(
             &[&spec.slot().to_owned()],
         )
         .await;
-    let _ = client.batch_execute(&format!("DROP TABLE {table}")).await;
-    sim.catalog()
-        .write(|c| c.drop_table(TARGET_DB, &table, true))
-        .ok();
+    for table in &tables {
+        let _ = client.batch_execute(&format!("DROP TABLE {table}")).await;
+        sim.catalog()
+            .write(|c| c.drop_table(TARGET_DB, table, true))
+            .ok();
+    }
     outcome?;
     stopped.context("stopping the agent")
 }
@@ -188,28 +211,35 @@ async fn transaction(
     client: &Client,
     sim: &Sim,
     settings: &Settings,
-    table: &str,
+    tables: &[String],
     spec: &AgentSpec,
     agent: &mut Agent,
     m: &mut Measured,
 ) -> Result<()> {
     let size = m.rows;
-    let count = || sim.catalog().row_count(TARGET_DB, table).unwrap_or(0) as u64;
-    let insert = client
-        .prepare(&if settings.bigtxn_columns == 2 {
-            format!(
-                "INSERT INTO {table} SELECT g, g * 3 FROM generate_series($1::int8, $2::int8) g"
-            )
-        } else {
-            workload::ten_column_insert(table)
-        })
-        .await
-        .context("prepare the insert")?;
-    client
-        .execute(&insert, &[&1i64, &(SEED_ROWS as i64)])
-        .await
-        .context("insert the seed rows")?;
-    wait_for(agent, settings, || count() >= SEED_ROWS)
+    // Every table's count read under one lock: what one reader query sees.
+    let count = || total_rows(&sim.catalog(), tables);
+    let mut inserts = Vec::new();
+    for table in tables {
+        let insert = client
+            .prepare(&if settings.bigtxn_columns == 2 {
+                format!(
+                    "INSERT INTO {table} SELECT g, g * 3 \
+                     FROM generate_series($1::int8, $2::int8) g"
+                )
+            } else {
+                workload::ten_column_insert(table)
+            })
+            .await
+            .context("prepare the insert")?;
+        client
+            .execute(&insert, &[&1i64, &(SEED_ROWS as i64)])
+            .await
+            .context("insert the seed rows")?;
+        inserts.push(insert);
+    }
+    let seeded = SEED_ROWS * tables.len() as u64;
+    wait_for(agent, settings, || count() >= seeded)
         .await
         .context("loading the seed rows")?;
 
@@ -223,7 +253,7 @@ async fn transaction(
         .get::<_, Option<i32>>(0)
         .map(|pid| pid as u32);
     let stats_before = stats(client, spec.slot()).await;
-    let counters_before = sim.counters(TARGET_DB, table);
+    let counters_before = counters(sim, tables);
     let agent_pid = agent.pid();
     let agent_cpu_before = agent::cpu_seconds(agent_pid);
     let walsender_cpu_before = walsender.map(agent::cpu_seconds);
@@ -234,12 +264,12 @@ async fn transaction(
     let sampler = {
         let catalog = sim.catalog();
         let stop = stop.clone();
-        let table = table.to_owned();
+        let tables = tables.to_vec();
         std::thread::spawn(move || {
             let mut seen: Vec<(u64, Instant)> = Vec::new();
             let mut last = u64::MAX;
             while !stop.load(Ordering::Relaxed) {
-                let count = catalog.row_count(TARGET_DB, &table).unwrap_or(0) as u64;
+                let count = total_rows(&catalog, &tables);
                 if count != last {
                     seen.push((count, Instant::now()));
                     last = count;
@@ -255,7 +285,10 @@ async fn transaction(
     let metrics = {
         let stop = stop.clone();
         let port = spec.metrics_port;
-        let series = format!("starwal_transaction_rows{{table=\"public.{table}\"}}");
+        let series: Vec<String> = tables
+            .iter()
+            .map(|t| format!("starwal_transaction_rows{{table=\"public.{t}\"}}"))
+            .collect();
         std::thread::spawn(move || {
             let mut samples: Vec<(Instant, f64)> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -274,10 +307,14 @@ async fn transaction(
         client.batch_execute("BEGIN").await?;
         let mut next = SEED_ROWS + 1;
         let last = SEED_ROWS + size;
-        while next <= last {
+        // With several tables the statements take turns: ids stay unique in each table.
+        for insert in inserts.iter().cycle() {
+            if next > last {
+                break;
+            }
             let end = (next + CHUNK_ROWS - 1).min(last);
             client
-                .execute(&insert, &[&(next as i64), &(end as i64)])
+                .execute(insert, &[&(next as i64), &(end as i64)])
                 .await?;
             next = end + 1;
         }
@@ -299,7 +336,7 @@ async fn transaction(
     let committed = Instant::now();
     m.writing = committed - begun;
 
-    let expected = SEED_ROWS + size;
+    let expected = seeded + size;
     let waited = wait_for(agent, settings, || count() >= expected).await;
     m.agent_cpu_seconds = agent::cpu_seconds(agent_pid) - agent_cpu_before;
     m.walsender_cpu_seconds = walsender
@@ -327,10 +364,9 @@ async fn transaction(
         .iter()
         .find(|&&(_, rows)| rows >= most && most > 0.0)
         .map(|&(at, _)| since_commit(at));
-    let counters = sim.counters(TARGET_DB, table);
-    m.loads_committed = counters.loads_committed - counters_before.loads_committed;
-    m.labels_committed =
-        (counters.labels_committed.len() - counters_before.labels_committed.len()) as u64;
+    let counters_after = counters(sim, tables);
+    m.loads_committed = counters_after.0 - counters_before.0;
+    m.labels_committed = counters_after.1 - counters_before.1;
     if let (Some(before), Some(after)) = (stats_before, stats(client, spec.slot()).await) {
         m.slot_stats = Some((
             after.0 - before.0,
@@ -347,12 +383,19 @@ async fn transaction(
         .unwrap_or(0);
     m.partial_counts_after_commit = seen
         .iter()
-        .filter(|&&(count, at)| at >= commit_sent && count > SEED_ROWS && count < expected)
+        .filter(|&&(count, at)| at >= commit_sent && count > seeded && count < expected)
         .count() as u64;
     let visible_at = seen
         .iter()
         .find(|&&(count, _)| count >= expected)
         .map(|&(_, at)| at);
+    // From the first sample showing any of the transaction to the first showing all of it.
+    m.parts_apart = seen
+        .iter()
+        .find(|&&(count, _)| count > seeded)
+        .map(|&(_, at)| at)
+        .zip(visible_at)
+        .map(|(first, all)| all.saturating_duration_since(first));
     waited.context("waiting for the transaction to be visible")?;
     let visible_at = visible_at.context("the sampler never saw the whole transaction")?;
     m.commit_to_visible = Some(visible_at.saturating_duration_since(committed));
@@ -374,8 +417,30 @@ async fn stats(client: &Client, slot: &str) -> Option<(i64, i64, i64, i64)> {
     Some((row.get(0), row.get(1), row.get(2), row.get(3)))
 }
 
-/// One sample of the agent's Prometheus text at `port` (`None` when it does not answer).
-fn metric(port: u16, series: &str) -> Option<f64> {
+/// Rows of `tables` in the target, read under one lock (0 for a table not there yet).
+fn total_rows(catalog: &starrocks_sim::CatalogHandle, tables: &[String]) -> u64 {
+    catalog.read(|c| {
+        tables
+            .iter()
+            .map(|t| c.row_count(TARGET_DB, t).unwrap_or(0) as u64)
+            .sum()
+    })
+}
+
+/// Loads and labels the sim committed for `tables`, summed.
+fn counters(sim: &Sim, tables: &[String]) -> (u64, u64) {
+    tables.iter().fold((0, 0), |(loads, labels), t| {
+        let c = sim.counters(TARGET_DB, t);
+        (
+            loads + c.loads_committed,
+            labels + c.labels_committed.len() as u64,
+        )
+    })
+}
+
+/// The sum of `series` in the agent's Prometheus text at `port` (`None` when it does not
+/// answer or prints none of them).
+fn metric(port: u16, series: &[String]) -> Option<f64> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -384,10 +449,16 @@ fn metric(port: u16, series: &str) -> Option<f64> {
         .ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
-    answer
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
+    let values: Vec<f64> = series
+        .iter()
+        .filter_map(|series| {
+            answer
+                .lines()
+                .find_map(|line| line.strip_prefix(series.as_str())?.strip_prefix(' '))
+                .and_then(|value| value.trim().parse().ok())
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// Waits until `done`, failing when the agent exits or the suite's timeout passes.
@@ -422,13 +493,14 @@ fn record(
     });
     let mib_opt = |b: Option<i64>| b.map_or_else(|| "–".to_owned(), |b| mib(b.max(0) as u64));
     rows.push(format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
         m.rows,
         secs(m.writing.as_secs_f64()),
         opt(m.commit_to_visible),
         m.first_part_loaded.map_or_else(|| "–".to_owned(), secs),
         m.all_parts_loaded.map_or_else(|| "–".to_owned(), secs),
         opt(m.begin_to_visible),
+        opt(m.parts_apart),
         m.seen_before_commit,
         m.partial_counts_after_commit,
         secs(m.agent_cpu_seconds),
@@ -444,8 +516,10 @@ fn record(
     json.push(serde_json::json!({
         "rows": m.rows,
         "completed": completed,
-        "seed_rows": SEED_ROWS,
+        "seed_rows_per_table": SEED_ROWS,
         "columns": settings.bigtxn_columns,
+        "tables": settings.bigtxn_tables,
+        "first_to_all_visible_s": m.parts_apart.map(|d| d.as_secs_f64()),
         "writing_seconds": m.writing.as_secs_f64(),
         "commit_to_visible_s": m.commit_to_visible.map(|d| d.as_secs_f64()),
         "begin_to_visible_s": m.begin_to_visible.map(|d| d.as_secs_f64()),
@@ -475,10 +549,11 @@ fn record(
         format!("{} MiB", mib(m.peak_rss_bytes)),
         Some(m.peak_rss_bytes <= limit),
     );
-    let whole = m.seen_before_commit <= SEED_ROWS && m.partial_counts_after_commit == 0;
+    let seeded = SEED_ROWS * settings.bigtxn_tables;
+    let whole = m.seen_before_commit <= seeded && m.partial_counts_after_commit == 0;
     report.target(
         format!("visible whole at once, transaction of {} rows", m.rows),
-        &format!("count {SEED_ROWS} until COMMIT, then the final count with none between"),
+        &format!("count {seeded} until COMMIT, then the final count with none between"),
         format!(
             "max {} before COMMIT, {} partial counts after",
             m.seen_before_commit, m.partial_counts_after_commit

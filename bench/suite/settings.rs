@@ -281,6 +281,9 @@ pub struct Settings {
     pub bigtxn_rows: Vec<u64>,
     /// `BENCH_BIGTXN_COLUMNS` (10): columns of the bigtxn table, 10 or 2.
     pub bigtxn_columns: u64,
+    /// `BENCH_BIGTXN_TABLES` (1): tables the bigtxn transaction writes, 1 or 2 (its statements
+    /// take turns), so `transaction` mode's whole commits across tables can be compared.
+    pub bigtxn_tables: u64,
     /// `BENCH_MODES` (none): the modes every scenario runs in, one after the other; empty runs
     /// each scenario once with the environment's variables.
     pub modes: Vec<Mode>,
@@ -399,6 +402,10 @@ impl Settings {
         if bigtxn_columns != 10 && bigtxn_columns != 2 {
             bail!("BENCH_BIGTXN_COLUMNS: `{bigtxn_columns}` columns: expected 10 or 2");
         }
+        let bigtxn_tables = var("BENCH_BIGTXN_TABLES", 1u64)?;
+        if bigtxn_tables != 1 && bigtxn_tables != 2 {
+            bail!("BENCH_BIGTXN_TABLES: `{bigtxn_tables}` tables: expected 1 or 2");
+        }
         let modes = match non_empty("BENCH_MODES") {
             None => Vec::new(),
             Some(list) => {
@@ -454,6 +461,7 @@ impl Settings {
             memory,
             bigtxn_rows,
             bigtxn_columns,
+            bigtxn_tables,
             modes,
             mode: None,
         })
@@ -495,6 +503,7 @@ impl Settings {
             "mode": self.mode.as_ref().map(|m| m.name),
             "bigtxn_rows": self.bigtxn_rows,
             "bigtxn_columns": self.bigtxn_columns,
+            "bigtxn_tables": self.bigtxn_tables,
             "memory": {
                 "shapes": self.memory.shapes.iter().map(|s| s.name()).collect::<Vec<_>>(),
                 "txns": self.memory.txns,
