@@ -265,7 +265,7 @@ async fn restart_if_gone(agent: &mut Agent, spec: &AgentSpec, restarts: &mut Vec
     }
 }
 
-async fn run(rounds: usize) {
+async fn run(rounds: usize, max_buffer_bytes: Option<&str>) {
     let seed = seed();
     eprintln!("seed {seed} (replay with STARWAL_TEST_SEED={seed})");
     let mut rng = Lcg(seed);
@@ -285,6 +285,10 @@ async fn run(rounds: usize) {
     let spec = AgentSpec::new(&db, &sim, "public.t0,public.t1,public.t2,public.t3")
         .var("STARWAL_COMMIT_MODE", "transaction")
         .var("STARWAL_FLUSH_ROWS", FLUSH_ROWS);
+    let spec = match max_buffer_bytes {
+        Some(cap) => spec.var("STARWAL_MAX_BUFFER_BYTES", cap),
+        None => spec,
+    };
     let mut model: Model = Default::default();
     let history = Arc::new(Mutex::new(History::default()));
     {
@@ -462,7 +466,14 @@ async fn run(rounds: usize) {
 /// Random transactions over four tables, random faults: every read is a whole source prefix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv11_review_multi_random_faults_every_read_is_a_whole_source_prefix() {
-    run(40).await;
+    run(40, None).await;
+}
+
+/// The same under a small buffer cap: groups are cut when the buffer is full (the pressed
+/// flush, waiting for room) rather than at a batch's row count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_review_multi_random_faults_under_a_small_buffer_every_read_is_whole() {
+    run(30, Some("262144")).await;
 }
 
 /// `TRUNCATE t0, t1` is one source transaction over two tables; a reader must not see one
