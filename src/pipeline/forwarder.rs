@@ -113,8 +113,13 @@ impl ChangeConsumer for Forwarder {
         // also sends the chunk: the session stops reading until bytes are released, and only
         // the pipeline can release them, by loading what it holds — a transaction whose first
         // few large rows fill the buffer would otherwise wait here forever.
+        // A streamed transaction's end (Stream Commit or Abort, `stream.rs`) is a commit too:
+        // nothing may follow it for a long time.
         if self.chunk.len() >= CHUNK
-            || matches!(message, Message::Commit(_))
+            || matches!(
+                message,
+                Message::Commit(_) | Message::StreamCommit(_) | Message::StreamAbort(_)
+            )
             || !self.handle.may_read()
         {
             // The chunk grows from empty (a one-row transaction takes 4 slots, not 256); its
