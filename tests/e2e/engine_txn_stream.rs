@@ -6,8 +6,8 @@
 //! (`pipeline/stream.rs`): interleaved streamed and plain transactions on the same keys keep
 //! commit order per key, and aborted streamed transactions leave no trace (seeded, with a checker
 //! reading the sim throughout); the savepoint case is `engine_txn_savepoint::inv11_streamed_*`.
-//! Still ignored: a large streamed transaction committed after a pause, and kill -9 while one is
-//! open and after its prepare (the commit never lands yet; see the note of the session).
+//! A large streamed transaction is loaded while open and appears at once at its COMMIT within
+//! the memory bound; kill -9 while one is open and after its prepare loads it once.
 //!
 //! Postgres streams a transaction once its decoded changes exceed `logical_decoding_work_mem`;
 //! `ALTER DATABASE … SET logical_decoding_work_mem = '64kB'` makes the walsender of that database
@@ -124,7 +124,6 @@ async fn inv11_streaming_on_is_refused_at_startup() {
 /// new one at once after it, and the agent's peak RSS stays within the cap + 32 MiB.
 /// `STARWAL_TEST_HUGE_ROWS` overrides the issue's 2 000 000 rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "STARWAL_STREAMING=preview: a streamed transaction committed after a pause never lands (issue 14 item 3, open)"]
 async fn inv11_stream_a_large_transaction_loads_while_open_and_appears_at_once() {
     if !streams() {
         return;
@@ -231,7 +230,6 @@ async fn inv11_stream_a_large_transaction_loads_while_open_and_appears_at_once()
 /// checkpoint recorded it prepared, `commit` held): the next start rolls back or commits as
 /// recorded, and the target ends equal to the source with no label committed twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "STARWAL_STREAMING=preview: a streamed transaction committed after a pause never lands (issue 14 item 3, open)"]
 async fn inv11_stream_kill9_while_open_and_after_prepare_loads_it_once() {
     if !streams() {
         return;
