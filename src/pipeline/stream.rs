@@ -37,6 +37,10 @@ use crate::postgres::{ChangePosition, Lsn, Xid};
 use crate::sink::starrocks::encoding::BodyFormat;
 use crate::sink::starrocks::label::Label;
 
+/// A streamed batch holding this much is sealed after the heap's free pages are given back
+/// (as `flush.rs`'s `TRIM_BEFORE_SEAL`).
+const TRIM_BEFORE_SEAL: u64 = 8 * 1024 * 1024;
+
 /// Set once a streamed transaction had to be read again whole: later attempts of this process
 /// stream without `streaming` (a transaction streamed again would bring the same trouble).
 static PAUSED: AtomicBool = AtomicBool::new(false);
@@ -286,6 +290,11 @@ impl Pipeline {
         commit: Option<Lsn>,
     ) -> Result<bool, PipelineError> {
         let table = &self.tables[index];
+        if st.batch.bytes() >= TRIM_BEFORE_SEAL {
+            // As `flush.rs` does before a large seal: the body is written while the rows are
+            // still held, so the heap's free pages go back first (allocator.rs).
+            super::allocator::trim_heap();
+        }
         let sealed = st.batch.seal_as(
             &table.encoder,
             BodyFormat::Json,
@@ -371,6 +380,9 @@ impl Pipeline {
                     .iter()
                     .filter(|(_, table)| !table.batch.is_empty())
                     .map(move |(index, _)| (*xid, *index))
+                    // One part in flight per table at a time: a second body beside the first
+                    // would only add to the full buffer.
+                    .filter(|(_, index)| self.tables[*index].loader_idle())
             })
             .collect();
         for (xid, index) in open {
