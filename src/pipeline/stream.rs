@@ -174,6 +174,28 @@ impl Pipeline {
                 }
                 Ok(None)
             }
+            Message::Relation(relation) => {
+                // Postgres sends a relation again inside a stream block after its schema changed
+                // (or its cache was invalidated) within the session: the streamed batch was
+                // decoded with the old columns, and a target ALTER would wait for the open
+                // StarRocks transaction. A relation's first message comes before its first
+                // change, so it never finds a streamed batch.
+                let streamed = self
+                    .by_relation
+                    .get(&relation.relation_id)
+                    .is_some_and(|index| {
+                        self.streams
+                            .txns
+                            .values()
+                            .any(|txn| txn.tables.contains_key(index))
+                    });
+                if streamed {
+                    return Err(
+                        self.stream_read_again("a table's relation changed while it held changes")
+                    );
+                }
+                Ok(Some(Message::Relation(relation)))
+            }
             message => Ok(Some(message)),
         }
     }
