@@ -377,7 +377,7 @@ impl Pipeline {
                 table.batch.complete(request.entry, &tuple);
             }
             None => {
-                tracing::info!(table = %table.source_name, "a row whose key changed is gone from the source: not written under its new key (a later change in the stream deletes or moves it)");
+                tracing::info!(table = %table.source_name, "a row whose key changed, or whose unchanged TOAST values a large transaction needed, is gone from the source: not written (a later change in the stream deletes or moves it)");
                 table.batch.absent(request.entry);
             }
         }
