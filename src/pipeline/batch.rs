@@ -503,6 +503,20 @@ impl TableBatch {
             .collect()
     }
 
+    /// Whether entry `entry` is still written as a partial update (its completion could not be
+    /// read).
+    pub fn is_partial(&self, entry: usize) -> bool {
+        self.entries.get(entry).is_some_and(Entry::is_partial)
+    }
+
+    /// Whether the batch holds key-only delete images: with soft deletes they are a column set
+    /// of their own, so the batch cannot go into a StarRocks transaction whatever is completed.
+    pub fn has_key_only_rows(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|entry| matches!(entry.image, Image::DeletedKey(_)))
+    }
+
     /// Moves the rows still partial ([`TableBatch::partial_rows`]) into a batch of their own,
     /// returned, so the completed rest can be sealed now and they completed next (`toast.rs`:
     /// completing a whole batch at once could exceed the buffer cap). The returned batch

@@ -50,12 +50,25 @@ impl Pipeline {
         if !mid && table.txn.is_none() {
             return Ok(None);
         }
+        // Rows split off are sealed after this round, with positions inside its range: only
+        // safe when the round goes into the StarRocks transaction too (a plain round would be
+        // recorded, and skipped after a restart, as covering them). Key-only delete rows can
+        // keep it out, and so can a row whose values cannot be read: then the buffer's cap
+        // stops the completing instead, and the batch goes out as before (visible in parts,
+        // counted in `transactions_split`).
+        let mut may_split = !table.batch.has_key_only_rows();
         let mut requests = table.batch.partial_rows().into_iter();
         while let Some(request) = requests.next() {
+            let entry = request.entry;
             self.fetch_moved_row(index, request).await?;
-            self.tables[index].sync_buffered(&self.context.handle);
+            let table = &mut self.tables[index];
+            may_split &= !table.batch.is_partial(entry);
+            table.sync_buffered(&self.context.handle);
             let full = self.context.handle.buffered_bytes() >= self.settings.max_buffer_bytes;
             if full && requests.len() > 0 {
+                if !may_split {
+                    return Ok(None);
+                }
                 let rest = self.tables[index].batch.split_partial();
                 if !rest.is_empty() {
                     return Ok(Some(rest));
