@@ -461,3 +461,146 @@ async fn inv11_stream_interleaved_with_plain_transactions_keeps_order_per_key() 
     );
     agent.stop_cleanly();
 }
+
+/// A statement inside a streamed transaction that the streamed path does not load (`TRUNCATE`,
+/// or `ALTER TABLE … ADD COLUMN`, which makes Postgres send the relation again inside the
+/// block) after parts of it were loaded: the agent rolls those parts back and reads the
+/// transaction again whole. No streamed part is ever committed; a reader polling the sim sees
+/// only the counts in `seen`: before (1), after (the last), and the points where table mode
+/// itself commits before such a statement (it warns "visible in parts"; the same without
+/// streaming), never a count made by a streamed part. The target ends equal to the source and
+/// no label is committed twice.
+async fn stream_then_fallback(prefix: &str, statement: &str, seen: &[usize], columns: &[&str]) {
+    let after = *seen.last().unwrap();
+    let db = streaming_database(prefix).await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t")
+        .var("STARWAL_FLUSH_ROWS", "200")
+        .var("STARWAL_STREAMING", "preview");
+    let agent = spec.start_streaming().await;
+    client
+        .batch_execute("INSERT INTO t VALUES (0, 'before')")
+        .await
+        .unwrap();
+    let count = || {
+        sim.catalog()
+            .read(|c| c.row_count(TARGET_DB, "t").unwrap_or(0))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || count() == 1).await,
+        "the first row never arrived\n{}",
+        agent.log()
+    );
+    client
+        .batch_execute("BEGIN; INSERT INTO t SELECT g, 'first' FROM generate_series(1, 3000) g")
+        .await
+        .unwrap();
+    // Parts of the open transaction are loaded before the statement that forces the fallback.
+    assert!(
+        wait_until(TIMEOUT, || streamed_loads(&sim) > 0).await,
+        "no part of the open transaction was loaded\n{}",
+        agent.log()
+    );
+    assert_eq!(count(), 1, "a part of an open transaction is visible");
+    client
+        .batch_execute(&format!("{statement}; COMMIT"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let n = count();
+        assert!(
+            seen.contains(&n),
+            "a reader saw {n} rows: none of {seen:?}\n{}",
+            agent.log()
+        );
+        if n == after {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never landed; steps {:?}\n{}",
+            sim.txn_events(0)
+                .iter()
+                .map(|event| format!("{} {}", event.op, event.label))
+                .collect::<Vec<_>>(),
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let select = format!(
+        "SELECT {} FROM t",
+        columns
+            .iter()
+            .map(|c| format!("coalesce({c}::text, '-')"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let source = source_rows(&client, &select).await;
+    let target = wait_for_rows(&source, TIMEOUT, || {
+        target_rows(&sim, "t", columns)
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|v| Some(v.unwrap_or_else(|| "-".into())))
+                    .collect()
+            })
+            .collect()
+    })
+    .await;
+    assert!(source == target, "{}", diff(&source, &target));
+    assert!(
+        agent.log().contains("read again whole"),
+        "the statement did not make the agent read the transaction again\n{}",
+        agent.log()
+    );
+    let streamed: Vec<_> = sim
+        .txn_events(0)
+        .into_iter()
+        .filter(|event| event.label.ends_with("_s"))
+        .map(|event| event.op)
+        .collect();
+    assert!(
+        streamed.iter().any(|op| op == "rollback") && !streamed.iter().any(|op| op == "commit"),
+        "the streamed parts were not rolled back, or one was committed: {streamed:?}\n{}",
+        agent.log()
+    );
+    assert_no_label_twice(&sim);
+    agent.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_stream_truncate_inside_reads_it_again_whole() {
+    if !streams() {
+        return;
+    }
+    stream_then_fallback(
+        "engine_txn_stream_trunc",
+        "TRUNCATE t; INSERT INTO t SELECT g, 'kept' FROM generate_series(10001, 10500) g",
+        // Table mode commits rows 0..=3000 before the TRUNCATE, then truncates.
+        &[1, 3001, 0, 500],
+        &["id", "v"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_stream_add_column_inside_reads_it_again_whole() {
+    if !streams() {
+        return;
+    }
+    stream_then_fallback(
+        "engine_txn_stream_ddl",
+        "ALTER TABLE t ADD COLUMN w text; \
+         INSERT INTO t SELECT g, 'late', g::text FROM generate_series(10001, 11000) g",
+        // Table mode commits rows 0..=3000 before the column change.
+        &[1, 3001, 4001],
+        &["id", "v", "w"],
+    )
+    .await;
+}
