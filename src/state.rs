@@ -869,6 +869,16 @@ impl EngineHandle {
         *count
     }
 
+    /// How many times in a row StarRocks aborted transaction `label` at its timeout so far.
+    pub fn txn_timeout_aborts(&self, label: &str) -> u32 {
+        self.txn_timeout_aborts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(label)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Transaction `label` committed: its timeout aborts are no longer consecutive.
     pub fn txn_landed(&self, label: &str) {
         self.txn_timeout_aborts

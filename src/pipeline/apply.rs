@@ -59,6 +59,7 @@ impl Pipeline {
                 self.context.handle.commit_waiting(time);
                 self.context.handle.set_received(commit.end_lsn, Lsn::ZERO);
                 self.transaction = None;
+                self.multi_split_truncate(commit.commit_lsn);
                 // A batch that filled on the transaction's last change is whole: a plain load.
                 self.flush_deferred().await?;
                 // A source transaction larger than a batch: its last part goes into its
@@ -121,6 +122,7 @@ impl Pipeline {
                 for relation in truncate.relation_ids {
                     if let Some((index, position)) = self.position(lsn, relation)? {
                         if self.admit(index, position).await? {
+                            self.multi_truncate(index);
                             // What came before the truncate is loaded first, then the target
                             // is emptied, in the table's loader order.
                             self.flush(index).await?;
@@ -150,6 +152,7 @@ impl Pipeline {
         };
         // Outside a transaction cannot happen with pgoutput v1; number it under the LSN.
         let commit = self.transaction.map_or(lsn, |(commit, _)| commit);
+        self.multi_change(index);
         Ok(Some((index, self.tables[index].next_position(commit))))
     }
 

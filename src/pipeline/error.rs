@@ -43,7 +43,7 @@ pub enum PipelineError {
     /// Boxed: the error type names the step, table, label and the transport's cause.
     #[error(transparent)]
     Transaction(Box<crate::sink::starrocks::transaction::TransactionError>),
-    #[error("StarRocks transaction `{label}` of `{table}` is prepared, but the checkpoint names another label for the table: not committed (a restart rolls it back and loads its changes again)")]
+    #[error("StarRocks transaction `{label}` of `{table}` is about to commit, but the checkpoint names another label for the table: not committed (a restart rolls it back and loads its changes again)")]
     TransactionNotRecorded { table: String, label: String },
     /// StarRocks aborted the same transaction at its timeout on consecutive attempts: each
     /// attempt reads the source transaction again from its first change and takes as long, so
@@ -67,6 +67,15 @@ pub enum PipelineError {
     /// without streaming (`stream.rs`).
     #[error("streamed transaction {xid}: {why}; reading it again whole, without streaming")]
     StreamReadAgain { xid: u32, why: &'static str },
+    /// `begin` of a multi-table transaction found its label already committed: the checkpoint
+    /// and StarRocks disagree, and loading the changes under the next label could apply them
+    /// twice (`multi.rs`).
+    #[error("multi-table transaction label `{label}` is already committed in StarRocks, but the checkpoint has changes {first}..{last} still to load under it: they may be applied already, and loading them under another label could apply them twice; stopping (does another agent use this slot, or was the checkpoint schema restored from a backup?)")]
+    MultiLabelCommitted {
+        label: String,
+        first: ChangePosition,
+        last: ChangePosition,
+    },
 }
 
 /// Which StarRocks transaction timeout aborted a transaction.
@@ -118,6 +127,8 @@ impl PipelineError {
             // Another attempt times out the same way: someone must raise the timeout.
             PipelineError::TransactionTimedOut { .. } => false,
             PipelineError::StreamReadAgain { .. } => true,
+            // The checkpoint and StarRocks disagree: someone must look.
+            PipelineError::MultiLabelCommitted { .. } => false,
         }
     }
 }

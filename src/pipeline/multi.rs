@@ -44,6 +44,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::batch::SealedBatch;
+use super::error::TimedOut;
 use super::loader::{self, Job, JobDone, LoaderContext};
 use super::txn::{shape, Recovered};
 use super::{Pipeline, PipelineError};
@@ -100,6 +101,12 @@ pub(super) struct MultiState {
     open: Option<PipeOpen>,
     /// The open transaction was abandoned (stop): it keeps holding the confirmed LSN.
     abandoned: bool,
+    /// Tables changed (or truncated) by the current source transaction.
+    changed: std::collections::BTreeSet<usize>,
+    /// Tables the current source transaction truncated.
+    truncated: Vec<usize>,
+    /// The current source transaction was already warned and counted as split (`close_multi`).
+    split_told: bool,
 }
 
 #[derive(Debug)]
@@ -127,6 +134,9 @@ impl MultiState {
             grouping: false,
             open: None,
             abandoned: false,
+            changed: Default::default(),
+            truncated: Vec::new(),
+            split_told: false,
         }
     }
 
@@ -311,6 +321,7 @@ impl Pipeline {
             return Ok(());
         };
         if let Some(why) = why {
+            multi.split_told = true;
             tracing::warn!(first = %open.first, "{why} in the middle of a source transaction: the open multi-table transaction is committed before it, so the transaction is visible in parts");
         }
         for (index, range) in &open.tables {
@@ -341,6 +352,46 @@ impl Pipeline {
         self.flush_group().await?;
         // Nothing was left to seal: close with the parts sent.
         self.close_multi(None)
+    }
+
+    /// The current source transaction changes table `index` (apply.rs).
+    pub(super) fn multi_change(&mut self, index: usize) {
+        if let Some(multi) = self.multi.as_mut() {
+            multi.changed.insert(index);
+        }
+    }
+
+    /// The current source transaction truncates table `index` (apply.rs).
+    pub(super) fn multi_truncate(&mut self, index: usize) {
+        if let Some(multi) = self.multi.as_mut() {
+            multi.changed.insert(index);
+            multi.truncated.push(index);
+        }
+    }
+
+    /// The source transaction `commit` ended: one that truncated a table and changed another
+    /// (`TRUNCATE t0, t1`, or `TRUNCATE t0; INSERT INTO t1 …`) was visible in steps, since
+    /// StarRocks cannot truncate inside a multi-table transaction (each TRUNCATE is its own
+    /// `TRUNCATE TABLE`, between the groups): warned and counted in `transactions_split`.
+    pub(super) fn multi_split_truncate(&mut self, commit: Lsn) {
+        let Some(multi) = self.multi.as_mut() else {
+            return;
+        };
+        let changed = std::mem::take(&mut multi.changed);
+        let truncated = std::mem::take(&mut multi.truncated);
+        let told = std::mem::replace(&mut multi.split_told, false);
+        if truncated.is_empty() || changed.len() < 2 || told {
+            return;
+        }
+        let name = |index: &usize| self.tables[*index].target.clone();
+        let truncated: Vec<String> = truncated.iter().map(name).collect();
+        let tables: Vec<String> = changed.iter().map(name).collect();
+        tracing::warn!(commit = %commit, truncated = ?truncated, tables = ?tables, "a source transaction truncates a table and changes another: StarRocks cannot truncate inside a multi-table transaction, so each TRUNCATE runs on its own between the commits and the transaction is visible in steps (counted in transactions_split)");
+        for index in changed {
+            self.context
+                .handle
+                .transaction_split(&self.tables[index].source_name);
+        }
     }
 
     /// At a stop: the open multi-table transaction is rolled back by the loader. It keeps
@@ -478,6 +529,53 @@ async fn record(context: &LoaderContext, label: &Label, parts: &[&Part]) -> Resu
     Ok(())
 }
 
+/// Timeout aborts in a row of one source transaction that stop the agent (table mode parks the
+/// table at the same count, `loader.rs`): the second shows it takes longer to load than that.
+const TIMEOUT_ABORTS_TO_STOP: u32 = 2;
+
+/// A source transaction StarRocks aborted at `STARWAL_TXN_TIMEOUT_S` twice in a row would be
+/// aborted again, each attempt taking the whole timeout: it is not begun again in this process.
+/// Every attempt of the agent ends at once with the error (health shows it, the backoff grows;
+/// `STARWAL_EXIT_ON_ERROR=true` exits) until the timeout is raised and the agent restarted.
+fn held_for_timeouts(
+    context: &LoaderContext,
+    slot: &str,
+    first_commit: Lsn,
+    attempt: u32,
+    parts: &[&Part],
+) -> Result<(), Failed> {
+    // The last attempt's label (the one aborted): this one was never begun.
+    let label = Label::for_multi(slot, first_commit, attempt.saturating_sub(1));
+    let aborts = context.handle.txn_timeout_aborts(attempts_key(&label));
+    let Some(part) = parts.first() else {
+        return Ok(());
+    };
+    if aborts < TIMEOUT_ABORTS_TO_STOP {
+        return Ok(());
+    }
+    let limit = context.transactions.timeouts().timeout;
+    Err((
+        part.index,
+        PipelineError::TransactionTimedOut {
+            table: part.target.clone(),
+            label: label.to_string(),
+            first: part.batch.first,
+            timed_out: TimedOut::Timeout,
+            limit_s: limit.as_secs(),
+            age_s: 0,
+            parts: 0,
+            rows: 0,
+            aborts,
+        },
+    ))
+}
+
+/// The label without its attempt number: the same for every attempt of one source transaction.
+fn attempts_key(label: &Label) -> &str {
+    let text = label.as_str();
+    text.rsplit_once("_a").map_or(text, |(base, _)| base)
+}
+
 /// How many used labels `begin` skips before giving up.
 const BEGIN_LABELS: u32 = 5;
 
@@ -496,6 +594,7 @@ async fn load_group(
     }
     if open.is_none() {
         let all: Vec<&Part> = parts.iter().collect();
+        held_for_timeouts(context, slot, first_commit, *attempt, &all)?;
         let mut tries = 0;
         let label = loop {
             let label = Label::for_multi(slot, first_commit, *attempt);
@@ -504,9 +603,26 @@ async fn load_group(
             record(context, &label, &all).await?;
             match txns.multi_begin(&label).await {
                 Ok(()) => break label,
+                Err(TransactionError::LabelCommitted { .. }) => {
+                    // Committed under this label means the checkpoint lost track of it: the next
+                    // attempt's label would load the same changes a second time.
+                    let first = all.iter().map(|p| p.batch.first).min();
+                    let last = all.iter().map(|p| p.batch.last).max();
+                    let index = all.first().map_or(usize::MAX, |p| p.index);
+                    let (Some(first), Some(last)) = (first, last) else {
+                        return Ok(Vec::new());
+                    };
+                    return Err((
+                        index,
+                        PipelineError::MultiLabelCommitted {
+                            label: label.to_string(),
+                            first,
+                            last,
+                        },
+                    ));
+                }
                 Err(err) => {
-                    let used = matches!(&err, TransactionError::LabelCommitted { .. })
-                        || matches!(&err, TransactionError::Refused { status, .. } if status == "LABEL_ALREADY_EXISTS");
+                    let used = matches!(&err, TransactionError::Refused { status, .. } if status == "LABEL_ALREADY_EXISTS");
                     if !used || tries >= BEGIN_LABELS {
                         return Err((usize::MAX, PipelineError::from(err)));
                     }
@@ -567,6 +683,26 @@ async fn load_group(
                         );
                         tracing::error!(label = %txn.label, error = %error, "{detail}");
                         context.handle.record_table_error(&source, &detail);
+                        // Counted per source transaction (the label without its attempt): no
+                        // table can be parked in this mode, so the second abort in a row stops
+                        // the agent rather than retrying forever.
+                        let aborts = context.handle.txn_timed_out(attempts_key(&txn.label));
+                        if aborts >= TIMEOUT_ABORTS_TO_STOP {
+                            return Err((
+                                index,
+                                PipelineError::TransactionTimedOut {
+                                    table: target.clone(),
+                                    label: txn.label.to_string(),
+                                    first: batch.first,
+                                    timed_out: TimedOut::Timeout,
+                                    limit_s: limit.as_secs(),
+                                    age_s: age.as_secs(),
+                                    parts: txn.parts,
+                                    rows: txn.tables.values().map(|j| j.rows).sum::<u64>() + rows,
+                                    aborts,
+                                },
+                            ));
+                        }
                     }
                     return Err((index, PipelineError::from(error)));
                 }
@@ -657,6 +793,7 @@ async fn commit(context: &LoaderContext, txn: LoaderOpen) -> Result<Vec<JobDone>
         .await
         .map_err(|err| (first, PipelineError::from(err)))?;
     let rows: u64 = txn.tables.values().map(|j| j.rows).sum();
+    context.handle.txn_landed(attempts_key(&txn.label));
     tracing::info!(label = %txn.label, tables = ?txn.tables.values().map(|j| j.target.as_str()).collect::<Vec<_>>(), parts = txn.parts, rows, already = committed == crate::sink::starrocks::transaction::Committed::Already, "committed a multi-table transaction");
     let mut reports = Vec::new();
     for (index, joined) in txn.tables {

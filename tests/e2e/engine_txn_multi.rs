@@ -540,3 +540,88 @@ async fn inv11_multi_a_transaction_larger_than_the_buffer_appears_at_once_under_
     assert_once_and_whole(&sim);
     agent.stop_cleanly();
 }
+
+/// A source transaction whose loading takes longer than `STARWAL_TXN_TIMEOUT_S` does not loop
+/// in transaction mode: no table can be parked there (the others would show their halves), so
+/// after the second abort of the same source transaction in a row every attempt of the agent
+/// ends at once with an error naming the variable and the label (not begun again, not taking
+/// the timeout again); nothing of it is visible. Raised, the restart loads it
+/// whole in one commit over both tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_multi_a_transaction_longer_than_the_txn_timeout_is_held_then_lands() {
+    let db = Cluster::shared()
+        .create_database("engine_txn_multi_timeout")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY, note text);
+             CREATE TABLE b (id int PRIMARY KEY, note text);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    // Thousands of parts: more than a 1 s `timeout` lets StarRocks take before the commit.
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b")
+        .var("STARWAL_COMMIT_MODE", "transaction")
+        .var("STARWAL_FLUSH_ROWS", "10")
+        .var("STARWAL_TXN_TIMEOUT_S", "1");
+    let agent = spec.start_streaming().await;
+    client
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO a SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
+             INSERT INTO b SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    // Held, not looping: the attempts after the second abort end before any begin.
+    let held = wait_until(TIMEOUT, || {
+        agent.log().matches("2 times in a row").count() >= 3
+    })
+    .await;
+    let log = agent.log();
+    assert!(held, "not held after two aborts:\n{log}");
+    assert!(
+        log.contains("raise STARWAL_TXN_TIMEOUT_S and restart the agent") && log.contains("__m_"),
+        "the error names the variable and the label:\n{log}"
+    );
+    assert_eq!(
+        log.matches("at its timeout: the source transaction")
+            .count(),
+        2,
+        "StarRocks aborted it more than twice (the third attempt began):\n{log}"
+    );
+    assert!(
+        target_rows(&sim, "a", &["id", "note"]).is_empty()
+            && target_rows(&sim, "b", &["id", "note"]).is_empty(),
+        "part of the transaction is visible"
+    );
+    agent.stop_cleanly();
+
+    let before = sim.counters(TARGET_DB, "a").labels_committed.len();
+    let raised = spec.clone().var("STARWAL_TXN_TIMEOUT_S", "3600");
+    let agent = raised.start();
+    for table in ["a", "b"] {
+        let source = source_rows(&client, &format!("SELECT id::text, note FROM {table}")).await;
+        let target = wait_for_rows(&source, TIMEOUT, || {
+            target_rows(&sim, table, &["id", "note"])
+        })
+        .await;
+        assert!(
+            source == target,
+            "{table}: {}\n{}",
+            diff(&source, &target),
+            agent.log()
+        );
+    }
+    let labels = sim.counters(TARGET_DB, "a").labels_committed;
+    assert_eq!(
+        labels.len() - before,
+        1,
+        "not one StarRocks commit: {:?}",
+        &labels[before..]
+    );
+    agent.stop_cleanly();
+}
