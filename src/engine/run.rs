@@ -152,7 +152,7 @@ pub async fn run(config: Config, handle: Arc<EngineHandle>) -> anyhow::Result<Ru
 /// The pgoutput options of the stream: whole committed transactions (protocol 1), or with
 /// `STARWAL_STREAMING` in-progress ones too (protocol 2, `streaming 'on'`; never `parallel`,
 /// whose abort carries nothing the pipeline needs), unless a streamed transaction had to be read
-/// again whole (`pipeline/stream.rs`: streaming stays off for the rest of the process). Err:
+/// again whole (`pipeline/stream.rs`: streaming stays off until that one is confirmed). Err:
 /// streaming asked of a server before 14, whose `server_version_num` it is.
 fn start_options(
     publication: &str,
@@ -493,6 +493,13 @@ async fn attempt(
             // streams from the held position (pipeline/park.rs).
             _ = stopper_handle.retry_requested() => {
                 tracing::info!("retry of a parked table: flushing, then streaming again from the held position");
+                retried_by_stopper.store(true, Ordering::SeqCst);
+                true
+            }
+            // The transaction read again whole without streaming is confirmed: the next
+            // attempt streams again (pipeline/stream.rs).
+            _ = crate::pipeline::stream::streaming_resumable() => {
+                tracing::info!("streaming resumes: flushing, then streaming again from the held position");
                 retried_by_stopper.store(true, Ordering::SeqCst);
                 true
             }

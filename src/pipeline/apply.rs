@@ -49,6 +49,7 @@ impl Pipeline {
         }
         match message {
             Message::Begin(begin) => {
+                self.stream_note_begin(begin.xid, begin.final_lsn);
                 self.transaction = Some((begin.final_lsn, begin.commit_ts.to_system_time()));
             }
             Message::Commit(commit) => {

@@ -402,6 +402,8 @@ impl Pipeline {
         self.context
             .handle
             .set_confirmed(confirmed, self.commits.oldest_waiting());
+        // After a fallback, streaming comes back once this passes that transaction (stream.rs).
+        self.stream_confirmed(confirmed);
         if confirmed > self.stored && (self.loads_since_store || final_store) {
             // Stored only when loads moved it: storing writes a transaction to the source,
             // which (on PG 14) comes back through the stream as an empty one.

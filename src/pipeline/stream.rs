@@ -25,7 +25,7 @@
 //! ([`Streams::oldest`]): a restart then gets the transaction again from its start.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::batch::{body_row_overhead, SealedBatch, TableBatch};
 use super::loader::{Job, TxnRole};
@@ -41,13 +41,38 @@ use crate::sink::starrocks::label::Label;
 /// (as `flush.rs`'s `TRIM_BEFORE_SEAL`).
 const TRIM_BEFORE_SEAL: u64 = 8 * 1024 * 1024;
 
-/// Set once a streamed transaction had to be read again whole: later attempts of this process
-/// stream without `streaming` (a transaction streamed again would bring the same trouble).
-static PAUSED: AtomicBool = AtomicBool::new(false);
+/// Set once a streamed transaction had to be read again whole: later attempts stream without
+/// `streaming` (that transaction streamed again would bring the same trouble) until the confirmed
+/// LSN passes its COMMIT. The attempts of one process share it, hence a static.
+static PAUSE: Mutex<Option<Pause>> = Mutex::new(None);
 
-/// Whether streaming is off for the rest of the process (see [`PAUSED`]).
+/// Told once the transaction that paused streaming is confirmed: the running attempt drains and
+/// the next one streams again (`engine/run.rs`).
+static RESUME: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    /// The top-level xid read again whole.
+    xid: Xid,
+    /// Its commit record, once the session without streaming sent its `Begin`.
+    commit: Option<Lsn>,
+}
+
+fn pause() -> std::sync::MutexGuard<'static, Option<Pause>> {
+    // A poisoned lock only means a panic elsewhere; the value is still a plain Option.
+    PAUSE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether streaming is off for now (see [`PAUSE`]).
 pub fn streaming_paused() -> bool {
-    PAUSED.load(Ordering::Relaxed)
+    pause().is_some()
+}
+
+/// Resolves once streaming may resume after a fallback (see [`RESUME`]).
+pub async fn streaming_resumable() {
+    RESUME.notified().await;
 }
 
 /// The streamed transactions in progress.
@@ -484,11 +509,44 @@ impl Pipeline {
         for xid in self.streams.txns.keys().copied().collect::<Vec<_>>() {
             self.rollback_stream(Some(xid));
         }
-        PAUSED.store(true, Ordering::Relaxed);
-        tracing::warn!(xid = ?xid.map(|x| x.0), in_progress = self.streams.in_progress(), "{why}: the streamed transaction is read again whole; streaming stays off until the agent restarts");
+        // Without an xid (not in a block) nothing marks the end of the pause but a restart.
+        *pause() = Some(Pause {
+            xid: xid.unwrap_or(Xid(0)),
+            commit: None,
+        });
+        tracing::warn!(xid = ?xid.map(|x| x.0), in_progress = self.streams.in_progress(), "{why}: the streamed transaction is read again whole; streaming stays off until the confirmed LSN passes its COMMIT");
         PipelineError::StreamReadAgain {
             xid: xid.map_or(0, |xid| xid.0),
             why,
+        }
+    }
+
+    /// A whole transaction's `Begin` (no streaming): if it is the one that paused streaming,
+    /// its commit LSN is what the confirmed LSN must pass before streaming resumes.
+    pub(super) fn stream_note_begin(&self, xid: Xid, final_lsn: Lsn) {
+        if let Some(pause) = pause().as_mut() {
+            if pause.xid == xid && xid != Xid(0) {
+                pause.commit = Some(final_lsn);
+            }
+        }
+    }
+
+    /// The confirmed LSN moved: once it is past the COMMIT of the transaction that paused
+    /// streaming, that transaction is in StarRocks and will not come again, so the pause ends
+    /// and the running attempt is told to drain (the next one streams).
+    pub(super) fn stream_confirmed(&self, confirmed: Lsn) {
+        let mut pause = pause();
+        // The confirmed LSN takes commit end LSNs, and the end of a commit is past its start.
+        if let Some(Pause {
+            xid,
+            commit: Some(commit),
+        }) = *pause
+        {
+            if confirmed > commit {
+                *pause = None;
+                tracing::info!(xid = xid.0, %commit, %confirmed, "the transaction read again whole is confirmed: streaming resumes");
+                RESUME.notify_one();
+            }
         }
     }
 }

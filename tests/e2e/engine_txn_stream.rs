@@ -469,7 +469,8 @@ async fn inv11_stream_interleaved_with_plain_transactions_keeps_order_per_key() 
 /// only the counts in `seen`: before (1), after (the last), and the points where table mode
 /// itself commits before such a statement (it warns "visible in parts"; the same without
 /// streaming), never a count made by a streamed part. The target ends equal to the source and
-/// no label is committed twice.
+/// no label is committed twice. Once that transaction is confirmed, streaming resumes: the next
+/// large transaction is loaded in parts while open.
 async fn stream_then_fallback(prefix: &str, statement: &str, seen: &[usize], columns: &[&str]) {
     let after = *seen.last().unwrap();
     let db = streaming_database(prefix).await;
@@ -570,12 +571,41 @@ async fn stream_then_fallback(prefix: &str, statement: &str, seen: &[usize], col
         "the streamed parts were not rolled back, or one was committed: {streamed:?}\n{}",
         agent.log()
     );
+    // Streaming comes back once that transaction is confirmed: the next large one is loaded
+    // in parts while still open, under a label of its own, and appears at its COMMIT.
+    let streamed_labels = || {
+        sim.txn_events(0)
+            .into_iter()
+            .filter(|event| event.op == "load" && event.label.ends_with("_s"))
+            .map(|event| event.label)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = streamed_labels();
+    client
+        .batch_execute(
+            "BEGIN; INSERT INTO t SELECT g, 'second' FROM generate_series(20001, 23000) g",
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_until(TIMEOUT, || streamed_labels().len() > before.len()).await,
+        "after the fallback, the next large transaction was not streamed while open\n{}",
+        agent.log()
+    );
+    assert_eq!(count(), after, "a part of an open transaction is visible");
+    client.batch_execute("COMMIT").await.unwrap();
+    assert!(
+        wait_until(TIMEOUT, || count() == after + 3000).await,
+        "the second transaction never landed\n{}",
+        agent.log()
+    );
+    assert!(agent.log().contains("streaming resumes"), "{}", agent.log());
     assert_no_label_twice(&sim);
     agent.stop_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inv11_stream_truncate_inside_reads_it_again_whole() {
+async fn inv11_stream_truncate_inside_reads_it_again_whole_then_streams_again() {
     if !streams() {
         return;
     }
@@ -590,7 +620,7 @@ async fn inv11_stream_truncate_inside_reads_it_again_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inv11_stream_add_column_inside_reads_it_again_whole() {
+async fn inv11_stream_add_column_inside_reads_it_again_whole_then_streams_again() {
     if !streams() {
         return;
     }
