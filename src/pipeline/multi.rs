@@ -543,18 +543,16 @@ fn held_for_timeouts(
     first_commit: Lsn,
     attempt: u32,
     parts: &[&Part],
-) -> Result<(), Failed> {
+) -> Option<Failed> {
     // The last attempt's label (the one aborted): this one was never begun.
     let label = Label::for_multi(slot, first_commit, attempt.saturating_sub(1));
     let aborts = context.handle.txn_timeout_aborts(attempts_key(&label));
-    let Some(part) = parts.first() else {
-        return Ok(());
-    };
+    let part = parts.first()?;
     if aborts < TIMEOUT_ABORTS_TO_STOP {
-        return Ok(());
+        return None;
     }
     let limit = context.transactions.timeouts().timeout;
-    Err((
+    Some((
         part.index,
         PipelineError::TransactionTimedOut {
             table: part.target.clone(),
@@ -594,7 +592,9 @@ async fn load_group(
     }
     if open.is_none() {
         let all: Vec<&Part> = parts.iter().collect();
-        held_for_timeouts(context, slot, first_commit, *attempt, &all)?;
+        if let Some(failed) = held_for_timeouts(context, slot, first_commit, *attempt, &all) {
+            return Err(failed);
+        }
         let mut tries = 0;
         let label = loop {
             let label = Label::for_multi(slot, first_commit, *attempt);
