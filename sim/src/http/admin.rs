@@ -71,11 +71,15 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         (Method::GET, ["labels", db, label]) => {
             let mut state = shared.lock();
             let status = state.txns.status_of(db, label);
-            let record = state.txns.by_label(db, label).cloned();
+            // Not the whole record: a PREPARED txn's holds its batch.
+            let record = state
+                .txns
+                .by_label(db, label)
+                .map(|r| (r.id, r.reason.clone()));
             ok(json!({
                 "state": status.as_str(),
-                "txn_id": record.as_ref().map(|r| r.id),
-                "reason": record.map(|r| r.reason).unwrap_or_default(),
+                "txn_id": record.as_ref().map(|r| r.0),
+                "reason": record.map(|r| r.1).unwrap_or_default(),
             }))
         }
         (Method::POST, ["actions", "restart_fe"]) => {

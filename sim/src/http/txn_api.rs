@@ -25,6 +25,7 @@ use super::be::{
 use super::fe::redirect_to_be;
 use super::response::{be_json, fe_failed, fe_txn_result, txn_reply, Fields};
 use super::{auth, header, read_body, Ctx, DropConnection, Handled, Resp};
+use crate::catalog::ChangeBatch;
 use crate::faults::{FaultKind, FaultPoint, TxnEffect, TxnOp};
 use crate::load::options::{HeaderOptions, PlanOptions, DEFAULT_LOAD_TIMEOUT_SECS};
 use crate::load::{LoadPlan, LoadProgress};
@@ -199,7 +200,13 @@ async fn fe_finish(ctx: &Ctx, req: &Request<Incoming>, op: Op, db: &str, label: 
                 &format!("Database[{db}] does not exist."),
             ));
         }
-        let record = state.txns.by_label(db, label).cloned();
+        // Only what the decision needs: the record of a PREPARED txn holds its whole batch.
+        let record = state.txns.by_label(db, label).map(|r| Brief {
+            id: r.id,
+            status: r.status,
+            db: r.db.clone(),
+            table: r.table.clone(),
+        });
         if record.is_none() && !cached {
             return Ok(fe_failed(
                 FE_EXCEPTION,
@@ -281,6 +288,14 @@ async fn fe_finish(ctx: &Ctx, req: &Request<Incoming>, op: Op, db: &str, label: 
     }
 }
 
+/// The fields of a txn record [`fe_finish`] decides on.
+struct Brief {
+    id: i64,
+    status: TxnStatus,
+    db: String,
+    table: String,
+}
+
 enum FeDecision {
     Reply(Resp),
     ReplyAfter(Resp, Option<(TxnEffect, u64)>),
@@ -317,15 +332,17 @@ async fn commit_prepared_on_fe(
         }
         _ => None,
     };
-    let committed = {
+    let (committed, applied) = {
         let mut state = shared.lock();
-        let outcome = commit_prepared(&mut state, txn_id, delay);
+        let (outcome, applied) = commit_prepared(&mut state, txn_id, delay);
         if outcome.is_ok() {
             state.counters.txn_event(db, label, "commit", &table);
         }
         shared.persist(&state);
-        outcome
+        (outcome, applied)
     };
+    // The applied batch is freed here, outside the lock.
+    drop(applied);
     shared.notify_changed();
     if matches!(fault, Some(FaultKind::CommitThenDropConnection)) && committed.is_ok() {
         return Err(DropConnection);
@@ -355,17 +372,30 @@ fn fe_ok(txn_id: i64, label: &str) -> Resp {
     )
 }
 
+/// Commits a PREPARED txn with the batch it keeps, moved out (not copied) and validated at
+/// prepare time when the schema is unchanged. Returns the outcome and what is left of the batch
+/// (applied, or empty when queued), for the caller to drop after releasing the lock. A txn the
+/// commit left PREPARED gets its batch back.
 fn commit_prepared(
     state: &mut SimState,
     txn_id: i64,
     delay: Option<Duration>,
-) -> Result<CommitOutcome, String> {
+) -> (Result<CommitOutcome, String>, ChangeBatch) {
     let Some(record) = state.txns.get(txn_id) else {
-        return Err(format!("transaction {txn_id} not found"));
+        return (
+            Err(format!("transaction {txn_id} not found")),
+            ChangeBatch::default(),
+        );
     };
-    let mut batch = record.prepared_batch.clone().unwrap_or_default();
     let counts = record.counts;
-    state.commit(txn_id, &mut batch, counts, delay, None)
+    let (mut batch, check) = state.txns.take_prepared(txn_id);
+    let outcome = state.commit(txn_id, &mut batch, counts, delay, check);
+    if outcome.is_err() {
+        state
+            .txns
+            .restore_prepared(txn_id, std::mem::take(&mut batch));
+    }
+    (outcome, batch)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -908,6 +938,9 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
         unselected_rows: progress.unselected_rows,
         load_bytes: progress.received_bytes,
     };
+    // The heavy part of validation runs before the lock is taken (as for a plain Stream Load);
+    // a prepared batch keeps it for the FE's commit.
+    let check = plan.prepare(&progress.batch);
     let commit_started = Instant::now();
     let commit_fault = if prepare {
         None
@@ -928,10 +961,11 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
             if still_running {
                 state.txns.mark_prepared(
                     txn_id,
-                    progress.batch,
+                    std::mem::take(&mut progress.batch),
                     counts,
                     prepared_timeout.unwrap_or(DEFAULT_PREPARED_TIMEOUT),
                 );
+                state.txns.set_prepared_check(txn_id, check);
                 Ok(CommitOutcome::Committed)
             } else {
                 Err(format!(
@@ -939,7 +973,13 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
                 ))
             }
         } else {
-            state.commit(txn_id, &mut progress.batch, counts, publish_delay, None)
+            state.commit(
+                txn_id,
+                &mut progress.batch,
+                counts,
+                publish_delay,
+                Some(check),
+            )
         };
         if outcome.is_ok() {
             let op = if prepare { "prepare" } else { "commit" };
@@ -948,6 +988,8 @@ async fn be_commit(ctx: &Ctx, headers: &HeaderMap, label: &str, prepare: bool) -
         shared.persist(&state);
         outcome
     };
+    // The applied batch is freed here, outside the lock.
+    drop(std::mem::take(&mut progress.batch));
     shared.notify_changed();
     let outcome = match outcome {
         Ok(o) => o,

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::ChangeBatch;
+use crate::catalog::{ChangeBatch, PreparedBatch};
 
 pub(crate) mod multi;
 pub(crate) mod stream_context;
@@ -124,6 +124,28 @@ pub struct TxnRecord {
     pub counts: TxnCounts,
     /// Unix ms after which a PREPARED txn is aborted (`prepared_timeout`).
     pub prepared_deadline_ms: Option<u64>,
+    /// `prepared_batch` validated at prepare time, outside the state lock, so the FE's commit
+    /// holds the lock only to apply it (a cache: never persisted, not kept by a clone).
+    #[serde(skip)]
+    pub(crate) prepared_check: PreparedCheck,
+}
+
+/// The validation of a PREPARED txn's batch ([`PreparedBatch`]), or none. Cloning or
+/// deserializing gives none (the commit then validates under the lock, as before); it never takes
+/// part in equality.
+#[derive(Debug, Default)]
+pub(crate) struct PreparedCheck(Option<PreparedBatch>);
+
+impl Clone for PreparedCheck {
+    fn clone(&self) -> Self {
+        PreparedCheck(None)
+    }
+}
+
+impl PartialEq for PreparedCheck {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Why `begin` refused.
@@ -238,6 +260,7 @@ impl TxnBook {
                 reason: String::new(),
                 finished_at_ms: None,
                 prepared_batch: None,
+                prepared_check: PreparedCheck::default(),
                 counts: TxnCounts::default(),
                 prepared_deadline_ms: None,
             },
@@ -258,6 +281,7 @@ impl TxnBook {
         record.status = TxnStatus::Aborted;
         record.reason = reason.to_string();
         record.prepared_batch = None;
+        record.prepared_check = PreparedCheck::default();
         record.finished_at_ms = Some(now_ms());
         true
     }
@@ -281,6 +305,36 @@ impl TxnBook {
         }
     }
 
+    /// Keeps `check`, the prepare-time validation of a PREPARED txn's batch, for its commit.
+    pub(crate) fn set_prepared_check(&mut self, id: i64, check: PreparedBatch) {
+        if let Some(record) = self.records.get_mut(&id) {
+            if record.status == TxnStatus::Prepared {
+                record.prepared_check = PreparedCheck(Some(check));
+            }
+        }
+    }
+
+    /// Takes a PREPARED txn's batch and its validation out for the commit, which owns them from
+    /// here: the caller holds the state lock until the txn is settled or [`Self::restore_prepared`].
+    pub(crate) fn take_prepared(&mut self, id: i64) -> (ChangeBatch, Option<PreparedBatch>) {
+        match self.records.get_mut(&id) {
+            Some(record) => (
+                record.prepared_batch.take().unwrap_or_default(),
+                std::mem::take(&mut record.prepared_check).0,
+            ),
+            None => (ChangeBatch::default(), None),
+        }
+    }
+
+    /// Puts back the batch of a txn a commit did not settle (still PREPARED).
+    pub(crate) fn restore_prepared(&mut self, id: i64, batch: ChangeBatch) {
+        if let Some(record) = self.records.get_mut(&id) {
+            if record.status == TxnStatus::Prepared {
+                record.prepared_batch = Some(batch);
+            }
+        }
+    }
+
     /// Records the tables a multi-table txn loads so far (comma-separated, as StarRocks shows
     /// them).
     pub fn set_table(&mut self, id: i64, table: &str) {
@@ -298,6 +352,7 @@ impl TxnBook {
                 TxnStatus::Committed
             };
             record.prepared_batch = None;
+            record.prepared_check = PreparedCheck::default();
             record.prepared_deadline_ms = None;
             record.counts = counts;
             record.finished_at_ms = Some(now_ms());

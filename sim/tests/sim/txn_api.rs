@@ -188,6 +188,51 @@ fn prepared_txn_survives_a_be_restart_and_is_committed_by_the_fe() {
     assert_eq!(sim.label_state("db", "p3"), TxnStatus::Aborted);
 }
 
+/// The FE's commit uses the batch as validated at prepare, unless the table changed since: a
+/// column added in between is filled on the committed rows (checked anew, as before).
+#[test]
+fn a_prepared_txn_commits_its_batch_once_even_after_the_table_changed() {
+    use starrocks_sim::catalog::{ColumnDef, ColumnPosition, ColumnType, Value};
+    let sim = start();
+    for (label, body) in [
+        ("same", br#"{"id":1,"name":"a","score":1}"#.as_slice()),
+        ("altered", br#"{"id":2,"name":"b","score":2}"#.as_slice()),
+    ] {
+        assert_eq!(status(&txn(&sim, "begin", label, &[], None)), "OK");
+        let r = txn(&sim, "load", label, &["format: json"], Some(body));
+        assert_eq!(status(&r), "OK", "{}", r.body);
+        let r = txn(&sim, "prepare", label, &[], None);
+        assert_eq!(status(&r), "OK", "{}", r.body);
+    }
+    let r = txn(&sim, "commit", "same", &[], None);
+    assert_eq!(status(&r), "OK", "{}", r.body);
+    assert_eq!(rows(&sim), vec![(1, Some("a".into()), 1)]);
+    sim.catalog().write(|c| {
+        c.table_mut("db", "t")
+            .unwrap()
+            .add_column(
+                ColumnDef::new("age", ColumnType::Int).with_default("7"),
+                ColumnPosition::Last,
+            )
+            .unwrap()
+    });
+    let r = txn(&sim, "commit", "altered", &[], None);
+    assert_eq!(status(&r), "OK", "{}", r.body);
+    let all = sim.catalog().rows("db", "t").unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1][0], Value::Int(2));
+    assert_eq!(
+        all[1][3],
+        Value::Int(7),
+        "the added column is filled: {all:?}"
+    );
+    // A second commit is answered from the label; the rows are applied once.
+    let r = txn(&sim, "commit", "altered", &[], None);
+    assert_eq!(status(&r), "OK", "{}", r.body);
+    assert_eq!(sim.catalog().rows("db", "t").unwrap().len(), 2);
+    assert_eq!(sim.label_state("db", "altered"), TxnStatus::Visible);
+}
+
 #[test]
 fn concurrent_load_on_one_txn_is_in_processing() {
     let sim = start();
