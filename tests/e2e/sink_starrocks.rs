@@ -19,7 +19,7 @@ use starwal::sink::starrocks::{
     Compression, DeleteMode, Label, RetryPolicy, StarRocksConfig, StarRocksSink, StreamLoadClient,
     StreamLoadError,
 };
-use starwal::sink::{LoadBatch, Sink};
+use starwal::sink::{AttemptFailed, LoadBatch, LoadObserver, Sink};
 
 const DB: &str = "analytics";
 const PASSWORD: &str = "sim-secret";
@@ -422,8 +422,24 @@ async fn inv7_waits_out_no_backend_alive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_loads_the_redirected_be_directly_and_goes_back_to_the_fe_after_a_failure() {
+    /// Counts failed attempts, so the test acts after one, not after a guessed delay.
+    #[derive(Debug, Default)]
+    struct FailedAttempts(std::sync::atomic::AtomicU32);
+    impl LoadObserver for FailedAttempts {
+        fn attempt_failed(&self, _failure: AttemptFailed<'_>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn load_committed(&self, _table: &str) {}
+    }
+
     let sim = start_sim();
-    let sink = sink(config(vec![sim.fe_url()], PASSWORD));
+    let attempts = Arc::new(FailedAttempts::default());
+    let failed = || attempts.0.load(std::sync::atomic::Ordering::SeqCst);
+    let sink = StarRocksSink::new(StreamLoadClient::observed(
+        config(vec![sim.fe_url()], PASSWORD),
+        FAST,
+        attempts.clone(),
+    ));
     let one = |id: i64, first: u64| {
         batch(
             &[(RowOp::Upsert, id, Some("x"), Some(1))],
@@ -452,7 +468,16 @@ async fn sink_loads_the_redirected_be_directly_and_goes_back_to_the_fe_after_a_f
         let batch = one(3, 30);
         async move { sink.load(batch).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its first attempt must have failed (on the BE) before the BE comes back; waiting a fixed
+    // 300 ms was not enough on a busy machine, and the attempt then found the BE up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while failed() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no attempt failed in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     sim.faults()
         .set_server(ServerRole::Be, ServerFaults::default());
     tokio::time::sleep(Duration::from_millis(500)).await;
