@@ -84,8 +84,10 @@ pub(super) struct Streams {
     /// Labels of streamed transactions the restart found prepared and committed: when their
     /// xid streams again, it is dropped.
     committed_at_start: HashSet<String>,
-    /// Xids being dropped (see `committed_at_start`).
-    skipped: HashSet<Xid>,
+    /// Tables of xids being dropped (see `committed_at_start`): per table, since a streamed
+    /// transaction commits its tables' StarRocks transactions one by one and a crash between
+    /// two leaves one committed and the next not (that one must be loaded again, whole).
+    skipped: HashSet<(Xid, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -240,7 +242,7 @@ impl Pipeline {
             }
             return Err(PipelineError::UnknownRelation { lsn, relation });
         };
-        if self.streams.skipped.contains(&xid) {
+        if self.streams.skipped.contains(&(xid, index)) {
             return Ok(());
         }
         let table = &self.tables[index];
@@ -265,7 +267,7 @@ impl Pipeline {
             if self.streams.committed_at_start.contains(label.as_str()) {
                 // Committed before the crash (the restart found it prepared): drop it all.
                 tracing::info!(%xid, %label, "a streamed transaction the previous run committed streams again: skipped");
-                self.streams.skipped.insert(xid);
+                self.streams.skipped.insert((xid, index));
                 return Ok(());
             }
             // Every change received before this one is loaded before its transaction begins.
@@ -457,7 +459,7 @@ impl Pipeline {
         self.sync_commits_buffered();
         self.context.handle.commit_waiting(time);
         self.context.handle.set_received(commit.end_lsn, Lsn::ZERO);
-        self.streams.skipped.remove(&commit.xid);
+        self.streams.skipped.retain(|(xid, _)| *xid != commit.xid);
         if let Some(txn) = self.streams.txns.remove(&commit.xid) {
             let tables = txn.tables.len();
             for (index, mut st) in txn.tables {
@@ -474,7 +476,7 @@ impl Pipeline {
 
     async fn stream_abort(&mut self, abort: StreamAbort) -> Result<(), PipelineError> {
         if abort.aborts_whole_transaction() {
-            self.streams.skipped.remove(&abort.xid);
+            self.streams.skipped.retain(|(xid, _)| *xid != abort.xid);
             self.rollback_stream(Some(abort.xid));
             return self.advance(false).await;
         }
