@@ -269,27 +269,15 @@ impl CheckpointStore {
         label: &str,
         last: ChangePosition,
     ) -> Result<bool, CheckpointError> {
-        let updated = client
-            .execute(
-                &format!(
-                    "UPDATE {} SET prepared = true, last_lsn = $4::text::pg_lsn, last_seq = $5 \
-                     WHERE slot = $1 AND target_table = $2 AND label = $3 AND kind = 'multi'",
-                    self.tables.table("loads_in_flight"),
-                ),
-                &[
-                    &self.tables.slot(),
-                    &table,
-                    &label,
-                    &last.commit.to_string(),
-                    &i64::from(last.seq),
-                ],
-            )
-            .await
-            .map_err(
-                self.tables
-                    .failed("recording the end of a multi-table transaction"),
-            )?;
-        Ok(updated == 1)
+        self.record_final(
+            client,
+            table,
+            label,
+            last,
+            "multi",
+            "recording the end of a multi-table transaction",
+        )
+        .await
     }
 
     /// Records that the StarRocks transaction `label` of `table` is prepared and ends at `last`.
@@ -303,11 +291,33 @@ impl CheckpointStore {
         label: &str,
         last: ChangePosition,
     ) -> Result<bool, CheckpointError> {
+        self.record_final(
+            client,
+            table,
+            label,
+            last,
+            "txn",
+            "recording a prepared transaction",
+        )
+        .await
+    }
+
+    /// Marks the `kind` record of `table` under `label` final (`prepared`) with its end `last`;
+    /// `false` when the table's record names another label.
+    async fn record_final(
+        &self,
+        client: &Client,
+        table: &str,
+        label: &str,
+        last: ChangePosition,
+        kind: &str,
+        what: &'static str,
+    ) -> Result<bool, CheckpointError> {
         let updated = client
             .execute(
                 &format!(
                     "UPDATE {} SET prepared = true, last_lsn = $4::text::pg_lsn, last_seq = $5 \
-                     WHERE slot = $1 AND target_table = $2 AND label = $3 AND kind = 'txn'",
+                     WHERE slot = $1 AND target_table = $2 AND label = $3 AND kind = $6",
                     self.tables.table("loads_in_flight"),
                 ),
                 &[
@@ -316,10 +326,11 @@ impl CheckpointStore {
                     &label,
                     &last.commit.to_string(),
                     &i64::from(last.seq),
+                    &kind,
                 ],
             )
             .await
-            .map_err(self.tables.failed("recording a prepared transaction"))?;
+            .map_err(self.tables.failed(what))?;
         Ok(updated == 1)
     }
 
