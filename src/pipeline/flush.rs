@@ -319,21 +319,12 @@ impl Pipeline {
         if let Err(err) = done.result {
             match &err {
                 // A load StarRocks refused for good (the sink retries transient failures
-                // itself): this table stops, the others go on. Its loader stopped at the
-                // failed job; the jobs queued after it are dropped and stream again.
+                // itself), or a transaction it aborts at its timeout on every attempt (held
+                // until someone raises the timeout, `loader.rs`): this table stops, the others
+                // go on. Its loader stopped at the failed job; the jobs queued after it are
+                // dropped and stream again.
                 PipelineError::Load { first, .. }
-                    if self.settings.park_failing_tables && self.multi.is_none() =>
-                {
-                    let held = table
-                        .queued
-                        .front()
-                        .map_or(*first, |(q, _)| (*q).min(*first));
-                    self.park(done.table, held, &err, true);
-                    return self.advance(false).await;
-                }
-                // A transaction StarRocks aborts at its timeout on every attempt: held until
-                // someone raises the timeout (`loader.rs`), the other tables go on.
-                PipelineError::TransactionTimedOut { first, .. }
+                | PipelineError::TransactionTimedOut { first, .. }
                     if self.settings.park_failing_tables && self.multi.is_none() =>
                 {
                     let held = table
