@@ -13,6 +13,7 @@ use super::{Pipeline, PipelineError};
 use crate::postgres::catalog::RowLookup;
 use crate::postgres::checkpoint::MovedRow;
 use crate::postgres::pgoutput::{Message, TupleData, TupleValueRef};
+use crate::postgres::value::PgTimestamp;
 use crate::postgres::{ChangePosition, Lsn, Oid};
 
 impl Pipeline {
@@ -53,12 +54,7 @@ impl Pipeline {
                 self.transaction = Some((begin.final_lsn, begin.commit_ts.to_system_time()));
             }
             Message::Commit(commit) => {
-                let time = commit.commit_ts.to_system_time();
-                self.commits
-                    .committed(commit.commit_lsn, commit.end_lsn, time);
-                self.sync_commits_buffered();
-                self.context.handle.commit_waiting(time);
-                self.context.handle.set_received(commit.end_lsn, Lsn::ZERO);
+                self.note_committed(commit.commit_lsn, commit.end_lsn, commit.commit_ts);
                 self.transaction = None;
                 self.multi_split_truncate(commit.commit_lsn);
                 // A batch that filled on the transaction's last change is whole: a plain load.
@@ -137,6 +133,16 @@ impl Pipeline {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A source transaction committed at `commit_lsn` (a Commit, or a streamed one's Stream
+    /// Commit): it enters the commit log, and status learns it was received.
+    pub(super) fn note_committed(&mut self, commit_lsn: Lsn, end_lsn: Lsn, at: PgTimestamp) {
+        let time = at.to_system_time();
+        self.commits.committed(commit_lsn, end_lsn, time);
+        self.sync_commits_buffered();
+        self.context.handle.commit_waiting(time);
+        self.context.handle.set_received(end_lsn, Lsn::ZERO);
     }
 
     /// The position of a change to `relation`, or `None` when the relation is not replicated.

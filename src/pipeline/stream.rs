@@ -453,12 +453,7 @@ impl Pipeline {
     }
 
     async fn stream_commit(&mut self, commit: StreamCommit) -> Result<(), PipelineError> {
-        let time = commit.commit_ts.to_system_time();
-        self.commits
-            .committed(commit.commit_lsn, commit.end_lsn, time);
-        self.sync_commits_buffered();
-        self.context.handle.commit_waiting(time);
-        self.context.handle.set_received(commit.end_lsn, Lsn::ZERO);
+        self.note_committed(commit.commit_lsn, commit.end_lsn, commit.commit_ts);
         self.streams.skipped.retain(|(xid, _)| *xid != commit.xid);
         if let Some(txn) = self.streams.txns.remove(&commit.xid) {
             let tables = txn.tables.len();
