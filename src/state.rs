@@ -137,7 +137,11 @@ pub struct TableStatus {
     /// The table's StarRocks transaction carrying a source transaction larger than a batch,
     /// while it is open (parts loaded, not visible yet) or prepared and not yet committed.
     pub open_transaction: Option<OpenTransaction>,
-    /// Such transactions committed since start.
+    /// The table's StarRocks transactions carrying streamed source transactions
+    /// (`STARWAL_STREAMING=on`), by xid, from the source transaction's first change to the table
+    /// until its StarRocks transaction commits or is rolled back.
+    pub streamed_transactions: BTreeMap<u32, OpenTransaction>,
+    /// Such transactions (open ones and streamed ones) committed since start.
     pub transactions_committed: u64,
     /// Source transactions that became visible in parts since start (a part StarRocks'
     /// transaction could not take, or DDL in the middle), and whole batches sent as several
@@ -840,6 +844,54 @@ impl EngineHandle {
         }
     }
 
+    /// Streamed source transaction `xid` brought its first change to `source`'s table; its
+    /// StarRocks transaction there is `label`.
+    pub fn stream_opened(&self, source: &str, xid: u32, label: &str) {
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            table.streamed_transactions.insert(
+                xid,
+                OpenTransaction {
+                    label: label.to_owned(),
+                    rows: 0,
+                    began: SystemTime::now(),
+                    prepared: false,
+                },
+            );
+        }
+    }
+
+    /// A part of streamed source transaction `xid` went into `source`'s StarRocks transaction,
+    /// which now holds `rows` rows.
+    pub fn stream_part(&self, source: &str, xid: u32, rows: u64) {
+        self.with_streamed(source, xid, |txn| txn.rows = rows);
+    }
+
+    /// Streamed source transaction `xid`'s StarRocks transaction of `source` is prepared.
+    pub fn stream_prepared(&self, source: &str, xid: u32) {
+        self.with_streamed(source, xid, |txn| txn.prepared = true);
+    }
+
+    /// Streamed source transaction `xid`'s StarRocks transaction of `source` is over:
+    /// `committed` (its rows are visible) or rolled back.
+    pub fn stream_closed(&self, source: &str, xid: u32, committed: bool) {
+        if let Some(table) = self.lock().tables.get_mut(source) {
+            if table.streamed_transactions.remove(&xid).is_some() && committed {
+                table.transactions_committed += 1;
+            }
+        }
+    }
+
+    fn with_streamed(&self, source: &str, xid: u32, change: impl FnOnce(&mut OpenTransaction)) {
+        if let Some(txn) = self
+            .lock()
+            .tables
+            .get_mut(source)
+            .and_then(|table| table.streamed_transactions.get_mut(&xid))
+        {
+            change(txn);
+        }
+    }
+
     /// `source`'s open StarRocks transaction is prepared (about to be committed).
     pub fn transaction_prepared(&self, source: &str) {
         if let Some(table) = self.lock().tables.get_mut(source) {
@@ -891,6 +943,7 @@ impl EngineHandle {
     pub fn clear_open_transactions(&self) {
         for table in self.lock().tables.values_mut() {
             table.open_transaction = None;
+            table.streamed_transactions.clear();
         }
     }
 

@@ -432,6 +432,13 @@ pub fn status_json(status: &pb::GetStatusResponse) -> Value {
                 })),
                 "transactions_committed": table.transactions_committed,
                 "transactions_split": table.transactions_split,
+                "streamed_transactions": table.streamed_transactions.iter().map(|txn| json!({
+                    "xid": txn.xid,
+                    "label": txn.label,
+                    "rows": txn.rows,
+                    "age_seconds": txn.age_seconds,
+                    "prepared": txn.prepared,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -640,6 +647,18 @@ pub fn status_text(status: &pb::GetStatusResponse) -> String {
                 out,
                 "{}: StarRocks transaction {} {} for {}: {} rows, visible at the source commit",
                 table.source,
+                txn.label,
+                if txn.prepared { "prepared" } else { "open" },
+                seconds_text(txn.age_seconds),
+                txn.rows
+            );
+        }
+        for txn in &table.streamed_transactions {
+            let _ = writeln!(
+                out,
+                "{}: streamed source transaction {} in StarRocks transaction {} {} for {}: {} rows loaded, visible at its COMMIT",
+                table.source,
+                txn.xid,
                 txn.label,
                 if txn.prepared { "prepared" } else { "open" },
                 seconds_text(txn.age_seconds),

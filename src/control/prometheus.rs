@@ -30,7 +30,9 @@
 //! | `starwal_transaction_open` | gauge (1 while a StarRocks transaction carrying a source transaction larger than a batch is open or prepared, not committed) | `table` |
 //! | `starwal_transaction_prepared` | gauge (1 while that transaction is prepared and not yet committed) | `table` |
 //! | `starwal_transaction_rows`, `starwal_transaction_age_seconds` | gauge (rows loaded into it, seconds since its first part; 0 when none is open) | `table` |
-//! | `starwal_transactions_committed_total` | counter (such transactions committed) | `table` |
+//! | `starwal_streamed_transactions`, `starwal_streamed_transactions_prepared` | gauge (source transactions streamed before their COMMIT, `STARWAL_STREAMING=on`, with changes to the table; of those, prepared and not yet committed) | `table` |
+//! | `starwal_streamed_transaction_rows`, `starwal_streamed_transaction_oldest_age_seconds` | gauge (rows loaded into their StarRocks transactions, not visible yet; seconds since the oldest one's first change to the table) | `table` |
+//! | `starwal_transactions_committed_total` | counter (such transactions, and streamed ones, committed) | `table` |
 //! | `starwal_transactions_split_total` | counter (source transactions that became visible in parts, and whole batches sent as several loads: see README "Large transactions land whole") | `table` |
 //! | `starwal_snapshot_state` | gauge (1 for the copy's current state) | `table`, `state` (`pending`, `copying`, `done`) |
 //! | `starwal_snapshot_rows_copied`, `starwal_snapshot_rows_estimated` | gauge | `table` |
@@ -508,7 +510,26 @@ fn transactions(out: &mut String, tables: &[TableStatus], at: SystemTime) {
     let rows = |t: &TableStatus| Number::Int(t.open_transaction.as_ref().map_or(0, |o| o.rows));
     let seconds =
         |t: &TableStatus| Number::Float(t.open_transaction.as_ref().map_or(0.0, |o| age(o.began)));
-    let gauges: [(&str, &str, &TableValue); 4] = [
+    let streamed = |t: &TableStatus| Number::Int(t.streamed_transactions.len() as u64);
+    let streamed_prepared = |t: &TableStatus| {
+        Number::Int(
+            t.streamed_transactions
+                .values()
+                .filter(|o| o.prepared)
+                .count() as u64,
+        )
+    };
+    let streamed_rows =
+        |t: &TableStatus| Number::Int(t.streamed_transactions.values().map(|o| o.rows).sum());
+    let streamed_oldest = |t: &TableStatus| {
+        Number::Float(
+            t.streamed_transactions
+                .values()
+                .map(|o| age(o.began))
+                .fold(0.0, f64::max),
+        )
+    };
+    let gauges: [(&str, &str, &TableValue); 8] = [
         (
             "starwal_transaction_open",
             "1 while the table's StarRocks transaction for a source transaction larger than a batch is open or prepared, not committed.",
@@ -528,6 +549,26 @@ fn transactions(out: &mut String, tables: &[TableStatus], at: SystemTime) {
             "starwal_transaction_age_seconds",
             "Seconds since the table's open StarRocks transaction began (0 when none is open).",
             &seconds,
+        ),
+        (
+            "starwal_streamed_transactions",
+            "Source transactions Postgres streams before their COMMIT (STARWAL_STREAMING=on) with changes to the table, their StarRocks transaction open or prepared.",
+            &streamed,
+        ),
+        (
+            "starwal_streamed_transactions_prepared",
+            "Of those, the ones whose StarRocks transaction is prepared and not yet committed.",
+            &streamed_prepared,
+        ),
+        (
+            "starwal_streamed_transaction_rows",
+            "Rows loaded into the table's StarRocks transactions of streamed source transactions, not visible yet.",
+            &streamed_rows,
+        ),
+        (
+            "starwal_streamed_transaction_oldest_age_seconds",
+            "Seconds since the oldest streamed source transaction's first change to the table (0 when none).",
+            &streamed_oldest,
         ),
     ];
     for (name, help, value) in gauges {

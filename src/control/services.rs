@@ -404,6 +404,17 @@ fn table_status(table: &TableStatus, now: SystemTime) -> pb::TableStatus {
             }),
         transactions_committed: table.transactions_committed,
         transactions_split: table.transactions_split,
+        streamed_transactions: table
+            .streamed_transactions
+            .iter()
+            .map(|(xid, txn)| pb::StreamedTransaction {
+                xid: *xid,
+                label: txn.label.clone(),
+                rows: txn.rows,
+                age_seconds: age(txn.began),
+                prepared: txn.prepared,
+            })
+            .collect(),
     }
 }
 

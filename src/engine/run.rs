@@ -40,6 +40,7 @@ use crate::engine::snapshot::{
 };
 use crate::pipeline::loader::LoaderContext;
 use crate::pipeline::multi::recover_multi;
+use crate::pipeline::stream::recover_streams;
 use crate::pipeline::txn::recover_transactions;
 use crate::pipeline::{Forwarder, Pipeline, PipelineSettings, PipelineStart};
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
@@ -364,6 +365,9 @@ async fn attempt(
     // up (no prepare for them: the label's state says whether it committed).
     let multi = recover_multi(&transactions, &store, &client, &checkpoint, resume_from).await?;
     recovered.extend(multi.outcomes);
+    // Streamed transactions (`STARWAL_STREAMING`): a prepared one committed, an open one rolled
+    // back; read whatever STARWAL_STREAMING says now, since a previous run may have streamed.
+    let committed_streams = recover_streams(&transactions, &store, &client, resume_from).await?;
     let context = LoaderContext {
         transactions,
         sink,
@@ -396,6 +400,7 @@ async fn attempt(
             in_flight: checkpoint.in_flight,
             tables,
             transactions: recovered,
+            committed_streams,
             multi_attempt: multi.next_attempt,
         },
     );

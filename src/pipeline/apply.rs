@@ -177,6 +177,13 @@ impl Pipeline {
             // Held: the stream brings it again after a retry or resync (park.rs).
             return Ok(false);
         }
+        if self
+            .streams
+            .committed_whole(position.commit, &self.tables[index].target)
+        {
+            // A streamed transaction the restart committed, sent whole this time.
+            return Ok(false);
+        }
         let Some(rule) = self.tables[index].resume else {
             return Ok(true);
         };

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 use super::batch::SealedBatch;
 use super::error::{PipelineError, TimedOut};
 use crate::postgres::checkpoint::{CheckpointStore, InFlightLoad};
-use crate::postgres::ChangePosition;
+use crate::postgres::{ChangePosition, Xid};
 use crate::sink::starrocks::label::Label;
 use crate::sink::starrocks::mapping::TargetColumn;
 use crate::sink::starrocks::setup::{NewColumn, TargetSetup};
@@ -38,6 +38,9 @@ pub struct TxnRole {
     pub first: ChangePosition,
     /// After this part: prepare, record, commit.
     pub last_part: bool,
+    /// The streamed source transaction it carries (`stream.rs`), recorded apart from the
+    /// table's loads; `None` for table mode's transactions.
+    pub stream: Option<Xid>,
 }
 
 /// Work for a table's loader, in stream order.
@@ -107,6 +110,8 @@ pub struct LoaderContext {
 pub struct LoaderTxn {
     label: Label,
     first: ChangePosition,
+    /// See [`TxnRole::stream`].
+    stream: Option<Xid>,
     rows: u64,
     parts: u32,
     began: std::time::Instant,
@@ -378,7 +383,15 @@ async fn run_stream_job(
             streams.remove(label.as_str());
             match context.transactions.rollback(target, &label).await {
                 Ok(()) => {
-                    tracing::info!(table = %target, %label, "rolled back a streamed transaction's StarRocks transaction")
+                    tracing::info!(table = %target, %label, "rolled back a streamed transaction's StarRocks transaction");
+                    // A record left behind only costs the next start a rollback.
+                    if let Err(err) = context
+                        .store
+                        .forget_stream(&context.state_client, target, label.as_str())
+                        .await
+                    {
+                        tracing::warn!(table = %target, %label, error = %err, "could not forget a rolled-back streamed transaction (the next start rolls it back again)");
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(table = %target, %label, error = %err, "could not roll back a streamed transaction's StarRocks transaction (the next start does, or its idle timeout)")
@@ -492,26 +505,53 @@ async fn load_part(
         *open = None;
     }
     if open.is_none() {
-        let record = InFlightLoad {
-            table: target.to_owned(),
-            label: role.label.to_string(),
-            first: role.first,
-            last: batch.last,
-            synced_at: Some(batch.synced_at),
-            moved: Vec::new(),
+        let recorded = match role.stream {
+            Some(_) => {
+                context
+                    .store
+                    .begin_stream(
+                        &context.state_client,
+                        target,
+                        role.label.as_str(),
+                        role.first.commit,
+                    )
+                    .await
+            }
+            None => {
+                let record = InFlightLoad {
+                    table: target.to_owned(),
+                    label: role.label.to_string(),
+                    first: role.first,
+                    last: batch.last,
+                    synced_at: Some(batch.synced_at),
+                    moved: Vec::new(),
+                };
+                context
+                    .store
+                    .begin_transaction(&context.state_client, &record)
+                    .await
+            }
         };
-        context
-            .store
-            .begin_transaction(&context.state_client, &record)
-            .await
-            .map_err(PipelineError::Checkpoint)?;
-        txns.begin(target, &role.label)
-            .await
-            .map_err(PipelineError::from)?;
+        recorded.map_err(PipelineError::Checkpoint)?;
+        match (txns.begin(target, &role.label).await, role.stream) {
+            (Ok(()), _) => {}
+            (Err(TransactionError::LabelCommitted { .. }), Some(xid)) => {
+                // The restart commits and skips every streamed transaction it finds prepared, so
+                // a committed label here is an older transaction of the same xid: the xid
+                // wrapped around within StarRocks' label retention (3 days by default). Read
+                // this one again whole, under its commit LSN's label.
+                return Err(super::stream::read_whole_after_label_clash(
+                    xid,
+                    &role.label,
+                ));
+            }
+            (Err(err), _) => return Err(PipelineError::from(err)),
+        }
         tracing::debug!(table = %target, label = %role.label, first = %role.first, "began a StarRocks transaction for a source transaction larger than a batch");
         *open = Some(LoaderTxn {
             label: role.label.clone(),
             first: role.first,
+            stream: role.stream,
             rows: 0,
             parts: 0,
             began: std::time::Instant::now(),
@@ -555,9 +595,12 @@ async fn load_part(
     txn.rows += rows;
     txn.parts += 1;
     txn.last_load = std::time::Instant::now();
-    context
-        .handle
-        .transaction_part(source, &txn.label.to_string(), txn.rows, txn.began);
+    match txn.stream {
+        Some(xid) => context.handle.stream_part(source, xid.0, txn.rows),
+        None => context
+            .handle
+            .transaction_part(source, txn.label.as_str(), txn.rows, txn.began),
+    }
     context
         .handle
         .record_load(source, batch.ops, rows, bytes, started.elapsed(), false);
@@ -582,12 +625,30 @@ async fn finish_transaction(
     txns.prepare(target, &txn.label)
         .await
         .map_err(|err| on_abort(context, source, target, &txn, PipelineError::from(err)))?;
-    context.handle.transaction_prepared(source);
-    let recorded = context
-        .store
-        .transaction_prepared(&context.state_client, target, txn.label.as_str(), last)
-        .await
-        .map_err(PipelineError::Checkpoint)?;
+    match txn.stream {
+        Some(xid) => context.handle.stream_prepared(source, xid.0),
+        None => context.handle.transaction_prepared(source),
+    }
+    let recorded = match txn.stream {
+        Some(_) => {
+            context
+                .store
+                .stream_prepared(
+                    &context.state_client,
+                    target,
+                    txn.label.as_str(),
+                    last.commit,
+                )
+                .await
+        }
+        None => {
+            context
+                .store
+                .transaction_prepared(&context.state_client, target, txn.label.as_str(), last)
+                .await
+        }
+    }
+    .map_err(PipelineError::Checkpoint)?;
     if !recorded {
         return Err(PipelineError::TransactionNotRecorded {
             table: target.to_owned(),
@@ -599,7 +660,10 @@ async fn finish_transaction(
         .await
         .map_err(PipelineError::from)?;
     tracing::info!(table = %target, label = %txn.label, first = %txn.first, last = %last, parts = txn.parts, rows = txn.rows, already = committed == crate::sink::starrocks::transaction::Committed::Already, "committed a source transaction larger than a batch in one StarRocks transaction");
-    context.handle.transaction_committed(source);
+    match txn.stream {
+        Some(xid) => context.handle.stream_closed(source, xid.0, true),
+        None => context.handle.transaction_committed(source),
+    }
     context.handle.txn_landed(txn.label.as_str());
     context.handle.load_succeeded();
     Ok(())

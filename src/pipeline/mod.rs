@@ -111,6 +111,8 @@ pub struct PipelineStart {
     /// How the StarRocks transactions recorded in flight were settled, by target table
     /// ([`txn::recover_transactions`]); their tables' rule follows from it.
     pub transactions: HashMap<String, txn::Recovered>,
+    /// The streamed transactions the restart found committed ([`stream::recover_streams`]).
+    pub committed_streams: stream::CommittedStreams,
     /// `transaction` mode: the attempt number of the next multi-table label
     /// ([`multi::recover_multi`]).
     pub multi_attempt: u32,
@@ -192,17 +194,8 @@ impl Pipeline {
             confirmations,
             stored: start.confirmed,
             loads_since_store: false,
-            // Streamed transactions a restart committed are dropped when they stream again.
-            streams: stream::Streams::new(
-                start
-                    .in_flight
-                    .iter()
-                    .filter(|load| {
-                        start.transactions.get(&load.table) == Some(&txn::Recovered::Committed)
-                    })
-                    .map(|load| load.label.clone())
-                    .collect(),
-            ),
+            // Streamed transactions a restart committed are dropped when they come again.
+            streams: stream::Streams::new(start.committed_streams),
             in_flight_at_start: start
                 .in_flight
                 .into_iter()

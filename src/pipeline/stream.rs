@@ -75,15 +75,77 @@ pub async fn streaming_resumable() {
     RESUME.notified().await;
 }
 
+/// The streamed transactions a previous run had committed in StarRocks, or prepared and the
+/// restart committed ([`recover_streams`]): until the confirmed LSN passes them, Postgres sends
+/// them again, streamed or whole, and their changes to those tables must be dropped.
+#[derive(Debug, Default)]
+pub struct CommittedStreams {
+    /// Their labels: a transaction streamed again is known by its xid's label.
+    labels: HashSet<String>,
+    /// Their target tables by commit LSN: a transaction sent again whole is known by its commit.
+    whole: HashMap<Lsn, Vec<String>>,
+}
+
+/// Settles the streamed StarRocks transactions a previous run left, before streaming resumes:
+/// a prepared one is committed (or found committed) and its source transaction is dropped when
+/// it comes again; an open one is rolled back and forgotten (the confirmed LSN stayed before
+/// its first change, so Postgres sends the source transaction again from its start).
+pub async fn recover_streams(
+    txns: &crate::sink::starrocks::transaction::TransactionClient,
+    store: &crate::postgres::checkpoint::CheckpointStore,
+    client: &tokio_postgres::Client,
+    confirmed: Lsn,
+) -> Result<CommittedStreams, PipelineError> {
+    use crate::sink::starrocks::transaction::{Committed, TransactionError};
+    let recorded = store
+        .streams(client)
+        .await
+        .map_err(PipelineError::Checkpoint)?;
+    let mut committed = CommittedStreams::default();
+    for stream in recorded {
+        let label = Label::from_recorded(&stream.label);
+        match stream.prepared_at {
+            // Confirmed: it can no longer come again (`confirm` forgets it on its next store).
+            Some(commit) if commit < confirmed => continue,
+            Some(commit) => match txns.commit(&stream.table, &label).await {
+                Ok(outcome) => {
+                    tracing::info!(table = %stream.table, %label, %commit, already = outcome == Committed::Already, "committed the streamed transaction a previous run had prepared: dropped when it comes again");
+                    committed.labels.insert(stream.label);
+                    committed
+                        .whole
+                        .entry(commit)
+                        .or_default()
+                        .push(stream.table);
+                    continue;
+                }
+                Err(TransactionError::Aborted { message, .. }) => {
+                    tracing::warn!(table = %stream.table, %label, %message, "a prepared streamed transaction was aborted (prepared_timeout passed?): its changes are loaded again");
+                }
+                Err(err) => return Err(PipelineError::from(err)),
+            },
+            None => {
+                txns.rollback(&stream.table, &label)
+                    .await
+                    .map_err(PipelineError::from)?;
+                tracing::info!(table = %stream.table, %label, "rolled back the streamed transaction a previous run left open: it streams again");
+            }
+        }
+        store
+            .forget_stream(client, &stream.table, &stream.label)
+            .await
+            .map_err(PipelineError::Checkpoint)?;
+    }
+    Ok(committed)
+}
+
 /// The streamed transactions in progress.
 #[derive(Debug, Default)]
 pub(super) struct Streams {
     /// The xid of the open `S`…`E` block.
     current: Option<Xid>,
     txns: HashMap<Xid, StreamTxn>,
-    /// Labels of streamed transactions the restart found prepared and committed: when their
-    /// xid streams again, it is dropped.
-    committed_at_start: HashSet<String>,
+    /// The streamed transactions the restart found committed: dropped when they come again.
+    committed_at_start: CommittedStreams,
     /// Tables of xids being dropped (see `committed_at_start`): per table, since a streamed
     /// transaction commits its tables' StarRocks transactions one by one and a crash between
     /// two leaves one committed and the next not (that one must be loaded again, whole).
@@ -97,6 +159,7 @@ struct StreamTxn {
 
 #[derive(Debug)]
 struct StreamTable {
+    xid: Xid,
     batch: TableBatch,
     buffered: Buffered,
     label: Label,
@@ -109,11 +172,22 @@ struct StreamTable {
 }
 
 impl Streams {
-    pub(super) fn new(committed_at_start: HashSet<String>) -> Streams {
+    pub(super) fn new(committed_at_start: CommittedStreams) -> Streams {
         Streams {
             committed_at_start,
             ..Streams::default()
         }
+    }
+
+    /// Whether the change of table `target` in the source transaction committed at `commit`,
+    /// sent whole, belongs to a streamed transaction the restart found committed.
+    pub(super) fn committed_whole(&self, commit: Lsn, target: &str) -> bool {
+        !self.committed_at_start.whole.is_empty()
+            && self
+                .committed_at_start
+                .whole
+                .get(&commit)
+                .is_some_and(|tables| tables.iter().any(|table| table == target))
     }
 
     /// Inside an `S`…`E` block.
@@ -264,7 +338,12 @@ impl Pipeline {
             .is_some_and(|txn| txn.tables.contains_key(&index));
         if !known {
             let label = Label::for_stream(&self.settings.slot, &table.target, xid.0);
-            if self.streams.committed_at_start.contains(label.as_str()) {
+            if self
+                .streams
+                .committed_at_start
+                .labels
+                .contains(label.as_str())
+            {
                 // Committed before the crash (the restart found it prepared): drop it all.
                 tracing::info!(%xid, %label, "a streamed transaction the previous run committed streams again: skipped");
                 self.streams.skipped.insert((xid, index));
@@ -275,6 +354,7 @@ impl Pipeline {
             let mut batch = TableBatch::default();
             batch.set_row_overhead(body_row_overhead(&self.tables[index].schema));
             let stream_table = StreamTable {
+                xid,
                 batch,
                 buffered: Buffered::default(),
                 label,
@@ -285,6 +365,11 @@ impl Pipeline {
                 seq: 0,
                 sent: false,
             };
+            self.context.handle.stream_opened(
+                &self.tables[index].source_name,
+                xid.0,
+                stream_table.label.as_str(),
+            );
             self.streams
                 .txns
                 .entry(xid)
@@ -361,6 +446,7 @@ impl Pipeline {
             label: st.label.clone(),
             first: st.first,
             last_part: last.is_some(),
+            stream: Some(st.xid),
         };
         let range = last.map(|last| {
             (
@@ -375,12 +461,19 @@ impl Pipeline {
             Some(mut sealed) => {
                 if super::txn::shape(&sealed).is_none() {
                     // Several column sets (partial updates): a StarRocks transaction takes one.
-                    let xid = self.stream_xid_of(&st.label);
-                    self.rollback_stream(xid);
-                    return Err(PipelineError::StreamReadAgain {
-                        xid: xid.map_or(0, |xid| xid.0),
-                        why: "a part holds rows of several column sets",
-                    });
+                    // `st` is out of `streams` while it is sent: rolled back here, the rest of
+                    // its xid's tables with the others.
+                    st.buffered.set(&self.context.handle, 0);
+                    self.context
+                        .handle
+                        .stream_closed(&table.source_name, st.xid.0, false);
+                    if std::mem::take(&mut st.sent) {
+                        let _ = self.send(index, Job::StreamRollback(st.label.clone()), None);
+                    }
+                    return Err(self.stream_read_again_of(
+                        Some(st.xid),
+                        "a part holds rows of several column sets",
+                    ));
                 }
                 self.context.handle.add_buffered(sealed.buffered_bytes);
                 if let Some(last) = last {
@@ -406,15 +499,6 @@ impl Pipeline {
                 _ => Ok(false),
             },
         }
-    }
-
-    fn stream_xid_of(&self, label: &Label) -> Option<Xid> {
-        self.streams.txns.iter().find_map(|(xid, txn)| {
-            txn.tables
-                .values()
-                .any(|table| table.label == *label)
-                .then_some(*xid)
-        })
     }
 
     /// Under a full buffer (the flush timer): every streamed batch holding changes goes out as
@@ -491,6 +575,9 @@ impl Pipeline {
         for (index, mut st) in txn.tables {
             st.batch = TableBatch::default();
             st.buffered.set(&self.context.handle, 0);
+            self.context
+                .handle
+                .stream_closed(&self.tables[index].source_name, st.xid.0, false);
             if st.sent {
                 // A rollback StarRocks did not take leaves the transaction to its idle timeout
                 // or the next start's rollback: nothing of it is visible either way.
@@ -502,7 +589,11 @@ impl Pipeline {
     /// The current streamed transaction cannot go on as streamed: its StarRocks transactions are
     /// rolled back, streaming is off from the next attempt on, and this one ends.
     fn stream_read_again(&mut self, why: &'static str) -> PipelineError {
-        let xid = self.streams.current;
+        self.stream_read_again_of(self.streams.current, why)
+    }
+
+    /// [`Self::stream_read_again`] for `xid`, the transaction that cannot go on as streamed.
+    fn stream_read_again_of(&mut self, xid: Option<Xid>, why: &'static str) -> PipelineError {
         for xid in self.streams.txns.keys().copied().collect::<Vec<_>>() {
             self.rollback_stream(Some(xid));
         }
@@ -545,6 +636,18 @@ impl Pipeline {
                 RESUME.notify_one();
             }
         }
+    }
+}
+
+/// The loader found streamed transaction `xid`'s label `label` committed at `begin` (an older
+/// transaction of the same xid, see `loader.rs`): streaming pauses as for any transaction read
+/// again whole, and the attempt ends with the error returned.
+pub(super) fn read_whole_after_label_clash(xid: Xid, label: &Label) -> PipelineError {
+    *pause() = Some(Pause { xid, commit: None });
+    tracing::warn!(xid = xid.0, %label, "a streamed transaction's label is already committed in StarRocks (its xid wrapped around within the label retention): the transaction is read again whole");
+    PipelineError::StreamReadAgain {
+        xid: xid.0,
+        why: "its label is taken by a committed StarRocks transaction of an earlier use of the xid",
     }
 }
 

@@ -295,6 +295,7 @@ impl Pipeline {
                     label: Label::for_transaction(&self.settings.slot, &table.target, first),
                     first,
                     last_part,
+                    stream: None,
                 };
                 // The range starts at the transaction's first change: until it commits, nothing
                 // from there on is confirmed.

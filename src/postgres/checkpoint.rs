@@ -70,6 +70,18 @@ pub struct RecordedTransaction {
     pub prepared: bool,
 }
 
+/// The StarRocks transaction of one table and one streamed source transaction
+/// (`STARWAL_STREAMING`), recorded before `begin` (see [`CheckpointStore::begin_stream`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedStream {
+    pub table: String,
+    pub label: String,
+    /// The source transaction's commit LSN, once its StarRocks transaction was prepared (the
+    /// restart commits it and skips that source transaction on this table); `None` while open
+    /// (the restart rolls it back and the source transaction streams again whole).
+    pub prepared_at: Option<Lsn>,
+}
+
 /// What a restart resumes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -92,7 +104,12 @@ impl StateStore for CheckpointStore {
 }
 
 /// The store's tables in the state schema.
-const TABLES: [&str; 3] = ["checkpoints", "loads_in_flight", "moved_rows"];
+const TABLES: [&str; 4] = [
+    "checkpoints",
+    "loads_in_flight",
+    "moved_rows",
+    "streams_in_flight",
+];
 
 /// Text bytes of moved rows written per statement: a batch can move many rows with large values,
 /// and one statement's parameters are held whole by the client (a second copy, in a buffer that
@@ -128,6 +145,13 @@ impl CheckpointStore {
                  ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS synced_at_us bigint;
                  ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'load';
                  ALTER TABLE {in_flight} ADD COLUMN IF NOT EXISTS prepared boolean NOT NULL DEFAULT false;
+                 CREATE TABLE IF NOT EXISTS {streams} (
+                     slot text NOT NULL,
+                     target_table text NOT NULL,
+                     label text NOT NULL,
+                     first_lsn pg_lsn NOT NULL,
+                     commit_lsn pg_lsn,
+                     PRIMARY KEY (slot, target_table, label));
                  CREATE TABLE IF NOT EXISTS {moved} (
                      slot text NOT NULL,
                      target_table text NOT NULL,
@@ -139,6 +163,7 @@ impl CheckpointStore {
             checkpoints = self.tables.table("checkpoints"),
             in_flight = self.tables.table("loads_in_flight"),
             moved = self.tables.table("moved_rows"),
+            streams = self.tables.table("streams_in_flight"),
         );
         self.tables.ensure(client, &ddl).await
     }
@@ -379,6 +404,125 @@ impl CheckpointStore {
             .collect())
     }
 
+    /// Records the StarRocks transaction `label` of `table` for a streamed source transaction
+    /// whose first change to the table is at `first`, as open. Call it before `begin`. Kept
+    /// apart from the table's load record ([`CheckpointStore::begin_load`]): several streamed
+    /// transactions can be open on one table while its plain loads go on, and each record must
+    /// outlive the others until its transaction is settled.
+    pub async fn begin_stream(
+        &self,
+        client: &Client,
+        table: &str,
+        label: &str,
+        first: Lsn,
+    ) -> Result<(), CheckpointError> {
+        client
+            .execute_typed(
+                &format!(
+                    "INSERT INTO {} (slot, target_table, label, first_lsn, commit_lsn) \
+                     VALUES ($1, $2, $3, $4::text::pg_lsn, NULL) \
+                     ON CONFLICT (slot, target_table, label) DO UPDATE \
+                     SET first_lsn = excluded.first_lsn, commit_lsn = NULL",
+                    self.tables.table("streams_in_flight"),
+                ),
+                &[
+                    (&self.tables.slot(), Type::TEXT),
+                    (&table, Type::TEXT),
+                    (&label, Type::TEXT),
+                    (&first.to_string(), Type::TEXT),
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(self.tables.failed("recording a streamed transaction"))
+    }
+
+    /// Records that the streamed StarRocks transaction `label` of `table` is prepared for the
+    /// source transaction committed at `commit`. Call it after `prepare` and before `commit`.
+    /// `false` when no such record exists (nothing was recorded).
+    pub async fn stream_prepared(
+        &self,
+        client: &Client,
+        table: &str,
+        label: &str,
+        commit: Lsn,
+    ) -> Result<bool, CheckpointError> {
+        let updated = client
+            .execute_typed(
+                &format!(
+                    "UPDATE {} SET commit_lsn = $4::text::pg_lsn \
+                     WHERE slot = $1 AND target_table = $2 AND label = $3",
+                    self.tables.table("streams_in_flight"),
+                ),
+                &[
+                    (&self.tables.slot(), Type::TEXT),
+                    (&table, Type::TEXT),
+                    (&label, Type::TEXT),
+                    (&commit.to_string(), Type::TEXT),
+                ],
+            )
+            .await
+            .map_err(
+                self.tables
+                    .failed("recording a prepared streamed transaction"),
+            )?;
+        Ok(updated == 1)
+    }
+
+    /// Forgets the streamed StarRocks transaction `label` of `table` (rolled back: nothing of it
+    /// is in StarRocks, and the source transaction streams again if it commits).
+    pub async fn forget_stream(
+        &self,
+        client: &Client,
+        table: &str,
+        label: &str,
+    ) -> Result<(), CheckpointError> {
+        client
+            .execute_typed(
+                &format!(
+                    "DELETE FROM {} WHERE slot = $1 AND target_table = $2 AND label = $3",
+                    self.tables.table("streams_in_flight"),
+                ),
+                &[
+                    (&self.tables.slot(), Type::TEXT),
+                    (&table, Type::TEXT),
+                    (&label, Type::TEXT),
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(self.tables.failed("forgetting a streamed transaction"))
+    }
+
+    /// The streamed StarRocks transactions recorded in flight.
+    pub async fn streams(&self, client: &Client) -> Result<Vec<RecordedStream>, CheckpointError> {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT target_table, label, commit_lsn::text FROM {} WHERE slot = $1 \
+                     ORDER BY target_table, label",
+                    self.tables.table("streams_in_flight")
+                ),
+                &[&self.tables.slot()],
+            )
+            .await
+            .map_err(
+                self.tables
+                    .failed("reading the streamed transactions in flight"),
+            )?;
+        Ok(rows
+            .iter()
+            .map(|row| RecordedStream {
+                table: row.get(0),
+                label: row.get(1),
+                // A value that does not parse cannot be written by `stream_prepared`.
+                prepared_at: row
+                    .get::<_, Option<String>>(2)
+                    .and_then(|lsn| lsn.parse().ok()),
+            })
+            .collect())
+    }
+
     async fn record(
         &self,
         client: &Client,
@@ -547,8 +691,8 @@ impl CheckpointStore {
     }
 
     /// Stores `confirmed` and forgets the loads whose whole range it covers (a transaction is
-    /// confirmed when its commit LSN is below `confirmed`) with their moved rows, in one
-    /// statement. `confirmed` only ever moves forward: a lower value is ignored.
+    /// confirmed when its commit LSN is below `confirmed`) with their moved rows, and the
+    /// prepared streamed transactions it covers, in one statement. `confirmed` only ever moves forward: a lower value is ignored.
     pub async fn confirm(&self, client: &Client, confirmed: Lsn) -> Result<(), CheckpointError> {
         // One round trip (typed parameters, see `record`): this runs after every load.
         client
@@ -557,13 +701,16 @@ impl CheckpointStore {
                     "WITH forgotten AS (DELETE FROM {in_flight} \
                        WHERE slot = $1 AND last_lsn < $2::text::pg_lsn RETURNING target_table, label), \
                      unmoved AS (DELETE FROM {moved} m USING forgotten f \
-                       WHERE m.slot = $1 AND m.target_table = f.target_table AND m.label = f.label) \
+                       WHERE m.slot = $1 AND m.target_table = f.target_table AND m.label = f.label), \
+                     streamed AS (DELETE FROM {streams} \
+                       WHERE slot = $1 AND commit_lsn < $2::text::pg_lsn) \
                      INSERT INTO {table} (slot, confirmed_lsn) VALUES ($1, $2::text::pg_lsn) \
                      ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = \
                      greatest({table}.confirmed_lsn, excluded.confirmed_lsn), updated_at = now()",
                     table = self.tables.table("checkpoints"),
                     in_flight = self.tables.table("loads_in_flight"),
                     moved = self.tables.table("moved_rows"),
+                    streams = self.tables.table("streams_in_flight"),
                 ),
                 &[
                     (&self.tables.slot(), Type::TEXT),

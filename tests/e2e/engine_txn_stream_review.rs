@@ -119,12 +119,6 @@ fn target_shape(sim: &Sim, table: &str) -> Option<(usize, i128)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: starwal.loads_in_flight keeps one record per (slot, table), so a plain load \
-            (or another streamed xid) on a table replaces the record of an open streamed \
-            StarRocks transaction there; its commit then fails ('the checkpoint names another \
-            label'), or after a crash the committed label is not known and the agent is stuck \
-            on 'label is already committed, but the checkpoint did not record it as prepared' \
-            (see /tmp/notes/review-stream.md)"]
 async fn inv11_stream_review_concurrent_key_changes_savepoints_aborts_and_kill9() {
     if Cluster::shared().major() < 14 {
         eprintln!("no streaming of in-progress transactions before PG 14; skipped");
