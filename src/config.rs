@@ -164,9 +164,8 @@ pub struct EngineConfig {
     pub txn_timeouts: TxnTimeouts,
     /// `STARWAL_COMMIT_MODE` (default `table`): what one StarRocks commit covers.
     pub commit_mode: CommitMode,
-    /// `STARWAL_STREAMING`: load in-progress transactions as Postgres 14+ streams them. Only
-    /// debug builds (the e2e tests) can turn it on, with the value `preview`, while it is built
-    /// (see [`streaming`]).
+    /// `STARWAL_STREAMING` (default `off`): load in-progress transactions as Postgres 14+
+    /// streams them (see [`streaming`]).
     pub streaming: bool,
 }
 
@@ -762,8 +761,10 @@ impl EngineConfig {
             // its own design (and StarRocks' has no prepare).
             return Err(ConfigError::Invalid {
                 var: "STARWAL_STREAMING",
-                value: "preview".to_owned(),
-                expected: "off with STARWAL_COMMIT_MODE=transaction",
+                value: "on".to_owned(),
+                expected: "off with STARWAL_COMMIT_MODE=transaction (streamed transactions \
+                           load into one table's StarRocks transactions; use \
+                           STARWAL_COMMIT_MODE=table to stream)",
             });
         }
         Ok(EngineConfig {
@@ -789,27 +790,16 @@ impl EngineConfig {
 
 /// `STARWAL_STREAMING` (default `off`): whether to ask Postgres 14+ for in-progress transactions
 /// (pgoutput v2 `streaming 'on'`) and load them before their COMMIT (issue 14, item 3; the design
-/// is in ARCHITECTURE.md, "Streamed transactions"). `on` is refused, not taken as `off`, until
-/// the whole path passes its tests: an operator who asks for it expects source transactions to
-/// reach StarRocks as they are written, and silently holding them until COMMIT would hide that
-/// they do not. Debug builds take `preview`, so the e2e tests can run the unfinished path; a
-/// release build refuses it like any other value.
+/// and why the default is `off` are in ARCHITECTURE.md, "Streamed transactions").
 fn streaming(value: Option<String>) -> Result<bool, ConfigError> {
     match non_empty(value).as_deref() {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("off") => Ok(false),
-        Some(v) if cfg!(debug_assertions) && v == "preview" => Ok(true),
-        Some(v) if v.eq_ignore_ascii_case("on") => Err(ConfigError::Invalid {
-            var: "STARWAL_STREAMING",
-            value: v.to_owned(),
-            expected: "off (`on`, loading in-progress transactions as Postgres 14+ streams \
-                       them, is not available in this build; a transaction larger than the \
-                       buffer still lands whole and within STARWAL_MAX_BUFFER_BYTES with `off`)",
-        }),
+        Some(v) if v.eq_ignore_ascii_case("on") => Ok(true),
         Some(v) => Err(ConfigError::Invalid {
             var: "STARWAL_STREAMING",
             value: v.to_owned(),
-            expected: "off",
+            expected: "on or off",
         }),
     }
 }
@@ -1192,40 +1182,39 @@ mod tests {
     }
 
     #[test]
-    fn inv11_streaming_is_off_and_on_is_refused_naming_the_variable() {
+    fn inv11_streaming_is_off_by_default_and_on_is_refused_only_with_transaction_mode() {
         let base = [("STARWAL_PG_URL", URL), ("STARWAL_TABLES", "public.t")];
-        Config::from_vars(vars(&base)).unwrap();
-        for ok in ["off", "OFF", ""] {
-            let mut with = base.to_vec();
-            with.push(("STARWAL_STREAMING", ok));
-            Config::from_vars(vars(&with)).unwrap();
-        }
-        for (bad, says) in [
-            ("on", "not available in this build"),
-            ("ON", "not available in this build"),
-            ("parallel", "expected off"),
-            ("true", "expected off"),
+        assert!(!Config::from_vars(vars(&base)).unwrap().engine.streaming);
+        for (value, on) in [
+            ("off", false),
+            ("OFF", false),
+            ("", false),
+            ("on", true),
+            ("ON", true),
         ] {
+            let mut with = base.to_vec();
+            with.push(("STARWAL_STREAMING", value));
+            assert_eq!(
+                Config::from_vars(vars(&with)).unwrap().engine.streaming,
+                on,
+                "{value}"
+            );
+        }
+        for bad in ["parallel", "true", "preview"] {
             let mut with = base.to_vec();
             with.push(("STARWAL_STREAMING", bad));
             let err = Config::from_vars(vars(&with)).unwrap_err().to_string();
             assert!(
-                err.starts_with("STARWAL_STREAMING is invalid") && err.contains(says),
+                err.starts_with("STARWAL_STREAMING is invalid") && err.contains("on or off"),
                 "{bad}: {err}"
             );
         }
         assert!(unknown_variables(["STARWAL_STREAMING"]).is_empty());
-        // The unfinished path, for the e2e tests: debug builds only, never with transaction mode.
         let mut with = base.to_vec();
-        with.push(("STARWAL_STREAMING", "preview"));
-        assert_eq!(
-            Config::from_vars(vars(&with))
-                .map(|c| c.engine.streaming)
-                .ok(),
-            cfg!(debug_assertions).then_some(true)
-        );
+        with.push(("STARWAL_STREAMING", "on"));
         with.push(("STARWAL_COMMIT_MODE", "transaction"));
-        assert!(Config::from_vars(vars(&with)).is_err());
+        let err = Config::from_vars(vars(&with)).unwrap_err().to_string();
+        assert!(err.contains("STARWAL_COMMIT_MODE=table"), "{err}");
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub async fn run(settings: &Settings, report: &mut Report) -> Result<()> {
     ));
     report.notes.push(format!(
         "agent's first part loaded / all parts loaded: seconds after COMMIT returned (negative: \
-         before) when the agent's `starwal_transaction_rows` for the table, read every {} ms, \
+         before) when the agent's `starwal_transaction_rows` (or `_streamed_transaction_rows`) for the table, read every {} ms, \
          was first above 0 / first at its largest value (– when no part went into a StarRocks \
          transaction: the whole transaction fit one load)",
         METRICS_EVERY.as_millis()
@@ -280,14 +280,21 @@ async fn transaction(
         })
     };
     // The agent's view, every `METRICS_EVERY`: rows loaded into its open StarRocks transaction
-    // (`starwal_transaction_rows`), which splits COMMIT → visible into Postgres sending the
-    // transaction, the agent loading its parts, and the StarRocks commit.
+    // (`starwal_transaction_rows`, or `starwal_streamed_transaction_rows` when it streams),
+    // which splits COMMIT → visible into Postgres sending the transaction, the agent loading
+    // its parts, and the StarRocks commit.
     let metrics = {
         let stop = stop.clone();
         let port = spec.metrics_port;
         let series: Vec<String> = tables
             .iter()
-            .map(|t| format!("starwal_transaction_rows{{table=\"public.{t}\"}}"))
+            .flat_map(|t| {
+                [
+                    "starwal_transaction_rows",
+                    "starwal_streamed_transaction_rows",
+                ]
+                .map(|name| format!("{name}{{table=\"public.{t}\"}}"))
+            })
             .collect();
         std::thread::spawn(move || {
             let mut samples: Vec<(Instant, f64)> = Vec::new();

@@ -44,7 +44,7 @@ async fn run(streaming: bool) {
     let sim = start_sim();
     let mut spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_FLUSH_ROWS", "200");
     if streaming {
-        spec = spec.var("STARWAL_STREAMING", "preview");
+        spec = spec.var("STARWAL_STREAMING", "on");
     }
     let agent = spec.start_streaming().await;
     // Every BE answer 100 ms late: the parts take a while, and the reader gets looks meanwhile.

@@ -1,9 +1,9 @@
 //! Issue 14, item 3: streamed large transactions (`STARWAL_STREAMING`), through `starwal run`
 //! against real Postgres and the sim.
 //!
-//! `on` is refused until the whole path passes (the first test: exit 2, naming the variable,
-//! before anything is created). Debug builds run the path under `STARWAL_STREAMING=preview`
-//! (`pipeline/stream.rs`): interleaved streamed and plain transactions on the same keys keep
+//! `on` with `STARWAL_COMMIT_MODE=transaction` is refused (the first test: exit 2, naming the
+//! variables, before anything is created). With `STARWAL_STREAMING=on` (`pipeline/stream.rs`):
+//! interleaved streamed and plain transactions on the same keys keep
 //! commit order per key, and aborted streamed transactions leave no trace (seeded, with a checker
 //! reading the sim throughout); the savepoint case is `engine_txn_savepoint::inv11_streamed_*`.
 //! A large streamed transaction is loaded while open and appears at once at its COMMIT within
@@ -82,7 +82,7 @@ fn assert_no_label_twice(sim: &Sim) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inv11_streaming_on_is_refused_at_startup() {
+async fn inv11_streaming_with_transaction_mode_is_refused_at_startup() {
     let db = Cluster::shared()
         .create_database("engine_txn_stream_off")
         .await;
@@ -92,7 +92,9 @@ async fn inv11_streaming_on_is_refused_at_startup() {
         .await
         .unwrap();
     let sim = start_sim();
-    let spec = AgentSpec::new(&db, &sim, "public.t").var("STARWAL_STREAMING", "on");
+    let spec = AgentSpec::new(&db, &sim, "public.t")
+        .var("STARWAL_STREAMING", "on")
+        .var("STARWAL_COMMIT_MODE", "transaction");
     let mut agent = spec.start();
     let status = agent
         .wait(Duration::from_secs(60))
@@ -100,7 +102,7 @@ async fn inv11_streaming_on_is_refused_at_startup() {
     let log = agent.log();
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(
-        log.contains("STARWAL_STREAMING") && log.contains("not available in this build"),
+        log.contains("STARWAL_STREAMING") && log.contains("STARWAL_COMMIT_MODE=table"),
         "the error names the variable and why:\n{log}"
     );
     // Refused before setup: no slot was created for it.
@@ -114,6 +116,7 @@ async fn inv11_streaming_on_is_refused_at_startup() {
     assert!(slots.is_empty(), "a slot was created:\n{log}");
     // `off` runs.
     spec.var("STARWAL_STREAMING", "off")
+        .var("STARWAL_COMMIT_MODE", "table")
         .start_streaming()
         .await
         .stop_cleanly();
@@ -145,7 +148,7 @@ async fn inv11_stream_a_large_transaction_loads_while_open_and_appears_at_once()
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.t")
         .var("STARWAL_SNAPSHOT", "initial")
-        .var("STARWAL_STREAMING", "preview")
+        .var("STARWAL_STREAMING", "on")
         .var("STARWAL_MAX_BUFFER_BYTES", &CAP.to_string())
         .var("STARWAL_LOG", "starwal=debug");
     let agent = spec.start_streaming().await;
@@ -242,7 +245,7 @@ async fn inv11_stream_kill9_while_open_and_after_prepare_loads_it_once() {
         .unwrap();
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.t")
-        .var("STARWAL_STREAMING", "preview")
+        .var("STARWAL_STREAMING", "on")
         .var("STARWAL_MAX_BUFFER_BYTES", &(512 * 1024).to_string())
         .var("STARWAL_TXN_IDLE_TIMEOUT_S", "60");
     let mut agent = spec.start_streaming().await;
@@ -278,8 +281,8 @@ async fn inv11_stream_kill9_while_open_and_after_prepare_loads_it_once() {
             let deadline = Instant::now() + TIMEOUT;
             while client
                 .query_opt(
-                    "SELECT 1 FROM starwal.loads_in_flight WHERE slot = $1 AND kind <> 'load' \
-                     AND prepared",
+                    "SELECT 1 FROM starwal.streams_in_flight WHERE slot = $1 \
+                     AND commit_lsn IS NOT NULL",
                     &[&slot],
                 )
                 .await
@@ -318,6 +321,16 @@ async fn inv11_stream_kill9_while_open_and_after_prepare_loads_it_once() {
             agent.log()
         );
         assert_no_label_twice(&sim);
+        let settled = if after_prepare {
+            "committed the streamed transaction a previous run had prepared"
+        } else {
+            "rolled back the streamed transaction a previous run left open"
+        };
+        assert!(
+            agent.log().contains(settled),
+            "round {round}: the restart did not say it {settled:?}\n{}",
+            agent.log()
+        );
     }
     agent.stop_cleanly();
 }
@@ -350,7 +363,7 @@ async fn inv11_stream_interleaved_with_plain_transactions_keeps_order_per_key() 
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.t")
         .var("STARWAL_SNAPSHOT", "initial")
-        .var("STARWAL_STREAMING", "preview")
+        .var("STARWAL_STREAMING", "on")
         .var("STARWAL_MAX_BUFFER_BYTES", &(1024 * 1024).to_string());
     let agent = spec.start_streaming().await;
 
@@ -482,7 +495,7 @@ async fn stream_then_fallback(prefix: &str, statement: &str, seen: &[usize], col
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.t")
         .var("STARWAL_FLUSH_ROWS", "200")
-        .var("STARWAL_STREAMING", "preview");
+        .var("STARWAL_STREAMING", "on");
     let agent = spec.start_streaming().await;
     client
         .batch_execute("INSERT INTO t VALUES (0, 'before')")
@@ -633,4 +646,110 @@ async fn inv11_stream_add_column_inside_reads_it_again_whole_then_streams_again(
         &["id", "v", "w"],
     )
     .await;
+}
+
+/// While a streamed transaction is open, `status` and the metrics show it on its table (xid,
+/// label, rows loaded, not prepared); after its COMMIT it is gone from both and counted as
+/// committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_status_and_metrics_show_a_streamed_transaction_in_progress() {
+    use crate::harness::agent::{metric_sample, metrics_text, status_json};
+    if !streams() {
+        return;
+    }
+    let db = streaming_database("engine_txn_stream_status").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute("CREATE TABLE t (id int8 PRIMARY KEY, note text)")
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t")
+        .var("STARWAL_STREAMING", "on")
+        .var("STARWAL_FLUSH_ROWS", "500");
+    let agent = spec.start_streaming().await;
+    client
+        .batch_execute(
+            "BEGIN; INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g",
+        )
+        .await
+        .unwrap();
+    let xid: i64 = client
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let xid = (xid % (1 << 32)) as u64;
+    let streamed = |status: &serde_json::Value| {
+        status["tables"][0]["streamed_transactions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut seen = None;
+    assert!(
+        wait_until(TIMEOUT, || {
+            seen = status_json(&spec)
+                .map(|status| streamed(&status))
+                .and_then(|txns| txns.first().cloned())
+                .filter(|txn| txn["rows"].as_u64().unwrap_or(0) > 0);
+            seen.is_some()
+        })
+        .await,
+        "status never showed the open streamed transaction with rows loaded\n{}",
+        agent.log()
+    );
+    let txn = seen.unwrap();
+    assert_eq!(txn["xid"].as_u64(), Some(xid), "{txn}");
+    assert_eq!(txn["prepared"].as_bool(), Some(false), "{txn}");
+    let label = txn["label"].as_str().unwrap_or_default();
+    assert!(label.ends_with(&format!("_x{xid}_s")), "{txn}");
+    let metrics = metrics_text(&spec);
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "starwal_streamed_transactions{table=\"public.t\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metric_sample(
+            &metrics,
+            "starwal_streamed_transaction_rows{table=\"public.t\"}"
+        )
+        .is_some_and(|rows| rows > 0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sim.catalog()
+            .read(|c| c.row_count(TARGET_DB, "t").unwrap_or(0)),
+        0,
+        "a part of the open transaction is visible"
+    );
+    client.batch_execute("COMMIT").await.unwrap();
+    assert!(
+        wait_until(TIMEOUT, || {
+            status_json(&spec).is_some_and(|status| {
+                streamed(&status).is_empty()
+                    && status["tables"][0]["transactions_committed"].as_u64() >= Some(1)
+            })
+        })
+        .await,
+        "the committed streamed transaction stayed in status\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        metric_sample(
+            &metrics_text(&spec),
+            "starwal_streamed_transactions{table=\"public.t\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sim.catalog()
+            .read(|c| c.row_count(TARGET_DB, "t").unwrap_or(0)),
+        5000
+    );
+    agent.stop_cleanly();
 }

@@ -1,5 +1,5 @@
-//! Issue 14, item 3: an adversarial review of streamed transactions (`STARWAL_STREAMING=preview`,
-//! debug builds), through `starwal run` against real Postgres and the sim.
+//! Issue 14, item 3: an adversarial review of streamed transactions (`STARWAL_STREAMING=on`),
+//! through `starwal run` against real Postgres and the sim.
 //!
 //! One seeded workload, as production data would have it: several large transactions open at
 //! once (streamed: the database's `logical_decoding_work_mem` is 64 kB) on the same and on
@@ -144,7 +144,7 @@ async fn inv11_stream_review_concurrent_key_changes_savepoints_aborts_and_kill9(
     let sim = start_sim();
     let spec = AgentSpec::new(&db, &sim, "public.a,public.b")
         .var("STARWAL_SNAPSHOT", "initial")
-        .var("STARWAL_STREAMING", "preview")
+        .var("STARWAL_STREAMING", "on")
         .var("STARWAL_FLUSH_ROWS", "50")
         .var("STARWAL_MAX_BUFFER_BYTES", &(1024 * 1024).to_string());
     let mut agent = spec.start_streaming().await;
