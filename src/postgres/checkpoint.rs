@@ -21,6 +21,10 @@
 //! at any step leaves the recorded label with its moved rows — also when a re-formed batch records
 //! its label again. A restart reads them one at a time as the re-formed batch asks, not all
 //! tables' at once (invariant 8).
+//! A streamed source transaction (`STARWAL_STREAMING=on`) has a StarRocks transaction per table
+//! it touches, several of which may be open on one table beside its plain loads: each is a row
+//! of its own in `streams_in_flight` (table, label, first LSN, commit LSN once prepared), never
+//! replacing the table's load record or another's ([`CheckpointStore::begin_stream`]).
 //! Tables are created on first use; state is removed only by [`CheckpointStore::clear`]: at
 //! teardown, and when a slot is created anew (an earlier slot's higher LSN would make it skip
 //! transactions).

@@ -111,3 +111,89 @@ async fn inv5_state_writes_commit_durably_when_the_server_default_is_async() {
     );
     assert_eq!(after, "on");
 }
+
+/// Streamed transactions' records (`streams_in_flight`): several per table, untouched by the
+/// table's plain load records, marked prepared with their commit, forgotten one by one, and the
+/// prepared ones forgotten once the confirmed LSN passes their commit (open ones stay: their
+/// source transaction has not committed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv5_streamed_transactions_are_recorded_per_table_and_label() {
+    use starwal::postgres::checkpoint::RecordedStream;
+    let db = Cluster::shared()
+        .create_database("checkpoint_streams")
+        .await;
+    let slot = unique_name("slot");
+    let store = CheckpointStore::new(DEFAULT_STATE_SCHEMA, &slot);
+    let client = db.owner_client().await;
+    store.ensure(&client).await.unwrap();
+    let open = |label: &str| RecordedStream {
+        table: "t".into(),
+        label: label.into(),
+        prepared_at: None,
+    };
+    store
+        .begin_stream(&client, "t", "t_x7_s", Lsn(0x100))
+        .await
+        .unwrap();
+    store
+        .begin_stream(&client, "t", "t_x8_s", Lsn(0x180))
+        .await
+        .unwrap();
+    // A plain load of the same table records itself without touching them.
+    let load = InFlightLoad {
+        table: "t".into(),
+        label: "t_load".into(),
+        first: ChangePosition {
+            commit: Lsn(0x200),
+            seq: 1,
+        },
+        last: ChangePosition {
+            commit: Lsn(0x200),
+            seq: 3,
+        },
+        synced_at: None,
+        moved: Vec::new(),
+    };
+    store.begin_load(&client, &load).await.unwrap();
+    assert_eq!(
+        store.streams(&client).await.unwrap(),
+        vec![open("t_x7_s"), open("t_x8_s")]
+    );
+    assert!(store
+        .stream_prepared(&client, "t", "t_x7_s", Lsn(0x300))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .stream_prepared(&client, "t", "t_x9_s", Lsn(0x300))
+            .await
+            .unwrap(),
+        "an unknown label is not recorded prepared"
+    );
+    let prepared = RecordedStream {
+        prepared_at: Some(Lsn(0x300)),
+        ..open("t_x7_s")
+    };
+    assert_eq!(
+        store.streams(&client).await.unwrap(),
+        vec![prepared.clone(), open("t_x8_s")]
+    );
+    // Not past its commit yet: kept.
+    store.confirm(&client, Lsn(0x300)).await.unwrap();
+    assert_eq!(
+        store.streams(&client).await.unwrap(),
+        vec![prepared, open("t_x8_s")]
+    );
+    // Past it: the prepared one goes, the open one stays.
+    store.confirm(&client, Lsn(0x301)).await.unwrap();
+    assert_eq!(store.streams(&client).await.unwrap(), vec![open("t_x8_s")]);
+    store.forget_stream(&client, "t", "t_x8_s").await.unwrap();
+    assert!(store.streams(&client).await.unwrap().is_empty());
+    // Cleared with the slot.
+    store
+        .begin_stream(&client, "t", "t_x10_s", Lsn(0x400))
+        .await
+        .unwrap();
+    store.clear(&client).await.unwrap();
+    assert!(store.streams(&client).await.unwrap().is_empty());
+}
