@@ -952,6 +952,45 @@ mod tests {
     }
 
     #[test]
+    fn inv11_streamed_transactions_show_per_table_until_they_commit_or_roll_back() {
+        let handle = handle();
+        handle.add_table("public.orders", "orders");
+        handle.stream_opened("public.orders", 7, "o_x7_s");
+        handle.stream_opened("public.orders", 8, "o_x8_s");
+        handle.stream_opened("public.orders", 9, "o_x9_s");
+        handle.stream_part("public.orders", 7, 100);
+        handle.stream_part("public.orders", 8, 20);
+        handle.stream_prepared("public.orders", 7);
+        handle.stream_closed("public.orders", 9, false);
+        let text = render(&handle.status(), &ProcessStats::default());
+        for expected in [
+            "# TYPE starwal_streamed_transactions gauge",
+            "starwal_streamed_transactions{table=\"public.orders\"} 2",
+            "starwal_streamed_transactions_prepared{table=\"public.orders\"} 1",
+            "starwal_streamed_transaction_rows{table=\"public.orders\"} 120",
+            "starwal_transactions_committed_total{table=\"public.orders\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|line| line == expected),
+                "missing `{expected}` in\n{text}"
+            );
+        }
+        handle.stream_closed("public.orders", 7, true);
+        handle.stream_closed("public.orders", 8, false);
+        let text = render(&handle.status(), &ProcessStats::default());
+        for expected in [
+            "starwal_streamed_transactions{table=\"public.orders\"} 0",
+            "starwal_streamed_transaction_oldest_age_seconds{table=\"public.orders\"} 0",
+            "starwal_transactions_committed_total{table=\"public.orders\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|line| line == expected),
+                "missing `{expected}` in\n{text}"
+            );
+        }
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let handle = handle();
         handle.add_table("we\"ird\\sch\nema.t", "t");

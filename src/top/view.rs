@@ -455,6 +455,19 @@ fn detail(model: &Model) -> Option<(String, Vec<Line<'static>>)> {
             )),
         ]));
     }
+    for txn in &table.streamed_transactions {
+        lines.push(Line::from(vec![
+            label("streamed transaction "),
+            Span::raw(format!(
+                "xid {} in {} {} for {}: {} rows loaded, visible at its COMMIT",
+                txn.xid,
+                txn.label,
+                if txn.prepared { "prepared" } else { "open" },
+                seconds_text(txn.age_seconds),
+                txn.rows
+            )),
+        ]));
+    }
     if let Some(parked) = &table.parked {
         lines.push(Line::styled(
             format!(
@@ -649,6 +662,13 @@ mod tests {
             age_seconds: 2.5,
             prepared: false,
         });
+        items.streamed_transactions = vec![pb::StreamedTransaction {
+            xid: 4242,
+            label: "starwal_s_items_x4242_s".into(),
+            rows: 700,
+            age_seconds: 1.5,
+            prepared: true,
+        }];
         items.load_failures = vec![pb::LoadFailureCount {
             kind: "connection".into(),
             count: 3,
@@ -749,6 +769,12 @@ mod tests {
         assert!(text.contains("failed attempts connection 3"), "{text}");
         assert!(
             text.contains("StarRocks transaction starwal_s_items_1 open for 2.5 s: 5000 rows"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "streamed transaction xid 4242 in starwal_s_items_x4242_s prepared for 1.5 s: 700 rows loaded"
+            ),
             "{text}"
         );
     }
