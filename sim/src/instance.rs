@@ -63,6 +63,13 @@ pub struct SimOptions {
     /// `transaction_type: multi` (multi-table transactions arrived in 4.0) and ignores the header,
     /// as StarRocks 3.x does.
     pub starrocks_version: String,
+    /// **Benchmark only, not StarRocks behaviour.** CSV loads are answered exactly as usual
+    /// (status, labels, `NumberTotalRows`/`NumberLoadedRows`, counters) but their rows are only
+    /// counted, split on the row delimiter: fields are not parsed, converted or checked, and no
+    /// row is stored (the table stays empty; [`Sim::counters`]' `rows_loaded` has the count).
+    /// It lets a benchmark on a small machine see whether the agent keeps up with its source
+    /// without paying for the sim's row storage. Off by default; tests never set it.
+    pub discard_rows: bool,
 }
 
 /// All rows of one table, in key order.
@@ -101,6 +108,7 @@ impl Default for SimOptions {
             label_keep: DEFAULT_LABEL_KEEP,
             max_running_txn_per_db: DEFAULT_MAX_RUNNING_TXN_PER_DB,
             starrocks_version: DEFAULT_STARROCKS_VERSION.to_string(),
+            discard_rows: false,
         }
     }
 }
@@ -200,6 +208,7 @@ impl Sim {
             data_dir: options.data_dir.clone(),
             version: options.starrocks_version.clone(),
             multi_table_txn: major >= 4,
+            discard_rows: options.discard_rows,
         };
         let shared = Arc::new(Shared::new(config, SimState::new(catalog, txns)));
 

@@ -49,6 +49,8 @@ pub(crate) struct SimConfig {
     pub(crate) version: String,
     /// Multi-table transactions (`transaction_type: multi`) exist: StarRocks 4.0+.
     pub(crate) multi_table_txn: bool,
+    /// CSV rows are counted, not parsed or stored (`SimOptions::discard_rows`, benchmarks only).
+    pub(crate) discard_rows: bool,
 }
 
 /// A committed version whose publish is pending.

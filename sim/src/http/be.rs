@@ -213,7 +213,7 @@ fn begin_and_plan<'a>(
         .max_filter_ratio_sent(db, table, header("max_filter_ratio"));
     let planned = PlanOptions::parse(header, options.format).and_then(|plan_options| {
         let t = state.catalog.table(db, table).map_err(|e| e.to_string())?;
-        LoadPlan::new(t, plan_options)
+        LoadPlan::new(t, plan_options).map(|p| p.discarding_rows(shared.config.discard_rows))
     });
     match planned {
         Ok(plan) => Ok((txn_id, plan)),

@@ -709,6 +709,7 @@ async fn be_load(ctx: &Ctx, req: Request<Incoming>, label: &str) -> Handled {
                                 .map_err(|e| e.to_string())?;
                             LoadPlan::new(t, options)
                         })
+                        .map(|plan| plan.discarding_rows(shared.config.discard_rows))
                         .map(|plan| (plan, header_options.content_length))
                         .map_err(|m| ("ANALYSIS_ERROR", m)),
                 },

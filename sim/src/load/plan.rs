@@ -23,7 +23,7 @@ use crate::catalog::{
 
 use super::columns::{parse_columns, ColumnItem, Expr};
 use super::options::{CsvOptions, Format, PlanOptions};
-use super::rows::{csv_fields, csv_split, json_rows, JsonObjects, Unsupported};
+use super::rows::{csv_count, csv_fields, csv_split, json_rows, JsonObjects, Unsupported};
 use super::LoadProgress;
 
 /// Where a target column's value comes from.
@@ -79,6 +79,8 @@ pub(crate) struct LoadPlan {
     pub(crate) options: PlanOptions,
     /// The table's schema when planned, to check the batch against before commit.
     schema: Table,
+    /// CSV rows are only counted (`SimOptions::discard_rows`: benchmarks, not StarRocks).
+    discard_rows: bool,
 }
 
 impl LoadPlan {
@@ -224,7 +226,16 @@ impl LoadPlan {
             max_filter_ratio: options.max_filter_ratio,
             options,
             schema: table.schema_copy(),
+            discard_rows: false,
         })
+    }
+
+    /// With `on`, CSV rows are counted as loaded rows and dropped: no field is split, converted
+    /// or checked, nothing reaches the batch (`SimOptions::discard_rows`: a benchmark's sim,
+    /// not StarRocks behaviour). JSON loads are unaffected.
+    pub(crate) fn discarding_rows(mut self, on: bool) -> LoadPlan {
+        self.discard_rows = on;
+        self
     }
 
     /// Validates (and packs) `batch` against the table's schema at plan time, outside the state
@@ -277,6 +288,10 @@ impl LoadPlan {
                     joined = carried;
                     &joined
                 };
+                if self.discard_rows {
+                    self.count_csv_rows(body, progress, final_part);
+                    return Ok(());
+                }
                 let (lines, tail) = csv_split(body, &self.csv);
                 let mut lines: Vec<&[u8]> = lines;
                 if !tail.is_empty() {
@@ -312,6 +327,22 @@ impl LoadPlan {
             }
         }
         Ok(())
+    }
+
+    /// [`LoadPlan::discarding_rows`]: the rows [`csv_split`] would find (the final part's
+    /// unterminated row included, `skip_header` honoured), counted as total and loaded rows.
+    fn count_csv_rows(&self, body: &[u8], progress: &mut LoadProgress, final_part: bool) {
+        let (mut rows, tail) = csv_count(body, &self.csv);
+        if !tail.is_empty() {
+            if final_part {
+                rows += 1;
+            } else {
+                progress.csv_tail = tail.to_vec();
+            }
+        }
+        let skipped = rows.min(self.csv.skip_header.saturating_sub(progress.csv_rows_seen));
+        progress.csv_rows_seen += rows;
+        progress.total_rows += rows - skipped;
     }
 
     /// The JSON hot path ([`JsonObjects`]): source fields are found through a per-position
@@ -921,5 +952,61 @@ mod tests {
         plan.finish(&mut p).unwrap();
         assert_eq!(p.total_rows, 3);
         assert_eq!(p.filtered_rows, 0);
+    }
+
+    /// Discarding counts the rows the full path loads, for bodies split into transaction parts
+    /// at random points, with one- and two-byte row delimiters and `skip_header`; it stores
+    /// nothing.
+    #[test]
+    fn discarding_counts_the_rows_the_full_path_loads() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        for case in 0..300 {
+            let delimiter = if case % 2 == 0 { "\n" } else { "\r\n" };
+            let skip = next(3).to_string();
+            let headers = [
+                ("column_separator", ","),
+                ("row_delimiter", delimiter),
+                ("skip_header", skip.as_str()),
+            ];
+            let rows = next(20);
+            let mut body = String::new();
+            for i in 0..rows {
+                body.push_str(&format!("{i},n{},{}", next(100), next(1000)));
+                if i + 1 < rows || next(2) == 0 {
+                    body.push_str(delimiter);
+                }
+            }
+            let mut cuts: Vec<usize> = (0..next(4))
+                .map(|_| next(body.len() as u64 + 1) as usize)
+                .collect();
+            cuts.sort_unstable();
+            let feed_all = |plan: &LoadPlan| {
+                let mut p = LoadProgress::new(plan.empty_batch());
+                let mut from = 0;
+                for &cut in &cuts {
+                    plan.feed(&body.as_bytes()[from..cut], &mut p, false)
+                        .unwrap();
+                    from = cut;
+                }
+                plan.feed(&body.as_bytes()[from..], &mut p, false).unwrap();
+                plan.finish(&mut p).unwrap();
+                p
+            };
+            let full = LoadPlan::new(&table(), options(Format::Csv(None), &headers)).unwrap();
+            let discarding = full.clone().discarding_rows(true);
+            let (f, d) = (feed_all(&full), feed_all(&discarding));
+            let context = format!("body {body:?}, cuts {cuts:?}, headers {headers:?}");
+            assert_eq!(f.filtered_rows, 0, "{context}");
+            assert_eq!(d.total_rows, f.total_rows, "{context}");
+            assert_eq!(d.loaded_rows(), f.loaded_rows(), "{context}");
+            assert_eq!(d.csv_rows_seen, f.csv_rows_seen, "{context}");
+            assert!(d.batch.changes.is_empty(), "{context}");
+        }
     }
 }

@@ -437,6 +437,20 @@ pub(crate) fn csv_split<'a>(body: &'a [u8], options: &CsvOptions) -> (Vec<&'a [u
     (rows, &body[start..])
 }
 
+/// [`csv_split`]'s row count and tail, without collecting the rows (`discard_rows`).
+pub(crate) fn csv_count<'a>(body: &'a [u8], options: &CsvOptions) -> (u64, &'a [u8]) {
+    let delim = &options.row_delimiter;
+    if delim.is_empty() {
+        return (0, body);
+    }
+    let (mut rows, mut start) = (0, 0);
+    for at in separators(body, delim) {
+        rows += 1;
+        start = at + delim.len();
+    }
+    (rows, &body[start..])
+}
+
 /// Where `separator` (not empty) starts in `bytes`: leftmost, non-overlapping.
 fn separators<'a>(bytes: &'a [u8], separator: &'a [u8]) -> Box<dyn Iterator<Item = usize> + 'a> {
     match separator {

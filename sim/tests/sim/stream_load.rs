@@ -619,3 +619,26 @@ fn case_insensitive_columns_unknown_keys_and_missing_keys() {
         "nothing from the failed load"
     );
 }
+
+/// `discard_rows` (benchmarks only): a CSV load is answered as usual, with its rows counted in
+/// the answer and the counters, a repeated label still refused, but no row is stored.
+#[test]
+fn discard_rows_counts_csv_rows_without_storing_them() {
+    let sim = start_with(SimOptions {
+        discard_rows: true,
+        ..SimOptions::default()
+    });
+    let body = "1\ta\t1\n2\tb\t2\n3\tc\t3";
+    let r = stream_load(&sim, "d1", &[], body.as_bytes());
+    assert_eq!(r.status(), "Success", "{}", r.body);
+    assert_eq!(r.json()["NumberTotalRows"], 3, "{}", r.body);
+    assert_eq!(r.json()["NumberLoadedRows"], 3, "{}", r.body);
+    assert_eq!(r.json()["NumberFilteredRows"], 0, "{}", r.body);
+    let r = stream_load(&sim, "d1", &[], body.as_bytes());
+    assert_eq!(r.status(), "Label Already Exists", "{}", r.body);
+    let counters = sim.counters("db", "t");
+    assert_eq!(counters.rows_loaded, 3);
+    assert_eq!(counters.loads_committed, 1);
+    assert_eq!(counters.labels_committed, vec!["d1".to_string()]);
+    assert!(rows(&sim).is_empty());
+}
