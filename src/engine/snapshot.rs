@@ -408,6 +408,7 @@ impl Copier {
             lsn: plan.consistent_point,
             synced_at: SyncedAt::now(),
         };
+        let tail = plan.encoder.snapshot_tail(&audit);
         let columns = plan.schema.columns.len();
         let mut writer = plan.encoder.body_writer();
         // Rows the table's CSV cannot carry (see `encoding::Written`), loaded as JSON parts.
@@ -433,7 +434,7 @@ impl Copier {
             };
             let written = plan
                 .encoder
-                .write_snapshot_row(writer, parser.values(line), &audit, present)
+                .write_snapshot_csv_row(writer, parser.values(line), &tail, present)
                 .map_err(encode_error)?;
             if written == Written::NeedsJson {
                 let _ = plan
