@@ -77,7 +77,9 @@ const TABLES: &[(&str, &str)] = &[
 
 /// Copies every table of [`TABLES`] with `STARWAL_SNAPSHOT=only` and `chunk_rows` per chunk, and
 /// asserts each table's rows were loaded once: loaded rows == recorded chunk rows == source rows.
-async fn copies_each_row_once(database: &str, chunk_rows: u64) {
+/// With `analyze`, the tables are analyzed first, so the planner's estimate (not `count(*)`)
+/// sizes the chunks.
+async fn copies_each_row_once(database: &str, chunk_rows: u64, analyze: bool) {
     let db = Cluster::shared().create_database(database).await;
     let client = db.owner_client().await;
     // Servers built without ICU (the PG 14/16/17/18 builds CI installs) lack `en-x-icu`: take the
@@ -101,6 +103,14 @@ async fn copies_each_row_once(database: &str, chunk_rows: u64) {
     for (_, sql) in TABLES {
         let sql = sql.replace("COLLATE \"en-x-icu\"", &collate);
         client.batch_execute(&sql).await.unwrap();
+    }
+    if analyze {
+        for (table, _) in TABLES {
+            client
+                .batch_execute(&format!("ANALYZE {table}"))
+                .await
+                .unwrap();
+        }
     }
     let sim = start_sim();
     let tables = TABLES
@@ -163,12 +173,19 @@ async fn copies_each_row_once(database: &str, chunk_rows: u64) {
 /// are quantiles of a `TABLESAMPLE` sample.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_copies_each_row_once_with_sampled_boundaries() {
-    copies_each_row_once("snap_once_sampled", 500).await;
+    copies_each_row_once("snap_once_sampled", 500, false).await;
+}
+
+/// As [`snapshot_copies_each_row_once_with_sampled_boundaries`] with analyzed tables: the
+/// chunks are sized from `pg_class`'s estimate instead of a `count(*)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_copies_each_row_once_with_estimated_row_counts() {
+    copies_each_row_once("snap_once_estimated", 500, true).await;
 }
 
 /// 300 rows per chunk: a sample would be two thirds of the table, so every key is numbered
 /// (`row_number()`) and every 300th is a boundary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_copies_each_row_once_with_numbered_boundaries() {
-    copies_each_row_once("snap_once_numbered", 300).await;
+    copies_each_row_once("snap_once_numbered", 300, false).await;
 }
