@@ -32,6 +32,7 @@ mod engine_txn_review;
 mod engine_txn_savepoint;
 mod engine_txn_sim_restart;
 mod engine_txn_stream;
+mod engine_txn_stream_restart;
 mod engine_txn_stream_review;
 mod engine_txn_table;
 mod engine_txn_toast;
