@@ -468,7 +468,7 @@ async fn inv11_txn_prepared_whole_then_streamed_after_restart_is_loaded_once() {
 /// clean stop no streamed record is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv13_stream_refused_on_one_table_parks_it_and_retry_brings_it() {
-    refused_on_one_table(false).await;
+    refused_on_one_table(false, "64kB").await;
 }
 
 /// Brief item 4 on the same run: once the source transaction committed, status lists no
@@ -477,18 +477,27 @@ async fn inv13_stream_refused_on_one_table_parks_it_and_retry_brings_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "bug: a parked table keeps its streamed txn in status and its batch in the buffer count, see /tmp/notes/review-stream2.md"]
 async fn inv13_stream_refused_on_one_table_status_and_buffer_let_go_of_it() {
-    refused_on_one_table(true).await;
+    refused_on_one_table(true, "64kB").await;
 }
 
-/// The run of the two tests above; `status`: also check status, metrics and the buffer count
+/// The same without streaming (64 MB: the transaction comes whole at its COMMIT and goes into
+/// table mode's StarRocks transactions): the buffer count and status let go of `b` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: bytes of jobs queued behind a failed load are never released, see /tmp/notes/review-stream2.md (B2)"]
+async fn inv13_txn_refused_on_one_table_status_and_buffer_let_go_of_it() {
+    refused_on_one_table(true, "64MB").await;
+}
+
+/// The run of the three tests above (`work_mem`: the database's `logical_decoding_work_mem`);
+/// `status_too`: also check status, metrics and the buffer count
 /// while `b` is parked.
-async fn refused_on_one_table(status_too: bool) {
+async fn refused_on_one_table(status_too: bool, work_mem: &str) {
     if !streams() {
         return;
     }
     const ROWS: i128 = 3000;
     let tables = ["a", "b", "c"];
-    let db = database("engine_txn_stream_restart_park", "64kB").await;
+    let db = database("engine_txn_stream_restart_park", work_mem).await;
     let client = db.owner_client().await;
     for table in tables {
         client
@@ -814,4 +823,65 @@ async fn inv11_stream_restarts_flipping_streaming_keep_order_per_key() {
         Vec::<String>::new(),
         "seed {seed}: records left after a clean stop"
     );
+}
+
+/// Invariant 13 with a queue behind the refused load (bug B2's setting, table mode): `b`'s first
+/// load is held 3 s, then every load into it is refused. Meanwhile `b`'s full parts queue behind
+/// it; when the held one fails and `b` parks, the queued parts are dropped with the stopped
+/// loader (their bytes stay counted: B2). The other tables must go on: `c` (after `b` in the same
+/// source transaction) and a later change to `a` arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_a_queue_behind_a_refused_load_does_not_stop_the_other_tables() {
+    let db = database("engine_txn_stream_restart_queue", "64MB").await;
+    let client = db.owner_client().await;
+    for table in ["a", "b", "c"] {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (id int8 PRIMARY KEY, n int8 NOT NULL, pad text)"
+            ))
+            .await
+            .unwrap();
+    }
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b,public.c")
+        .var("STARWAL_FLUSH_ROWS", "500")
+        .var("STARWAL_MAX_BUFFER_BYTES", &(1024 * 1024).to_string());
+    let agent = spec.start_streaming().await;
+    sim.faults().inject(
+        LoadFault::new(FaultKind::TxnStep {
+            op: TxnOp::Load,
+            effect: TxnEffect::StallBefore,
+            stall_ms: 3_000,
+        })
+        .on_table(TARGET_DB, "b"),
+    );
+    sim.faults().inject(
+        LoadFault::new(FaultKind::TxnStep {
+            op: TxnOp::Load,
+            effect: TxnEffect::Fail,
+            stall_ms: 0,
+        })
+        .on_table(TARGET_DB, "b")
+        .times(1_000_000),
+    );
+    client
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO a SELECT g, 1, repeat(md5(g::text), 8) FROM generate_series(1, 1000) g;
+             INSERT INTO b SELECT g, 1, repeat(md5(g::text), 8) FROM generate_series(1, 20000) g;
+             INSERT INTO c SELECT g, 1, repeat(md5(g::text), 8) FROM generate_series(1, 1000) g;
+             COMMIT;
+             UPDATE a SET n = 2 WHERE id <= 10;",
+        )
+        .await
+        .unwrap();
+    let mut never = NeverBack::default();
+    settle(&sim, &client, &["a", "c"], &mut never, &agent).await;
+    let metrics = metrics_text(&spec);
+    // Measured, not asserted (B2 keeps part of the queue counted; it stays below the cap).
+    eprintln!(
+        "buffered while idle, b parked: {:?}",
+        metric_sample(&metrics, "starwal_buffered_bytes")
+    );
+    agent.stop_cleanly();
 }
