@@ -80,6 +80,18 @@ pub enum Job {
     StreamRollback(Label),
 }
 
+impl Job {
+    /// What the job's batch counts in the engine's buffer (released when its report comes).
+    fn buffered_bytes(&self) -> u64 {
+        match self {
+            Job::Load(batch) | Job::LoadPart(batch, _) | Job::StreamPart(batch, _) => {
+                batch.buffered_bytes
+            }
+            _ => 0,
+        }
+    }
+}
+
 /// What a finished job reports back to the pipeline.
 #[derive(Debug)]
 pub struct JobDone {
@@ -173,7 +185,18 @@ pub fn spawn(
                 }
                 job => run_job(&context, table, &source, &target, job, &mut open).await,
             };
+            let mut report = report;
             let failed = report.result.is_err();
+            if failed {
+                // The jobs queued behind the failed one are dropped with this task (the table
+                // parks, or the attempt ends): the bytes their batches hold in the buffer count
+                // go back with this report, or a parked table would keep them counted until a
+                // retry and the other tables would run under what is left of the cap.
+                rx.close();
+                while let Ok(job) = rx.try_recv() {
+                    report.released_bytes += job.buffered_bytes();
+                }
+            }
             if done.send(report).is_err() || failed {
                 // The pipeline is gone or stopping on our error: nothing more to do.
                 break;

@@ -29,7 +29,7 @@ use std::sync::Mutex;
 
 use super::batch::{body_row_overhead, SealedBatch, TableBatch};
 use super::loader::{Job, TxnRole};
-use super::restart::Resume;
+use super::restart::{Resume, Verdict};
 use super::table::Buffered;
 use super::{Pipeline, PipelineError};
 use crate::postgres::pgoutput::{Message, StreamAbort, StreamCommit, TupleValueRef};
@@ -424,6 +424,16 @@ impl Pipeline {
         commit: Option<Lsn>,
     ) -> Result<bool, PipelineError> {
         let table = &self.tables[index];
+        if table.parked.is_some() {
+            // Parked meanwhile (its ordered batch, sent just before, failed to encode): nothing
+            // of the table is loaded, and a sealed part's bytes would never be released.
+            st.batch = TableBatch::default();
+            st.buffered.set(&self.context.handle, 0);
+            self.context
+                .handle
+                .stream_closed(&table.source_name, st.xid.0, false);
+            return Ok(false);
+        }
         if st.batch.bytes() >= TRIM_BEFORE_SEAL {
             // As `flush.rs` does before a large seal: the body is written while the rows are
             // still held, so the heap's free pages go back first (allocator.rs).
@@ -542,6 +552,22 @@ impl Pipeline {
         if let Some(txn) = self.streams.txns.remove(&commit.xid) {
             let tables = txn.tables.len();
             for (index, mut st) in txn.tables {
+                let last = ChangePosition {
+                    commit: commit.commit_lsn,
+                    seq: st.seq,
+                };
+                let loaded = self.tables[index]
+                    .resume
+                    .is_some_and(|rule| rule.change(last) == Verdict::Skip);
+                if loaded {
+                    // The restart rule says this source transaction is in StarRocks already on
+                    // this table (table mode committed it whole before a crash, and the restart
+                    // committed its prepared transaction); streamed this time, it must not be
+                    // committed again over what came after it.
+                    tracing::info!(xid = %commit.xid, commit = %commit.commit_lsn, table = %self.tables[index].target, "a streamed transaction the previous run loaded whole: rolled back, not committed again");
+                    self.drop_stream_table(index, st);
+                    continue;
+                }
                 // Transactions committed before this one go first, in the table's order.
                 self.seal_and_send(index).await?;
                 self.send_stream_part(index, &mut st, Some(commit.commit_lsn))?;
@@ -572,16 +598,56 @@ impl Pipeline {
         let Some(txn) = xid.and_then(|xid| self.streams.txns.remove(&xid)) else {
             return;
         };
-        for (index, mut st) in txn.tables {
-            st.batch = TableBatch::default();
-            st.buffered.set(&self.context.handle, 0);
-            self.context
-                .handle
-                .stream_closed(&self.tables[index].source_name, st.xid.0, false);
-            if st.sent {
-                // A rollback StarRocks did not take leaves the transaction to its idle timeout
-                // or the next start's rollback: nothing of it is visible either way.
-                let _ = self.send(index, Job::StreamRollback(st.label), None);
+        for (index, st) in txn.tables {
+            self.drop_stream_table(index, st);
+        }
+    }
+
+    /// Drops what a streamed transaction holds for table `index` and rolls back its StarRocks
+    /// transaction there.
+    fn drop_stream_table(&mut self, index: usize, mut st: StreamTable) {
+        st.batch = TableBatch::default();
+        st.buffered.set(&self.context.handle, 0);
+        self.context
+            .handle
+            .stream_closed(&self.tables[index].source_name, st.xid.0, false);
+        if st.sent {
+            // A rollback StarRocks did not take leaves the transaction to its idle timeout or
+            // the next start's rollback: nothing of it is visible either way. A parked table's
+            // loader takes no job: the record stays for the next start's rollback.
+            let _ = self.send(index, Job::StreamRollback(st.label), None);
+        }
+    }
+
+    /// Table `index` was parked: the streamed transactions' batches of it are dropped (their
+    /// changes come again after the retry, and a sealed part would have no loader to release
+    /// its bytes), and status no longer lists them. Their StarRocks transactions stay open
+    /// until the next start rolls them back by their records (the table's loader stopped).
+    pub(super) fn park_streams(&mut self, index: usize) {
+        let xids: Vec<Xid> = self
+            .streams
+            .txns
+            .iter()
+            .filter(|(_, txn)| txn.tables.contains_key(&index))
+            .map(|(xid, _)| *xid)
+            .collect();
+        for xid in xids {
+            let Some(st) = self
+                .streams
+                .txns
+                .get_mut(&xid)
+                .and_then(|txn| txn.tables.remove(&index))
+            else {
+                continue;
+            };
+            self.drop_stream_table(index, st);
+            if self
+                .streams
+                .txns
+                .get(&xid)
+                .is_some_and(|txn| txn.tables.is_empty())
+            {
+                self.streams.txns.remove(&xid);
             }
         }
     }
