@@ -209,6 +209,21 @@ impl Streams {
     pub(super) fn in_progress(&self) -> usize {
         self.txns.len()
     }
+
+    /// Takes `xid`'s batch of table `index` out while the pipeline works on it (the pipeline
+    /// is borrowed whole meanwhile); [`Streams::put_back`] returns it, unless the xid was rolled
+    /// back in between.
+    fn take(&mut self, xid: Xid, index: usize) -> Option<StreamTable> {
+        self.txns
+            .get_mut(&xid)
+            .and_then(|txn| txn.tables.remove(&index))
+    }
+
+    fn put_back(&mut self, xid: Xid, index: usize, st: StreamTable) {
+        if let Some(txn) = self.txns.get_mut(&xid) {
+            txn.tables.insert(index, st);
+        }
+    }
 }
 
 impl Pipeline {
@@ -377,12 +392,7 @@ impl Pipeline {
                 .tables
                 .insert(index, stream_table);
         }
-        let Some(mut st) = self
-            .streams
-            .txns
-            .get_mut(&xid)
-            .and_then(|txn| txn.tables.remove(&index))
-        else {
+        let Some(mut st) = self.streams.take(xid, index) else {
             return Ok(());
         };
         st.seq = st.seq.saturating_add(1);
@@ -409,9 +419,7 @@ impl Pipeline {
         } else {
             Ok(())
         };
-        if let Some(txn) = self.streams.txns.get_mut(&xid) {
-            txn.tables.insert(index, st);
-        }
+        self.streams.put_back(xid, index, st);
         result
     }
 
@@ -529,18 +537,11 @@ impl Pipeline {
             })
             .collect();
         for (xid, index) in open {
-            let Some(mut st) = self
-                .streams
-                .txns
-                .get_mut(&xid)
-                .and_then(|txn| txn.tables.remove(&index))
-            else {
+            let Some(mut st) = self.streams.take(xid, index) else {
                 continue;
             };
             let result = self.send_stream_part(index, &mut st, None);
-            if let Some(txn) = self.streams.txns.get_mut(&xid) {
-                txn.tables.insert(index, st);
-            }
+            self.streams.put_back(xid, index, st);
             result?;
         }
         Ok(())
@@ -632,12 +633,7 @@ impl Pipeline {
             .map(|(xid, _)| *xid)
             .collect();
         for xid in xids {
-            let Some(st) = self
-                .streams
-                .txns
-                .get_mut(&xid)
-                .and_then(|txn| txn.tables.remove(&index))
-            else {
+            let Some(st) = self.streams.take(xid, index) else {
                 continue;
             };
             self.drop_stream_table(index, st);
