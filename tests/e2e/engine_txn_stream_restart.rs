@@ -945,3 +945,97 @@ async fn long_source_transaction(streaming: &str) {
     );
     agent.stop_cleanly();
 }
+
+/// A resync of a table while a streamed transaction holds parts of it in an open StarRocks
+/// transaction. The copy's snapshot (a temporary slot) waits for that transaction to end, so
+/// it has the whole transaction; the pipeline drops the table's changes from the resync on, so
+/// the parts loaded before it must not be committed after the copy loaded the table (their
+/// older values would overwrite the copy's), nor count as done when the stream restarts.
+/// Here the streamed transaction's StarRocks commit is slow (3 s). Target = source at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: a resync commits an open streamed txn's early parts over the copy, then skips it, see /tmp/notes/review-stream2.md (E)"]
+async fn inv11_stream_resync_while_a_streamed_transaction_is_open_converges() {
+    if !streams() {
+        return;
+    }
+    let db = database("engine_txn_stream_restart_resync", "64kB").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int8 PRIMARY KEY, n int8 NOT NULL, pad text);
+             INSERT INTO t SELECT g, 0, '' FROM generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_STREAMING", "on")
+        .var("STARWAL_FLUSH_ROWS", "500")
+        .var("STARWAL_TXN_IDLE_TIMEOUT_S", "60");
+    let agent = spec.start_streaming().await;
+    wait_target_n(&sim, "t", 1..=100, 0, &agent).await;
+    client
+        .batch_execute(
+            "BEGIN; INSERT INTO t SELECT g, 1, repeat(md5(g::text), 8) \
+             FROM generate_series(10001, 13000) g",
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_until(TIMEOUT, || streamed_loads(&sim) > 0).await,
+        "nothing of the open transaction was streamed\n{}",
+        agent.log()
+    );
+    // The streamed transaction's StarRocks commit is held 3 s before it takes effect (the
+    // copy's own loads are plain Stream Loads: not held).
+    sim.faults().inject(
+        LoadFault::new(FaultKind::TxnStep {
+            op: TxnOp::Commit,
+            effect: TxnEffect::StallBefore,
+            stall_ms: 3_000,
+        })
+        .on_table(TARGET_DB, "t"),
+    );
+    let resync = starwal(&[
+        "resync",
+        "--table",
+        "public.t",
+        "--addr",
+        &spec.control_url(),
+    ]);
+    assert!(resync.status.success(), "{resync:?}\n{}", agent.log());
+    // The pipeline drops the table's changes from here; the copy's snapshot (a temporary slot)
+    // waits for the open transaction to end.
+    assert!(
+        wait_until(TIMEOUT, || agent
+            .log()
+            .contains("copy while streaming: dropping"))
+        .await,
+        "the copy did not start\n{}",
+        agent.log()
+    );
+    // The rest of the transaction (dropped by the pipeline while the table copies), COMMIT.
+    client
+        .batch_execute("UPDATE t SET n = 2 WHERE id > 10000; COMMIT")
+        .await
+        .unwrap();
+    let mut never = NeverBack::default();
+    settle(&sim, &client, &["t"], &mut never, &agent).await;
+    // The copy can end before the streamed commit lands: once the stream restarted after the
+    // copy and a later change arrived, the target must still equal the source.
+    assert!(
+        wait_until(TIMEOUT, || agent.log().matches("streaming changes").count()
+            >= 2)
+        .await,
+        "the stream did not restart after the copy\n{}",
+        agent.log()
+    );
+    client
+        .batch_execute("INSERT INTO t VALUES (-1, 0, 'marker')")
+        .await
+        .unwrap();
+    settle(&sim, &client, &["t"], &mut never, &agent).await;
+    assert_no_label_twice(&sim, &agent.log());
+    agent.stop_cleanly();
+}
