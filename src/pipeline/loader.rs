@@ -563,9 +563,11 @@ async fn load_part(
                 // a committed label here is an older transaction of the same xid: the xid
                 // wrapped around within StarRocks' label retention (3 days by default). Read
                 // this one again whole, under its commit LSN's label.
-                return Err(super::stream::read_whole_after_label_clash(
+                return Err(super::stream::read_whole(
                     xid,
                     &role.label,
+                    "its label is taken by a committed StarRocks transaction of an earlier use \
+                     of the xid",
                 ));
             }
             (Err(err), _) => return Err(PipelineError::from(err)),
@@ -741,6 +743,27 @@ fn on_abort(
     let Some(which) = timed_out(message, age, idle, limits) else {
         return err;
     };
+    if let Some(xid) = txn.stream {
+        // A streamed transaction's StarRocks transaction is open as long as the source
+        // transaction (and idle between its stream blocks): the timeout says the source
+        // transaction stays open longer than that, not that it loads slowly. Read whole at its
+        // COMMIT it loads within the timeout (table mode's parts), so it is not counted toward
+        // parking the table.
+        return super::stream::read_whole(
+            xid,
+            &txn.label,
+            match which {
+                TimedOut::Timeout => {
+                    "StarRocks aborted its transaction at STARWAL_TXN_TIMEOUT_S: the source \
+                     transaction stayed open longer than that"
+                }
+                TimedOut::Idle => {
+                    "StarRocks aborted its transaction at STARWAL_TXN_IDLE_TIMEOUT_S: the source \
+                     transaction sent nothing for longer than that"
+                }
+            },
+        );
+    }
     let limit = match which {
         TimedOut::Timeout => limits.timeout,
         TimedOut::Idle => limits.idle,

@@ -701,16 +701,13 @@ impl Pipeline {
     }
 }
 
-/// The loader found streamed transaction `xid`'s label `label` committed at `begin` (an older
-/// transaction of the same xid, see `loader.rs`): streaming pauses as for any transaction read
-/// again whole, and the attempt ends with the error returned.
-pub(super) fn read_whole_after_label_clash(xid: Xid, label: &Label) -> PipelineError {
+/// The loader found that streamed transaction `xid` (StarRocks transaction `label`) cannot go on
+/// as streamed, for `why` (see `loader.rs`): streaming pauses as for any transaction read again
+/// whole, and the attempt ends with the error returned.
+pub(super) fn read_whole(xid: Xid, label: &Label, why: &'static str) -> PipelineError {
     *pause() = Some(Pause { xid, commit: None });
-    tracing::warn!(xid = xid.0, %label, "a streamed transaction's label is already committed in StarRocks (its xid wrapped around within the label retention): the transaction is read again whole");
-    PipelineError::StreamReadAgain {
-        xid: xid.0,
-        why: "its label is taken by a committed StarRocks transaction of an earlier use of the xid",
-    }
+    tracing::warn!(xid = xid.0, %label, "{why}: the streamed transaction is read again whole; streaming stays off until the confirmed LSN passes its COMMIT");
+    PipelineError::StreamReadAgain { xid: xid.0, why }
 }
 
 /// A change of a streamed transaction.
