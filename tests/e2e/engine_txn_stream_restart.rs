@@ -1039,3 +1039,84 @@ async fn inv11_stream_resync_while_a_streamed_transaction_is_open_converges() {
     assert_no_label_twice(&sim, &agent.log());
     agent.stop_cleanly();
 }
+
+/// A streamed transaction whose UPDATEs leave a TOASTed value unchanged (the common "set a
+/// status on rows with a large document"): the streamed path cannot carry it and reads the
+/// transaction again whole; the target must end equal to the source, documents included, with
+/// no streamed part committed and status listing nothing once it landed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_stream_unchanged_toast_reads_it_again_whole_and_lands() {
+    if !streams() {
+        return;
+    }
+    let db = database("engine_txn_stream_restart_toast", "64kB").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int8 PRIMARY KEY, n int8 NOT NULL, doc text);
+             ALTER TABLE t ALTER COLUMN doc SET STORAGE EXTERNAL;
+             INSERT INTO t SELECT g, 0, (SELECT string_agg(md5(g::text || i::text), '') \
+               FROM generate_series(1, 100) i) FROM generate_series(1, 1500) g;",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_STREAMING", "on")
+        .var("STARWAL_FLUSH_ROWS", "400");
+    let agent = spec.start_streaming().await;
+    wait_target_n(&sim, "t", 1..=1500, 0, &agent).await;
+    client
+        .batch_execute(
+            "BEGIN;
+             UPDATE t SET n = 1 WHERE id <= 1000;
+             UPDATE t SET n = 2, doc = 'new ' || id WHERE id BETWEEN 901 AND 1100;
+             UPDATE t SET n = 3 WHERE id BETWEEN 1001 AND 1500;
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    let source = source_rows(&client, "SELECT id::text, n::text, doc FROM t").await;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut never = NeverBack::default();
+    loop {
+        if let Some(back) = never.look(&sim, &["t"]) {
+            panic!("{back}\n{}", agent.log());
+        }
+        let got = target_rows(&sim, "t", &["id", "n", "doc"]);
+        if got == source {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            diff(&source, &got),
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = agent.log();
+    assert_no_label_twice(&sim, &log);
+    assert!(
+        log.contains("an UPDATE left a TOASTed value unchanged"),
+        "the transaction was not streamed up to an unchanged TOASTed value\n{log}"
+    );
+    assert!(
+        !sim.txn_events(0)
+            .iter()
+            .any(|e| e.op == "commit" && e.label.ends_with("_s")),
+        "a streamed part was committed\n{log}"
+    );
+    let listed = status_json(&spec).map(|s| s["tables"][0]["streamed_transactions"].clone());
+    assert!(
+        wait_until(Duration::from_secs(15), || status_json(&spec).is_some_and(
+            |s| s["tables"][0]["streamed_transactions"]
+                .as_array()
+                .is_some_and(|l| l.is_empty())
+        ))
+        .await,
+        "status still lists {listed:?}\n{log}"
+    );
+    agent.stop_cleanly();
+}
