@@ -252,6 +252,19 @@ async fn wait_target_n(
 /// `a` is never overwritten, target = source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv11_stream_prepared_then_sent_whole_after_restart_is_loaded_once() {
+    streamed_then_sent_whole(TxnOp::Commit).await;
+}
+
+/// The same with `b`'s prepare held instead: `b`'s StarRocks transaction is open at the kill,
+/// so the restart rolls it back and `b` gets the transaction from the whole copy, once, while
+/// `a` (committed) drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_stream_half_prepared_then_sent_whole_after_restart_is_loaded_once() {
+    streamed_then_sent_whole(TxnOp::Prepare).await;
+}
+
+/// The run of the two tests above; `held`: `b`'s step held at the kill.
+async fn streamed_then_sent_whole(held: TxnOp) {
     if !streams() {
         return;
     }
@@ -272,10 +285,10 @@ async fn inv11_stream_prepared_then_sent_whole_after_restart_is_loaded_once() {
         .var("STARWAL_TXN_IDLE_TIMEOUT_S", "60");
     let slot = spec.slot().to_owned();
     let mut agent = spec.start_streaming().await;
-    // `b`'s commit is held before it takes effect, long enough for the kill to land in it.
+    // `b`'s step is held before it takes effect, long enough for the kill to land in it.
     sim.faults().inject(
         LoadFault::new(FaultKind::TxnStep {
-            op: TxnOp::Commit,
+            op: held,
             effect: TxnEffect::StallBefore,
             stall_ms: 90_000,
         })
@@ -292,14 +305,14 @@ async fn inv11_stream_prepared_then_sent_whole_after_restart_is_loaded_once() {
         .unwrap();
     let mut never = NeverBack::default();
     wait_target_n(&sim, "a", 1..=ROWS, 1, &agent).await;
-    wait_sql(
-        &client,
-        &slot,
+    let b_recorded = if held == TxnOp::Commit {
         "SELECT bool_or(commit_lsn IS NOT NULL) FROM starwal.streams_in_flight \
-         WHERE slot = $1 AND target_table = 'b'",
-        &agent,
-    )
-    .await;
+         WHERE slot = $1 AND target_table = 'b'"
+    } else {
+        "SELECT bool_or(commit_lsn IS NULL) FROM starwal.streams_in_flight \
+         WHERE slot = $1 AND target_table = 'b'"
+    };
+    wait_sql(&client, &slot, b_recorded, &agent).await;
     assert_eq!(
         streamed_labels_committed(&sim, "a").len(),
         1,
@@ -330,6 +343,12 @@ async fn inv11_stream_prepared_then_sent_whole_after_restart_is_loaded_once() {
         log.contains("committed the streamed transaction a previous run had prepared"),
         "the restart did not commit the prepared streamed transaction\n{log}"
     );
+    if held == TxnOp::Prepare {
+        assert!(
+            log.contains("rolled back the streamed transaction a previous run left open"),
+            "the restart did not roll back b's open streamed transaction\n{log}"
+        );
+    }
     assert_no_label_twice(&sim, &log);
     assert_eq!(
         streamed_loads(&sim),
