@@ -490,6 +490,8 @@ impl Pipeline {
                         if !self.tables[index].resume.is_some_and(Resume::is_reform) {
                             self.flush(index).await?;
                         }
+                        // Streamed transactions open on it are rolled back before the copy.
+                        self.drop_table_streams(index);
                         self.send(index, Job::Barrier(ready), None)?;
                     }
                     // Not seen in the stream yet (a table that just joined the publication).

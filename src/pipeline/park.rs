@@ -40,7 +40,7 @@ impl Pipeline {
         table.batch = fresh;
         table.resume = None;
         table.sync_buffered(&self.context.handle);
-        self.park_streams(index);
+        self.drop_table_streams(index);
         let table = &self.tables[index];
         let detail = crate::error_text::chain(error).to_string();
         tracing::error!(

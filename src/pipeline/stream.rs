@@ -620,11 +620,14 @@ impl Pipeline {
         }
     }
 
-    /// Table `index` was parked: the streamed transactions' batches of it are dropped (their
-    /// changes come again after the retry, and a sealed part would have no loader to release
-    /// its bytes), and status no longer lists them. Their StarRocks transactions stay open
-    /// until the next start rolls them back by their records (the table's loader stopped).
-    pub(super) fn park_streams(&mut self, index: usize) {
+    /// Table `index` stops taking streamed changes until the stream restarts: it was parked, or
+    /// a copy while streaming begins. The streamed transactions' batches of it are dropped (their
+    /// changes come again when the stream restarts; a parked table's sealed part would have no
+    /// loader to release its bytes) and their StarRocks transactions rolled back: by its loader
+    /// before a copy's barrier (a commit of the early parts at the Stream Commit would land over
+    /// the copy's newer rows), or by the next start's records when the loader stopped. Status no
+    /// longer lists them.
+    pub(super) fn drop_table_streams(&mut self, index: usize) {
         let xids: Vec<Xid> = self
             .streams
             .txns
