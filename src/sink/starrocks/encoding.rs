@@ -619,6 +619,15 @@ impl BodyWriter {
         }
     }
 
+    /// Writes the next body into `buffer` (emptied) when this writer holds nothing and has less
+    /// room: a buffer whose pages are already mapped, from a body sent before.
+    pub fn reuse_buffer(&mut self, mut buffer: Vec<u8>) {
+        if self.buf.is_empty() && self.rows == 0 && buffer.capacity() > self.buf.capacity() {
+            buffer.clear();
+            self.buf = buffer;
+        }
+    }
+
     /// Like [`BodyWriter::finish`], but an uncompressed body takes the buffer itself instead of
     /// a copy: for large bodies built one at a time (snapshot chunks), which are then never
     /// held twice. The writer starts its next body from an empty buffer.
