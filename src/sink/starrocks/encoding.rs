@@ -857,9 +857,13 @@ pub struct TableEncoder {
 /// [`TableEncoder::write_snapshot_row`], so every value comes out as it does there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CopyField {
-    /// `int2`, `int4`, `int8`, `oid`: the decoder accepts the text and it is the canonical
-    /// decimal (`0` or `-?[1-9][0-9]*`), which is what `write_json` prints for that integer.
-    Integer,
+    /// `int2`, `int4`, `int8`, `oid`, with the type's bounds as text: a canonical decimal
+    /// (`0` or `-?[1-9][0-9]*`) within them is what the decoder accepts and what `write_json`
+    /// prints back for that integer.
+    Integer {
+        min: &'static [u8],
+        max: &'static [u8],
+    },
     /// Text-like kinds: `write_csv_value` writes the text as it is when it is valid UTF-8 (the
     /// decoder's only check) and CSV carries it ([`csv_safe`]).
     Text,
@@ -878,9 +882,22 @@ enum CopyField {
 impl CopyField {
     fn of(kind: ValueKind) -> CopyField {
         match kind {
-            ValueKind::Scalar(
-                ScalarKind::Int2 | ScalarKind::Int4 | ScalarKind::Int8 | ScalarKind::Oid,
-            ) => CopyField::Integer,
+            ValueKind::Scalar(ScalarKind::Int2) => CopyField::Integer {
+                min: b"-32768",
+                max: b"32767",
+            },
+            ValueKind::Scalar(ScalarKind::Int4) => CopyField::Integer {
+                min: b"-2147483648",
+                max: b"2147483647",
+            },
+            ValueKind::Scalar(ScalarKind::Int8) => CopyField::Integer {
+                min: b"-9223372036854775808",
+                max: b"9223372036854775807",
+            },
+            ValueKind::Scalar(ScalarKind::Oid) => CopyField::Integer {
+                min: b"0",
+                max: b"4294967295",
+            },
             ValueKind::Scalar(ScalarKind::Text) => CopyField::Text,
             ValueKind::Scalar(ScalarKind::Bool) => CopyField::Bool,
             ValueKind::Scalar(ScalarKind::Date) => CopyField::Date,
@@ -891,15 +908,21 @@ impl CopyField {
     }
 }
 
-/// Whether `text` is an integer as Postgres prints one: `0`, or an optional `-` and digits
-/// without a leading zero (so `+1`, `01`, `-0` and spaces are not).
-fn canonical_integer(text: &[u8]) -> bool {
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
-    match digits {
+/// Whether `text` is an integer as Postgres prints one (`0`, or an optional `-` and digits
+/// without a leading zero: so not `+1`, `01`, `-0` or with spaces) in `min..=max` (canonical
+/// decimals too, `min` negative or `0`).
+fn canonical_integer_within(text: &[u8], min: &[u8], max: &[u8]) -> bool {
+    let (digits, bound) = match text.strip_prefix(b"-") {
+        Some(digits) => (digits, min.strip_prefix(b"-")),
+        None => (text, Some(max)),
+    };
+    let canonical = match digits {
         [] => false,
         [b'0'] => digits.len() == text.len(),
         [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
-    }
+    };
+    // Canonical decimals of one sign compare as their length, then their digits.
+    canonical && bound.is_some_and(|bound| (digits.len(), digits) <= (bound.len(), bound))
 }
 
 /// The two ASCII digits `pair` as a number.
@@ -1199,8 +1222,8 @@ impl TableEncoder {
                 continue;
             };
             let exact = match field {
-                CopyField::Integer => {
-                    canonical_integer(text) && matches!(kind.decode(text), Ok(Value::Int(_))) && {
+                CopyField::Integer { min, max } => {
+                    canonical_integer_within(text, min, max) && {
                         out.extend_from_slice(text);
                         true
                     }
@@ -2165,7 +2188,7 @@ mod tests {
                     "1.0",
                 ],
             ),
-            (21, -1, &["5", "-32768", "32768", "007"]),
+            (21, -1, &["5", "-32768", "32768", "32767", "-32769", "007"]),
             (
                 20,
                 -1,
@@ -2173,10 +2196,11 @@ mod tests {
                     "9223372036854775807",
                     "-9223372036854775808",
                     "9223372036854775808",
+                    "-9223372036854775809",
                     "12",
                 ],
             ),
-            (26, -1, &["4294967295", "4294967296", "-1", "3"]),
+            (26, -1, &["4294967295", "4294967296", "-1", "3", "0", "-0"]),
             (16, -1, &["t", "f", "true", "false", "yes", "T", ""]),
             (
                 25,
