@@ -804,6 +804,9 @@ async fn inv11_stream_restarts_flipping_streaming_keep_order_per_key() {
         status["tables"]
             .as_array()
             .map(|all| {
+                if all.len() < tables.len() {
+                    return vec![format!("{} tables in status", all.len())];
+                }
                 all.iter()
                     .filter(|t| {
                         t["streamed_transactions"]
@@ -813,8 +816,14 @@ async fn inv11_stream_restarts_flipping_streaming_keep_order_per_key() {
                     .map(|t| format!("{}: {}", t["source"], t["streamed_transactions"]))
                     .collect::<Vec<_>>()
             })
-            .unwrap_or_default()
+            .unwrap_or_else(|| vec!["no tables in status".into()])
     };
+    // The last kill may be recent: the agent streams again before its status is read.
+    assert!(
+        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
+        "seed {seed}: the last start never streamed\n{}",
+        agent.log()
+    );
     let mut last = Vec::new();
     let cleared = wait_until(Duration::from_secs(15), || {
         last = status_json(&spec)
