@@ -875,6 +875,9 @@ enum CopyField {
     /// `+00`): `YYYY-MM-DD HH:MM:SS[.f]` of a real day and time, the fraction padded to the six
     /// digits StarRocks' DATETIME text has, the zone dropped.
     Timestamp(bool),
+    /// `numeric`: `-?[0-9]+(.[0-9]+)?` is what the decoder accepts as a finite value and
+    /// `write_csv_value` writes as it is, once it fits the column's DECIMAL when that is checked.
+    Numeric,
     /// Decoded and written with [`write_csv_value`].
     Decoded,
 }
@@ -901,6 +904,7 @@ impl CopyField {
             ValueKind::Scalar(ScalarKind::Text) => CopyField::Text,
             ValueKind::Scalar(ScalarKind::Bool) => CopyField::Bool,
             ValueKind::Scalar(ScalarKind::Date) => CopyField::Date,
+            ValueKind::Scalar(ScalarKind::Numeric) => CopyField::Numeric,
             ValueKind::Scalar(ScalarKind::Timestamp) => CopyField::Timestamp(false),
             ValueKind::Scalar(ScalarKind::TimestampTz) => CopyField::Timestamp(true),
             _ => CopyField::Decoded,
@@ -923,6 +927,31 @@ fn canonical_integer_within(text: &[u8], min: &[u8], max: &[u8]) -> bool {
     };
     // Canonical decimals of one sign compare as their length, then their digits.
     canonical && bound.is_some_and(|bound| (digits.len(), digits) <= (bound.len(), bound))
+}
+
+/// Whether `text` is a finite numeric as the decoder accepts one (`parse_numeric`): an optional
+/// `-`, digits, and optionally `.` and digits.
+fn finite_decimal(text: &[u8]) -> bool {
+    let unsigned = text.strip_prefix(b"-").unwrap_or(text);
+    let (integer, fraction) = match memchr::memchr(b'.', unsigned) {
+        Some(point) => (&unsigned[..point], Some(&unsigned[point + 1..])),
+        None => (unsigned, None),
+    };
+    let digits = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_digit);
+    digits(integer) && fraction.is_none_or(digits)
+}
+
+/// Whether the finite numeric `digits` goes into a column of `target` as `write_csv_value`
+/// writes it: unchecked, or within its DECIMAL's digits.
+fn fits_target(digits: &[u8], target: &ValueTarget) -> bool {
+    match target.data_type {
+        TargetType::Decimal { precision, scale } if target.check_decimal_fit => {
+            std::str::from_utf8(digits).is_ok_and(|digits| {
+                check_decimal(digits, precision, scale, &target.data_type).is_ok()
+            })
+        }
+        _ => true,
+    }
 }
 
 /// The two ASCII digits `pair` as a number.
@@ -1252,6 +1281,12 @@ impl TableEncoder {
                     }
                 }
                 CopyField::Timestamp(zoned) => copy_timestamp(text, zoned, out),
+                CopyField::Numeric => {
+                    finite_decimal(text) && fits_target(text, target) && {
+                        out.extend_from_slice(text);
+                        true
+                    }
+                }
                 CopyField::Decoded => match kind.decode(text) {
                     Ok(value) => matches!(write_csv_value(&value, target, out), Ok(true)),
                     Err(_) => false,
@@ -2223,7 +2258,10 @@ mod tests {
             (
                 1700,
                 numeric_5_2,
-                &["1.50", "-999.99", "1000.00", "NaN", "12"],
+                &[
+                    "1.50", "-999.99", "1000.00", "NaN", "12", "1.", ".5", "-", "+1", "1e5",
+                    "-0.00", "1..2",
+                ],
             ),
             (
                 1700,
@@ -2231,6 +2269,9 @@ mod tests {
                 &[
                     "0.1",
                     "123456789012345678901234567890.5",
+                    "0.0000000001",
+                    "1.1000000000",
+                    "-12345678901234567890123456789",
                     "NaN",
                     "-Infinity",
                 ],
