@@ -878,6 +878,10 @@ enum CopyField {
     /// `numeric`: `-?[0-9]+(.[0-9]+)?` is what the decoder accepts as a finite value and
     /// `write_csv_value` writes as it is, once it fits the column's DECIMAL when that is checked.
     Numeric,
+    /// `float4`, `float8`: a JSON number without exponent (`-?(0|[1-9][0-9]*)(.[0-9]+)?`) of at
+    /// most 300 integer digits is a finite value the decoder accepts, and `write_json` writes
+    /// such a text as it is.
+    Float,
     /// Decoded and written with [`write_csv_value`].
     Decoded,
 }
@@ -905,6 +909,7 @@ impl CopyField {
             ValueKind::Scalar(ScalarKind::Bool) => CopyField::Bool,
             ValueKind::Scalar(ScalarKind::Date) => CopyField::Date,
             ValueKind::Scalar(ScalarKind::Numeric) => CopyField::Numeric,
+            ValueKind::Scalar(ScalarKind::Float4 | ScalarKind::Float8) => CopyField::Float,
             ValueKind::Scalar(ScalarKind::Timestamp) => CopyField::Timestamp(false),
             ValueKind::Scalar(ScalarKind::TimestampTz) => CopyField::Timestamp(true),
             _ => CopyField::Decoded,
@@ -939,6 +944,22 @@ fn finite_decimal(text: &[u8]) -> bool {
     };
     let digits = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_digit);
     digits(integer) && fraction.is_none_or(digits)
+}
+
+/// Whether `text` is `-?(0|[1-9][0-9]*)(.[0-9]+)?` with at most 300 integer digits: a JSON
+/// number (so `write_json` keeps its text) that parses to a finite `f64` (so the decoder
+/// accepts it: `f64::MAX` has 309 integer digits).
+fn plain_json_number(text: &[u8]) -> bool {
+    let unsigned = text.strip_prefix(b"-").unwrap_or(text);
+    let (integer, fraction) = match memchr::memchr(b'.', unsigned) {
+        Some(point) => (&unsigned[..point], Some(&unsigned[point + 1..])),
+        None => (unsigned, None),
+    };
+    let digits = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_digit);
+    digits(integer)
+        && integer.len() <= 300
+        && (integer == b"0" || integer[0] != b'0')
+        && fraction.is_none_or(digits)
 }
 
 /// Whether the finite numeric `digits` goes into a column of `target` as `write_csv_value`
@@ -1281,6 +1302,12 @@ impl TableEncoder {
                     }
                 }
                 CopyField::Timestamp(zoned) => copy_timestamp(text, zoned, out),
+                CopyField::Float => {
+                    plain_json_number(text) && {
+                        out.extend_from_slice(text);
+                        true
+                    }
+                }
                 CopyField::Numeric => {
                     finite_decimal(text) && fits_target(text, target) && {
                         out.extend_from_slice(text);
@@ -2286,6 +2313,15 @@ mod tests {
                     "-Infinity",
                     "1e+20",
                     "-0",
+                    "-0.0",
+                    "0.5",
+                    "01.5",
+                    "1.",
+                    ".5",
+                    "+1",
+                    "1e400",
+                    "-1234567.125",
+                    "10000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000.5",
                 ],
             ),
             (
