@@ -1237,3 +1237,116 @@ async fn begin_refused_on_one_table(work_mem: &str, op: TxnOp) {
     assert_no_label_twice(&sim, &agent.log());
     agent.stop_cleanly();
 }
+
+/// Brief item 2, step by step: in each round three streamed transactions are open at once on
+/// one table (each on its own keys) while single-row transactions change keys of all three;
+/// a `TxnStep` stall is armed on one step (begin, load, prepare, commit; before or after it
+/// takes effect), the three commit, and the agent is killed with -9 inside the stall. After
+/// every restart the target equals the source with `n` never going down per key; at the end no
+/// label was committed twice and, after a clean stop, no streamed record is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv11_stream_kill9_at_each_2pc_step_with_three_open_on_one_table() {
+    if !streams() {
+        return;
+    }
+    const KEYS: u64 = 300;
+    let seed = seed();
+    eprintln!("seed {seed} (STARWAL_TEST_SEED replays it)");
+    let mut rng = Lcg(seed);
+    let db = database("engine_txn_stream_restart_steps", "64kB").await;
+    let setup = db.owner_client().await;
+    setup
+        .batch_execute(&format!(
+            "CREATE TABLE t (id int8 PRIMARY KEY, n int8 NOT NULL, pad text);
+             INSERT INTO t SELECT g, 0, '' FROM generate_series(1, {KEYS}) g;"
+        ))
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.t")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_STREAMING", "on")
+        .var("STARWAL_FLUSH_ROWS", "100")
+        .var("STARWAL_TXN_IDLE_TIMEOUT_S", "60");
+    let slot = spec.slot().to_owned();
+    let mut agent = spec.start_streaming().await;
+    let mut never = NeverBack::default();
+    settle(&sim, &setup, &["t"], &mut never, &agent).await;
+    let mut large = Vec::new();
+    for _ in 0..3 {
+        large.push(db.owner_client().await);
+    }
+    let steps = [TxnOp::Begin, TxnOp::Load, TxnOp::Prepare, TxnOp::Commit];
+    let effects = [TxnEffect::StallBefore, TxnEffect::StallAfter];
+    for op in steps {
+        for effect in effects {
+            // Armed first: the first begin/load of this round's streamed parts can be the one.
+            sim.faults().inject(
+                LoadFault::new(FaultKind::TxnStep {
+                    op,
+                    effect,
+                    stall_ms: 4_000,
+                })
+                .on_table(TARGET_DB, "t")
+                .times(1),
+            );
+            let slice = KEYS / 3;
+            for (i, client) in large.iter().enumerate() {
+                let (lo, hi) = (1 + i as u64 * slice, (i as u64 + 1) * slice);
+                client
+                    .batch_execute(&format!(
+                        "BEGIN;
+                         UPDATE t SET n = n + 1, pad = repeat(md5(random()::text), 24)
+                           WHERE id BETWEEN {lo} AND {hi};
+                         UPDATE t SET n = n + 1 WHERE id BETWEEN {lo} AND {hi};"
+                    ))
+                    .await
+                    .unwrap();
+            }
+            // Single-row transactions wait on the open ones' row locks: only keys of the one
+            // committing next, then that one commits.
+            for (i, client) in large.iter().enumerate() {
+                let k = 1 + i as u64 * slice + rng.next(slice);
+                let small = db.owner_client().await;
+                let waiting = tokio::spawn(async move {
+                    small
+                        .batch_execute(&format!("UPDATE t SET n = n + 1 WHERE id = {k}"))
+                        .await
+                        .unwrap();
+                });
+                client.batch_execute("COMMIT").await.unwrap();
+                waiting.await.unwrap();
+            }
+            let wait = 200 + rng.next(1500);
+            let deadline = Instant::now() + Duration::from_millis(wait);
+            while Instant::now() < deadline {
+                if let Some(back) = never.look(&sim, &["t"]) {
+                    panic!("seed {seed}: {op:?} {effect:?}: {back}\n{}", agent.log());
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            eprintln!("seed {seed}: kill -9 {wait} ms after the commits ({effect:?} on {op:?})");
+            agent.kill9();
+            sim.faults().clear();
+            agent = spec.start();
+            settle(&sim, &setup, &["t"], &mut never, &agent).await;
+        }
+    }
+    let log = agent.log();
+    assert_no_label_twice(&sim, &log);
+    assert!(
+        streamed_loads(&sim) > 0,
+        "seed {seed}: nothing was streamed\n{log}"
+    );
+    assert!(
+        wait_until(TIMEOUT, || agent.log().contains("streaming changes")).await,
+        "seed {seed}: the last start never streamed\n{}",
+        agent.log()
+    );
+    agent.stop_cleanly();
+    assert_eq!(
+        streams_in_flight(&setup, &slot).await,
+        Vec::<String>::new(),
+        "seed {seed}: records left after a clean stop"
+    );
+}
