@@ -61,6 +61,19 @@ pub enum PipelineError {
         rows: u64,
         aborts: u32,
     },
+    /// StarRocks refused a step of a table's StarRocks transaction (`begin`, `prepare`) for good,
+    /// as it would refuse a load: like a refused load, the table is parked from the
+    /// transaction's first change (`flush.rs` `job_done`), the other tables go on.
+    #[error(
+        "StarRocks refused transaction `{label}` of `{table}` (changes from {first}): {source}"
+    )]
+    TransactionRefused {
+        table: String,
+        label: String,
+        first: ChangePosition,
+        #[source]
+        source: Box<crate::sink::starrocks::transaction::TransactionError>,
+    },
     /// A streamed transaction the StarRocks side cannot carry as it was streamed (a savepoint
     /// rolled back after its changes were loaded, a TRUNCATE or an unchanged TOAST value inside
     /// it): its StarRocks transactions are rolled back, and the next attempt reads it whole,
@@ -104,6 +117,32 @@ impl From<crate::sink::starrocks::transaction::TransactionError> for PipelineErr
 }
 
 impl PipelineError {
+    /// `err`, from a step of table `table`'s StarRocks transaction `label` whose first change is
+    /// `first`: a refusal for good becomes [`PipelineError::TransactionRefused`] (parkable);
+    /// anything else (transient, aborted, a committed label) stays as it is.
+    pub(crate) fn refused_in_transaction(
+        self,
+        table: &str,
+        label: &str,
+        first: ChangePosition,
+    ) -> PipelineError {
+        use crate::sink::starrocks::transaction::TransactionError;
+        match self {
+            PipelineError::Transaction(source)
+                if matches!(*source, TransactionError::Refused { .. })
+                    && !source.is_transient() =>
+            {
+                PipelineError::TransactionRefused {
+                    table: table.to_owned(),
+                    label: label.to_owned(),
+                    first,
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+
     pub(crate) fn target(table: &str, source: TargetSetupError) -> PipelineError {
         PipelineError::Target {
             table: table.to_owned(),
@@ -126,6 +165,7 @@ impl PipelineError {
             PipelineError::TransactionNotRecorded { .. } => true,
             // Another attempt times out the same way: someone must raise the timeout.
             PipelineError::TransactionTimedOut { .. } => false,
+            PipelineError::TransactionRefused { .. } => false,
             PipelineError::StreamReadAgain { .. } => true,
             // The checkpoint and StarRocks disagree: someone must look.
             PipelineError::MultiLabelCommitted { .. } => false,

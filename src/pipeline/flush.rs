@@ -342,12 +342,13 @@ impl Pipeline {
         if let Err(err) = done.result {
             match &err {
                 // A load StarRocks refused for good (the sink retries transient failures
-                // itself), or a transaction it aborts at its timeout on every attempt (held
-                // until someone raises the timeout, `loader.rs`): this table stops, the others
-                // go on. Its loader stopped at the failed job; the jobs queued after it are
+                // itself), a step of a table's StarRocks transaction refused for good, or a
+                // transaction it aborts at its timeout on every attempt (held until someone
+                // raises the timeout, `loader.rs`): this table stops, the others go on. Its loader stopped at the failed job; the jobs queued after it are
                 // dropped and stream again.
                 PipelineError::Load { first, .. }
                 | PipelineError::TransactionTimedOut { first, .. }
+                | PipelineError::TransactionRefused { first, .. }
                     if self.settings.park_failing_tables && self.multi.is_none() =>
                 {
                     let held = table

@@ -570,7 +570,13 @@ async fn load_part(
                      of the xid",
                 ));
             }
-            (Err(err), _) => return Err(PipelineError::from(err)),
+            (Err(err), _) => {
+                return Err(PipelineError::from(err).refused_in_transaction(
+                    target,
+                    role.label.as_str(),
+                    role.first,
+                ))
+            }
         }
         tracing::debug!(table = %target, label = %role.label, first = %role.first, "began a StarRocks transaction for a source transaction larger than a batch");
         *open = Some(LoaderTxn {
@@ -647,9 +653,13 @@ async fn finish_transaction(
     last: ChangePosition,
 ) -> Result<(), PipelineError> {
     let txns = &context.transactions;
-    txns.prepare(target, &txn.label)
-        .await
-        .map_err(|err| on_abort(context, source, target, &txn, PipelineError::from(err)))?;
+    txns.prepare(target, &txn.label).await.map_err(|err| {
+        on_abort(context, source, target, &txn, PipelineError::from(err)).refused_in_transaction(
+            target,
+            txn.label.as_str(),
+            txn.first,
+        )
+    })?;
     match txn.stream {
         Some(xid) => context.handle.stream_prepared(source, xid.0),
         None => context.handle.transaction_prepared(source),
