@@ -33,7 +33,7 @@ use super::table::key_columns;
 use super::Pipeline;
 
 /// Whether `schema` already describes what `relation` sends.
-fn matches(schema: &TableSchema, relation: &Relation) -> bool {
+pub(super) fn matches(schema: &TableSchema, relation: &Relation) -> bool {
     schema.columns.len() == relation.columns.len()
         && schema
             .columns

@@ -294,18 +294,23 @@ impl Pipeline {
                 // Postgres sends a relation again inside a stream block after its schema changed
                 // (or its cache was invalidated) within the session: the streamed batch was
                 // decoded with the old columns, and a target ALTER would wait for the open
-                // StarRocks transaction. A relation's first message comes before its first
-                // change, so it never finds a streamed batch.
-                let streamed = self
+                // StarRocks transaction. It also sends it, unchanged, before the first change of
+                // every streamed top-level transaction to the table (pgoutput's
+                // `schema_sent_in_streamed_txn`, per xid): while another streamed xid holds
+                // changes of the table, that one is taken as it is (as the ordinary path takes
+                // a relation it already knows), only a changed one reads again.
+                let changed_while_streamed = self
                     .by_relation
                     .get(&relation.relation_id)
                     .is_some_and(|index| {
-                        self.streams
-                            .txns
-                            .values()
-                            .any(|txn| txn.tables.contains_key(index))
+                        !super::schema_cache::matches(&self.tables[*index].schema, &relation)
+                            && self
+                                .streams
+                                .txns
+                                .values()
+                                .any(|txn| txn.tables.contains_key(index))
                     });
-                if streamed {
+                if changed_while_streamed {
                     return Err(
                         self.stream_read_again("a table's relation changed while it held changes")
                     );
