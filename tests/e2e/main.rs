@@ -22,6 +22,7 @@ mod engine_schema;
 mod engine_schema_values;
 mod engine_snapshot;
 mod engine_snapshot_chunks;
+mod engine_store_review;
 mod engine_toast;
 mod engine_toast_reform;
 mod engine_txn_huge;
