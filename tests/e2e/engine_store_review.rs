@@ -345,6 +345,11 @@ enum Fault {
 }
 
 async fn review(name: &str, fault: Fault, rounds: usize, moves: bool) {
+    review_with(name, fault, rounds, moves, &[]).await;
+}
+
+/// [`review`] with more agent variables (`vars`).
+async fn review_with(name: &str, fault: Fault, rounds: usize, moves: bool, vars: &[(&str, &str)]) {
     let seed = seed();
     eprintln!("{name}: STARWAL_TEST_SEED={seed}");
     let mut rng = Lcg(seed);
@@ -358,6 +363,9 @@ async fn review(name: &str, fault: Fault, rounds: usize, moves: bool) {
     let spec = AgentSpec::new(&db, &sim, &tables.join(","))
         .var("STARWAL_FLUSH_INTERVAL_MS", "100")
         .var("STARWAL_SNAPSHOT", "initial");
+    let spec = vars
+        .iter()
+        .fold(spec, |spec, (name, value)| spec.var(name, value));
     let mut agent = spec.start_streaming().await;
     let mut logs: Vec<String> = Vec::new();
     let poller = Poller::start(&sim);
@@ -534,6 +542,29 @@ async fn inv5_lazy_store_survives_agent_kill9_under_a_20_table_workload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv5_lazy_store_survives_kill9_with_postgres_crashes() {
     review("kill_and_crash", Fault::Both, 4, false).await;
+}
+
+/// `transaction` commit mode: one multi-table StarRocks transaction per flush, recorded per
+/// table (`kind = 'multi'`); a restart settles the recorded label by its state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: transaction mode reads its own committed plain loads again, see /tmp/notes/review-store.md"]
+async fn inv11_lazy_store_in_transaction_mode_survives_postgres_crashes() {
+    let vars = [("STARWAL_COMMIT_MODE", "transaction")];
+    review_with(
+        "multi_postgres_crash",
+        Fault::PostgresCrash,
+        4,
+        false,
+        &vars,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: transaction mode reads its own committed plain loads again, see /tmp/notes/review-store.md"]
+async fn inv11_lazy_store_in_transaction_mode_survives_kill9_with_postgres_crashes() {
+    let vars = [("STARWAL_COMMIT_MODE", "transaction")];
+    review_with("multi_kill_and_crash", Fault::Both, 4, false, &vars).await;
 }
 
 /// The workload with key changes leaving TOAST unchanged, no fault at all: the baseline that
