@@ -51,6 +51,7 @@ impl Pipeline {
         match message {
             Message::Begin(begin) => {
                 self.stream_note_begin(begin.xid, begin.final_lsn);
+                self.read_after = Some(begin.xid);
                 self.transaction = Some((begin.final_lsn, begin.commit_ts.to_system_time()));
             }
             Message::Commit(commit) => {
@@ -371,6 +372,20 @@ impl Pipeline {
                         prepared
                     }
                 };
+                if let Some(xid) = self.read_after.take() {
+                    // The decoded transaction may not be visible to a read yet (see
+                    // `wait_until_visible`): its row would seem gone, and not be written.
+                    let visible = crate::postgres::catalog::wait_until_visible(
+                        &self.client,
+                        xid.0,
+                        VISIBLE_WITHIN,
+                    )
+                    .await
+                    .map_err(source_error)?;
+                    if !visible {
+                        tracing::warn!(table = %table.source_name, xid = xid.0, "the source transaction was not visible to a read {} s after its commit arrived; reading anyway", VISIBLE_WITHIN.as_secs());
+                    }
+                }
                 let fetched = match &lookup {
                     Some(lookup) => lookup.fetch(&self.client, &key).await.map(Some),
                     None => Ok(None),
@@ -403,6 +418,10 @@ impl Pipeline {
         Ok(())
     }
 }
+
+/// How long a source read waits for the decoded transaction to become visible (normally
+/// microseconds: the committing backend leaving the proc array).
+const VISIBLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The key columns' values of `row` as text, in key column order: how a moved row is named for
 /// the source read and in the in-flight record.

@@ -138,6 +138,9 @@ pub struct Pipeline {
     settle_at: Option<tokio::time::Instant>,
     /// The open transaction: its commit LSN and time.
     transaction: Option<(Lsn, std::time::SystemTime)>,
+    /// The xid of the last transaction begun, until a source read waited for it to be visible
+    /// (`apply.rs` `fetch_moved_row`): a read of the source must see what it was asked for by.
+    read_after: Option<crate::postgres::Xid>,
     done_tx: mpsc::UnboundedSender<JobDone>,
     done_rx: mpsc::UnboundedReceiver<JobDone>,
     confirmations: watch::Sender<Lsn>,
@@ -191,6 +194,7 @@ impl Pipeline {
             buffered_peak: 0,
             settle_at: None,
             transaction: None,
+            read_after: None,
             done_tx,
             done_rx,
             confirmations,

@@ -528,6 +528,45 @@ impl RowLookup {
     }
 }
 
+/// Waits until source transaction `xid` (32 bits, as pgoutput sends it) is visible to a new
+/// snapshot of `client`'s server, for at most `timeout`; `false` when it was not by then.
+///
+/// A walsender sends a transaction once its commit record is flushed, which happens before the
+/// committing backend leaves the proc array: for a moment after its Commit arrives, a read of
+/// the source does not see it yet, and a moved row's lookup by its new key finds nothing (or the
+/// row the key held before). A row read for a change must wait for that moment to pass.
+pub async fn wait_until_visible(
+    client: &Client,
+    xid: u32,
+    timeout: std::time::Duration,
+) -> Result<bool, CatalogError> {
+    // The 32-bit xid in the epoch of the snapshot's xmax (one epoch back when it is above
+    // xmax's low half: it is committed, so below xmax).
+    const SQL: &str = "SELECT pg_visible_in_snapshot(\
+         ((((pg_snapshot_xmax(s)::text::int8 >> 32) \
+            - CASE WHEN $1::int8 > (pg_snapshot_xmax(s)::text::int8 & 4294967295) THEN 1 ELSE 0 END) \
+           << 32) | $1::int8)::text::xid8, s) \
+         FROM (SELECT pg_current_snapshot() AS s) q";
+    let deadline = std::time::Instant::now() + timeout;
+    let xid = i64::from(xid);
+    loop {
+        let visible: bool = client
+            .query_one(SQL, &[&xid])
+            .await
+            .map_err(CatalogError::query(
+                "waiting for the source transaction to be visible",
+            ))?
+            .get(0);
+        if visible {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
 /// The SQL name of a type with its modifier (`format_type`), e.g. `numeric(10,2)`.
 pub async fn type_name(client: &Client, oid: Oid, modifier: i32) -> Result<String, CatalogError> {
     let row = client
