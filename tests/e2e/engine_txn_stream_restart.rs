@@ -1153,28 +1153,25 @@ async fn inv11_stream_unchanged_toast_reads_it_again_whole_and_lands() {
 /// StarRocks transaction on `b` (as it does for a table dropped there). `b` must park as for a
 /// refused load; `a` gets the transaction at its COMMIT and a later change; status names `b`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a begin refused for good loops the attempts instead of parking, see /tmp/notes/review-stream2.md (F)"]
 async fn inv13_stream_begin_refused_on_one_table_parks_it() {
     begin_refused_on_one_table("64kB", TxnOp::Begin).await;
 }
 
 /// The same with `prepare` refused for good (the streamed parts loaded, the COMMIT came).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a prepare refused for good loops the attempts instead of parking, see /tmp/notes/review-stream2.md (F)"]
 async fn inv13_stream_prepare_refused_on_one_table_parks_it() {
     begin_refused_on_one_table("64kB", TxnOp::Prepare).await;
 }
 
 /// The same with `commit` refused for good (after the prepare was recorded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a commit refused for good loops the attempts instead of parking, see /tmp/notes/review-stream2.md (F)"]
+#[ignore = "open: a commit refused for good (after prepare was recorded) is retried by every start's recover_streams instead of parking the table; not fixed yet (issue 14 closing note)"]
 async fn inv13_stream_commit_refused_on_one_table_parks_it() {
     begin_refused_on_one_table("64kB", TxnOp::Commit).await;
 }
 
 /// The same without streaming (the transaction whole at its COMMIT, table mode's parts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a begin refused for good loops the attempts instead of parking, see /tmp/notes/review-stream2.md (F)"]
 async fn inv13_txn_begin_refused_on_one_table_parks_it() {
     begin_refused_on_one_table("64MB", TxnOp::Begin).await;
 }
