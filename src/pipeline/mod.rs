@@ -252,7 +252,7 @@ impl Pipeline {
             self.done_tx.clone(),
         );
         let recovered = self.recovered.remove(&target);
-        let mut resume = self.in_flight_at_start.get(&target).and_then(|load| {
+        let resume = self.in_flight_at_start.get(&target).and_then(|load| {
             if let Some(recovered) = recovered {
                 // A StarRocks transaction: committed or rolled back already, never re-formed.
                 return Resume::for_transaction(
@@ -268,16 +268,13 @@ impl Pipeline {
             }
             rule
         });
-        if self.multi.is_some() {
-            if let Some(Resume::Reform { first, .. }) = resume {
-                // A plain load a `table`-mode run left: in `transaction` mode its changes are
-                // read again into a multi-table transaction (a new label; a Primary Key table
-                // absorbs rows applied twice), since a batch re-formed alone would be cut
-                // apart from the other tables.
-                tracing::info!(table = %target, %first, "a plain load recorded in flight by a table-mode run: its changes are read again into a multi-table transaction");
-                resume = Some(Resume::ReadAgain { first });
-            }
-        }
+        // In `transaction` mode too a plain load in flight is re-formed under its label: this
+        // mode sends a batch of partial updates or several column sets as plain loads (multi.rs),
+        // and the same changes make the same batch, which goes plain again under the same label
+        // (StarRocks answers Label Already Exists when it committed). Read again instead, it was
+        // applied twice. (A full-row plain load a `table`-mode run left joins a multi-table
+        // transaction under a new label when re-formed: applied again, which a Primary Key
+        // table absorbs.)
         // A load being re-formed keeps its record until its batch is sealed, which completes the
         // batch as recorded (`flush.rs`).
         if !resume.is_some_and(Resume::is_reform) {

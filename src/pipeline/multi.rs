@@ -46,6 +46,7 @@ use tokio::sync::mpsc;
 use super::batch::SealedBatch;
 use super::error::TimedOut;
 use super::loader::{self, Job, JobDone, LoaderContext};
+use super::restart::Resume;
 use super::txn::{shape, Recovered};
 use super::{Pipeline, PipelineError};
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore, InFlightLoad};
@@ -194,6 +195,11 @@ impl Pipeline {
         }
         let mut result = Ok(());
         for index in 0..self.tables.len() {
+            if self.tables[index].resume.is_some_and(Resume::is_reform) {
+                // A batch being re-formed after a restart goes out only whole, under its
+                // recorded label, when its rule ends (apply.rs `commit_passed`).
+                continue;
+            }
             if let Err(err) = self.seal_and_send(index).await {
                 result = Err(err);
                 break;
