@@ -31,16 +31,6 @@ const TRIM_BEFORE_SEAL: u64 = 8 * 1024 * 1024;
 /// How often the timer fires while something besides a batch's deadline needs a look: a full
 /// buffer, a batch being re-formed (sent only under pressure), memory to give back after a burst.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
-/// The most often the confirmed LSN is stored while loads move it. Each store is a round trip
-/// and a write transaction on the source whose WAL wakes the walsender and the agent again (a
-/// keepalive; on PG 14 an empty transaction in the stream): per load, as before, it was the
-/// largest fixed cost of a small load, and with many tables it made a store per table per
-/// interval. The slot's feedback does not wait for it (the restart resumes from the later of
-/// the slot and the checkpoint), so a later store only means that after a Postgres crash which
-/// takes the slot back, the changes since the last store are read again: each table's last
-/// load in flight is re-formed under its recorded label and the earlier ones are skipped, as
-/// after any crash between a load and its store (invariant 5).
-pub(super) const STORE_EVERY: Duration = Duration::from_secs(1);
 /// The earliest the timer fires again after firing: a deadline that a flush could not clear
 /// must not spin the task.
 const MIN_REARM: Duration = Duration::from_millis(1);
@@ -78,10 +68,6 @@ impl Pipeline {
         }
         if let Some(settle) = self.settle_at {
             wake = Some(wake.map_or(settle, |w| w.min(settle)));
-        }
-        if self.store_waits() {
-            let store = self.stored_at + STORE_EVERY;
-            wake = Some(wake.map_or(store, |w| w.min(store)));
         }
         wake.map(|w| w.max(now + MIN_REARM))
     }
@@ -136,16 +122,7 @@ impl Pipeline {
                 self.flush(index).await?;
             }
         }
-        if self.store_waits() {
-            self.advance(false).await?;
-        }
         Ok(())
-    }
-
-    /// Loads moved the confirmed LSN past the stored one, and its store waits for
-    /// [`STORE_EVERY`].
-    fn store_waits(&self) -> bool {
-        self.loads_since_store && self.commits.confirmed() > self.stored
     }
 
     /// [`SETTLE`] after a burst was given back: if every loader is idle, what the loads kept is
@@ -419,19 +396,15 @@ impl Pipeline {
             .set_confirmed(confirmed, self.commits.oldest_waiting());
         // After a fallback, streaming comes back once this passes that transaction (stream.rs).
         self.stream_confirmed(confirmed);
-        let store_due =
-            final_store || (self.loads_since_store && self.stored_at.elapsed() >= STORE_EVERY);
-        if confirmed > self.stored && store_due {
+        if confirmed > self.stored && (self.loads_since_store || final_store) {
             // Stored only when loads moved it: storing writes a transaction to the source,
-            // which (on PG 14) comes back through the stream as an empty one. At most every
-            // STORE_EVERY (the flush timer stores what waits).
+            // which (on PG 14) comes back through the stream as an empty one.
             self.context
                 .store
                 .confirm(&self.client, confirmed)
                 .await
                 .map_err(PipelineError::Checkpoint)?;
             self.stored = confirmed;
-            self.stored_at = Instant::now();
             self.loads_since_store = false;
         }
         self.confirmations.send_if_modified(|current| {

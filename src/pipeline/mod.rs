@@ -148,8 +148,6 @@ pub struct Pipeline {
     stored: Lsn,
     /// A load committed since then (only loads trigger a store; see `advance`).
     loads_since_store: bool,
-    /// When it was last written (stores are at most `flush.rs` `STORE_EVERY` apart).
-    stored_at: tokio::time::Instant,
     /// The loads recorded in flight at start, by target table, until their table is added; a
     /// load re-formed stays until its batch is sealed (see `add_table`).
     in_flight_at_start: HashMap<String, InFlightLoad>,
@@ -200,10 +198,6 @@ impl Pipeline {
             confirmations,
             stored: start.confirmed,
             loads_since_store: false,
-            // The first store need not wait.
-            stored_at: tokio::time::Instant::now()
-                .checked_sub(flush::STORE_EVERY)
-                .unwrap_or_else(tokio::time::Instant::now),
             // Streamed transactions a restart committed are dropped when they come again.
             streams: stream::Streams::new(start.committed_streams),
             in_flight_at_start: start
