@@ -566,7 +566,6 @@ async fn inv5_lazy_store_survives_kill9_with_postgres_crashes() {
 /// `transaction` commit mode: one multi-table StarRocks transaction per flush, recorded per
 /// table (`kind = 'multi'`); a restart settles the recorded label by its state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: transaction mode reads its own committed plain loads again, see /tmp/notes/review-store.md"]
 async fn inv11_lazy_store_in_transaction_mode_survives_postgres_crashes() {
     let vars = [("STARWAL_COMMIT_MODE", "transaction")];
     review_with(
@@ -580,7 +579,6 @@ async fn inv11_lazy_store_in_transaction_mode_survives_postgres_crashes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: transaction mode reads its own committed plain loads again, see /tmp/notes/review-store.md"]
 async fn inv11_lazy_store_in_transaction_mode_survives_kill9_with_postgres_crashes() {
     let vars = [("STARWAL_COMMIT_MODE", "transaction")];
     review_with("multi_kill_and_crash", Fault::Both, 4, false, &vars).await;
@@ -597,25 +595,25 @@ async fn inv11_lazy_store_with_streaming_survives_kill9_with_postgres_crashes() 
 /// The workload with key changes leaving TOAST unchanged, no fault at all: the baseline that
 /// shows the moved-row bug is not the lazy store's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a moved row's source read misses it (commit sent before visible), see /tmp/notes/review-store.md"]
+#[ignore = "bug: a moved row gets the TOASTed value of the row later inserted at its old key, see /tmp/notes/review-store.md"]
 async fn key_changes_with_unchanged_toast_converge_without_faults() {
     review("moves_no_fault", Fault::Nothing, 5, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a moved row's source read misses it (commit sent before visible), see /tmp/notes/review-store.md"]
+#[ignore = "bug: a moved row gets the TOASTed value of the row later inserted at its old key, see /tmp/notes/review-store.md"]
 async fn inv5_lazy_store_with_key_changes_survives_postgres_crashes() {
     review("moves_postgres_crash", Fault::PostgresCrash, 4, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a moved row's source read misses it (commit sent before visible), see /tmp/notes/review-store.md"]
+#[ignore = "bug: a moved row gets the TOASTed value of the row later inserted at its old key, see /tmp/notes/review-store.md"]
 async fn inv5_lazy_store_with_key_changes_survives_agent_kill9() {
     review("moves_agent_kill", Fault::AgentKill, 5, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a moved row's source read misses it (commit sent before visible), see /tmp/notes/review-store.md"]
+#[ignore = "bug: a moved row gets the TOASTed value of the row later inserted at its old key, see /tmp/notes/review-store.md"]
 async fn inv5_lazy_store_with_key_changes_survives_kill9_with_postgres_crashes() {
     review("moves_kill_and_crash", Fault::Both, 4, true).await;
 }
