@@ -28,8 +28,8 @@ use starrocks_sim::Sim;
 use starwal::postgres::Lsn;
 
 use crate::harness::agent::{
-    diff, slot_confirmed_flush, source_rows, start_sim, status_json, stored_checkpoint,
-    target_rows, wait_for_rows, wal_insert_position, Agent, AgentSpec, TARGET_DB,
+    diff, source_rows, start_sim, status_json, stored_checkpoint, target_rows, wait_for_rows,
+    wal_insert_position, Agent, AgentSpec, TARGET_DB,
 };
 use crate::harness::seeded::{seed, Lcg};
 use crate::harness::{Cluster, ClusterOptions, Role, TestDatabase};
@@ -626,8 +626,8 @@ fn status_confirmed(spec: &AgentSpec) -> Option<Lsn> {
         .ok()
 }
 
-/// What waits for the store is stored once the loads stop (the flush timer), and a drain stores
-/// at once: after a SIGTERM the stored checkpoint is not behind the position the slot was given.
+/// A store follows the last load of a burst though no load comes after it, and after a drain
+/// the next start loads nothing a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv5_lazy_store_catches_up_when_idle_and_at_a_drain() {
     let seed = seed();
@@ -688,7 +688,10 @@ async fn inv5_lazy_store_catches_up_when_idle_and_at_a_drain() {
         tail(&agent)
     );
 
-    // A drain in the middle of a burst: what the slot was told is stored too.
+    // A drain in the middle of a burst: what it loaded is stored, so the next start loads
+    // nothing a second time. (The slot may be told more than is stored: idle advances —
+    // keepalive WAL ends, transactions that load nothing — go to the slot only, by design;
+    // comparing the stored checkpoint with the slot's confirmed_flush failed on that.)
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(db.clone(), rng.next(u64::MAX), false, stop.clone());
     tokio::time::sleep(Duration::from_millis(500 + rng.next(1500))).await;
@@ -698,12 +701,25 @@ async fn inv5_lazy_store_catches_up_when_idle_and_at_a_drain() {
     assert!(status.success(), "{}", tail(&agent));
     stop.store(true, Ordering::SeqCst);
     writer.await.expect("writer");
-    let stored = stored_checkpoint(&client, &slot).await.unwrap_or(Lsn::ZERO);
-    let slot_flush = slot_confirmed_flush(&client, &slot).await;
+    agent = spec.start_streaming().await;
+    let mut problems = Vec::new();
+    for i in 0..TABLES {
+        let t = table(i);
+        let source = source_rows(&client, &format!("SELECT id::text, n::text FROM {t}")).await;
+        let got = wait_for_rows(&source, CONVERGE, || target_rows(&sim, &t, &["id", "n"])).await;
+        assert!(
+            got == source,
+            "{t}: {}\n{}",
+            diff(&source, &got),
+            tail(&agent)
+        );
+        problems.extend(applied_once(&sim, &t));
+    }
     assert!(
-        stored >= slot_flush,
-        "after a drain the stored checkpoint {stored} is behind the slot's confirmed_flush \
-         {slot_flush}\n{}",
+        problems.is_empty(),
+        "after a drain and a restart: {}\n{}",
+        problems.join("\n"),
         tail(&agent)
     );
+    agent.stop_cleanly();
 }
