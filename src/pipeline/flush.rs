@@ -335,6 +335,12 @@ impl Pipeline {
                     self.park(done.table, held, &err, true);
                     return self.advance(false).await;
                 }
+                PipelineError::StreamReadAgain { xid, .. } => {
+                    // A loader could not carry a streamed transaction (`loader.rs`): the next
+                    // attempt reads it whole.
+                    super::stream::pause_for(crate::postgres::Xid(*xid));
+                    return Err(err);
+                }
                 _ => return Err(err),
             }
         }

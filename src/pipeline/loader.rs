@@ -563,7 +563,7 @@ async fn load_part(
                 // a committed label here is an older transaction of the same xid: the xid
                 // wrapped around within StarRocks' label retention (3 days by default). Read
                 // this one again whole, under its commit LSN's label.
-                return Err(super::stream::read_whole(
+                return Err(read_whole(
                     xid,
                     &role.label,
                     "its label is taken by a committed StarRocks transaction of an earlier use \
@@ -704,6 +704,14 @@ async fn finish_transaction(
     Ok(())
 }
 
+/// Streamed transaction `xid` (StarRocks transaction `label`) cannot go on as streamed, for
+/// `why`: the attempt ends with this error, and the pipeline pauses streaming when the report
+/// comes (`flush.rs` `job_done`), so the next attempt reads it whole.
+fn read_whole(xid: Xid, label: &Label, why: &'static str) -> PipelineError {
+    tracing::warn!(xid = xid.0, %label, "{why}: the streamed transaction is read again whole; streaming stays off until the confirmed LSN passes its COMMIT");
+    PipelineError::StreamReadAgain { xid: xid.0, why }
+}
+
 /// Whether StarRocks aborted a transaction at one of its timeouts, as far as the agent can
 /// tell: its `age` (since begin) or `idle` time (since its last part) reached the configured
 /// limit, or the abort's `message` says so. The age comes first because StarRocks' answer to a
@@ -759,7 +767,7 @@ fn on_abort(
         // transaction stays open longer than that, not that it loads slowly. Read whole at its
         // COMMIT it loads within the timeout (table mode's parts), so it is not counted toward
         // parking the table.
-        return super::stream::read_whole(
+        return read_whole(
             xid,
             &txn.label,
             match which {

@@ -709,13 +709,11 @@ impl Pipeline {
     }
 }
 
-/// The loader found that streamed transaction `xid` (StarRocks transaction `label`) cannot go on
-/// as streamed, for `why` (see `loader.rs`): streaming pauses as for any transaction read again
-/// whole, and the attempt ends with the error returned.
-pub(super) fn read_whole(xid: Xid, label: &Label, why: &'static str) -> PipelineError {
+/// A loader found that streamed transaction `xid` cannot go on as streamed (its
+/// [`PipelineError::StreamReadAgain`] came back in a job's report, `flush.rs` `job_done`):
+/// streaming pauses as for any transaction read again whole.
+pub(super) fn pause_for(xid: Xid) {
     *pause() = Some(Pause { xid, commit: None });
-    tracing::warn!(xid = xid.0, %label, "{why}: the streamed transaction is read again whole; streaming stays off until the confirmed LSN passes its COMMIT");
-    PipelineError::StreamReadAgain { xid: xid.0, why }
 }
 
 /// A change of a streamed transaction.
