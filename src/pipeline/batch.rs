@@ -11,6 +11,10 @@
 //! moved row the source no longer has is not written at all ([`TableBatch::absent`]): its columns
 //! would create the row with NULLs, and the stream holds the later change that deleted or moved
 //! it (a later update of such a row is fetched again, never written as a partial update).
+//! Values read from the source are the source *now*, which may be later than the change: the
+//! key may since have been moved away and taken by another row. Such values are right only as
+//! the key's final state, so a row moving on from that key never takes them: it is fetched
+//! under its own new key.
 //!
 //! Rows are kept in allocations of their own (see `TupleData::detached`) and encoded
 //! only when the batch is sealed, grouped by the exact set of columns they carry: one load per
@@ -85,6 +89,11 @@ struct Entry {
     commit: Lsn,
     /// A moved row (new key) that still lacks unchanged-TOAST values.
     needs_fetch: bool,
+    /// Some values of this image were read from the source (a fetch, or carried from an image
+    /// that had one). A read sees the source *now*, possibly after the key's row was moved away
+    /// and another row took the key: right for this key's final state (a later change in the
+    /// stream replaces a wrong one), never to be carried to another key.
+    read_from_source: bool,
 }
 
 /// A sealed batch: the loads to send, in order, and what they cover.
@@ -354,6 +363,7 @@ impl TableBatch {
                 op: SourceOp::Insert,
                 commit: position.commit,
                 needs_fetch: false,
+                read_from_source: false,
             },
         );
         self.key_scratch = key;
@@ -389,16 +399,32 @@ impl TableBatch {
         let earlier_key = old_key.as_deref().filter(|_| moved).unwrap_or(&new_key);
         // An earlier image the source did not have any more counts as still missing: a later
         // update of that row is fetched again, never sent as a partial update.
-        let earlier_needs_fetch = self.by_key.get(earlier_key).is_some_and(|&index| {
-            let entry = &self.entries[index];
-            entry.needs_fetch || matches!(entry.image, Image::Absent(_))
-        });
+        let earlier = self
+            .by_key
+            .get(earlier_key)
+            .map(|&index| &self.entries[index]);
+        let earlier_needs_fetch = earlier
+            .is_some_and(|entry| entry.needs_fetch || matches!(entry.image, Image::Absent(_)));
+        let earlier_read = earlier.is_some_and(|entry| entry.read_from_source);
+        let mut read_from_source = false;
         if has_unchanged_toast(&row) {
-            // Fill from the batch's own image, else from a FULL old tuple.
-            if let Some(earlier) = self.earlier_image(earlier_key) {
-                row = fill_unchanged(&row, earlier);
+            // Fill from a FULL old tuple (the stream's own values) or the batch's own image,
+            // the image first unless a source read made it: a moved row never takes such values
+            // (they may be a later row's under the old key) and fetches its own.
+            let full = match old {
+                Some(OldTuple::Full(full)) => Some(full),
+                _ => None,
+            };
+            if let (true, Some(full)) = (earlier_read, full) {
+                row = fill_unchanged(&row, full);
             }
-            if let (true, Some(OldTuple::Full(full))) = (has_unchanged_toast(&row), old) {
+            if !(moved && earlier_read) && has_unchanged_toast(&row) {
+                if let Some(earlier) = self.earlier_image(earlier_key) {
+                    row = fill_unchanged(&row, earlier);
+                    read_from_source = earlier_read;
+                }
+            }
+            if let (true, Some(full)) = (has_unchanged_toast(&row), full) {
                 row = fill_unchanged(&row, full);
             }
         }
@@ -415,6 +441,7 @@ impl TableBatch {
                     op: SourceOp::Delete,
                     commit: position.commit,
                     needs_fetch: false,
+                    read_from_source: false,
                 },
             );
         }
@@ -428,6 +455,7 @@ impl TableBatch {
                 op: SourceOp::Update,
                 commit: position.commit,
                 needs_fetch,
+                read_from_source,
             },
         );
         if let Some(&index) = self.by_key.get(new_key.as_slice()).filter(|_| needs_fetch) {
@@ -440,11 +468,18 @@ impl TableBatch {
         self.ops.deleted += 1;
         let mut key = std::mem::take(&mut self.key_scratch);
         key_bytes(old.tuple(), key_columns, &mut key);
+        let mut read_from_source = false;
         let image = match old {
             // The batch has the row's last image: a soft delete keeps its values, exactly as if
             // the delete had come in a later batch (a hard delete writes only the key anyway).
             OldTuple::Key(tuple) => match self.earlier_image(&key) {
-                Some(earlier) => Image::DeletedRow(earlier.clone()),
+                Some(earlier) => {
+                    read_from_source = self
+                        .by_key
+                        .get(key.as_slice())
+                        .is_some_and(|&index| self.entries[index].read_from_source);
+                    Image::DeletedRow(earlier.clone())
+                }
                 None => Image::DeletedKey(tuple.detached()),
             },
             OldTuple::Full(tuple) => Image::DeletedRow(tuple.detached()),
@@ -456,6 +491,7 @@ impl TableBatch {
                 op: SourceOp::Delete,
                 commit: position.commit,
                 needs_fetch: false,
+                read_from_source,
             },
         );
         self.key_scratch = key;
@@ -614,7 +650,8 @@ impl TableBatch {
         self.resolve(entry, |row| Image::Absent(row.clone()));
     }
 
-    /// Replaces the new row of entry `entry`, waiting for its fetch, with `resolved(row)`.
+    /// Replaces the new row of entry `entry`, waiting for its fetch, with `resolved(row)`: what
+    /// the source read found.
     fn resolve(&mut self, entry: usize, resolved: impl FnOnce(&TupleData) -> Image) {
         let Some(current) = self.entries.get(entry) else {
             return;
@@ -628,6 +665,7 @@ impl TableBatch {
             op: current.op,
             commit: current.commit,
             needs_fetch: false,
+            read_from_source: true,
         };
         self.count(&completed);
         let old = std::mem::replace(&mut self.entries[entry], completed);
@@ -1000,6 +1038,81 @@ mod tests {
         assert!(partial.label.as_str().ends_with("_p1"), "{}", partial.label);
         let columns = partial.partial_columns.as_ref().expect("partial update");
         assert!(columns.contains(&"small".to_string()) && !columns.contains(&"big".to_string()));
+    }
+
+    #[test]
+    fn inv4_a_row_moving_on_from_a_key_completed_by_a_source_read_is_fetched_again() {
+        // Source history: row A moves 5 → 40 and then 40 → 37, `big` ("A") unchanged; then a
+        // row B is inserted at 40 with big "B". The agent lags: when it completes the first
+        // move, the source's key 40 already holds B.
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+            .with_format(BodyFormat::Json);
+        let mut batch = TableBatch::default();
+        let moved = |batch: &mut TableBatch, at_: ChangePosition, from: &str, to: &str| {
+            batch.update(
+                at_,
+                KEY,
+                Some(&OldTuple::Key(row(&[Some(from), None, None]))),
+                row(&[Some(to), Some("<u>"), Some("1")]),
+            )
+        };
+        moved(&mut batch, at(1), "5", "40");
+        let fetch = batch.needing_fetch();
+        assert_eq!(fetch.len(), 1);
+        batch.complete(fetch[0].entry, &row(&[Some("40"), Some("B"), Some("9")]));
+        // A plain update of key 40 keeps the read value: it is still key 40's.
+        batch.update(at(2), KEY, None, row(&[Some("40"), Some("<u>"), Some("2")]));
+        assert!(batch.needing_fetch().is_empty());
+        moved(&mut batch, at(3), "40", "37");
+        let fetch = batch.needing_fetch();
+        assert_eq!(
+            fetch.len(),
+            1,
+            "key 37 is read, not filled from key 40's read"
+        );
+        assert_eq!(
+            fetch[0].row.raw_values().nth(1),
+            Some(TupleValueRef::UnchangedToast)
+        );
+        batch.complete(fetch[0].entry, &row(&[Some("37"), Some("A"), Some("1")]));
+        batch.insert(at(4), KEY, row(&[Some("40"), Some("B"), Some("9")]));
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        let text = body(&sealed.loads[0]);
+        assert!(text.contains(r#""id":37,"big":"A""#), "{text}");
+        assert!(text.contains(r#""id":40,"big":"B""#), "{text}");
+        assert!(!text.contains(r#""id":37,"big":"B""#), "{text}");
+    }
+
+    #[test]
+    fn inv4_a_full_old_tuple_fills_a_row_moving_on_from_a_key_completed_by_a_source_read() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Hard, TypeMapping::default())
+            .with_format(BodyFormat::Json);
+        let mut batch = TableBatch::default();
+        batch.update(
+            at(1),
+            KEY,
+            Some(&OldTuple::Key(row(&[Some("5"), None, None]))),
+            row(&[Some("40"), Some("<u>"), Some("1")]),
+        );
+        let fetch = batch.needing_fetch();
+        batch.complete(fetch[0].entry, &row(&[Some("40"), Some("B"), Some("9")]));
+        // REPLICA IDENTITY FULL: the stream's old tuple has the moved row's own value.
+        batch.update(
+            at(2),
+            KEY,
+            Some(&OldTuple::Full(row(&[Some("40"), Some("A"), Some("1")]))),
+            row(&[Some("37"), Some("<u>"), Some("1")]),
+        );
+        assert!(batch.needing_fetch().is_empty(), "nothing to read");
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        let text = body(&sealed.loads[0]);
+        assert!(text.contains(r#""id":37,"big":"A""#), "{text}");
     }
 
     #[test]
