@@ -364,10 +364,18 @@ async fn attempt(
     // `transaction` mode's multi-table transactions: each recorded label rolled back, then looked
     // up (no prepare for them: the label's state says whether it committed).
     let multi = recover_multi(&transactions, &store, &client, &checkpoint, resume_from).await?;
-    recovered.extend(multi.outcomes);
+    recovered.outcomes.extend(multi.outcomes);
     // Streamed transactions (`STARWAL_STREAMING`): a prepared one committed, an open one rolled
     // back; read whatever STARWAL_STREAMING says now, since a previous run may have streamed.
-    let committed_streams = recover_streams(&transactions, &store, &client, resume_from).await?;
+    let (committed_streams, refused_streams) =
+        recover_streams(&transactions, &store, &client, resume_from).await?;
+    // A prepared transaction whose commit StarRocks refuses for good parks its table, as the
+    // same refusal does while running (invariant 13), or ends the run with STARWAL_EXIT_ON_ERROR.
+    let mut refused = recovered.refused;
+    refused.extend(refused_streams);
+    if config.engine.exit_on_error && !refused.is_empty() {
+        return Err(refused.swap_remove(0).error.into());
+    }
     let context = LoaderContext {
         transactions,
         sink,
@@ -399,8 +407,9 @@ async fn attempt(
             confirmed: resume_from,
             in_flight: checkpoint.in_flight,
             tables,
-            transactions: recovered,
+            transactions: recovered.outcomes,
             committed_streams,
+            refused,
             multi_attempt: multi.next_attempt,
         },
     );

@@ -690,10 +690,11 @@ async fn finish_transaction(
             label: txn.label.to_string(),
         });
     }
-    let committed = txns
-        .commit(target, &txn.label)
-        .await
-        .map_err(PipelineError::from)?;
+    // Refused for good: the table parks with the transaction prepared and recorded; a retry
+    // (or a restart) commits it, or reads it again if StarRocks aborted it meanwhile.
+    let committed = txns.commit(target, &txn.label).await.map_err(|err| {
+        PipelineError::from(err).refused_in_transaction(target, txn.label.as_str(), txn.first)
+    })?;
     tracing::info!(table = %target, label = %txn.label, first = %txn.first, last = %last, parts = txn.parts, rows = txn.rows, already = committed == crate::sink::starrocks::transaction::Committed::Already, "committed a source transaction larger than a batch in one StarRocks transaction");
     match txn.stream {
         Some(xid) => context.handle.stream_closed(source, xid.0, true),

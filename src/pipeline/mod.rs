@@ -64,6 +64,7 @@ use table::{key_columns, TableState};
 
 pub use error::PipelineError;
 pub use forwarder::{Forwarder, PipelineGone, StreamItem};
+pub use park::RefusedAtStart;
 
 /// What the engine asks of a running pipeline.
 #[derive(Debug)]
@@ -113,6 +114,9 @@ pub struct PipelineStart {
     pub transactions: HashMap<String, txn::Recovered>,
     /// The streamed transactions the restart found committed ([`stream::recover_streams`]).
     pub committed_streams: stream::CommittedStreams,
+    /// Prepared StarRocks transactions (streamed or not) whose commit StarRocks refused for good
+    /// at the restart: their tables start parked.
+    pub refused: Vec<RefusedAtStart>,
     /// `transaction` mode: the attempt number of the next multi-table label
     /// ([`multi::recover_multi`]).
     pub multi_attempt: u32,
@@ -227,8 +231,22 @@ impl Pipeline {
             .context
             .handle
             .set_received(start.confirmed, start.confirmed);
+        for refused in &start.refused {
+            // Held as a whole: neither re-formed nor skipped through (park.rs).
+            pipeline.in_flight_at_start.remove(&refused.target);
+            pipeline.recovered.remove(&refused.target);
+        }
         for (source, schema) in start.tables {
             pipeline.add_table(source, schema);
+        }
+        for refused in start.refused {
+            let index = pipeline
+                .tables
+                .iter()
+                .position(|t| t.target == refused.target);
+            if let Some(index) = index {
+                pipeline.park(index, refused.first, &refused.error, false);
+            }
         }
         (pipeline, confirmations_rx)
     }

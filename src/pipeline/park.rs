@@ -14,6 +14,17 @@ use super::batch::{self, TableBatch};
 use super::{Pipeline, PipelineError};
 use crate::postgres::ChangePosition;
 
+/// A StarRocks transaction a previous run prepared whose commit StarRocks refuses for good, as
+/// the restart found it (`txn::recover_transactions`, `stream::recover_streams`): its table
+/// starts parked from the transaction's first change and its record stays, so the other tables
+/// stream while someone acts; `starwal retry --table` tries the commit again.
+#[derive(Debug)]
+pub struct RefusedAtStart {
+    pub target: String,
+    pub first: ChangePosition,
+    pub error: PipelineError,
+}
+
 impl Pipeline {
     /// Parks table `index` from `held` on, for `error`. `loader_gone`: its loader stopped at the
     /// failed job, so the jobs queued after it will never report back.

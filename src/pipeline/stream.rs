@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 use super::batch::{body_row_overhead, SealedBatch, TableBatch};
 use super::loader::{Job, TxnRole};
+use super::park::RefusedAtStart;
 use super::restart::{Resume, Verdict};
 use super::table::Buffered;
 use super::{Pipeline, PipelineError};
@@ -90,18 +91,21 @@ pub struct CommittedStreams {
 /// a prepared one is committed (or found committed) and its source transaction is dropped when
 /// it comes again; an open one is rolled back and forgotten (the confirmed LSN stayed before
 /// its first change, so Postgres sends the source transaction again from its start).
+/// A prepared one whose commit StarRocks refuses for good stays recorded, and its table starts
+/// parked from the transaction's first change (returned beside the committed ones).
 pub async fn recover_streams(
     txns: &crate::sink::starrocks::transaction::TransactionClient,
     store: &crate::postgres::checkpoint::CheckpointStore,
     client: &tokio_postgres::Client,
     confirmed: Lsn,
-) -> Result<CommittedStreams, PipelineError> {
+) -> Result<(CommittedStreams, Vec<RefusedAtStart>), PipelineError> {
     use crate::sink::starrocks::transaction::{Committed, TransactionError};
     let recorded = store
         .streams(client)
         .await
         .map_err(PipelineError::Checkpoint)?;
     let mut committed = CommittedStreams::default();
+    let mut refused = Vec::new();
     for stream in recorded {
         let label = Label::from_recorded(&stream.label);
         match stream.prepared_at {
@@ -121,7 +125,29 @@ pub async fn recover_streams(
                 Err(TransactionError::Aborted { message, .. }) => {
                     tracing::warn!(table = %stream.table, %label, %message, "a prepared streamed transaction was aborted (prepared_timeout passed?): its changes are loaded again");
                 }
-                Err(err) => return Err(PipelineError::from(err)),
+                Err(err) => {
+                    // Held from its first change: the confirmed LSN stays before it, so the
+                    // source transaction comes again after the retry.
+                    let first = ChangePosition {
+                        commit: stream.first_lsn,
+                        seq: 1,
+                    };
+                    match PipelineError::from(err).refused_in_transaction(
+                        &stream.table,
+                        label.as_str(),
+                        first,
+                    ) {
+                        error @ PipelineError::TransactionRefused { .. } => {
+                            refused.push(RefusedAtStart {
+                                target: stream.table,
+                                first,
+                                error,
+                            });
+                            continue;
+                        }
+                        error => return Err(error),
+                    }
+                }
             },
             None => {
                 txns.rollback(&stream.table, &label)
@@ -135,7 +161,7 @@ pub async fn recover_streams(
             .await
             .map_err(PipelineError::Checkpoint)?;
     }
-    Ok(committed)
+    Ok((committed, refused))
 }
 
 /// The streamed transactions in progress.

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use super::batch::SealedBatch;
 use super::loader::{Job, TxnRole};
+use super::park::RefusedAtStart;
 use super::{Pipeline, PipelineError};
 use crate::postgres::checkpoint::{Checkpoint, CheckpointStore};
 use crate::postgres::{ChangePosition, Lsn};
@@ -184,20 +185,29 @@ pub enum Recovered {
     RolledBack,
 }
 
+/// How the restart settled the StarRocks transactions a previous run left.
+#[derive(Debug, Default)]
+pub struct RecoveredTransactions {
+    /// Per target table.
+    pub outcomes: HashMap<String, Recovered>,
+    /// Prepared ones whose commit StarRocks refuses for good: their tables start parked.
+    pub refused: Vec<RefusedAtStart>,
+}
+
 /// Settles the StarRocks transactions a previous run left, before streaming resumes: commits
-/// the prepared ones, rolls back the others. Returns the outcome per target table.
+/// the prepared ones, rolls back the others.
 pub async fn recover_transactions(
     txns: &TransactionClient,
     store: &CheckpointStore,
     client: &tokio_postgres::Client,
     checkpoint: &Checkpoint,
     confirmed: Lsn,
-) -> Result<HashMap<String, Recovered>, PipelineError> {
+) -> Result<RecoveredTransactions, PipelineError> {
     let recorded = store
         .transactions(client)
         .await
         .map_err(PipelineError::Checkpoint)?;
-    let mut outcome = HashMap::new();
+    let mut recovered = RecoveredTransactions::default();
     for txn in recorded {
         let Some(load) = checkpoint.in_flight.iter().find(|l| l.table == txn.table) else {
             continue;
@@ -207,7 +217,7 @@ pub async fn recover_transactions(
             continue;
         }
         let label = Label::from_recorded(&txn.label);
-        let recovered = if txn.prepared {
+        let outcome = if txn.prepared {
             match txns.commit(&txn.table, &label).await {
                 Ok(committed) => {
                     tracing::info!(table = %txn.table, %label, first = %load.first, last = %load.last, already = committed == Committed::Already, "committed the StarRocks transaction a previous run had prepared");
@@ -217,7 +227,23 @@ pub async fn recover_transactions(
                     tracing::warn!(table = %txn.table, %label, %message, "a prepared StarRocks transaction was aborted (prepared_timeout passed?): its changes are loaded again");
                     Recovered::RolledBack
                 }
-                Err(err) => return Err(PipelineError::from(err)),
+                Err(err) => {
+                    match PipelineError::from(err).refused_in_transaction(
+                        &txn.table,
+                        label.as_str(),
+                        load.first,
+                    ) {
+                        error @ PipelineError::TransactionRefused { .. } => {
+                            recovered.refused.push(RefusedAtStart {
+                                target: txn.table,
+                                first: load.first,
+                                error,
+                            });
+                            continue;
+                        }
+                        error => return Err(error),
+                    }
+                }
             }
         } else {
             txns.rollback(&txn.table, &label)
@@ -226,9 +252,9 @@ pub async fn recover_transactions(
             tracing::info!(table = %txn.table, %label, first = %load.first, "rolled back the StarRocks transaction a previous run left open: its changes are loaded again");
             Recovered::RolledBack
         };
-        outcome.insert(txn.table, recovered);
+        recovered.outcomes.insert(txn.table, outcome);
     }
-    Ok(outcome)
+    Ok(recovered)
 }
 
 impl Pipeline {

@@ -80,6 +80,8 @@ pub struct RecordedTransaction {
 pub struct RecordedStream {
     pub table: String,
     pub label: String,
+    /// The LSN of the source transaction's first streamed change.
+    pub first_lsn: Lsn,
     /// The source transaction's commit LSN, once its StarRocks transaction was prepared (the
     /// restart commits it and skips that source transaction on this table); `None` while open
     /// (the restart rolls it back and the source transaction streams again whole).
@@ -503,8 +505,8 @@ impl CheckpointStore {
         let rows = client
             .query(
                 &format!(
-                    "SELECT target_table, label, commit_lsn::text FROM {} WHERE slot = $1 \
-                     ORDER BY target_table, label",
+                    "SELECT target_table, label, commit_lsn::text, first_lsn::text FROM {} \
+                     WHERE slot = $1 ORDER BY target_table, label",
                     self.tables.table("streams_in_flight")
                 ),
                 &[&self.tables.slot()],
@@ -523,6 +525,8 @@ impl CheckpointStore {
                 prepared_at: row
                     .get::<_, Option<String>>(2)
                     .and_then(|lsn| lsn.parse().ok()),
+                // Written from an `Lsn` by `begin_stream`.
+                first_lsn: row.get::<_, String>(3).parse().unwrap_or(Lsn::ZERO),
             })
             .collect())
     }

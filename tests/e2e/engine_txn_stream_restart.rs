@@ -1163,11 +1163,18 @@ async fn inv13_stream_prepare_refused_on_one_table_parks_it() {
     begin_refused_on_one_table("64kB", TxnOp::Prepare).await;
 }
 
-/// The same with `commit` refused for good (after the prepare was recorded).
+/// The same with `commit` refused for good (after the prepare was recorded): `b` parks with its
+/// StarRocks transaction prepared and recorded, and the retry commits it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: a commit refused for good (after prepare was recorded) is retried by every start's recover_streams instead of parking the table; not fixed yet (issue 14 closing note)"]
 async fn inv13_stream_commit_refused_on_one_table_parks_it() {
     begin_refused_on_one_table("64kB", TxnOp::Commit).await;
+}
+
+/// The same for a transaction larger than a batch read whole (table mode's StarRocks
+/// transaction, not streamed), with `commit` refused for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_txn_commit_refused_on_one_table_parks_it() {
+    begin_refused_on_one_table("64MB", TxnOp::Commit).await;
 }
 
 /// The same without streaming (the transaction whole at its COMMIT, table mode's parts).
@@ -1196,7 +1203,7 @@ async fn begin_refused_on_one_table(work_mem: &str, op: TxnOp) {
     let spec = AgentSpec::new(&db, &sim, "public.a,public.b")
         .var("STARWAL_STREAMING", "on")
         .var("STARWAL_FLUSH_ROWS", "500");
-    let agent = spec.start_streaming().await;
+    let mut agent = spec.start_streaming().await;
     sim.faults().inject(
         LoadFault::new(FaultKind::TxnStep {
             op,
@@ -1218,16 +1225,46 @@ async fn begin_refused_on_one_table(work_mem: &str, op: TxnOp) {
         .unwrap();
     let mut never = NeverBack::default();
     settle(&sim, &client, &["a"], &mut never, &agent).await;
-    let parked = wait_until(TIMEOUT, || {
-        status_json(&spec).is_some_and(|s| {
-            s["tables"]
-                .as_array()
-                .and_then(|all| all.iter().find(|t| t["source"] == "public.b"))
-                .is_some_and(|b| !b["parked"].is_null())
+    let b_parked = || async {
+        wait_until(TIMEOUT, || {
+            status_json(&spec).is_some_and(|s| {
+                s["tables"]
+                    .as_array()
+                    .and_then(|all| all.iter().find(|t| t["source"] == "public.b"))
+                    .is_some_and(|b| !b["parked"].is_null())
+            })
         })
-    })
-    .await;
-    assert!(parked, "b is not parked\n{}", agent.log());
+        .await
+    };
+    assert!(b_parked().await, "b is not parked\n{}", agent.log());
+    if op == TxnOp::Commit {
+        // A restart finds b's transaction prepared and recorded, and its commit still refused:
+        // b starts parked (the record kept), `a` streams on.
+        agent.kill9();
+        let log = agent.log();
+        agent = spec.start_streaming().await;
+        client
+            .batch_execute("UPDATE a SET n = 3 WHERE id <= 10")
+            .await
+            .unwrap();
+        settle(&sim, &client, &["a"], &mut never, &agent).await;
+        assert!(
+            b_parked().await,
+            "b is not parked after a restart\n{log}\n{}",
+            agent.log()
+        );
+        let begun_on_b = sim
+            .txn_events(0)
+            .iter()
+            .filter(|e| e.op == "begin" && e.tables == "b")
+            .count();
+        assert_eq!(
+            begun_on_b,
+            1,
+            "b's prepared transaction was not kept\n{}",
+            agent.log()
+        );
+    }
     sim.faults().clear();
     let retried = starwal(&[
         "retry",

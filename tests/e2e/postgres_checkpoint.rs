@@ -126,9 +126,10 @@ async fn inv5_streamed_transactions_are_recorded_per_table_and_label() {
     let store = CheckpointStore::new(DEFAULT_STATE_SCHEMA, &slot);
     let client = db.owner_client().await;
     store.ensure(&client).await.unwrap();
-    let open = |label: &str| RecordedStream {
+    let open = |label: &str, first: u64| RecordedStream {
         table: "t".into(),
         label: label.into(),
+        first_lsn: Lsn(first),
         prepared_at: None,
     };
     store
@@ -157,7 +158,7 @@ async fn inv5_streamed_transactions_are_recorded_per_table_and_label() {
     store.begin_load(&client, &load).await.unwrap();
     assert_eq!(
         store.streams(&client).await.unwrap(),
-        vec![open("t_x7_s"), open("t_x8_s")]
+        vec![open("t_x7_s", 0x100), open("t_x8_s", 0x180)]
     );
     assert!(store
         .stream_prepared(&client, "t", "t_x7_s", Lsn(0x300))
@@ -172,21 +173,24 @@ async fn inv5_streamed_transactions_are_recorded_per_table_and_label() {
     );
     let prepared = RecordedStream {
         prepared_at: Some(Lsn(0x300)),
-        ..open("t_x7_s")
+        ..open("t_x7_s", 0x100)
     };
     assert_eq!(
         store.streams(&client).await.unwrap(),
-        vec![prepared.clone(), open("t_x8_s")]
+        vec![prepared.clone(), open("t_x8_s", 0x180)]
     );
     // Not past its commit yet: kept.
     store.confirm(&client, Lsn(0x300)).await.unwrap();
     assert_eq!(
         store.streams(&client).await.unwrap(),
-        vec![prepared, open("t_x8_s")]
+        vec![prepared, open("t_x8_s", 0x180)]
     );
     // Past it: the prepared one goes, the open one stays.
     store.confirm(&client, Lsn(0x301)).await.unwrap();
-    assert_eq!(store.streams(&client).await.unwrap(), vec![open("t_x8_s")]);
+    assert_eq!(
+        store.streams(&client).await.unwrap(),
+        vec![open("t_x8_s", 0x180)]
+    );
     store.forget_stream(&client, "t", "t_x8_s").await.unwrap();
     assert!(store.streams(&client).await.unwrap().is_empty());
     // Cleared with the slot.
