@@ -13,6 +13,7 @@ mod engine_health;
 mod engine_https;
 mod engine_idle;
 mod engine_loads;
+mod engine_moves_review;
 mod engine_logs;
 mod engine_memory;
 mod engine_outage;
