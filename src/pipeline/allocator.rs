@@ -83,7 +83,7 @@ pub(crate) fn give_back() {
 }
 
 /// Unmaps the resident pages of every private, read-only file mapping none of whose pages was
-/// ever written (`Anonymous: 0 kB`, no dirty page in `/proc/self/smaps`): each such page is the
+/// ever written (`Anonymous: 0 kB`, no swap in `/proc/self/smaps`): each such page is the
 /// file's page-cache page, so `MADV_DONTNEED` only drops this process's mapping of it and the
 /// next access maps the same bytes again. Mappings with a copied page (RELRO data the loader
 /// relocated) are left alone: dropping those would bring back the unrelocated file bytes.
@@ -159,7 +159,11 @@ fn clean_file_mappings(smaps: &str) -> Vec<Mapping> {
         let Some((_, clean)) = current.as_mut() else {
             continue;
         };
-        if let "Anonymous:" | "Private_Dirty:" | "Shared_Dirty:" | "Swap:" = first {
+        // Only a copied page shows the mapping was modified: it is anonymous (or swapped). A
+        // dirty page that is not anonymous is the file's own page cache not yet written back (a
+        // binary installed or copied moments before the start), the same bytes the next access
+        // maps again.
+        if let "Anonymous:" | "Swap:" = first {
             if fields.next() != Some("0") {
                 *clean = false;
             }
@@ -201,6 +205,10 @@ Anonymous:             0 kB
 Anonymous:             0 kB
 7300-7400 r-xp 00000000 00:00 0 [vdso]
 Anonymous:             0 kB
+7400-7500 r-xp 00000000 08:01 80 /tmp/just-copied
+Rss:                 256 kB
+Private_Dirty:       256 kB
+Anonymous:             0 kB
 ";
         assert_eq!(
             clean_file_mappings(smaps),
@@ -216,6 +224,11 @@ Anonymous:             0 kB
                 Mapping {
                     start: 0x7000,
                     end: 0x7100
+                },
+                // Dirty page cache of a file written just before (not a copy): released too.
+                Mapping {
+                    start: 0x7400,
+                    end: 0x7500
                 },
             ]
         );
