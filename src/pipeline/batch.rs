@@ -49,6 +49,9 @@ use crate::sink::starrocks::label::Label;
 use crate::sink::LoadBatch;
 use crate::state::OpCounts;
 
+mod key;
+use key::BatchKey;
+
 /// A row image to write.
 #[derive(Debug, Clone)]
 enum Image {
@@ -136,7 +139,8 @@ pub struct FetchRequest {
 pub struct TableBatch {
     entries: Vec<Entry>,
     /// foldhash: keys are short byte strings hashed once per change; SipHash showed in profiles.
-    by_key: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
+    /// Short keys are held in the map's slots ([`BatchKey`]).
+    by_key: HashMap<BatchKey, usize, foldhash::fast::RandomState>,
     first: Option<ChangePosition>,
     last: ChangePosition,
     changes: u64,
@@ -287,7 +291,7 @@ impl TableBatch {
             0 => 0,
             capacity => (capacity * 8 / 7).next_power_of_two(),
         };
-        let map = buckets * (size_of::<(Box<[u8]>, usize)>() + 1);
+        let map = buckets * (size_of::<(BatchKey, usize)>() + 1);
         let entries = self.entries.capacity().max(rows) * size_of::<Entry>();
         self.held + self.body_estimate + (map + entries + self.key_scratch.capacity()) as u64
     }
@@ -328,27 +332,55 @@ impl TableBatch {
         self.changes += 1;
     }
 
-    fn put(&mut self, key: &[u8], entry: Entry) {
-        self.count(&entry);
-        match self.by_key.get(key) {
-            Some(&index) => {
-                let old = std::mem::replace(&mut self.entries[index], entry);
-                self.uncount(&old);
+    /// Makes `entry` the state of `key`; returns its index. One probe of the key map.
+    fn put(&mut self, key: &[u8], entry: Entry) -> usize {
+        let key = BatchKey::new(key);
+        let heap_len = key.heap_len();
+        let next = self.entries.len();
+        match self.by_key.entry(key) {
+            std::collections::hash_map::Entry::Occupied(slot) => {
+                let index = *slot.get();
+                self.replace(index, entry);
+                index
             }
-            None => {
-                self.held += allocation(key.len());
-                self.by_key.insert(key.into(), self.entries.len());
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(next);
+                self.held += heap_len.map_or(0, allocation);
+                self.count(&entry);
                 self.entries.push(entry);
+                next
             }
         }
     }
 
-    fn earlier_image(&self, key: &[u8]) -> Option<&TupleData> {
-        let index = *self.by_key.get(key)?;
-        match &self.entries[index].image {
+    /// [`TableBatch::put`] for a caller that looked `key` up since the map last changed:
+    /// `existing` is what it found (no second probe).
+    fn put_at(&mut self, key: &[u8], existing: Option<usize>, entry: Entry) -> usize {
+        match existing {
+            Some(index) => {
+                self.replace(index, entry);
+                index
+            }
+            None => self.put(key, entry),
+        }
+    }
+
+    fn replace(&mut self, index: usize, entry: Entry) {
+        self.count(&entry);
+        let old = std::mem::replace(&mut self.entries[index], entry);
+        self.uncount(&old);
+    }
+
+    /// The row image entry `index` holds, to complete a later change of its key from.
+    fn image_at(&self, index: usize) -> Option<&TupleData> {
+        match &self.entries.get(index)?.image {
             Image::New(tuple) | Image::DeletedRow(tuple) => Some(tuple),
             Image::DeletedKey(_) | Image::Absent(_) => None,
         }
+    }
+
+    fn earlier_image(&self, key: &[u8]) -> Option<&TupleData> {
+        self.image_at(*self.by_key.get(key)?)
     }
 
     pub fn insert(&mut self, position: ChangePosition, key_columns: &[usize], row: TupleData) {
@@ -386,7 +418,7 @@ impl TableBatch {
             }
             _ => new,
         };
-        let mut new_key = Vec::new();
+        let mut new_key = std::mem::take(&mut self.key_scratch);
         key_bytes(&new, key_columns, &mut new_key);
         let old_key = old.map(|old| {
             let mut key = Vec::new();
@@ -399,10 +431,8 @@ impl TableBatch {
         let earlier_key = old_key.as_deref().filter(|_| moved).unwrap_or(&new_key);
         // An earlier image the source did not have any more counts as still missing: a later
         // update of that row is fetched again, never sent as a partial update.
-        let earlier = self
-            .by_key
-            .get(earlier_key)
-            .map(|&index| &self.entries[index]);
+        let earlier_index = self.by_key.get(earlier_key).copied();
+        let earlier = earlier_index.and_then(|index| self.entries.get(index));
         let earlier_needs_fetch = earlier
             .is_some_and(|entry| entry.needs_fetch || matches!(entry.image, Image::Absent(_)));
         let earlier_read = earlier.is_some_and(|entry| entry.read_from_source);
@@ -448,19 +478,23 @@ impl TableBatch {
         // A partial update is only right when the target has a row under this key: not for a
         // moved row, nor for a later update of one still waiting for its values.
         let needs_fetch = (moved || earlier_needs_fetch) && has_unchanged_toast(&row);
-        self.put(
-            &new_key,
-            Entry {
-                image: Image::New(row.detached()),
-                op: SourceOp::Update,
-                commit: position.commit,
-                needs_fetch,
-                read_from_source,
-            },
-        );
-        if let Some(&index) = self.by_key.get(new_key.as_slice()).filter(|_| needs_fetch) {
+        let entry = Entry {
+            image: Image::New(row.detached()),
+            op: SourceOp::Update,
+            commit: position.commit,
+            needs_fetch,
+            read_from_source,
+        };
+        // Unmoved, the key is the one looked up above, and the map has not changed since.
+        let index = if moved {
+            self.put(&new_key, entry)
+        } else {
+            self.put_at(&new_key, earlier_index, entry)
+        };
+        if needs_fetch {
             self.pending_fetch.push(index);
         }
+        self.key_scratch = new_key;
     }
 
     pub fn delete(&mut self, position: ChangePosition, key_columns: &[usize], old: &OldTuple) {
@@ -469,23 +503,24 @@ impl TableBatch {
         let mut key = std::mem::take(&mut self.key_scratch);
         key_bytes(old.tuple(), key_columns, &mut key);
         let mut read_from_source = false;
+        let existing = self.by_key.get(key.as_slice()).copied();
         let image = match old {
             // The batch has the row's last image: a soft delete keeps its values, exactly as if
             // the delete had come in a later batch (a hard delete writes only the key anyway).
-            OldTuple::Key(tuple) => match self.earlier_image(&key) {
+            OldTuple::Key(tuple) => match existing.and_then(|index| self.image_at(index)) {
                 Some(earlier) => {
-                    read_from_source = self
-                        .by_key
-                        .get(key.as_slice())
-                        .is_some_and(|&index| self.entries[index].read_from_source);
+                    read_from_source = existing
+                        .and_then(|index| self.entries.get(index))
+                        .is_some_and(|entry| entry.read_from_source);
                     Image::DeletedRow(earlier.clone())
                 }
                 None => Image::DeletedKey(tuple.detached()),
             },
             OldTuple::Full(tuple) => Image::DeletedRow(tuple.detached()),
         };
-        self.put(
+        self.put_at(
             &key,
+            existing,
             Entry {
                 image,
                 op: SourceOp::Delete,
@@ -574,7 +609,7 @@ impl TableBatch {
             return rest;
         }
         let entries = std::mem::take(&mut self.entries);
-        let mut keys: Vec<Option<Box<[u8]>>> = Vec::new();
+        let mut keys: Vec<Option<BatchKey>> = Vec::new();
         keys.resize_with(entries.len(), || None);
         for (key, index) in self.by_key.drain() {
             if let Some(slot) = keys.get_mut(index) {
@@ -585,8 +620,9 @@ impl TableBatch {
             let Some(key) = key else { continue };
             if entry.is_partial() {
                 self.uncount(&entry);
-                self.held = self.held.saturating_sub(allocation(key.len()));
-                rest.put(&key, entry);
+                let key_bytes = key.heap_len().map_or(0, allocation);
+                self.held = self.held.saturating_sub(key_bytes);
+                rest.put(key.as_slice(), entry);
             } else {
                 self.by_key.insert(key, self.entries.len());
                 self.entries.push(entry);
