@@ -29,6 +29,8 @@
 //! teardown, and when a slot is created anew (an earlier slot's higher LSN would make it skip
 //! transactions).
 
+use std::sync::Arc;
+
 use tokio_postgres::Client;
 
 use tokio_postgres::types::{ToSql, Type};
@@ -103,6 +105,11 @@ pub type CheckpointError = StateError<CheckpointStore>;
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     tables: StateTables,
+    /// The statements run around every load ([`CheckpointStore::record`],
+    /// [`CheckpointStore::confirm`]), rendered once: quoting the table names and formatting the
+    /// text each time cost a few allocations per load.
+    record_sql: Arc<str>,
+    confirm_sql: Arc<str>,
 }
 
 impl StateStore for CheckpointStore {
@@ -127,8 +134,41 @@ const MOVED_ROWS_CHUNK_BYTES: usize = 1024 * 1024;
 impl CheckpointStore {
     /// A store for `slot` in `schema`.
     pub fn new(schema: &str, slot: &str) -> CheckpointStore {
+        let tables = StateTables::new(schema, slot);
+        let record_sql = format!(
+            "WITH recorded AS (INSERT INTO {in_flight} \
+               (slot, target_table, label, first_lsn, first_seq, last_lsn, last_seq, synced_at_us, \
+                kind, prepared) \
+             VALUES ($1, $2, $3, $4::text::pg_lsn, $5, $6::text::pg_lsn, $7, $8, $10, false) \
+             ON CONFLICT (slot, target_table) DO UPDATE SET label = excluded.label, \
+             first_lsn = excluded.first_lsn, first_seq = excluded.first_seq, \
+             last_lsn = excluded.last_lsn, last_seq = excluded.last_seq, \
+             synced_at_us = excluded.synced_at_us, kind = excluded.kind, \
+             prepared = false) \
+             DELETE FROM {moved_table} WHERE slot = $1 AND target_table = $2 \
+             AND (label <> $3 OR n > $9)",
+            in_flight = tables.table("loads_in_flight"),
+            moved_table = tables.table("moved_rows"),
+        );
+        let confirm_sql = format!(
+            "WITH forgotten AS (DELETE FROM {in_flight} \
+               WHERE slot = $1 AND last_lsn < $2::text::pg_lsn RETURNING target_table, label), \
+             unmoved AS (DELETE FROM {moved} m USING forgotten f \
+               WHERE m.slot = $1 AND m.target_table = f.target_table AND m.label = f.label), \
+             streamed AS (DELETE FROM {streams} \
+               WHERE slot = $1 AND commit_lsn < $2::text::pg_lsn) \
+             INSERT INTO {table} (slot, confirmed_lsn) VALUES ($1, $2::text::pg_lsn) \
+             ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = \
+             greatest({table}.confirmed_lsn, excluded.confirmed_lsn), updated_at = now()",
+            table = tables.table("checkpoints"),
+            in_flight = tables.table("loads_in_flight"),
+            moved = tables.table("moved_rows"),
+            streams = tables.table("streams_in_flight"),
+        );
         CheckpointStore {
-            tables: StateTables::new(schema, slot),
+            tables,
+            record_sql: record_sql.into(),
+            confirm_sql: confirm_sql.into(),
         }
     }
 
@@ -537,7 +577,6 @@ impl CheckpointStore {
         load: &InFlightLoad,
         kind: &str,
     ) -> Result<(), CheckpointError> {
-        let moved_table = self.tables.table("moved_rows");
         let mut written = 0;
         while written < load.moved.len() {
             let chunk = moved_rows_chunk(&load.moved[written..]);
@@ -549,20 +588,7 @@ impl CheckpointStore {
         // together) instead of prepare, execute and close — this runs before every load.
         client
             .execute_typed(
-                &format!(
-                    "WITH recorded AS (INSERT INTO {in_flight} \
-                       (slot, target_table, label, first_lsn, first_seq, last_lsn, last_seq, synced_at_us, \
-                        kind, prepared) \
-                     VALUES ($1, $2, $3, $4::text::pg_lsn, $5, $6::text::pg_lsn, $7, $8, $10, false) \
-                     ON CONFLICT (slot, target_table) DO UPDATE SET label = excluded.label, \
-                     first_lsn = excluded.first_lsn, first_seq = excluded.first_seq, \
-                     last_lsn = excluded.last_lsn, last_seq = excluded.last_seq, \
-                     synced_at_us = excluded.synced_at_us, kind = excluded.kind, \
-                     prepared = false) \
-                     DELETE FROM {moved_table} WHERE slot = $1 AND target_table = $2 \
-                     AND (label <> $3 OR n > $9)",
-                    in_flight = self.tables.table("loads_in_flight"),
-                ),
+                &self.record_sql,
                 &[
                     (&self.tables.slot(), Type::TEXT),
                     (&load.table, Type::TEXT),
@@ -705,21 +731,7 @@ impl CheckpointStore {
         // One round trip (typed parameters, see `record`): this runs after every load.
         client
             .execute_typed(
-                &format!(
-                    "WITH forgotten AS (DELETE FROM {in_flight} \
-                       WHERE slot = $1 AND last_lsn < $2::text::pg_lsn RETURNING target_table, label), \
-                     unmoved AS (DELETE FROM {moved} m USING forgotten f \
-                       WHERE m.slot = $1 AND m.target_table = f.target_table AND m.label = f.label), \
-                     streamed AS (DELETE FROM {streams} \
-                       WHERE slot = $1 AND commit_lsn < $2::text::pg_lsn) \
-                     INSERT INTO {table} (slot, confirmed_lsn) VALUES ($1, $2::text::pg_lsn) \
-                     ON CONFLICT (slot) DO UPDATE SET confirmed_lsn = \
-                     greatest({table}.confirmed_lsn, excluded.confirmed_lsn), updated_at = now()",
-                    table = self.tables.table("checkpoints"),
-                    in_flight = self.tables.table("loads_in_flight"),
-                    moved = self.tables.table("moved_rows"),
-                    streams = self.tables.table("streams_in_flight"),
-                ),
+                &self.confirm_sql,
                 &[
                     (&self.tables.slot(), Type::TEXT),
                     (&confirmed.to_string(), Type::TEXT),
