@@ -324,10 +324,11 @@ fn spawn_writer(
     seed: u64,
     large: bool,
     stop: Arc<AtomicBool>,
+    first_version: i64,
 ) -> tokio::task::JoinHandle<(i64, i64)> {
     tokio::spawn(async move {
         let mut rng = Lcg(seed);
-        let version = AtomicI64::new(1);
+        let version = AtomicI64::new(first_version);
         let mut refused = 0;
         let mut client = None;
         while !stop.load(Ordering::SeqCst) {
@@ -356,7 +357,7 @@ fn spawn_writer(
             // A pace the agent keeps up with when it runs: the lag comes from the faults.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        (version.load(Ordering::SeqCst), refused)
+        (version.load(Ordering::SeqCst) - first_version, refused)
     })
 }
 
@@ -517,7 +518,23 @@ async fn review(name: &str, lag: Lag, rounds: usize, large: bool, vars: &[(&str,
     let mut agent = spec.start_streaming().await;
     let mut logs: Vec<String> = Vec::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(db.clone(), rng.next(u64::MAX), large, stop.clone());
+    // `STARWAL_TEST_WRITERS` (default 1) writers at once, each with its own versions (and
+    // so its own swap keys): concurrent transactions commit in another order than they began.
+    let writers: i64 = std::env::var("STARWAL_TEST_WRITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let writer: Vec<_> = (0..writers)
+        .map(|w| {
+            spawn_writer(
+                db.clone(),
+                rng.next(u64::MAX),
+                large,
+                stop.clone(),
+                1 + w * 1_000_000,
+            )
+        })
+        .collect();
     let started = Instant::now();
     for round in 0..rounds {
         let run = 300 + rng.next(1200);
@@ -561,7 +578,12 @@ async fn review(name: &str, lag: Lag, rounds: usize, large: bool, vars: &[(&str,
     }
     tokio::time::sleep(Duration::from_millis(500 + rng.next(1000))).await;
     stop.store(true, Ordering::SeqCst);
-    let (sent, refused) = writer.await.expect("writer");
+    let (mut sent, mut refused) = (0, 0);
+    for writer in writer {
+        let (s, r) = writer.await.expect("writer");
+        sent += s;
+        refused += r;
+    }
     let client = loop {
         if let Some(client) = try_connect(&db).await {
             break client;
@@ -722,6 +744,11 @@ enum WhileParked {
     /// The commit refused on both tables of the source transaction: both park; `a`'s refusal
     /// ends and `a` alone is retried (b stays parked), then `b`'s.
     BothRefused,
+    /// kill -9 while parked, a start with the commit still refused (`b` starts parked from
+    /// the recovery), `a` streams on for a while, the prepared transaction passes
+    /// `prepared_timeout` (3 s); then the refusal is cleared and `b` retried (`restart`: kill -9
+    /// and a start instead): `b`'s source transaction must still be there to read again.
+    RefusedAtStartThenAborted { restart: bool },
 }
 
 fn parked(spec: &AgentSpec, source: &str) -> bool {
@@ -787,7 +814,9 @@ async fn commit_refused(streamed: bool, then: WhileParked) {
         .var("STARWAL_STREAMING", "on")
         .var("STARWAL_FLUSH_ROWS", "500");
     match then {
-        WhileParked::PreparedTimeout | WhileParked::PreparedTimeoutThenKill => {
+        WhileParked::PreparedTimeout
+        | WhileParked::PreparedTimeoutThenKill
+        | WhileParked::RefusedAtStartThenAborted { .. } => {
             spec = spec.var("STARWAL_TXN_PREPARED_TIMEOUT_S", "3")
         }
         WhileParked::ExitOnError => spec = spec.var("STARWAL_EXIT_ON_ERROR", "true"),
@@ -964,11 +993,42 @@ async fn commit_refused(streamed: bool, then: WhileParked) {
                 sim.faults().clear();
                 agent = spec.start_streaming().await;
             }
+            WhileParked::RefusedAtStartThenAborted { restart } => {
+                agent.kill9();
+                logs.push(agent.log());
+                agent = spec.start_streaming().await;
+                assert!(
+                    wait_until(CONVERGE, || parked(&spec, "public.b")).await,
+                    "b does not start parked\n{}",
+                    tail(&agent.log())
+                );
+                // `a` moves on for longer than prepared_timeout: the confirmed LSN may move,
+                // but never past b's held transaction.
+                for round in 0..8 {
+                    client
+                        .batch_execute(&format!(
+                            "UPDATE a SET n = n + 1 WHERE id <= {};",
+                            100 + round * 100
+                        ))
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                }
+                settle_tables(&sim, &client, &["a"], &agent.log()).await;
+                if restart {
+                    agent.kill9();
+                    logs.push(agent.log());
+                    sim.faults().clear();
+                    agent = spec.start_streaming().await;
+                }
+            }
             WhileParked::ExitOnError | WhileParked::BothRefused => unreachable!(),
         }
         if !matches!(
             then,
-            WhileParked::KillThenCleared | WhileParked::PreparedTimeoutThenKill
+            WhileParked::KillThenCleared
+                | WhileParked::PreparedTimeoutThenKill
+                | WhileParked::RefusedAtStartThenAborted { restart: true }
         ) {
             sim.faults().clear();
             let out = starwal(&[
@@ -1170,4 +1230,137 @@ async fn inv13_stream_commit_refused_on_both_tables_retried_one_by_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv13_txn_commit_refused_on_both_tables_retried_one_by_one() {
     commit_refused(false, WhileParked::BothRefused).await;
+}
+
+/// Two streamed transactions open on `b` at once; the first to commit is refused at `commit`
+/// (one refusal only), parks `b` while the second is still streaming, then commits too. The
+/// retry must bring both in once, in commit order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_stream_commit_refused_while_a_second_stream_is_open_on_the_table() {
+    let cluster = Cluster::shared();
+    if cluster.major() < 14 {
+        eprintln!("PG {}: no streaming before 14; skipped", cluster.major());
+        return;
+    }
+    let db = cluster.create_database("moves_review_two_streams").await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB';
+             CREATE TABLE a (id int8 PRIMARY KEY, n int8 NOT NULL, pad text);
+             CREATE TABLE b (id int8 PRIMARY KEY, n int8 NOT NULL, pad text);
+             INSERT INTO b SELECT g, 0, '' FROM generate_series(1, 20) g;",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b")
+        .var("STARWAL_STREAMING", "on")
+        .var("STARWAL_SNAPSHOT", "initial")
+        .var("STARWAL_FLUSH_ROWS", "500");
+    let agent = spec.start_streaming().await;
+    settle_tables(&sim, &client, &["a", "b"], &agent.log()).await;
+    sim.faults().inject(
+        LoadFault::new(FaultKind::TxnStep {
+            op: TxnOp::Commit,
+            effect: TxnEffect::Fail,
+            stall_ms: 0,
+        })
+        .on_table(TARGET_DB, "b")
+        .times(1),
+    );
+    let first = db.owner_client().await;
+    let second = db.owner_client().await;
+    first
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO b SELECT g, 1, repeat(md5(g::text), 8) FROM generate_series(1000, 3999) g;
+             UPDATE b SET n = 1 WHERE id <= 10;",
+        )
+        .await
+        .unwrap();
+    second
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO b SELECT g, 2, repeat(md5(g::text), 8) FROM generate_series(5000, 7999) g;
+             INSERT INTO a SELECT g, 2, repeat(md5(g::text), 8) FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap();
+    first.batch_execute("COMMIT").await.unwrap();
+    assert!(
+        wait_until(CONVERGE, || parked(&spec, "public.b")).await,
+        "b is not parked\n{}",
+        tail(&agent.log())
+    );
+    // The second one updates rows the first wrote: order matters.
+    second
+        .batch_execute("UPDATE b SET n = 2 WHERE id <= 10 OR id BETWEEN 1000 AND 1010; COMMIT;")
+        .await
+        .unwrap();
+    client
+        .batch_execute("UPDATE b SET n = 3 WHERE id <= 5; UPDATE a SET n = 3 WHERE id <= 5;")
+        .await
+        .unwrap();
+    settle_tables(&sim, &client, &["a"], &agent.log()).await;
+    assert!(
+        wait_until(CONVERGE, || parked(&spec, "public.b")).await,
+        "b is not parked\n{}",
+        tail(&agent.log())
+    );
+    let out = starwal(&[
+        "retry",
+        "--table",
+        "public.b",
+        "--addr",
+        &spec.control_url(),
+    ]);
+    assert!(out.status.success(), "{out:?}\n{}", tail(&agent.log()));
+    settle_tables(&sim, &client, &["a", "b"], &agent.log()).await;
+    let mut problems = applied_once(&sim, "a");
+    problems.extend(applied_once(&sim, "b"));
+    assert!(
+        problems.is_empty(),
+        "{}\n{}",
+        problems.join("\n"),
+        tail(&agent.log())
+    );
+    agent.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_stream_commit_refused_at_start_then_aborted_retry_reads_again() {
+    commit_refused(
+        true,
+        WhileParked::RefusedAtStartThenAborted { restart: false },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_txn_commit_refused_at_start_then_aborted_retry_reads_again() {
+    commit_refused(
+        false,
+        WhileParked::RefusedAtStartThenAborted { restart: false },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_stream_commit_refused_at_start_then_aborted_restart_reads_again() {
+    commit_refused(
+        true,
+        WhileParked::RefusedAtStartThenAborted { restart: true },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_txn_commit_refused_at_start_then_aborted_restart_reads_again() {
+    commit_refused(
+        false,
+        WhileParked::RefusedAtStartThenAborted { restart: true },
+    )
+    .await;
 }
