@@ -422,6 +422,9 @@ enum Lag {
     Pause,
     /// Killed, Postgres crashed and started, the agent started after a while.
     KillAndCrash,
+    /// `starwal resync --table` of a random table each round (the writer also runs during the
+    /// initial copy).
+    Resync,
 }
 
 /// The source's history of key `key` of `t`, and of the keys it moved from or to (one step).
@@ -515,9 +518,12 @@ async fn review(name: &str, lag: Lag, rounds: usize, large: bool, vars: &[(&str,
         .iter()
         .fold(spec, |spec, (name, value)| spec.var(name, value));
     let soft = spec.get("STARWAL_DELETE_MODE") == Some("soft");
+    let stop = Arc::new(AtomicBool::new(false));
+    // With resyncs the writer starts first: the initial copy runs under the workload too.
+    let early = (lag == Lag::Resync)
+        .then(|| spawn_writer(db.clone(), rng.next(u64::MAX), large, stop.clone(), 500_000));
     let mut agent = spec.start_streaming().await;
     let mut logs: Vec<String> = Vec::new();
-    let stop = Arc::new(AtomicBool::new(false));
     // `STARWAL_TEST_WRITERS` (default 1) writers at once, each with its own versions (and
     // so its own swap keys): concurrent transactions commit in another order than they began.
     let writers: i64 = std::env::var("STARWAL_TEST_WRITERS")
@@ -534,6 +540,7 @@ async fn review(name: &str, lag: Lag, rounds: usize, large: bool, vars: &[(&str,
                 1 + w * 1_000_000,
             )
         })
+        .chain(early)
         .collect();
     let started = Instant::now();
     for round in 0..rounds {
@@ -557,6 +564,17 @@ async fn review(name: &str, lag: Lag, rounds: usize, large: bool, vars: &[(&str,
                 }
                 tokio::time::sleep(down).await;
                 agent = spec.start();
+            }
+            Lag::Resync => {
+                // The agent keeps up; a table is copied again while moves stream.
+                let t = format!("public.{}", table(rng.next(TABLES as u64) as usize));
+                let out = starwal(&["resync", "--table", &t, "--addr", &spec.control_url()]);
+                assert!(
+                    out.status.success(),
+                    "resync {t}: {out:?}\n{}",
+                    tail(&agent.log())
+                );
+                tokio::time::sleep(down).await;
             }
             Lag::Pause => {
                 let out = starwal(&["pause", "--addr", &spec.control_url()]);
@@ -1430,4 +1448,11 @@ async fn moved_row_keeps_its_toasted_value_when_a_column_is_dropped_before_the_r
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Copies while moves stream: the initial copy under the workload, then a resync of a random
+/// table each round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv4_moves_converge_across_copies_and_resyncs() {
+    review("resync", Lag::Resync, 4, false, &[]).await;
 }
