@@ -564,42 +564,6 @@ impl ReplicationConnection {
         }
     }
 
-    /// Sets the socket's receive low-water mark (`SO_RCVLOWAT`): the kernel then wakes a reader
-    /// only once `bytes` are queued (or its buffer is under pressure), and setting it signals
-    /// readability at once when enough is already there. The walsender sends every change as a
-    /// segment of its own, so without it an idle agent wakes once per change (`session.rs`).
-    pub(crate) fn set_read_low_water(&self, bytes: usize) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let tcp = match &self.socket {
-            Socket::Plain(tcp) => tcp,
-            Socket::Tls(tls) => tls.get_ref().0,
-        };
-        let value = libc::c_int::try_from(bytes.max(1)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `setsockopt` reads `size_of::<c_int>()` bytes from a live `c_int`, on a socket
-        // this connection owns for as long as the call runs.
-        let result = unsafe {
-            libc::setsockopt(
-                tcp.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVLOWAT,
-                std::ptr::from_ref(&value).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        match result {
-            0 => Ok(()),
-            _ => Err(io::Error::last_os_error()),
-        }
-    }
-
-    /// The error of an I/O failure on this connection.
-    pub(crate) fn connection_lost(&self, source: io::Error) -> ReplicationError {
-        ReplicationError::ConnectionLost {
-            target: self.target.clone(),
-            source,
-        }
-    }
-
     /// Sends Terminate and closes the socket.
     pub async fn close(mut self) {
         frontend::terminate(&mut self.write_buf);

@@ -112,11 +112,6 @@ impl FeedbackTracker {
         self.confirmed
     }
 
-    /// A `B`…`C` (or `b`…`P`) transaction is being received: its commit has not arrived yet.
-    pub fn in_transaction(&self) -> bool {
-        self.in_transaction
-    }
-
     /// Nothing open, nothing unconfirmed.
     pub fn is_idle(&self) -> bool {
         !self.in_transaction && self.pending.is_empty() && self.confirmed >= self.last_commit_end

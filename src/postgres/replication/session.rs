@@ -30,15 +30,6 @@ use crate::postgres::Lsn;
 /// prompt (a few hundred changes take well under a millisecond).
 const EVENTS_PER_ROUND: usize = 256;
 
-/// How long the loop lets a transaction's changes pile up in the socket before it reads them.
-/// The walsender sends (and flushes) every change as a segment of its own; an agent that keeps
-/// up woke for each one — at 1 000 rows/s about 400 wake-ups a second, the largest part of its
-/// CPU at low rates (perf: `finish_task_switch` after `epoll_wait`). While a transaction is open
-/// nothing can be loaded before its commit arrives anyway, so the loop holds reads for this long
-/// (or until 32 KiB are queued) after it has taken everything received. A commit is read at most
-/// this much later.
-const READ_HOLD: Duration = Duration::from_millis(1);
-
 /// Polls `future` once: its output if it is ready now, `None` if it would wait. Only for
 /// cancel-safe futures ([`ReplicationStream::recv`] is): a pending one is dropped.
 fn ready_now<F: Future>(future: F) -> Option<F::Output> {
@@ -161,10 +152,6 @@ impl Session {
         // message would register and cancel a timer for every change streamed.
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
-        // Ends a hold on reads (`READ_HOLD`); armed only while one is on.
-        let hold = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(hold);
-        let mut holding = false;
         let end = 'events: loop {
             let now = Instant::now();
             if self.tracker.is_due(now.into_std()) {
@@ -185,10 +172,6 @@ impl Session {
                 biased;
                 _ = &mut shutdown => break SessionEnd::Shutdown,
                 _ = &mut timer => {}
-                _ = &mut hold, if holding => {
-                    holding = false;
-                    self.stream.release_reads()?;
-                }
                 _ = consumer.accepts_changed(), if !accepts => {}
                 changed = async {
                     match confirmations {
@@ -211,29 +194,18 @@ impl Session {
                     let mut event = event?;
                     let mut handled = 1;
                     // Then the events already buffered, while the consumer takes them.
-                    let drained = loop {
+                    loop {
                         if self.handle_event(consumer, event).await?.is_none() {
                             break 'events SessionEnd::ServerEnded;
                         }
                         if handled == EVENTS_PER_ROUND || !consumer.accepts() {
-                            break false;
+                            break;
                         }
                         match ready_now(self.stream.recv()) {
                             Some(next) => event = next?,
-                            None => break true,
+                            None => break,
                         }
                         handled += 1;
-                    };
-                    // Everything received is taken and the transaction's commit is still to
-                    // come: let the rest of it pile up (see `READ_HOLD`).
-                    if drained && self.tracker.in_transaction() {
-                        if self.stream.hold_reads() {
-                            hold.as_mut().reset(Instant::now() + READ_HOLD);
-                            holding = true;
-                        }
-                    } else if holding {
-                        holding = false;
-                        self.stream.release_reads()?;
                     }
                 }
             }

@@ -50,26 +50,12 @@ pub enum StreamEvent {
     Keepalive(Keepalive),
 }
 
-/// While reads are held ([`ReplicationStream::hold_reads`]) the kernel wakes the reader once this
-/// much is queued: half the read buffer, so a wake-up still finds room to take it in one read.
-const HELD_LOW_WATER: usize = 32 * 1024;
-
-/// Whether reads are held, and whether the socket can hold them at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hold {
-    Off,
-    On,
-    /// `SO_RCVLOWAT` was refused: reads are never held.
-    Unsupported,
-}
-
 /// A replication stream in CopyBoth mode.
 #[derive(Debug)]
 pub struct ReplicationStream {
     conn: ReplicationConnection,
     slot: String,
     server_done: bool,
-    hold: Hold,
 }
 
 impl ReplicationStream {
@@ -87,39 +73,7 @@ impl ReplicationStream {
             conn,
             slot: slot.to_owned(),
             server_done: false,
-            hold: Hold::Off,
         })
-    }
-
-    /// Holds reads: the socket then wakes a reader only once [`HELD_LOW_WATER`] bytes are
-    /// queued, so the changes the walsender sends one segment at a time pile up and are taken in
-    /// one read. The caller must [`release_reads`](Self::release_reads) within a bounded time.
-    /// Answers whether reads are held: `false` when the socket refuses the option (logged once;
-    /// reads then go on as they arrive).
-    pub fn hold_reads(&mut self) -> bool {
-        if self.hold == Hold::Off {
-            match self.conn.set_read_low_water(HELD_LOW_WATER) {
-                Ok(()) => self.hold = Hold::On,
-                Err(err) => {
-                    tracing::debug!(slot = %self.slot, error = %err, "SO_RCVLOWAT refused: the stream is read as it arrives");
-                    self.hold = Hold::Unsupported;
-                }
-            }
-        }
-        self.hold == Hold::On
-    }
-
-    /// Ends a [`hold_reads`](Self::hold_reads): whatever is queued becomes readable at once (the
-    /// kernel signals it when the mark drops), and each message wakes the reader again.
-    pub fn release_reads(&mut self) -> Result<(), ReplicationError> {
-        if self.hold != Hold::On {
-            return Ok(());
-        }
-        self.conn
-            .set_read_low_water(1)
-            .map_err(|source| self.conn.connection_lost(source))?;
-        self.hold = Hold::Off;
-        Ok(())
     }
 
     /// The slot being streamed.
@@ -179,8 +133,6 @@ impl ReplicationStream {
         mut self,
         last_status: Option<StandbyStatus>,
     ) -> Result<ReplicationConnection, ReplicationError> {
-        // The last messages may be a few bytes: they must wake the reads below.
-        self.release_reads()?;
         if let Some(status) = last_status {
             self.send_status(status).await?;
         }
