@@ -206,8 +206,11 @@ fn key_bytes(tuple: &TupleData, key_columns: &[usize], out: &mut Vec<u8>) {
     out.clear();
     let mut keys = key_columns.iter().peekable();
     for (index, value) in tuple.raw_values().enumerate() {
-        if keys.peek() != Some(&&index) {
-            continue;
+        match keys.peek() {
+            Some(&&key) if key == index => {}
+            Some(_) => continue,
+            // The columns after the last key column are not read (the key is usually first).
+            None => break,
         }
         keys.next();
         match value {
