@@ -364,10 +364,10 @@ impl Pipeline {
                         .await
                         .map_err(source_error)?;
                         if prepared.is_none() {
-                            // A column of the stream's schema is gone from the source already;
-                            // the stream's Relation message for that drop follows (and seals
-                            // the batch). Retrying would fail the same way.
-                            tracing::warn!(table = %table.source_name, "cannot read moved rows' unchanged TOAST values (a column was dropped since)");
+                            // A key column of the stream's schema is gone from the source
+                            // already; the stream's Relation message for that change follows
+                            // (and seals the batch). Retrying would fail the same way.
+                            tracing::warn!(table = %table.source_name, "cannot read moved rows' unchanged TOAST values (a key column was dropped or renamed since)");
                         }
                         prepared
                     }

@@ -469,19 +469,70 @@ pub struct RowLookup {
 }
 
 impl RowLookup {
-    /// Prepares the read of `table` by the columns at `key_columns` of `schema`. `Ok(None)` when
-    /// a column of `schema` is gone from the source already (the stream's Relation message for
-    /// that drop follows; until then nothing can be read this way).
+    /// Prepares the read of `table` by the columns at `key_columns` of `schema`. A column of
+    /// `schema` gone from the source already (dropped or renamed since the stream's schema; the
+    /// stream's Relation message for it follows) reads as NULL: the other columns, which are
+    /// what a moved row usually lacks, are still read. `Ok(None)` when a key column is gone.
     pub async fn prepare(
         client: &Client,
         table: &SourceTable,
         schema: &TableSchema,
         key_columns: &[usize],
     ) -> Result<Option<RowLookup>, CatalogError> {
+        match Self::prepare_reading(client, table, schema, key_columns, None).await? {
+            Some(lookup) => Ok(Some(lookup)),
+            None => {
+                let present = Self::present_columns(client, table).await?;
+                let gone: Vec<&str> = schema
+                    .columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .filter(|name| !present.iter().any(|p| p == name))
+                    .collect();
+                if key_columns
+                    .iter()
+                    .any(|&k| gone.contains(&schema.columns[k].name.as_str()))
+                {
+                    return Ok(None);
+                }
+                tracing::warn!(table = %table.display_name(), columns = ?gone, "columns of the stream's schema are gone from the source (dropped or renamed since): a moved row's values of these columns read as NULL");
+                Self::prepare_reading(client, table, schema, key_columns, Some(&present)).await
+            }
+        }
+    }
+
+    /// The columns the source table has now.
+    async fn present_columns(
+        client: &Client,
+        table: &SourceTable,
+    ) -> Result<Vec<String>, CatalogError> {
+        let rows = client
+            .query(
+                "SELECT attname::text FROM pg_attribute \
+                 WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+                &[&table.oid.0],
+            )
+            .await
+            .map_err(CatalogError::query("reading a table's columns"))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// The read; `present`: only these columns exist (the others read as NULL). `Ok(None)` when
+    /// a column is missing.
+    async fn prepare_reading(
+        client: &Client,
+        table: &SourceTable,
+        schema: &TableSchema,
+        key_columns: &[usize],
+        present: Option<&[String]>,
+    ) -> Result<Option<RowLookup>, CatalogError> {
         let columns = schema
             .columns
             .iter()
-            .map(|c| format!("{}::text", quote_ident(&c.name)))
+            .map(|c| match present {
+                Some(present) if !present.contains(&c.name) => "NULL::text".to_owned(),
+                _ => format!("{}::text", quote_ident(&c.name)),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let condition = key_columns
