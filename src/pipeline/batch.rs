@@ -517,7 +517,16 @@ impl TableBatch {
                         .is_some_and(|entry| entry.read_from_source);
                     Image::DeletedRow(earlier.clone())
                 }
-                None => Image::DeletedKey(tuple.detached()),
+                // A moved row the source no longer had when read: the columns the stream
+                // carried are its values; its unchanged TOAST values are known nowhere and stay
+                // missing (a soft delete writes the rest).
+                None => match existing.and_then(|index| self.entries.get(index)) {
+                    Some(Entry {
+                        image: Image::Absent(received),
+                        ..
+                    }) => Image::DeletedRow(received.clone()),
+                    _ => Image::DeletedKey(tuple.detached()),
+                },
             },
             OldTuple::Full(tuple) => Image::DeletedRow(tuple.detached()),
         };
@@ -1285,6 +1294,35 @@ mod tests {
         );
         assert!(text.contains(r#""big":"kept","small":5"#), "{text}");
         assert!(text.contains(r#""_starwal_deleted":true"#), "{text}");
+    }
+
+    #[test]
+    fn a_soft_delete_of_a_moved_row_gone_from_the_source_keeps_the_columns_it_carried() {
+        let encoder = TableEncoder::new(&schema(), DeleteMode::Soft, TypeMapping::default())
+            .with_format(BodyFormat::Json);
+        let mut batch = TableBatch::default();
+        batch.update(
+            at(1),
+            KEY,
+            Some(&OldTuple::Key(row(&[Some("5"), None, None]))),
+            row(&[Some("40"), Some("<u>"), Some("2")]),
+        );
+        let fetch = batch.needing_fetch();
+        batch.absent(fetch[0].entry);
+        batch.delete(at(2), KEY, &OldTuple::Key(row(&[Some("40"), None, None])));
+        let sealed = batch
+            .seal(&encoder, "slot", "docs", Compression::None)
+            .unwrap()
+            .unwrap();
+        let deleted = sealed
+            .loads
+            .iter()
+            .map(body)
+            .find(|text| text.contains(r#""id":40"#))
+            .expect("key 40 written");
+        assert!(deleted.contains(r#""small":2"#), "{deleted}");
+        assert!(!deleted.contains(r#""big""#), "nothing known: {deleted}");
+        assert!(deleted.contains(r#""_starwal_deleted":true"#), "{deleted}");
     }
 
     #[test]
