@@ -767,6 +767,11 @@ enum WhileParked {
     /// `prepared_timeout` (3 s); then the refusal is cleared and `b` retried (`restart`: kill -9
     /// and a start instead): `b`'s source transaction must still be there to read again.
     RefusedAtStartThenAborted { restart: bool },
+    /// The refusal cleared, then `starwal resync --table public.b` instead of a retry (the
+    /// prepared transaction is still kept in StarRocks), later changes to `b`, and (`restart`)
+    /// a kill -9 and a start: the target converges; `strict`: and never goes back in time (the
+    /// old prepared transaction must not land over the copy).
+    Resync { restart: bool, strict: bool },
 }
 
 fn parked(spec: &AgentSpec, source: &str) -> bool {
@@ -805,6 +810,72 @@ fn applied_once(sim: &Sim, t: &str) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Reads a sim table every 5 ms: a key whose `n` goes down, or a key that comes back after it
+/// was gone (the tests using it never insert a key twice), is a version landing out of order.
+struct Watch {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Watch {
+    fn start(sim: &Sim, t: &str) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let catalog = sim.catalog();
+        let t = t.to_owned();
+        let thread = std::thread::spawn(move || {
+            let mut highest: std::collections::HashMap<String, i64> = Default::default();
+            let mut gone: BTreeSet<String> = BTreeSet::new();
+            let mut problems = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                let rows: Vec<(String, i64)> = catalog.read(|c| {
+                    let Ok(table) = c.table(TARGET_DB, &t) else {
+                        return Vec::new();
+                    };
+                    table
+                        .select(&["id", "n"])
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|row| {
+                            Some((
+                                row.first()?.to_text()?,
+                                row.get(1)?.to_text()?.parse().ok()?,
+                            ))
+                        })
+                        .collect()
+                });
+                let present: BTreeSet<&String> = rows.iter().map(|(id, _)| id).collect();
+                for id in highest.keys() {
+                    if !present.contains(id) {
+                        gone.insert(id.clone());
+                    }
+                }
+                for (id, n) in &rows {
+                    if gone.contains(id) && problems.len() < 5 {
+                        problems.push(format!(
+                            "{t}: key {id} came back (n = {n}) after it was gone"
+                        ));
+                        gone.remove(id);
+                    }
+                    let seen = highest.entry(id.clone()).or_insert(*n);
+                    if n < seen && problems.len() < 3 {
+                        problems.push(format!("{t}: key {id}: n went from {seen} back to {n}"));
+                    }
+                    *seen = (*seen).max(*n);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            problems
+        });
+        Watch { stop, thread }
+    }
+
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("watch")
+    }
 }
 
 async fn commit_refused(streamed: bool, then: WhileParked) {
@@ -1011,6 +1082,73 @@ async fn commit_refused(streamed: bool, then: WhileParked) {
                 sim.faults().clear();
                 agent = spec.start_streaming().await;
             }
+            WhileParked::Resync { restart, strict } => {
+                // Held changes the copy will hold: if the old prepared transaction (which
+                // inserted these rows with n = 1) lands after the copy, they come back.
+                client
+                    .batch_execute(
+                        "DELETE FROM b WHERE id > 2000; UPDATE b SET n = 5 WHERE id <= 20;",
+                    )
+                    .await
+                    .unwrap();
+                let watch = Watch::start(&sim, "b");
+                sim.faults().clear();
+                let out = starwal(&[
+                    "resync",
+                    "--table",
+                    "public.b",
+                    "--addr",
+                    &spec.control_url(),
+                ]);
+                assert!(out.status.success(), "{out:?}\n{}", tail(&agent.log()));
+                settle_tables(&sim, &client, &["a", "b"], &agent.log()).await;
+                client
+                    .batch_execute("UPDATE b SET n = 9 WHERE id <= 100;")
+                    .await
+                    .unwrap();
+                settle_tables(&sim, &client, &["a", "b"], &agent.log()).await;
+                if restart {
+                    agent.kill9();
+                    logs.push(agent.log());
+                    agent = spec.start_streaming().await;
+                    client
+                        .batch_execute("UPDATE a SET n = n + 1 WHERE id <= 3;")
+                        .await
+                        .unwrap();
+                    settle_tables(&sim, &client, &["a"], &agent.log()).await;
+                }
+                // Long enough for anything that would commit the old transaction to have done so.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let source = source_rows(&client, "SELECT id::text, n::text FROM b").await;
+                let got = target_rows(&sim, "b", &["id", "n"]);
+                let back = watch.finish();
+                let when = if restart { " and a restart" } else { "" };
+                if !back.is_empty() {
+                    eprintln!(
+                        "b went back in time after the resync{when}: {}",
+                        back.join("; ")
+                    );
+                }
+                assert!(
+                    (back.is_empty() || !strict) && got == source,
+                    "b after the resync{when}: went back in time: [{}]; final target vs source: \
+                     {}\n{}",
+                    back.join("; "),
+                    if got == source {
+                        "equal".to_owned()
+                    } else {
+                        diff(&source, &got)
+                    },
+                    tail(
+                        &logs
+                            .iter()
+                            .chain([&agent.log()])
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("\n=====\n")
+                    )
+                );
+            }
             WhileParked::RefusedAtStartThenAborted { restart } => {
                 agent.kill9();
                 logs.push(agent.log());
@@ -1047,6 +1185,7 @@ async fn commit_refused(streamed: bool, then: WhileParked) {
             WhileParked::KillThenCleared
                 | WhileParked::PreparedTimeoutThenKill
                 | WhileParked::RefusedAtStartThenAborted { restart: true }
+                | WhileParked::Resync { .. }
         ) {
             sim.faults().clear();
             let out = starwal(&[
@@ -1455,4 +1594,125 @@ async fn moved_row_keeps_its_toasted_value_when_a_column_is_dropped_before_the_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv4_moves_converge_across_copies_and_resyncs() {
     review("resync", Lag::Resync, 4, false, &[]).await;
+}
+
+/// Resync of `b` parked by a refused commit (refusal cleared): converges, nothing committed
+/// twice under one label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_stream_commit_refused_then_resync_converges() {
+    commit_refused(
+        true,
+        WhileParked::Resync {
+            restart: false,
+            strict: false,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_txn_commit_refused_then_resync_and_restart_converge() {
+    commit_refused(
+        false,
+        WhileParked::Resync {
+            restart: true,
+            strict: false,
+        },
+    )
+    .await;
+}
+
+/// The same, and the target never goes back in time: fails, the old prepared transaction is
+/// committed over the copy (rows deleted since come back, `n` goes back) until the held changes
+/// stream again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: a resync of a parked table streams its held changes (here the refused prepared transaction, committed) again over the copy: the target goes back in time until they replay — /tmp/notes/review-moves.md, Finding 3"]
+async fn inv13_stream_commit_refused_then_resync_never_lands_the_old_transaction() {
+    commit_refused(
+        true,
+        WhileParked::Resync {
+            restart: false,
+            strict: true,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: a resync of a parked table streams its held changes (here the refused prepared transaction, committed) again over the copy: the target goes back in time until they replay — /tmp/notes/review-moves.md, Finding 3"]
+async fn inv13_txn_commit_refused_then_resync_never_lands_the_old_transaction() {
+    commit_refused(
+        false,
+        WhileParked::Resync {
+            restart: false,
+            strict: true,
+        },
+    )
+    .await;
+}
+
+/// The reference for Finding 3: a table parked by a plain load refused for good (no StarRocks
+/// transaction), changes held, then resynced: the target goes back in time too (the held
+/// changes are streamed again after the copy, README "retry"), so it is not 4249161's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: a resync of any parked table streams its held changes again over the copy, so the target goes back in time (n 5 -> 1, deleted rows back) until they replay — /tmp/notes/review-moves.md, Finding 3"]
+async fn resync_of_a_table_parked_by_a_refused_load_never_goes_back_in_time() {
+    let db = Cluster::shared()
+        .create_database("moves_review_resync_ref")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int8 PRIMARY KEY, n int8 NOT NULL, pad text);
+             CREATE TABLE b (id int8 PRIMARY KEY, n int8 NOT NULL, pad text);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b").var("STARWAL_FLUSH_ROWS", "100000");
+    let agent = spec.start_streaming().await;
+    sim.faults().inject(
+        LoadFault::new(FaultKind::Fail {
+            message: "something nobody has seen before".into(),
+        })
+        .times(u32::MAX)
+        .on_table(TARGET_DB, "b"),
+    );
+    client
+        .batch_execute(
+            "INSERT INTO a SELECT g, 1, '' FROM generate_series(1, 10) g;
+             INSERT INTO b SELECT g, 1, repeat(md5(g::text), 8) FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap();
+    settle_tables(&sim, &client, &["a"], &agent.log()).await;
+    assert!(
+        wait_until(CONVERGE, || parked(&spec, "public.b")).await,
+        "b is not parked\n{}",
+        tail(&agent.log())
+    );
+    client
+        .batch_execute("DELETE FROM b WHERE id > 2000; UPDATE b SET n = 5 WHERE id <= 20;")
+        .await
+        .unwrap();
+    let watch = Watch::start(&sim, "b");
+    sim.faults().clear();
+    let out = starwal(&[
+        "resync",
+        "--table",
+        "public.b",
+        "--addr",
+        &spec.control_url(),
+    ]);
+    assert!(out.status.success(), "{out:?}\n{}", tail(&agent.log()));
+    settle_tables(&sim, &client, &["a", "b"], &agent.log()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let back = watch.finish();
+    assert!(
+        back.is_empty(),
+        "{}\n{}",
+        back.join("; "),
+        tail(&agent.log())
+    );
+    agent.stop_cleanly();
 }
