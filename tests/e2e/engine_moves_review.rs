@@ -1716,3 +1716,11 @@ async fn resync_of_a_table_parked_by_a_refused_load_never_goes_back_in_time() {
     );
     agent.stop_cleanly();
 }
+
+/// Every change its own batch (`STARWAL_FLUSH_ROWS=1`): a moved row never meets its later
+/// changes in a batch; they go out as partial updates against what the read wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv4_moves_converge_one_row_per_batch() {
+    let vars = [("STARWAL_FLUSH_ROWS", "1")];
+    review("one_row", Lag::Kill, 3, false, &vars).await;
+}
