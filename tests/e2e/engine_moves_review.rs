@@ -1724,3 +1724,75 @@ async fn inv4_moves_converge_one_row_per_batch() {
     let vars = [("STARWAL_FLUSH_ROWS", "1")];
     review("one_row", Lag::Kill, 3, false, &vars).await;
 }
+
+/// `STARWAL_COMMIT_MODE=transaction`: the multi-table transaction's `commit` refused for good
+/// for a while, then accepted: the rows land once, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv13_multi_commit_refused_for_a_while_lands_once() {
+    let db = Cluster::shared()
+        .create_database("moves_review_multi")
+        .await;
+    let client = db.owner_client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int8 PRIMARY KEY, n int8 NOT NULL, pad text);
+             CREATE TABLE b (id int8 PRIMARY KEY, n int8 NOT NULL, pad text);",
+        )
+        .await
+        .unwrap();
+    let sim = start_sim();
+    let spec = AgentSpec::new(&db, &sim, "public.a,public.b")
+        .var("STARWAL_COMMIT_MODE", "transaction")
+        .var("STARWAL_FLUSH_ROWS", "500");
+    let agent = spec.start_streaming().await;
+    sim.faults().inject(
+        LoadFault::new(FaultKind::TxnStep {
+            op: TxnOp::Commit,
+            effect: TxnEffect::Fail,
+            stall_ms: 0,
+        })
+        .times(1_000_000),
+    );
+    client
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO a SELECT g, 1, repeat(md5(g::text), 8) FROM generate_series(1, 3000) g;
+             INSERT INTO b SELECT g, 1, repeat(md5(g::text), 8) FROM generate_series(1, 3000) g;
+             COMMIT;
+             UPDATE a SET n = 2 WHERE id <= 10;
+             UPDATE b SET n = 2 WHERE id <= 10;",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = status_json(&spec);
+    eprintln!(
+        "while refused: a parked {}, b parked {}, health {:?}",
+        parked(&spec, "public.a"),
+        parked(&spec, "public.b"),
+        status.as_ref().map(|s| s["healthy"].clone())
+    );
+    sim.faults().clear();
+    for t in ["a", "b"] {
+        if parked(&spec, &format!("public.{t}")) {
+            let out = starwal(&[
+                "retry",
+                "--table",
+                &format!("public.{t}"),
+                "--addr",
+                &spec.control_url(),
+            ]);
+            eprintln!("retry {t}: {}", out.status);
+        }
+    }
+    settle_tables(&sim, &client, &["a", "b"], &agent.log()).await;
+    let mut problems = applied_once(&sim, "a");
+    problems.extend(applied_once(&sim, "b"));
+    assert!(
+        problems.is_empty(),
+        "{}\n{}",
+        problems.join("\n"),
+        tail(&agent.log())
+    );
+    agent.stop_cleanly();
+}
