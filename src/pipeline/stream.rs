@@ -51,6 +51,19 @@ static PAUSE: Mutex<Option<Pause>> = Mutex::new(None);
 /// the next one streams again (`engine/run.rs`).
 static RESUME: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
+/// The transaction whose confirmation ended the last pause, and its commit. Decoding restarts
+/// at the slot's `restart_lsn`, before the confirmed LSN: PostgreSQL 14 was seen streaming such
+/// a transaction's changes again (never its commit, which is before the start), and taken for a
+/// new one it paused streaming again for good. Its streamed changes are dropped until a message
+/// past its commit shows decoding is beyond it.
+static CONFIRMED_WHOLE: Mutex<Option<(Xid, Lsn)>> = Mutex::new(None);
+
+fn confirmed_whole() -> std::sync::MutexGuard<'static, Option<(Xid, Lsn)>> {
+    CONFIRMED_WHOLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Pause {
     /// The top-level xid read again whole.
@@ -260,6 +273,25 @@ impl Pipeline {
         lsn: Lsn,
         message: Message,
     ) -> Result<Option<Message>, PipelineError> {
+        {
+            let mut confirmed = confirmed_whole();
+            if let Some((xid, commit)) = *confirmed {
+                if lsn > commit {
+                    *confirmed = None;
+                } else if self.streams.current == Some(xid)
+                    && matches!(
+                        message,
+                        Message::Insert(_)
+                            | Message::Update(_)
+                            | Message::Delete(_)
+                            | Message::Truncate(_)
+                    )
+                {
+                    // In StarRocks already (see `CONFIRMED_WHOLE`).
+                    return Ok(None);
+                }
+            }
+        }
         match message {
             Message::StreamStart(start) => {
                 tracing::trace!(xid = %start.xid, first = start.first_segment, "stream block");
@@ -716,8 +748,9 @@ impl Pipeline {
     }
 
     /// The confirmed LSN moved: once it is past the COMMIT of the transaction that paused
-    /// streaming, that transaction is in StarRocks and will not come again, so the pause ends
-    /// and the running attempt is told to drain (the next one streams).
+    /// streaming, that transaction is in StarRocks and will not come again whole (its streamed
+    /// changes may: `CONFIRMED_WHOLE`), so the pause ends and the running attempt is told to
+    /// drain (the next one streams).
     pub(super) fn stream_confirmed(&self, confirmed: Lsn) {
         let mut pause = pause();
         // The confirmed LSN takes commit end LSNs, and the end of a commit is past its start.
@@ -728,6 +761,7 @@ impl Pipeline {
         {
             if confirmed > commit {
                 *pause = None;
+                *confirmed_whole() = Some((xid, commit));
                 tracing::info!(xid = xid.0, %commit, %confirmed, "the transaction read again whole is confirmed: streaming resumes");
                 RESUME.notify_one();
             }

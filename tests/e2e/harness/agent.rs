@@ -99,10 +99,12 @@ impl AgentSpec {
         format!("http://127.0.0.1:{}", self.control_port)
     }
 
-    /// Starts `starwal run` and waits (up to 60 s) until it streams.
+    /// Starts `starwal run` and waits (up to 180 s) until it streams. Creating the slot waits
+    /// for every transaction running in the cluster to end, and tests sharing the cluster hold
+    /// some open for tens of seconds (on a loaded CI machine, past 60 s).
     pub async fn start_streaming(&self) -> Agent {
         let agent = self.start();
-        let streaming = wait_until(Duration::from_secs(60), || {
+        let streaming = wait_until(Duration::from_secs(180), || {
             agent.log().contains("streaming changes")
         })
         .await;
