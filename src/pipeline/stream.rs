@@ -54,8 +54,8 @@ static RESUME: tokio::sync::Notify = tokio::sync::Notify::const_new();
 /// The transaction whose confirmation ended the last pause, and its commit. Decoding restarts
 /// at the slot's `restart_lsn`, before the confirmed LSN: PostgreSQL 14 was seen streaming such
 /// a transaction's changes again (never its commit, which is before the start), and taken for a
-/// new one it paused streaming again for good. Its streamed changes are dropped until a message
-/// past its commit shows decoding is beyond it.
+/// new one it paused streaming again for good. Its streamed changes are dropped until a stream
+/// block starting past its commit shows decoding is beyond it (checked once per block).
 static CONFIRMED_WHOLE: Mutex<Option<(Xid, Lsn)>> = Mutex::new(None);
 
 fn confirmed_whole() -> std::sync::MutexGuard<'static, Option<(Xid, Lsn)>> {
@@ -182,6 +182,9 @@ pub async fn recover_streams(
 pub(super) struct Streams {
     /// The xid of the open `S`…`E` block.
     current: Option<Xid>,
+    /// The open block belongs to the transaction confirmed whole (`CONFIRMED_WHOLE`): its
+    /// changes are dropped.
+    current_confirmed: bool,
     txns: HashMap<Xid, StreamTxn>,
     /// The streamed transactions the restart found committed: dropped when they come again.
     committed_at_start: CommittedStreams,
@@ -273,33 +276,36 @@ impl Pipeline {
         lsn: Lsn,
         message: Message,
     ) -> Result<Option<Message>, PipelineError> {
+        if self.streams.current_confirmed
+            && matches!(
+                message,
+                Message::Insert(_) | Message::Update(_) | Message::Delete(_) | Message::Truncate(_)
+            )
         {
-            let mut confirmed = confirmed_whole();
-            if let Some((xid, commit)) = *confirmed {
-                if lsn > commit {
-                    *confirmed = None;
-                } else if self.streams.current == Some(xid)
-                    && matches!(
-                        message,
-                        Message::Insert(_)
-                            | Message::Update(_)
-                            | Message::Delete(_)
-                            | Message::Truncate(_)
-                    )
-                {
-                    // In StarRocks already (see `CONFIRMED_WHOLE`).
-                    return Ok(None);
-                }
-            }
+            // In StarRocks already (see `CONFIRMED_WHOLE`).
+            return Ok(None);
         }
         match message {
             Message::StreamStart(start) => {
                 tracing::trace!(xid = %start.xid, first = start.first_segment, "stream block");
                 self.streams.current = Some(start.xid);
+                self.streams.current_confirmed = {
+                    let mut confirmed = confirmed_whole();
+                    match *confirmed {
+                        // Decoding is past its commit: it cannot come again.
+                        Some((_, commit)) if lsn > commit => {
+                            *confirmed = None;
+                            false
+                        }
+                        Some((xid, _)) => xid == start.xid,
+                        None => false,
+                    }
+                };
                 Ok(None)
             }
             Message::StreamStop => {
                 self.streams.current = None;
+                self.streams.current_confirmed = false;
                 Ok(None)
             }
             Message::StreamCommit(commit) => {
