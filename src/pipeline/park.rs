@@ -25,6 +25,27 @@ pub struct RefusedAtStart {
     pub error: PipelineError,
 }
 
+impl RefusedAtStart {
+    /// `err`, met committing table `target`'s prepared transaction `label` (first change
+    /// `first`) at the restart: a refusal for good parks the table (`Ok`); anything else stops
+    /// the start (`Err`).
+    pub(super) fn from_commit_error(
+        target: String,
+        label: &str,
+        first: ChangePosition,
+        err: crate::sink::starrocks::transaction::TransactionError,
+    ) -> Result<RefusedAtStart, PipelineError> {
+        match PipelineError::from(err).refused_in_transaction(&target, label, first) {
+            error @ PipelineError::TransactionRefused { .. } => Ok(RefusedAtStart {
+                target,
+                first,
+                error,
+            }),
+            error => Err(error),
+        }
+    }
+}
+
 impl Pipeline {
     /// Parks table `index` from `held` on, for `error`. `loader_gone`: its loader stopped at the
     /// failed job, so the jobs queued after it will never report back.

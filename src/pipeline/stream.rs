@@ -145,21 +145,13 @@ pub async fn recover_streams(
                         commit: stream.first_lsn,
                         seq: 1,
                     };
-                    match PipelineError::from(err).refused_in_transaction(
-                        &stream.table,
+                    refused.push(RefusedAtStart::from_commit_error(
+                        stream.table,
                         label.as_str(),
                         first,
-                    ) {
-                        error @ PipelineError::TransactionRefused { .. } => {
-                            refused.push(RefusedAtStart {
-                                target: stream.table,
-                                first,
-                                error,
-                            });
-                            continue;
-                        }
-                        error => return Err(error),
-                    }
+                        err,
+                    )?);
+                    continue;
                 }
             },
             None => {

@@ -228,21 +228,13 @@ pub async fn recover_transactions(
                     Recovered::RolledBack
                 }
                 Err(err) => {
-                    match PipelineError::from(err).refused_in_transaction(
-                        &txn.table,
+                    recovered.refused.push(RefusedAtStart::from_commit_error(
+                        txn.table,
                         label.as_str(),
                         load.first,
-                    ) {
-                        error @ PipelineError::TransactionRefused { .. } => {
-                            recovered.refused.push(RefusedAtStart {
-                                target: txn.table,
-                                first: load.first,
-                                error,
-                            });
-                            continue;
-                        }
-                        error => return Err(error),
-                    }
+                        err,
+                    )?);
+                    continue;
                 }
             }
         } else {
